@@ -1,0 +1,271 @@
+"""The one module that talks to NATS: connection, streams, KV, publishing, consuming, request/reply.
+
+Every service goes through :class:`Bus`; nothing else imports ``nats``. Rules it enforces:
+
+* The connection reconnects forever. If it closes for good anyway, ``closed`` is set and the
+  service's main loop exits the process (a supervisor restarts it) rather than limp on.
+* Declarations (streams, consumers, KV buckets) are idempotent: create, or update to the config.
+* Every JetStream publish carries ``Nats-Msg-Id`` (the event id), so a retried publish inside the
+  stream's duplicate window is stored once. The database key in the consumer is the guarantee
+  beyond the window.
+* A durable pull consumer acks only after its handler returned; :class:`RetryableError` naks with a
+  delay; :class:`PoisonMessage` (and undecodable data) terms the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from aiapi_shared.errors import PoisonMessage, RetryableError
+from aiapi_shared.events.base import Event
+
+log = logging.getLogger("aiapi.bus")
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    duplicate_window_s: float = 120.0
+    max_age_s: float = 30 * 24 * 3600.0
+
+
+# The streams of the product, by context. Each context owns its subjects.
+STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec("USAGE", ("usage.v1.>",)),
+    StreamSpec("BILLING", ("billing.v1.>",)),
+    StreamSpec("PAYMENTS", ("payments.v1.>",)),
+    StreamSpec("ACCOUNTS", ("accounts.v1.>",)),
+)
+
+
+class BusUnavailable(Exception):
+    """NATS could not be reached (or did not answer) in time."""
+
+
+class Bus:
+    """A connected NATS client with JetStream; build it with :meth:`connect`."""
+
+    def __init__(self, nc: NatsClient, closed: asyncio.Event) -> None:
+        self._nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.closed = closed
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str, connect_timeout_s: float = 5.0) -> Bus:
+        closed = asyncio.Event()
+
+        async def on_closed() -> None:
+            closed.set()
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats error: %s", type(exc).__name__)
+
+        async def on_disconnected() -> None:
+            log.warning("nats disconnected; reconnecting")
+
+        async def on_reconnected() -> None:
+            log.info("nats reconnected")
+
+        nc = await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            connect_timeout=max(1, int(connect_timeout_s)),
+            closed_cb=on_closed,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            pending_size=8 * 1024 * 1024,
+        )
+        return cls(nc, closed)
+
+    @property
+    def client(self) -> NatsClient:
+        return self._nc
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._nc.drain()
+        self.closed.set()
+
+    # -- declarations -----------------------------------------------------------------------
+
+    async def ensure_stream(self, spec: StreamSpec) -> None:
+        config = api.StreamConfig(
+            name=spec.name,
+            subjects=list(spec.subjects),
+            duplicate_window=spec.duplicate_window_s,
+            max_age=spec.max_age_s,
+            storage=api.StorageType.FILE,
+        )
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            await self.js.update_stream(config)
+
+    async def ensure_streams(self, specs: tuple[StreamSpec, ...] = STREAMS) -> None:
+        for spec in specs:
+            await self.ensure_stream(spec)
+
+    async def ensure_kv(self, bucket: str, *, history: int = 1) -> KeyValue:
+        try:
+            return await self.js.key_value(bucket)
+        except (NotFoundError, BadRequestError):
+            return await self.js.create_key_value(bucket=bucket, history=history)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    async def publish_event(self, event: Event, *, timeout_s: float = 5.0) -> api.PubAck:
+        return await self.publish(event.subject, event.to_json(), event.event_id, timeout_s)
+
+    async def publish(
+        self, subject: str, payload: bytes, msg_id: str, timeout_s: float = 5.0
+    ) -> api.PubAck:
+        """Publish to JetStream and wait for the stream's ack; ``duplicate`` says it was a retry."""
+        try:
+            return await self.js.publish(
+                subject, payload, timeout=timeout_s, headers={"Nats-Msg-Id": msg_id}
+            )
+        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, OSError) as exc:
+            raise BusUnavailable(f"publish to {subject} failed: {type(exc).__name__}") from exc
+
+    # -- request / reply ----------------------------------------------------------------------
+
+    async def request(self, subject: str, payload: bytes, *, timeout_s: float) -> bytes:
+        try:
+            reply = await self._nc.request(subject, payload, timeout=timeout_s)
+        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError) as exc:
+            raise BusUnavailable(f"request to {subject}: {type(exc).__name__}") from exc
+        return bytes(reply.data)
+
+    async def serve(
+        self, subject: str, handler: Callable[[bytes], Awaitable[bytes]], *, queue: str
+    ) -> None:
+        """Answer requests on ``subject`` (queue group: one replica answers each request)."""
+
+        async def on_request(msg: Msg) -> None:
+            try:
+                answer = await handler(msg.data)
+            except Exception:  # the requester must get an answer, never a timeout
+                log.exception("request handler for %s failed", subject)
+                answer = b'{"error":"internal"}'
+            await msg.respond(answer)
+
+        await self._nc.subscribe(subject, queue=queue, cb=on_request)
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    async def consume(
+        self,
+        *,
+        stream: str,
+        durable: str,
+        subject: str,
+        handler: Callable[[Msg], Awaitable[None]],
+        batch: int = 64,
+        ack_wait_s: float = 30.0,
+        max_deliver: int = -1,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Run a durable pull consumer until ``stop`` is set (or the connection closes for good).
+
+        Each message is handled in order; the handler's outcome decides ack, nak or term. The loop
+        survives NATS restarts: fetch errors while disconnected are waited out.
+        """
+        stop = stop or asyncio.Event()
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+            filter_subject=subject,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        sub = await self._pull_subscribe(stream, durable, subject, config, stop)
+        if sub is None:
+            return
+        while not stop.is_set() and not self.closed.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            except (ConnectionClosedError, NoRespondersError, OSError, NotFoundError) as exc:
+                log.warning("consumer %s fetch failed (%s); retrying", durable, type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._dispatch(durable, msg, handler)
+
+    async def _pull_subscribe(
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        config: api.ConsumerConfig,
+        stop: asyncio.Event,
+    ) -> Any:
+        while not stop.is_set() and not self.closed.is_set():
+            try:
+                return await self.js.pull_subscribe(
+                    subject, durable=durable, stream=stream, config=config
+                )
+            except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, OSError) as exc:
+                log.warning("consumer %s not created yet (%s)", durable, type(exc).__name__)
+                await asyncio.sleep(0.5)
+        return None
+
+    async def _dispatch(
+        self, durable: str, msg: Msg, handler: Callable[[Msg], Awaitable[None]]
+    ) -> None:
+        try:
+            await handler(msg)
+        except RetryableError as exc:
+            log.warning("consumer %s: retrying later: %s", durable, exc)
+            await _settle(msg.nak(delay=exc.delay_s))
+            return
+        except (PoisonMessage, ValidationError, ValueError) as exc:
+            log.error("consumer %s: poison message terminated: %s", durable, exc)
+            await _settle(msg.term())
+            return
+        except Exception:
+            log.exception("consumer %s: handler failed; redelivering", durable)
+            await _settle(msg.nak(delay=2.0))
+            return
+        await _settle(msg.ack())
+
+
+async def _settle(action: Awaitable[None]) -> None:
+    """Ack/nak/term; if the connection dropped meanwhile the server redelivers after ack_wait."""
+    with contextlib.suppress(ConnectionClosedError, NatsTimeoutError, OSError):
+        await action
+
+
+def decode_event(cls: type[E], data: bytes) -> E:
+    """Parse an event payload; a malformed one is poison (it will never parse)."""
+    try:
+        return cls.model_validate_json(data)
+    except ValidationError as exc:
+        raise PoisonMessage(f"{cls.__name__} does not parse: {exc.error_count()} errors") from exc

@@ -1,0 +1,116 @@
+"""PostgreSQL helpers (psycopg 3): connection pools and the migration mechanism.
+
+Each service owns one schema (``billing``, ``accounts``, ``payments``) and ships its migrations
+as numbered SQL files in its package (``aiapi_billing/migrations/0001_ledger.sql``). :func:`migrate`
+applies the missing ones in order, each in its own transaction, under an advisory lock so that
+replicas starting together do not race, and records them in ``<schema>.schema_migrations`` with a
+checksum: an applied migration that was edited afterwards stops the service instead of drifting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql_text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql_text.encode()).hexdigest()
+
+
+def load_migrations(package: str) -> list[Migration]:
+    """The ``NNNN_name.sql`` files of ``package`` (e.g. ``aiapi_billing.migrations``), in order."""
+    found: list[Migration] = []
+    for entry in resources.files(package).iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration numbers in {package}")
+    return found
+
+
+async def migrate(database_url: str, *, schema: str, package: str) -> list[str]:
+    """Apply ``package``'s pending migrations inside ``schema``; return the names applied."""
+    migrations = load_migrations(package)
+    applied_now: list[str] = []
+    lock_id = int.from_bytes(hashlib.sha256(f"aiapi:{schema}".encode()).digest()[:8], "big") >> 1
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+        try:
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+            )
+            table = sql.Identifier(schema, "schema_migrations")
+            await conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (version int PRIMARY KEY, name text NOT NULL,"
+                    " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(table)
+            )
+            cur = await conn.execute(sql.SQL("SELECT version, checksum FROM {}").format(table))
+            done = {int(v): str(c) for v, c in await cur.fetchall()}
+            for migration in migrations:
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"{schema}/{migration.name} changed after it was applied"
+                        )
+                    continue
+                async with conn.transaction():
+                    await conn.execute(
+                        sql.SQL("SET LOCAL search_path TO {}, public").format(
+                            sql.Identifier(schema)
+                        )
+                    )
+                    await conn.execute(migration.sql_text.encode())
+                    await conn.execute(
+                        sql.SQL(
+                            "INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)"
+                        ).format(table),
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                applied_now.append(migration.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+    return applied_now
+
+
+def open_pool(
+    database_url: str, *, schema: str, min_size: int = 1, max_size: int = 10
+) -> AsyncConnectionPool:
+    """A pool whose connections resolve unqualified names in the service's own schema first.
+
+    The pool is returned unopened: ``await pool.open()`` in the service's start-up, ``close`` at stop.
+    Connections that broke while PostgreSQL was away are checked and replaced on checkout.
+    """
+    options = f"-c search_path={schema},public"
+    return AsyncConnectionPool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"options": options, "autocommit": False},
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+        reconnect_timeout=3600.0,
+    )

@@ -1,0 +1,44 @@
+"""Documents kept in NATS KV buckets: the edge's in-memory mirrors are fed from these.
+
+``aiapi_keys``: one :class:`KeyRecord` per API key, keyed by the key's SHA-256 hex digest (the edge
+hashes what the client sends and looks the digest up; no key is ever stored). Written by accounts.
+
+``aiapi_balances``: one :class:`BalanceSnapshot` per account, keyed by account id. Written by
+billing; ``version`` only grows, and a reader keeps the newer of two.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
+from aiapi_shared.events.base import Record
+from aiapi_shared.money import Money
+
+KEYS_BUCKET = "aiapi_keys"
+BALANCES_BUCKET = "aiapi_balances"
+
+
+class KeyRecord(Record):
+    key_id: str
+    account_id: str
+    plan: PlanName
+    key_status: Literal["active", "revoked"]
+    account_status: AccountStatus
+    requests_per_minute: int = Field(gt=0)
+    tokens_per_minute: int = Field(gt=0)
+    updated_at: AwareDatetime
+
+    @property
+    def usable(self) -> bool:
+        return self.key_status == "active" and self.account_status == "active"
+
+
+class BalanceSnapshot(Record):
+    account_id: str
+    balance: Money
+    available: Money
+    version: int = Field(ge=0)
+    as_of: AwareDatetime

@@ -1,0 +1,47 @@
+"""Usage events, published by the edge: one per inference request, never lost."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from aiapi_shared.events.base import Event, Record
+
+
+class Usage(Record):
+    """The five meters as the upstream reported them, plus thinking tokens (already in output)."""
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_input_tokens: int = Field(default=0, ge=0)
+    cache_creation_5m_input_tokens: int = Field(default=0, ge=0)
+    cache_creation_1h_input_tokens: int = Field(default=0, ge=0)
+    thinking_tokens: int = Field(default=0, ge=0, description="part of output_tokens")
+
+
+Outcome = Literal["ok", "upstream_error", "client_disconnected", "stream_error", "gateway_error"]
+Route = Literal["anthropic", "openai"]
+Admission = Literal["billing", "allowance"]
+
+
+class UsageRecorded(Event):
+    """A request's usage, as metered by the edge. ``event_id`` equals ``request_id``."""
+
+    subject: ClassVar[str] = "usage.v1.request.recorded"
+
+    request_id: str
+    account_id: str
+    key_id: str
+    model: str = Field(description="the sold model the request was served and priced as")
+    requested_model: str
+    route: Route
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+    outcome: Outcome
+    status_code: int
+    client_disconnected: bool = False
+    usage: Usage
+    hold_id: str | None = None
+    admission: Admission = "billing"
+    edge_id: str = ""
