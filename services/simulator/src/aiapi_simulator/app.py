@@ -1,0 +1,271 @@
+"""The HTTP shell: a small ASGI app that routes, authenticates, and hands bodies to the pure core.
+
+It is plain ASGI rather than a framework router because it sits on every benchmark's baseline:
+one dict lookup per request, precomputed header bytes, orjson, no per-request logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from aiapi_simulator import controls
+from aiapi_simulator.config import SimulatorConfig
+from aiapi_simulator.directives import DirectiveError, parse_directives
+from aiapi_simulator.errors import ApiError, fault_error, invalid_request
+from aiapi_simulator.faults import STATUS_KINDS
+from aiapi_simulator.playback import play_message, play_stream
+from aiapi_simulator.responder import build_reply, prompt_text
+from aiapi_simulator.sse import message_json, stream_script
+from aiapi_simulator.state import RecordedRequest, SimulatorState
+from aiapi_simulator.tokens import count_prompt
+from aiapi_simulator.validation import validate_messages
+from aiapi_simulator.wire import EVENT_STREAM, JSON, IdMaker, Wire
+
+Handler = Callable[["Request"], Awaitable[None]]
+
+
+class Request:
+    """One HTTP exchange as the handlers see it."""
+
+    __slots__ = ("body", "id", "receive", "scope", "send")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, body: bytes, id_: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.body = body
+        self.id = id_
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return bytes(value)
+        return None
+
+    def api_key(self) -> str | None:
+        """The upstream key: `x-api-key`, else a `Authorization: Bearer` token."""
+        key = self.header(b"x-api-key")
+        if key:
+            return key.decode("latin-1")
+        authorization = self.header(b"authorization")
+        if authorization and authorization[:7].lower() == b"bearer ":
+            token = authorization[7:].strip()
+            return token.decode("latin-1") if token else None
+        return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Simulator:
+    """The ASGI application. Holds its own state; nothing is shared between instances."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.state = SimulatorState(config)
+        self.wire = Wire(config)
+        self.ids = IdMaker()
+        self._models = {model.id: model for model in config.models}
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            ("GET", "/v1/models"): self._list_models,
+            ("GET", "/healthz"): self._healthz,
+            **controls.routes(self),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        request = Request(scope, receive, send, body, self.ids.next("req"))
+        method, path = scope["method"], scope["path"]
+        handler = self._routes.get((method, path))
+        if path.startswith("/v1/"):
+            self._record(scope, body, method, path)
+            if handler is None and method == "GET" and path.startswith("/v1/models/"):
+                handler = self._get_model
+        try:
+            if handler is None:
+                raise ApiError(404, "not_found_error", f"Not found: {method} {path}")
+            await handler(request)
+        except ApiError as error:
+            if path.startswith("/v1/"):
+                self.state.stats.by_status[error.status] += 1
+            await self.wire.send_error(send, error, request.id)
+
+    def _record(self, scope: Scope, body: bytes, method: str, path: str) -> None:
+        headers = [(bytes(k), bytes(v)) for k, v in scope["headers"]]
+        self.state.recorded.append(
+            RecordedRequest(method, path, scope.get("query_string", b""), headers, body)
+        )
+        stats = self.state.stats
+        stats.requests += 1
+        stats.by_route[f"{method} {path}"] += 1
+
+    def _authenticate(self, request: Request) -> str:
+        key = request.api_key()
+        if key is None:
+            raise ApiError(401, "authentication_error", "x-api-key header is required")
+        if self.config.api_keys and key not in self.config.api_keys:
+            raise ApiError(401, "authentication_error", "invalid x-api-key")
+        if self.config.require_anthropic_version and request.header(b"anthropic-version") is None:
+            raise invalid_request("anthropic-version: header is required")
+        return key
+
+    @staticmethod
+    def _json(request: Request) -> Any:
+        try:
+            return orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            raise invalid_request(
+                "There was an error parsing the body of your request: it is not valid JSON"
+            ) from None
+
+    async def _ok(self, request: Request, payload: Any) -> None:
+        if request.scope["path"].startswith("/v1/"):
+            self.state.stats.by_status[200] += 1
+        await self.wire.send_body(request.send, 200, request.id, orjson.dumps(payload))
+
+    async def _healthz(self, request: Request) -> None:
+        await self.wire.send_body(request.send, 200, request.id, b'{"status":"ok"}')
+
+    async def _messages(self, request: Request) -> None:
+        api_key = self._authenticate(request)
+        if self.config.latency_ms > 0:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        raw = self._json(request)
+        fault = self.state.faults.take(api_key)
+        if fault is not None and fault.kind in STATUS_KINDS:
+            raise fault_error(fault)
+        body = validate_messages(raw, needs_max_tokens=True)
+        if self.config.strict_models and body["model"] not in self._models:
+            raise ApiError(404, "not_found_error", f"model: {body['model']}")
+        try:
+            directives = parse_directives(prompt_text(body))
+        except DirectiveError as exc:
+            raise invalid_request(f"simulator directive: {exc}") from None
+        if fault is None and directives.fault is not None:
+            fault = directives.fault
+            if fault.kind in STATUS_KINDS:
+                raise fault_error(fault)
+        stream = body.get("stream") is True
+        if fault is not None and fault.kind == "stream_error" and not stream:
+            raise fault_error(fault)
+        prompt = count_prompt(body)
+        cache = self.state.cache.apply(api_key, prompt)
+        input_tokens = prompt.total - cache.read - cache.creation
+        reply = build_reply(
+            body,
+            directives,
+            message_id=self.ids.next("msg"),
+            input_tokens=input_tokens,
+            cache=cache,
+        )
+        self._count_usage(reply.usage.input_tokens, reply.usage.output_tokens, cache)
+        stats = self.state.stats
+        stats.by_status[200] += 1
+        if not stream:
+            payload = message_json(reply)
+            headers = self.wire.headers(request.id, JSON, len(payload))
+            tps = self.config.tokens_per_second
+            delay = reply.usage.output_tokens / tps if tps > 0 else 0.0
+            await play_message(request.send, request.receive, headers, payload, fault, delay)
+            return
+        headers = self.wire.headers(request.id, EVENT_STREAM)
+        headers.append((b"cache-control", b"no-cache"))
+        stats.streams += 1
+        stats.active_streams += 1
+        try:
+            await play_stream(
+                request.send,
+                request.receive,
+                headers,
+                stream_script(reply),
+                fault,
+                self.config.tokens_per_second,
+                self.config.ping_interval,
+            )
+        finally:
+            stats.active_streams -= 1
+
+    def _count_usage(self, input_tokens: int, output_tokens: int, cache: Any) -> None:
+        stats = self.state.stats
+        stats.input_tokens += input_tokens
+        stats.output_tokens += output_tokens
+        stats.cache_read_input_tokens += cache.read
+        stats.cache_creation_input_tokens += cache.creation
+
+    async def _count_tokens(self, request: Request) -> None:
+        self._authenticate(request)
+        body = validate_messages(self._json(request), needs_max_tokens=False)
+        await self._ok(request, {"input_tokens": count_prompt(body).total})
+
+    def _model_json(self, model_id: str) -> dict[str, str]:
+        model = self._models[model_id]
+        return {
+            "type": "model",
+            "id": model.id,
+            "display_name": model.display_name,
+            "created_at": model.created_at,
+        }
+
+    async def _list_models(self, request: Request) -> None:
+        self._authenticate(request)
+        ids = [model.id for model in self.config.models]
+        query = controls.query_params(request.scope)
+        if "after_id" in query and query["after_id"] in ids:
+            ids = ids[ids.index(query["after_id"]) + 1 :]
+        if "before_id" in query and query["before_id"] in ids:
+            ids = ids[: ids.index(query["before_id"])]
+        limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
+        page, has_more = ids[: max(1, limit)], len(ids) > max(1, limit)
+        await self._ok(
+            request,
+            {
+                "data": [self._model_json(model_id) for model_id in page],
+                "has_more": has_more,
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
+            },
+        )
+
+    async def _get_model(self, request: Request) -> None:
+        self._authenticate(request)
+        model_id = request.scope["path"][len("/v1/models/") :]
+        if model_id not in self._models:
+            raise ApiError(404, "not_found_error", f"model: {model_id}")
+        await self._ok(request, self._model_json(model_id))
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def create_app(config: SimulatorConfig) -> Simulator:
+    """The simulator as an ASGI application (state lives on the returned object)."""
+    return Simulator(config)

@@ -1,0 +1,167 @@
+"""Rendering a `Reply` on the wire: the JSON message, or the SSE frames of the stream.
+
+The stream carries exactly the content of the JSON message: every delta is one output token
+(a piece of text, of thinking, or of a tool's input JSON), and a thinking block ends with one
+`signature_delta`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from aiapi_simulator.responder import Reply, TextOut, ThinkingOut, ToolUseOut, Usage
+from aiapi_simulator.tokens import split_tokens
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+OVERLOADED = (
+    b"event: error\n"
+    b'data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+)
+
+
+def frame(event: str, data: dict[str, Any]) -> bytes:
+    """One SSE frame: `event: X\\ndata: {json}\\n\\n`."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
+    cache = usage.cache
+    return {
+        "input_tokens": usage.input_tokens,
+        "cache_creation_input_tokens": cache.creation,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache.creation_5m,
+            "ephemeral_1h_input_tokens": cache.creation_1h,
+        },
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _block_json(block: ThinkingOut | TextOut | ToolUseOut) -> dict[str, Any]:
+    if isinstance(block, TextOut):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ThinkingOut):
+        return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+    return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+
+
+def _message(reply: Reply, content: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The message object; `content=None` gives the `message_start` form (empty, no stop)."""
+    final = content is not None
+    return {
+        "id": reply.id,
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model,
+        "content": content if final else [],
+        "stop_reason": reply.stop_reason if final else None,
+        "stop_sequence": reply.stop_sequence if final else None,
+        "usage": usage_json(
+            reply.usage, reply.usage.output_tokens if final else min(1, reply.usage.output_tokens)
+        ),
+    }
+
+
+def message_json(reply: Reply) -> bytes:
+    """The non-streaming response body."""
+    content = [_block_json(block) for block in reply.blocks]
+    return orjson.dumps(_message(reply, content))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamScript:
+    """The frames of a stream in order; `deltas[i]` is true when `frames[i]` is a token delta."""
+
+    frames: list[bytes]
+    deltas: list[bool]
+
+
+def _start_json(block: ThinkingOut | TextOut | ToolUseOut) -> dict[str, Any]:
+    if isinstance(block, TextOut):
+        return {"type": "text", "text": ""}
+    if isinstance(block, ThinkingOut):
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    return {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
+
+
+def _delta_json(block: ThinkingOut | TextOut | ToolUseOut, piece: str) -> dict[str, Any]:
+    if isinstance(block, TextOut):
+        return {"type": "text_delta", "text": piece}
+    if isinstance(block, ThinkingOut):
+        return {"type": "thinking_delta", "thinking": piece}
+    return {"type": "input_json_delta", "partial_json": piece}
+
+
+def stream_script(reply: Reply) -> StreamScript:
+    """All frames of the stream: message_start, the blocks (with one ping after the first
+    content_block_start), message_delta and message_stop."""
+    frames: list[bytes] = []
+    deltas: list[bool] = []
+
+    def add(data: bytes, delta: bool = False) -> None:
+        frames.append(data)
+        deltas.append(delta)
+
+    start = _message(reply, None)
+    add(frame("message_start", {"type": "message_start", "message": start}))
+    for index, block in enumerate(reply.blocks):
+        add(
+            frame(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": _start_json(block),
+                },
+            )
+        )
+        if index == 0:
+            add(PING)
+        if isinstance(block, TextOut):
+            source = block.text
+        elif isinstance(block, ThinkingOut):
+            source = block.thinking
+        else:
+            source = block.input_json
+        for piece in split_tokens(source):
+            delta = {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": _delta_json(block, piece),
+            }
+            add(frame("content_block_delta", delta), delta=True)
+        if isinstance(block, ThinkingOut):
+            signature = {"type": "signature_delta", "signature": block.signature}
+            add(
+                frame(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": signature},
+                )
+            )
+        add(frame("content_block_stop", {"type": "content_block_stop", "index": index}))
+    if not reply.blocks:
+        add(PING)
+    usage = reply.usage
+    add(
+        frame(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
+                "usage": {
+                    "input_tokens": usage.input_tokens,
+                    "cache_creation_input_tokens": usage.cache.creation,
+                    "cache_read_input_tokens": usage.cache.read,
+                    "output_tokens": usage.output_tokens,
+                },
+            },
+        )
+    )
+    add(MESSAGE_STOP)
+    return StreamScript(frames, deltas)
