@@ -37,6 +37,7 @@ def build_server(config: SimulatorConfig, *, log_level: str = "warning") -> uvic
         loop="uvloop",
         http="httptools",
         access_log=False,
+        server_header=False,
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=1,
