@@ -25,3 +25,12 @@ HELLO: list[dict[str, Any]] = [{"role": "user", "content": "Hello"}]
 HELLO_ANTHROPIC: list[dict[str, Any]] = [
     {"role": "user", "content": [{"type": "text", "text": "Hello"}]}
 ]
+
+
+def function_calls(message: Any) -> list[tuple[str, str, str]]:
+    """``(id, name, arguments)`` of each tool call of an SDK message; all must be function calls."""
+    calls: list[tuple[str, str, str]] = []
+    for call in message.tool_calls or []:
+        assert call.type == "function"
+        calls.append((call.id, call.function.name, call.function.arguments))
+    return calls

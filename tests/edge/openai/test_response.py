@@ -157,5 +157,5 @@ def test_empty_answer_has_empty_string_content() -> None:
 )
 def test_finish_reasons(stop_reason: str | None, expected: str) -> None:
     assert finish_reason(stop_reason) == expected
-    if stop_reason in FINISH_REASONS:
-        assert translate(message([], stop_reason))["choices"][0]["finish_reason"] == expected  # type: ignore[arg-type]
+    if stop_reason is not None and stop_reason in FINISH_REASONS:
+        assert translate(message([], stop_reason))["choices"][0]["finish_reason"] == expected
