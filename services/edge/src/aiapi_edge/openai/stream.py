@@ -7,7 +7,10 @@ writes ``data: [DONE]`` (unless an error dict was returned, after which the stre
 The chunks are shaped for the official SDKs' stream accumulators, which merge deltas by
 concatenating strings and merging list entries by their ``index``:
 
-- ``role: "assistant"`` (with ``content: ""``) appears once, in the first chunk (``message_start``).
+- ``role: "assistant"`` (with ``content: ""``) appears once, in the first chunk (``message_start``),
+  as OpenAI's own streams begin. So a streamed answer of only tool calls accumulates to
+  ``content: ""`` where the non-stream form says ``null``: the first chunk goes out before the
+  upstream has said which kind of answer it will be.
 - ``text_delta`` → ``delta.content``.
 - each ``tool_use`` block → one tool call whose ``index`` is its ordinal among the tool calls
   (0, 1, 2... whatever the Anthropic block index). Its ``id``, ``type`` and ``function.name`` appear
