@@ -46,7 +46,7 @@ def test_decoding_checks_checksum_and_network() -> None:
     address = p2wpkh_address(GENERATOR, BitcoinNetwork.MAINNET)
     program = decode_segwit_v0_address(address.upper(), BitcoinNetwork.MAINNET)
     assert program.hex() == "751e76e8199196d454941c45d1b3a323f1433bd6"
-    with pytest.raises(InvalidAddress, match="mainnet|testnet"):
+    with pytest.raises(InvalidAddress, match="not a testnet address"):
         decode_segwit_v0_address(address, BitcoinNetwork.TESTNET)
     with pytest.raises(InvalidAddress, match="checksum"):
         decode_segwit_v0_address(address[:-1] + "q", BitcoinNetwork.MAINNET)

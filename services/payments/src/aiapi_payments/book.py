@@ -84,20 +84,16 @@ def _advance(
         else usd_value(deposit.amount, asset, deposit.rate_nano_usd)
     )
     in_block = deposit.block_number is not None
+    aged = replace(deposit, usd_nano=usd, confirmations=confirmations(deposit.block_number, head))
     state = next_state(
         deposit.state,
         on_chain=not is_gone,
         in_block=in_block,
-        final=in_block and is_final(deposit, head),
+        final=in_block and is_final(aged, head),
         usd_nano=usd,
         minimum_nano=minimum_nano(asset),
     )
-    return replace(
-        deposit,
-        state=state,
-        usd_nano=usd,
-        confirmations=confirmations(deposit.block_number, head),
-    )
+    return replace(aged, state=state)
 
 
 def price_waiting(

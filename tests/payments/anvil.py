@@ -1,0 +1,101 @@
+"""anvil for the tests: installed from npm into .tools/ on first use, run on a free loopback port.
+
+The install is idempotent and safe when several test processes race for it: an exclusive file
+lock serialises them, npm installs into a fresh temporary prefix, and a rename publishes the
+finished prefix at once. `AIAPI_TEST_ANVIL` may name an anvil binary to use instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiapi_cli.ports import free_port, wait_for_port
+
+ANVIL_PACKAGE = "@foundry-rs/anvil-linux-amd64@1.7.1"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOOLS = REPO_ROOT / ".tools"
+PREFIX = TOOLS / "anvil"
+BINARY = PREFIX / "node_modules" / ".bin" / "anvil"
+
+# With 2 slots per epoch anvil finalizes the block 4 below the head (safe: 2 below).
+SLOTS_IN_AN_EPOCH = 2
+FINALITY_LAG = 2 * SLOTS_IN_AN_EPOCH
+
+
+def anvil_binary() -> Path:
+    override = os.environ.get("AIAPI_TEST_ANVIL")
+    if override:
+        return Path(override)
+    if BINARY.exists():
+        return BINARY
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with (TOOLS / "anvil.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if BINARY.exists():  # another process installed it while we waited
+            return BINARY
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("the payments tests need node and npm to install anvil")
+        staging = Path(tempfile.mkdtemp(prefix="anvil.", dir=TOOLS))
+        try:
+            subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(staging),
+                    "--no-audit",
+                    "--no-fund",
+                    ANVIL_PACKAGE,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            shutil.rmtree(PREFIX, ignore_errors=True)
+            staging.rename(PREFIX)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return BINARY
+
+
+@contextmanager
+def running_anvil(log_path: Path) -> Iterator[str]:
+    """Start anvil with a short epoch on loopback; yields its RPC URL; stops it after."""
+    binary = anvil_binary()
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--slots-in-an-epoch",
+                str(SLOTS_IN_AN_EPOCH),
+                "--accounts",
+                "4",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        if not wait_for_port("127.0.0.1", port, timeout_s=30):
+            raise RuntimeError(f"anvil did not listen:\n{log_path.read_text()[-2000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
