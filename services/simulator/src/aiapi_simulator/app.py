@@ -155,6 +155,7 @@ class Simulator:
         raw = self._json(request)
         fault = self.state.faults.take(api_key)
         if fault is not None and fault.kind in STATUS_KINDS:
+            self.state.stats.faults_injected += 1
             raise fault_error(fault)
         body = validate_messages(raw, needs_max_tokens=True)
         if self.config.strict_models and body["model"] not in self._models:
@@ -166,7 +167,10 @@ class Simulator:
         if fault is None and directives.fault is not None:
             fault = directives.fault
             if fault.kind in STATUS_KINDS:
+                self.state.stats.faults_injected += 1
                 raise fault_error(fault)
+        if fault is not None:
+            self.state.stats.faults_injected += 1
         stream = body.get("stream") is True
         if fault is not None and fault.kind == "stream_error" and not stream:
             raise fault_error(fault)

@@ -97,7 +97,6 @@ class FaultQueue:
 
     def __init__(self) -> None:
         self._armed: list[_Armed] = []
-        self.injected = 0
 
     def arm(self, fault: Fault, count: int, api_key: str | None) -> None:
         if count < 1:
@@ -113,7 +112,6 @@ class FaultQueue:
                 armed.remaining -= 1
                 if armed.remaining == 0:
                     del self._armed[index]
-                self.injected += 1
                 return armed.fault
         return None
 

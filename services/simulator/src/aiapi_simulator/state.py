@@ -42,6 +42,7 @@ class Stats:
     requests: int = 0
     streams: int = 0
     active_streams: int = 0
+    faults_injected: int = 0
     by_route: Counter[str] = field(default_factory=Counter)
     by_status: Counter[int] = field(default_factory=Counter)
     input_tokens: int = 0
@@ -51,7 +52,7 @@ class Stats:
 
     def clear(self) -> None:
         """Zero the counters; `active_streams` is a gauge of what is running and stays."""
-        self.requests = self.streams = 0
+        self.requests = self.streams = self.faults_injected = 0
         self.by_route.clear()
         self.by_status.clear()
         self.input_tokens = self.output_tokens = 0
@@ -73,7 +74,7 @@ class SimulatorState:
             "active_streams": stats.active_streams,
             "by_route": dict(stats.by_route),
             "by_status": {str(k): v for k, v in stats.by_status.items()},
-            "faults_injected": self.faults.injected,
+            "faults_injected": stats.faults_injected,
             "faults_pending": len(self.faults.pending()),
             "tokens": {
                 "input_tokens": stats.input_tokens,
