@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-
 from aiapi_payments.addresses import BitcoinNetwork, p2wpkh_address, p2wpkh_script
 from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend
 from aiapi_payments.book import observe
@@ -13,6 +12,7 @@ from aiapi_payments.keys import parse_extended_public_key
 from aiapi_payments.model import Asset, Deposit, DepositKey, DepositState
 from aiapi_payments.policy import BtcConfirmationPolicy, parse_usd
 from aiapi_payments.pricing import RateChoice
+
 from tests.payments.fake_esplora import FakeEsplora
 from tests.payments.test_keys import BIP84_ZPUB
 

@@ -19,7 +19,9 @@ from aiapi_payments.pricing import RateChoice
 RateLookup = Callable[[Asset, datetime], RateChoice | None]
 FinalityRule = Callable[[Deposit, int], bool]  # (deposit, head) -> final?
 
-_SETTLED = (DepositState.CREDITED, DepositState.REVERSED)
+# Untouched by an observation, these do not move: credited and reversed are settled, and an
+# orphaned deposit comes back only when a watcher sees it again.
+_DORMANT = (DepositState.CREDITED, DepositState.REVERSED, DepositState.ORPHANED)
 
 
 def observe(
@@ -62,7 +64,7 @@ def observe(
             touched.add(key)
     changed: dict[DepositKey, Deposit] = {}
     for key, deposit in current.items():
-        if deposit.state in _SETTLED and key not in touched:
+        if deposit.state in _DORMANT and key not in touched:
             continue
         updated = _advance(deposit, head, key in gone, is_final, minimum_nano)
         if updated != deposits.get(key):
