@@ -14,12 +14,13 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from aiapi_simulator import controls
+from aiapi_simulator.cache import CacheUsage
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.directives import DirectiveError, parse_directives
 from aiapi_simulator.errors import ApiError, fault_error, invalid_request
-from aiapi_simulator.faults import STATUS_KINDS
+from aiapi_simulator.faults import STATUS_KINDS, Fault
 from aiapi_simulator.playback import play_message, play_stream
-from aiapi_simulator.responder import build_reply, prompt_text
+from aiapi_simulator.responder import Reply, build_reply, prompt_text
 from aiapi_simulator.sse import message_json, stream_script
 from aiapi_simulator.state import RecordedRequest, SimulatorState
 from aiapi_simulator.tokens import count_prompt
@@ -153,10 +154,7 @@ class Simulator:
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
         raw = self._json(request)
-        fault = self.state.faults.take(api_key)
-        if fault is not None and fault.kind in STATUS_KINDS:
-            self.state.stats.faults_injected += 1
-            raise fault_error(fault)
+        fault = self._strike(self.state.faults.take(api_key))
         body = validate_messages(raw, needs_max_tokens=True)
         if self.config.strict_models and body["model"] not in self._models:
             raise ApiError(404, "not_found_error", f"model: {body['model']}")
@@ -164,38 +162,42 @@ class Simulator:
             directives = parse_directives(prompt_text(body))
         except DirectiveError as exc:
             raise invalid_request(f"simulator directive: {exc}") from None
-        if fault is None and directives.fault is not None:
-            fault = directives.fault
-            if fault.kind in STATUS_KINDS:
-                self.state.stats.faults_injected += 1
-                raise fault_error(fault)
-        if fault is not None:
-            self.state.stats.faults_injected += 1
+        if fault is None:
+            fault = self._strike(directives.fault)
         stream = body.get("stream") is True
         if fault is not None and fault.kind == "stream_error" and not stream:
             raise fault_error(fault)
         prompt = count_prompt(body)
         cache = self.state.cache.apply(api_key, prompt)
-        input_tokens = prompt.total - cache.read - cache.creation
         reply = build_reply(
             body,
             directives,
             message_id=self.ids.next("msg"),
-            input_tokens=input_tokens,
+            input_tokens=prompt.total - cache.read - cache.creation,
             cache=cache,
         )
         self._count_usage(reply.usage.input_tokens, reply.usage.output_tokens, cache)
-        stats = self.state.stats
-        stats.by_status[200] += 1
-        if not stream:
+        if stream:
+            await self._stream(request, reply, fault)
+        else:
             payload = message_json(reply)
             headers = self.wire.headers(request.id, JSON, len(payload))
             tps = self.config.tokens_per_second
             delay = reply.usage.output_tokens / tps if tps > 0 else 0.0
             await play_message(request.send, request.receive, headers, payload, fault, delay)
-            return
+
+    def _strike(self, fault: Fault | None) -> Fault | None:
+        """Count a fault that applies; a status fault is answered right away."""
+        if fault is not None:
+            self.state.stats.faults_injected += 1
+            if fault.kind in STATUS_KINDS:
+                raise fault_error(fault)
+        return fault
+
+    async def _stream(self, request: Request, reply: Reply, fault: Fault | None) -> None:
         headers = self.wire.headers(request.id, EVENT_STREAM)
         headers.append((b"cache-control", b"no-cache"))
+        stats = self.state.stats
         stats.streams += 1
         stats.active_streams += 1
         try:
@@ -211,8 +213,9 @@ class Simulator:
         finally:
             stats.active_streams -= 1
 
-    def _count_usage(self, input_tokens: int, output_tokens: int, cache: Any) -> None:
+    def _count_usage(self, input_tokens: int, output_tokens: int, cache: CacheUsage) -> None:
         stats = self.state.stats
+        stats.by_status[200] += 1
         stats.input_tokens += input_tokens
         stats.output_tokens += output_tokens
         stats.cache_read_input_tokens += cache.read
