@@ -107,8 +107,10 @@ class Bus:
         return bool(self._nc.is_connected)
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._nc.drain()
+        try:
+            await asyncio.wait_for(self._nc.drain(), timeout=5.0)
+        except Exception:  # noqa: BLE001 (draining is best effort; closing is what must happen)
+            await self._nc.close()
         self.closed.set()
 
     # -- declarations -----------------------------------------------------------------------
@@ -207,6 +209,20 @@ class Bus:
         sub = await self._pull_subscribe(stream, durable, subject, config, stop)
         if sub is None:
             return
+        try:
+            await self._consume_loop(durable, sub, handler, batch, stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _consume_loop(
+        self,
+        durable: str,
+        sub: Any,
+        handler: Callable[[Msg], Awaitable[None]],
+        batch: int,
+        stop: asyncio.Event,
+    ) -> None:
         while not stop.is_set() and not self.closed.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=1.0)

