@@ -35,6 +35,7 @@ class UsageRecorded(Event):
     key_id: str
     model: str = Field(description="the sold model the request was served and priced as")
     requested_model: str
+    plan: Literal["basic", "pro"] = Field(description="the plan in force when the request started")
     route: Route
     started_at: AwareDatetime
     finished_at: AwareDatetime

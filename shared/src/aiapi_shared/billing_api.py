@@ -1,0 +1,127 @@
+"""Billing's request/reply API on NATS, for accounts (operator and customer routes) and the edge.
+
+Every request is a JSON document of the ``*Query``/``*Command`` type below on its subject (queue
+group ``billing``); every reply is the matching ``*Reply`` or an :class:`ApiError`. Money is
+nano-USD in Python and decimal USD strings on the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from aiapi_shared.events.base import Record
+from aiapi_shared.events.usage_v1 import Usage
+from aiapi_shared.money import Money
+
+ACCOUNT_SUBJECT = "rpc.billing.v1.account.get"
+ADJUST_SUBJECT = "rpc.billing.v1.adjust"
+PURCHASE_PLAN_SUBJECT = "rpc.billing.v1.plan.purchase"
+REQUEST_RECORD_SUBJECT = "rpc.billing.v1.request.get"
+LEDGER_SUBJECT = "rpc.billing.v1.ledger.list"
+DAILY_USAGE_SUBJECT = "rpc.billing.v1.usage.daily"
+
+
+class ApiError(Record):
+    """A refusal: ``status`` is the HTTP status the caller should answer with."""
+
+    error: str
+    message: str
+    status: int = 400
+
+
+class AccountQuery(Record):
+    account_id: str
+
+
+class AccountBalanceReply(Record):
+    account_id: str
+    balance: Money
+    available: Money
+    open_holds: Money
+    version: int
+
+
+class AdjustCommand(Record):
+    """An operator's credit (positive) or debit (negative); the key makes a retry safe."""
+
+    account_id: str
+    amount: Money
+    reason: str = Field(min_length=1, max_length=500)
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    actor: str = "operator"
+
+
+class AdjustReply(Record):
+    transfer_id: str
+    balance: Money
+    available: Money
+    replayed: bool = False
+
+
+class PurchasePlanCommand(Record):
+    account_id: str
+    plan: Literal["pro"]
+
+
+class PurchasePlanReply(Record):
+    plan: Literal["pro"]
+    price: Money
+    balance: Money
+    already_owned: bool = False
+
+
+class RequestRecordQuery(Record):
+    account_id: str
+    request_id: str
+
+
+class RequestRecordReply(Record):
+    """The priced record of one request (``GET /v1/usage/requests/{id}``)."""
+
+    id: str
+    model: str
+    route: str
+    created_at: AwareDatetime
+    status: str
+    usage: Usage
+    cost_usd: Money
+
+
+class LedgerQuery(Record):
+    account_id: str
+    limit: int = Field(default=50, ge=1, le=500)
+    before_id: int | None = None
+
+
+class LedgerEntry(Record):
+    id: int
+    kind: str
+    amount: Money
+    balance_after: Money | None = None
+    reference: str
+    created_at: AwareDatetime
+    memo: str = ""
+
+
+class LedgerReply(Record):
+    entries: list[LedgerEntry]
+
+
+class DailyUsageQuery(Record):
+    account_id: str
+    days: int = Field(default=30, ge=1, le=366)
+
+
+class DailyUsageRow(Record):
+    day: date
+    model: str
+    requests: int
+    usage: Usage
+    cost: Money
+
+
+class DailyUsageReply(Record):
+    rows: list[DailyUsageRow]
