@@ -214,3 +214,27 @@ def test_fault_queue_matches_keys_and_counts_down() -> None:
     assert queue.take("key-a") is None
     with pytest.raises(FaultError):
         build_fault("stall", {"seconds": "soon"})
+
+
+def test_prebuilt_delta_frames_equal_the_generic_framing() -> None:
+    from aiapi_simulator.sse import frame
+
+    reply = reply_for(body('[[reply: "quoted" é\\n]] [[tool: f {"k": "v"}]]'))
+    script = stream_script(reply)
+    deltas = [f for f, is_delta in zip(script.frames, script.deltas, strict=True) if is_delta]
+    assert deltas[0] == frame(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": '"quo'},
+        },
+    )
+    assert deltas[-1] == frame(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": "}"},
+        },
+    )
