@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.payments.loopback import free_port, wait_for_port
+from aiapi_cli.ports import free_port, wait_for_port
 
 ANVIL_PACKAGE = "@foundry-rs/anvil-linux-amd64@1.7.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def running_anvil(log_path: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        if not wait_for_port(port, timeout_s=30):
+        if not wait_for_port("127.0.0.1", port, timeout_s=30):
             raise RuntimeError(f"anvil did not listen:\n{log_path.read_text()[-2000:]}")
         yield f"http://127.0.0.1:{port}"
     finally:

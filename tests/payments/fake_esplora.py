@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from aiapi_cli.ports import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-
-from tests.payments.loopback import free_port
 
 PAGE = 25
 
