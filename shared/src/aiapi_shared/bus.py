@@ -138,6 +138,37 @@ class Bus:
         except (NotFoundError, BadRequestError):
             return await self.js.create_key_value(bucket=bucket, history=history)
 
+    async def watch_kv(
+        self,
+        bucket: str,
+        on_change: Callable[[str, bytes | None], None],
+        *,
+        ready: asyncio.Event | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Mirror a KV bucket until ``stop``: ``on_change(key, value)`` for every current entry,
+        then for every change (``value`` None: deleted or purged). ``ready`` is set once the
+        current entries were delivered. After an error (NATS away) the watch starts over, which
+        delivers the current entries again, so a mirror catches up with what it missed.
+        """
+        stop = stop or asyncio.Event()
+        while not stop.is_set() and not self.closed.is_set():
+            try:
+                kv = await self.ensure_kv(bucket)
+                watcher: Any = await kv.watchall()
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("kv watch %s not started (%s); retrying", bucket, type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                await _follow(watcher, on_change, ready, stop)
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("kv watch %s failed (%s); restarting", bucket, type(exc).__name__)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()
+
     # -- publishing ---------------------------------------------------------------------------
 
     async def publish_event(self, event: Event, *, timeout_s: float = 5.0) -> api.PubAck:
@@ -271,6 +302,27 @@ class Bus:
             await _settle(msg.nak(delay=2.0))
             return
         await _settle(msg.ack())
+
+
+async def _follow(
+    watcher: Any,
+    on_change: Callable[[str, bytes | None], None],
+    ready: asyncio.Event | None,
+    stop: asyncio.Event,
+) -> None:
+    while not stop.is_set():
+        try:
+            entry = await watcher.updates(timeout=1.0)
+        except NatsTimeoutError:
+            continue
+        if entry is None:
+            if ready is not None:
+                ready.set()
+            continue
+        if not isinstance(entry, KeyValue.Entry):
+            return  # the watcher was stopped
+        deleted = entry.operation in ("DEL", "PURGE")
+        on_change(entry.key, None if deleted else bytes(entry.value or b""))
 
 
 async def _settle(action: Awaitable[None]) -> None:
