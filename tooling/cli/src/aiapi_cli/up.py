@@ -91,11 +91,13 @@ class Stack:
     def _start_nats(self) -> str:
         self.nats = EmbeddedNats(self.data_dir / "nats")
         self.nats.start()
+        print(f"aiapi: started embedded NATS at {self.nats.url} (pid {self.nats.pid})", flush=True)
         return self.nats.url
 
     def _start_postgres(self) -> str:
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
         self.postgres.start()
+        print(f"aiapi: started embedded PostgreSQL (pid {self.postgres.pid})", flush=True)
         return _ensure_database(self.postgres.url, DATABASE_NAME)
 
     def stop(self) -> None:
@@ -150,6 +152,8 @@ def _banner(plan: StackPlan, stack: Stack, demo: dict[str, str] | None) -> str:
     if demo:
         lines.append(f"  Demo key ({demo['balance_usd']} USD)        {demo['key']}")
     if plan.uses_simulator:
+        simulator = next(s for s in plan.services if s.name == "simulator")
+        lines.append(f"  Upstream simulator           http://127.0.0.1:{simulator.port}")
         lines.append(
             "  Upstream: the BUILT-IN SIMULATOR (AIAPI_UPSTREAM_API_KEYS is unset): answers are"
             " simulated, not Claude's."

@@ -1,0 +1,102 @@
+"""`aiapi up` brings up the whole system, the official SDK gets answers, Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anthropic
+import pytest
+from aiapi_cli.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose; it is gone once its parent reaped it.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> str:
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError("aiapi up did not get ready:\n" + "".join(seen))
+
+
+def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "AIAPI_DATA_DIR": str(tmp_path / "data"),
+        "AIAPI_EDGE_PORT": str(free_port()),
+        "AIAPI_ACCOUNTS_PORT": str(free_port()),
+        "AIAPI_BILLING_PORT": str(free_port()),
+        "AIAPI_PAYMENTS_PORT": str(free_port()),
+    }
+    for name in ("AIAPI_NATS_URL", "AIAPI_DATABASE_URL", "AIAPI_UPSTREAM_API_KEYS"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiapi_cli.main", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = _read_until(proc, "Ctrl-C stops everything", timeout_s=180)
+        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", output)]
+        assert len(pids) == 7, output  # NATS, PostgreSQL, simulator and the four services
+        assert "BUILT-IN SIMULATOR" in output
+        edge = re.search(r"Anthropic SDKs, Claude Code\s+base URL: (\S+)", output)
+        key = re.search(r"Demo key \([0-9.]+ USD\)\s+(sk-cc-\S+)", output)
+        simulator = re.search(r"Upstream simulator\s+(\S+)", output)
+        assert edge and key and simulator, output
+
+        direct = anthropic.Anthropic(base_url=simulator.group(1), api_key="sk-ant-any")
+        message = direct.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "[[reply: hello from the simulator]]"}],
+        )
+        assert message.content[0].text == "hello from the simulator"  # type: ignore[union-attr]
+
+        client = anthropic.Anthropic(base_url=edge.group(1), api_key=key.group(1), max_retries=0)
+        request = {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "[[reply: hello through the edge]]"}],
+        }
+        plain = client.messages.create(**request)  # type: ignore[call-overload]
+        with client.messages.stream(**request) as stream:  # type: ignore[arg-type]
+            streamed = stream.get_final_message()
+        assert plain.content[0].text == "hello through the edge"
+        assert streamed.content == plain.content
+        assert streamed.usage.output_tokens == plain.usage.output_tokens
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, rest
+    assert "aiapi: stopped" in rest
+    deadline = time.monotonic() + 10
+    while any(_pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if _pid_alive(pid)] == []
