@@ -73,7 +73,7 @@ def plan_stack(
     if uses_simulator:
         edge_env["AIAPI_UPSTREAM_URL"] = f"http://127.0.0.1:{simulator_port}"
         edge_env["AIAPI_UPSTREAM_API_KEYS"] = SIMULATOR_UPSTREAM_KEY
-    accounts_env = {**common, "AIAPI_ACCOUNTS_COOKIE_SECURE": "false"}
+    accounts_env = {**common, "AIAPI_COOKIE_SECURE": "false"}
     services: list[ServiceSpec] = []
     if uses_simulator:
         services.append(
