@@ -1,0 +1,121 @@
+"""Operator adjustments and plan purchases: money moved on request, each idempotent by its cause."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiapi_shared.billing_api import (
+    AdjustCommand,
+    AdjustReply,
+    PurchasePlanCommand,
+    PurchasePlanReply,
+)
+from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.events import PlanPurchased
+
+from aiapi_billing.errors import BillingError, InsufficientBalance
+from aiapi_billing.ledger import (
+    ADJUSTMENTS,
+    PLAN_SALES,
+    Conn,
+    TransferSpec,
+    lock_account,
+    post_transfer,
+    queue_events,
+)
+from aiapi_billing.notices import balance_events
+
+
+@dataclass(frozen=True)
+class Commands:
+    catalogue: Catalogue
+    low_threshold: int
+
+    async def adjust(self, conn: Conn, cmd: AdjustCommand) -> AdjustReply:
+        if cmd.amount == 0:
+            raise BillingError("an adjustment moves a non-zero amount")
+        account = await lock_account(conn, cmd.account_id)
+        key = f"adjustment:{cmd.account_id}:{cmd.idempotency_key}"
+        spec = TransferSpec(
+            key=key,
+            kind="adjustment",
+            account_id=cmd.account_id,
+            amount=cmd.amount,
+            counterpart=ADJUSTMENTS,
+            reference=cmd.idempotency_key,
+            memo=cmd.reason,
+            actor=cmd.actor,
+        )
+        posted = await post_transfer(conn, spec, account.totals)
+        if posted is None:
+            cur = await conn.execute("SELECT id FROM transfers WHERE transfer_key = %s", (key,))
+            row = await cur.fetchone()
+            assert row is not None
+            totals = account.totals
+            return AdjustReply(
+                transfer_id=str(row[0]),
+                balance=totals.balance,
+                available=totals.available,
+                replayed=True,
+            )
+        transfer_id, after = posted
+        await queue_events(
+            conn,
+            balance_events(
+                cmd.account_id,
+                account.totals,
+                after,
+                cause="adjustment",
+                low_threshold=self.low_threshold,
+            ),
+        )
+        return AdjustReply(
+            transfer_id=str(transfer_id), balance=after.balance, available=after.available
+        )
+
+    async def purchase_plan(self, conn: Conn, cmd: PurchasePlanCommand) -> PurchasePlanReply:
+        """Debit the plan's price once per account (lifetime) and announce the purchase."""
+        price = self.catalogue.plan(cmd.plan).price_usd
+        account = await lock_account(conn, cmd.account_id)
+        key = f"plan_purchase:{cmd.account_id}:{cmd.plan}"
+        cur = await conn.execute("SELECT 1 FROM transfers WHERE transfer_key = %s", (key,))
+        bought_before = await cur.fetchone() is not None
+        if bought_before or (account.known and account.plan == cmd.plan):
+            # Owned already (bought, or set by an operator): no charge; re-announce so accounts
+            # converges even if it missed the first PlanPurchased.
+            await queue_events(
+                conn, [PlanPurchased(account_id=cmd.account_id, plan=cmd.plan, price=0)]
+            )
+            return PurchasePlanReply(
+                plan=cmd.plan, price=0, balance=account.totals.balance, already_owned=True
+            )
+        if account.totals.available < price:
+            raise InsufficientBalance(f"the {cmd.plan} plan costs more than the available balance")
+        spec = TransferSpec(
+            key=key,
+            kind="plan_purchase",
+            account_id=cmd.account_id,
+            amount=-price,
+            counterpart=PLAN_SALES,
+            reference=cmd.plan,
+            memo=f"{cmd.plan} plan",
+            actor="customer",
+        )
+        posted = await post_transfer(conn, spec, account.totals)
+        assert posted is not None  # the key was checked under the account lock
+        _, after = posted
+        await conn.execute(
+            "UPDATE accounts SET plan = %s WHERE account_id = %s", (cmd.plan, cmd.account_id)
+        )
+        events = [
+            PlanPurchased(account_id=cmd.account_id, plan=cmd.plan, price=price),
+            *balance_events(
+                cmd.account_id,
+                account.totals,
+                after,
+                cause="plan_purchase",
+                low_threshold=self.low_threshold,
+            ),
+        ]
+        await queue_events(conn, events)
+        return PurchasePlanReply(plan=cmd.plan, price=price, balance=after.balance)

@@ -1,0 +1,135 @@
+"""The durable JetStream consumers: usage settlement, deposits, and the accounts mirror.
+
+Each message is handled in its own transaction; the bus acks it only after that commit. A
+database outage becomes :class:`RetryableError` after a pause, so the consumer slows to the
+database's pace and redelivers (``max_deliver=-1``: nothing is ever dead-lettered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiapi_shared.bus import Bus, decode_event
+from aiapi_shared.errors import RetryableError
+from aiapi_shared.events import (
+    EVENTS_BY_SUBJECT,
+    DepositConfirmed,
+    DepositReversed,
+    UsageRecorded,
+)
+from nats.aio.msg import Msg
+from psycopg import OperationalError
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from aiapi_billing.account_sync import apply_account_event
+from aiapi_billing.deposits import DepositBook
+from aiapi_billing.errors import UnpricedModel
+from aiapi_billing.ledger import Conn
+from aiapi_billing.settlement import Settler
+
+log = logging.getLogger("aiapi.billing.consumers")
+
+OUTAGE_PAUSE_S = 1.0
+
+
+@dataclass
+class Counters:
+    settled: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    deposits: int = 0
+    commits: int = 0
+
+
+@dataclass
+class Consumers:
+    pool: AsyncConnectionPool
+    bus: Bus
+    settler: Settler
+    deposits: DepositBook
+    after_commit: Callable[[str], None]
+    crash_after_commits: int = 0
+    counters: Counters = field(default_factory=Counters)
+
+    def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        specs = (
+            ("USAGE", "billing-settlement", UsageRecorded.subject, self.on_usage),
+            ("PAYMENTS", "billing-deposits", "payments.v1.deposit.*", self.on_deposit),
+            ("ACCOUNTS", "billing-accounts", "accounts.v1.>", self.on_account),
+        )
+        return [
+            asyncio.create_task(
+                self.bus.consume(
+                    stream=stream, durable=durable, subject=subject, handler=handler, stop=stop
+                ),
+                name=durable,
+            )
+            for stream, durable, subject, handler in specs
+        ]
+
+    async def _in_transaction(self, work: Callable[[Conn], Awaitable[None]]) -> None:
+        try:
+            async with self.pool.connection(timeout=5.0) as conn, conn.transaction():
+                await work(conn)
+        except (OperationalError, PoolTimeout) as exc:
+            # Pause here so the consumer follows the database's pace rather than spinning.
+            await asyncio.sleep(OUTAGE_PAUSE_S)
+            raise RetryableError(f"database unavailable: {type(exc).__name__}") from exc
+
+    def _committed(self, account_id: str) -> None:
+        self.counters.commits += 1
+        self.after_commit(account_id)
+        if self.crash_after_commits and self.counters.commits >= self.crash_after_commits:
+            log.error("test crash: exiting after commit %d, before its ack", self.counters.commits)
+            os._exit(3)
+
+    async def on_usage(self, msg: Msg) -> None:
+        event = decode_event(UsageRecorded, msg.data)
+        outcome = ""
+
+        async def work(conn: Conn) -> None:
+            nonlocal outcome
+            outcome = await self.settler.settle(conn, event)
+
+        try:
+            await self._in_transaction(work)
+        except UnpricedModel as exc:
+            log.error("usage %s waits for a price: %s", event.request_id, exc)
+            raise RetryableError(str(exc), delay_s=30.0) from exc
+        if outcome == "settled":
+            self.counters.settled += 1
+        elif outcome == "duplicate":
+            self.counters.duplicates += 1
+        else:
+            self.counters.conflicts += 1
+            log.error("usage %s conflicts with its settled record; set aside", event.request_id)
+        self._committed(event.account_id)
+
+    async def on_deposit(self, msg: Msg) -> None:
+        cls = EVENTS_BY_SUBJECT.get(msg.subject)
+        if cls is DepositConfirmed:
+            confirmed = decode_event(DepositConfirmed, msg.data)
+            await self._in_transaction(lambda conn: self._credit(conn, confirmed))
+            self._committed(confirmed.account_id)
+        elif cls is DepositReversed:
+            reversed_ = decode_event(DepositReversed, msg.data)
+            await self._in_transaction(lambda conn: self._reverse(conn, reversed_))
+            self._committed(reversed_.account_id)
+
+    async def _credit(self, conn: Conn, event: DepositConfirmed) -> None:
+        if await self.deposits.credit(conn, event):
+            self.counters.deposits += 1
+
+    async def _reverse(self, conn: Conn, event: DepositReversed) -> None:
+        await self.deposits.reverse(conn, event)
+
+    async def on_account(self, msg: Msg) -> None:
+        cls = EVENTS_BY_SUBJECT.get(msg.subject)
+        if cls is None:
+            return
+        event = decode_event(cls, msg.data)
+        await self._in_transaction(lambda conn: apply_account_event(conn, event))

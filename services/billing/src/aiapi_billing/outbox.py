@@ -1,0 +1,144 @@
+"""The outbox relay and the balance snapshot writer: the ledger's news, published after commit.
+
+Events are written to ``outbox`` in the transaction that made them true; the relay publishes them
+with ``Nats-Msg-Id`` = event id and deletes them once the stream acknowledged. A crash between
+commit and publish leaves them in the table for the next relay pass (on any replica: rows are
+claimed with SKIP LOCKED); a crash between publish and delete republishes them, which the
+stream's duplicate window (and every consumer's own idempotency) absorbs.
+
+Snapshots (KV ``aiapi_balances``) are written from the account rows themselves, newest version
+wins: a put is conditional on the KV revision read, and never replaces a newer version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from aiapi_shared.bus import Bus, BusUnavailable
+from aiapi_shared.events.records_v1 import BalanceSnapshot
+from aiapi_shared.kv_versioned import KeyValue, put_if_newer
+from psycopg import OperationalError
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+log = logging.getLogger("aiapi.billing.outbox")
+
+
+class OutboxRelay:
+    def __init__(self, pool: AsyncConnectionPool, bus: Bus, *, batch: int = 256) -> None:
+        self._pool = pool
+        self._bus = bus
+        self._batch = batch
+        self.wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                moved = await self.relay_once()
+            except (OperationalError, PoolTimeout, BusUnavailable) as exc:
+                log.warning("outbox relay paused: %s", type(exc).__name__)
+                moved = 0
+                await asyncio.sleep(1.0)
+            if moved == 0:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=0.2)
+
+    async def relay_once(self) -> int:
+        async with self._pool.connection(timeout=5.0) as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT %s"
+                " FOR UPDATE SKIP LOCKED",
+                (self._batch,),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                return 0
+            await asyncio.gather(
+                *(
+                    self._bus.publish(subject, bytes(payload), event_id)
+                    for _, event_id, subject, payload in rows
+                )
+            )
+            await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
+            return len(rows)
+
+
+class SnapshotWriter:
+    """Writes the balance snapshot of each account marked dirty (coalescing bursts of changes)."""
+
+    def __init__(self, pool: AsyncConnectionPool, kv: KeyValue) -> None:
+        self._pool = pool
+        self._kv = kv
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+
+    def mark(self, account_id: str) -> None:
+        self._dirty.add(account_id)
+        self._wake.set()
+
+    async def mark_recent(self) -> None:
+        """After a start, refresh the accounts that changed lately (a crash may have lost marks)."""
+        async with self._pool.connection(timeout=5.0) as conn:
+            cur = await conn.execute(
+                "SELECT account_id FROM accounts WHERE updated_at > now() - interval '1 day'"
+            )
+            for (account_id,) in await cur.fetchall():
+                self.mark(str(account_id))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+            self._wake.clear()
+            if not self._dirty:
+                continue
+            batch, self._dirty = self._dirty, set()
+            try:
+                await self.write(sorted(batch))
+            except (OperationalError, PoolTimeout, BusUnavailable, TimeoutError) as exc:
+                log.warning("snapshot writer paused: %s", type(exc).__name__)
+                self._dirty |= batch
+                await asyncio.sleep(1.0)
+
+    async def write(self, account_ids: list[str]) -> None:
+        async with self._pool.connection(timeout=5.0) as conn:
+            cur = await conn.execute(
+                "SELECT account_id, credits - debits, credits - debits - holds, version"
+                " FROM accounts WHERE account_id = ANY(%s)",
+                (account_ids,),
+            )
+            rows = await cur.fetchall()
+        now = datetime.now(UTC)
+        await asyncio.gather(
+            *(
+                put_snapshot(
+                    self._kv,
+                    BalanceSnapshot(
+                        account_id=str(a),
+                        balance=int(b),
+                        available=int(av),
+                        version=int(v),
+                        as_of=now,
+                    ),
+                )
+                for a, b, av, v in rows
+            )
+        )
+
+
+def _snapshot_version(value: bytes) -> int:
+    return BalanceSnapshot.model_validate_json(value).version
+
+
+async def put_snapshot(kv: KeyValue, snapshot: BalanceSnapshot) -> bool:
+    """Store ``snapshot`` unless the bucket already holds the same or a newer version."""
+    return await put_if_newer(
+        kv,
+        snapshot.account_id,
+        snapshot.model_dump_json().encode(),
+        version=snapshot.version,
+        version_of=_snapshot_version,
+    )

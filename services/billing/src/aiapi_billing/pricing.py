@@ -1,0 +1,82 @@
+"""The cost of a request, in integer nano-USD, rounded once and up. Pure: no I/O.
+
+Prices are nano-USD per million tokens. Cache reads and writes are priced as multiples of the
+input price (basis points); thinking tokens are already inside ``output_tokens``. The plan's
+discount applies to the whole. Every factor stays an integer until the one division at the end,
+so the only rounding is a single ceiling to the ledger unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiapi_shared.catalogue import CacheMultipliers
+from aiapi_shared.events.usage_v1 import Usage
+
+BPS = 10_000
+TOKENS_PER_PRICE_UNIT = 1_000_000
+_DENOMINATOR = TOKENS_PER_PRICE_UNIT * BPS * BPS
+
+
+@dataclass(frozen=True)
+class Price:
+    """One row of the price table: a model's prices from ``effective_from`` (until the next)."""
+
+    price_id: int
+    model: str
+    effective_from: datetime
+    input_nano_per_mtok: int
+    output_nano_per_mtok: int
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def cost_nano(
+    usage: Usage, price: Price, *, discount_bps: int, multipliers: CacheMultipliers
+) -> int:
+    """What ``usage`` costs at ``price`` with the plan's discount, rounded up to one nano-USD."""
+    input_weighted_bps = (
+        usage.input_tokens * BPS
+        + usage.cache_read_input_tokens * multipliers.cache_read
+        + usage.cache_creation_5m_input_tokens * multipliers.cache_write_5m
+        + usage.cache_creation_1h_input_tokens * multipliers.cache_write_1h
+    )
+    list_price = (
+        input_weighted_bps * price.input_nano_per_mtok
+        + usage.output_tokens * BPS * price.output_nano_per_mtok
+    )
+    return _ceil_div(list_price * (BPS - discount_bps), _DENOMINATOR)
+
+
+def hold_nano(
+    estimated_input_tokens: int,
+    max_tokens: int,
+    price: Price,
+    *,
+    discount_bps: int,
+    multipliers: CacheMultipliers,
+) -> int:
+    """The worst case a request may cost: its estimated input plus every token it may generate."""
+    worst = Usage(input_tokens=estimated_input_tokens, output_tokens=max_tokens)
+    return cost_nano(worst, price, discount_bps=discount_bps, multipliers=multipliers)
+
+
+def extension_nano(
+    additional_output_tokens: int, price: Price, *, discount_bps: int, multipliers: CacheMultipliers
+) -> int:
+    """What a hold grows by when a long stream asks for more output tokens."""
+    more = Usage(output_tokens=additional_output_tokens)
+    return cost_nano(more, price, discount_bps=discount_bps, multipliers=multipliers)
+
+
+def rate_tokens(usage: Usage) -> int:
+    """The tokens a request spends of its plan's tokens/min: input other than cache reads, output."""
+    return (
+        usage.input_tokens
+        + usage.cache_creation_5m_input_tokens
+        + usage.cache_creation_1h_input_tokens
+        + usage.output_tokens
+    )

@@ -1,0 +1,117 @@
+"""The composition root: builds billing from its settings, starts and stops its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import Catalogue, default_catalogue
+from aiapi_shared.db import migrate, open_pool
+from aiapi_shared.events.records_v1 import BALANCES_BUCKET
+from psycopg_pool import AsyncConnectionPool
+
+from aiapi_billing.admission import Admitter
+from aiapi_billing.commands import Commands
+from aiapi_billing.consumers import Consumers
+from aiapi_billing.deposits import DepositBook
+from aiapi_billing.outbox import OutboxRelay, SnapshotWriter
+from aiapi_billing.prices import PriceBook, seed_from_catalogue
+from aiapi_billing.rpc import Rpc
+from aiapi_billing.settings import BillingSettings
+from aiapi_billing.settlement import Settler
+from aiapi_billing.sweeper import HoldSweeper
+
+log = logging.getLogger("aiapi.billing")
+
+SCHEMA = "billing"
+
+
+async def prepare_database(dsn: str, catalogue: Catalogue) -> None:
+    """Apply migrations and seed the price table (both idempotent)."""
+    await migrate(dsn, schema=SCHEMA, package="aiapi_billing.migrations")
+    pool = open_pool(dsn, schema=SCHEMA, min_size=1, max_size=1)
+    await pool.open()
+    try:
+        async with pool.connection() as conn:
+            await seed_from_catalogue(conn, catalogue)
+    finally:
+        await pool.close()
+
+
+class Service:
+    """Billing, running: consumers, request/reply subjects, outbox relay, snapshots, sweeper."""
+
+    def __init__(self, settings: BillingSettings, catalogue: Catalogue | None = None) -> None:
+        self.settings = settings
+        self.catalogue = catalogue or default_catalogue()
+        self.stop_event = asyncio.Event()
+        self.bus: Bus | None = None
+        self.pool: AsyncConnectionPool | None = None
+        self.consumers: Consumers | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        dsn = self.settings.database_dsn()
+        await prepare_database(dsn, self.catalogue)
+        pool = open_pool(dsn, schema=SCHEMA, min_size=2, max_size=self.settings.db_pool_size)
+        await pool.open(wait=True, timeout=30.0)
+        self.pool = pool
+        bus = await Bus.connect(self.settings.nats_url, name="aiapi-billing")
+        self.bus = bus
+        await bus.ensure_streams()
+        kv = await bus.ensure_kv(BALANCES_BUCKET)
+        low = self.settings.low_balance_usd
+        relay = OutboxRelay(pool, bus)
+        snapshots = SnapshotWriter(pool, kv)
+
+        def after_commit(account_id: str) -> None:
+            snapshots.mark(account_id)
+            relay.wake.set()
+
+        prices = PriceBook()
+        admitter = Admitter(pool, self.catalogue, prices, hold_ttl_s=self.settings.hold_ttl_s)
+        self.consumers = Consumers(
+            pool=pool,
+            bus=bus,
+            settler=Settler(self.catalogue, low),
+            deposits=DepositBook(low),
+            after_commit=after_commit,
+            crash_after_commits=self.settings.billing_crash_after_commits,
+        )
+        sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
+        await Rpc(pool, admitter, Commands(self.catalogue, low), after_commit).serve(bus)
+        await snapshots.mark_recent()
+        stop = self.stop_event
+        self._tasks = [
+            *self.consumers.tasks(stop),
+            asyncio.create_task(relay.run(stop), name="outbox"),
+            asyncio.create_task(snapshots.run(stop), name="snapshots"),
+            asyncio.create_task(
+                sweeper.run(stop, self.settings.hold_sweep_interval_s), name="sweeper"
+            ),
+        ]
+        log.info("billing started")
+
+    async def healthy(self) -> bool:
+        if self.bus is None or self.pool is None or not self.bus.is_connected:
+            return False
+        try:
+            async with self.pool.connection(timeout=1.0) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 (any failure means "not healthy", which is the answer)
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=10.0)
+            for task in pending:
+                task.cancel()
+        if self.bus is not None:
+            await self.bus.close()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.close()

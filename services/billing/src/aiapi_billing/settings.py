@@ -1,0 +1,28 @@
+"""Billing's settings: where its database is, its health port, hold and balance thresholds."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from aiapi_shared.money import Money
+from aiapi_shared.settings import BaseServiceSettings
+from pydantic import Field
+
+
+class BillingSettings(BaseServiceSettings):
+    service_name: ClassVar[str] = "billing"
+
+    billing_port: int = 8082
+    hold_ttl_s: int = Field(default=600, ge=5, description="an unsettled hold expires after this")
+    hold_sweep_interval_s: float = Field(default=5.0, gt=0)
+    low_balance_usd: Money = Field(default=1_000_000_000, description="BalanceLow below this")
+    db_pool_size: int = Field(default=10, ge=2)
+    settlement_batch: int = Field(default=128, ge=1, le=1000)
+    # Test-only: exit the process (as a crash would) right after the Nth usage commit, before its
+    # ack, so the kill-between-commit-and-ack window is reachable from a test. 0 disables it.
+    billing_crash_after_commits: int = Field(default=0, ge=0)
+
+    def database_dsn(self) -> str:
+        if self.database_url is None:
+            raise ValueError("AIAPI_DATABASE_URL is required by billing")
+        return self.database_url.get_secret_value()
