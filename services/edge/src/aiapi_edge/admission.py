@@ -1,0 +1,138 @@
+"""Admission: the one place in the request path that asks billing whether a request may go.
+
+One NATS request (``ADMIT_SUBJECT``) per inference request, with a short timeout; billing checks
+the account, counts the plan's limits across replicas and takes a hold. Its reply maps to the
+contract's errors here and nowhere else. When billing cannot be reached the request may still go
+on the offline allowance (:mod:`.allowance`); its usage event then says ``admission="allowance"``.
+
+Hold extension for long streams (``EXTEND_SUBJECT``) is :meth:`Admitter.extend`; the stream
+loop does not call it yet (holds are sized for the whole ``max_tokens``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from aiapi_shared.admission import (
+    ADMIT_SUBJECT,
+    EXTEND_SUBJECT,
+    AdmissionReply,
+    AdmissionRequest,
+    HoldExtensionReply,
+    HoldExtensionRequest,
+)
+from aiapi_shared.bus import Bus, BusUnavailable
+from aiapi_shared.catalogue import ModelEntry
+from pydantic import ValidationError
+
+from aiapi_edge.allowance import OfflineAllowance, estimated_cost
+from aiapi_edge.errors import GatewayError
+from aiapi_edge.metrics import Metrics
+from aiapi_edge.mirrors import BalanceMirror
+
+log = logging.getLogger("aiapi.edge.admission")
+
+OFFLINE_RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    hold_id: str | None
+    admission: Literal["billing", "allowance"]
+
+
+def insufficient_balance(message: str = "") -> GatewayError:
+    return GatewayError(
+        402, "insufficient_balance", message or "Your balance is too low for this request."
+    )
+
+
+def refusal(reply: AdmissionReply) -> GatewayError:
+    """The contract's error for a billing decision other than ``admit``."""
+    if reply.decision == "insufficient_balance":
+        return insufficient_balance(reply.message)
+    if reply.decision == "rate_limited":
+        return GatewayError(
+            429,
+            "rate_limit_error",
+            reply.message or "Your plan's rate limit is spent.",
+            retry_after=reply.retry_after_s or 1,
+        )
+    if reply.decision == "account_inactive":
+        return GatewayError(401, "authentication_error", reply.message or "account suspended")
+    if reply.decision == "unknown_model":
+        return GatewayError(400, "invalid_request_error", reply.message or "unknown model")
+    return GatewayError(500, "internal_error", "unexpected admission decision")
+
+
+class Admitter:
+    def __init__(
+        self,
+        bus: Bus,
+        balances: BalanceMirror,
+        allowance: OfflineAllowance,
+        metrics: Metrics,
+        *,
+        timeout_s: float,
+    ) -> None:
+        self._bus = bus
+        self._balances = balances
+        self._allowance = allowance
+        self._metrics = metrics
+        self._timeout_s = timeout_s
+
+    async def admit(self, request: AdmissionRequest, model: ModelEntry) -> Ticket:
+        snapshot = self._balances.get(request.account_id)
+        if snapshot is not None and snapshot.available <= 0:
+            self._metrics.admissions.labels("insufficient_balance_snapshot").inc()
+            raise insufficient_balance()
+        try:
+            raw = await self._bus.request(
+                ADMIT_SUBJECT, request.model_dump_json().encode(), timeout_s=self._timeout_s
+            )
+            reply = AdmissionReply.model_validate_json(raw)
+        except (TimeoutError, BusUnavailable, ValidationError) as exc:
+            log.warning("billing unreachable; offline allowance", extra={"detail": str(exc)})
+            return self._offline(request, model)
+        self._metrics.admissions.labels(reply.decision).inc()
+        self._allowance.forget(request.account_id)
+        if reply.decision != "admit":
+            raise refusal(reply)
+        return Ticket(reply.hold_id, "billing")
+
+    def _offline(self, request: AdmissionRequest, model: ModelEntry) -> Ticket:
+        snapshot = self._balances.get(request.account_id)
+        available = snapshot.available if snapshot is not None else None
+        cost = estimated_cost(
+            model, request.started_at, request.estimated_input_tokens, request.max_tokens
+        )
+        if available is not None and available < cost:
+            self._metrics.admissions.labels("offline_insufficient_balance").inc()
+            raise insufficient_balance()
+        if not self._allowance.try_spend(request.account_id, cost, available):
+            self._metrics.admissions.labels("offline_refused").inc()
+            raise GatewayError(
+                503,
+                "api_error",
+                "The gateway cannot admit requests safely right now.",
+                retry_after=OFFLINE_RETRY_AFTER_S,
+            )
+        self._metrics.admissions.labels("offline_allowance").inc()
+        return Ticket(None, "allowance")
+
+    async def extend(self, hold_id: str, account_id: str, additional_output_tokens: int) -> bool:
+        """Ask billing to grow a hold (the hook for long streams); False when refused or away."""
+        request = HoldExtensionRequest(
+            hold_id=hold_id,
+            account_id=account_id,
+            additional_output_tokens=additional_output_tokens,
+        )
+        try:
+            raw = await self._bus.request(
+                EXTEND_SUBJECT, request.model_dump_json().encode(), timeout_s=self._timeout_s
+            )
+            return HoldExtensionReply.model_validate_json(raw).granted
+        except (TimeoutError, BusUnavailable, ValidationError):
+            return False

@@ -1,0 +1,176 @@
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: the passthrough routes.
+
+The client's bytes go upstream unchanged but for what :mod:`.body` changes; the answer comes back
+unchanged but for its headers (:mod:`.headers`) and, on errors, the ``request_id`` in the body
+(which must equal the edge's ``request-id`` header). The stream is read only to meter it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+import orjson
+
+from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
+from aiapi_edge.body import read_messages_body, replace_top_level_string
+from aiapi_edge.errors import GatewayError, anthropic_error_body, sse_error_event
+from aiapi_edge.gateway import Exchange, Gateway
+from aiapi_edge.headers import client_response_headers
+from aiapi_edge.openai.errors import openai_error_type
+from aiapi_edge.sse import PING_EVENT, SseReader
+from aiapi_edge.streaming import pump
+from aiapi_edge.upstream import Upstream, UpstreamAnswer
+
+log = logging.getLogger("aiapi.edge.messages")
+
+
+def with_request_id(status: int, body: bytes, request_id: str) -> bytes:
+    """An upstream error body with the edge's request id (a non-JSON body gets the real shape)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        parsed["request_id"] = request_id
+        return orjson.dumps(parsed)
+    type_ = openai_error_type(None, status)
+    return anthropic_error_body(type_, f"The upstream API returned status {status}.", request_id)
+
+
+class MessagesRoute:
+    def __init__(
+        self, gateway: Gateway, upstream: Upstream, *, ping_interval: float, drain_s: float
+    ) -> None:
+        self._gw = gateway
+        self._upstream = upstream
+        self._ping_interval = ping_interval
+        self._drain_s = drain_s
+
+    async def count_tokens(self, scope: Scope, send: Send, raw: bytes, request_id: str) -> None:
+        self._gw.authenticate(scope)
+        payload = self._upstream_body(raw)
+        answer = await self._upstream.send("/v1/messages/count_tokens", payload, scope["headers"])
+        try:
+            data = await answer.read()
+        finally:
+            answer.close()
+        if answer.status != 200:
+            data = with_request_id(answer.status, data, request_id)
+        headers = client_response_headers(answer.headers, request_id.encode())
+        await send_whole(send, answer.status, data, headers, content_type=None)
+
+    def _upstream_body(self, raw: bytes) -> bytes:
+        body = read_messages_body(raw)
+        model = self._gw.resolve_model(body.model)
+        if model.id == body.model:
+            return body.raw
+        return replace_top_level_string(body.raw, "model", model.id)
+
+    async def messages(
+        self, scope: Scope, receive: Receive, send: Send, raw: bytes, request_id: str
+    ) -> None:
+        caller = self._gw.authenticate(scope)
+        body = read_messages_body(raw)
+        payload = self._upstream_body(raw)
+        exchange = await self._gw.admit(
+            request_id=request_id,
+            route="anthropic",
+            caller=caller,
+            requested_model=body.model,
+            body_size=len(payload),
+            max_tokens=body.max_tokens,
+        )
+        try:
+            answer = await self._upstream.send("/v1/messages", payload, scope["headers"])
+        except GatewayError as error:
+            exchange.status_code, exchange.outcome = error.status, "upstream_error"
+            await self._gw.record(exchange)
+            raise
+        try:
+            if answer.status != 200:
+                await self._error(exchange, answer, send)
+            elif body.stream:
+                await self._stream(exchange, answer, receive, send)
+            else:
+                await self._json(exchange, answer, send)
+        except GatewayError:
+            raise
+        except BaseException:
+            exchange.outcome, exchange.status_code = "gateway_error", 500
+            raise
+        finally:
+            answer.close()
+            await self._gw.record(exchange)
+
+    async def _error(self, exchange: Exchange, answer: UpstreamAnswer, send: Send) -> None:
+        exchange.status_code, exchange.outcome = answer.status, "upstream_error"
+        await self._gw.record(exchange)
+        data = with_request_id(answer.status, await answer.read(), exchange.request_id)
+        headers = client_response_headers(answer.headers, exchange.request_id.encode())
+        await send_whole(send, answer.status, data, headers, content_type=None)
+
+    async def _json(self, exchange: Exchange, answer: UpstreamAnswer, send: Send) -> None:
+        try:
+            data = await answer.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            exchange.status_code, exchange.outcome = 502, "upstream_error"
+            raise GatewayError(502, "api_error", "The upstream connection failed.") from exc
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            message = {}
+        if isinstance(message, dict):
+            exchange.meter.message(message)
+        await self._gw.record(exchange)
+        headers = client_response_headers(answer.headers, exchange.request_id.encode())
+        await send_whole(send, 200, data, headers, content_type=None)
+
+    async def _stream(
+        self, exchange: Exchange, answer: UpstreamAnswer, receive: Receive, send: Send
+    ) -> None:
+        reader = SseReader()
+        meter = exchange.meter
+        headers = client_response_headers(answer.headers, exchange.request_id.encode())
+        if not any(name == b"content-type" for name, _ in headers):
+            headers.append((b"content-type", EVENT_STREAM))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        async def on_chunk(chunk: bytes, client_present: bool) -> None:
+            for name, data in reader.feed(chunk):
+                meter.event(name, data)
+            if meter.complete:
+                await self._gw.record(exchange)  # durable before the client sees the end
+            if client_present:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def on_idle() -> None:
+            if reader.at_boundary:
+                await send({"type": "http.response.body", "body": PING_EVENT, "more_body": True})
+
+        result, client_left = await pump(
+            answer,
+            receive,
+            on_chunk=on_chunk,
+            on_idle=on_idle,
+            is_complete=lambda: meter.complete,
+            ping_interval=self._ping_interval,
+            drain_s=self._drain_s,
+        )
+        tail = b""
+        if client_left:
+            exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
+        elif meter.error is not None:
+            exchange.outcome = "stream_error"
+        elif not meter.complete:
+            exchange.outcome = "stream_error"
+            message = (
+                "The upstream stream ended early."
+                if result == "ended"
+                else ("The upstream connection failed.")
+            )
+            tail = (b"\n\n" if not reader.at_boundary else b"") + sse_error_event(
+                "api_error", message
+            )
+        await self._gw.record(exchange)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})

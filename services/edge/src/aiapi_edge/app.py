@@ -1,0 +1,221 @@
+"""The ASGI application: a dispatch by method and path, and the one place errors are rendered.
+
+Plain ASGI rather than a framework router: the edge sits on every request's latency, and one dict
+lookup is all the routing it needs. Routes are served at the root and under ``/api/proxy``; the
+OpenAI route also without ``/v1``. The query string (``?beta=true``) is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from aiapi_edge import metrics as metrics_module
+from aiapi_edge.asgi import (
+    ClientGone,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_whole,
+)
+from aiapi_edge.errors import GatewayError, anthropic_error_body, not_found, openai_error_body_for
+from aiapi_edge.gateway import new_request_id
+from aiapi_edge.openai_route import OpenAIError, openai_headers
+from aiapi_edge.service import EdgeService
+from aiapi_edge.settings import EdgeSettings
+from aiapi_edge.usage_route import request_record
+
+log = logging.getLogger("aiapi.edge")
+
+PREFIX = "/api/proxy"
+Handler = Callable[["Call"], Awaitable[None]]
+
+
+class Call:
+    """One HTTP exchange: scope, channels, request id, and whether the response has started."""
+
+    __slots__ = ("_send", "openai", "receive", "request_id", "scope", "started", "status")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, openai: bool) -> None:
+        self.scope = scope
+        self.receive = receive
+        self._send = send
+        self.request_id = new_request_id()
+        self.openai = openai
+        self.started = False
+        self.status = 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+        await self._send(message)
+
+    def id_headers(self) -> Headers:
+        if self.openai:
+            return openai_headers(self.request_id)
+        return [(b"request-id", self.request_id.encode())]
+
+    async def json(self, status: int, body: bytes) -> None:
+        await send_whole(self.send, status, body, self.id_headers())
+
+
+class EdgeApp:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.service = EdgeService(settings)
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/chat/completions"): self._chat,
+            ("GET", "/v1/models"): self._models,
+        }
+        self._infra: dict[str, Handler] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.service.start()
+                except Exception as exc:
+                    log.exception("edge failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.service.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _route(self, method: str, path: str) -> Handler | None:
+        handler = self._routes.get((method, path))
+        if handler is not None or method != "GET":
+            return handler
+        if path.startswith("/v1/models/"):
+            return self._model
+        if path.startswith("/v1/usage/requests/"):
+            return self._usage_record
+        return self._infra.get(path)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith(PREFIX):
+            path = path[len(PREFIX) :] or "/"
+        call = Call(scope, receive, send, openai=path.endswith("/chat/completions"))
+        handler = self._route(scope["method"], path)
+        started = time.perf_counter()
+        try:
+            if handler is None:
+                raise not_found(f"Not found: {scope['method']} {path}")
+            await handler(call)
+        except GatewayError as error:
+            await self._gateway_error(call, error)
+        except OpenAIError as error:
+            await call.json(error.status, orjson.dumps(error.body))
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("request failed", extra={"request_id": call.request_id, "path": path})
+            if not call.started:
+                await self._gateway_error(
+                    call, GatewayError(500, "internal_error", "The gateway failed.")
+                )
+        if handler in (self._messages, self._chat):
+            route = "openai" if call.openai else "anthropic"
+            m = self.service.metrics
+            m.requests.labels(route, str(call.status)).inc()
+            m.latency.labels(route).observe(time.perf_counter() - started)
+
+    async def _gateway_error(self, call: Call, error: GatewayError) -> None:
+        if call.started:
+            return
+        headers = call.id_headers()
+        if error.retry_after is not None:
+            headers.append((b"retry-after", str(error.retry_after).encode()))
+        if call.openai:
+            body = openai_error_body_for(error)
+        else:
+            body = anthropic_error_body(error.type, error.message, call.request_id)
+        await send_whole(call.send, error.status, body, headers)
+
+    async def _body(self, call: Call) -> bytes:
+        return await read_body(call.scope, call.receive, self.settings.edge_max_body_bytes)
+
+    async def _messages(self, call: Call) -> None:
+        assert self.service.messages is not None
+        body = await self._body(call)
+        await self.service.messages.messages(
+            call.scope, call.receive, call.send, body, call.request_id
+        )
+
+    async def _count_tokens(self, call: Call) -> None:
+        assert self.service.messages is not None
+        body = await self._body(call)
+        await self.service.messages.count_tokens(call.scope, call.send, body, call.request_id)
+
+    async def _chat(self, call: Call) -> None:
+        assert self.service.chat is not None
+        body = await self._body(call)
+        await self.service.chat.handle(call.scope, call.receive, call.send, body, call.request_id)
+
+    async def _models(self, call: Call) -> None:
+        self.service.gateway.authenticate(call.scope)
+        await call.json(200, self.service.models.list_body)
+
+    async def _model(self, call: Call) -> None:
+        self.service.gateway.authenticate(call.scope)
+        model_id = call.scope["path"].rsplit("/", 1)[-1]
+        body = self.service.models.one(model_id)
+        if body is None:
+            raise not_found(f"model: {model_id}")
+        await call.json(200, body)
+
+    async def _usage_record(self, call: Call) -> None:
+        caller = self.service.gateway.authenticate(call.scope)
+        request_id = call.scope["path"].rsplit("/", 1)[-1]
+        body = await request_record(
+            self.service.bus,
+            caller.account_id,
+            request_id,
+            self.settings.edge_admission_timeout_s * 4,
+        )
+        await call.json(200, body)
+
+    async def _healthz(self, call: Call) -> None:
+        bus = self.service._bus
+        ok = bus is not None and bus.is_connected
+        await call.json(200 if ok else 503, b'{"status":"ok"}' if ok else b'{"status":"nats down"}')
+
+    async def _readyz(self, call: Call) -> None:
+        ready = self.service.keys_ready.is_set() and self.service.messages is not None
+        await call.json(
+            200 if ready else 503, b'{"status":"ready"}' if ready else b'{"status":"starting"}'
+        )
+
+    async def _metrics(self, call: Call) -> None:
+        body = self.service.metrics.render(self.service.refresh_metrics)
+        await send_whole(
+            call.send, 200, body, call.id_headers(), content_type=metrics_module.CONTENT_TYPE
+        )
+
+
+def create_app(settings: EdgeSettings | None = None) -> EdgeApp:
+    return EdgeApp(settings or EdgeSettings())

@@ -1,0 +1,169 @@
+"""What every inference route shares: authenticate, resolve the model, admit, record the usage.
+
+The routes (:mod:`.anthropic_route`, :mod:`.openai_route`) differ only in how they read the
+request and write the answer; an OpenAI request is therefore admitted, metered and billed exactly
+like the same request on the Anthropic route (only ``route`` differs in its usage event).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiapi_shared.admission import AdmissionRequest
+from aiapi_shared.catalogue import Catalogue, ModelEntry
+from aiapi_shared.events.records_v1 import KeyRecord
+from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
+
+from aiapi_edge.admission import Admitter, Ticket
+from aiapi_edge.allowance import estimate_input_tokens
+from aiapi_edge.asgi import Scope, header
+from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
+from aiapi_edge.metering import UsageMeter
+from aiapi_edge.mirrors import KeyMirror, key_digest
+from aiapi_edge.spool import Spool, SpoolFull
+
+log = logging.getLogger("aiapi.edge")
+
+KEY_PREFIX = "sk-cc-"
+_MAX_KEY_LENGTH = 128
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def presented_key(scope: Scope) -> str | None:
+    """``x-api-key``, else an ``Authorization: Bearer`` token."""
+    value = header(scope, b"x-api-key")
+    if value is None:
+        authorization = header(scope, b"authorization")
+        if authorization is None or authorization[:7].lower() != b"bearer ":
+            return None
+        value = authorization[7:].strip()
+    return value.decode("latin-1").strip() or None
+
+
+def well_shaped(key: str) -> bool:
+    body = key[len(KEY_PREFIX) :]
+    return key.startswith(KEY_PREFIX) and 0 < len(key) <= _MAX_KEY_LENGTH and body.isalnum()
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One admitted inference request, from admission to its usage event."""
+
+    request_id: str
+    route: Route
+    caller: KeyRecord
+    requested_model: str
+    model: ModelEntry
+    started_at: datetime
+    ticket: Ticket
+    meter: UsageMeter = field(default_factory=UsageMeter)
+    status_code: int = 200
+    outcome: Outcome = "ok"
+    client_disconnected: bool = False
+    recorded: bool = False
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        keys: KeyMirror,
+        catalogue: Catalogue,
+        admitter: Admitter,
+        spool: Spool,
+        edge_id: str,
+    ) -> None:
+        self.keys = keys
+        self.catalogue = catalogue
+        self.admitter = admitter
+        self.spool = spool
+        self.edge_id = edge_id
+
+    def authenticate(self, scope: Scope) -> KeyRecord:
+        key = presented_key(scope)
+        if key is None:
+            raise authentication_failed("x-api-key header is required")
+        if not well_shaped(key):
+            raise authentication_failed()
+        record = self.keys.lookup(key_digest(key))
+        if record is None:
+            raise authentication_failed()
+        if record.key_status != "active":
+            raise authentication_failed("This API key has been revoked.")
+        if record.account_status != "active":
+            raise authentication_failed("This account is suspended.")
+        return record
+
+    def resolve_model(self, requested: str) -> ModelEntry:
+        entry = self.catalogue.model(requested)
+        if entry is None:
+            on_sale = ", ".join(m.id for m in self.catalogue.models)
+            raise invalid_request(f"model: {requested!r} is not available; use one of {on_sale}")
+        return entry
+
+    async def admit(
+        self,
+        *,
+        request_id: str,
+        route: Route,
+        caller: KeyRecord,
+        requested_model: str,
+        body_size: int,
+        max_tokens: int,
+    ) -> Exchange:
+        model = self.resolve_model(requested_model)
+        if not self.spool.has_room:
+            raise GatewayError(503, "api_error", "Usage cannot be recorded now.", retry_after=5)
+        started_at = datetime.now(UTC)
+        request = AdmissionRequest(
+            request_id=request_id,
+            account_id=caller.account_id,
+            key_id=caller.key_id,
+            plan=caller.plan,
+            model=model.id,
+            estimated_input_tokens=estimate_input_tokens(body_size),
+            max_tokens=max_tokens,
+            started_at=started_at,
+        )
+        ticket = await self.admitter.admit(request, model)
+        return Exchange(request_id, route, caller, requested_model, model, started_at, ticket)
+
+    async def record(self, exchange: Exchange) -> None:
+        """Spool the usage event (durably) once per exchange; it is published by the relay."""
+        if exchange.recorded:
+            return
+        exchange.recorded = True
+        event = UsageRecorded(
+            event_id=exchange.request_id,
+            request_id=exchange.request_id,
+            account_id=exchange.caller.account_id,
+            key_id=exchange.caller.key_id,
+            model=exchange.model.id,
+            requested_model=exchange.requested_model,
+            plan=exchange.caller.plan,
+            route=exchange.route,
+            started_at=exchange.started_at,
+            finished_at=datetime.now(UTC),
+            outcome=exchange.outcome,
+            status_code=exchange.status_code,
+            client_disconnected=exchange.client_disconnected,
+            usage=exchange.meter.result(),
+            hold_id=exchange.ticket.hold_id,
+            admission=exchange.ticket.admission,
+            edge_id=self.edge_id,
+        )
+        try:
+            await self.spool.append(event.event_id, event.subject, event.to_json())
+        except (SpoolFull, OSError, sqlite3.Error) as exc:
+            # Logged with everything billing would need; the customer's answer is not withheld.
+            log.error(
+                "usage event not spooled",
+                extra={"event": event.model_dump(mode="json"), "detail": type(exc).__name__},
+            )

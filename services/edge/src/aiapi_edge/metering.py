@@ -1,0 +1,97 @@
+"""Usage as the upstream reports it, folded into the five meters (pure).
+
+Usage comes from a JSON message, or from a stream's ``message_start`` and ``message_delta``
+events; a later report replaces the earlier values, never adds to them. The cache-write total
+counts as the 5-minute cache when the upstream does not split it by TTL (and any part of the
+total the split does not explain counts as 5-minute too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiapi_shared.events.usage_v1 import Usage
+
+from aiapi_edge.openai.usage import merge_usage, upstream_thinking_tokens
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
+    """The five meters (and thinking tokens) of an Anthropic ``usage`` object."""
+    split = usage.get("cache_creation")
+    split_5m = split_1h = 0
+    if isinstance(split, Mapping):
+        split_5m = _count(split.get("ephemeral_5m_input_tokens"))
+        split_1h = _count(split.get("ephemeral_1h_input_tokens"))
+    total = _count(usage.get("cache_creation_input_tokens"))
+    unexplained = max(0, total - split_5m - split_1h)
+    return Usage(
+        input_tokens=_count(usage.get("input_tokens")),
+        output_tokens=_count(usage.get("output_tokens")),
+        cache_read_input_tokens=_count(usage.get("cache_read_input_tokens")),
+        cache_creation_5m_input_tokens=split_5m + unexplained,
+        cache_creation_1h_input_tokens=split_1h,
+        thinking_tokens=upstream_thinking_tokens(usage) or 0,
+    )
+
+
+class UsageMeter:
+    """Accumulates one response's usage; feed it the message or the stream's events."""
+
+    __slots__ = ("complete", "error", "usage")
+
+    def __init__(self) -> None:
+        self.usage: dict[str, Any] = {}
+        self.complete = False
+        self.error: dict[str, Any] | None = None
+
+    def message(self, message: Mapping[str, Any]) -> None:
+        """A non-streaming answer: its usage is final."""
+        self._merge(message.get("usage"))
+        self.complete = True
+
+    def event(self, name: bytes, data: bytes) -> None:
+        """One SSE event from the upstream; only the few that carry usage are parsed."""
+        if name == b"message_start":
+            message = _loads(data).get("message")
+            if isinstance(message, Mapping):
+                self._merge(message.get("usage"))
+        elif name == b"message_delta":
+            self._merge(_loads(data).get("usage"))
+        elif name == b"message_stop":
+            self.complete = True
+        elif name == b"error":
+            self.error = _loads(data)
+
+    def event_json(self, name: str, data: Mapping[str, Any]) -> None:
+        """The same, for a caller that has already parsed the event (the OpenAI route)."""
+        if name == "message_start":
+            message = data.get("message")
+            if isinstance(message, Mapping):
+                self._merge(message.get("usage"))
+        elif name == "message_delta":
+            self._merge(data.get("usage"))
+        elif name == "message_stop":
+            self.complete = True
+        elif name == "error":
+            self.error = dict(data)
+
+    def result(self) -> Usage:
+        return usage_from_anthropic(self.usage)
+
+    def _merge(self, update: object) -> None:
+        if isinstance(update, Mapping):
+            self.usage = merge_usage(self.usage, update)
+
+
+def _loads(data: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,52 @@
+"""Prometheus metrics of one edge process, in a registry of its own (so tests may run several)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "aiapi_edge_requests",
+            "Inference requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "aiapi_edge_request_seconds",
+            "Time to the end of the response",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "aiapi_edge_upstream_errors",
+            "Failed upstream attempts by error class",
+            ["outcome"],
+            registry=r,
+        )
+        self.pool_health = Gauge(
+            "aiapi_edge_upstream_keys", "Upstream keys by health", ["health"], registry=r
+        )
+        self.spool_depth = Gauge(
+            "aiapi_edge_spool_depth", "Usage events spooled and not yet published", registry=r
+        )
+        self.admissions = Counter(
+            "aiapi_edge_admissions", "Admission decisions", ["decision"], registry=r
+        )
+        self.usage_published = Counter(
+            "aiapi_edge_usage_published", "Usage events acknowledged by JetStream", registry=r
+        )
+
+    def render(self, refresh: Callable[[], None]) -> bytes:
+        refresh()
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,200 @@
+"""``POST /v1/chat/completions``: OpenAI in, Claude upstream, OpenAI out.
+
+The pure translation is :mod:`aiapi_edge.openai`; this module loads, calls and writes. Admission,
+the upstream pool, metering and the spool are the Anthropic route's (:class:`.Gateway`), and the
+meter reads the upstream's own usage, so the usage event equals the Anthropic route's for the
+same request but for ``route``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from aiapi_edge.asgi import EVENT_STREAM, Headers, Receive, Scope, Send, send_whole
+from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
+from aiapi_edge.errors import GatewayError, invalid_request
+from aiapi_edge.gateway import Exchange, Gateway
+from aiapi_edge.openai import (
+    ChunkTranslator,
+    ModelTraits,
+    TranslationError,
+    openai_error_from_anthropic,
+    to_anthropic,
+    to_openai_completion,
+)
+from aiapi_edge.sse import SseReader
+from aiapi_edge.streaming import pump
+from aiapi_edge.upstream import Upstream, UpstreamAnswer
+
+_DONE = b"data: [DONE]\n\n"
+_PING = b": ping\n\n"
+
+
+class OpenAIError(Exception):
+    """An error already in OpenAI form (a translation error or an upstream answer)."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def openai_headers(request_id: str) -> Headers:
+    rid = request_id.encode()
+    return [(b"request-id", rid), (b"x-request-id", rid)]
+
+
+def _frame(chunk: Mapping[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+class ChatCompletionsRoute:
+    def __init__(
+        self, gateway: Gateway, upstream: Upstream, *, ping_interval: float, drain_s: float
+    ) -> None:
+        self._gw = gateway
+        self._upstream = upstream
+        self._ping_interval = ping_interval
+        self._drain_s = drain_s
+
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, raw: bytes, request_id: str
+    ) -> None:
+        caller = self._gw.authenticate(scope)
+        body = parse_json_object(raw)
+        requested = body.get("model")
+        if not isinstance(requested, str) or not requested:
+            raise invalid_request("You must provide a model parameter.", "model")
+        model = self._gw.resolve_model(requested)
+        traits = ModelTraits(
+            supports_adaptive_thinking=model.traits.adaptive_thinking,
+            supports_effort=model.traits.effort,
+            rejects_sampling_params=model.traits.rejects_sampling_params,
+            default_max_tokens=DEFAULT_MAX_TOKENS,
+        )
+        try:
+            translated = to_anthropic(body, traits)
+        except TranslationError as exc:
+            raise OpenAIError(400, exc.to_openai()) from None
+        anthropic_body = dict(translated.anthropic_body, model=model.id)
+        payload = orjson.dumps(anthropic_body)
+        exchange = await self._gw.admit(
+            request_id=request_id,
+            route="openai",
+            caller=caller,
+            requested_model=requested,
+            body_size=len(payload),
+            max_tokens=int(anthropic_body["max_tokens"]),
+        )
+        try:
+            answer = await self._upstream.send("/v1/messages", payload, scope["headers"])
+        except GatewayError as error:
+            exchange.status_code, exchange.outcome = error.status, "upstream_error"
+            await self._gw.record(exchange)
+            raise
+        try:
+            if answer.status != 200:
+                await self._error(exchange, answer)
+            elif translated.stream:
+                await self._stream(exchange, answer, receive, send, translated.include_usage)
+            else:
+                await self._json(exchange, answer, send)
+        except (GatewayError, OpenAIError):
+            raise
+        except BaseException:
+            exchange.outcome, exchange.status_code = "gateway_error", 500
+            raise
+        finally:
+            answer.close()
+            await self._gw.record(exchange)
+
+    async def _error(self, exchange: Exchange, answer: UpstreamAnswer) -> None:
+        exchange.status_code, exchange.outcome = answer.status, "upstream_error"
+        await self._gw.record(exchange)
+        data = await answer.read()
+        try:
+            parsed: object = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            parsed = None
+        raise OpenAIError(answer.status, openai_error_from_anthropic(answer.status, parsed))
+
+    async def _json(self, exchange: Exchange, answer: UpstreamAnswer, send: Send) -> None:
+        try:
+            data = await answer.read()
+            message = orjson.loads(data)
+        except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
+            exchange.status_code, exchange.outcome = 502, "upstream_error"
+            raise GatewayError(502, "api_error", "The upstream connection failed.") from exc
+        if not isinstance(message, dict):
+            message = {}
+        exchange.meter.message(message)
+        await self._gw.record(exchange)
+        completion = to_openai_completion(
+            message, created=int(time.time()), request_model=exchange.requested_model
+        )
+        await send_whole(send, 200, orjson.dumps(completion), openai_headers(exchange.request_id))
+
+    async def _stream(
+        self,
+        exchange: Exchange,
+        answer: UpstreamAnswer,
+        receive: Receive,
+        send: Send,
+        include_usage: bool,
+    ) -> None:
+        reader = SseReader()
+        meter = exchange.meter
+        translator = ChunkTranslator(
+            created=int(time.time()),
+            request_model=exchange.requested_model,
+            include_usage=include_usage,
+        )
+        headers = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache")]
+        headers += openai_headers(exchange.request_id)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        async def on_chunk(chunk: bytes, client_present: bool) -> None:
+            out: list[bytes] = []
+            for name, data in reader.feed(chunk):
+                try:
+                    event = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                event_name = name.decode("latin-1")
+                meter.event_json(event_name, event)
+                out.extend(_frame(c) for c in translator.feed(event_name, event))
+            if meter.complete:
+                await self._gw.record(exchange)  # durable before the client sees the end
+                out.append(_DONE)
+            if client_present and out:
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+
+        async def on_idle() -> None:
+            await send({"type": "http.response.body", "body": _PING, "more_body": True})
+
+        _, client_left = await pump(
+            answer,
+            receive,
+            on_chunk=on_chunk,
+            on_idle=on_idle,
+            is_complete=lambda: meter.complete or meter.error is not None,
+            ping_interval=self._ping_interval,
+            drain_s=self._drain_s,
+        )
+        tail = b""
+        if client_left:
+            exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
+        elif meter.error is not None:
+            exchange.outcome = "stream_error"
+        elif not meter.complete:
+            exchange.outcome = "stream_error"
+            tail = _frame(translator.error_chunk("The upstream stream ended early."))
+        await self._gw.record(exchange)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})

@@ -1,0 +1,153 @@
+"""The composition root: builds the edge's parts from its settings and runs their lifecycles.
+
+Nothing happens at import time; :class:`EdgeService` connects on :meth:`start` (the ASGI
+lifespan) and drains on :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Coroutine
+from typing import Any
+
+from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import default_catalogue
+from aiapi_shared.events.records_v1 import BALANCES_BUCKET, KEYS_BUCKET
+
+from aiapi_edge.admission import Admitter
+from aiapi_edge.allowance import OfflineAllowance
+from aiapi_edge.anthropic_route import MessagesRoute
+from aiapi_edge.catalogue_routes import ModelsCatalogue
+from aiapi_edge.gateway import Gateway
+from aiapi_edge.metrics import Metrics
+from aiapi_edge.mirrors import BalanceMirror, KeyMirror
+from aiapi_edge.openai_route import ChatCompletionsRoute
+from aiapi_edge.pool import UpstreamPool
+from aiapi_edge.settings import EdgeSettings
+from aiapi_edge.spool import Spool
+from aiapi_edge.upstream import Upstream
+
+log = logging.getLogger("aiapi.edge")
+
+_MIRROR_WAIT_S = 5.0
+
+
+class EdgeService:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.edge_id = settings.edge_id or f"edge-{secrets.token_hex(4)}"
+        self.metrics = Metrics()
+        self.keys = KeyMirror()
+        self.balances = BalanceMirror()
+        self.catalogue = default_catalogue()
+        self.models = ModelsCatalogue(self.catalogue)
+        self.spool = Spool(
+            settings.spool_dir,
+            max_rows=settings.edge_spool_max_rows,
+            fsync=settings.edge_spool_fsync,
+        )
+        self.pool = UpstreamPool(settings.upstream_keys())
+        self.upstream = Upstream(
+            self.pool,
+            self.metrics,
+            attempts=settings.edge_upstream_attempts,
+            connect_timeout_s=settings.edge_upstream_connect_timeout_s,
+            read_timeout_s=settings.edge_upstream_read_timeout_s,
+        )
+        self.keys_ready = asyncio.Event()
+        self.fatal = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bus: Bus | None = None
+        self.messages: MessagesRoute | None = None
+        self.chat: ChatCompletionsRoute | None = None
+
+    @property
+    def bus(self) -> Bus:
+        assert self._bus is not None, "EdgeService.start() first"
+        return self._bus
+
+    async def start(self) -> None:
+        s = self.settings
+        if not len(self.pool):
+            log.warning("no upstream key configured: every inference request will get 502")
+        self._bus = await Bus.connect(s.nats_url, name=self.edge_id)
+        await self._bus.ensure_streams()
+        await self.spool.open()
+        await self.upstream.start()
+        admitter = Admitter(
+            self._bus,
+            self.balances,
+            OfflineAllowance(s.offline_allowance),
+            self.metrics,
+            timeout_s=s.edge_admission_timeout_s,
+        )
+        gateway = Gateway(
+            keys=self.keys,
+            catalogue=self.catalogue,
+            admitter=admitter,
+            spool=self.spool,
+            edge_id=self.edge_id,
+        )
+        timing = {"ping_interval": s.edge_ping_interval_s, "drain_s": s.edge_disconnect_drain_s}
+        self.gateway = gateway
+        self.messages = MessagesRoute(gateway, self.upstream, **timing)
+        self.chat = ChatCompletionsRoute(gateway, self.upstream, **timing)
+        bus = self._bus
+        self._spawn(
+            bus.watch_kv(KEYS_BUCKET, self.keys.on_change, ready=self.keys_ready, stop=self._stop)
+        )
+        self._spawn(bus.watch_kv(BALANCES_BUCKET, self.balances.on_change, stop=self._stop))
+        self._spawn(self.spool.relay(self._publish, self._stop))
+        self._spawn(self._watch_bus())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_MIRROR_WAIT_S):
+                await self.keys_ready.wait()
+        log.info(
+            "edge started",
+            extra={
+                "edge_id": self.edge_id,
+                "keys": len(self.keys),
+                "upstream_keys": len(self.pool),
+                "spool_depth": self.spool.depth,
+            },
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        await self.bus.publish(subject, payload, msg_id, timeout_s=2.0)
+        self.metrics.usage_published.inc()
+
+    async def _watch_bus(self) -> None:
+        await self.bus.closed.wait()
+        if not self._stop.is_set():
+            log.error("NATS connection closed for good; exiting")
+            self.fatal.set()
+
+    async def stop(self) -> None:
+        # Give the relay a moment to publish what is spooled; what remains goes after a restart.
+        for _ in range(40):  # at most 2 s
+            if not self.spool.depth or not self.bus.is_connected:
+                break
+            await asyncio.sleep(0.05)
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upstream.close()
+        await self.spool.close()
+        if self._bus is not None:
+            await self._bus.close()
+
+    def refresh_metrics(self) -> None:
+        self.metrics.spool_depth.set(self.spool.depth)
+        counts: dict[str, int] = {}
+        for _, health in self.pool.health():
+            counts[health] = counts.get(health, 0) + 1
+        for health in ("healthy", "resting", "open", "half_open", "disabled"):
+            self.metrics.pool_health.labels(health).set(counts.get(health, 0))

@@ -1,0 +1,70 @@
+"""The edge's settings (``AIAPI_`` environment variables, or secret files).
+
+``AIAPI_UPSTREAM_API_KEYS`` is a comma-separated pool. An entry may carry its own base URL as
+``url|key`` (for example ``https://eu.example.com|sk-ant-...``); entries without one use
+``AIAPI_UPSTREAM_URL``. Unset, the edge has no upstream key: ``aiapi up`` then points it at the
+built-in simulator with a placeholder key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from aiapi_shared.money import Money, parse_usd
+from aiapi_shared.settings import BaseServiceSettings
+from pydantic import Field, SecretStr
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamKey:
+    """One upstream credential and the base URL it is used against."""
+
+    base_url: str
+    api_key: str
+
+    @property
+    def label(self) -> str:
+        """A name for logs and metrics that never reveals the key: its last four characters."""
+        return f"...{self.api_key[-4:]}" if len(self.api_key) > 8 else "..."
+
+
+class EdgeSettings(BaseServiceSettings):
+    service_name: ClassVar[str] = "edge"
+
+    upstream_url: str = "https://api.anthropic.com"
+    upstream_api_keys: SecretStr = SecretStr("")
+    edge_port: int = 8080
+    edge_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    edge_spool_dir: Path | None = None
+    edge_spool_max_rows: int = Field(default=1_000_000, gt=0)
+    edge_spool_fsync: bool = True
+    edge_admission_timeout_s: float = Field(default=0.5, gt=0)
+    edge_offline_allowance_usd: str = "0.50"
+    edge_ping_interval_s: float = Field(default=10.0, gt=0)
+    edge_disconnect_drain_s: float = Field(default=60.0, ge=0)
+    edge_upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    edge_upstream_read_timeout_s: float = Field(default=600.0, gt=0)
+    edge_upstream_attempts: int = Field(default=4, ge=1, le=16)
+    edge_id: str = ""
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.edge_spool_dir or (self.data_dir / "edge-spool")
+
+    @property
+    def offline_allowance(self) -> Money:
+        return parse_usd(self.edge_offline_allowance_usd)
+
+    def upstream_keys(self) -> tuple[UpstreamKey, ...]:
+        """The pool, in the configured order (``url|key`` entries carry their own base URL)."""
+        keys: list[UpstreamKey] = []
+        for raw in self.upstream_api_keys.get_secret_value().split(","):
+            entry = raw.strip()
+            if not entry:
+                continue
+            url, sep, key = entry.rpartition("|")
+            base = url.strip() if sep and url.strip() else self.upstream_url
+            keys.append(UpstreamKey(base_url=base.rstrip("/"), api_key=key.strip()))
+        return tuple(keys)

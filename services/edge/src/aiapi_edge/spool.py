@@ -1,0 +1,172 @@
+"""The local usage spool: a usage event is durable here before the response that caused it ends.
+
+Why SQLite in WAL mode rather than an append-only file: "publish, then mark done" is a delete by
+primary key instead of a compaction scheme, the depth is a counter, a crash leaves only whole
+committed rows, and WAL appends are sequential writes, as cheap as a log file.
+
+Every SQLite call runs on one dedicated thread, so the event loop never blocks on the disk.
+Appends are committed in groups: while one commit (one ``fsync`` with ``synchronous=FULL``) is in
+flight, new appends wait and share the next one, so concurrent requests do not queue for the
+disk one by one. A relay task publishes the rows to JetStream (``Nats-Msg-Id`` = event id) and
+deletes them once acknowledged; with NATS down it retries, and rows left by a crash are
+published after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger("aiapi.edge.spool")
+
+T = TypeVar("T")
+Row = tuple[int, str, str, bytes]
+Publish = Callable[[str, bytes, str], Awaitable[object]]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+
+
+class SpoolFull(Exception):
+    """The spool holds its maximum of unpublished events: admitting more would risk losing one."""
+
+
+class Spool:
+    def __init__(self, directory: Path, *, max_rows: int, fsync: bool = True) -> None:
+        self._path = directory / "usage.sqlite3"
+        self._max_rows = max_rows
+        self._fsync = fsync
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-spool")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, str, bytes, asyncio.Future[None]]] = []
+        self._writing = False
+        self._writer: asyncio.Future[None] | None = None
+        self._new_rows = asyncio.Event()
+        self.depth = 0
+
+    @property
+    def has_room(self) -> bool:
+        return self.depth < self._max_rows
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self.depth = await self._run(self._open)
+        if self.depth:
+            log.info("spool holds unpublished usage events", extra={"depth": self.depth})
+            self._new_rows.set()
+
+    def _open(self) -> int:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+        db.execute(_SCHEMA)
+        self._db = db
+        count = db.execute("SELECT count(*) FROM spool").fetchone()
+        return int(count[0])
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def append(self, event_id: str, subject: str, payload: bytes) -> None:
+        """Returns once the event is committed to disk."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event_id, subject, payload, future))
+        if not self._writing:
+            self._writing = True
+            self._writer = asyncio.ensure_future(self._write_groups())
+        await future
+
+    async def _write_groups(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                try:
+                    added = await self._run(self._insert, [(e, s, p) for e, s, p, _ in group])
+                except sqlite3.Error as exc:
+                    for *_, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self.depth += added
+                self._new_rows.set()
+                for *_, future in group:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self._writing = False
+
+    def _insert(self, rows: list[tuple[str, str, bytes]]) -> int:
+        assert self._db is not None
+        db = self._db
+        before = db.total_changes
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT OR IGNORE INTO spool (event_id, subject, payload) VALUES (?, ?, ?)", rows
+        )
+        db.execute("COMMIT")
+        return db.total_changes - before
+
+    def _oldest(self, limit: int) -> list[Row]:
+        assert self._db is not None
+        cursor = self._db.execute(
+            "SELECT seq, event_id, subject, payload FROM spool ORDER BY seq LIMIT ?", (limit,)
+        )
+        return [(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in cursor.fetchall()]
+
+    def _delete(self, seqs: list[int]) -> int:
+        assert self._db is not None
+        db = self._db
+        before = db.total_changes
+        db.execute("BEGIN")
+        db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
+        db.execute("COMMIT")
+        return db.total_changes - before
+
+    async def relay(self, publish: Publish, stop: asyncio.Event, *, batch: int = 256) -> None:
+        """Publish spooled rows until ``stop``; ``publish(subject, payload, msg_id)`` raises when
+        NATS does not acknowledge, and the row is then tried again after a pause."""
+        while not stop.is_set():
+            rows = await self._run(self._oldest, batch)
+            if not rows:
+                self._new_rows.clear()
+                await _wait_either(self._new_rows, stop, timeout_s=1.0)
+                continue
+            results = await asyncio.gather(
+                *(publish(subject, payload, event_id) for _, event_id, subject, payload in rows),
+                return_exceptions=True,
+            )
+            done = [
+                row[0] for row, result in zip(rows, results, strict=True) if not _failed(result)
+            ]
+            if done:
+                self.depth -= await self._run(self._delete, done)
+            if len(done) < len(rows):
+                await _wait_either(stop, stop, timeout_s=0.5)
+
+
+def _failed(result: object) -> bool:
+    return isinstance(result, BaseException)
+
+
+async def _wait_either(first: asyncio.Event, second: asyncio.Event, *, timeout_s: float) -> None:
+    waiters = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())}
+    _, pending = await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
