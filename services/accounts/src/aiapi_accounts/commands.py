@@ -1,0 +1,269 @@
+"""The use cases: load, decide, write, enqueue (events and key-record syncs) in one transaction;
+then let the relay deliver. Routes and consumers call these; nothing here speaks HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiapi_shared import apikeys
+from aiapi_shared.events.accounts_v1 import (
+    AccountCreated,
+    AccountStatus,
+    AccountStatusChanged,
+    KeyIssued,
+    KeyRevoked,
+    PlanChanged,
+    PlanName,
+)
+from psycopg_pool import AsyncConnectionPool
+
+from aiapi_accounts import repository
+from aiapi_accounts.domain import (
+    Account,
+    ApiKey,
+    Throttle,
+    check_password_rules,
+    email_scope,
+    new_account_id,
+    new_key_id,
+    new_secret_token,
+    new_session_id,
+    normalise_email,
+    token_hash,
+)
+from aiapi_accounts.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+)
+from aiapi_accounts.passwords import Passwords
+from aiapi_accounts.relay import Relay
+from aiapi_accounts.repository import Conn, Session
+
+# The only sign-in failure message: the same for an unknown email and a wrong password.
+BAD_CREDENTIALS = "invalid email or password"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str  # shown once, to the caller that asked for it; never stored, never logged
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    account: Account
+    session: Session
+    token: str  # the cookie value; only its hash is stored
+
+
+class Accounts:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        relay: Relay,
+        passwords: Passwords,
+        throttle: Throttle,
+        *,
+        session_ttl_s: int,
+    ) -> None:
+        self._pool = pool
+        self._relay = relay
+        self._passwords = passwords
+        self._throttle = throttle
+        self._session_ttl_s = session_ttl_s
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    async def create(self, email: str, plan: PlanName, password: str | None = None) -> Account:
+        """A new account (operator, or sign-up); Conflict when the email is taken."""
+        normalised = normalise_email(email)
+        password_hash = None
+        if password is not None:
+            check_password_rules(password)
+            password_hash = await self._passwords.hash(password)
+        async with self._pool.connection() as conn:
+            account = await repository.insert_account(
+                conn, new_account_id(), normalised, password_hash, plan
+            )
+            if account is None:
+                raise Conflict("an account with this email exists")
+            await repository.enqueue_event(conn, AccountCreated(account_id=account.id, plan=plan))
+        self._relay.kick()
+        return account
+
+    async def get(self, account_id: str) -> Account:
+        async with self._pool.connection() as conn:
+            return await _existing(conn, account_id)
+
+    async def set_plan(self, account_id: str, plan: PlanName) -> Account:
+        async with self._pool.connection() as conn:
+            account = await _existing(conn, account_id, for_update=True)
+            if account.plan != plan:
+                await repository.update_account(conn, account_id, "plan", plan)
+                await repository.enqueue_event(
+                    conn, PlanChanged(account_id=account_id, plan=plan, previous_plan=account.plan)
+                )
+                await repository.enqueue_key_sync(conn, account_id)
+            account = await _existing(conn, account_id)
+        await self._relay.settle()
+        return account
+
+    async def set_status(self, account_id: str, status: AccountStatus) -> Account:
+        async with self._pool.connection() as conn:
+            account = await _existing(conn, account_id, for_update=True)
+            if account.status != status:
+                await repository.update_account(conn, account_id, "status", status)
+                await repository.enqueue_event(
+                    conn, AccountStatusChanged(account_id=account_id, status=status)
+                )
+                await repository.enqueue_key_sync(conn, account_id)
+            account = await _existing(conn, account_id)
+        await self._relay.settle()
+        return account
+
+    # -- API keys -------------------------------------------------------------------------------
+
+    async def issue_key(self, account_id: str, name: str) -> IssuedKey:
+        secret = apikeys.generate_key()
+        async with self._pool.connection() as conn:
+            await _existing(conn, account_id, for_update=True)
+            key = await repository.insert_key(
+                conn,
+                new_key_id(),
+                account_id,
+                apikeys.key_hash(secret),
+                name,
+                apikeys.key_hint(secret),
+            )
+            await repository.enqueue_event(
+                conn, KeyIssued(account_id=account_id, key_id=key.id, name=name)
+            )
+            await repository.enqueue_key_sync(conn, account_id)
+        # The key should work as soon as its creator sees it.
+        await self._relay.settle()
+        return IssuedKey(key, secret)
+
+    async def list_keys(self, account_id: str) -> list[ApiKey]:
+        async with self._pool.connection() as conn:
+            await _existing(conn, account_id)
+            return await repository.list_keys(conn, account_id)
+
+    async def revoke_key(self, account_id: str, key_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await _existing(conn, account_id, for_update=True)
+            before = [k for k in await repository.list_keys(conn, account_id) if k.id == key_id]
+            if not before:
+                raise NotFound("no such key")
+            if before[0].revoked_at is None:
+                await repository.revoke_key(conn, account_id, key_id)
+                await repository.enqueue_event(
+                    conn, KeyRevoked(account_id=account_id, key_id=key_id)
+                )
+                await repository.enqueue_key_sync(conn, account_id)
+        await self._relay.settle()
+
+    async def note_key_used(self, key_id: str, used_at: datetime, resolution_s: int) -> None:
+        async with self._pool.connection() as conn:
+            await repository.touch_key(conn, key_id, used_at, resolution_s)
+
+    # -- sign-up, sign-in, sessions ---------------------------------------------------------------
+
+    async def sign_up(self, email: str, password: str, ip: str) -> None:
+        """Create a Basic account, or do nothing when the email is taken: the caller answers the
+        same either way, so sign-up cannot be used to learn which emails have accounts. Each
+        attempt costs a password hash, so attempts count against the address's sign-in budget."""
+        scope = f"sign-up:{ip}"
+        async with self._pool.connection() as conn:
+            await self._check_throttle(conn, ((scope, self._throttle.max_per_ip),))
+            await repository.record_failure(conn, (scope,))
+        try:
+            await self.create(email, "basic", password)
+        except Conflict:
+            return
+
+    async def sign_in(self, email: str, password: str, ip: str, user_agent: str) -> SignedIn:
+        normalised = email.strip().lower()
+        scopes = (email_scope(normalised), f"ip:{ip}")
+        async with self._pool.connection() as conn:
+            await self._check_throttle(
+                conn,
+                ((scopes[0], self._throttle.max_per_email), (scopes[1], self._throttle.max_per_ip)),
+            )
+            found = await repository.get_credentials(conn, normalised)
+        account, stored = found if found else (None, None)
+        # Always one argon2 verification, so an unknown email takes as long as a wrong password.
+        if not await self._passwords.verify(stored, password) or account is None:
+            async with self._pool.connection() as conn:
+                await repository.record_failure(conn, scopes)
+            raise Unauthenticated(BAD_CREDENTIALS)
+        token = new_secret_token()
+        async with self._pool.connection() as conn:
+            await repository.clear_failures(conn, scopes[0])
+            if stored and self._passwords.needs_rehash(stored):
+                rehashed = await self._passwords.hash(password)
+                await repository.update_account(conn, account.id, "password_hash", rehashed)
+            session = await repository.insert_session(
+                conn,
+                new_session_id(),
+                token_hash(token),
+                account.id,
+                new_secret_token(),
+                user_agent,
+                self._session_ttl_s,
+            )
+        return SignedIn(account, session, token)
+
+    async def _check_throttle(self, conn: Conn, limits: tuple[tuple[str, int], ...]) -> None:
+        window = self._throttle.window_s
+        for scope, limit in limits:
+            count, oldest = await repository.count_failures(conn, scope, window)
+            if count >= limit and oldest is not None:
+                # Blocked until the oldest failure leaves the sliding window.
+                wait = window - int((datetime.now(UTC) - oldest).total_seconds())
+                raise TooManyAttempts("too many attempts; try again later", retry_after_s=wait)
+
+    async def session(self, token: str) -> tuple[Account, Session] | None:
+        async with self._pool.connection() as conn:
+            session = await repository.live_session(conn, token_hash(token))
+            if session is None:
+                return None
+            account = await repository.get_account(conn, session.account_id)
+        return (account, session) if account else None
+
+    async def sessions(self, account_id: str) -> list[Session]:
+        async with self._pool.connection() as conn:
+            return await repository.list_sessions(conn, account_id)
+
+    async def end_session(self, account_id: str, session_id: str) -> None:
+        async with self._pool.connection() as conn:
+            if not await repository.revoke_session(conn, account_id, session_id):
+                raise NotFound("no such session")
+
+    async def change_password(
+        self, account_id: str, session_id: str, current: str, new: str
+    ) -> None:
+        """Change the password and end every other session (a stolen cookie stops working)."""
+        check_password_rules(new)
+        async with self._pool.connection() as conn:
+            stored = await repository.password_hash_of(conn, account_id)
+        if not await self._passwords.verify(stored, current):
+            raise InvalidRequest("the current password is wrong")
+        new_hash = await self._passwords.hash(new)
+        async with self._pool.connection() as conn:
+            await repository.update_account(conn, account_id, "password_hash", new_hash)
+            await repository.revoke_sessions_except(conn, account_id, session_id)
+
+    async def prune(self) -> None:
+        async with self._pool.connection() as conn:
+            await repository.prune_failures(conn, self._throttle.window_s)
+
+
+async def _existing(conn: Conn, account_id: str, *, for_update: bool = False) -> Account:
+    account = await repository.get_account(conn, account_id, for_update=for_update)
+    if account is None:
+        raise NotFound("no such account")
+    return account

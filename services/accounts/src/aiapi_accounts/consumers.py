@@ -1,0 +1,60 @@
+"""Durable JetStream consumers: keys' last-used times from usage, plan purchases from billing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiapi_shared.bus import Bus, decode_event
+from aiapi_shared.events.billing_v1 import PlanPurchased
+from aiapi_shared.events.usage_v1 import UsageRecorded
+from nats.aio.msg import Msg
+
+from aiapi_accounts.commands import Accounts
+from aiapi_accounts.errors import NotFound
+
+USAGE_DURABLE = "accounts-key-last-used"
+PLAN_DURABLE = "accounts-plan-purchased"
+
+
+class Consumers:
+    def __init__(self, bus: Bus, accounts: Accounts, *, last_used_resolution_s: int) -> None:
+        self._bus = bus
+        self._accounts = accounts
+        self._resolution_s = last_used_resolution_s
+
+    def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(
+                self._bus.consume(
+                    stream="USAGE",
+                    durable=USAGE_DURABLE,
+                    subject=UsageRecorded.subject,
+                    handler=self.on_usage,
+                    stop=stop,
+                ),
+                name=USAGE_DURABLE,
+            ),
+            asyncio.create_task(
+                self._bus.consume(
+                    stream="BILLING",
+                    durable=PLAN_DURABLE,
+                    subject=PlanPurchased.subject,
+                    handler=self.on_plan_purchased,
+                    stop=stop,
+                ),
+                name=PLAN_DURABLE,
+            ),
+        ]
+
+    async def on_usage(self, msg: Msg) -> None:
+        event = decode_event(UsageRecorded, msg.data)
+        await self._accounts.note_key_used(event.key_id, event.finished_at, self._resolution_s)
+
+    async def on_plan_purchased(self, msg: Msg) -> None:
+        """The purchase's reply may have been lost on its way to us; this switches the plan
+        anyway (switching twice is a no-op)."""
+        event = decode_event(PlanPurchased, msg.data)
+        try:
+            await self._accounts.set_plan(event.account_id, event.plan)
+        except NotFound:
+            return  # an account billing knows and we do not: nothing to switch

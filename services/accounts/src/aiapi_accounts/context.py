@@ -1,0 +1,19 @@
+"""What a request handler may use, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiapi_shared.catalogue import Catalogue
+
+from aiapi_accounts.commands import Accounts
+from aiapi_accounts.peers import Peers
+from aiapi_accounts.settings import AccountsSettings
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: AccountsSettings
+    accounts: Accounts
+    peers: Peers
+    catalogue: Catalogue

@@ -1,0 +1,107 @@
+"""HTTP plumbing shared by the route modules: bodies in, JSON out, operator and session auth.
+
+CSRF: a session cookie alone never authorises a write. Sign-in returns a per-session CSRF token
+(in the answer and in the readable ``aiapi_csrf`` cookie); every POST/PATCH/DELETE authenticated
+by the session cookie must echo it in the ``X-CSRF-Token`` header, and it must equal the token
+stored with the session server-side. A cross-site form or fetch cannot read it, so it cannot
+forge a write. The session cookie is also ``SameSite=Lax`` and ``HttpOnly``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from aiapi_accounts.context import Context
+from aiapi_accounts.domain import Account
+from aiapi_accounts.errors import Forbidden, InvalidRequest, Unauthenticated
+from aiapi_accounts.repository import Session
+
+M = TypeVar("M", bound=BaseModel)
+
+SESSION_COOKIE = "aiapi_session"
+CSRF_COOKIE = "aiapi_csrf"
+CSRF_HEADER = "x-csrf-token"
+MAX_BODY_BYTES = 64 * 1024
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequest("request body too large")
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        # Never echo the input: it may be a password.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise InvalidRequest(f"invalid body: {problems}") from None
+
+
+def answer(
+    content: BaseModel | list[Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    if isinstance(content, list):
+        data: Any = [item.model_dump(mode="json") for item in content]
+    else:
+        data = content.model_dump(mode="json")
+    return JSONResponse(data, status_code=status, headers=headers)
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def require_admin(request: Request) -> None:
+    expected = context(request).settings.admin_token.get_secret_value().encode()
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise Unauthenticated("a valid operator token is required (Authorization: Bearer ...)")
+
+
+async def require_session(request: Request) -> tuple[Account, Session]:
+    """The signed-in account; a write must also carry the session's CSRF token."""
+    token = request.cookies.get(SESSION_COOKIE)
+    found = await context(request).accounts.session(token) if token else None
+    if found is None:
+        raise Unauthenticated("sign in first")
+    account, session = found
+    if request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise Forbidden("missing or wrong X-CSRF-Token header")
+    return account, session
+
+
+def set_session_cookies(
+    response: Response, token: str, csrf_token: str, max_age_s: int, secure: bool
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=max_age_s, httponly=True, secure=secure, samesite="lax"
+    )
+    # Readable by the dashboard's script on purpose: it echoes it as X-CSRF-Token.
+    response.set_cookie(
+        CSRF_COOKIE, csrf_token, max_age=max_age_s, httponly=False, secure=secure, samesite="lax"
+    )
+
+
+def clear_session_cookies(response: Response, secure: bool) -> None:
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(name, secure=secure, httponly=name == SESSION_COOKIE, samesite="lax")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,97 @@
+"""Key records in NATS KV (bucket ``aiapi_keys``, key = sha256 hex of the API key).
+
+The edge mirrors this bucket in memory, so it must always converge to the database:
+
+* every change of a key, plan or account status queues the account (same transaction); the relay
+  rewrites all of that account's records right after the commit, and retries until it succeeds;
+* at start, :func:`full_resync` rewrites every record and deletes entries whose key is unknown
+  (a bucket edited by hand, a database restored from a backup).
+
+Writes are compare-and-set on the entry's revision and keep the record with the newer
+``updated_at``, so two replicas writing at once cannot leave an older state behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.events.records_v1 import KeyRecord
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from aiapi_accounts import repository
+from aiapi_accounts.domain import Account, ApiKey, key_record
+
+log = logging.getLogger("aiapi.accounts.keysync")
+
+_CAS_ATTEMPTS = 8
+
+
+async def put_record(kv: KeyValue, key_hash: str, record: KeyRecord) -> None:
+    """Write ``record`` unless the bucket already holds a newer one for this key."""
+    data = record.model_dump_json().encode()
+    for _ in range(_CAS_ATTEMPTS):
+        try:
+            entry = await kv.get(key_hash)
+        except KeyNotFoundError:  # absent, or deleted (KeyDeletedError is a subclass)
+            entry = None
+        if entry is not None and entry.value and _is_newer(entry.value, record):
+            return
+        try:
+            if entry is None:
+                await kv.create(key_hash, data)
+            else:
+                await kv.update(key_hash, data, last=entry.revision)
+            return
+        except KeyWrongLastSequenceError:
+            continue  # someone wrote in between: read again and decide again
+    raise RuntimeError("key record kept changing under compare-and-set")
+
+
+def _is_newer(stored: bytes, record: KeyRecord) -> bool:
+    try:
+        existing = KeyRecord.model_validate_json(stored)
+    except ValidationError:
+        return False  # garbage in the bucket: overwrite it
+    return existing.updated_at > record.updated_at
+
+
+async def write_account(
+    kv: KeyValue, account: Account, keys: Iterable[ApiKey], catalogue: Catalogue
+) -> int:
+    written = 0
+    for key in keys:
+        await put_record(kv, key.key_hash, key_record(account, key, catalogue))
+        written += 1
+    return written
+
+
+async def full_resync(kv: KeyValue, conn: repository.Conn, catalogue: Catalogue) -> tuple[int, int]:
+    """Rewrite every key's record and delete the entries of keys the database does not know.
+
+    Revoked keys keep a record marked ``revoked`` (the edge refuses them either way, and a
+    watcher sees an explicit state rather than a gap). Returns (written, deleted).
+    """
+    known: set[str] = set()
+    written = 0
+    async for account, key in repository.all_key_hashes_with_accounts(conn):
+        await put_record(kv, key.key_hash, key_record(account, key, catalogue))
+        known.add(key.key_hash)
+        written += 1
+    try:
+        present = await kv.keys()
+    except NoKeysError:
+        present = []
+    # A key issued by another replica since the cursor opened is in the bucket but not in
+    # ``known``: look the candidates up again so that only truly unknown entries go.
+    candidates = sorted(set(present) - known)
+    still_known = await repository.existing_key_hashes(conn, candidates)
+    deleted = 0
+    for stale in set(candidates) - still_known:
+        await kv.delete(stale)
+        deleted += 1
+    log.info("key records resynced", extra={"written": written, "deleted": deleted})
+    return written, deleted

@@ -1,0 +1,109 @@
+"""Billing and payments, reached over NATS request/reply (never their tables)."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from aiapi_shared import billing_api, payments_api
+from aiapi_shared.billing_api import ApiError
+from aiapi_shared.bus import Bus, BusUnavailable
+from aiapi_shared.events.base import Record
+from pydantic import BaseModel, ValidationError
+
+from aiapi_accounts.errors import PeerRefused, PeerUnavailable
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class Peers:
+    def __init__(self, bus: Bus, *, timeout_s: float) -> None:
+        self._bus = bus
+        self._timeout_s = timeout_s
+
+    async def _call(self, peer: str, subject: str, command: Record, answer: type[R]) -> R:
+        try:
+            data = await self._bus.request(
+                subject, command.model_dump_json().encode(), timeout_s=self._timeout_s
+            )
+        except BusUnavailable as exc:
+            raise PeerUnavailable(f"{peer} is not reachable; try again later") from exc
+        try:
+            parsed = json.loads(data)
+        except ValueError as exc:
+            raise PeerUnavailable(f"{peer} sent an unreadable answer") from exc
+        if isinstance(parsed, dict) and "error" in parsed:
+            raise _refusal(peer, parsed)
+        try:
+            return answer.model_validate(parsed)
+        except ValidationError as exc:
+            raise PeerUnavailable(f"{peer} sent an unexpected answer") from exc
+
+    # -- billing ----------------------------------------------------------------------------
+
+    async def balance(self, account_id: str) -> billing_api.AccountBalanceReply:
+        query = billing_api.AccountQuery(account_id=account_id)
+        return await self._call(
+            "billing", billing_api.ACCOUNT_SUBJECT, query, billing_api.AccountBalanceReply
+        )
+
+    async def adjust(self, command: billing_api.AdjustCommand) -> billing_api.AdjustReply:
+        return await self._call(
+            "billing", billing_api.ADJUST_SUBJECT, command, billing_api.AdjustReply
+        )
+
+    async def purchase_plan(self, account_id: str) -> billing_api.PurchasePlanReply:
+        command = billing_api.PurchasePlanCommand(account_id=account_id, plan="pro")
+        return await self._call(
+            "billing", billing_api.PURCHASE_PLAN_SUBJECT, command, billing_api.PurchasePlanReply
+        )
+
+    async def ledger(self, query: billing_api.LedgerQuery) -> billing_api.LedgerReply:
+        return await self._call(
+            "billing", billing_api.LEDGER_SUBJECT, query, billing_api.LedgerReply
+        )
+
+    async def daily_usage(self, query: billing_api.DailyUsageQuery) -> billing_api.DailyUsageReply:
+        return await self._call(
+            "billing", billing_api.DAILY_USAGE_SUBJECT, query, billing_api.DailyUsageReply
+        )
+
+    # -- payments -----------------------------------------------------------------------------
+    # Until payments runs (or while it is down) the lists are empty rather than an error: the
+    # dashboard then simply shows no addresses and no deposits.
+
+    async def deposit_addresses(self, account_id: str) -> list[payments_api.DepositAddress]:
+        query = payments_api.AccountQuery(account_id=account_id)
+        try:
+            reply = await self._call(
+                "payments", payments_api.ADDRESSES_SUBJECT, query, payments_api.AddressesReply
+            )
+        except PeerUnavailable:
+            return []
+        return reply.addresses
+
+    async def deposits(self, account_id: str) -> list[payments_api.Deposit]:
+        query = payments_api.AccountQuery(account_id=account_id)
+        try:
+            reply = await self._call(
+                "payments", payments_api.DEPOSITS_SUBJECT, query, payments_api.DepositsReply
+            )
+        except PeerUnavailable:
+            return []
+        return reply.deposits
+
+    async def set_rate(self, command: payments_api.SetRateCommand) -> payments_api.SetRateReply:
+        return await self._call(
+            "payments", payments_api.SET_RATE_SUBJECT, command, payments_api.SetRateReply
+        )
+
+
+def _refusal(peer: str, body: dict[str, object]) -> PeerRefused | PeerUnavailable:
+    try:
+        error = ApiError.model_validate(body)
+    except ValidationError:
+        return PeerUnavailable(f"{peer} failed to answer")
+    # A peer's 5xx is its own fault; the caller sees 503 with the peer's message.
+    if error.status >= 500:
+        return PeerUnavailable(f"{peer}: {error.message}")
+    return PeerRefused(error.message, status=error.status, error_type=error.error)

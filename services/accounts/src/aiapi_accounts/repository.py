@@ -1,0 +1,309 @@
+"""Every SQL statement of the accounts service. Callers own the transaction (one per request or
+message); nothing here commits.
+
+Queries are composed only from this module's constant column lists; every value is a parameter.
+"""
+
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiapi_shared.events.base import Event
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from aiapi_accounts.domain import Account, ApiKey
+
+Conn = AsyncConnection[Any]
+
+_ACCOUNT_COLUMNS = (
+    "id, email, plan, status, created_at, updated_at, password_hash IS NOT NULL AS has_password"
+)
+_KEY_COLUMNS = (
+    "id, account_id, key_hash, name, hint, created_at, last_used_at, revoked_at, updated_at"
+)
+
+
+async def _one(conn: Conn, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query.encode(), params)
+        return await cur.fetchone()
+
+
+async def _all(conn: Conn, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query.encode(), params)
+        return await cur.fetchall()
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+async def insert_account(
+    conn: Conn, account_id: str, email: str, password_hash: str | None, plan: str
+) -> Account | None:
+    """The new account, or None when the email is taken."""
+    row = await _one(
+        conn,
+        "INSERT INTO accounts (id, email, password_hash, plan, status)"
+        " VALUES (%s, %s, %s, %s, 'active') ON CONFLICT (email) DO NOTHING"
+        f" RETURNING {_ACCOUNT_COLUMNS}",
+        (account_id, email, password_hash, plan),
+    )
+    return Account(**row) if row else None
+
+
+async def get_account(conn: Conn, account_id: str, *, for_update: bool = False) -> Account | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await _one(
+        conn,
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = %s{lock}",
+        (account_id,),
+    )
+    return Account(**row) if row else None
+
+
+async def get_credentials(conn: Conn, email: str) -> tuple[Account, str | None] | None:
+    row = await _one(
+        conn,
+        f"SELECT {_ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = %s",
+        (email,),
+    )
+    if row is None:
+        return None
+    password_hash = row.pop("password_hash")
+    return Account(**row), password_hash
+
+
+async def password_hash_of(conn: Conn, account_id: str) -> str | None:
+    row = await _one(conn, "SELECT password_hash FROM accounts WHERE id = %s", (account_id,))
+    return row["password_hash"] if row else None
+
+
+async def update_account(conn: Conn, account_id: str, column: str, value: str) -> None:
+    if column not in ("plan", "status", "password_hash"):
+        raise ValueError(column)
+    await conn.execute(
+        f"UPDATE accounts SET {column} = %s, updated_at = clock_timestamp() WHERE id = %s".encode(),
+        (value, account_id),
+    )
+
+
+# -- API keys -----------------------------------------------------------------------------------
+
+
+async def insert_key(
+    conn: Conn, key_id: str, account_id: str, key_hash: str, name: str, hint: str
+) -> ApiKey:
+    row = await _one(
+        conn,
+        "INSERT INTO api_keys (id, account_id, key_hash, name, hint) VALUES (%s, %s, %s, %s, %s)"
+        f" RETURNING {_KEY_COLUMNS}",
+        (key_id, account_id, key_hash, name, hint),
+    )
+    assert row is not None
+    return ApiKey(**row)
+
+
+async def list_keys(conn: Conn, account_id: str) -> list[ApiKey]:
+    rows = await _all(
+        conn,
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE account_id = %s ORDER BY created_at, id",
+        (account_id,),
+    )
+    return [ApiKey(**row) for row in rows]
+
+
+async def revoke_key(conn: Conn, account_id: str, key_id: str) -> ApiKey | None:
+    """Revoke an active key; None when the account has no such key. Revoking twice is a no-op
+    that returns the key as it is."""
+    row = await _one(
+        conn,
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()),"
+        " updated_at = CASE WHEN revoked_at IS NULL THEN clock_timestamp() ELSE updated_at END"
+        f" WHERE id = %s AND account_id = %s RETURNING {_KEY_COLUMNS}",
+        (key_id, account_id),
+    )
+    return ApiKey(**row) if row else None
+
+
+async def touch_key(conn: Conn, key_id: str, used_at: datetime, resolution_s: int) -> None:
+    """Move last_used_at forward, coarsely: most usage events write nothing."""
+    await conn.execute(
+        b"UPDATE api_keys SET last_used_at = %s WHERE id = %s AND (last_used_at IS NULL"
+        b" OR last_used_at < %s - make_interval(secs => %s))",
+        (used_at, key_id, used_at, resolution_s),
+    )
+
+
+async def all_key_hashes_with_accounts(conn: Conn) -> AsyncIterator[tuple[Account, ApiKey]]:
+    """Every key with its account (the full resync), streamed with a server-side cursor."""
+    prefixed = ", ".join(f"k.{c.strip()}" for c in _KEY_COLUMNS.split(","))
+    query = (
+        "SELECT a.id AS a_id, a.email AS a_email, a.plan AS a_plan, a.status AS a_status,"
+        " a.created_at AS a_created_at, a.updated_at AS a_updated_at,"
+        " a.password_hash IS NOT NULL AS a_has_password, "
+        f"{prefixed} FROM api_keys k JOIN accounts a ON a.id = k.account_id ORDER BY k.id"
+    )
+    async with conn.cursor(name="resync", row_factory=dict_row) as cur:
+        await cur.execute(query.encode())
+        async for row in cur:
+            account = Account(**{k[2:]: row.pop(k) for k in list(row) if k.startswith("a_")})
+            yield account, ApiKey(**row)
+
+
+async def existing_key_hashes(conn: Conn, hashes: list[str]) -> set[str]:
+    cur = await conn.execute(b"SELECT key_hash FROM api_keys WHERE key_hash = ANY(%s)", (hashes,))
+    return {str(r[0]) for r in await cur.fetchall()}
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    account_id: str
+    csrf_token: str
+    user_agent: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+_SESSION_COLUMNS = "id, account_id, csrf_token, user_agent, created_at, last_seen_at, expires_at"
+
+
+async def insert_session(
+    conn: Conn,
+    session_id: str,
+    token_hash: str,
+    account_id: str,
+    csrf_token: str,
+    user_agent: str,
+    ttl_s: int,
+) -> Session:
+    row = await _one(
+        conn,
+        "INSERT INTO sessions (id, token_hash, account_id, csrf_token, user_agent, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
+        f" RETURNING {_SESSION_COLUMNS}",
+        (session_id, token_hash, account_id, csrf_token, user_agent[:300], ttl_s),
+    )
+    assert row is not None
+    return Session(**row)
+
+
+async def live_session(conn: Conn, token_hash: str) -> Session | None:
+    """The unexpired, unrevoked session of a cookie; its last-seen time moves (once a minute)."""
+    row = await _one(
+        conn,
+        "UPDATE sessions SET last_seen_at = CASE WHEN last_seen_at < now() - interval '1 minute'"
+        " THEN now() ELSE last_seen_at END"
+        " WHERE token_hash = %s AND revoked_at IS NULL AND expires_at > now()"
+        f" RETURNING {_SESSION_COLUMNS}",
+        (token_hash,),
+    )
+    return Session(**row) if row else None
+
+
+async def list_sessions(conn: Conn, account_id: str) -> list[Session]:
+    rows = await _all(
+        conn,
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE account_id = %s AND revoked_at IS NULL"
+        " AND expires_at > now() ORDER BY created_at DESC",
+        (account_id,),
+    )
+    return [Session(**row) for row in rows]
+
+
+async def revoke_session(conn: Conn, account_id: str, session_id: str) -> bool:
+    cur = await conn.execute(
+        b"UPDATE sessions SET revoked_at = now() WHERE id = %s AND account_id = %s"
+        b" AND revoked_at IS NULL",
+        (session_id, account_id),
+    )
+    return cur.rowcount == 1
+
+
+async def revoke_sessions_except(conn: Conn, account_id: str, keep_id: str | None) -> None:
+    await conn.execute(
+        b"UPDATE sessions SET revoked_at = now() WHERE account_id = %s AND revoked_at IS NULL"
+        b" AND id IS DISTINCT FROM %s",
+        (account_id, keep_id),
+    )
+
+
+# -- sign-in throttling ----------------------------------------------------------------------------
+
+
+async def count_failures(conn: Conn, scope: str, window_s: int) -> tuple[int, datetime | None]:
+    """Failures of ``scope`` inside the window, and the oldest of them (when the window frees)."""
+    row = await _one(
+        conn,
+        "SELECT count(*) AS n, min(at) AS oldest FROM sign_in_failures"
+        " WHERE scope = %s AND at > now() - make_interval(secs => %s)",
+        (scope, window_s),
+    )
+    assert row is not None
+    return int(row["n"]), row["oldest"]
+
+
+async def record_failure(conn: Conn, scopes: tuple[str, ...]) -> None:
+    for scope in scopes:
+        await conn.execute(b"INSERT INTO sign_in_failures (scope) VALUES (%s)", (scope,))
+
+
+async def clear_failures(conn: Conn, scope: str) -> None:
+    await conn.execute(b"DELETE FROM sign_in_failures WHERE scope = %s", (scope,))
+
+
+async def prune_failures(conn: Conn, window_s: int) -> None:
+    await conn.execute(
+        b"DELETE FROM sign_in_failures WHERE at < now() - make_interval(secs => %s)", (window_s,)
+    )
+
+
+# -- outbox and KV sync queue -----------------------------------------------------------------------
+
+
+async def enqueue_event(conn: Conn, event: Event) -> None:
+    await conn.execute(
+        b"INSERT INTO outbox (event_id, subject, payload) VALUES (%s, %s, %s)",
+        (event.event_id, event.subject, event.to_json()),
+    )
+
+
+async def enqueue_key_sync(conn: Conn, account_id: str) -> None:
+    await conn.execute(b"INSERT INTO kv_sync_queue (account_id) VALUES (%s)", (account_id,))
+
+
+async def claim_events(conn: Conn, limit: int) -> list[tuple[int, str, str, bytes]]:
+    """The oldest unpublished events, locked so that another replica's relay skips them."""
+    cur = await conn.execute(
+        b"SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT %s"
+        b" FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    return [(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in await cur.fetchall()]
+
+
+async def delete_events(conn: Conn, ids: list[int]) -> None:
+    await conn.execute(b"DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
+
+
+async def claim_key_syncs(conn: Conn, limit: int) -> list[tuple[int, str]]:
+    cur = await conn.execute(
+        b"SELECT id, account_id FROM kv_sync_queue ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    )
+    return [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
+
+
+async def delete_key_syncs(conn: Conn, ids: list[int]) -> None:
+    await conn.execute(b"DELETE FROM kv_sync_queue WHERE id = ANY(%s)", (ids,))

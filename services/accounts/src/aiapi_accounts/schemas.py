@@ -1,0 +1,208 @@
+"""The JSON bodies of the accounts HTTP API (requests and answers). USD amounts are decimal
+strings; incoming amounts must be strings (a JSON number is refused: floats never carry money)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
+from aiapi_shared.money import format_usd, parse_usd
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from aiapi_accounts.domain import Account, ApiKey
+from aiapi_accounts.repository import Session
+
+
+def _usd_from_string(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ValueError('a USD amount is a decimal string such as "10.00"')
+    return parse_usd(value)
+
+
+Usd = Annotated[
+    int,
+    BeforeValidator(_usd_from_string),
+    PlainSerializer(format_usd, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d{1,9})?$", "examples": ["10.00"]}),
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# -- operator -----------------------------------------------------------------------------------
+
+
+class CreateAccountBody(Body):
+    email: str = Field(max_length=254)
+    plan: PlanName = "basic"
+
+
+class PatchAccountBody(Body):
+    plan: PlanName | None = None
+    status: AccountStatus | None = None
+
+
+class AdjustmentBody(Body):
+    amount_usd: Usd
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class KeyCreateBody(Body):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class RateBody(Body):
+    asset: Literal["ETH", "BTC"]
+    usd: Usd
+
+
+class AccountAnswer(Answer):
+    id: str
+    email: str
+    plan: PlanName
+    status: AccountStatus
+    created_at: datetime
+
+    @classmethod
+    def of(cls, account: Account) -> AccountAnswer:
+        return cls(
+            id=account.id,
+            email=account.email,
+            plan=account.plan,
+            status=account.status,
+            created_at=account.created_at,
+        )
+
+
+class AccountWithBalanceAnswer(AccountAnswer):
+    balance_usd: Usd = Field(description="settled balance")
+    available_usd: Usd = Field(description="balance less open holds")
+
+
+class AdjustmentAnswer(Answer):
+    account_id: str
+    transfer_id: str
+    balance_usd: Usd
+    available_usd: Usd
+    replayed: bool = Field(description="true when the Idempotency-Key was seen before")
+
+
+class KeyCreatedAnswer(Answer):
+    id: str
+    key: str = Field(description="the API key; shown only in this answer")
+    name: str
+    created_at: datetime
+
+
+class RateAnswer(Answer):
+    asset: Literal["ETH", "BTC"]
+    usd: Usd
+    set_at: datetime
+
+
+# -- customer -----------------------------------------------------------------------------------
+
+
+class CredentialsBody(Body):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+
+
+class PasswordChangeBody(Body):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class UpgradeBody(Body):
+    plan: Literal["pro"]
+
+
+class SignUpAnswer(Answer):
+    status: Literal["accepted"] = "accepted"
+    message: str = "If this email was free, its account exists now: sign in to use it."
+
+
+class SignInAnswer(Answer):
+    account: AccountAnswer
+    session_id: str
+    csrf_token: str = Field(description="send it back as X-CSRF-Token on every write")
+    expires_at: datetime
+
+
+class SessionAnswer(Answer):
+    id: str
+    user_agent: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    current: bool
+
+    @classmethod
+    def of(cls, session: Session, current_id: str) -> SessionAnswer:
+        return cls(
+            id=session.id,
+            user_agent=session.user_agent,
+            created_at=session.created_at,
+            last_seen_at=session.last_seen_at,
+            expires_at=session.expires_at,
+            current=session.id == current_id,
+        )
+
+
+class KeyAnswer(Answer):
+    id: str
+    name: str
+    hint: str = Field(description="the prefix and the last four characters")
+    status: Literal["active", "revoked"]
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="approximate (about a minute)")
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyAnswer:
+        return cls(
+            id=key.id,
+            name=key.name,
+            hint=key.hint,
+            status="revoked" if key.revoked_at else "active",
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class BalanceAnswer(Answer):
+    balance_usd: Usd
+    available_usd: Usd
+
+
+class UpgradeAnswer(Answer):
+    account: AccountAnswer
+    price_usd: Usd
+    balance_usd: Usd
+    already_owned: bool
+
+
+class PlanAnswer(Answer):
+    id: PlanName
+    display_name: str
+    price_usd: Usd
+    requests_per_minute: int
+    tokens_per_minute: int
+    discount_bps: int
+
+
+class ErrorDetail(Answer):
+    type: str
+    message: str
+
+
+class ErrorAnswer(Answer):
+    error: ErrorDetail

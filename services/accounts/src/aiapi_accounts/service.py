@@ -1,0 +1,113 @@
+"""The composition root: builds every part from the settings, starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import Catalogue, default_catalogue
+from aiapi_shared.db import migrate, open_pool
+from aiapi_shared.events.records_v1 import KEYS_BUCKET
+from nats.js.kv import KeyValue
+from psycopg_pool import AsyncConnectionPool
+
+from aiapi_accounts import keysync
+from aiapi_accounts.commands import Accounts
+from aiapi_accounts.consumers import Consumers
+from aiapi_accounts.context import Context
+from aiapi_accounts.domain import Throttle
+from aiapi_accounts.passwords import Passwords
+from aiapi_accounts.peers import Peers
+from aiapi_accounts.relay import Relay
+from aiapi_accounts.settings import AccountsSettings
+
+log = logging.getLogger("aiapi.accounts")
+
+SCHEMA = "accounts"
+_PRUNE_EVERY_S = 600.0
+
+
+class Service:
+    """Started by the app's lifespan; ``ready`` once the key records are resynced."""
+
+    def __init__(self, settings: AccountsSettings, catalogue: Catalogue | None = None) -> None:
+        if settings.database_url is None:
+            raise ValueError("AIAPI_DATABASE_URL is required")
+        self.settings = settings
+        self.catalogue = catalogue or default_catalogue()
+        self._database_url = settings.database_url.get_secret_value()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pool: AsyncConnectionPool | None = None
+        self.bus: Bus | None = None
+        self.relay: Relay | None = None
+        self.ctx: Context | None = None
+        self.ready = False
+
+    async def start(self) -> Context:
+        await migrate(self._database_url, schema=SCHEMA, package="aiapi_accounts.migrations")
+        self.pool = open_pool(self._database_url, schema=SCHEMA)
+        await self.pool.open(wait=True, timeout=30.0)
+        self.bus = await Bus.connect(self.settings.nats_url, name="aiapi-accounts")
+        await self.bus.ensure_streams()
+        kv = await self.bus.ensure_kv(KEYS_BUCKET)
+        await self._resync(kv)
+        self.relay = Relay(self.pool, self.bus, kv, self.catalogue)
+        s = self.settings
+        accounts = Accounts(
+            self.pool,
+            self.relay,
+            Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib),
+            Throttle(
+                s.sign_in_window_s, s.sign_in_max_failures_per_email, s.sign_in_max_failures_per_ip
+            ),
+            session_ttl_s=s.session_ttl_s,
+        )
+        self.ctx = Context(s, accounts, Peers(self.bus, timeout_s=s.peer_timeout_s), self.catalogue)
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
+        self._tasks += Consumers(
+            self.bus, accounts, last_used_resolution_s=s.last_used_resolution_s
+        ).start(self._stop)
+        self._tasks.append(asyncio.create_task(self._prune(accounts), name="prune"))
+        self.relay.kick()  # deliver whatever a previous run left in the outbox
+        self.ready = True
+        log.info("accounts service started")
+        return self.ctx
+
+    async def _resync(self, kv: KeyValue) -> None:
+        assert self.pool is not None
+        async with self.pool.connection() as conn:
+            await keysync.full_resync(kv, conn, self.catalogue)
+
+    async def _prune(self, accounts: Accounts) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=_PRUNE_EVERY_S)
+            try:
+                await accounts.prune()
+            except Exception as exc:  # noqa: BLE001 (housekeeping; the next round retries)
+                log.warning("pruning sign-in failures failed: %s", type(exc).__name__)
+
+    async def healthy(self) -> bool:
+        if self.bus is None or self.pool is None or not self.bus.is_connected:
+            return False
+        try:
+            async with asyncio.timeout(2.0), self.pool.connection() as conn:
+                await conn.execute(b"SELECT 1")
+        except Exception:  # noqa: BLE001 (any failure means: not healthy)
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self.ready = False
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=5.0)
+        if self.bus is not None:
+            await self.bus.close()
+        if self.pool is not None:
+            await self.pool.close()
+        log.info("accounts service stopped")

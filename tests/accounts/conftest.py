@@ -1,0 +1,100 @@
+"""Fixtures: the accounts app in-process (real PostgreSQL, real NATS) behind an httpx client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from aiapi_accounts.app import create_app
+from aiapi_accounts.service import Service
+from aiapi_accounts.settings import AccountsSettings
+from aiapi_shared.bus import Bus
+from aiapi_shared.events.records_v1 import KEYS_BUCKET
+from nats.js.kv import KeyValue
+from pydantic import SecretStr
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+PASSWORD = "correct horse battery staple"
+
+
+def make_settings(database_url: str, nats_url: str, **overrides: object) -> AccountsSettings:
+    values: dict[str, object] = {
+        "database_url": SecretStr(database_url),
+        "nats_url": nats_url,
+        "admin_token": SecretStr(ADMIN_TOKEN),
+        # Cheap hashing keeps the suite fast; the parameters are the only difference.
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "peer_timeout_s": 1.0,
+        "last_used_resolution_s": 0,
+    }
+    values.update(overrides)
+    return AccountsSettings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Running:
+    client: httpx.AsyncClient
+    service: Service
+    kv: KeyValue
+    bus: Bus
+
+    async def new_account(self, email: str = "alice@example.com", plan: str = "basic") -> str:
+        answer = await self.client.post(
+            "/admin/v1/accounts", json={"email": email, "plan": plan}, headers=ADMIN
+        )
+        assert answer.status_code == 201, answer.text
+        account_id: str = answer.json()["id"]
+        return account_id
+
+    async def new_key(self, account_id: str, name: str = "laptop") -> dict[str, str]:
+        answer = await self.client.post(
+            f"/admin/v1/accounts/{account_id}/keys", json={"name": name}, headers=ADMIN
+        )
+        assert answer.status_code == 201, answer.text
+        body: dict[str, str] = answer.json()
+        return body
+
+    async def signed_in(self, email: str = "bob@example.com") -> str:
+        """Sign up and sign in on this client; returns the CSRF token."""
+        up = await self.client.post(
+            "/api/v1/auth/sign-up", json={"email": email, "password": PASSWORD}
+        )
+        assert up.status_code == 202, up.text
+        inside = await self.client.post(
+            "/api/v1/auth/sign-in", json={"email": email, "password": PASSWORD}
+        )
+        assert inside.status_code == 200, inside.text
+        token: str = inside.json()["csrf_token"]
+        return token
+
+
+@pytest.fixture
+async def running(database_url: str, nats_url: str, bus: Bus) -> AsyncIterator[Running]:
+    async with run_app(make_settings(database_url, nats_url), bus) as app:
+        yield app
+
+
+class run_app:  # noqa: N801 (used like a function: ``async with run_app(...)``)
+    def __init__(self, settings: AccountsSettings, bus: Bus) -> None:
+        self._service = Service(settings)
+        self._app = create_app(settings, self._service)
+        self._bus = bus
+        self._lifespan = self._app.router.lifespan_context(self._app)
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Running:
+        await self._lifespan.__aenter__()
+        self._client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self._app), base_url="https://accounts.test"
+        )
+        kv = await self._bus.ensure_kv(KEYS_BUCKET)
+        return Running(self._client, self._service, kv, self._bus)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._client is not None
+        await self._client.aclose()
+        await self._lifespan.__aexit__(None, None, None)
