@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 PAGE = 25
+# Bitcoin regtest's genesis block: the service checks the backend's block 0 at start.
+REGTEST_GENESIS = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
 
 
 @dataclass
@@ -61,7 +63,7 @@ class FakeTx:
 
 @dataclass
 class FakeEsplora:
-    blocks: list[str] = field(default_factory=lambda: [_block_hash("genesis")])
+    blocks: list[str] = field(default_factory=lambda: [REGTEST_GENESIS])
     txs: dict[str, FakeTx] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 

@@ -175,3 +175,31 @@ class BitcoinWatcher:
                 deposit.key, deposit.address, deposit.amount, now.block_height, now.block_hash
             )
         return BitcoinScan(head, list(seen.values()), gone)
+
+
+# The block at height 0 of each network the addresses' prefix allows (testnet: tb1 is shared
+# by testnet3, testnet4 and signet).
+GENESIS_HASHES: dict[str, frozenset[str]] = {
+    "mainnet": frozenset({"000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"}),
+    "testnet": frozenset(
+        {
+            "000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943",
+            "00000000da84f2bafbbc53dee25a72ae507ff4914b867c565be350b0da8bf043",
+            "00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6",
+        }
+    ),
+    "regtest": frozenset({"0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"}),
+}
+
+
+class WrongNetwork(RuntimeError):
+    """The backend serves another Bitcoin network than configured."""
+
+
+async def check_genesis(backend: BitcoinBackend, network: str) -> None:
+    genesis = await backend.block_hash(0)
+    if genesis is None or genesis.lower() not in GENESIS_HASHES[network]:
+        raise WrongNetwork(
+            f"the Esplora backend's genesis block {genesis} is not {network}'s "
+            "(check AIAPI_BTC_ESPLORA_URL and AIAPI_BTC_NETWORK)"
+        )

@@ -53,6 +53,7 @@ def observe(
                 state=DepositState.DETECTED,
                 first_seen_at=now,
                 rate_nano_usd=None if rate is None else rate.rate_nano_usd,
+                rate_source=None if rate is None else rate.source,
             )
         current[transfer.key] = replace(
             known, block_number=transfer.block_number, block_hash=transfer.block_hash
@@ -103,7 +104,7 @@ def price_waiting(
 ) -> dict[DepositKey, Deposit]:
     """A manual rate prices the deposits of its asset that still wait for one."""
     return {
-        deposit.key: replace(deposit, rate_nano_usd=rate.rate_nano_usd)
+        deposit.key: replace(deposit, rate_nano_usd=rate.rate_nano_usd, rate_source=rate.source)
         for deposit in deposits
         if deposit.key.asset is asset
         and deposit.rate_nano_usd is None

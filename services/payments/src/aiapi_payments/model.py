@@ -62,6 +62,11 @@ class DepositKey:
     tx_hash: str  # lowercase hex; 0x-prefixed on Ethereum, bare on Bitcoin (as the chains write it)
     position: int
 
+    @property
+    def deposit_id(self) -> str:
+        """The id other services know the deposit by (billing credits once per id)."""
+        return f"{self.network}:{self.asset}:{self.tx_hash}:{self.position}"
+
 
 @dataclass(frozen=True)
 class Transfer:
@@ -88,3 +93,8 @@ class Deposit:
     confirmations: int = 0
     rate_nano_usd: int | None = None  # per whole coin; None: waiting for a rate
     usd_nano: int | None = None
+    rate_source: str | None = None  # "par", "median(...)" or "manual": kept for audit
+
+    @property
+    def deposit_id(self) -> str:
+        return self.key.deposit_id

@@ -1,0 +1,140 @@
+"""The request/reply API of `aiapi_shared.payments_api` (I/O: the repository behind it).
+
+Every handler answers, never times out: a reply model, or an `ApiError` whose `status` is the
+HTTP status accounts should use. Errors are mapped in `_answer`, the one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import partial
+
+import psycopg
+from aiapi_shared.billing_api import ApiError
+from aiapi_shared.bus import Bus
+from aiapi_shared.events.base import Record
+from aiapi_shared.payments_api import (
+    ADDRESSES_SUBJECT,
+    DEPOSITS_SUBJECT,
+    SET_RATE_SUBJECT,
+    AccountQuery,
+    AddressesReply,
+    DepositAddress,
+    DepositsReply,
+    SetRateCommand,
+    SetRateReply,
+)
+from aiapi_shared.payments_api import Deposit as DepositView
+from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
+
+from aiapi_payments.config import PaymentsConfig
+from aiapi_payments.model import Asset
+from aiapi_payments.policy import format_units
+from aiapi_payments.pricing import ManualRate
+from aiapi_payments.repository import AccountDeposit, Repository
+
+log = logging.getLogger("aiapi.payments.api")
+QUEUE = "payments"
+
+
+class ApiRefusal(Exception):
+    def __init__(self, error: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.reply = ApiError(error=error, message=message, status=status)
+
+
+async def _answer(handle: Callable[[bytes], Awaitable[Record]], data: bytes) -> bytes:
+    try:
+        reply: Record = await handle(data)
+    except ValidationError as error:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in error.errors())
+        reply = ApiError(error="invalid_request", message=f"invalid fields: {fields}", status=400)
+    except ApiRefusal as refusal:
+        reply = refusal.reply
+    except (psycopg.OperationalError, PoolTimeout):
+        log.warning("payments API: database unavailable")
+        reply = ApiError(error="unavailable", message="payments database unavailable", status=503)
+    return reply.model_dump_json().encode()
+
+
+def deposit_view(record: AccountDeposit) -> DepositView:
+    deposit = record.deposit
+    key = deposit.key
+    return DepositView(
+        asset=key.asset.value,
+        network=key.network.value,
+        tx_hash=key.tx_hash,
+        position=key.position,
+        amount=format_units(deposit.amount, key.asset.decimals),
+        confirmations=deposit.confirmations,
+        state=deposit.state.value,
+        usd=deposit.usd_nano,
+        first_seen_at=deposit.first_seen_at,
+    )
+
+
+class PaymentsApi:
+    def __init__(
+        self, repository: Repository, config: PaymentsConfig, clock: Callable[[], datetime]
+    ) -> None:
+        self._repository = repository
+        self._config = config
+        self._clock = clock
+
+    async def serve(self, bus: Bus) -> None:
+        routes = {
+            ADDRESSES_SUBJECT: self._addresses,
+            DEPOSITS_SUBJECT: self._deposits,
+            SET_RATE_SUBJECT: self._set_rate,
+        }
+        for subject, handle in routes.items():
+
+            async def handler(
+                data: bytes, handle: Callable[..., Awaitable[Record]] = handle
+            ) -> bytes:
+                return await _answer(handle, data)
+
+            await bus.serve(subject, handler, queue=QUEUE)
+
+    @staticmethod
+    def _account(data: bytes) -> str:
+        account_id = AccountQuery.model_validate_json(data).account_id.strip()
+        if not account_id:
+            raise ApiRefusal("invalid_request", "account_id is empty", 400)
+        return account_id
+
+    async def _addresses(self, data: bytes) -> AddressesReply:
+        """One address per enabled asset (USDT and ETH share the account's Ethereum address)."""
+        account_id = self._account(data)
+        found: list[DepositAddress] = []
+        for asset in self._config.assets:
+            network = asset.network
+            stored = await self._repository.assign_address(
+                account_id, network, partial(self._config.derive, network)
+            )
+            found.append(
+                DepositAddress(asset=asset.value, network=network.value, address=stored.address)
+            )
+        return AddressesReply(addresses=found)
+
+    async def _deposits(self, data: bytes) -> DepositsReply:
+        account_id = self._account(data)
+        records = await self._repository.account_deposits(account_id)
+        return DepositsReply(deposits=[deposit_view(record) for record in records])
+
+    async def _set_rate(self, data: bytes) -> SetRateReply:
+        command = SetRateCommand.model_validate_json(data)
+        if command.usd <= 0:
+            raise ApiRefusal("invalid_request", "a rate is a positive USD amount", 400)
+        rate = ManualRate(Asset(command.asset), command.usd, self._clock())
+        priced = await self._repository.record_manual_rate(rate, command.actor)
+        log.info(
+            "manual rate set by %s for %s; it priced %d waiting deposit(s)",
+            command.actor,
+            command.asset,
+            len(priced),
+        )
+        return SetRateReply(asset=command.asset, usd=command.usd, set_at=rate.set_at)

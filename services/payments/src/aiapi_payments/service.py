@@ -1,0 +1,233 @@
+"""The composition root: `PaymentsService` wires the parts; `create_app` serves its health.
+
+Start-up order: migrations, the database pool, NATS (streams), the chain checks (chain id,
+genesis), then the API subjects and the tasks: one watch loop per enabled chain, the price
+fetcher (when sources are configured) and the outbox relay. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from aiapi_shared.bus import Bus
+from aiapi_shared.db import migrate, open_pool
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from aiapi_payments.api import PaymentsApi
+from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend, check_genesis
+from aiapi_payments.config import PaymentsConfig, StartupRefused, build_config
+from aiapi_payments.ethereum import ChainMismatch, EthereumWatcher, check_chain_id
+from aiapi_payments.model import Asset
+from aiapi_payments.outbox import OutboxRelay
+from aiapi_payments.price_sources import PriceFetcher
+from aiapi_payments.repository import PostgresCursorStore, Repository
+from aiapi_payments.settings import PaymentsSettings
+from aiapi_payments.tracking import BitcoinTracking, EthereumTracking
+
+log = logging.getLogger("aiapi.payments")
+
+_HTTP_TIMEOUT = httpx.Timeout(10.0)
+_QUOTE_RETENTION = timedelta(days=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PaymentsService:
+    def __init__(self, settings: PaymentsSettings, config: PaymentsConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.failed = asyncio.Event()  # set when the process must exit non-zero
+        self.started = False
+        self.refused: str | None = None  # why start-up was refused, for the exit code
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self.bus: Bus | None = None
+        self.pool: AsyncConnectionPool | None = None
+
+    async def start(self) -> None:
+        if self.settings.database_url is None:
+            raise StartupRefused("AIAPI_DATABASE_URL is required")
+        url = self.settings.database_url.get_secret_value()
+        await migrate(url, schema="payments", package="aiapi_payments.migrations")
+        self.pool = open_pool(url, schema="payments")
+        await self.pool.open(wait=True, timeout=30)
+        self._closers.append(self.pool.close)
+        repository = Repository(self.pool)
+        self.bus = await Bus.connect(self.settings.nats_url, name="aiapi-payments")
+        self._closers.append(self.bus.close)
+        await self.bus.ensure_streams()
+        relay = OutboxRelay(repository, self.bus, interval_s=self.settings.outbox_interval_s)
+        trackings = [await self._ethereum(repository), await self._bitcoin(repository)]
+        await PaymentsApi(repository, self.config, utc_now).serve(self.bus)
+        self._spawn("outbox", relay.run(self._stop))
+        self._spawn("bus-watch", self._watch_bus(self.bus))
+        for name, tracking, interval in filter(None, trackings):
+            self._spawn(name, self._watch_loop(name, tracking, interval, relay))
+        if self.config.price_sources and any(a is not Asset.USDT for a in self.config.assets):
+            self._spawn("prices", self._price_loop(repository))
+        self.started = True
+        log.info(
+            "payments started: networks %s",
+            ", ".join(n.value for n in self.config.networks) or "none (deposits off)",
+        )
+
+    async def _ethereum(self, repository: Repository) -> tuple[str, Any, float] | None:
+        chain = self.config.ethereum
+        if chain is None:
+            return None
+        w3: AsyncWeb3[Any] = AsyncWeb3(AsyncHTTPProvider(chain.rpc_url))
+        self._closers.append(w3.provider.disconnect)
+        try:
+            await check_chain_id(w3, chain.chain_id)
+        except ChainMismatch as error:
+            raise StartupRefused(str(error)) from None
+
+        def watcher(cursor: PostgresCursorStore) -> EthereumWatcher:
+            return EthereumWatcher(
+                w3,
+                token_contract=chain.token_contract,
+                cursor=cursor,
+                start_block=chain.start_block,
+                batch_size=chain.batch_blocks,
+            )
+
+        tracking = EthereumTracking(repository, self.config, chain, watcher, utc_now)
+        return "ethereum", tracking, chain.poll_interval_s
+
+    async def _bitcoin(self, repository: Repository) -> tuple[str, Any, float] | None:
+        chain = self.config.bitcoin
+        if chain is None:
+            return None
+        client = httpx.AsyncClient(base_url=chain.esplora_url, timeout=_HTTP_TIMEOUT)
+        self._closers.append(client.aclose)
+        backend = EsploraBackend(client)
+        await check_genesis(backend, chain.network.value)
+        tracking = BitcoinTracking(repository, self.config, chain, BitcoinWatcher(backend), utc_now)
+        return "bitcoin", tracking, chain.poll_interval_s
+
+    def _spawn(self, name: str, work: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("task %s died; the process exits", name)
+                self.failed.set()
+
+        self._tasks.append(asyncio.create_task(guarded(), name=f"payments-{name}"))
+
+    async def _watch_bus(self, bus: Bus) -> None:
+        await bus.closed.wait()
+        if not self._stop.is_set():
+            log.error("the NATS connection closed for good; the process exits")
+            self.failed.set()
+
+    async def _watch_loop(
+        self, name: str, tracking: Any, interval_s: float, relay: OutboxRelay
+    ) -> None:
+        """Poll until stopped; catch up without pausing; back off (bounded) after failures."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                caught_up, events = await tracking.cycle()
+                failures = 0
+            except Exception as error:  # noqa: BLE001 (a node or database outage: retry)
+                failures += 1
+                log.warning("%s watch cycle failed (%s): %s", name, type(error).__name__, error)
+                caught_up, events = True, 0
+            if events:
+                relay.wake()
+            if caught_up:
+                pause = min(interval_s * (2 ** min(failures, 5)), 60.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=pause)
+
+    async def _price_loop(self, repository: Repository) -> None:
+        assets = [asset for asset in self.config.assets if asset is not Asset.USDT]
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as client:
+            fetcher = PriceFetcher(self.config.price_sources, client)
+            while not self._stop.is_set():
+                try:
+                    for asset in assets:
+                        quotes = await fetcher.fetch(asset)
+                        await repository.add_quotes(
+                            quotes, prune_before=utc_now() - _QUOTE_RETENTION
+                        )
+                except Exception as error:  # noqa: BLE001 (a database outage: retry)
+                    log.warning("price fetch failed (%s)", type(error).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop.wait(), timeout=self.settings.price_poll_interval_s
+                    )
+
+    async def healthy(self) -> bool:
+        if self.bus is None or self.pool is None or not self.bus.is_connected:
+            return False
+        try:
+            async with self.pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 (any failure means "not healthy")
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for close in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await close()
+        self._closers.clear()
+
+
+def create_app(settings: PaymentsSettings, config: PaymentsConfig | None = None) -> Starlette:
+    """The ASGI app: health routes; its lifespan starts and stops the service."""
+    service = PaymentsService(settings, config or build_config(settings))
+
+    async def healthz(_: Request) -> JSONResponse:
+        ok = await service.healthy()
+        return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
+
+    async def readyz(_: Request) -> JSONResponse:
+        ok = service.started and not service.failed.is_set() and await service.healthy()
+        networks = [n.value for n in service.config.networks]
+        return JSONResponse({"ok": ok, "networks": networks}, status_code=200 if ok else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            await service.start()
+        except StartupRefused as refusal:
+            service.refused = str(refusal)
+            log.error("payments refuses to start: %s", refusal)
+            await service.stop()
+            raise
+        except BaseException:
+            await service.stop()
+            raise
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,49 @@
+"""What the process checks before it does anything: no secret in any setting (I/O: it reads
+the environment and the secret files), then settings that parse.
+
+Both run before a connection is opened. Their messages name settings, never values: the
+secrets guard never repeats what it found, and a settings parse error is reported by field
+and error type only (pydantic's own message would echo the input).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from aiapi_payments.config import PaymentsConfig, StartupRefused, build_config
+from aiapi_payments.secrets_guard import SecretInSettings, refuse_secrets
+from aiapi_payments.settings import PaymentsSettings
+
+_MAX_SECRET_FILE = 64 * 1024
+
+
+def configured_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """Every `AIAPI_*` variable, and every file of `AIAPI_SECRETS_DIR`, by name."""
+    values = {name: value for name, value in environ.items() if name.startswith("AIAPI_")}
+    directory = environ.get("AIAPI_SECRETS_DIR")
+    if directory and Path(directory).is_dir():
+        for path in sorted(Path(directory).iterdir()):
+            if path.is_file() and path.stat().st_size <= _MAX_SECRET_FILE:
+                values[f"AIAPI_SECRETS_DIR/{path.name}"] = path.read_text("utf-8", "replace")
+    return values
+
+
+def load(environ: Mapping[str, str] | None = None) -> tuple[PaymentsSettings, PaymentsConfig]:
+    """Settings and validated configuration; raises StartupRefused."""
+    try:
+        refuse_secrets(configured_values(os.environ if environ is None else environ))
+    except SecretInSettings as error:
+        raise StartupRefused(str(error)) from None
+    try:
+        settings = PaymentsSettings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"AIAPI_{'.'.join(str(p) for p in e['loc']).upper()}: {e['type']}"
+            for e in error.errors()
+        )
+        raise StartupRefused(f"invalid settings: {problems}") from None
+    return settings, build_config(settings)
