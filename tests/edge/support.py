@@ -1,0 +1,202 @@
+"""The edge under test: a real edge (in a thread, on its own event loop) in front of the real
+simulator, with a real NATS, key records written to KV the way accounts will write them, and a
+small admission responder standing in for billing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+import socket
+import string
+import threading
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from aiapi_edge.app import EdgeApp, create_app
+from aiapi_edge.mirrors import key_digest
+from aiapi_edge.settings import EdgeSettings
+from aiapi_shared.admission import ADMIT_SUBJECT, AdmissionReply, AdmissionRequest
+from aiapi_shared.bus import Bus
+from aiapi_shared.events.records_v1 import KEYS_BUCKET, KeyRecord
+from aiapi_shared.events.usage_v1 import UsageRecorded
+
+ALNUM = string.ascii_letters + string.digits
+UPSTREAM_KEY = "sk-ant-upstream-test-0001"
+
+
+def make_key() -> str:
+    return "sk-cc-" + "".join(secrets.choice(ALNUM) for _ in range(36))
+
+
+def key_record(
+    account_id: str,
+    *,
+    key_id: str = "key_1",
+    plan: str = "basic",
+    key_status: str = "active",
+    account_status: str = "active",
+) -> KeyRecord:
+    return KeyRecord.model_validate(
+        {
+            "key_id": key_id,
+            "account_id": account_id,
+            "plan": plan,
+            "key_status": key_status,
+            "account_status": account_status,
+            "requests_per_minute": 200,
+            "tokens_per_minute": 1_000_000,
+            "updated_at": datetime.now(UTC),
+        }
+    )
+
+
+async def put_key(bus: Bus, key: str, record: KeyRecord) -> None:
+    kv = await bus.ensure_kv(KEYS_BUCKET)
+    await kv.put(key_digest(key), record.model_dump_json().encode())
+
+
+@dataclass
+class Billing:
+    """An in-test admission responder: admits by default, or answers ``reply``."""
+
+    requests: list[AdmissionRequest] = field(default_factory=list)
+    reply: AdmissionReply | None = None
+
+    async def handle(self, data: bytes) -> bytes:
+        request = AdmissionRequest.model_validate_json(data)
+        self.requests.append(request)
+        reply = self.reply or AdmissionReply(
+            decision="admit", hold_id=f"hold_{request.request_id}", hold_amount=1_000_000
+        )
+        return reply.model_dump_json().encode()
+
+
+def bind_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    return sock
+
+
+class EdgeThread:
+    """A real edge (uvicorn, uvloop, httptools) serving on a free port in a background thread."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.app: EdgeApp = create_app(settings)
+        self._sock = bind_socket()
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+            server_header=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def start(self) -> EdgeThread:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                raise RuntimeError("the edge stopped while starting")
+            try:
+                with urllib.request.urlopen(self.base_url + "/readyz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("the edge did not become ready")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self._sock.close()
+
+
+def edge_settings(nats_url: str, upstream_url: str, spool_dir: Path, **extra: Any) -> EdgeSettings:
+    values: dict[str, Any] = {
+        "nats_url": nats_url,
+        "upstream_url": upstream_url,
+        "upstream_api_keys": UPSTREAM_KEY,
+        "edge_spool_dir": spool_dir,
+        "edge_ping_interval_s": 10.0,
+        "edge_disconnect_drain_s": 10.0,
+        "edge_admission_timeout_s": 0.5,
+    }
+    values.update(extra)
+    return EdgeSettings(**values)
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, step_s: float = 0.02
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(step_s)
+    raise AssertionError("condition not met in time")
+
+
+async def stream_count(bus: Bus, stream: str = "USAGE") -> int:
+    info = await bus.js.stream_info(stream)
+    return int(info.state.messages)
+
+
+async def usage_events(bus: Bus, expected: int, *, timeout_s: float = 15.0) -> list[UsageRecorded]:
+    """The usage events in the stream once there are ``expected`` of them (and no more)."""
+
+    async def enough() -> bool:
+        return await stream_count(bus) >= expected
+
+    await wait_for(enough, timeout_s=timeout_s)
+    info = await bus.js.stream_info("USAGE")
+    events: list[UsageRecorded] = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await bus.js.get_msg("USAGE", seq)
+        assert msg.data is not None
+        events.append(UsageRecorded.model_validate_json(msg.data))
+    return events
+
+
+def sim_requests(sim_url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(sim_url + "/_sim/requests", timeout=5) as answer:
+        data: list[dict[str, Any]] = json.loads(answer.read())["data"]
+    for entry in data:
+        entry["raw"] = base64.b64decode(entry["body"])
+    return data
+
+
+def sim_post(sim_url: str, path: str, payload: dict[str, Any] | None = None) -> None:
+    body = json.dumps(payload or {}).encode()
+    request = urllib.request.Request(
+        sim_url + path, data=body, method="POST", headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
