@@ -51,7 +51,6 @@ class PaymentsService:
         self.config = config
         self.failed = asyncio.Event()  # set when the process must exit non-zero
         self.started = False
-        self.refused: str | None = None  # why start-up was refused, for the exit code
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[Any]]] = []
@@ -196,9 +195,9 @@ class PaymentsService:
         self._closers.clear()
 
 
-def create_app(settings: PaymentsSettings, config: PaymentsConfig | None = None) -> Starlette:
-    """The ASGI app: health routes; its lifespan starts and stops the service."""
-    service = PaymentsService(settings, config or build_config(settings))
+def health_app(service: PaymentsService, lifespan: Any = None) -> Starlette:
+    """`/healthz` (the process is up, NATS and PostgreSQL connected) and `/readyz` (also started
+    and not failing)."""
 
     async def healthz(_: Request) -> JSONResponse:
         ok = await service.healthy()
@@ -209,15 +208,21 @@ def create_app(settings: PaymentsSettings, config: PaymentsConfig | None = None)
         networks = [n.value for n in service.config.networks]
         return JSONResponse({"ok": ok, "networks": networks}, status_code=200 if ok else 503)
 
+    app = Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan
+    )
+    app.state.service = service
+    return app
+
+
+def create_app(settings: PaymentsSettings, config: PaymentsConfig | None = None) -> Starlette:
+    """The service as an ASGI app: its lifespan starts and stops the service."""
+    service = PaymentsService(settings, config or build_config(settings))
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         try:
             await service.start()
-        except StartupRefused as refusal:
-            service.refused = str(refusal)
-            log.error("payments refuses to start: %s", refusal)
-            await service.stop()
-            raise
         except BaseException:
             await service.stop()
             raise
@@ -226,8 +231,4 @@ def create_app(settings: PaymentsSettings, config: PaymentsConfig | None = None)
         finally:
             await service.stop()
 
-    app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan
-    )
-    app.state.service = service
-    return app
+    return health_app(service, lifespan)

@@ -1,0 +1,184 @@
+"""`python -m aiapi_payments` as a process: refusals at start, the empty service, and a crash
+between crediting and publishing that the outbox survives (the event is published once)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiapi_cli.embedded import EmbeddedNats
+from aiapi_shared.bus import Bus
+from aiapi_shared.payments_api import (
+    ADDRESSES_SUBJECT,
+    DEPOSITS_SUBJECT,
+    AccountQuery,
+    AddressesReply,
+    DepositsReply,
+)
+from aiapi_testkit.process import ServiceProcess
+
+from tests.payments.anvil import FINALITY_LAG
+from tests.payments.chain import Chain
+from tests.payments.service import (
+    ARGV,
+    ask,
+    health_url,
+    payments_env,
+    query,
+    start,
+    stream_count,
+    wait_for_row,
+)
+from tests.payments.test_keys import ABANDON
+from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPRV, ETH_XPUB
+
+Spawn = Callable[..., ServiceProcess]
+CONFIRMED = "payments.v1.deposit.confirmed"
+DETECTED = "payments.v1.deposit.detected"
+
+
+def run_to_exit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ARGV,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_private_key_in_a_setting_stops_the_start_without_showing_it() -> None:
+    done = run_to_exit({"AIAPI_ETH_XPUB": ETH_XPRV, "AIAPI_ETH_RPC_URL": "http://127.0.0.1:9"})
+    assert done.returncode == 2
+    output = done.stdout + done.stderr
+    assert "AIAPI_ETH_XPUB holds an extended private key" in output
+    assert ETH_XPRV not in output and ETH_XPRV[4:40] not in output
+
+
+def test_a_mnemonic_in_a_secret_file_stops_the_start_without_showing_it(tmp_path: Path) -> None:
+    (tmp_path / "wallet_backup").write_text(ABANDON + "\n")
+    done = run_to_exit({"AIAPI_SECRETS_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    output = done.stdout + done.stderr
+    assert "wallet_backup holds a BIP39 mnemonic" in output
+    assert "abandon abandon" not in output
+
+
+def test_an_address_0_that_does_not_match_the_key_stops_the_start() -> None:
+    done = run_to_exit(
+        {
+            "AIAPI_ETH_RPC_URL": "http://127.0.0.1:9",
+            "AIAPI_ETH_XPUB": ETH_XPUB,
+            "AIAPI_ETH_ADDRESS_0": "0x" + "22" * 20,
+        }
+    )
+    assert done.returncode == 2
+    assert "AIAPI_ETH_ADDRESS_0 does not match" in done.stderr
+
+
+def test_a_node_of_another_chain_stops_the_start(
+    anvil_url: str, database_url: str, nats_url: str, tmp_path: Path
+) -> None:
+    env = payments_env(
+        database_url,
+        nats_url,
+        AIAPI_ETH_RPC_URL=anvil_url,
+        AIAPI_ETH_CHAIN_ID="1",  # anvil is 31337
+        AIAPI_ETH_XPUB=ETH_XPUB,
+        AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
+    )
+    done = run_to_exit(env)
+    assert done.returncode == 2
+    assert "chain id 31337, AIAPI_ETH_CHAIN_ID is 1" in done.stderr
+
+
+async def test_with_no_chain_configured_it_runs_and_answers_empty_lists(
+    spawn: Spawn, database_url: str, nats_url: str, bus: Bus
+) -> None:
+    env = payments_env(database_url, nats_url)
+    process = start(spawn, env)
+    async with httpx.AsyncClient() as client:
+        ready = await client.get(health_url(env).replace("healthz", "readyz"))
+    assert ready.status_code == 200 and ready.json()["networks"] == []
+    account = AccountQuery(account_id="acc_1")
+    assert (await ask(bus, ADDRESSES_SUBJECT, account, AddressesReply)).addresses == []
+    assert (await ask(bus, DEPOSITS_SUBJECT, account, DepositsReply)).deposits == []
+    assert process.stop() == 0  # SIGTERM: a graceful stop
+    assert '"level": "error"' not in process.log_text()
+
+
+async def test_killed_after_crediting_before_publishing_the_credit_is_published_once(
+    spawn: Spawn,
+    chain: Chain,
+    database_url: str,
+    nats_server: EmbeddedNats,
+) -> None:
+    bus = await Bus.connect(nats_server.url, name="test-billing-side")
+    try:
+        await _crash_between_credit_and_publish(spawn, chain, database_url, nats_server, bus)
+    finally:
+        await bus.close()
+
+
+async def _crash_between_credit_and_publish(
+    spawn: Spawn, chain: Chain, database_url: str, nats_server: EmbeddedNats, bus: Bus
+) -> None:
+    token = await chain.deploy_token()
+    env = payments_env(
+        database_url,
+        nats_server.url,
+        AIAPI_ETH_RPC_URL=chain.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        AIAPI_ETH_CHAIN_ID="31337",
+        AIAPI_ETH_XPUB=ETH_XPUB,
+        AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
+        AIAPI_USDT_CONTRACT=token.address,
+        AIAPI_ETH_START_BLOCK=str(await chain.head() + 1),
+    )
+    process = start(spawn, env)
+    reply = await ask(bus, ADDRESSES_SUBJECT, AccountQuery(account_id="acc_k"), AddressesReply)
+    address = next(a.address for a in reply.addresses if a.asset == "USDT")
+
+    # NATS goes away: the watcher still credits (in PostgreSQL), the relay cannot publish.
+    nats_server.stop()
+    await _pay(chain, token, address, 25_500_000)
+    await chain.mine(FINALITY_LAG)
+    await wait_for_row(
+        database_url,
+        "SELECT 1 FROM payments.deposits d JOIN payments.outbox o"
+        " ON o.deposit_id = d.deposit_id AND o.subject = %s"
+        " WHERE d.state = 'confirmed' AND o.published_at IS NULL",
+        CONFIRMED,
+    )
+    process.kill()
+
+    nats_server.start()
+    process.start()
+    row = await wait_for_row(
+        database_url,
+        "SELECT deposit_id, amount, usd_nano FROM payments.deposits WHERE state = 'credited'",
+    )
+    assert row[1:] == (25_500_000, 25_500_000_000)
+    assert await stream_count(bus, CONFIRMED) == 1
+    assert await stream_count(bus, DETECTED) == 1
+    # Another crash and restart, with nothing pending, publishes nothing again.
+    process.kill()
+    process.start()
+    await chain.mine(2)
+    assert await _pending(database_url) == 0
+    assert await stream_count(bus, CONFIRMED) == 1
+
+
+async def _pay(chain: Chain, token: Any, to: str, amount: int) -> None:
+    tx = await token.functions.transfer(to, amount).transact({"from": chain.accounts[0]})
+    await chain.w3.eth.wait_for_transaction_receipt(tx)
+
+
+async def _pending(database_url: str) -> int:
+    rows = await query(
+        database_url, "SELECT count(*) FROM payments.outbox WHERE published_at IS NULL"
+    )
+    return int(rows[0][0])
