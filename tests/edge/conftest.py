@@ -67,14 +67,26 @@ async def billing(bus: Bus) -> Billing:
 
 
 @pytest.fixture
+def edge_settings_override() -> dict[str, Any]:
+    """Settings a test module changes for its edge (override this fixture in the module)."""
+    return {}
+
+
+@pytest.fixture
 async def env(
-    bus: Bus, nats_url: str, sim_url: str, billing: Billing, tmp_path: Path
+    bus: Bus,
+    nats_url: str,
+    sim_url: str,
+    billing: Billing,
+    tmp_path: Path,
+    edge_settings_override: dict[str, Any],
 ) -> AsyncIterator[EdgeEnv]:
     sim_post(sim_url, "/_sim/reset")
     key = make_key()
     account_id = "acct_" + make_key()[-8:]
     await put_key(bus, key, key_record(account_id))
-    edge = EdgeThread(edge_settings(nats_url, sim_url, tmp_path / "spool")).start()
+    settings = edge_settings(nats_url, sim_url, tmp_path / "spool", **edge_settings_override)
+    edge = EdgeThread(settings).start()
     environment = EdgeEnv(edge, bus, billing, key, account_id, sim_url, tmp_path)
     try:
         yield environment

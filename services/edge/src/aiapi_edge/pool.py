@@ -78,7 +78,7 @@ class UpstreamPool:
         return None
 
     def _usable(self, state: _KeyState, now: float) -> bool:
-        if state.disabled_until > now or state.rest_until > now:
+        if state.disabled_until > now or state.rest_until > now or state.open_until > now:
             return False
         if state.disabled_until or state.open_until:
             # The rest is over: one probe at a time decides whether the key is back.
