@@ -53,6 +53,7 @@ class Consumers:
     deposits: DepositBook
     after_commit: Callable[[str], None]
     crash_after_commits: int = 0
+    ack_wait_s: float = 30.0
     counters: Counters = field(default_factory=Counters)
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -64,7 +65,12 @@ class Consumers:
         return [
             asyncio.create_task(
                 self.bus.consume(
-                    stream=stream, durable=durable, subject=subject, handler=handler, stop=stop
+                    stream=stream,
+                    durable=durable,
+                    subject=subject,
+                    handler=handler,
+                    stop=stop,
+                    ack_wait_s=self.ack_wait_s,
                 ),
                 name=durable,
             )

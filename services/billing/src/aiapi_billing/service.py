@@ -79,6 +79,7 @@ class Service:
             deposits=DepositBook(low),
             after_commit=after_commit,
             crash_after_commits=self.settings.billing_crash_after_commits,
+            ack_wait_s=self.settings.consumer_ack_wait_s,
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         await Rpc(pool, admitter, Commands(self.catalogue, low), after_commit).serve(bus)

@@ -17,7 +17,7 @@ class BillingSettings(BaseServiceSettings):
     hold_sweep_interval_s: float = Field(default=5.0, gt=0)
     low_balance_usd: Money = Field(default=1_000_000_000, description="BalanceLow below this")
     db_pool_size: int = Field(default=10, ge=2)
-    settlement_batch: int = Field(default=128, ge=1, le=1000)
+    consumer_ack_wait_s: float = Field(default=30.0, ge=1.0)
     # Test-only: exit the process (as a crash would) right after the Nth usage commit, before its
     # ack, so the kill-between-commit-and-ack window is reachable from a test. 0 disables it.
     billing_crash_after_commits: int = Field(default=0, ge=0)

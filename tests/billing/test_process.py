@@ -1,0 +1,106 @@
+"""Billing as a process: killed between commit and ack, and PostgreSQL gone for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+from aiapi_billing.service import SCHEMA
+from aiapi_cli.embedded import EmbeddedPostgres
+from aiapi_cli.ports import free_port
+from aiapi_shared.bus import Bus
+from aiapi_testkit.plugin import SpawnFn
+
+from tests.billing.conftest import billing_env, eventually, usage_event
+
+BILLING = [sys.executable, "-m", "aiapi_billing"]
+
+
+async def _scalar(url: str, query: str) -> Any:
+    async with await psycopg.AsyncConnection.connect(
+        url, options=f"-c search_path={SCHEMA},public"
+    ) as conn:
+        cur = await conn.execute(query)
+        row = await cur.fetchone()
+        return None if row is None else row[0]
+
+
+def _audit(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BILLING, "audit"],
+        env={"AIAPI_DATABASE_URL": url, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def _consumer_drained(bus: Bus) -> bool:
+    info = await bus.js.consumer_info("USAGE", "billing-settlement")
+    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+
+async def test_killed_after_commit_before_ack_bills_once_after_restart(
+    spawn: SpawnFn, migrated: str, nats_url: str, bus: Bus
+) -> None:
+    port = free_port("127.0.0.1")
+    health = f"http://127.0.0.1:{port}/healthz"
+    env = billing_env(migrated, nats_url, port, AIAPI_CONSUMER_ACK_WAIT_S="2")
+    crashing = spawn(
+        BILLING, env={**env, "AIAPI_BILLING_CRASH_AFTER_COMMITS": "1"}, health_url=health,
+        name="billing-crash",
+    )  # fmt: skip
+    event = usage_event("acc_k", output_tokens=1000)
+    await bus.publish_event(event)
+    await eventually(lambda: not crashing.running, timeout_s=20)
+    assert await _scalar(migrated, "SELECT count(*) FROM usage_records") == 1
+    info = await bus.js.consumer_info("USAGE", "billing-settlement")
+    assert info.num_ack_pending == 1  # committed, never acked
+
+    spawn(BILLING, env=env, health_url=health, name="billing-restarted")
+    await eventually(lambda: _consumer_drained(bus), timeout_s=30)
+    assert await _scalar(migrated, "SELECT count(*) FROM transfers WHERE kind = 'usage'") == 1
+    assert await _scalar(migrated, "SELECT debits FROM accounts") == 4_500_000 + 900_000
+    result = _audit(migrated)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_postgres_outage_under_load_pauses_settlement_and_bills_every_event_once(
+    spawn: SpawnFn, restartable_postgres: EmbeddedPostgres, nats_url: str, bus: Bus
+) -> None:
+    url = restartable_postgres.url
+    port = free_port("127.0.0.1")
+    env = billing_env(url, nats_url, port, AIAPI_CONSUMER_ACK_WAIT_S="5")
+    spawn(BILLING, env=env, health_url=f"http://127.0.0.1:{port}/healthz", name="billing-pg")
+    events = [usage_event(f"acc_{i % 7}", output_tokens=100 + i) for i in range(300)]
+
+    async def publish_all() -> None:
+        for i, event in enumerate(events):
+            await bus.publish_event(event)
+            if i % 20 == 0:
+                await asyncio.sleep(0.05)
+
+    publisher = asyncio.create_task(publish_all())
+    await asyncio.sleep(0.3)
+    restartable_postgres.stop()
+    await asyncio.sleep(10)  # an outage while events keep arriving
+    restartable_postgres.start()
+    await publisher
+
+    async def all_billed() -> bool:
+        try:
+            return bool(await _scalar(url, "SELECT count(*) FROM usage_records") == len(events))
+        except psycopg.OperationalError:
+            return False
+
+    await eventually(all_billed, timeout_s=90)
+    await eventually(lambda: _consumer_drained(bus), timeout_s=30)
+    assert await _scalar(url, "SELECT count(*) FROM transfers WHERE kind = 'usage'") == len(events)
+    stream = await bus.js.stream_info("USAGE")
+    assert stream.state.messages == len(events)  # nothing was terminated or lost on the way
+    result = _audit(url)
+    assert result.returncode == 0, result.stdout + result.stderr
