@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -12,8 +14,9 @@ from aiapi_accounts.service import Service
 from aiapi_accounts.settings import AccountsSettings
 from aiapi_shared.bus import Bus
 from aiapi_shared.events.records_v1 import KEYS_BUCKET
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -98,3 +101,44 @@ class run_app:  # noqa: N801 (used like a function: ``async with run_app(...)``)
         assert self._client is not None
         await self._client.aclose()
         await self._lifespan.__aexit__(None, None, None)
+
+
+async def respond(
+    bus: Bus, subject: str, reply: Callable[[dict[str, Any]], Any]
+) -> list[dict[str, Any]]:
+    """Answer ``subject`` like the peer service would (billing, payments); returns the requests."""
+    seen: list[dict[str, Any]] = []
+
+    async def handler(data: bytes) -> bytes:
+        request = json.loads(data)
+        seen.append(request)
+        out = reply(request)
+        if isinstance(out, BaseModel):
+            return out.model_dump_json().encode()
+        return json.dumps(out).encode()
+
+    await bus.serve(subject, handler, queue="peer")
+    await bus.client.flush()
+    return seen
+
+
+async def stream_events(
+    bus: Bus, subject: str = "accounts.v1.>"
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every message on ACCOUNTS so far: (subject, Nats-Msg-Id, body)."""
+    sub = await bus.js.pull_subscribe(subject, stream="ACCOUNTS")
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(100, timeout=0.5)
+            except NatsTimeout:
+                break
+            for msg in msgs:
+                found.append(
+                    (msg.subject, (msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data))
+                )
+                await msg.ack()
+    finally:
+        await sub.unsubscribe()
+    return found

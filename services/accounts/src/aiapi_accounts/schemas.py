@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
-from aiapi_shared.money import format_usd, parse_usd
+from aiapi_shared.money import Money, format_usd, parse_usd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from aiapi_accounts.domain import Account, ApiKey
@@ -20,7 +20,8 @@ def _usd_from_string(value: Any) -> int:
     return parse_usd(value)
 
 
-Usd = Annotated[
+# Incoming amounts: strings only. Answers use the shared ``Money`` (an int rendered as a string).
+UsdIn = Annotated[
     int,
     BeforeValidator(_usd_from_string),
     PlainSerializer(format_usd, return_type=str, when_used="json"),
@@ -50,7 +51,7 @@ class PatchAccountBody(Body):
 
 
 class AdjustmentBody(Body):
-    amount_usd: Usd
+    amount_usd: UsdIn
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -60,7 +61,7 @@ class KeyCreateBody(Body):
 
 class RateBody(Body):
     asset: Literal["ETH", "BTC"]
-    usd: Usd
+    usd: UsdIn
 
 
 class AccountAnswer(Answer):
@@ -82,15 +83,15 @@ class AccountAnswer(Answer):
 
 
 class AccountWithBalanceAnswer(AccountAnswer):
-    balance_usd: Usd = Field(description="settled balance")
-    available_usd: Usd = Field(description="balance less open holds")
+    balance_usd: Money = Field(description="settled balance")
+    available_usd: Money = Field(description="balance less open holds")
 
 
 class AdjustmentAnswer(Answer):
     account_id: str
     transfer_id: str
-    balance_usd: Usd
-    available_usd: Usd
+    balance_usd: Money
+    available_usd: Money
     replayed: bool = Field(description="true when the Idempotency-Key was seen before")
 
 
@@ -103,7 +104,7 @@ class KeyCreatedAnswer(Answer):
 
 class RateAnswer(Answer):
     asset: Literal["ETH", "BTC"]
-    usd: Usd
+    usd: Money
     set_at: datetime
 
 
@@ -179,21 +180,21 @@ class KeyAnswer(Answer):
 
 
 class BalanceAnswer(Answer):
-    balance_usd: Usd
-    available_usd: Usd
+    balance_usd: Money
+    available_usd: Money
 
 
 class UpgradeAnswer(Answer):
     account: AccountAnswer
-    price_usd: Usd
-    balance_usd: Usd
+    price_usd: Money
+    balance_usd: Money
     already_owned: bool
 
 
 class PlanAnswer(Answer):
     id: PlanName
     display_name: str
-    price_usd: Usd
+    price_usd: Money
     requests_per_minute: int
     tokens_per_minute: int
     discount_bps: int
