@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
-from pathlib import Path
-
 import pytest
 from aiapi_shared.admission import ADMIT_SUBJECT
 from aiapi_shared.bus import Bus
@@ -44,9 +43,7 @@ class EdgeEnv:
         return sdk
 
     def openai(self, key: str | None = None, prefix: str = "/api/proxy/v1") -> openai.AsyncOpenAI:
-        sdk = openai.AsyncOpenAI(
-            base_url=self.url + prefix, api_key=key or self.key, max_retries=0
-        )
+        sdk = openai.AsyncOpenAI(base_url=self.url + prefix, api_key=key or self.key, max_retries=0)
         self.clients.append(sdk)
         return sdk
 

@@ -23,7 +23,7 @@ import uvicorn
 from aiapi_edge.app import EdgeApp, create_app
 from aiapi_edge.mirrors import key_digest
 from aiapi_edge.settings import EdgeSettings
-from aiapi_shared.admission import ADMIT_SUBJECT, AdmissionReply, AdmissionRequest
+from aiapi_shared.admission import AdmissionReply, AdmissionRequest
 from aiapi_shared.bus import Bus
 from aiapi_shared.events.records_v1 import KEYS_BUCKET, KeyRecord
 from aiapi_shared.events.usage_v1 import UsageRecorded

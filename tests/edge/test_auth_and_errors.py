@@ -16,8 +16,9 @@ from .support import key_record, make_key, put_key
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-async def post(env: EdgeEnv, body: bytes, headers: dict[str, str] | None = None,
-               path: str = "/v1/messages") -> httpx.Response:
+async def post(
+    env: EdgeEnv, body: bytes, headers: dict[str, str] | None = None, path: str = "/v1/messages"
+) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as http:
         return await http.post(
             env.url + path,
@@ -27,7 +28,9 @@ async def post(env: EdgeEnv, body: bytes, headers: dict[str, str] | None = None,
 
 
 def body(**fields: object) -> bytes:
-    return orjson.dumps({"model": "claude-haiku-4-5", "max_tokens": 20, "messages": HELLO, **fields})
+    return orjson.dumps(
+        {"model": "claude-haiku-4-5", "max_tokens": 20, "messages": HELLO, **fields}
+    )
 
 
 def assert_error(answer: httpx.Response, status: int, type_: str) -> dict[str, object]:
@@ -50,9 +53,15 @@ async def test_bearer_and_x_api_key_both_authenticate(env: EdgeEnv) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{"x-api-key": ""}, {"x-api-key": "sk-cc-unknownkey0000000000000000000"}, {"x-api-key": "nope"}],
+    [
+        {"x-api-key": ""},
+        {"x-api-key": "sk-cc-unknownkey0000000000000000000"},
+        {"x-api-key": "nope"},
+    ],
 )
-async def test_missing_unknown_or_malformed_keys_get_401(env: EdgeEnv, headers: dict[str, str]) -> None:
+async def test_missing_unknown_or_malformed_keys_get_401(
+    env: EdgeEnv, headers: dict[str, str]
+) -> None:
     assert_error(await post(env, body(), headers), 401, "authentication_error")
     assert env.billing.requests == []
 

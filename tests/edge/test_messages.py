@@ -13,7 +13,6 @@ import orjson
 from .conftest import EdgeEnv
 from .support import UPSTREAM_KEY, sim_requests
 
-
 # The simulator checks thinking signatures: base64(sha256(thinking text)).
 SIGNATURE = base64.b64encode(hashlib.sha256(b"Use calc / now\n").digest())
 
@@ -62,7 +61,9 @@ async def test_a_thinking_and_tool_turn_reaches_the_upstream_byte_identical(env:
         b' "thinking": {"type": "enabled", "budget_tokens": 1024},'
         b' "tools": [{"name": "calc", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}],'
         b' "messages": [{"role": "user", "content": "Add \\u00e9 and 2"},'
-        b' {"role": "assistant", "content": [{"type": "thinking", "thinking": "Use calc \\/ now\\n", "signature": "' + SIGNATURE + b'"},'
+        b' {"role": "assistant", "content": [{"type": "thinking", "thinking": "Use calc \\/ now\\n", "signature": "'
+        + SIGNATURE
+        + b'"},'
         b' {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"},'
         b' {"type": "tool_use", "id": "toolu_01", "name": "calc", "input": {"a": 1, "b": 2}}]},'
         b' {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "3"}]}]}'
@@ -101,9 +102,15 @@ async def test_missing_max_tokens_becomes_4096_and_nothing_else_changes(env: Edg
     assert headers["anthropic-version"] == "2023-06-01"
 
 
-async def test_repeated_beta_headers_are_joined_in_order_and_both_versions_pass(env: EdgeEnv) -> None:
+async def test_repeated_beta_headers_are_joined_in_order_and_both_versions_pass(
+    env: EdgeEnv,
+) -> None:
     body = orjson.dumps(
-        {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "x"}],
+        }
     )
     async with httpx.AsyncClient() as http:
         for version in ("2023-06-01", "2026-10-21"):
@@ -123,7 +130,9 @@ async def test_repeated_beta_headers_are_joined_in_order_and_both_versions_pass(
             assert received["anthropic-beta"] == "a-1,b-2,c-3"
 
 
-async def test_upstream_account_headers_are_dropped_and_the_request_id_is_ours(env: EdgeEnv) -> None:
+async def test_upstream_account_headers_are_dropped_and_the_request_id_is_ours(
+    env: EdgeEnv,
+) -> None:
     sdk = client(env)
     for stream in (False, True):
         raw = await sdk.messages.with_raw_response.create(

@@ -114,16 +114,38 @@ async def test_golden_stream_request_and_chunks(env: EdgeEnv) -> None:
     chunks = [orjson.loads(f.removeprefix("data: ")) for f in frames[:-1]]
     envelope = {k: chunks[0][k] for k in ("id", "created")}
     assert envelope["id"].startswith("chatcmpl-")
-    base = {**envelope, "object": "chat.completion.chunk", "model": "claude-haiku-4-5",
-            "system_fingerprint": None}
+    base = {
+        **envelope,
+        "object": "chat.completion.chunk",
+        "model": "claude-haiku-4-5",
+        "system_fingerprint": None,
+    }
     usage = chunks[-1]["usage"]
     assert chunks == [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                              "logprobs": None, "finish_reason": None}], "usage": None},
-        {**base, "choices": [{"index": 0, "delta": {"content": "Hi!"}, "logprobs": None,
-                              "finish_reason": None}], "usage": None},
-        {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
-         "usage": None},
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+            "usage": None,
+        },
+        {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"content": "Hi!"}, "logprobs": None, "finish_reason": None}
+            ],
+            "usage": None,
+        },
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+            "usage": None,
+        },
         {**base, "choices": [], "usage": usage},
     ]
     assert usage["completion_tokens"] == 1
@@ -150,12 +172,18 @@ async def test_images_become_base64_and_url_sources(env: EdgeEnv) -> None:
         "type": "image",
         "source": {"type": "base64", "media_type": "image/png", "data": PNG},
     }
-    assert content[2] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+    assert content[2] == {
+        "type": "image",
+        "source": {"type": "url", "url": "https://example.com/cat.jpg"},
+    }
 
 
 async def test_a_thinking_and_tool_multi_turn_round_trip(env: EdgeEnv) -> None:
     sdk = env.openai()
-    question = {"role": "user", "content": "Weather? [[thinking: Paris it is.]] [[tool: weather {\"city\": \"Paris\"}]]"}
+    question = {
+        "role": "user",
+        "content": 'Weather? [[thinking: Paris it is.]] [[tool: weather {"city": "Paris"}]]',
+    }
     first = await sdk.chat.completions.create(
         model="claude-haiku-4-5",
         messages=[question],  # type: ignore[list-item]
@@ -204,7 +232,9 @@ async def test_errors_in_openai_form(env: EdgeEnv) -> None:
         )
     assert bad_n.value.param == "n"
     with pytest.raises(openai.BadRequestError) as unknown:
-        await sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        await sdk.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
     assert "claude-haiku-4-5" in unknown.value.message
     env.billing.reply = AdmissionReply(decision="insufficient_balance")
     with pytest.raises(openai.APIStatusError) as broke:
@@ -220,7 +250,9 @@ async def test_an_error_after_the_stream_started_reaches_the_sdk(env: EdgeEnv) -
     with pytest.raises(openai.APIError, match="Overloaded"):
         async with sdk.chat.completions.stream(
             model="claude-haiku-4-5",
-            messages=[{"role": "user", "content": "x [[tokens: 20]] [[fail: stream_error after=5]]"}],
+            messages=[
+                {"role": "user", "content": "x [[tokens: 20]] [[fail: stream_error after=5]]"}
+            ],
         ) as stream:
             async for _ in stream:
                 pass
@@ -242,8 +274,18 @@ async def test_an_openai_request_is_billed_like_the_same_anthropic_request(env: 
     assert answer.status_code == 200
     via_openai, via_anthropic = await usage_events(env.bus, 2)
     assert (via_openai.route, via_anthropic.route) == ("openai", "anthropic")
-    compared = {"usage", "model", "requested_model", "plan", "account_id", "key_id", "outcome",
-                "status_code", "admission", "client_disconnected"}
+    compared = {
+        "usage",
+        "model",
+        "requested_model",
+        "plan",
+        "account_id",
+        "key_id",
+        "outcome",
+        "status_code",
+        "admission",
+        "client_disconnected",
+    }
     assert via_openai.model_dump(include=compared) == via_anthropic.model_dump(include=compared)
     assert via_openai.usage.input_tokens > 0
 
@@ -251,9 +293,11 @@ async def test_an_openai_request_is_billed_like_the_same_anthropic_request(env: 
 async def test_models_parse_in_both_sdks(env: EdgeEnv) -> None:
     anthropic_models = [m.id async for m in env.anthropic().models.list()]
     openai_models = [m.id async for m in env.openai().models.list()]
-    assert anthropic_models == openai_models == [
-        "claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"
-    ]
+    assert (
+        anthropic_models
+        == openai_models
+        == ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"]
+    )
     one = await env.openai().models.retrieve("claude-haiku-4-5")
     assert one.owned_by == "anthropic"
     info = await env.anthropic().models.retrieve("claude-haiku-4-5")

@@ -21,8 +21,12 @@ def edge_settings_override() -> dict[str, Any]:
 
 def body(text: str = "hello", **fields: object) -> bytes:
     return orjson.dumps(
-        {"model": "claude-haiku-4-5", "max_tokens": 50,
-         "messages": [{"role": "user", "content": text}], **fields}
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": text}],
+            **fields,
+        }
     )
 
 
@@ -43,7 +47,9 @@ def keys_used(env: EdgeEnv) -> list[str]:
     return used
 
 
-def arm(env: EdgeEnv, fault: str, *, count: int = 1, api_key: str | None = None, **extra: object) -> None:
+def arm(
+    env: EdgeEnv, fault: str, *, count: int = 1, api_key: str | None = None, **extra: object
+) -> None:
     payload: dict[str, object] = {"fault": fault, "count": count, **extra}
     if api_key:
         payload["api_key"] = api_key
@@ -81,7 +87,10 @@ async def test_every_key_failing_gives_502_and_every_key_overloaded_gives_529(en
     assert overloaded.json()["error"]["type"] == "overloaded_error"
     assert overloaded.headers["retry-after"] == "3"
     events = await usage_events(env.bus, 2)
-    assert [(e.outcome, e.status_code) for e in events] == [("upstream_error", 502), ("upstream_error", 529)]
+    assert [(e.outcome, e.status_code) for e in events] == [
+        ("upstream_error", 502),
+        ("upstream_error", 529),
+    ]
 
 
 async def test_no_retry_once_the_stream_has_started(env: EdgeEnv) -> None:

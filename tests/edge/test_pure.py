@@ -22,7 +22,9 @@ def test_max_tokens_is_inserted_without_touching_other_bytes() -> None:
 
 
 def test_a_present_max_tokens_is_kept_and_bad_bodies_are_400() -> None:
-    assert read_messages_body(b'{"model":"m","max_tokens":7}').raw == b'{"model":"m","max_tokens":7}'
+    assert (
+        read_messages_body(b'{"model":"m","max_tokens":7}').raw == b'{"model":"m","max_tokens":7}'
+    )
     for raw in (b"[1]", b"{", b'{"max_tokens":5}', b'{"model":"m","max_tokens":0}'):
         with pytest.raises(GatewayError) as refused:
             read_messages_body(raw)
@@ -45,7 +47,11 @@ def test_the_sse_reader_finds_events_across_chunk_boundaries() -> None:
     events = []
     for i in range(0, len(stream), 7):
         events += reader.feed(stream[i : i + 7])
-    assert events == [(b"message_start", b'{"a":1}'), (b"ping", b"{}"), (b"message_delta", b'{"b":2}')]
+    assert events == [
+        (b"message_start", b'{"a":1}'),
+        (b"ping", b"{}"),
+        (b"message_delta", b'{"b":2}'),
+    ]
     assert reader.at_boundary
     reader.feed(b"event: x\n")
     assert not reader.at_boundary
@@ -53,8 +59,16 @@ def test_the_sse_reader_finds_events_across_chunk_boundaries() -> None:
 
 def test_later_usage_replaces_earlier_usage_and_the_cache_split_defaults_to_5m() -> None:
     meter = UsageMeter()
-    start = {"message": {"usage": {"input_tokens": 10, "output_tokens": 1,
-                                   "cache_creation_input_tokens": 30, "cache_read_input_tokens": 4}}}
+    start = {
+        "message": {
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 1,
+                "cache_creation_input_tokens": 30,
+                "cache_read_input_tokens": 4,
+            }
+        }
+    }
     meter.event(b"message_start", orjson.dumps(start))
     meter.event(b"message_delta", b'{"usage":{"output_tokens":25}}')
     meter.event(b"message_delta", b'{"usage":{"output_tokens":40}}')
@@ -63,9 +77,13 @@ def test_later_usage_replaces_earlier_usage_and_the_cache_split_defaults_to_5m()
     assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (10, 40, 4)
     assert (usage.cache_creation_5m_input_tokens, usage.cache_creation_1h_input_tokens) == (30, 0)
     assert meter.complete
-    split = usage_from_anthropic({"cache_creation_input_tokens": 9, "cache_creation":
-                                  {"ephemeral_5m_input_tokens": 2, "ephemeral_1h_input_tokens": 7},
-                                  "output_tokens_details": {"thinking_tokens": 3}})
+    split = usage_from_anthropic(
+        {
+            "cache_creation_input_tokens": 9,
+            "cache_creation": {"ephemeral_5m_input_tokens": 2, "ephemeral_1h_input_tokens": 7},
+            "output_tokens_details": {"thinking_tokens": 3},
+        }
+    )
     assert (split.cache_creation_5m_input_tokens, split.cache_creation_1h_input_tokens) == (2, 7)
     assert split.thinking_tokens == 3
 
@@ -133,9 +151,18 @@ def test_settings_parse_the_key_pool_with_per_key_urls() -> None:
 
 def test_client_credentials_never_reach_the_upstream() -> None:
     headers = upstream_request_headers(
-        [(b"Authorization", b"Bearer sk-cc-x"), (b"x-api-key", b"sk-cc-y"), (b"cookie", b"c"),
-         (b"anthropic-beta", b"a"), (b"Anthropic-Beta", b"b")],
+        [
+            (b"Authorization", b"Bearer sk-cc-x"),
+            (b"x-api-key", b"sk-cc-y"),
+            (b"cookie", b"c"),
+            (b"anthropic-beta", b"a"),
+            (b"Anthropic-Beta", b"b"),
+        ],
         "upstream",
     )
-    assert headers == {"anthropic-beta": "a,b", "anthropic-version": "2023-06-01",
-                       "content-type": "application/json", "x-api-key": "upstream"}
+    assert headers == {
+        "anthropic-beta": "a,b",
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+        "x-api-key": "upstream",
+    }

@@ -74,7 +74,9 @@ async def test_the_usage_event_describes_the_request(env: EdgeEnv) -> None:
     assert event.event_id == event.request_id == request_id
     assert event.account_id == env.account_id
     assert event.key_id == "key_1"
-    assert (event.model, event.requested_model, event.plan) == ("claude-haiku-4-5",) * 2 + ("basic",)
+    assert (event.model, event.requested_model, event.plan) == ("claude-haiku-4-5",) * 2 + (
+        "basic",
+    )
     assert (event.route, event.outcome, event.status_code) == ("anthropic", "ok", 200)
     assert event.hold_id == f"hold_{request_id}"
     assert event.admission == "billing"

@@ -137,6 +137,8 @@ class MessagesRoute:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
         async def on_chunk(chunk: bytes, client_present: bool) -> None:
+            if not client_present:
+                exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
             for name, data in reader.feed(chunk):
                 meter.event(name, data)
             if meter.complete:

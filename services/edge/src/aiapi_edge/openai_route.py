@@ -159,6 +159,8 @@ class ChatCompletionsRoute:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
         async def on_chunk(chunk: bytes, client_present: bool) -> None:
+            if not client_present:
+                exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
             out: list[bytes] = []
             for name, data in reader.feed(chunk):
                 try:

@@ -9,6 +9,7 @@ client pays for what the upstream generated, never zero and never an estimate.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -16,6 +17,8 @@ import aiohttp
 
 from aiapi_edge.asgi import Receive
 from aiapi_edge.upstream import UpstreamAnswer
+
+log = logging.getLogger("aiapi.edge.streaming")
 
 PumpResult = Literal["ended", "upstream_failed", "drain_expired"]
 
@@ -53,12 +56,16 @@ async def pump(
             try:
                 async with asyncio.timeout(max(wait, 0.001)):
                     chunk = await content.readany()
-            except (aiohttp.ClientError, OSError):
+            except aiohttp.ClientError as exc:  # before TimeoutError: its timeouts are both
+                log.warning("upstream stream failed: %s", type(exc).__name__)
                 return "upstream_failed", drain_deadline is not None or disconnect.done()
-            except TimeoutError:
+            except TimeoutError:  # ours (the upstream was silent); before OSError, its base
                 if drain_deadline is None and not disconnect.done():
                     await on_idle()
                 continue
+            except OSError as exc:
+                log.warning("upstream stream failed: %s", type(exc).__name__)
+                return "upstream_failed", drain_deadline is not None or disconnect.done()
             if not chunk:
                 return "ended", drain_deadline is not None or disconnect.done()
             await on_chunk(chunk, drain_deadline is None and not disconnect.done())
