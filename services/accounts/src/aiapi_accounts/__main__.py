@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -37,6 +38,9 @@ async def _serve(settings: AccountsSettings) -> int:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
+    # uvicorn stops gracefully on SIGTERM, then re-raises the signal once it restored the
+    # previous handler; this one absorbs it, so a graceful stop exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     serving = asyncio.create_task(server.serve())
     while not serving.done():
         await asyncio.wait({serving}, timeout=0.5)

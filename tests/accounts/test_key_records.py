@@ -1,0 +1,131 @@
+"""Key records in KV follow every change before the API answers; events leave through the
+outbox with Nats-Msg-Id = event id; usage moves last-used times; billing's PlanPurchased switches
+the plan even when the purchase reply was lost."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from aiapi_shared import apikeys
+from aiapi_shared.events.billing_v1 import PlanPurchased
+from aiapi_shared.events.records_v1 import KeyRecord
+from aiapi_shared.events.usage_v1 import Usage, UsageRecorded
+
+from tests.accounts.conftest import ADMIN, Running, stream_events
+
+
+async def record(running: Running, key: str) -> KeyRecord:
+    entry = await running.kv.get(apikeys.key_hash(key))
+    assert entry.value is not None
+    return KeyRecord.model_validate_json(entry.value)
+
+
+async def test_issue_writes_an_active_record_with_the_plan_limits(running: Running) -> None:
+    account_id = await running.new_account(plan="pro")
+    key = await running.new_key(account_id)
+    rec = await record(running, key["key"])
+    assert (rec.key_id, rec.account_id, rec.plan) == (key["id"], account_id, "pro")
+    assert (rec.key_status, rec.account_status, rec.usable) == ("active", "active", True)
+    assert (rec.requests_per_minute, rec.tokens_per_minute) == (500, 2_000_000)
+
+
+async def test_revoke_suspend_and_plan_change_rewrite_the_records_before_answering(
+    running: Running,
+) -> None:
+    account_id = await running.new_account()
+    first, second = await running.new_key(account_id, "a"), await running.new_key(account_id, "b")
+    url = f"/admin/v1/accounts/{account_id}"
+    await running.client.delete(f"{url}/keys/{first['id']}", headers=ADMIN)
+    assert (await record(running, first["key"])).key_status == "revoked"
+    assert (await record(running, second["key"])).usable
+
+    await running.client.patch(url, json={"status": "suspended"}, headers=ADMIN)
+    assert (await record(running, second["key"])).account_status == "suspended"
+    assert not (await record(running, second["key"])).usable
+
+    await running.client.patch(url, json={"status": "active"}, headers=ADMIN)
+    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)
+    rec = await record(running, second["key"])
+    assert (rec.plan, rec.requests_per_minute, rec.usable) == ("pro", 500, True)
+    # The revoked key stays revoked whatever else changes.
+    assert (await record(running, first["key"])).key_status == "revoked"
+
+
+async def test_changes_are_published_once_each_with_the_event_id_as_msg_id(
+    running: Running,
+) -> None:
+    account_id = await running.new_account()
+    key = await running.new_key(account_id, "ci")
+    url = f"/admin/v1/accounts/{account_id}"
+    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)
+    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)  # no change, no event
+    await running.client.patch(url, json={"status": "suspended"}, headers=ADMIN)
+    await running.client.delete(f"{url}/keys/{key['id']}", headers=ADMIN)
+    events = await stream_events(running.bus)
+    assert [s for s, _, _ in events] == [
+        "accounts.v1.account.created",
+        "accounts.v1.key.issued",
+        "accounts.v1.plan.changed",
+        "accounts.v1.account.status_changed",
+        "accounts.v1.key.revoked",
+    ]
+    assert all(msg_id == body["event_id"] for _, msg_id, body in events)
+    assert events[1][2]["key_id"] == key["id"]
+    assert events[1][2]["name"] == "ci"
+    assert (events[2][2]["plan"], events[2][2]["previous_plan"]) == ("pro", "basic")
+    assert events[3][2]["status"] == "suspended"
+
+
+async def poll(check: object, *, attempts: int = 100) -> None:
+    """Wait (bounded) for an async predicate to hold."""
+    for _ in range(attempts):
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_usage_events_move_the_keys_last_used_time(running: Running) -> None:
+    account_id = await running.new_account()
+    key = await running.new_key(account_id)
+    finished = datetime(2026, 11, 27, 12, 0, 2, tzinfo=UTC)
+    event = UsageRecorded(
+        event_id="req_last_used",
+        request_id="req_last_used",
+        account_id=account_id,
+        key_id=key["id"],
+        model="claude-haiku-4-5",
+        requested_model="claude-haiku-4-5",
+        plan="basic",
+        route="anthropic",
+        started_at=finished - timedelta(seconds=2),
+        finished_at=finished,
+        outcome="ok",
+        status_code=200,
+        usage=Usage(input_tokens=3, output_tokens=5),
+    )
+    await running.bus.publish_event(event)
+
+    async def seen() -> bool:
+        listing = await running.service.ctx.accounts.list_keys(account_id)  # type: ignore[union-attr]
+        return listing[0].last_used_at == finished
+
+    await poll(seen)
+
+
+async def test_a_plan_purchase_event_switches_the_plan_without_the_reply(running: Running) -> None:
+    account_id = await running.new_account()
+    key = await running.new_key(account_id)
+    await running.bus.publish_event(
+        PlanPurchased(account_id=account_id, plan="pro", price=19 * 10**9)
+    )
+
+    async def switched() -> bool:
+        return (await record(running, key["key"])).plan == "pro"
+
+    await poll(switched)
+    account = await running.service.ctx.accounts.get(account_id)  # type: ignore[union-attr]
+    assert account.plan == "pro"
+    # A purchase for an account accounts does not know is acknowledged and ignored.
+    await running.bus.publish_event(PlanPurchased(account_id="acc_unknown", plan="pro", price=1))
