@@ -70,11 +70,13 @@ async def test_a_revoked_key_fails_within_one_second(env: EdgeEnv) -> None:
     sdk = env.anthropic()
     await sdk.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=HELLO)  # type: ignore[arg-type]
     await put_key(env.bus, env.key, key_record(env.account_id, key_status="revoked"))
-    revoked_at = time.monotonic()
+    deadline = time.monotonic() + 1.0  # the contract's bound
+    answer = await post(env, body())
+    while answer.status_code == 200 and time.monotonic() < deadline:
+        answer = await post(env, body())
+    assert_error(answer, 401, "authentication_error")
     with pytest.raises(anthropic.AuthenticationError):
-        for _ in range(100):
-            await sdk.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=HELLO)  # type: ignore[arg-type]
-    assert time.monotonic() - revoked_at < 1.0
+        await sdk.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=HELLO)  # type: ignore[arg-type]
 
 
 async def test_a_suspended_account_or_deleted_record_fails(env: EdgeEnv) -> None:

@@ -247,7 +247,8 @@ async def test_errors_in_openai_form(env: EdgeEnv) -> None:
 
 async def test_an_error_after_the_stream_started_reaches_the_sdk(env: EdgeEnv) -> None:
     sdk = env.openai()
-    with pytest.raises(openai.APIError, match="Overloaded"):
+
+    async def consume() -> None:
         async with sdk.chat.completions.stream(
             model="claude-haiku-4-5",
             messages=[
@@ -256,6 +257,9 @@ async def test_an_error_after_the_stream_started_reaches_the_sdk(env: EdgeEnv) -
         ) as stream:
             async for _ in stream:
                 pass
+
+    with pytest.raises(openai.APIError, match="Overloaded"):
+        await consume()
 
 
 async def test_an_openai_request_is_billed_like_the_same_anthropic_request(env: EdgeEnv) -> None:
