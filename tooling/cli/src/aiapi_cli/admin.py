@@ -1,0 +1,138 @@
+"""``aiapi admin ...``: the operator API from a shell (prints the JSON answer).
+
+Reads ``AIAPI_ACCOUNTS_URL`` (default ``http://127.0.0.1:8081``) and ``AIAPI_ADMIN_TOKEN``.
+Exit status: 0 for a 2xx answer, 1 for an error answer (its JSON is printed all the same),
+2 for a usage error or an unreachable service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8081"
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiapi admin", description=__doc__.splitlines()[0])
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    accounts = groups.add_parser("accounts", help="create, show, change accounts")
+    acc = accounts.add_subparsers(dest="action", required=True)
+    create = acc.add_parser("create")
+    create.add_argument("--email", required=True)
+    create.add_argument("--plan", choices=["basic", "pro"], default="basic")
+    acc.add_parser("get").add_argument("id")
+    set_plan = acc.add_parser("set-plan")
+    set_plan.add_argument("id")
+    set_plan.add_argument("plan", choices=["basic", "pro"])
+    acc.add_parser("suspend").add_argument("id")
+    acc.add_parser("activate").add_argument("id")
+
+    adjust = groups.add_parser("adjust", help="credit (positive) or debit (negative) USD")
+    adjust.add_argument("id")
+    adjust.add_argument("amount", help='decimal USD, e.g. "10.00" or "-2.50"')
+    adjust.add_argument("--reason", required=True)
+    adjust.add_argument("--idempotency-key", help="repeat it to retry safely")
+
+    keys = groups.add_parser("keys", help="issue and revoke API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    key_create = key_actions.add_parser("create")
+    key_create.add_argument("id")
+    key_create.add_argument("--name", required=True)
+    revoke = key_actions.add_parser("revoke")
+    revoke.add_argument("id")
+    revoke.add_argument("key_id")
+
+    groups.add_parser("deposit-addresses").add_argument("id")
+    groups.add_parser("deposits").add_argument("id")
+
+    rates = groups.add_parser("rates", help="manual ETH/BTC rates")
+    rate_actions = rates.add_subparsers(dest="action", required=True)
+    rate_set = rate_actions.add_parser("set")
+    rate_set.add_argument("asset", choices=["ETH", "BTC"])
+    rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
+    return parser
+
+
+def _accounts_call(args: argparse.Namespace) -> Call:
+    base = "/admin/v1/accounts"
+    builders: dict[str, Callable[[], Call]] = {
+        "create": lambda: Call("POST", base, {"email": args.email, "plan": args.plan}),
+        "get": lambda: Call("GET", f"{base}/{args.id}"),
+        "set-plan": lambda: Call("PATCH", f"{base}/{args.id}", {"plan": args.plan}),
+        "suspend": lambda: Call("PATCH", f"{base}/{args.id}", {"status": "suspended"}),
+        "activate": lambda: Call("PATCH", f"{base}/{args.id}", {"status": "active"}),
+    }
+    return builders[args.action]()
+
+
+def to_call(args: argparse.Namespace) -> Call:
+    """The HTTP call a parsed command line stands for."""
+    base = "/admin/v1/accounts"
+    if args.group == "accounts":
+        return _accounts_call(args)
+    if args.group == "adjust":
+        headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+        body = {"amount_usd": args.amount, "reason": args.reason}
+        return Call("POST", f"{base}/{args.id}/adjustments", body, headers)
+    if args.group == "keys" and args.action == "create":
+        return Call("POST", f"{base}/{args.id}/keys", {"name": args.name})
+    if args.group == "keys":
+        return Call("DELETE", f"{base}/{args.id}/keys/{args.key_id}")
+    if args.group in ("deposit-addresses", "deposits"):
+        return Call("GET", f"{base}/{args.id}/{args.group}")
+    return Call("POST", "/admin/v1/rates", {"asset": args.asset, "usd": args.usd})
+
+
+def admin_main(
+    argv: list[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    env = os.environ if environ is None else environ
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage
+        return 0 if exc.code in (0, None) else 2
+    token = env.get("AIAPI_ADMIN_TOKEN", "")
+    if not token:
+        print("aiapi admin: set AIAPI_ADMIN_TOKEN (printed by `aiapi up`)", file=sys.stderr)
+        return 2
+    call = to_call(args)
+    url = env.get("AIAPI_ACCOUNTS_URL", DEFAULT_URL).rstrip("/")
+    headers = {"Authorization": f"Bearer {token}", **(call.headers or {})}
+    try:
+        with httpx.Client(base_url=url, timeout=30, transport=transport) as client:
+            answer = client.request(call.method, call.path, json=call.body, headers=headers)
+    except httpx.HTTPError as exc:
+        print(f"aiapi admin: cannot reach {url}: {type(exc).__name__}", file=sys.stderr)
+        return 2
+    _print(answer)
+    return 0 if answer.is_success else 1
+
+
+def _print(answer: httpx.Response) -> None:
+    if answer.status_code == 204 or not answer.content:
+        print(json.dumps({"status": answer.status_code}))
+        return
+    try:
+        print(json.dumps(answer.json(), indent=2))
+    except ValueError:
+        print(answer.text)
