@@ -77,7 +77,10 @@ async def test_hold_extension_grows_the_hold_until_the_balance_is_spent(
     assert grown.granted and grown.hold_amount == parse_usd("0.00045") + parse_usd("0.0045")
     refused = await extend(10_000)  # 0.045 USD: more than is left
     assert not refused.granted and refused.hold_amount == grown.hold_amount
-    assert await scalar(db, "SELECT holds FROM accounts WHERE account_id = 'acc_d'") == grown.hold_amount
+    assert (
+        await scalar(db, "SELECT holds FROM accounts WHERE account_id = 'acc_d'")
+        == grown.hold_amount
+    )
 
 
 async def test_two_edges_and_two_billing_replicas_share_one_requests_per_minute_limit(

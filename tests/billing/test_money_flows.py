@@ -97,8 +97,12 @@ async def test_buying_pro_debits_19_usd_once(
     assert poor.status == 402
     await credit(bus, "acc_p", "20.00")
     sub = await bus.js.subscribe(PlanPurchased.subject, ordered_consumer=True)
-    first = api.PurchasePlanReply.model_validate_json(await _ask(bus, api.PURCHASE_PLAN_SUBJECT, cmd))
-    again = api.PurchasePlanReply.model_validate_json(await _ask(bus, api.PURCHASE_PLAN_SUBJECT, cmd))
+    first = api.PurchasePlanReply.model_validate_json(
+        await _ask(bus, api.PURCHASE_PLAN_SUBJECT, cmd)
+    )
+    again = api.PurchasePlanReply.model_validate_json(
+        await _ask(bus, api.PURCHASE_PLAN_SUBJECT, cmd)
+    )
     assert first.price == parse_usd("19.00") and first.balance == parse_usd("1.00")
     assert again.already_owned and again.price == 0 and again.balance == parse_usd("1.00")
     event = PlanPurchased.model_validate_json((await sub.next_msg(timeout=10)).data)
@@ -143,7 +147,9 @@ async def test_the_priced_record_of_a_request_and_daily_totals(billing: Service,
         return None if b'"status":404' in data else data
 
     await eventually(settled)
-    record = api.RequestRecordReply.model_validate_json(await _ask(bus, api.REQUEST_RECORD_SUBJECT, query))
+    record = api.RequestRecordReply.model_validate_json(
+        await _ask(bus, api.REQUEST_RECORD_SUBJECT, query)
+    )
     assert record.cost_usd == parse_usd("0.0009") + parse_usd("0.00225") + parse_usd("0.00009")
     assert record.usage.cache_read_input_tokens == 1000 and record.status == "ok"
     other = api.RequestRecordQuery(account_id="acc_other", request_id=event.request_id)
@@ -180,7 +186,9 @@ async def test_a_price_change_with_events_in_flight_prices_each_by_its_start(
 
     await eventually(all_settled)
     for event, price in [(e, "0.30") for e in before] + [(e, "0.60") for e in after]:
-        cost = await scalar(db, "SELECT cost FROM usage_records WHERE request_id = %s", event.request_id)
+        cost = await scalar(
+            db, "SELECT cost FROM usage_records WHERE request_id = %s", event.request_id
+        )
         assert cost == parse_usd(price)
 
 

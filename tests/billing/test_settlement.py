@@ -11,7 +11,7 @@ from aiapi_shared.events import BalanceChanged, RequestPriced
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.money import parse_usd
 
-from tests.billing.conftest import admit, admission, credit, eventually, scalar, usage_event
+from tests.billing.conftest import admission, admit, credit, eventually, scalar, usage_event
 
 
 async def _count(db: psycopg.AsyncConnection[Any], query: str, *params: Any) -> int:
@@ -26,7 +26,9 @@ async def test_the_same_usage_event_twice_debits_once(
     await bus.publish_event(event)
     # Beyond NATS's duplicate window: same content, different message id.
     await bus.publish(event.subject, event.to_json(), "a-different-msg-id")
-    await eventually(lambda: billing.consumers is not None and billing.consumers.counters.duplicates == 1)
+    await eventually(
+        lambda: billing.consumers is not None and billing.consumers.counters.duplicates == 1
+    )
     assert await _count(db, "SELECT count(*) FROM usage_records") == 1
     assert await _count(db, "SELECT count(*) FROM transfers WHERE kind = 'usage'") == 1
     balance = await _count(db, "SELECT credits - debits FROM accounts WHERE account_id = 'acc_1'")
@@ -40,7 +42,9 @@ async def test_same_id_different_content_is_set_aside_not_billed(
     second = usage_event("acc_2", request_id="req_conflict", output_tokens=99_999)
     await bus.publish_event(first)
     await bus.publish(second.subject, second.to_json(), "other-msg-id")
-    await eventually(lambda: billing.consumers is not None and billing.consumers.counters.conflicts == 1)
+    await eventually(
+        lambda: billing.consumers is not None and billing.consumers.counters.conflicts == 1
+    )
     assert await _count(db, "SELECT count(*) FROM usage_conflicts") == 1
     assert await _count(db, "SELECT output_tokens FROM usage_records") == 10
     assert await _count(db, "SELECT count(*) FROM transfers WHERE kind = 'usage'") == 1
@@ -53,7 +57,10 @@ async def test_settlement_releases_the_hold_and_publishes_events_and_a_snapshot(
     req = admission("acc_3", max_tokens=1000, estimated_input_tokens=1000)
     reply = await admit(bus, req)
     assert reply.decision == "admit" and reply.hold_id
-    assert await _count(db, "SELECT holds FROM accounts WHERE account_id = 'acc_3'") == reply.hold_amount
+    assert (
+        await _count(db, "SELECT holds FROM accounts WHERE account_id = 'acc_3'")
+        == reply.hold_amount
+    )
     sub = await bus.js.subscribe("billing.v1.>", ordered_consumer=True)
     await bus.publish_event(
         usage_event("acc_3", request_id=req.request_id, input_tokens=1000, output_tokens=10)

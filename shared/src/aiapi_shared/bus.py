@@ -266,6 +266,77 @@ class Bus:
             for msg in msgs:
                 await self._dispatch(durable, msg, handler)
 
+    async def consume_batches(
+        self,
+        *,
+        stream: str,
+        durable: str,
+        subject: str,
+        handler: Callable[[list[Msg]], Awaitable[list[BaseException | None]]],
+        batch: int = 256,
+        ack_wait_s: float = 30.0,
+        max_deliver: int = -1,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Like :meth:`consume`, but the handler gets every fetched message at once (one database
+        transaction for many messages) and returns one outcome per message, in order: ``None``
+        acks, :class:`RetryableError` naks with its delay, anything else terms. If the handler
+        raises, the whole batch is redelivered (after the error's delay when it is retryable).
+        """
+        stop = stop or asyncio.Event()
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+            filter_subject=subject,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        sub = await self._pull_subscribe(stream, durable, subject, config, stop)
+        if sub is None:
+            return
+        try:
+            while not stop.is_set() and not self.closed.is_set():
+                try:
+                    msgs = await sub.fetch(batch, timeout=1.0)
+                except NatsTimeoutError:
+                    continue
+                except (ConnectionClosedError, NoRespondersError, OSError, NotFoundError) as exc:
+                    log.warning("consumer %s fetch failed (%s)", durable, type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    continue
+                await self._dispatch_batch(durable, msgs, handler)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _dispatch_batch(
+        self,
+        durable: str,
+        msgs: list[Msg],
+        handler: Callable[[list[Msg]], Awaitable[list[BaseException | None]]],
+    ) -> None:
+        try:
+            outcomes = await handler(msgs)
+        except RetryableError as exc:
+            log.warning("consumer %s: batch retried later: %s", durable, exc)
+            await asyncio.gather(*(_settle(m.nak(delay=exc.delay_s)) for m in msgs))
+            return
+        except Exception:
+            log.exception("consumer %s: batch handler failed; redelivering", durable)
+            await asyncio.gather(*(_settle(m.nak(delay=2.0)) for m in msgs))
+            return
+        actions: list[Awaitable[None]] = []
+        for msg, outcome in zip(msgs, outcomes, strict=True):
+            if outcome is None:
+                actions.append(msg.ack())
+            elif isinstance(outcome, RetryableError):
+                actions.append(msg.nak(delay=outcome.delay_s))
+            else:
+                log.error("consumer %s: poison message terminated: %s", durable, outcome)
+                actions.append(msg.term())
+        await asyncio.gather(*(_settle(a) for a in actions))
+
     async def _pull_subscribe(
         self,
         stream: str,

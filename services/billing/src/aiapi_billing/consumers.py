@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiapi_shared.bus import Bus, decode_event
-from aiapi_shared.errors import RetryableError
+from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events import (
     EVENTS_BY_SUBJECT,
     DepositConfirmed,
@@ -29,7 +29,7 @@ from aiapi_billing.account_sync import apply_account_event
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.errors import UnpricedModel
 from aiapi_billing.ledger import Conn
-from aiapi_billing.settlement import Settler
+from aiapi_billing.settlement import PriceMemo, Settler
 
 log = logging.getLogger("aiapi.billing.consumers")
 
@@ -54,27 +54,39 @@ class Consumers:
     after_commit: Callable[[str], None]
     crash_after_commits: int = 0
     ack_wait_s: float = 30.0
+    batch: int = 256
     counters: Counters = field(default_factory=Counters)
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        usage = self.bus.consume_batches(
+            stream="USAGE",
+            durable="billing-settlement",
+            subject=UsageRecorded.subject,
+            handler=self.on_usage_batch,
+            batch=self.batch,
+            ack_wait_s=self.ack_wait_s,
+            stop=stop,
+        )
         specs = (
-            ("USAGE", "billing-settlement", UsageRecorded.subject, self.on_usage),
             ("PAYMENTS", "billing-deposits", "payments.v1.deposit.*", self.on_deposit),
             ("ACCOUNTS", "billing-accounts", "accounts.v1.>", self.on_account),
         )
         return [
-            asyncio.create_task(
-                self.bus.consume(
-                    stream=stream,
-                    durable=durable,
-                    subject=subject,
-                    handler=handler,
-                    stop=stop,
-                    ack_wait_s=self.ack_wait_s,
-                ),
-                name=durable,
-            )
-            for stream, durable, subject, handler in specs
+            asyncio.create_task(usage, name="billing-settlement"),
+            *(
+                asyncio.create_task(
+                    self.bus.consume(
+                        stream=stream,
+                        durable=durable,
+                        subject=subject,
+                        handler=handler,
+                        stop=stop,
+                        ack_wait_s=self.ack_wait_s,
+                    ),
+                    name=durable,
+                )
+                for stream, durable, subject, handler in specs
+            ),
         ]
 
     async def _in_transaction(self, work: Callable[[Conn], Awaitable[None]]) -> None:
@@ -86,34 +98,45 @@ class Consumers:
             await asyncio.sleep(OUTAGE_PAUSE_S)
             raise RetryableError(f"database unavailable: {type(exc).__name__}") from exc
 
-    def _committed(self, account_id: str) -> None:
+    def _committed(self, account_id: str | None = None) -> None:
         self.counters.commits += 1
-        self.after_commit(account_id)
+        if account_id is not None:
+            self.after_commit(account_id)
         if self.crash_after_commits and self.counters.commits >= self.crash_after_commits:
             log.error("test crash: exiting after commit %d, before its ack", self.counters.commits)
             os._exit(3)
 
-    async def on_usage(self, msg: Msg) -> None:
-        event = decode_event(UsageRecorded, msg.data)
-        outcome = ""
+    async def on_usage_batch(self, msgs: list[Msg]) -> list[BaseException | None]:
+        """Settle a fetched batch in one transaction (one commit, one fsync, for many events)."""
+        outcomes: list[BaseException | None] = [None] * len(msgs)
+        events: list[tuple[int, UsageRecorded]] = []
+        for i, msg in enumerate(msgs):
+            try:
+                events.append((i, decode_event(UsageRecorded, msg.data)))
+            except PoisonMessage as exc:
+                outcomes[i] = exc
+        settled: list[str] = []
 
         async def work(conn: Conn) -> None:
-            nonlocal outcome
-            outcome = await self.settler.settle(conn, event)
+            settled.clear()
+            prices = PriceMemo()
+            for i, event in events:
+                try:
+                    settled.append(await self.settler.settle(conn, event, prices))
+                except UnpricedModel as exc:
+                    log.error("usage %s waits for a price: %s", event.request_id, exc)
+                    outcomes[i] = RetryableError(str(exc), delay_s=30.0)
 
-        try:
-            await self._in_transaction(work)
-        except UnpricedModel as exc:
-            log.error("usage %s waits for a price: %s", event.request_id, exc)
-            raise RetryableError(str(exc), delay_s=30.0) from exc
-        if outcome == "settled":
-            self.counters.settled += 1
-        elif outcome == "duplicate":
-            self.counters.duplicates += 1
-        else:
-            self.counters.conflicts += 1
-            log.error("usage %s conflicts with its settled record; set aside", event.request_id)
-        self._committed(event.account_id)
+        await self._in_transaction(work)
+        self.counters.settled += settled.count("settled")
+        self.counters.duplicates += settled.count("duplicate")
+        self.counters.conflicts += settled.count("conflict")
+        if "conflict" in settled:
+            log.error("usage events conflicting with their settled record were set aside")
+        for account_id in {event.account_id for _, event in events}:
+            self.after_commit(account_id)
+        self._committed()
+        return outcomes
 
     async def on_deposit(self, msg: Msg) -> None:
         cls = EVENTS_BY_SUBJECT.get(msg.subject)

@@ -80,6 +80,7 @@ class Service:
             after_commit=after_commit,
             crash_after_commits=self.settings.billing_crash_after_commits,
             ack_wait_s=self.settings.consumer_ack_wait_s,
+            batch=self.settings.settlement_batch,
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         await Rpc(pool, admitter, Commands(self.catalogue, low), after_commit).serve(bus)

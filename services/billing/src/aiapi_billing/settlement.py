@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events import RequestPriced, UsageRecorded
@@ -27,7 +28,7 @@ from aiapi_billing.ledger import (
     queue_events,
 )
 from aiapi_billing.notices import balance_events
-from aiapi_billing.prices import price_at
+from aiapi_billing.prices import PriceBook, prices_of
 
 Outcome = str  # "settled" | "duplicate" | "conflict"
 
@@ -38,15 +39,33 @@ def content_hash(event: UsageRecorded) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class PriceMemo:
+    """The price table as read inside one transaction, one query per model (batches reuse it)."""
+
+    def __init__(self) -> None:
+        self._books: dict[str, PriceBook] = {}
+
+    async def price_at(self, conn: Conn, model: str, moment: datetime) -> pricing.Price | None:
+        book = self._books.get(model)
+        if book is None:
+            book = PriceBook()
+            book.load(await prices_of(conn, model))
+            self._books[model] = book
+        return book.price_at(model, moment)
+
+
 @dataclass(frozen=True)
 class Settler:
     catalogue: Catalogue
     low_threshold: int
 
-    async def settle(self, conn: Conn, event: UsageRecorded) -> Outcome:
+    async def settle(
+        self, conn: Conn, event: UsageRecorded, prices: PriceMemo | None = None
+    ) -> Outcome:
         """Run inside the caller's transaction; the caller commits, then acks."""
         digest = content_hash(event)
-        price = await price_at(conn, event.model, event.started_at)
+        memo = prices or PriceMemo()
+        price = await memo.price_at(conn, event.model, event.started_at)
         if price is None:
             raise UnpricedModel(f"{event.model} has no price at {event.started_at.isoformat()}")
         plan = self.catalogue.plan(event.plan)
