@@ -127,6 +127,7 @@ async def test_deposits_are_listed_with_state_confirmations_and_usd(served: Serv
         cursor=None,
         changes=[AccountDeposit("acc_r", usdt), waiting_eth("0x" + "02" * 32, 10**16)],
         events=[],
+        head=(ChainNetwork.ETHEREUM, 20),  # the record says 5; the chain has moved on
     )
     reply = await ask(served.bus, DEPOSITS_SUBJECT, AccountQuery(account_id="acc_r"), DepositsReply)
     shown = [
@@ -134,7 +135,7 @@ async def test_deposits_are_listed_with_state_confirmations_and_usd(served: Serv
         for d in reply.deposits
     ]
     assert shown == [
-        ("USDT", "0x01", 1, "25.5", 5, "credited", 25_500_000_000),
+        ("USDT", "0x01", 1, "25.5", 14, "credited", 25_500_000_000),
         ("ETH", "0x02", 0, "0.01", 1, "detected", None),
     ]
     wire = reply.model_dump(mode="json")["deposits"][0]

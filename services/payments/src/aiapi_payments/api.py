@@ -7,7 +7,7 @@ HTTP status accounts should use. Errors are mapped in `_answer`, the one place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import partial
 
@@ -31,8 +31,8 @@ from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from aiapi_payments.config import PaymentsConfig
-from aiapi_payments.model import Asset
-from aiapi_payments.policy import format_units
+from aiapi_payments.model import Asset, ChainNetwork, DepositState
+from aiapi_payments.policy import confirmations, format_units
 from aiapi_payments.pricing import ManualRate
 from aiapi_payments.repository import AccountDeposit, Repository
 
@@ -60,16 +60,21 @@ async def _answer(handle: Callable[[bytes], Awaitable[Record]], data: bytes) -> 
     return reply.model_dump_json().encode()
 
 
-def deposit_view(record: AccountDeposit) -> DepositView:
+def deposit_view(record: AccountDeposit, heads: Mapping[ChainNetwork, int]) -> DepositView:
+    """The listing's view; confirmations from the newest head the watcher saw, when it is
+    newer than the record (a credited deposit's record no longer changes)."""
     deposit = record.deposit
     key = deposit.key
+    live = deposit.confirmations
+    if deposit.state not in (DepositState.ORPHANED, DepositState.REVERSED) and key.network in heads:
+        live = max(live, confirmations(deposit.block_number, heads[key.network]))
     return DepositView(
         asset=key.asset.value,
         network=key.network.value,
         tx_hash=key.tx_hash,
         position=key.position,
         amount=format_units(deposit.amount, key.asset.decimals),
-        confirmations=deposit.confirmations,
+        confirmations=live,
         state=deposit.state.value,
         usd=deposit.usd_nano,
         first_seen_at=deposit.first_seen_at,
@@ -123,7 +128,8 @@ class PaymentsApi:
     async def _deposits(self, data: bytes) -> DepositsReply:
         account_id = self._account(data)
         records = await self._repository.account_deposits(account_id)
-        return DepositsReply(deposits=[deposit_view(record) for record in records])
+        heads = await self._repository.heads()
+        return DepositsReply(deposits=[deposit_view(record, heads) for record in records])
 
     async def _set_rate(self, data: bytes) -> SetRateReply:
         command = SetRateCommand.model_validate_json(data)

@@ -124,6 +124,15 @@ class PriceFetcher:
             rate = extract_rate(document, source.json_path)
         except (httpx.HTTPError, ValueError) as error:
             # PriceSourceError and json's decode error are ValueErrors.
-            log.warning("price source %s failed for %s: %s", source.name, asset, error)
+            # Not the error's text: httpx puts the URL in it, and a custom source's URL may
+            # carry an API key.
+            status = error.response.status_code if isinstance(error, httpx.HTTPStatusError) else ""
+            log.warning(
+                "price source %s failed for %s: %s %s",
+                source.name,
+                asset,
+                type(error).__name__,
+                status,
+            )
             return None
         return Quote(source.name, asset, rate, self._clock())

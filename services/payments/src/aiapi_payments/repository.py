@@ -188,6 +188,12 @@ class Repository:
             rows = await cur.fetchall()
         return {record.deposit.key: record for record in map(_deposit, rows)}
 
+    async def heads(self) -> dict[ChainNetwork, int]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT network, head FROM chain_heads")
+            rows = await cur.fetchall()
+        return {ChainNetwork(row[0]): int(row[1]) for row in rows}
+
     async def account_deposits(self, account_id: str, limit: int = 500) -> list[AccountDeposit]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -206,11 +212,18 @@ class Repository:
         cursor: tuple[str, Sequence[BlockRef]] | None,
         changes: Sequence[AccountDeposit],
         events: Sequence[Event],
+        head: tuple[ChainNetwork, int] | None = None,
     ) -> None:
         """One watch cycle's outcome, all or nothing."""
         async with self._pool.connection() as conn, conn.transaction():
             if cursor is not None:
                 await _save_cursor(conn, *cursor)
+            if head is not None:
+                await conn.execute(
+                    "INSERT INTO chain_heads (network, head) VALUES (%s, %s) ON CONFLICT (network)"
+                    " DO UPDATE SET head = EXCLUDED.head, updated_at = now()",
+                    (head[0].value, head[1]),
+                )
             await _upsert_deposits(conn, changes)
             await _add_to_outbox(conn, events)
 

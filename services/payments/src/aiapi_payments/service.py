@@ -147,7 +147,12 @@ class PaymentsService:
                 failures = 0
             except Exception as error:  # noqa: BLE001 (a node or database outage: retry)
                 failures += 1
-                log.warning("%s watch cycle failed (%s): %s", name, type(error).__name__, error)
+                log.warning(
+                    "%s watch cycle failed (%s): %s",
+                    name,
+                    type(error).__name__,
+                    self._redacted(str(error)),
+                )
                 caught_up, events = True, 0
             if events:
                 relay.wake()
@@ -155,6 +160,13 @@ class PaymentsService:
                 pause = min(interval_s * (2 ** min(failures, 5)), 60.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=pause)
+
+    def _redacted(self, text: str) -> str:
+        """Node URLs often carry a provider's API key (Infura, Alchemy): never log them."""
+        for url in (self.settings.eth_rpc_url, self.settings.btc_esplora_url):
+            if url:
+                text = text.replace(url.rstrip("/"), "<configured URL>")
+        return text
 
     async def _price_loop(self, repository: Repository) -> None:
         assets = [asset for asset in self.config.assets if asset is not Asset.USDT]

@@ -118,7 +118,10 @@ class EthereumTracking:
             )
             records, events = _records(changed, known, owners, now)
             await self._repository.commit_watch(
-                cursor=self._cursor.staged(), changes=records, events=events
+                cursor=self._cursor.staged(),
+                changes=records,
+                events=events,
+                head=(self.network, scan.head),
             )
         except BaseException:
             self._cursor.discard()
@@ -174,5 +177,7 @@ class BitcoinTracking:
             minimum_nano=self._config.minimum,
         )
         records, events = _records(changed, known, owners, now)
-        await self._repository.commit_watch(cursor=None, changes=records, events=events)
+        await self._repository.commit_watch(
+            cursor=None, changes=records, events=events, head=(self.network, scan.head)
+        )
         return True, len(events)
