@@ -64,19 +64,18 @@ class Spool:
 
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self.depth = await self._run(self._open)
+        await self._run(self._open)
         if self.depth:
             log.info("spool holds unpublished usage events", extra={"depth": self.depth})
             self._new_rows.set()
 
-    def _open(self) -> int:
+    def _open(self) -> None:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         db.execute(_SCHEMA)
         self._db = db
-        count = db.execute("SELECT count(*) FROM spool").fetchone()
-        return int(count[0])
+        self.depth = int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
     async def close(self) -> None:
         if self._db is not None:
@@ -98,13 +97,12 @@ class Spool:
             while self._pending:
                 group, self._pending = self._pending, []
                 try:
-                    added = await self._run(self._insert, [(e, s, p) for e, s, p, _ in group])
+                    await self._run(self._insert, [(e, s, p) for e, s, p, _ in group])
                 except sqlite3.Error as exc:
                     for *_, future in group:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                self.depth += added
                 self._new_rows.set()
                 for *_, future in group:
                     if not future.done():
@@ -115,13 +113,13 @@ class Spool:
     def _insert(self, rows: list[tuple[str, str, bytes]]) -> int:
         assert self._db is not None
         db = self._db
-        before = db.total_changes
         db.execute("BEGIN")
-        db.executemany(
+        cursor = db.executemany(
             "INSERT OR IGNORE INTO spool (event_id, subject, payload) VALUES (?, ?, ?)", rows
         )
         db.execute("COMMIT")
-        return db.total_changes - before
+        self.depth += cursor.rowcount  # only this thread writes the counter
+        return cursor.rowcount
 
     def _oldest(self, limit: int) -> list[Row]:
         assert self._db is not None
@@ -133,11 +131,11 @@ class Spool:
     def _delete(self, seqs: list[int]) -> int:
         assert self._db is not None
         db = self._db
-        before = db.total_changes
         db.execute("BEGIN")
-        db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
+        cursor = db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
         db.execute("COMMIT")
-        return db.total_changes - before
+        self.depth -= cursor.rowcount
+        return cursor.rowcount
 
     async def relay(self, publish: Publish, stop: asyncio.Event, *, batch: int = 256) -> None:
         """Publish spooled rows until ``stop``; ``publish(subject, payload, msg_id)`` raises when
@@ -156,7 +154,7 @@ class Spool:
                 row[0] for row, result in zip(rows, results, strict=True) if not _failed(result)
             ]
             if done:
-                self.depth -= await self._run(self._delete, done)
+                await self._run(self._delete, done)
             if len(done) < len(rows):
                 await _wait_either(stop, stop, timeout_s=0.5)
 
