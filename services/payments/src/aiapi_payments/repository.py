@@ -27,7 +27,9 @@ _DEPOSIT_COLUMNS = sql.SQL(
     "network, asset, tx_hash, position, account_id, address, amount, state, first_seen_at,"
     " block_number, block_hash, confirmations, rate_nano_usd, rate_source, usd_nano"
 )
-_OPEN_STATES = ("detected", "confirmed", "below_minimum")
+# A deposit below the minimum never credits; it is followed only while a reorg could still
+# matter, so that dust sent to an address does not cost a write in every cycle forever.
+_BELOW_MINIMUM_WATCHED = 256
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ def _deposit(row: Sequence[Any]) -> AccountDeposit:
         usd_nano=row[14],
     )
     return AccountDeposit(str(row[4]), deposit)
+
+
+def _is_watched(deposit: Deposit) -> bool:
+    if deposit.state is DepositState.BELOW_MINIMUM:
+        return deposit.confirmations < _BELOW_MINIMUM_WATCHED
+    return deposit.state in (DepositState.DETECTED, DepositState.CONFIRMED)
 
 
 class Repository:
@@ -148,17 +156,19 @@ class Repository:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 sql.SQL(
-                    "SELECT {} FROM deposits WHERE network = %s"
-                    " AND (state = ANY(%s) OR tx_hash = ANY(%s))"
+                    "SELECT {} FROM deposits WHERE network = %s AND ("
+                    " state IN ('detected', 'confirmed')"
+                    " OR (state = 'below_minimum' AND confirmations < %s)"
+                    " OR tx_hash = ANY(%s))"
                 ).format(_DEPOSIT_COLUMNS),
-                (network.value, list(_OPEN_STATES), hashes),
+                (network.value, _BELOW_MINIMUM_WATCHED, hashes),
             )
             rows = await cur.fetchall()
         found = (_deposit(row) for row in rows)
         return {
             record.deposit.key: record
             for record in found
-            if record.deposit.state.value in _OPEN_STATES or record.deposit.key in keys
+            if record.deposit.key in keys or _is_watched(record.deposit)
         }
 
     async def recently_credited(
