@@ -89,7 +89,7 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         with client.messages.stream(**request) as stream:  # type: ignore[arg-type]
             streamed = stream.get_final_message()
         assert plain.content[0].text == "hello through the edge"
-        assert streamed.content == plain.content
+        assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in plain.content]
         assert streamed.usage.output_tokens == plain.usage.output_tokens
     finally:
         proc.send_signal(signal.SIGINT)

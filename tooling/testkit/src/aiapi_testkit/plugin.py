@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -54,18 +57,28 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
+@contextlib.contextmanager
+def _own_cluster() -> Iterator[EmbeddedPostgres]:
+    """A throwaway cluster outside pytest's base temp directory: as root, PostgreSQL runs as
+    ``nobody``, and another pytest session resetting that directory's permissions would cut it off."""
+    directory = Path(tempfile.mkdtemp(prefix="aiapi-test-pg-"))
+    server = EmbeddedPostgres(directory, durable=False)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresHandle]:
+def postgres_server() -> Iterator[PostgresHandle]:
     external = os.environ.get("AIAPI_TEST_DATABASE_URL")
     if external:
         yield PostgresHandle(external, None)
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), durable=False)
-    server.start()
-    try:
+    with _own_cluster() as server:
         yield PostgresHandle(server.url, server)
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -78,13 +91,9 @@ def database_url(postgres_server: PostgresHandle) -> Iterator[str]:
 
 
 @pytest.fixture
-def restartable_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path / "pg-own", durable=False)
-    server.start()
-    try:
+def restartable_postgres() -> Iterator[EmbeddedPostgres]:
+    with _own_cluster() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
