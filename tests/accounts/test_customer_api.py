@@ -421,3 +421,29 @@ async def test_deposits_for_customers_are_empty_without_payments_then_listed(
     address = {"asset": "ETH", "network": "ethereum", "address": "0x" + "ab" * 20}
     await respond(running.bus, payments_api.ADDRESSES_SUBJECT, lambda _: {"addresses": [address]})
     assert (await running.client.get("/api/v1/account/deposit-addresses")).json() == [address]
+
+
+async def test_pruning_keeps_live_sessions_and_recent_failures(running: Running) -> None:
+    await running.signed_in()
+    await running.client.post(
+        "/api/v1/auth/sign-in", json={"email": CREDS["email"], "password": "wrong password here"}
+    )
+    assert running.service.ctx is not None
+    assert running.service.pool is not None
+    account_id = (await running.client.get("/api/v1/account")).json()["id"]
+    async with running.service.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO sessions (id, token_hash, account_id, csrf_token, expires_at)"
+            " VALUES ('ses_old', 'h', %s, 'c', now() - interval '2 days')",
+            (account_id,),
+        )
+    await running.service.ctx.accounts.prune()
+    async with running.service.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM sessions WHERE id = 'ses_old'")
+        assert (await cur.fetchone()) == (0,)
+        cur = await conn.execute("SELECT count(*) FROM sign_in_failures")
+        # One sign-up (per address) and one failed sign-in (per email and per address), all recent.
+        assert (await cur.fetchone()) == (3,)
+    assert (await running.client.get("/api/v1/account")).status_code == 200
+    sessions = (await running.client.get("/api/v1/account/sessions")).json()
+    assert len(sessions) == 1

@@ -260,6 +260,7 @@ class Accounts:
     async def prune(self) -> None:
         async with self._pool.connection() as conn:
             await repository.prune_failures(conn, self._throttle.window_s)
+            await repository.prune_sessions(conn)
 
 
 async def _existing(conn: Conn, account_id: str, *, for_update: bool = False) -> Account:

@@ -269,6 +269,14 @@ async def prune_failures(conn: Conn, window_s: int) -> None:
     )
 
 
+async def prune_sessions(conn: Conn) -> None:
+    """Sessions that ended (expired or revoked) more than a day ago are of no use any more."""
+    await conn.execute(
+        b"DELETE FROM sessions WHERE expires_at < now() - interval '1 day'"
+        b" OR revoked_at < now() - interval '1 day'"
+    )
+
+
 # -- outbox and KV sync queue -----------------------------------------------------------------------
 
 
