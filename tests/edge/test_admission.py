@@ -19,7 +19,7 @@ from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.events.usage_v1 import Usage
 
 from .conftest import EdgeEnv
-from .support import usage_events
+from .support import usage_events, wait_for
 
 BODY = orjson.dumps(
     {
@@ -120,7 +120,13 @@ async def test_health_readiness_and_metrics(env: EdgeEnv) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         assert (await http.get(env.url + "/healthz")).status_code == 200
         assert (await http.get(env.url + "/readyz")).status_code == 200
+
+        async def drained() -> bool:
+            metrics = (await http.get(env.url + "/metrics")).text
+            return "aiapi_edge_spool_depth 0.0" in metrics
+
+        await wait_for(drained, timeout_s=5, step_s=0.1)
         metrics = (await http.get(env.url + "/metrics")).text
     assert 'aiapi_edge_requests_total{route="anthropic",status="200"} 1.0' in metrics
-    assert "aiapi_edge_spool_depth 0.0" in metrics
     assert 'aiapi_edge_upstream_keys{health="healthy"} 1.0' in metrics
+    assert "aiapi_edge_usage_published_total 1.0" in metrics

@@ -70,7 +70,11 @@ async def test_nats_stopped_during_200_requests_gives_exactly_200_events(
     assert len(events) == 200
     assert sorted(e.request_id for e in events) == sorted(ids)
     assert {e.admission for e in events} == {"billing", "allowance"}
-    assert env.edge.app.service.spool.depth == 0
+
+    async def spool_empty() -> bool:
+        return env.edge.app.service.spool.depth == 0
+
+    await wait_for(spool_empty, timeout_s=5)
 
 
 def edge_env(nats_url: str, sim_url: str, spool: Path, port: int) -> dict[str, str]:

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 log = logging.getLogger("aiapi.edge.spool")
 
 T = TypeVar("T")
-Row = tuple[int, str, str, bytes]
 Publish = Callable[[str, bytes, str], Awaitable[object]]
 
 _SCHEMA = """
@@ -52,6 +51,8 @@ class Spool:
         self._pending: list[tuple[str, str, bytes, asyncio.Future[None]]] = []
         self._writing = False
         self._writer: asyncio.Future[None] | None = None
+        self._fresh: list[tuple[str, str, bytes]] = []
+        self._acked: list[str] = []
         self._new_rows = asyncio.Event()
         self.depth = 0
 
@@ -96,13 +97,15 @@ class Spool:
         try:
             while self._pending:
                 group, self._pending = self._pending, []
+                rows = [(e, s, p) for e, s, p, _ in group]
                 try:
-                    await self._run(self._insert, [(e, s, p) for e, s, p, _ in group])
+                    await self._run(self._commit, rows, self._take_acked())
                 except sqlite3.Error as exc:
                     for *_, future in group:
                         if not future.done():
                             future.set_exception(exc)
                     continue
+                self._fresh.extend(rows)
                 self._new_rows.set()
                 for *_, future in group:
                     if not future.done():
@@ -110,53 +113,72 @@ class Spool:
         finally:
             self._writing = False
 
-    def _insert(self, rows: list[tuple[str, str, bytes]]) -> int:
+    def _take_acked(self) -> list[str]:
+        acked, self._acked = self._acked, []
+        return acked
+
+    def _commit(self, inserts: list[tuple[str, str, bytes]], deletes: list[str]) -> None:
+        """One transaction: forget what JetStream acknowledged, add the new events."""
         assert self._db is not None
         db = self._db
         db.execute("BEGIN")
-        cursor = db.executemany(
-            "INSERT OR IGNORE INTO spool (event_id, subject, payload) VALUES (?, ?, ?)", rows
-        )
+        if deletes:
+            gone = db.executemany("DELETE FROM spool WHERE event_id = ?", [(d,) for d in deletes])
+            self.depth -= gone.rowcount  # only this thread writes the counter
+        if inserts:
+            added = db.executemany(
+                "INSERT OR IGNORE INTO spool (event_id, subject, payload) VALUES (?, ?, ?)",
+                inserts,
+            )
+            self.depth += added.rowcount
         db.execute("COMMIT")
-        self.depth += cursor.rowcount  # only this thread writes the counter
-        return cursor.rowcount
 
-    def _oldest(self, limit: int) -> list[Row]:
+    def _oldest(self, limit: int) -> list[tuple[str, str, bytes]]:
         assert self._db is not None
         cursor = self._db.execute(
-            "SELECT seq, event_id, subject, payload FROM spool ORDER BY seq LIMIT ?", (limit,)
+            "SELECT event_id, subject, payload FROM spool ORDER BY seq LIMIT ?", (limit,)
         )
-        return [(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in cursor.fetchall()]
-
-    def _delete(self, seqs: list[int]) -> int:
-        assert self._db is not None
-        db = self._db
-        db.execute("BEGIN")
-        cursor = db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
-        db.execute("COMMIT")
-        self.depth -= cursor.rowcount
-        return cursor.rowcount
+        return [(str(r[0]), str(r[1]), bytes(r[2])) for r in cursor.fetchall()]
 
     async def relay(self, publish: Publish, stop: asyncio.Event, *, batch: int = 256) -> None:
-        """Publish spooled rows until ``stop``; ``publish(subject, payload, msg_id)`` raises when
-        NATS does not acknowledge, and the row is then tried again after a pause."""
+        """Publish spooled events until ``stop``.
+
+        Normally the events just committed are published from memory; acknowledged ones are
+        deleted in the next commit (a lost delete only means a duplicate publish, which the
+        stream's ``Nats-Msg-Id`` window and billing's unique key absorb). After a failed publish
+        (NATS away) or a restart with rows left, the relay reads the table in order until it is
+        empty. ``publish(subject, payload, msg_id)`` raises when NATS does not acknowledge.
+        """
+        backlog = self.depth > 0
         while not stop.is_set():
-            rows = await self._run(self._oldest, batch)
-            if not rows:
-                self._new_rows.clear()
-                await _wait_either(self._new_rows, stop, timeout_s=1.0)
+            if backlog:
+                await self._run(self._commit, [], self._take_acked())
+                rows = await self._run(self._oldest, batch)
+                if not rows:
+                    backlog = False
+                elif not await self._publish(publish, rows):
+                    await _wait_either(stop, stop, timeout_s=0.5)
                 continue
-            results = await asyncio.gather(
-                *(publish(subject, payload, event_id) for _, event_id, subject, payload in rows),
-                return_exceptions=True,
-            )
-            done = [
-                row[0] for row, result in zip(rows, results, strict=True) if not _failed(result)
-            ]
-            if done:
-                await self._run(self._delete, done)
-            if len(done) < len(rows):
+            if not self._fresh:
+                self._new_rows.clear()
+                await _wait_either(self._new_rows, stop, timeout_s=0.5)
+                if not self._fresh and self._acked and not self._writing:
+                    await self._run(self._commit, [], self._take_acked())
+                continue
+            rows, self._fresh = self._fresh[:batch], self._fresh[batch:]
+            if not await self._publish(publish, rows):
+                backlog = True  # every unacknowledged row is in the table
+                self._fresh.clear()
                 await _wait_either(stop, stop, timeout_s=0.5)
+
+    async def _publish(self, publish: Publish, rows: list[tuple[str, str, bytes]]) -> bool:
+        results = await asyncio.gather(
+            *(publish(subject, payload, event_id) for event_id, subject, payload in rows),
+            return_exceptions=True,
+        )
+        acked = [row[0] for row, result in zip(rows, results, strict=True) if not _failed(result)]
+        self._acked.extend(acked)
+        return len(acked) == len(rows)
 
 
 def _failed(result: object) -> bool:
