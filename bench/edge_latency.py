@@ -98,7 +98,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited during start-up")
+            raise RuntimeError(f"{proc.args!r} exited during start-up")
         try:
             with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 (loopback)
                 if answer.status == 200:

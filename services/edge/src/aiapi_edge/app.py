@@ -140,9 +140,7 @@ class EdgeApp:
                 )
         if handler in (self._messages, self._chat):
             route = "openai" if call.openai else "anthropic"
-            m = self.service.metrics
-            m.requests.labels(route, str(call.status)).inc()
-            m.latency.labels(route).observe(time.perf_counter() - started)
+            self.service.metrics.observe(route, call.status, time.perf_counter() - started)
 
     async def _gateway_error(self, call: Call, error: GatewayError) -> None:
         if call.started:

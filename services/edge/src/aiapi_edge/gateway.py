@@ -8,6 +8,7 @@ like the same request on the Anthropic route (only ``route`` differs in its usag
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import sqlite3
 from dataclasses import dataclass, field
@@ -32,8 +33,13 @@ KEY_PREFIX = "sk-cc-"
 _MAX_KEY_LENGTH = 128
 
 
+# Request ids must be unique, not secret: a PRNG seeded from the OS once per process gives 96
+# random bits per id without a getrandom() system call on every request.
+_ids = random.Random(secrets.token_bytes(32))
+
+
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return f"req_{_ids.getrandbits(96):024x}"
 
 
 def presented_key(scope: Scope) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -46,6 +47,17 @@ class Metrics:
         self.usage_published = Counter(
             "aiapi_edge_usage_published", "Usage events acknowledged by JetStream", registry=r
         )
+
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """Count one inference request (the labelled children are looked up once)."""
+        children = self._children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self, refresh: Callable[[], None]) -> bytes:
         refresh()
