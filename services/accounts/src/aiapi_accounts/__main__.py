@@ -13,10 +13,10 @@ import sys
 
 import uvicorn
 import uvloop
+from aiapi_shared.logs import configure_logging
 from pydantic import ValidationError
 
 from aiapi_accounts.app import create_app
-from aiapi_accounts.logs import configure_logging
 from aiapi_accounts.service import Service
 from aiapi_accounts.settings import AccountsSettings
 

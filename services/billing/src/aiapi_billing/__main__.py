@@ -10,9 +10,9 @@ from datetime import datetime
 
 import uvicorn
 import uvloop
+from aiapi_shared.logs import configure_logging
 
 from aiapi_billing.app import create_app
-from aiapi_billing.logs import configure
 from aiapi_billing.service import SCHEMA, Service, prepare_database
 from aiapi_billing.settings import BillingSettings
 
@@ -90,7 +90,7 @@ async def _price(settings: BillingSettings, args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     settings = BillingSettings()
-    configure(settings.log_level)
+    configure_logging(settings.log_level)
     if args[:1] == ["audit"]:
         code = uvloop.run(_audit(settings))
     elif args[:1] == ["price"] and len(args) == 5:

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 import uvicorn
 import uvloop
+from aiapi_shared.logs import configure_logging
 
-from aiapi_payments import logs, startup
+from aiapi_payments import startup
 from aiapi_payments.config import PaymentsConfig, StartupRefused
 from aiapi_payments.service import PaymentsService, health_app
 from aiapi_payments.settings import PaymentsSettings
@@ -76,13 +77,13 @@ async def serve(settings: PaymentsSettings, config: PaymentsConfig) -> int:
 
 
 def main() -> None:
-    logs.configure("INFO")
+    configure_logging("INFO")
     try:
         settings, config = startup.load()
     except StartupRefused as refusal:
         log.error("payments refuses to start: %s", refusal)
         sys.exit(2)
-    logs.configure(settings.log_level)
+    configure_logging(settings.log_level)
     sys.exit(uvloop.run(serve(settings, config)))
 
 
