@@ -12,6 +12,7 @@ import openai
 import pytest
 from aiapi_shared.admission import ADMIT_SUBJECT
 from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import Catalogue
 from aiapi_simulator import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
 
@@ -70,6 +71,12 @@ def edge_settings_override() -> dict[str, Any]:
 
 
 @pytest.fixture
+def edge_catalogue() -> Catalogue | None:
+    """The catalogue the edge sells from (None: the shipped one); override in a module."""
+    return None
+
+
+@pytest.fixture
 async def env(
     bus: Bus,
     nats_url: str,
@@ -77,13 +84,14 @@ async def env(
     billing: Billing,
     tmp_path: Path,
     edge_settings_override: dict[str, Any],
+    edge_catalogue: Catalogue | None,
 ) -> AsyncIterator[EdgeEnv]:
     sim_post(sim_url, "/_sim/reset")
     key = make_key()
     account_id = "acct_" + make_key()[-8:]
     await put_key(bus, key, key_record(account_id))
     settings = edge_settings(nats_url, sim_url, tmp_path / "spool", **edge_settings_override)
-    edge = EdgeThread(settings).start()
+    edge = EdgeThread(settings, edge_catalogue).start()
     environment = EdgeEnv(edge, bus, billing, key, account_id, sim_url, tmp_path)
     try:
         yield environment

@@ -25,6 +25,7 @@ from aiapi_edge.mirrors import key_digest
 from aiapi_edge.settings import EdgeSettings
 from aiapi_shared.admission import AdmissionReply, AdmissionRequest
 from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.records_v1 import KEYS_BUCKET, KeyRecord
 from aiapi_shared.events.usage_v1 import UsageRecorded
 
@@ -90,8 +91,8 @@ def bind_socket() -> socket.socket:
 class EdgeThread:
     """A real edge (uvicorn, uvloop, httptools) serving on a free port in a background thread."""
 
-    def __init__(self, settings: EdgeSettings) -> None:
-        self.app: EdgeApp = create_app(settings)
+    def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
+        self.app: EdgeApp = create_app(settings, catalogue)
         self._sock = bind_socket()
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import orjson
+from aiapi_shared.catalogue import Catalogue
 
 from aiapi_edge import metrics as metrics_module
 from aiapi_edge.asgi import (
@@ -67,9 +68,9 @@ class Call:
 
 
 class EdgeApp:
-    def __init__(self, settings: EdgeSettings) -> None:
+    def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
-        self.service = EdgeService(settings)
+        self.service = EdgeService(settings, catalogue)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
@@ -215,5 +216,5 @@ class EdgeApp:
         )
 
 
-def create_app(settings: EdgeSettings | None = None) -> EdgeApp:
-    return EdgeApp(settings or EdgeSettings())
+def create_app(settings: EdgeSettings | None = None, catalogue: Catalogue | None = None) -> EdgeApp:
+    return EdgeApp(settings or EdgeSettings(), catalogue)

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from aiapi_shared.bus import Bus
-from aiapi_shared.catalogue import default_catalogue
+from aiapi_shared.catalogue import Catalogue, default_catalogue
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, KEYS_BUCKET
 
 from aiapi_edge.admission import Admitter
@@ -36,13 +36,15 @@ _MIRROR_WAIT_S = 5.0
 
 
 class EdgeService:
-    def __init__(self, settings: EdgeSettings) -> None:
+    def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
         self.edge_id = settings.edge_id or f"edge-{secrets.token_hex(4)}"
         self.metrics = Metrics()
         self.keys = KeyMirror()
         self.balances = BalanceMirror()
-        self.catalogue = default_catalogue()
+        # The shipped catalogue; billing's live catalogue (operator-added models and aliases)
+        # will be mirrored from KV the same way as keys once billing publishes it.
+        self.catalogue = catalogue or default_catalogue()
         self.models = ModelsCatalogue(self.catalogue)
         self.spool = Spool(
             settings.spool_dir,

@@ -46,6 +46,15 @@ async def pump(
     disconnect = asyncio.ensure_future(_until_disconnect(receive))
     content = answer.response.content
     drain_deadline: float | None = None
+    waiting: list[asyncio.Timeout] = []  # the read in progress, if any
+
+    def cut_wait(_: object) -> None:
+        # The client left during a long upstream silence: end the wait now so the drain
+        # deadline (not the ping interval) bounds what follows.
+        for scope in waiting:
+            scope.reschedule(loop.time())
+
+    disconnect.add_done_callback(cut_wait)
     try:
         while True:
             if drain_deadline is None and disconnect.done():
@@ -54,8 +63,12 @@ async def pump(
                 return ("ended" if is_complete() else "drain_expired"), True
             wait = ping_interval if drain_deadline is None else drain_deadline - loop.time()
             try:
-                async with asyncio.timeout(max(wait, 0.001)):
-                    chunk = await content.readany()
+                async with asyncio.timeout(max(wait, 0.001)) as scope:
+                    waiting.append(scope)
+                    try:
+                        chunk = await content.readany()
+                    finally:
+                        waiting.clear()
             except aiohttp.ClientError as exc:  # before TimeoutError: its timeouts are both
                 log.warning("upstream stream failed: %s", type(exc).__name__)
                 return "upstream_failed", drain_deadline is not None or disconnect.done()
@@ -70,4 +83,5 @@ async def pump(
                 return "ended", drain_deadline is not None or disconnect.done()
             await on_chunk(chunk, drain_deadline is None and not disconnect.done())
     finally:
+        disconnect.remove_done_callback(cut_wait)
         disconnect.cancel()
