@@ -267,7 +267,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def latency_pair(
-    label: str, direct: Shot, through: Shot, *, concurrency: int, count: int
+    label: str,
+    direct: Shot,
+    through: Shot,
+    *,
+    concurrency: int,
+    count: int,
+    names: tuple[str, str] = ("direct", "edge"),
 ) -> None:
     await run(direct, concurrency=concurrency, count=count // 10)  # warm up both
     await run(through, concurrency=concurrency, count=count // 10)
@@ -276,8 +282,8 @@ async def latency_pair(
         d += await run(direct, concurrency=concurrency, count=count // 2)
         e += await run(through, concurrency=concurrency, count=count // 2)
     print(
-        f"{label:<34} c={concurrency:<3} direct p50 {pct(d, 0.5):7.3f} ms p99 {pct(d, 0.99):7.3f} | "
-        f"edge p50 {pct(e, 0.5):7.3f} p99 {pct(e, 0.99):7.3f} | added p50 {pct(e, 0.5) - pct(d, 0.5):+.3f} "
+        f"{label:<28} c={concurrency:<3} {names[0]} p50 {pct(d, 0.5):7.3f} ms p99 {pct(d, 0.99):7.3f} | "
+        f"{names[1]} p50 {pct(e, 0.5):7.3f} p99 {pct(e, 0.99):7.3f} | added p50 {pct(e, 0.5) - pct(d, 0.5):+.3f} "
         f"p99 {pct(e, 0.99) - pct(d, 0.99):+.3f} ms"
     )
 
@@ -348,11 +354,12 @@ async def bench(quick: bool) -> None:
                 "stream, time to first byte", direct_ttfb, edge_ttfb, concurrency=64, count=4 * n
             )
             await latency_pair(
-                "OpenAI route vs passthrough",
+                "translation (same request)",
                 json_shot(edge, edge_headers, TRANSLATED_BODY),
                 json_shot(edge, edge_headers, CHAT_BODY, "/v1/chat/completions"),
                 concurrency=1,
                 count=n,
+                names=("passthrough", "openai"),
             )
             print()
             await cpu_per_request("JSON", edge_proc.pid, edge_json, n)
