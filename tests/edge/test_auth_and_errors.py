@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import anthropic
 import httpx
@@ -125,3 +127,21 @@ async def test_billing_refusals_map_to_402_429_and_401(env: EdgeEnv) -> None:
     from .support import sim_requests
 
     assert sim_requests(env.sim_url) == []  # nothing refused reached the upstream
+
+
+@pytest.mark.slow
+async def test_revocation_still_arrives_after_nats_restarts(env: EdgeEnv, nats_server: Any) -> None:
+    assert (await post(env, body())).status_code == 200
+    nats_server.stop()
+    nats_server.start()
+    for _ in range(50):  # the test's own connection reconnects first
+        try:
+            await put_key(env.bus, env.key, key_record(env.account_id, key_status="revoked"))
+            break
+        except Exception:
+            await asyncio.sleep(0.2)
+    deadline = time.monotonic() + 10.0
+    answer = await post(env, body())
+    while answer.status_code == 200 and time.monotonic() < deadline:
+        answer = await post(env, body())
+    assert_error(answer, 401, "authentication_error")

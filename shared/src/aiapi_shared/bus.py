@@ -161,7 +161,7 @@ class Bus:
                 await asyncio.sleep(0.5)
                 continue
             try:
-                await _follow(watcher, on_change, ready, stop)
+                await _follow(watcher, on_change, ready, stop, self._nc)
             except (nats.errors.Error, OSError) as exc:
                 log.warning("kv watch %s failed (%s); restarting", bucket, type(exc).__name__)
                 await asyncio.sleep(0.5)
@@ -380,10 +380,16 @@ async def _follow(
     on_change: Callable[[str, bytes | None], None],
     ready: asyncio.Event | None,
     stop: asyncio.Event,
+    nc: NatsClient,
 ) -> None:
+    # After a reconnect (a NATS restart) the watch's consumer may be gone without an error, so
+    # the watch is started over: that re-delivers every current entry, deletions included.
+    reconnects = nc.stats["reconnects"]
     while not stop.is_set():
+        if nc.stats["reconnects"] != reconnects:
+            return
         try:
-            entry = await watcher.updates(timeout=1.0)
+            entry = await watcher.updates(timeout=0.25)
         except NatsTimeoutError:
             continue
         if entry is None:
