@@ -166,3 +166,6 @@ async def test_count_tokens_and_aliases(env: EdgeEnv) -> None:
         model="claude-haiku-4-5", messages=[{"role": "user", "content": "What is the answer?"}]
     )
     assert counted.input_tokens == 5
+    received = sim_requests(env.sim_url)[-1]
+    assert received["path"] == "/v1/messages/count_tokens"
+    assert b"max_tokens" not in received["raw"]

@@ -88,6 +88,9 @@ class Admitter:
         if snapshot is not None and snapshot.available <= 0:
             self._metrics.admissions.labels("insufficient_balance_snapshot").inc()
             raise insufficient_balance()
+        if not self._bus.is_connected:
+            # NATS is away: do not make every request wait out the timeout to learn it.
+            return self._offline(request, model)
         try:
             raw = await self._bus.request(
                 ADMIT_SUBJECT, request.model_dump_json().encode(), timeout_s=self._timeout_s

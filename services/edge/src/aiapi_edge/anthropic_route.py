@@ -13,8 +13,8 @@ import aiohttp
 import orjson
 
 from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
-from aiapi_edge.body import read_messages_body, replace_top_level_string
-from aiapi_edge.errors import GatewayError, anthropic_error_body, sse_error_event
+from aiapi_edge.body import parse_json_object, read_messages_body, replace_top_level_string
+from aiapi_edge.errors import GatewayError, anthropic_error_body, invalid_request, sse_error_event
 from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.headers import client_response_headers
 from aiapi_edge.openai.errors import openai_error_type
@@ -49,7 +49,10 @@ class MessagesRoute:
 
     async def count_tokens(self, scope: Scope, send: Send, raw: bytes, request_id: str) -> None:
         self._gw.authenticate(scope)
-        payload = self._upstream_body(raw)
+        model = parse_json_object(raw).get("model")
+        if not isinstance(model, str) or not model:
+            raise invalid_request("model: Field required", "model")
+        payload = self._with_model(raw, model)  # no max_tokens here: count_tokens takes none
         answer = await self._upstream.send("/v1/messages/count_tokens", payload, scope["headers"])
         try:
             data = await answer.read()
@@ -60,19 +63,19 @@ class MessagesRoute:
         headers = client_response_headers(answer.headers, request_id.encode())
         await send_whole(send, answer.status, data, headers, content_type=None)
 
-    def _upstream_body(self, raw: bytes) -> bytes:
-        body = read_messages_body(raw)
-        model = self._gw.resolve_model(body.model)
-        if model.id == body.model:
-            return body.raw
-        return replace_top_level_string(body.raw, "model", model.id)
+    def _with_model(self, raw: bytes, requested: str) -> bytes:
+        """The bytes with an aliased model replaced by the sold one (unchanged otherwise)."""
+        model = self._gw.resolve_model(requested)
+        if model.id == requested:
+            return raw
+        return replace_top_level_string(raw, "model", model.id)
 
     async def messages(
         self, scope: Scope, receive: Receive, send: Send, raw: bytes, request_id: str
     ) -> None:
         caller = self._gw.authenticate(scope)
         body = read_messages_body(raw)
-        payload = self._upstream_body(raw)
+        payload = self._with_model(body.raw, body.model)
         exchange = await self._gw.admit(
             request_id=request_id,
             route="anthropic",
