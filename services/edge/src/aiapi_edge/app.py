@@ -199,8 +199,7 @@ class EdgeApp:
         await call.json(200, body)
 
     async def _healthz(self, call: Call) -> None:
-        bus = self.service._bus
-        ok = bus is not None and bus.is_connected
+        ok = self.service.nats_connected
         await call.json(200 if ok else 503, b'{"status":"ok"}' if ok else b'{"status":"nats down"}')
 
     async def _readyz(self, call: Call) -> None:

@@ -72,6 +72,10 @@ class EdgeService:
         assert self._bus is not None, "EdgeService.start() first"
         return self._bus
 
+    @property
+    def nats_connected(self) -> bool:
+        return self._bus is not None and self._bus.is_connected
+
     async def start(self) -> None:
         s = self.settings
         if not len(self.pool):
