@@ -308,3 +308,33 @@ async def test_models_parse_in_both_sdks(env: EdgeEnv) -> None:
     assert info.display_name
     with pytest.raises(openai.NotFoundError):
         await env.openai().models.retrieve("gpt-4o")
+
+
+async def test_streamed_thinking_and_a_tool_call_accumulate_in_the_stream_helper(
+    env: EdgeEnv,
+) -> None:
+    sdk = env.openai()
+    async with sdk.chat.completions.stream(
+        model="claude-haiku-4-5",
+        messages=[
+            {
+                "role": "user",
+                "content": 'Go [[thinking: Think first.]] [[reply: Calling.]] [[tool: clock {"tz": "UTC"}]]',
+            }
+        ],
+        tools=TOOLS,
+        reasoning_effort="low",
+        max_tokens=300,
+    ) as stream:
+        final = await stream.get_final_completion()
+    message = final.choices[0].message
+    extra = message.model_extra or {}
+    assert extra["reasoning_content"] == "Think first."
+    assert extra["thinking_blocks"][0]["type"] == "thinking"
+    assert extra["thinking_blocks"][0]["signature"]
+    assert message.content == "Calling."
+    assert [(c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
+        ("clock", '{"tz":"UTC"}')
+    ]
+    [event] = await usage_events(env.bus, 1)
+    assert event.route == "openai" and event.usage.output_tokens > 0
