@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 import uvicorn
+import uvloop
 
 from aiapi_edge.app import create_app
 from aiapi_edge.logs import configure_logging
@@ -47,8 +48,6 @@ async def serve(settings: EdgeSettings) -> int:
 def main() -> None:
     settings = EdgeSettings()
     configure_logging(settings.log_level)
-    import uvloop
-
     sys.exit(uvloop.run(serve(settings)))
 
 
