@@ -150,7 +150,8 @@ def _banner(plan: StackPlan, stack: Stack, demo: dict[str, str] | None) -> str:
         f"  Data directory               {stack.data_dir}",
     ]
     if demo:
-        lines.append(f"  Demo key ({demo['balance_usd']} USD)        {demo['key']}")
+        label = f"Demo key ({demo['balance_usd']} USD)"
+        lines.append(f"  {label:<29}{demo['key']}")
     if plan.uses_simulator:
         simulator = next(s for s in plan.services if s.name == "simulator")
         lines.append(f"  Upstream simulator           http://127.0.0.1:{simulator.port}")
