@@ -214,3 +214,55 @@ def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: De
     assert logs  # the services did log
     assert "sk-cc-" not in logs
     assert key not in logs
+
+
+def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_request_at_pro(
+    deployment: Deployment,
+) -> None:
+    customer = httpx.Client(base_url=deployment.accounts_url, timeout=10)
+    email, password = "upgrade@example.com", "a long enough passphrase"
+    assert (
+        customer.post(
+            "/api/v1/auth/sign-up", json={"email": email, "password": password}
+        ).status_code
+        == 202
+    )
+    signed_in = customer.post("/api/v1/auth/sign-in", json={"email": email, "password": password})
+    assert signed_in.status_code == 200, signed_in.text
+    csrf = {"X-CSRF-Token": signed_in.json()["csrf_token"]}
+    account_id = signed_in.json()["account"]["id"]
+    with deployment.admin() as admin:
+        credit = admin.post(
+            f"/admin/v1/accounts/{account_id}/adjustments",
+            json={"amount_usd": "25.00", "reason": "e2e top-up"},
+            headers={"Idempotency-Key": "e2e-upgrade-credit"},
+        )
+        assert credit.status_code == 201, credit.text
+        key = customer.post("/api/v1/account/keys", json={"name": "cli"}, headers=csrf)
+        assert key.status_code == 201, key.text
+        client = anthropic.Anthropic(
+            base_url=f"{deployment.edge_url}/api/proxy", api_key=key.json()["key"], max_retries=0
+        )
+
+        upgrade = customer.post("/api/v1/account/plan", json={"plan": "pro"}, headers=csrf)
+        assert upgrade.status_code == 200, upgrade.text
+        again = customer.post("/api/v1/account/plan", json={"plan": "pro"}, headers=csrf)
+        assert again.status_code == 200
+        assert again.json()["already_owned"] is True
+        assert _balance(admin, account_id) == 6_000_000_000  # 25.00 - 19.00, once
+
+        # Pro prices haiku at 80% off: 0.20 / 1.00 USD per MTok -> 200 / 1000 nano per token.
+        def pro_request_cost() -> int:
+            message = client.messages.create(
+                model="claude-haiku-4-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": "[[reply: at the pro price]]"}],
+            )
+            return message.usage.input_tokens * 200 + message.usage.output_tokens * 1000
+
+        # The plan reaches the edge through the key records within a second; the contract
+        # promises the Pro discount from the next request after that.
+        time.sleep(1.0)
+        cost = pro_request_cost()
+        _eventually(lambda: _balance(admin, account_id) == 6_000_000_000 - cost)
+    customer.close()
