@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
+from aiapi_shared.catalogue import Catalogue, ModelTraits
 from aiapi_shared.events.base import Record
 from aiapi_shared.events.usage_v1 import Usage
 from aiapi_shared.money import Money
@@ -125,3 +126,46 @@ class DailyUsageRow(Record):
 
 class DailyUsageReply(Record):
     rows: list[DailyUsageRow]
+
+
+CATALOGUE_GET_SUBJECT = "rpc.billing.v1.catalogue.get"
+CATALOGUE_MODEL_SUBJECT = "rpc.billing.v1.catalogue.model.put"
+CATALOGUE_ALIAS_SUBJECT = "rpc.billing.v1.catalogue.alias.put"
+CATALOGUE_PRICE_SUBJECT = "rpc.billing.v1.catalogue.price.add"
+
+
+class CatalogueQuery(Record):
+    pass
+
+
+class PutModelCommand(Record):
+    """Add or change a model; a new model needs its first price (it is sold from that moment)."""
+
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    display_name: str = Field(min_length=1, max_length=200)
+    context_window: int = Field(gt=0)
+    max_output_tokens: int = Field(gt=0)
+    traits: ModelTraits = ModelTraits()
+    on_sale: bool = True
+    input_usd_per_mtok: Money | None = None
+    output_usd_per_mtok: Money | None = None
+    effective_from: AwareDatetime | None = None
+
+
+class PutAliasCommand(Record):
+    """Serve and price ``alias`` as ``target``; ``target`` None removes the alias."""
+
+    alias: str = Field(min_length=1, max_length=100)
+    target: str | None = None
+
+
+class AddPriceCommand(Record):
+    model: str
+    effective_from: AwareDatetime
+    input_usd_per_mtok: Money
+    output_usd_per_mtok: Money
+
+
+class CatalogueReply(Record):
+    version: int
+    catalogue: Catalogue

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aiapi_shared.events import ALL_EVENTS
-from aiapi_shared.events.records_v1 import BalanceSnapshot, KeyRecord
+from aiapi_shared.events.records_v1 import BalanceSnapshot, CatalogueSnapshot, KeyRecord
 
 
 def build_catalogue() -> dict[str, Any]:
@@ -23,6 +23,7 @@ def build_catalogue() -> dict[str, Any]:
     records = {
         "aiapi_keys": KeyRecord.model_json_schema(mode="serialization"),
         "aiapi_balances": BalanceSnapshot.model_json_schema(mode="serialization"),
+        "aiapi_catalogue": CatalogueSnapshot.model_json_schema(mode="serialization"),
     }
     return {"events": events, "kv_records": records}
 

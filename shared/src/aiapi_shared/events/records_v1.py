@@ -5,6 +5,8 @@ hashes what the client sends and looks the digest up; no key is ever stored). Wr
 
 ``aiapi_balances``: one :class:`BalanceSnapshot` per account, keyed by account id. Written by
 billing; ``version`` only grows, and a reader keeps the newer of two.
+
+``aiapi_catalogue``: one :class:`CatalogueSnapshot` under ``current``. Written by billing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
+from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
 from aiapi_shared.events.base import Record
 from aiapi_shared.money import Money
@@ -42,3 +45,19 @@ class BalanceSnapshot(Record):
     available: Money
     version: int = Field(ge=0)
     as_of: AwareDatetime
+
+
+CATALOGUE_BUCKET = "aiapi_catalogue"
+CATALOGUE_KEY = "current"
+
+
+class CatalogueSnapshot(Record):
+    """What is sold right now: billing's live catalogue (models, their prices, aliases, plans).
+
+    Kept in ``aiapi_catalogue`` under ``current``; ``version`` only grows. The edge serves
+    ``/v1/models`` and admits models from it, so an operator's change needs no deploy.
+    """
+
+    version: int = Field(ge=0)
+    published_at: AwareDatetime
+    catalogue: Catalogue
