@@ -50,6 +50,7 @@ class EdgeService:
             settings.spool_dir,
             max_rows=settings.edge_spool_max_rows,
             fsync=settings.edge_spool_fsync,
+            sync_interval_s=settings.edge_spool_sync_interval_s,
         )
         self.pool = UpstreamPool(settings.upstream_keys())
         self.upstream = Upstream(

@@ -39,7 +39,8 @@ class EdgeSettings(BaseServiceSettings):
     edge_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     edge_spool_dir: Path | None = None
     edge_spool_max_rows: int = Field(default=1_000_000, gt=0)
-    edge_spool_fsync: bool = True
+    edge_spool_fsync: bool = False
+    edge_spool_sync_interval_s: float = Field(default=0.05, gt=0, le=5)
     edge_admission_timeout_s: float = Field(default=0.5, gt=0)
     edge_offline_allowance_usd: str = "0.50"
     edge_ping_interval_s: float = Field(default=10.0, gt=0)
