@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from aiapi_accounts import routes_admin, routes_customer
+from aiapi_accounts import routes_admin, routes_catalogue, routes_customer
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.openapi import Endpoint, docs_page, openapi_document
 from aiapi_accounts.service import Service
@@ -22,7 +22,9 @@ from aiapi_accounts.settings import AccountsSettings
 
 log = logging.getLogger("aiapi.accounts.http")
 
-ENDPOINTS: tuple[Endpoint, ...] = routes_admin.ENDPOINTS + routes_customer.ENDPOINTS
+ENDPOINTS: tuple[Endpoint, ...] = (
+    routes_admin.ENDPOINTS + routes_catalogue.ENDPOINTS + routes_customer.ENDPOINTS
+)
 
 
 def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:

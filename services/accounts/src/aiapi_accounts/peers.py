@@ -41,6 +41,24 @@ class Peers:
 
     # -- billing ----------------------------------------------------------------------------
 
+    async def catalogue(self) -> billing_api.CatalogueReply:
+        return await self._call(
+            "billing",
+            billing_api.CATALOGUE_GET_SUBJECT,
+            billing_api.CatalogueQuery(),
+            billing_api.CatalogueReply,
+        )
+
+    async def change_catalogue(self, command: Record) -> billing_api.CatalogueReply:
+        """A model, alias or price change; billing answers with the catalogue it now sells."""
+        subjects = {
+            billing_api.PutModelCommand: billing_api.CATALOGUE_MODEL_SUBJECT,
+            billing_api.PutAliasCommand: billing_api.CATALOGUE_ALIAS_SUBJECT,
+            billing_api.AddPriceCommand: billing_api.CATALOGUE_PRICE_SUBJECT,
+        }
+        subject = subjects[type(command)]
+        return await self._call("billing", subject, command, billing_api.CatalogueReply)
+
     async def balance(self, account_id: str) -> billing_api.AccountBalanceReply:
         query = billing_api.AccountQuery(account_id=account_id)
         return await self._call(

@@ -1,0 +1,96 @@
+"""The operator's catalogue routes: what is sold, added and repriced without a deploy.
+
+Billing owns the catalogue (models, aliases, the price table); these routes forward to it and
+answer with the catalogue as sold afterwards. The edge picks a change up from KV within about a
+second, on every replica.
+"""
+
+from __future__ import annotations
+
+from aiapi_shared.billing_api import (
+    AddPriceCommand,
+    CatalogueReply,
+    PutAliasCommand,
+    PutModelCommand,
+)
+from aiapi_shared.catalogue import ModelTraits
+from aiapi_shared.money import Money
+from pydantic import AwareDatetime, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from aiapi_accounts.http import answer, context, read_body, require_admin
+from aiapi_accounts.openapi import Endpoint
+from aiapi_accounts.schemas import Body
+
+
+class ModelBody(Body):
+    display_name: str = Field(min_length=1, max_length=200)
+    context_window: int = Field(gt=0)
+    max_output_tokens: int = Field(gt=0)
+    traits: ModelTraits = ModelTraits()
+    on_sale: bool = True
+    input_usd_per_mtok: Money | None = None
+    output_usd_per_mtok: Money | None = None
+    effective_from: AwareDatetime | None = None
+
+
+class AliasBody(Body):
+    target: str = Field(min_length=1, max_length=100)
+
+
+class PriceBody(Body):
+    effective_from: AwareDatetime
+    input_usd_per_mtok: Money
+    output_usd_per_mtok: Money
+
+
+async def get_catalogue(request: Request) -> Response:
+    require_admin(request)
+    return answer(await context(request).peers.catalogue())
+
+
+async def put_model(request: Request) -> Response:
+    require_admin(request)
+    body = await read_body(request, ModelBody)
+    command = PutModelCommand(id=request.path_params["model_id"], **body.model_dump())
+    return answer(await context(request).peers.change_catalogue(command))
+
+
+async def add_price(request: Request) -> Response:
+    require_admin(request)
+    body = await read_body(request, PriceBody)
+    command = AddPriceCommand(model=request.path_params["model_id"], **body.model_dump())
+    return answer(await context(request).peers.change_catalogue(command), 201)
+
+
+async def put_alias(request: Request) -> Response:
+    require_admin(request)
+    body = await read_body(request, AliasBody)
+    command = PutAliasCommand(alias=request.path_params["alias"], target=body.target)
+    return answer(await context(request).peers.change_catalogue(command))
+
+
+async def delete_alias(request: Request) -> Response:
+    require_admin(request)
+    command = PutAliasCommand(alias=request.path_params["alias"], target=None)
+    return answer(await context(request).peers.change_catalogue(command))
+
+
+_C = "/admin/v1/catalogue"
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", _C, get_catalogue, "The catalogue as sold now", "admin", "operator",
+             None, CatalogueReply, errors=(503,)),
+    Endpoint("PUT", _C + "/models/{model_id}", put_model,
+             "Add a model (with its first price) or change one", "admin", "operator",
+             ModelBody, CatalogueReply, errors=(400, 503)),
+    Endpoint("POST", _C + "/models/{model_id}/prices", add_price,
+             "Add a price from a moment on (requests are priced by their start)", "admin",
+             "operator", PriceBody, CatalogueReply, status=201, errors=(400, 404, 503)),
+    Endpoint("PUT", _C + "/aliases/{alias}", put_alias,
+             "Serve and price a requested id as a sold model", "admin", "operator",
+             AliasBody, CatalogueReply, errors=(400, 404, 503)),
+    Endpoint("DELETE", _C + "/aliases/{alias}", delete_alias, "Remove an alias", "admin",
+             "operator", None, CatalogueReply, errors=(503,)),
+)  # fmt: skip

@@ -1,0 +1,82 @@
+"""Publishes the live catalogue to KV ``aiapi_catalogue`` whenever its version moves.
+
+The version is bumped by triggers on the catalogue and price tables, so a change made by this
+service, by ``python -m aiapi_billing price`` in another process or by hand in SQL is published
+alike, within one polling interval. Writes are revision-conditional: a replica that read an older
+version never overwrites a newer snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import orjson
+from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.events.records_v1 import CATALOGUE_BUCKET, CATALOGUE_KEY, CatalogueSnapshot
+from aiapi_shared.kv_versioned import put_if_newer
+from psycopg import OperationalError
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from aiapi_billing import catalogue_store
+
+log = logging.getLogger("aiapi.billing.catalogue")
+
+
+def _version_of(payload: bytes) -> int:
+    return int(orjson.loads(payload).get("version", -1))
+
+
+class CataloguePublisher:
+    def __init__(
+        self, pool: AsyncConnectionPool, bus: Bus, shipped: Catalogue, interval_s: float = 1.0
+    ) -> None:
+        self._pool = pool
+        self._bus = bus
+        self._shipped = shipped
+        self._interval_s = interval_s
+        self._published = -1
+        self._wake = asyncio.Event()
+
+    def changed(self) -> None:
+        """Publish now rather than at the next poll (after this process changed the catalogue)."""
+        self._wake.set()
+
+    async def current(self) -> tuple[int, Catalogue]:
+        async with self._pool.connection() as conn:
+            return await catalogue_store.load(conn, self._shipped)
+
+    async def publish_if_changed(self) -> bool:
+        async with self._pool.connection() as conn:
+            if await catalogue_store.version(conn) == self._published:
+                return False
+            version, catalogue = await catalogue_store.load(conn, self._shipped)
+        snapshot = CatalogueSnapshot(
+            version=version, published_at=datetime.now(UTC), catalogue=catalogue
+        )
+        kv = await self._bus.ensure_kv(CATALOGUE_BUCKET)
+        await put_if_newer(
+            kv,
+            CATALOGUE_KEY,
+            snapshot.model_dump_json().encode(),
+            version=version,
+            version_of=_version_of,
+        )
+        self._published = version
+        log.info("catalogue published", extra={"version": version, "models": len(catalogue.models)})
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()  # before reading: a change made meanwhile wakes the next round
+            try:
+                await self.publish_if_changed()
+            except (OperationalError, PoolTimeout, OSError) as exc:
+                log.warning("catalogue not published (%s); retrying", type(exc).__name__)
+            except Exception:  # a NATS hiccup must not end the loop
+                log.exception("catalogue publication failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
