@@ -97,20 +97,29 @@ async def migrate(database_url: str, *, schema: str, package: str) -> list[str]:
 
 
 def open_pool(
-    database_url: str, *, schema: str, min_size: int = 1, max_size: int = 10
+    database_url: str,
+    *,
+    schema: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    autocommit: bool = False,
+    check_on_checkout: bool = True,
 ) -> AsyncConnectionPool:
     """A pool whose connections resolve unqualified names in the service's own schema first.
 
     The pool is returned unopened: ``await pool.open()`` in the service's start-up, ``close`` at stop.
-    Connections that broke while PostgreSQL was away are checked and replaced on checkout.
+    Connections that broke while PostgreSQL was away are checked and replaced on checkout. A hot
+    path whose one statement is safe to retry may skip that check (``check_on_checkout=False``,
+    one round trip less) and retry once on a broken connection instead; ``autocommit=True`` runs
+    each statement as its own transaction (no BEGIN and COMMIT round trips).
     """
     options = f"-c search_path={schema},public"
     return AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"options": options, "autocommit": False},
-        check=AsyncConnectionPool.check_connection,
+        kwargs={"options": options, "autocommit": autocommit},
+        check=AsyncConnectionPool.check_connection if check_on_checkout else None,
         open=False,
         reconnect_timeout=3600.0,
     )

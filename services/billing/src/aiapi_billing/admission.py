@@ -1,15 +1,16 @@
 """Admission and hold extension: the edge's one round trip before it sends a request upstream.
 
-One transaction per request: lock the account row, decide the rate limits (pure GCRA), then take
-the hold in one conditional update (``available >= hold``) together with the new rate state.
-A retried admission for the same request id gets the hold it already has, not a second one.
+Admission is one statement, ``admit_request`` (migration 0002), run in autocommit: it locks the
+account row, refuses a suspended account, gives a retried request id the hold it already has,
+applies the GCRA limits (``ratelimit.py`` is their specification) and takes the hold, all under
+that one lock and in one commit. Python computes only what needs the catalogue: the hold (worst
+case at the model's price, the plan's discount applied) and the limits of the plan.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from datetime import timedelta
+from typing import Any
 
 from aiapi_shared.admission import (
     AdmissionReply,
@@ -18,15 +19,37 @@ from aiapi_shared.admission import (
     HoldExtensionRequest,
 )
 from aiapi_shared.catalogue import Catalogue
+from psycopg import OperationalError
+from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
-from aiapi_billing import pricing, ratelimit
-from aiapi_billing.ledger import Conn, lock_account
+from aiapi_billing import pricing
+from aiapi_billing.ledger import lock_account
 from aiapi_billing.prices import PriceBook, price_at
 
+_ADMIT = "SELECT * FROM admit_request(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
-class _Replay(Exception):
-    """The request id already holds money: undo this attempt and answer with that hold."""
+
+def _reply(row: tuple[Any, ...], plan_name: str) -> AdmissionReply:
+    """The edge's answer from ``admit_request``'s row."""
+    decision, hold_id, hold_amount, available, retry_after_s = row
+    if decision == "admit":
+        return AdmissionReply(
+            decision="admit", hold_id=hold_id, hold_amount=hold_amount, available=available
+        )
+    if decision == "rate_limited":
+        return AdmissionReply(
+            decision="rate_limited",
+            retry_after_s=retry_after_s,
+            message=f"the {plan_name} plan's rate limit is spent",
+        )
+    if decision == "insufficient_balance":
+        return AdmissionReply(
+            decision="insufficient_balance",
+            available=available,
+            message="the balance cannot cover this request",
+        )
+    return AdmissionReply(decision="account_inactive", message="the account is suspended")
 
 
 class Admitter:
@@ -37,99 +60,58 @@ class Admitter:
         prices: PriceBook,
         *,
         hold_ttl_s: int,
+        admit_pool: AsyncConnectionPool | None = None,
     ) -> None:
         self._pool = pool
+        # Autocommit connections without a checkout probe: one round trip per admission.
+        self._admit_pool = admit_pool or pool
         self._catalogue = catalogue
         self._prices = prices
+        self._ttl_s = hold_ttl_s
         self._ttl = timedelta(seconds=hold_ttl_s)
 
     async def admit(self, req: AdmissionRequest) -> AdmissionReply:
-        plan = self._catalogue.plan(req.plan)
-        async with self._pool.connection(timeout=2.0) as conn:
-            if self._prices.stale:
+        if self._prices.stale:
+            async with self._pool.connection(timeout=2.0) as conn:
                 await self._prices.refresh(conn)
                 await conn.commit()
-            price = self._prices.price_at(req.model, req.started_at)
-            if price is None:
-                return AdmissionReply(
-                    decision="unknown_model", message=f"{req.model} is not priced"
-                )
-            hold = pricing.hold_nano(
-                req.estimated_input_tokens,
-                req.max_tokens,
-                price,
-                discount_bps=plan.discount_bps,
-                multipliers=self._catalogue.cache_multipliers_bps,
-            )
-            tokens = min(req.estimated_input_tokens + req.max_tokens, plan.tokens_per_minute)
-            try:
-                async with conn.transaction():
-                    return await self._admit_locked(conn, req, hold, tokens)
-            except _Replay:
-                return await self._replayed(conn, req)
-
-    async def _admit_locked(
-        self, conn: Conn, req: AdmissionRequest, hold: int, tokens: int
-    ) -> AdmissionReply:
+        price = self._prices.price_at(req.model, req.started_at)
+        if price is None:
+            return AdmissionReply(decision="unknown_model", message=f"{req.model} is not priced")
         plan = self._catalogue.plan(req.plan)
-        account = await lock_account(conn, req.account_id)
-        if account.status != "active":
-            return AdmissionReply(decision="account_inactive", message="the account is suspended")
-        now_us = time.time_ns() // 1000
-        rate = ratelimit.decide(
-            ratelimit.RateState(account.rpm_tat_us, account.tpm_tat_us),
-            now_us,
-            rpm=plan.requests_per_minute,
-            tpm=plan.tokens_per_minute,
-            tokens=tokens,
+        hold = pricing.hold_nano(
+            req.estimated_input_tokens,
+            req.max_tokens,
+            price,
+            discount_bps=plan.discount_bps,
+            multipliers=self._catalogue.cache_multipliers_bps,
         )
-        if not rate.allowed:
-            return AdmissionReply(
-                decision="rate_limited",
-                retry_after_s=rate.retry_after_s,
-                message=f"the {plan.display_name} plan's rate limit is spent",
-            )
-        cur = await conn.execute(
-            "UPDATE accounts SET holds = holds + %s, rpm_tat_us = %s, tpm_tat_us = %s,"
-            " version = version + 1, updated_at = now()"
-            " WHERE account_id = %s AND credits - debits - holds >= %s"
-            " RETURNING credits - debits - holds",
-            (hold, rate.state.rpm_tat_us, rate.state.tpm_tat_us, req.account_id, hold),
-        )
-        taken = await cur.fetchone()
-        if taken is None:
-            return AdmissionReply(
-                decision="insufficient_balance",
-                available=account.totals.available,
-                message="the balance cannot cover this request",
-            )
-        hold_id = f"hold_{uuid.uuid4().hex}"
-        cur = await conn.execute(
-            "INSERT INTO holds (hold_id, request_id, account_id, model, plan, started_at, amount,"
-            " rate_tokens, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() + %s)"
-            " ON CONFLICT (request_id) DO NOTHING RETURNING hold_id",
-            (hold_id, req.request_id, req.account_id, req.model, req.plan, req.started_at, hold,
-             tokens, self._ttl),
-        )  # fmt: skip
-        if await cur.fetchone() is None:
-            raise _Replay
-        return AdmissionReply(
-            decision="admit", hold_id=hold_id, hold_amount=hold, available=int(taken[0])
-        )
-
-    async def _replayed(self, conn: Conn, req: AdmissionRequest) -> AdmissionReply:
-        cur = await conn.execute(
-            "SELECT h.hold_id, h.amount, a.credits - a.debits - a.holds FROM holds h"
-            " JOIN accounts a USING (account_id) WHERE h.request_id = %s AND h.account_id = %s",
-            (req.request_id, req.account_id),
-        )
-        row = await cur.fetchone()
-        await conn.commit()
-        if row is None:
+        tokens = min(req.estimated_input_tokens + req.max_tokens, plan.tokens_per_minute)
+        params = (req.request_id, req.account_id, req.model, req.plan, req.started_at, hold,
+                  tokens, plan.requests_per_minute, plan.tokens_per_minute, self._ttl_s)  # fmt: skip
+        try:
+            row = await self._run_admit(params)
+        except UniqueViolation:
+            # The same request id is being admitted for another account at this very moment.
             return AdmissionReply(decision="account_inactive", message="request id reused")
-        return AdmissionReply(
-            decision="admit", hold_id=str(row[0]), hold_amount=int(row[1]), available=int(row[2])
-        )
+        return _reply(row, plan.display_name)
+
+    async def _run_admit(self, params: tuple[object, ...]) -> tuple[Any, ...]:
+        """Run ``admit_request``; once more on a fresh connection if the pooled one had broken
+        (the pool does not probe connections on checkout). Retrying is safe: a request id that
+        was already admitted gets its own hold back."""
+        for attempt in (1, 2):
+            async with self._admit_pool.connection(timeout=2.0) as conn:
+                try:
+                    cur = await conn.execute(_ADMIT, params)
+                except OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    continue
+                row = await cur.fetchone()
+                assert row is not None
+                return tuple(row)
+        raise AssertionError("unreachable")
 
     async def extend(self, req: HoldExtensionRequest) -> HoldExtensionReply:
         async with self._pool.connection(timeout=2.0) as conn, conn.transaction():

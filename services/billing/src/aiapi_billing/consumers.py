@@ -29,7 +29,7 @@ from aiapi_billing.account_sync import apply_account_event
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.errors import UnpricedModel
 from aiapi_billing.ledger import Conn
-from aiapi_billing.settlement import PriceMemo, Settler
+from aiapi_billing.settlement import BatchResult, Settler
 
 log = logging.getLogger("aiapi.billing.consumers")
 
@@ -109,31 +109,33 @@ class Consumers:
     async def on_usage_batch(self, msgs: list[Msg]) -> list[BaseException | None]:
         """Settle a fetched batch in one transaction (one commit, one fsync, for many events)."""
         outcomes: list[BaseException | None] = [None] * len(msgs)
-        events: list[tuple[int, UsageRecorded]] = []
+        events: list[UsageRecorded] = []
+        places: list[int] = []
         for i, msg in enumerate(msgs):
             try:
-                events.append((i, decode_event(UsageRecorded, msg.data)))
+                events.append(decode_event(UsageRecorded, msg.data))
+                places.append(i)
             except PoisonMessage as exc:
                 outcomes[i] = exc
-        settled: list[str] = []
+        results: list[BatchResult] = []
 
         async def work(conn: Conn) -> None:
-            settled.clear()
-            prices = PriceMemo()
-            for i, event in events:
-                try:
-                    settled.append(await self.settler.settle(conn, event, prices))
-                except UnpricedModel as exc:
-                    log.error("usage %s waits for a price: %s", event.request_id, exc)
-                    outcomes[i] = RetryableError(str(exc), delay_s=30.0)
+            results.clear()
+            results.append(await self.settler.settle_batch(conn, events))
 
-        await self._in_transaction(work)
+        if events:
+            await self._in_transaction(work)
+        settled = results[0].outcomes if results else []
+        for place, outcome, event in zip(places, settled, events, strict=True):
+            if isinstance(outcome, UnpricedModel):
+                log.error("usage %s waits for a price: %s", event.request_id, outcome)
+                outcomes[place] = RetryableError(str(outcome), delay_s=30.0)
         self.counters.settled += settled.count("settled")
         self.counters.duplicates += settled.count("duplicate")
         self.counters.conflicts += settled.count("conflict")
         if "conflict" in settled:
             log.error("usage events conflicting with their settled record were set aside")
-        for account_id in {event.account_id for _, event in events}:
+        for account_id in results[0].accounts if results else ():
             self.after_commit(account_id)
         self._committed()
         return outcomes

@@ -43,6 +43,24 @@ _SELECT_LOCKED = (
     "SELECT status, plan, known, credits, debits, holds, version, rpm_tat_us, tpm_tat_us"
     " FROM accounts WHERE account_id = %s FOR UPDATE"
 )
+# Many rows locked in one order (by id) by everyone who locks more than one: no deadlock.
+_SELECT_MANY_LOCKED = (
+    "SELECT account_id, status, plan, known, credits, debits, holds, version, rpm_tat_us,"
+    " tpm_tat_us FROM accounts WHERE account_id = ANY(%s) ORDER BY account_id FOR UPDATE"
+)
+
+
+def _account_row(account_id: str, row: Sequence[Any]) -> AccountRow:
+    status, plan, known, credits, debits, holds, version, rpm, tpm = row
+    return AccountRow(
+        account_id,
+        str(status),
+        str(plan),
+        bool(known),
+        Totals(int(credits), int(debits), int(holds), int(version)),
+        int(rpm),
+        int(tpm),
+    )
 
 
 async def lock_account(conn: Conn, account_id: str) -> AccountRow:
@@ -56,16 +74,23 @@ async def lock_account(conn: Conn, account_id: str) -> AccountRow:
         cur = await conn.execute(_SELECT_LOCKED, (account_id,))
         row = await cur.fetchone()
         assert row is not None
-    status, plan, known, credits, debits, holds, version, rpm, tpm = row
-    return AccountRow(
-        account_id,
-        str(status),
-        str(plan),
-        bool(known),
-        Totals(int(credits), int(debits), int(holds), int(version)),
-        int(rpm),
-        int(tpm),
-    )
+    return _account_row(account_id, row)
+
+
+async def lock_accounts(conn: Conn, account_ids: Sequence[str]) -> dict[str, AccountRow]:
+    """Several accounts' rows, locked in id order until commit (unknown ones created first)."""
+    ids = sorted(set(account_ids))
+    cur = await conn.execute(_SELECT_MANY_LOCKED, (ids,))
+    rows = {str(r[0]): _account_row(str(r[0]), r[1:]) for r in await cur.fetchall()}
+    missing = [a for a in ids if a not in rows]
+    if missing:
+        await conn.execute(
+            "INSERT INTO accounts (account_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            (missing,),
+        )
+        cur = await conn.execute(_SELECT_MANY_LOCKED, (missing,))
+        rows.update({str(r[0]): _account_row(str(r[0]), r[1:]) for r in await cur.fetchall()})
+    return rows
 
 
 async def apply_totals(
@@ -133,12 +158,69 @@ async def post_transfer(
     return transfer_id, after
 
 
+@dataclass(frozen=True)
+class TotalsMove:
+    """One account's share of a batch: what its running totals move by, all at once."""
+
+    account_id: str
+    debit: int = 0
+    hold_delta: int = 0
+    tpm_tat_delta_us: int = 0
+
+
+async def move_totals(conn: Conn, moves: Sequence[TotalsMove]) -> dict[str, Totals]:
+    """Apply many accounts' moves in one statement (rows already locked); one version bump each."""
+    if not moves:
+        return {}
+    cur = await conn.execute(
+        "UPDATE accounts a SET debits = a.debits + m.debit, holds = a.holds + m.hold_delta,"
+        " tpm_tat_us = a.tpm_tat_us + m.tpm_delta, version = a.version + 1, updated_at = now()"
+        " FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[])"
+        "   AS m(account_id, debit, hold_delta, tpm_delta)"
+        " WHERE a.account_id = m.account_id"
+        " RETURNING a.account_id, a.credits, a.debits, a.holds, a.version",
+        (
+            [m.account_id for m in moves],
+            [m.debit for m in moves],
+            [m.hold_delta for m in moves],
+            [m.tpm_tat_delta_us for m in moves],
+        ),
+    )
+    return {str(r[0]): Totals(*(int(v) for v in r[1:])) for r in await cur.fetchall()}
+
+
+async def insert_transfers(conn: Conn, rows: Sequence[tuple[TransferSpec, int]]) -> int:
+    """Record many transfers (spec, balance after) in one statement; returns how many were new."""
+    if not rows:
+        return 0
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    for spec, balance_after in rows:
+        cust = customer(spec.account_id)
+        source, target = (spec.counterpart, cust) if spec.amount > 0 else (cust, spec.counterpart)
+        values = (spec.key, spec.kind, spec.account_id, source, target, abs(spec.amount),
+                  balance_after, spec.reference, spec.memo, spec.actor)  # fmt: skip
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    cur = await conn.execute(
+        "INSERT INTO transfers (transfer_key, kind, account_id, from_account, to_account, amount,"
+        " balance_after, reference, memo, actor) SELECT * FROM unnest(%s::text[], %s::text[],"
+        " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[],"
+        " %s::text[]) ON CONFLICT (transfer_key) DO NOTHING",
+        columns,
+    )
+    return cur.rowcount
+
+
 async def queue_events(conn: Conn, events: Sequence[Event]) -> None:
     """Write events to the outbox in the caller's transaction; the relay publishes them."""
     if not events:
         return
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO outbox (event_id, subject, payload) VALUES (%s, %s, %s)",
-            [(e.event_id, e.subject, e.to_json()) for e in events],
-        )
+    await conn.execute(
+        "INSERT INTO outbox (event_id, subject, payload)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])",
+        (
+            [e.event_id for e in events],
+            [e.subject for e in events],
+            [e.to_json() for e in events],
+        ),
+    )

@@ -69,9 +69,10 @@ class OutboxRelay:
 class SnapshotWriter:
     """Writes the balance snapshot of each account marked dirty (coalescing bursts of changes)."""
 
-    def __init__(self, pool: AsyncConnectionPool, kv: KeyValue) -> None:
+    def __init__(self, pool: AsyncConnectionPool, kv: KeyValue, *, gather_s: float = 0.02) -> None:
         self._pool = pool
         self._kv = kv
+        self._gather_s = gather_s
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -95,6 +96,8 @@ class SnapshotWriter:
             self._wake.clear()
             if not self._dirty:
                 continue
+            # Let a burst of changes (one per admission) gather: one write per account for all.
+            await asyncio.sleep(self._gather_s)
             batch, self._dirty = self._dirty, set()
             try:
                 await self.write(sorted(batch))

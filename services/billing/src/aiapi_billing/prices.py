@@ -97,6 +97,15 @@ async def prices_of(conn: Conn, model: str) -> list[Price]:
     return [_price(row) for row in await cur.fetchall()]
 
 
+async def prices_of_models(conn: Conn, models: list[str]) -> list[Price]:
+    cur = await conn.execute(
+        "SELECT id, model_id, lower(effective), input_nano_per_mtok, output_nano_per_mtok"
+        " FROM prices WHERE model_id = ANY(%s) ORDER BY model_id, lower(effective)",
+        (models,),
+    )
+    return [_price(row) for row in await cur.fetchall()]
+
+
 class PriceBook:
     """An in-memory copy of the price table for admission (holds are estimates; settlement reads
     the table itself). Refreshed at most every ``max_age_s`` so an operator's change shows soon."""

@@ -63,11 +63,14 @@ class Rpc:
         admitter: Admitter,
         commands: Commands,
         after_commit: Callable[[str], None],
+        after_hold: Callable[[str], None] | None = None,
     ) -> None:
         self._pool = pool
         self._admitter = admitter
         self._commands = commands
         self._after_commit = after_commit
+        # A hold moves the balance snapshot but queues no event: nothing for the outbox relay.
+        self._after_hold = after_hold or after_commit
 
     async def serve(self, bus: Bus) -> None:
         routes: list[tuple[str, Callable[[bytes], Awaitable[bytes]]]] = [
@@ -95,13 +98,13 @@ class Rpc:
     async def _admit(self, req: AdmissionRequest) -> Record:
         reply = await self._admitter.admit(req)
         if reply.decision == "admit":
-            self._after_commit(req.account_id)
+            self._after_hold(req.account_id)
         return reply
 
     async def _extend(self, req: HoldExtensionRequest) -> Record:
         reply = await self._admitter.extend(req)
         if reply.granted:
-            self._after_commit(req.account_id)
+            self._after_hold(req.account_id)
         return reply
 
     def _read(

@@ -49,6 +49,7 @@ class Service:
         self.stop_event = asyncio.Event()
         self.bus: Bus | None = None
         self.pool: AsyncConnectionPool | None = None
+        self.admit_pool: AsyncConnectionPool | None = None
         self.consumers: Consumers | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -58,6 +59,19 @@ class Service:
         pool = open_pool(dsn, schema=SCHEMA, min_size=2, max_size=self.settings.db_pool_size)
         await pool.open(wait=True, timeout=30.0)
         self.pool = pool
+        # Admission's own connections: autocommit (its one statement is its transaction) and no
+        # probe on checkout (a broken connection is retried once instead), so an admission costs
+        # one round trip to PostgreSQL. Settlement and the rest keep the probed pool.
+        admit_pool = open_pool(
+            dsn,
+            schema=SCHEMA,
+            min_size=2,
+            max_size=self.settings.db_admission_pool_size,
+            autocommit=True,
+            check_on_checkout=False,
+        )
+        await admit_pool.open(wait=True, timeout=30.0)
+        self.admit_pool = admit_pool
         bus = await Bus.connect(self.settings.nats_url, name="aiapi-billing")
         self.bus = bus
         await bus.ensure_streams()
@@ -71,7 +85,13 @@ class Service:
             relay.wake.set()
 
         prices = PriceBook()
-        admitter = Admitter(pool, self.catalogue, prices, hold_ttl_s=self.settings.hold_ttl_s)
+        admitter = Admitter(
+            pool,
+            self.catalogue,
+            prices,
+            hold_ttl_s=self.settings.hold_ttl_s,
+            admit_pool=admit_pool,
+        )
         self.consumers = Consumers(
             pool=pool,
             bus=bus,
@@ -83,7 +103,8 @@ class Service:
             batch=self.settings.settlement_batch,
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
-        await Rpc(pool, admitter, Commands(self.catalogue, low), after_commit).serve(bus)
+        rpc = Rpc(pool, admitter, Commands(self.catalogue, low), after_commit, snapshots.mark)
+        await rpc.serve(bus)
         await snapshots.mark_recent()
         stop = self.stop_event
         self._tasks = [
@@ -114,6 +135,7 @@ class Service:
                 task.cancel()
         if self.bus is not None:
             await self.bus.close()
-        if self.pool is not None:
-            with contextlib.suppress(Exception):
-                await self.pool.close()
+        for pool in (self.admit_pool, self.pool):
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    await pool.close()

@@ -1,34 +1,33 @@
 """Settlement: each usage event debits its cost exactly once and releases its hold.
 
+A fetched batch is settled in one transaction with a handful of statements, whatever its size:
+lock the batch's accounts (in id order), insert every usage record at once, release the holds of
+those that were new, post their transfers, move each account's totals once, queue the events.
+
 The event id (= request id) is the primary key of ``usage_records``, written in the same
-transaction as the debit: a redelivery finds its own record and does nothing; the same id with
-different content is set aside in ``usage_conflicts`` for an operator and never billed twice.
-A hold that already expired is simply not released again; the event still bills in full.
+transaction as the debit: a record that already exists (a redelivery, or the same id twice in one
+batch) is not inserted again, and only the inserted ones are billed. The same id with different
+content is set aside in ``usage_conflicts`` for an operator and never billed twice. A hold that
+already expired is simply not released again; the event still bills in full.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiapi_shared.catalogue import Catalogue
-from aiapi_shared.events import RequestPriced, UsageRecorded
+from aiapi_shared.events import UsageRecorded
 
-from aiapi_billing import pricing, ratelimit
+from aiapi_billing import pricing
 from aiapi_billing.errors import UnpricedModel
-from aiapi_billing.ledger import (
-    REVENUE,
-    Conn,
-    TransferSpec,
-    apply_totals,
-    insert_transfer,
-    lock_account,
-    queue_events,
-)
-from aiapi_billing.notices import balance_events
-from aiapi_billing.prices import PriceBook, prices_of
+from aiapi_billing.ledger import Conn, insert_transfers, lock_accounts, move_totals, queue_events
+from aiapi_billing.notices import Totals
+from aiapi_billing.postings import Released, SettledEvent, announcements, post
+from aiapi_billing.prices import PriceBook, prices_of_models
 
 Outcome = str  # "settled" | "duplicate" | "conflict"
 
@@ -39,19 +38,47 @@ def content_hash(event: UsageRecorded) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class PriceMemo:
-    """The price table as read inside one transaction, one query per model (batches reuse it)."""
+@dataclass(frozen=True)
+class _Candidate:
+    index: int  # the event's place in the batch
+    event: UsageRecorded
+    digest: str
+    cost: int
+    price: pricing.Price
 
-    def __init__(self) -> None:
-        self._books: dict[str, PriceBook] = {}
 
-    async def price_at(self, conn: Conn, model: str, moment: datetime) -> pricing.Price | None:
-        book = self._books.get(model)
-        if book is None:
-            book = PriceBook()
-            book.load(await prices_of(conn, model))
-            self._books[model] = book
-        return book.price_at(model, moment)
+@dataclass
+class BatchResult:
+    """One outcome per event of the batch, in order: an Outcome, or UnpricedModel (retry later)."""
+
+    outcomes: list[Outcome | UnpricedModel]
+    accounts: set[str] = field(default_factory=set)
+
+
+_INSERT_RECORDS = (
+    "INSERT INTO usage_records (request_id, account_id, key_id, model, plan, route, outcome,"
+    " status_code, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens,"
+    " cache_write_5m_tokens, cache_write_1h_tokens, thinking_tokens, cost, price_id,"
+    " price_effective_from, hold_id, content_hash)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],"
+    " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
+    " %s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
+    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
+
+
+def _record_row(c: _Candidate) -> tuple[Any, ...]:
+    e, u = c.event, c.event.usage
+    return (e.request_id, e.account_id, e.key_id, e.model, e.plan, e.route, e.outcome,
+            e.status_code, e.started_at, e.finished_at, u.input_tokens, u.output_tokens,
+            u.cache_read_input_tokens, u.cache_creation_5m_input_tokens,
+            u.cache_creation_1h_input_tokens, u.thinking_tokens, c.cost, c.price.price_id,
+            c.price.effective_from, e.hold_id, c.digest)  # fmt: skip
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 @dataclass(frozen=True)
@@ -59,102 +86,113 @@ class Settler:
     catalogue: Catalogue
     low_threshold: int
 
-    async def settle(
-        self, conn: Conn, event: UsageRecorded, prices: PriceMemo | None = None
-    ) -> Outcome:
-        """Run inside the caller's transaction; the caller commits, then acks."""
-        digest = content_hash(event)
-        memo = prices or PriceMemo()
-        price = await memo.price_at(conn, event.model, event.started_at)
-        if price is None:
-            raise UnpricedModel(f"{event.model} has no price at {event.started_at.isoformat()}")
-        plan = self.catalogue.plan(event.plan)
-        cost = pricing.cost_nano(
-            event.usage,
-            price,
-            discount_bps=plan.discount_bps,
-            multipliers=self.catalogue.cache_multipliers_bps,
+    async def settle_batch(self, conn: Conn, events: Sequence[UsageRecorded]) -> BatchResult:
+        """Settle ``events`` inside the caller's transaction; the caller commits, then acks."""
+        result = BatchResult(outcomes=["duplicate"] * len(events))
+        candidates, extras = await self._price(conn, events, result)
+        if not candidates:
+            return result
+        accounts = await lock_accounts(conn, [c.event.account_id for c in candidates])
+        inserted = await self._insert_records(conn, candidates)
+        stored = await self._stored_digests(
+            conn, [c.event.request_id for c in candidates if c.event.request_id not in inserted]
         )
-        account = await lock_account(conn, event.account_id)
-        if not await self._record(conn, event, digest, cost, price):
-            return await self._duplicate(conn, event, digest)
-        cur = await conn.execute(
-            "UPDATE holds SET state = 'settled', closed_at = now()"
-            " WHERE request_id = %s AND account_id = %s AND state = 'open'"
-            " RETURNING amount, rate_tokens",
-            (event.request_id, event.account_id),
-        )
-        released = await cur.fetchone()
-        hold_amount, estimated = (int(released[0]), int(released[1])) if released else (0, 0)
-        if cost > 0:
-            spec = TransferSpec(
-                key=f"usage:{event.request_id}",
-                kind="usage",
-                account_id=event.account_id,
-                amount=-cost,
-                counterpart=REVENUE,
-                reference=event.request_id,
-                memo=event.model,
-            )
-            await insert_transfer(conn, spec, account.totals.balance - cost)
-        correction = ratelimit.token_correction_us(
-            pricing.rate_tokens(event.usage), estimated, plan.tokens_per_minute
-        )
-        after = await apply_totals(conn, event.account_id, debit=cost, hold_delta=-hold_amount)
-        if correction and released:
-            await conn.execute(
-                "UPDATE accounts SET tpm_tat_us = tpm_tat_us + %s WHERE account_id = %s",
-                (correction, event.account_id),
-            )
-        priced = RequestPriced(
-            request_id=event.request_id,
-            account_id=event.account_id,
-            model=event.model,
-            started_at=event.started_at,
-            usage=event.usage,
-            cost=cost,
-            price_effective_from=price.effective_from,
-        )
-        notices = balance_events(
-            event.account_id,
-            account.totals,
-            after,
-            cause="usage",
-            low_threshold=self.low_threshold,
-        )
-        await queue_events(conn, [priced, *notices])
-        return "settled"
+        for c in candidates:
+            if c.event.request_id not in inserted:
+                result.outcomes[c.index] = self._compare(c, stored)
+            else:
+                result.outcomes[c.index] = "settled"
+                stored[c.event.request_id] = c.digest
+        for c in extras:  # the same id again in this batch: compared with what was kept
+            result.outcomes[c.index] = self._compare(c, stored)
+        await self._set_aside(conn, [c for c in [*candidates, *extras]
+                                     if result.outcomes[c.index] == "conflict"])  # fmt: skip
+        fresh = [c for c in candidates if c.event.request_id in inserted]
+        if fresh:
+            await self._bill(conn, fresh, {a: row.totals for a, row in accounts.items()})
+            result.accounts = {c.event.account_id for c in fresh}
+        return result
 
-    async def _record(
-        self, conn: Conn, event: UsageRecorded, digest: str, cost: int, price: pricing.Price
-    ) -> bool:
-        u = event.usage
-        cur = await conn.execute(
-            "INSERT INTO usage_records (request_id, account_id, key_id, model, plan, route,"
-            " outcome, status_code, started_at, finished_at, input_tokens, output_tokens,"
-            " cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, thinking_tokens,"
-            " cost, price_id, price_effective_from, hold_id, content_hash) VALUES (%s, %s, %s,"
-            " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (request_id) DO NOTHING RETURNING 1",
-            (event.request_id, event.account_id, event.key_id, event.model, event.plan,
-             event.route, event.outcome, event.status_code, event.started_at, event.finished_at,
-             u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
-             u.cache_creation_5m_input_tokens, u.cache_creation_1h_input_tokens,
-             u.thinking_tokens, cost, price.price_id, price.effective_from, event.hold_id,
-             digest),
-        )  # fmt: skip
-        return await cur.fetchone() is not None
+    async def _price(
+        self, conn: Conn, events: Sequence[UsageRecorded], result: BatchResult
+    ) -> tuple[list[_Candidate], list[_Candidate]]:
+        """Price every event (the price table as this transaction reads it). The first event of
+        each request id is a candidate for settlement; later ones with that id are extras."""
+        book = PriceBook()
+        book.load(await prices_of_models(conn, sorted({e.model for e in events})))
+        candidates: list[_Candidate] = []
+        extras: list[_Candidate] = []
+        seen: set[str] = set()
+        for index, event in enumerate(events):
+            price = book.price_at(event.model, event.started_at)
+            if price is None:
+                moment = event.started_at.isoformat()
+                result.outcomes[index] = UnpricedModel(f"{event.model} has no price at {moment}")
+                continue
+            cost = pricing.cost_nano(
+                event.usage,
+                price,
+                discount_bps=self.catalogue.plan(event.plan).discount_bps,
+                multipliers=self.catalogue.cache_multipliers_bps,
+            )
+            candidate = _Candidate(index, event, content_hash(event), cost, price)
+            (extras if event.request_id in seen else candidates).append(candidate)
+            seen.add(event.request_id)
+        return candidates, extras
 
-    async def _duplicate(self, conn: Conn, event: UsageRecorded, digest: str) -> Outcome:
+    async def _insert_records(self, conn: Conn, candidates: list[_Candidate]) -> set[str]:
+        rows = [_record_row(c) for c in candidates]
+        cur = await conn.execute(_INSERT_RECORDS, _columns(rows, 21))
+        return {str(r[0]) for r in await cur.fetchall()}
+
+    async def _stored_digests(self, conn: Conn, request_ids: list[str]) -> dict[str, str]:
+        if not request_ids:
+            return {}
         cur = await conn.execute(
-            "SELECT content_hash FROM usage_records WHERE request_id = %s", (event.request_id,)
+            "SELECT request_id, content_hash FROM usage_records WHERE request_id = ANY(%s)",
+            (request_ids,),
         )
-        row = await cur.fetchone()
-        if row is not None and row[0] == digest:
-            return "duplicate"
+        return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+
+    @staticmethod
+    def _compare(c: _Candidate, stored: dict[str, str]) -> Outcome:
+        return "duplicate" if stored.get(c.event.request_id) == c.digest else "conflict"
+
+    async def _set_aside(self, conn: Conn, conflicts: list[_Candidate]) -> None:
+        if not conflicts:
+            return
         await conn.execute(
-            "INSERT INTO usage_conflicts (request_id, content_hash, payload) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
-            (event.request_id, digest, event.model_dump_json()),
+            "INSERT INTO usage_conflicts (request_id, content_hash, payload)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[]) ON CONFLICT DO NOTHING",
+            (
+                [c.event.request_id for c in conflicts],
+                [c.digest for c in conflicts],
+                [c.event.model_dump_json() for c in conflicts],
+            ),
         )
-        return "conflict"
+
+    async def _bill(self, conn: Conn, fresh: list[_Candidate], before: dict[str, Totals]) -> None:
+        """Release the holds, post the transfers, move the totals, queue the events."""
+        cur = await conn.execute(
+            "UPDATE holds h SET state = 'settled', closed_at = now()"
+            " FROM unnest(%s::text[], %s::text[]) AS s(request_id, account_id)"
+            " WHERE h.request_id = s.request_id AND h.account_id = s.account_id"
+            " AND h.state = 'open' RETURNING h.request_id, h.amount, h.rate_tokens",
+            ([c.event.request_id for c in fresh], [c.event.account_id for c in fresh]),
+        )
+        released = {str(r[0]): Released(int(r[1]), int(r[2])) for r in await cur.fetchall()}
+        settled = [
+            SettledEvent(c.event, c.cost, c.price, released.get(c.event.request_id)) for c in fresh
+        ]
+        postings = post(settled, before, self.catalogue)
+        await insert_transfers(conn, postings.transfers)
+        after = await move_totals(conn, postings.moves)
+        await queue_events(
+            conn,
+            announcements(
+                settled,
+                {a: before[a] for a in after},
+                after,
+                low_threshold=self.low_threshold,
+            ),
+        )
