@@ -67,7 +67,59 @@ def _parser() -> argparse.ArgumentParser:
     rate_set = rate_actions.add_parser("set")
     rate_set.add_argument("asset", choices=["ETH", "BTC"])
     rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
+    _catalogue_parser(groups)
     return parser
+
+
+def _catalogue_parser(groups: Any) -> None:
+    catalogue = groups.add_parser("catalogue", help="models, prices and aliases on sale")
+    actions = catalogue.add_subparsers(dest="action", required=True)
+    actions.add_parser("show")
+    model = actions.add_parser("set-model", help="add a model (with prices) or change one")
+    model.add_argument("model_id")
+    model.add_argument("--display-name", required=True)
+    model.add_argument("--context-window", type=int, default=200_000)
+    model.add_argument("--max-output-tokens", type=int, default=64_000)
+    model.add_argument("--input", help="USD per million input tokens (a new model needs it)")
+    model.add_argument("--output", help="USD per million output tokens (a new model needs it)")
+    model.add_argument("--off-sale", action="store_true", help="stop selling it")
+    price = actions.add_parser("add-price", help="a price from a moment on")
+    price.add_argument("model_id")
+    price.add_argument("--from", dest="effective_from", required=True, help="ISO time with zone")
+    price.add_argument("--input", required=True)
+    price.add_argument("--output", required=True)
+    alias = actions.add_parser("alias", help="serve and price ALIAS as MODEL")
+    alias.add_argument("alias")
+    alias.add_argument("model_id")
+    actions.add_parser("unalias").add_argument("alias")
+
+
+def _catalogue_call(args: argparse.Namespace) -> Call:
+    base = "/admin/v1/catalogue"
+    if args.action == "show":
+        return Call("GET", base)
+    if args.action == "set-model":
+        body: dict[str, Any] = {
+            "display_name": args.display_name,
+            "context_window": args.context_window,
+            "max_output_tokens": args.max_output_tokens,
+            "on_sale": not args.off_sale,
+        }
+        if args.input is not None:
+            body["input_usd_per_mtok"] = args.input
+        if args.output is not None:
+            body["output_usd_per_mtok"] = args.output
+        return Call("PUT", f"{base}/models/{args.model_id}", body)
+    if args.action == "add-price":
+        body = {
+            "effective_from": args.effective_from,
+            "input_usd_per_mtok": args.input,
+            "output_usd_per_mtok": args.output,
+        }
+        return Call("POST", f"{base}/models/{args.model_id}/prices", body)
+    if args.action == "alias":
+        return Call("PUT", f"{base}/aliases/{args.alias}", {"target": args.model_id})
+    return Call("DELETE", f"{base}/aliases/{args.alias}")
 
 
 def _accounts_call(args: argparse.Namespace) -> Call:
@@ -87,6 +139,8 @@ def to_call(args: argparse.Namespace) -> Call:
     base = "/admin/v1/accounts"
     if args.group == "accounts":
         return _accounts_call(args)
+    if args.group == "catalogue":
+        return _catalogue_call(args)
     if args.group == "adjust":
         headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
         body = {"amount_usd": args.amount, "reason": args.reason}
