@@ -12,13 +12,16 @@ from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET
 from psycopg_pool import AsyncConnectionPool
 
+from aiapi_billing import catalogue_store
 from aiapi_billing.admission import Admitter
+from aiapi_billing.catalogue_publisher import CataloguePublisher
+from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.outbox import OutboxRelay, SnapshotWriter
 from aiapi_billing.prices import PriceBook, seed_from_catalogue
-from aiapi_billing.rpc import Rpc
+from aiapi_billing.rpc import QUEUE, Rpc
 from aiapi_billing.settings import BillingSettings
 from aiapi_billing.settlement import Settler
 from aiapi_billing.sweeper import HoldSweeper
@@ -29,13 +32,14 @@ SCHEMA = "billing"
 
 
 async def prepare_database(dsn: str, catalogue: Catalogue) -> None:
-    """Apply migrations and seed the price table (both idempotent)."""
+    """Apply migrations, seed the price table and the live catalogue (all idempotent)."""
     await migrate(dsn, schema=SCHEMA, package="aiapi_billing.migrations")
     pool = open_pool(dsn, schema=SCHEMA, min_size=1, max_size=1)
     await pool.open()
     try:
         async with pool.connection() as conn:
             await seed_from_catalogue(conn, catalogue)
+            await catalogue_store.seed(conn, catalogue)
     finally:
         await pool.close()
 
@@ -105,11 +109,15 @@ class Service:
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         rpc = Rpc(pool, admitter, Commands(self.catalogue, low), after_commit, snapshots.mark)
         await rpc.serve(bus)
+        publisher = CataloguePublisher(pool, bus, self.catalogue)
+        for subject, handler in catalogue_routes(pool, publisher):
+            await bus.serve(subject, handler, queue=QUEUE)
         await snapshots.mark_recent()
         stop = self.stop_event
         self._tasks = [
             *self.consumers.tasks(stop),
             asyncio.create_task(relay.run(stop), name="outbox"),
+            asyncio.create_task(publisher.run(stop), name="catalogue"),
             asyncio.create_task(snapshots.run(stop), name="snapshots"),
             asyncio.create_task(
                 sweeper.run(stop, self.settings.hold_sweep_interval_s), name="sweeper"
