@@ -15,11 +15,12 @@ from typing import Any
 
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue, default_catalogue
-from aiapi_shared.events.records_v1 import BALANCES_BUCKET, KEYS_BUCKET
+from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
 
 from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
 from aiapi_edge.anthropic_route import MessagesRoute
+from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
 from aiapi_edge.gateway import Gateway
 from aiapi_edge.metrics import Metrics
@@ -42,10 +43,11 @@ class EdgeService:
         self.metrics = Metrics()
         self.keys = KeyMirror()
         self.balances = BalanceMirror()
-        # The shipped catalogue; billing's live catalogue (operator-added models and aliases)
-        # will be mirrored from KV the same way as keys once billing publishes it.
+        # The shipped catalogue until billing's live one (operator-added models, aliases and
+        # prices) arrives from KV; then each newer snapshot replaces it.
         self.catalogue = catalogue or default_catalogue()
         self.models = ModelsCatalogue(self.catalogue)
+        self.catalogue_mirror = CatalogueMirror(self._use_catalogue)
         self.spool = Spool(
             settings.spool_dir,
             max_rows=settings.edge_spool_max_rows,
@@ -67,6 +69,14 @@ class EdgeService:
         self._bus: Bus | None = None
         self.messages: MessagesRoute | None = None
         self.chat: ChatCompletionsRoute | None = None
+
+    def _use_catalogue(self, catalogue: Catalogue) -> None:
+        """Swap what is sold: each request reads these attributes once, so it sees one or the
+        other catalogue, never a mix."""
+        self.models = ModelsCatalogue(catalogue)
+        self.catalogue = catalogue
+        if self.messages is not None:  # started: the gateway exists
+            self.gateway.catalogue = catalogue
 
     @property
     def bus(self) -> Bus:
@@ -108,6 +118,9 @@ class EdgeService:
             bus.watch_kv(KEYS_BUCKET, self.keys.on_change, ready=self.keys_ready, stop=self._stop)
         )
         self._spawn(bus.watch_kv(BALANCES_BUCKET, self.balances.on_change, stop=self._stop))
+        self._spawn(
+            bus.watch_kv(CATALOGUE_BUCKET, self.catalogue_mirror.on_change, stop=self._stop)
+        )
         self._spawn(self.spool.relay(self._publish, self._stop))
         self._spawn(self._watch_bus())
         with contextlib.suppress(TimeoutError):
