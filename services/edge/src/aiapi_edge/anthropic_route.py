@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp
 import orjson
 
 from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
@@ -17,6 +16,7 @@ from aiapi_edge.body import parse_json_object, read_messages_body, replace_top_l
 from aiapi_edge.errors import GatewayError, anthropic_error_body, invalid_request, sse_error_event
 from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.headers import client_response_headers
+from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.openai.errors import openai_error_type
 from aiapi_edge.sse import PING_EVENT, SseReader
 from aiapi_edge.streaming import pump
@@ -116,7 +116,7 @@ class MessagesRoute:
     async def _json(self, exchange: Exchange, answer: UpstreamAnswer, send: Send) -> None:
         try:
             data = await answer.read()
-        except (aiohttp.ClientError, OSError) as exc:
+        except HttpClientError as exc:
             exchange.status_code, exchange.outcome = 502, "upstream_error"
             raise GatewayError(502, "api_error", "The upstream connection failed.") from exc
         try:

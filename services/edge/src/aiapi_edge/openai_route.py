@@ -12,13 +12,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from aiapi_edge.asgi import EVENT_STREAM, Headers, Receive, Scope, Send, send_whole
 from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
 from aiapi_edge.errors import GatewayError, invalid_request
 from aiapi_edge.gateway import Exchange, Gateway
+from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.openai import (
     ChunkTranslator,
     ModelTraits,
@@ -127,7 +127,7 @@ class ChatCompletionsRoute:
         try:
             data = await answer.read()
             message = orjson.loads(data)
-        except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
+        except (HttpClientError, orjson.JSONDecodeError) as exc:
             exchange.status_code, exchange.outcome = 502, "upstream_error"
             raise GatewayError(502, "api_error", "The upstream connection failed.") from exc
         if not isinstance(message, dict):

@@ -13,9 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-import aiohttp
-
 from aiapi_edge.asgi import Receive
+from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.upstream import UpstreamAnswer
 
 log = logging.getLogger("aiapi.edge.streaming")
@@ -44,7 +43,6 @@ async def pump(
     """
     loop = asyncio.get_running_loop()
     disconnect = asyncio.ensure_future(_until_disconnect(receive))
-    content = answer.response.content
     drain_deadline: float | None = None
     waiting: list[asyncio.Timeout] = []  # the read in progress, if any
 
@@ -66,10 +64,10 @@ async def pump(
                 async with asyncio.timeout(max(wait, 0.001)) as scope:
                     waiting.append(scope)
                     try:
-                        chunk = await content.readany()
+                        chunk = await answer.read_chunk()
                     finally:
                         waiting.clear()
-            except aiohttp.ClientError as exc:  # before TimeoutError: its timeouts are both
+            except HttpClientError as exc:  # the connection failed, or the read timeout
                 log.warning("upstream stream failed: %s", type(exc).__name__)
                 return "upstream_failed", drain_deadline is not None or disconnect.done()
             except TimeoutError:  # ours (the upstream was silent); before OSError, its base

@@ -9,13 +9,12 @@ balance too low", which are about the upstream key) is returned as is.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-import aiohttp
 
 from aiapi_edge.errors import GatewayError
 from aiapi_edge.headers import upstream_request_headers
+from aiapi_edge.http_client import HttpClient, HttpClientError, HttpResponse
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.pool import Outcome, UpstreamPool
 
@@ -30,7 +29,7 @@ class UpstreamAnswer:
 
     status: int
     headers: list[tuple[bytes, bytes]]
-    response: aiohttp.ClientResponse
+    response: HttpResponse
     key_index: int
     body: bytes | None = None
 
@@ -39,15 +38,16 @@ class UpstreamAnswer:
             self.body = await self.response.read()
         return self.body
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self.response.content.iter_any()
+    async def read_chunk(self) -> bytes:
+        """The body's next bytes as they arrive; ``b""`` at its end."""
+        return await self.response.read_chunk()
 
     def close(self) -> None:
-        self.response.release()
+        self.response.close()
 
 
-def _retry_after(response: aiohttp.ClientResponse) -> float | None:
-    value = response.headers.get("retry-after")
+def _retry_after(response: HttpResponse) -> float | None:
+    value = response.header(b"retry-after")
     try:
         return float(value) if value else None
     except ValueError:
@@ -80,26 +80,26 @@ class Upstream:
         self.pool = pool
         self._metrics = metrics
         self._attempts = attempts
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._http: HttpClient | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",)
+        self._http = HttpClient(
+            connect_timeout_s=self._connect_timeout_s,
+            read_timeout_s=self._read_timeout_s,
+            keepalive_s=30.0,
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def send(
         self, path: str, body: bytes, client_headers: Iterable[tuple[bytes, bytes]]
     ) -> UpstreamAnswer:
         """POST to the first key able to answer; raises :class:`GatewayError` when none can."""
-        assert self._session is not None, "Upstream.start() first"
+        assert self._http is not None, "Upstream.start() first"
         headers_in = list(client_headers)
         tried: set[int] = set()
         for _ in range(self._attempts):
@@ -115,29 +115,29 @@ class Upstream:
     async def _attempt(
         self, index: int, path: str, body: bytes, headers_in: list[tuple[bytes, bytes]]
     ) -> UpstreamAnswer | None:
-        assert self._session is not None
+        assert self._http is not None
         key = self.pool.key(index)
         headers = upstream_request_headers(headers_in, key.api_key)
         try:
-            response = await self._session.post(key.base_url + path, data=body, headers=headers)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            response = await self._http.post(key.base_url + path, body, headers)
+        except (HttpClientError, ValueError) as exc:  # ValueError: a base URL that is not one
             self._fail(index, "connection_error", None, type(exc).__name__)
             return None
-        raw_headers = [(bytes(k), bytes(v)) for k, v in response.raw_headers]
+        raw_headers = response.headers
         if response.status == 200:
             self.pool.record(index, "ok")
             return UpstreamAnswer(200, raw_headers, response, index)
         try:
             error_body = await response.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            response.release()
+        except HttpClientError as exc:
+            response.close()
             self._fail(index, "connection_error", None, type(exc).__name__)
             return None
         outcome = classify(response.status, error_body)
         if outcome is None:
             self.pool.record(index, "ok")
             return UpstreamAnswer(response.status, raw_headers, response, index, error_body)
-        response.release()
+        response.close()
         self._fail(index, outcome, _retry_after(response), str(response.status))
         return None
 
