@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -44,6 +45,7 @@ def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> s
 
 
 def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    closer = contextlib.ExitStack()
     env = {
         **os.environ,
         "AIAPI_DATA_DIR": str(tmp_path / "data"),
@@ -71,7 +73,9 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         simulator = re.search(r"Upstream simulator\s+(\S+)", output)
         assert edge and key and simulator, output
 
-        direct = anthropic.Anthropic(base_url=simulator.group(1), api_key="sk-ant-any")
+        direct = closer.enter_context(
+            anthropic.Anthropic(base_url=simulator.group(1), api_key="sk-ant-any")
+        )
         message = direct.messages.create(
             model="claude-haiku-4-5",
             max_tokens=64,
@@ -79,7 +83,9 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         )
         assert message.content[0].text == "hello from the simulator"  # type: ignore[union-attr]
 
-        client = anthropic.Anthropic(base_url=edge.group(1), api_key=key.group(1), max_retries=0)
+        client = closer.enter_context(
+            anthropic.Anthropic(base_url=edge.group(1), api_key=key.group(1), max_retries=0)
+        )
         request = {
             "model": "claude-haiku-4-5",
             "max_tokens": 64,
@@ -92,6 +98,7 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in plain.content]
         assert streamed.usage.output_tokens == plain.usage.output_tokens
     finally:
+        closer.close()
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest

@@ -6,6 +6,7 @@ upstream, the official SDKs as clients. This is the contract a reseller relies o
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -86,6 +87,13 @@ def deployment(
         )
 
 
+@pytest.fixture
+def closer() -> Iterator[contextlib.ExitStack]:
+    """Closes the SDK clients a test opened (an unclosed socket is an error under -W error)."""
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
 def _eventually(check: Callable[[], Any], timeout_s: float = 15.0, every_s: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -120,14 +128,18 @@ def _balance(admin: httpx.Client, account_id: str) -> int:
     return parse_usd(answer.json()["balance_usd"])
 
 
-def test_a_request_lowers_the_balance_by_its_exact_price(deployment: Deployment) -> None:
+def test_a_request_lowers_the_balance_by_its_exact_price(
+    deployment: Deployment, closer: contextlib.ExitStack
+) -> None:
     with deployment.admin() as admin:
         account_id, _, key = _open_account(admin, "10.00")
         start = _balance(admin, account_id)
         assert start == 10_000_000_000
 
-        client = anthropic.Anthropic(
-            base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
+        client = closer.enter_context(
+            anthropic.Anthropic(
+                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
+            )
         )
         # The SDK's retry/stream helpers read the same key from the env in other tests: stay explicit.
         message = client.messages.create(
@@ -155,12 +167,16 @@ def test_a_request_lowers_the_balance_by_its_exact_price(deployment: Deployment)
         assert record.json()["usage"]["output_tokens"] == message.usage.output_tokens
 
 
-def test_the_openai_route_is_billed_like_the_anthropic_route(deployment: Deployment) -> None:
+def test_the_openai_route_is_billed_like_the_anthropic_route(
+    deployment: Deployment, closer: contextlib.ExitStack
+) -> None:
     with deployment.admin() as admin:
         account_id, _, key = _open_account(admin, "10.00")
         start = _balance(admin, account_id)
-        claude = anthropic.Anthropic(
-            base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
+        claude = closer.enter_context(
+            anthropic.Anthropic(
+                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
+            )
         )
         message = claude.messages.create(
             model="claude-haiku-4-5",
@@ -170,8 +186,10 @@ def test_the_openai_route_is_billed_like_the_anthropic_route(deployment: Deploym
         _eventually(lambda: _balance(admin, account_id) < start)
         after_anthropic = _balance(admin, account_id)
 
-        gpt = openai.OpenAI(
-            base_url=f"{deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
+        gpt = closer.enter_context(
+            openai.OpenAI(
+                base_url=f"{deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
+            )
         )
         completion = gpt.chat.completions.create(
             model="claude-haiku-4-5",
@@ -217,7 +235,7 @@ def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: De
 
 
 def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_request_at_pro(
-    deployment: Deployment,
+    deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
     customer = httpx.Client(base_url=deployment.accounts_url, timeout=10)
     email, password = "upgrade@example.com", "a long enough passphrase"
@@ -240,8 +258,12 @@ def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_reques
         assert credit.status_code == 201, credit.text
         key = customer.post("/api/v1/account/keys", json={"name": "cli"}, headers=csrf)
         assert key.status_code == 201, key.text
-        client = anthropic.Anthropic(
-            base_url=f"{deployment.edge_url}/api/proxy", api_key=key.json()["key"], max_retries=0
+        client = closer.enter_context(
+            anthropic.Anthropic(
+                base_url=f"{deployment.edge_url}/api/proxy",
+                api_key=key.json()["key"],
+                max_retries=0,
+            )
         )
 
         upgrade = customer.post("/api/v1/account/plan", json={"plan": "pro"}, headers=csrf)
@@ -266,3 +288,57 @@ def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_reques
         cost = pro_request_cost()
         _eventually(lambda: _balance(admin, account_id) == 6_000_000_000 - cost)
     customer.close()
+
+
+def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
+    deployment: Deployment, closer: contextlib.ExitStack
+) -> None:
+    with deployment.admin() as admin:
+        account_id, _, key = _open_account(admin, "10.00")
+        added = admin.put(
+            "/admin/v1/catalogue/models/claude-next-5",
+            json={
+                "display_name": "Claude Next 5",
+                "context_window": 400000,
+                "max_output_tokens": 32000,
+                "input_usd_per_mtok": "2.00",
+                "output_usd_per_mtok": "10.00",
+            },
+        )
+        assert added.status_code == 200, added.text
+        aliased = admin.put(
+            "/admin/v1/catalogue/aliases/claude-next", json={"target": "claude-next-5"}
+        )
+        assert aliased.status_code == 200, aliased.text
+        assert aliased.json()["catalogue"]["aliases"] == {"claude-next": "claude-next-5"}
+        refused = admin.put("/admin/v1/catalogue/aliases/x", json={"target": "no-such-model"})
+        assert refused.status_code == 404, refused.text
+
+        def listed() -> bool:
+            answer = httpx.get(
+                f"{deployment.edge_url}/v1/models", headers={"x-api-key": key}, timeout=10
+            )
+            return "claude-next-5" in {m["id"] for m in answer.json()["data"]}
+
+        _eventually(listed, timeout_s=10)
+        start = _balance(admin, account_id)
+        client = closer.enter_context(
+            anthropic.Anthropic(
+                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
+            )
+        )
+        message = client.messages.create(
+            model="claude-next",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "[[reply: served as claude-next-5]]"}],
+        )
+        assert message.content[0].text == "served as claude-next-5"  # type: ignore[union-attr]
+        # Basic plan: 70% off 2.00 / 10.00 USD per MTok -> 600 / 3000 nano per token.
+        cost = message.usage.input_tokens * 600 + message.usage.output_tokens * 3000
+        _eventually(lambda: _balance(admin, account_id) == start - cost)
+        record = httpx.get(
+            f"{deployment.edge_url}/v1/usage/requests/{message._request_id}",
+            headers={"x-api-key": key},
+            timeout=10,
+        )
+        assert record.json()["model"] == "claude-next-5"
