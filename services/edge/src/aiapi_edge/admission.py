@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from aiapi_shared.admission import (
     ADMIT_SUBJECT,
     EXTEND_SUBJECT,
-    AdmissionReply,
-    AdmissionRequest,
     HoldExtensionReply,
     HoldExtensionRequest,
 )
@@ -27,6 +26,7 @@ from aiapi_shared.bus import Bus, BusUnavailable
 from aiapi_shared.catalogue import ModelEntry
 from pydantic import ValidationError
 
+from aiapi_edge import wire
 from aiapi_edge.allowance import OfflineAllowance, estimated_cost
 from aiapi_edge.errors import GatewayError
 from aiapi_edge.metrics import Metrics
@@ -38,9 +38,36 @@ OFFLINE_RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True, slots=True)
+class AdmissionAsk:
+    """What the edge asks billing (the contract's ``AdmissionRequest``, built without pydantic)."""
+
+    request_id: str
+    account_id: str
+    key_id: str
+    plan: str
+    model: str
+    estimated_input_tokens: int
+    max_tokens: int
+    started_at: datetime
+
+    def to_json(self) -> bytes:
+        return wire.admission_request(
+            request_id=self.request_id,
+            account_id=self.account_id,
+            key_id=self.key_id,
+            plan=self.plan,
+            model=self.model,
+            estimated_input_tokens=self.estimated_input_tokens,
+            max_tokens=self.max_tokens,
+            started_at=self.started_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Ticket:
     hold_id: str | None
     admission: Literal["billing", "allowance"]
+    hold_amount: int = 0  # nano-USD billing holds for the request (0 when unknown)
 
 
 def insufficient_balance(message: str = "") -> GatewayError:
@@ -49,21 +76,22 @@ def insufficient_balance(message: str = "") -> GatewayError:
     )
 
 
-def refusal(reply: AdmissionReply) -> GatewayError:
+def refusal(reply: dict[str, Any]) -> GatewayError:
     """The contract's error for a billing decision other than ``admit``."""
-    if reply.decision == "insufficient_balance":
-        return insufficient_balance(reply.message)
-    if reply.decision == "rate_limited":
+    decision, message = reply["decision"], reply["message"]
+    if decision == "insufficient_balance":
+        return insufficient_balance(message)
+    if decision == "rate_limited":
         return GatewayError(
             429,
             "rate_limit_error",
-            reply.message or "Your plan's rate limit is spent.",
-            retry_after=reply.retry_after_s or 1,
+            message or "Your plan's rate limit is spent.",
+            retry_after=min(reply["retry_after_s"] or 1, 60),
         )
-    if reply.decision == "account_inactive":
-        return GatewayError(401, "authentication_error", reply.message or "account suspended")
-    if reply.decision == "unknown_model":
-        return GatewayError(400, "invalid_request_error", reply.message or "unknown model")
+    if decision == "account_inactive":
+        return GatewayError(401, "authentication_error", message or "account suspended")
+    if decision == "unknown_model":
+        return GatewayError(400, "invalid_request_error", message or "unknown model")
     return GatewayError(500, "internal_error", "unexpected admission decision")
 
 
@@ -83,7 +111,7 @@ class Admitter:
         self._metrics = metrics
         self._timeout_s = timeout_s
 
-    async def admit(self, request: AdmissionRequest, model: ModelEntry) -> Ticket:
+    async def admit(self, request: AdmissionAsk, model: ModelEntry) -> Ticket:
         snapshot = self._balances.get(request.account_id)
         if snapshot is not None and snapshot.available <= 0:
             self._metrics.admissions.labels("insufficient_balance_snapshot").inc()
@@ -93,19 +121,20 @@ class Admitter:
             return self._offline(request, model)
         try:
             raw = await self._bus.request(
-                ADMIT_SUBJECT, request.model_dump_json().encode(), timeout_s=self._timeout_s
+                ADMIT_SUBJECT, request.to_json(), timeout_s=self._timeout_s
             )
-            reply = AdmissionReply.model_validate_json(raw)
-        except (TimeoutError, BusUnavailable, ValidationError) as exc:
+            reply = wire.admission_reply(raw)
+        except (TimeoutError, BusUnavailable, wire.MalformedReply) as exc:
             log.warning("billing unreachable; offline allowance", extra={"detail": str(exc)})
             return self._offline(request, model)
-        self._metrics.admissions.labels(reply.decision).inc()
+        decision = reply["decision"]
+        self._metrics.admissions.labels(decision).inc()
         self._allowance.forget(request.account_id)
-        if reply.decision != "admit":
+        if decision != "admit":
             raise refusal(reply)
-        return Ticket(reply.hold_id, "billing")
+        return Ticket(reply["hold_id"], "billing", reply["hold_amount"])
 
-    def _offline(self, request: AdmissionRequest, model: ModelEntry) -> Ticket:
+    def _offline(self, request: AdmissionAsk, model: ModelEntry) -> Ticket:
         snapshot = self._balances.get(request.account_id)
         available = snapshot.available if snapshot is not None else None
         cost = estimated_cost(

@@ -14,12 +14,12 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiapi_shared.admission import AdmissionRequest
 from aiapi_shared.catalogue import Catalogue, ModelEntry
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
 
-from aiapi_edge.admission import Admitter, Ticket
+from aiapi_edge import wire
+from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
 from aiapi_edge.allowance import estimate_input_tokens
 from aiapi_edge.asgi import Scope, header
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
@@ -128,7 +128,7 @@ class Gateway:
         if not self.spool.has_room:
             raise GatewayError(503, "api_error", "Usage cannot be recorded now.", retry_after=5)
         started_at = datetime.now(UTC)
-        request = AdmissionRequest(
+        request = AdmissionAsk(
             request_id=request_id,
             account_id=caller.account_id,
             key_id=caller.key_id,
@@ -146,8 +146,7 @@ class Gateway:
         if exchange.recorded:
             return
         exchange.recorded = True
-        event = UsageRecorded(
-            event_id=exchange.request_id,
+        payload = wire.usage_event(
             request_id=exchange.request_id,
             account_id=exchange.caller.account_id,
             key_id=exchange.caller.key_id,
@@ -160,16 +159,16 @@ class Gateway:
             outcome=exchange.outcome,
             status_code=exchange.status_code,
             client_disconnected=exchange.client_disconnected,
-            usage=exchange.meter.result(),
+            usage=exchange.meter.meters(),
             hold_id=exchange.ticket.hold_id,
             admission=exchange.ticket.admission,
             edge_id=self.edge_id,
         )
         try:
-            await self.spool.append(event.event_id, event.subject, event.to_json())
+            await self.spool.append(exchange.request_id, UsageRecorded.subject, payload)
         except (SpoolFull, OSError, sqlite3.Error) as exc:
             # Logged with everything billing would need; the customer's answer is not withheld.
             log.error(
                 "usage event not spooled",
-                extra={"event": event.model_dump(mode="json"), "detail": type(exc).__name__},
+                extra={"event": payload.decode(), "detail": type(exc).__name__},
             )

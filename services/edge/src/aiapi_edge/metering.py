@@ -23,6 +23,11 @@ def _count(value: object) -> int:
 
 def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
     """The five meters (and thinking tokens) of an Anthropic ``usage`` object."""
+    return Usage(**meters_from_anthropic(usage))
+
+
+def meters_from_anthropic(usage: Mapping[str, Any]) -> dict[str, int]:
+    """The same as a plain dict (the hot path serialises it without a model)."""
     split = usage.get("cache_creation")
     split_5m = split_1h = 0
     if isinstance(split, Mapping):
@@ -30,14 +35,14 @@ def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
         split_1h = _count(split.get("ephemeral_1h_input_tokens"))
     total = _count(usage.get("cache_creation_input_tokens"))
     unexplained = max(0, total - split_5m - split_1h)
-    return Usage(
-        input_tokens=_count(usage.get("input_tokens")),
-        output_tokens=_count(usage.get("output_tokens")),
-        cache_read_input_tokens=_count(usage.get("cache_read_input_tokens")),
-        cache_creation_5m_input_tokens=split_5m + unexplained,
-        cache_creation_1h_input_tokens=split_1h,
-        thinking_tokens=upstream_thinking_tokens(usage) or 0,
-    )
+    return {
+        "input_tokens": _count(usage.get("input_tokens")),
+        "output_tokens": _count(usage.get("output_tokens")),
+        "cache_read_input_tokens": _count(usage.get("cache_read_input_tokens")),
+        "cache_creation_5m_input_tokens": split_5m + unexplained,
+        "cache_creation_1h_input_tokens": split_1h,
+        "thinking_tokens": upstream_thinking_tokens(usage) or 0,
+    }
 
 
 class UsageMeter:
@@ -83,6 +88,9 @@ class UsageMeter:
 
     def result(self) -> Usage:
         return usage_from_anthropic(self.usage)
+
+    def meters(self) -> dict[str, int]:
+        return meters_from_anthropic(self.usage)
 
     def _merge(self, update: object) -> None:
         if isinstance(update, Mapping):
