@@ -186,7 +186,10 @@ async def responder(nats_url: str, key: str) -> None:
     async def admit(data: bytes) -> bytes:
         request = AdmissionRequest.model_validate_json(data)
         return (
-            AdmissionReply(decision="admit", hold_id="hold_" + request.request_id)
+            # A hold of 1 USD, as billing would hold for this request: the edge watches it.
+            AdmissionReply(
+                decision="admit", hold_id="hold_" + request.request_id, hold_amount=10**9
+            )
             .model_dump_json()
             .encode()
         )

@@ -5,8 +5,8 @@ the account, counts the plan's limits across replicas and takes a hold. Its repl
 contract's errors here and nowhere else. When billing cannot be reached the request may still go
 on the offline allowance (:mod:`.allowance`); its usage event then says ``admission="allowance"``.
 
-Hold extension for long streams (``EXTEND_SUBJECT``) is :meth:`Admitter.extend`; the stream
-loop does not call it yet (holds are sized for the whole ``max_tokens``).
+Hold extension for long streams (``EXTEND_SUBJECT``) is :meth:`Admitter.extend`, called by
+:mod:`.extension` while a stream runs.
 """
 
 from __future__ import annotations
@@ -154,8 +154,11 @@ class Admitter:
         self._metrics.admissions.labels("offline_allowance").inc()
         return Ticket(None, "allowance")
 
-    async def extend(self, hold_id: str, account_id: str, additional_output_tokens: int) -> bool:
-        """Ask billing to grow a hold (the hook for long streams); False when refused or away."""
+    async def extend(
+        self, hold_id: str, account_id: str, additional_output_tokens: int
+    ) -> int | None:
+        """Ask billing to grow a hold; the new held amount (nano-USD), or None when refused or
+        billing cannot be reached."""
         request = HoldExtensionRequest(
             hold_id=hold_id,
             account_id=account_id,
@@ -165,6 +168,9 @@ class Admitter:
             raw = await self._bus.request(
                 EXTEND_SUBJECT, request.model_dump_json().encode(), timeout_s=self._timeout_s
             )
-            return HoldExtensionReply.model_validate_json(raw).granted
+            reply = HoldExtensionReply.model_validate_json(raw)
         except (TimeoutError, BusUnavailable, ValidationError):
-            return False
+            self._metrics.admissions.labels("extension_unreachable").inc()
+            return None
+        self._metrics.admissions.labels("extended" if reply.granted else "extension_refused").inc()
+        return reply.hold_amount if reply.granted else None

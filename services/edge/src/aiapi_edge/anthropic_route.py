@@ -14,6 +14,7 @@ import orjson
 from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
 from aiapi_edge.body import parse_json_object, read_messages_body, replace_top_level_string
 from aiapi_edge.errors import GatewayError, anthropic_error_body, invalid_request, sse_error_event
+from aiapi_edge.extension import INSUFFICIENT_BALANCE_MESSAGE
 from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.headers import client_response_headers
 from aiapi_edge.http_client import HttpClientError
@@ -134,36 +135,51 @@ class MessagesRoute:
     ) -> None:
         reader = SseReader()
         meter = exchange.meter
+        guard = self._gw.hold_guard(exchange)
         headers = client_response_headers(answer.headers, exchange.request_id.encode())
         if not any(name == b"content-type" for name, _ in headers):
             headers.append((b"content-type", EVENT_STREAM))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
-        async def on_chunk(chunk: bytes, client_present: bool) -> None:
+        async def on_chunk(chunk: bytes, client_present: bool) -> bool:
             if not client_present:
                 exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
             for name, data in reader.feed(chunk):
                 meter.event(name, data)
+                if guard is not None:
+                    guard.observe(name, data)
             if meter.complete:
                 await self._gw.record(exchange)  # durable before the client sees the end
             if client_present:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            return guard is not None and not meter.complete and guard.must_end()
 
         async def on_idle() -> None:
             if reader.at_boundary:
                 await send({"type": "http.response.body", "body": PING_EVENT, "more_body": True})
 
-        result, client_left = await pump(
-            answer,
-            receive,
-            on_chunk=on_chunk,
-            on_idle=on_idle,
-            is_complete=lambda: meter.complete,
-            ping_interval=self._ping_interval,
-            drain_s=self._drain_s,
-        )
+        try:
+            result, client_left = await pump(
+                answer,
+                receive,
+                on_chunk=on_chunk,
+                on_idle=on_idle,
+                is_complete=lambda: meter.complete,
+                ping_interval=self._ping_interval,
+                drain_s=self._drain_s,
+            )
+        finally:
+            if guard is not None:
+                guard.close()
         tail = b""
-        if client_left:
+        if result == "cut" and guard is not None:
+            guard.meter_cut()
+            exchange.outcome = "client_disconnected" if client_left else "stream_error"
+            exchange.client_disconnected = client_left
+            tail = (b"\n\n" if not reader.at_boundary else b"") + sse_error_event(
+                "insufficient_balance", INSUFFICIENT_BALANCE_MESSAGE
+            )
+        elif client_left:
             exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
         elif meter.error is not None:
             exchange.outcome = "stream_error"

@@ -22,7 +22,9 @@ from aiapi_edge import wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
 from aiapi_edge.allowance import estimate_input_tokens
 from aiapi_edge.asgi import Scope, header
+from aiapi_edge.budget import HoldBudget
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
+from aiapi_edge.extension import HoldGuard
 from aiapi_edge.metering import UsageMeter
 from aiapi_edge.mirrors import KeyMirror, key_digest
 from aiapi_edge.spool import Spool, SpoolFull
@@ -74,6 +76,7 @@ class Exchange:
     outcome: Outcome = "ok"
     client_disconnected: bool = False
     recorded: bool = False
+    max_tokens: int = 0
 
 
 class Gateway:
@@ -139,7 +142,32 @@ class Gateway:
             started_at=started_at,
         )
         ticket = await self.admitter.admit(request, model)
-        return Exchange(request_id, route, caller, requested_model, model, started_at, ticket)
+        exchange = Exchange(request_id, route, caller, requested_model, model, started_at, ticket)
+        exchange.max_tokens = max_tokens
+        return exchange
+
+    def hold_guard(self, exchange: Exchange) -> HoldGuard | None:
+        """The hold extension watch of a stream admitted by billing with a known hold."""
+        ticket = exchange.ticket
+        if ticket.hold_id is None or ticket.hold_amount <= 0:
+            return None  # the offline allowance holds nothing to extend
+        price = exchange.model.price_at(exchange.started_at)
+        if price is None:
+            return None
+        budget = HoldBudget(
+            held=ticket.hold_amount,
+            price=price,
+            discount_bps=self.catalogue.plan(exchange.caller.plan).discount_bps,
+            multipliers=self.catalogue.cache_multipliers_bps,
+            max_tokens=exchange.max_tokens,
+        )
+        return HoldGuard(
+            self.admitter,
+            budget,
+            exchange.meter,
+            hold_id=ticket.hold_id,
+            account_id=exchange.caller.account_id,
+        )
 
     async def record(self, exchange: Exchange) -> None:
         """Spool the usage event (durably) once per exchange; it is published by the relay."""

@@ -17,6 +17,7 @@ import orjson
 from aiapi_edge.asgi import EVENT_STREAM, Headers, Receive, Scope, Send, send_whole
 from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
 from aiapi_edge.errors import GatewayError, invalid_request
+from aiapi_edge.extension import INSUFFICIENT_BALANCE_MESSAGE
 from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.openai import (
@@ -149,6 +150,7 @@ class ChatCompletionsRoute:
     ) -> None:
         reader = SseReader()
         meter = exchange.meter
+        guard = self._gw.hold_guard(exchange)
         translator = ChunkTranslator(
             created=int(time.time()),
             request_model=exchange.requested_model,
@@ -158,11 +160,13 @@ class ChatCompletionsRoute:
         headers += openai_headers(exchange.request_id)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
-        async def on_chunk(chunk: bytes, client_present: bool) -> None:
+        async def on_chunk(chunk: bytes, client_present: bool) -> bool:
             if not client_present:
                 exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
             out: list[bytes] = []
             for name, data in reader.feed(chunk):
+                if guard is not None:
+                    guard.observe(name, data)
                 try:
                     event = orjson.loads(data)
                 except orjson.JSONDecodeError:
@@ -177,21 +181,35 @@ class ChatCompletionsRoute:
                 out.append(_DONE)
             if client_present and out:
                 await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+            return guard is not None and not meter.complete and guard.must_end()
 
         async def on_idle() -> None:
             await send({"type": "http.response.body", "body": _PING, "more_body": True})
 
-        _, client_left = await pump(
-            answer,
-            receive,
-            on_chunk=on_chunk,
-            on_idle=on_idle,
-            is_complete=lambda: meter.complete or meter.error is not None,
-            ping_interval=self._ping_interval,
-            drain_s=self._drain_s,
-        )
+        try:
+            result, client_left = await pump(
+                answer,
+                receive,
+                on_chunk=on_chunk,
+                on_idle=on_idle,
+                is_complete=lambda: meter.complete or meter.error is not None,
+                ping_interval=self._ping_interval,
+                drain_s=self._drain_s,
+            )
+        finally:
+            if guard is not None:
+                guard.close()
         tail = b""
-        if client_left:
+        if result == "cut" and guard is not None:
+            guard.meter_cut()
+            exchange.outcome = "client_disconnected" if client_left else "stream_error"
+            exchange.client_disconnected = client_left
+            tail = _frame(
+                translator.error_chunk(
+                    INSUFFICIENT_BALANCE_MESSAGE, "insufficient_balance", "insufficient_balance"
+                )
+            )
+        elif client_left:
             exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
         elif meter.error is not None:
             exchange.outcome = "stream_error"

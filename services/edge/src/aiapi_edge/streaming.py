@@ -19,7 +19,7 @@ from aiapi_edge.upstream import UpstreamAnswer
 
 log = logging.getLogger("aiapi.edge.streaming")
 
-PumpResult = Literal["ended", "upstream_failed", "drain_expired"]
+PumpResult = Literal["ended", "upstream_failed", "drain_expired", "cut"]
 
 
 async def _until_disconnect(receive: Receive) -> None:
@@ -31,7 +31,7 @@ async def pump(
     answer: UpstreamAnswer,
     receive: Receive,
     *,
-    on_chunk: Callable[[bytes, bool], Awaitable[None]],
+    on_chunk: Callable[[bytes, bool], Awaitable[bool]],
     on_idle: Callable[[], Awaitable[None]],
     is_complete: Callable[[], bool],
     ping_interval: float,
@@ -39,7 +39,8 @@ async def pump(
 ) -> tuple[PumpResult, bool]:
     """Read the upstream to its end; returns how it ended and whether the client left.
 
-    ``on_chunk(chunk, client_present)`` meters and (if the client is there) forwards a chunk.
+    ``on_chunk(chunk, client_present)`` meters and (if the client is there) forwards a chunk;
+    it returns True to stop reading the upstream (``"cut"``: a hold that could not be extended).
     """
     loop = asyncio.get_running_loop()
     disconnect = asyncio.ensure_future(_until_disconnect(receive))
@@ -79,7 +80,8 @@ async def pump(
                 return "upstream_failed", drain_deadline is not None or disconnect.done()
             if not chunk:
                 return "ended", drain_deadline is not None or disconnect.done()
-            await on_chunk(chunk, drain_deadline is None and not disconnect.done())
+            if await on_chunk(chunk, drain_deadline is None and not disconnect.done()):
+                return "cut", drain_deadline is not None or disconnect.done()
     finally:
         disconnect.remove_done_callback(cut_wait)
         disconnect.cancel()

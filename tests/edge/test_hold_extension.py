@@ -1,0 +1,177 @@
+"""Long streams extend their hold in chunks; a refused extension ends the stream at the held
+budget with an error event, and the usage generated until then is recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+import pytest
+from aiapi_shared.admission import (
+    EXTEND_SUBJECT,
+    AdmissionReply,
+    HoldExtensionReply,
+    HoldExtensionRequest,
+)
+from aiapi_shared.bus import Bus
+
+from .conftest import EdgeEnv
+from .support import usage_events
+
+# Haiku on the Basic plan costs 1,500 nano-USD per output token: this hold covers about 20
+# (with the input), which the first 20 deltas spend.
+SMALL_HOLD = 30_000
+# 300 tokens, with a pause after 20 deltas during which the simulator sends a ping every 0.2 s.
+LONG_STREAM = "[[tokens: 300]] [[fail: stall after=20 seconds=2]]"
+
+
+@dataclass
+class Extensions:
+    """An in-test stand-in for billing's extension handler."""
+
+    grant: bool
+    requests: list[HoldExtensionRequest] = field(default_factory=list)
+    held: int = SMALL_HOLD
+
+    async def handle(self, data: bytes) -> bytes:
+        request = HoldExtensionRequest.model_validate_json(data)
+        self.requests.append(request)
+        if not self.grant:
+            reply = HoldExtensionReply(granted=False, hold_amount=self.held, message="no balance")
+        else:
+            self.held += request.additional_output_tokens * 1_500
+            reply = HoldExtensionReply(granted=True, hold_amount=self.held)
+        return reply.model_dump_json().encode()
+
+
+async def serve_extensions(bus: Bus, grant: bool) -> Extensions:
+    extensions = Extensions(grant=grant)
+    await bus.serve(EXTEND_SUBJECT, extensions.handle, queue="billing")
+    return extensions
+
+
+def small_hold(env: EdgeEnv) -> None:
+    env.billing.reply = AdmissionReply(
+        decision="admit", hold_id="hold_small", hold_amount=SMALL_HOLD
+    )
+
+
+async def stream_text(env: EdgeEnv, path: str, body: dict[str, object]) -> str:
+    headers = {"x-api-key": env.key, "anthropic-version": "2023-06-01"}
+    async with (
+        httpx.AsyncClient(base_url=env.proxy_url, timeout=20) as http,
+        http.stream("POST", path, content=orjson.dumps(body), headers=headers) as answer,
+    ):
+        assert answer.status_code == 200
+        return (await answer.aread()).decode()
+
+
+def messages_body() -> dict[str, object]:
+    return {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 4096,
+        "stream": True,
+        "messages": [{"role": "user", "content": LONG_STREAM}],
+    }
+
+
+async def test_a_refused_extension_ends_the_stream_at_the_held_budget(env: EdgeEnv) -> None:
+    small_hold(env)
+    extensions = await serve_extensions(env.bus, grant=False)
+    text = await stream_text(env, "/v1/messages", messages_body())
+
+    assert "event: message_stop" not in text
+    last = text.rstrip().rsplit("\n\n", 1)[-1]
+    assert last.startswith("event: error\ndata: ")
+    error = orjson.loads(last.split("data: ", 1)[1])
+    assert error["error"]["type"] == "insufficient_balance"
+    # One chunk asked for (a quarter of max_tokens), refused once, never asked again.
+    assert [(r.hold_id, r.additional_output_tokens) for r in extensions.requests] == [
+        ("hold_small", 1024)
+    ]
+    (event,) = await usage_events(env.bus, 1)
+    assert event.outcome == "stream_error" and event.hold_id == "hold_small"
+    # Metered up to the budget: some output, far from the 300 tokens the upstream would send.
+    assert 0 < event.usage.output_tokens < 300
+    assert event.usage.input_tokens > 0
+
+
+async def test_granted_extensions_let_the_stream_finish(env: EdgeEnv) -> None:
+    small_hold(env)
+    extensions = await serve_extensions(env.bus, grant=True)
+    text = await stream_text(env, "/v1/messages", messages_body())
+
+    assert text.rstrip().endswith('data: {"type":"message_stop"}') or (
+        "event: message_stop" in text and "event: error" not in text
+    )
+    assert len(extensions.requests) >= 1
+    assert all(r.additional_output_tokens == 1024 for r in extensions.requests)
+    (event,) = await usage_events(env.bus, 1)
+    assert event.outcome == "ok" and event.usage.output_tokens == 300
+
+
+async def test_a_refused_extension_on_the_openai_route_ends_with_an_error_chunk(
+    env: EdgeEnv,
+) -> None:
+    small_hold(env)
+    await serve_extensions(env.bus, grant=False)
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 4096,
+        "stream": True,
+        "messages": [{"role": "user", "content": LONG_STREAM}],
+    }
+    text = await stream_text(env, "/v1/chat/completions", body)
+    assert "[DONE]" not in text
+    last = orjson.loads(text.rstrip().rsplit("\n\n", 1)[-1].removeprefix("data: "))
+    assert last["error"]["type"] == "insufficient_balance"
+    (event,) = await usage_events(env.bus, 1)
+    assert event.route == "openai" and event.outcome == "stream_error"
+    assert 0 < event.usage.output_tokens < 300
+
+
+@pytest.mark.parametrize("hold", [0])
+async def test_a_stream_without_a_known_hold_is_never_cut(env: EdgeEnv, hold: int) -> None:
+    env.billing.reply = AdmissionReply(decision="admit", hold_id="hold_unknown", hold_amount=hold)
+    extensions = await serve_extensions(env.bus, grant=False)
+    text = await stream_text(env, "/v1/messages", messages_body())
+    assert "event: message_stop" in text
+    assert extensions.requests == []
+
+
+def test_the_budget_prices_like_billing_and_estimates_output_from_delta_bytes() -> None:
+    from datetime import UTC, datetime
+
+    from aiapi_edge.budget import HoldBudget
+    from aiapi_shared.catalogue import default_catalogue
+
+    catalogue = default_catalogue()
+    haiku = catalogue.model("claude-haiku-4-5")
+    assert haiku is not None
+    price = haiku.price_at(datetime.now(UTC))
+    assert price is not None
+    budget = HoldBudget(
+        held=2_000_000,
+        price=price,
+        discount_bps=catalogue.plan("basic").discount_bps,
+        multipliers=catalogue.cache_multipliers_bps,
+        max_tokens=8192,
+    )
+    assert budget.chunk_tokens == 2048  # a quarter of max_tokens, at least 1,024
+    # Basic haiku: 0.30 USD/Mtok in, 1.50 out; a 1-hour cache write costs 2x input.
+    usage = {
+        "input_tokens": 1000,
+        "output_tokens": 1000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 1000},
+        "cache_creation_input_tokens": 1000,
+    }
+    assert budget.projected(usage) == 300_000 + 1_500_000 + 600_000
+    assert budget.spent(budget.projected(usage))
+    # No report yet: 3 bytes of delta text (past the JSON around it) count as one token.
+    budget.delta(80 + 3 * 400)
+    assert budget.output_tokens(reported=1) == 400
+    assert budget.output_tokens(reported=500) == 500
+    assert budget.projected({"input_tokens": 1000}) == 300_000 + 600_000
+    assert budget.running_low(900_000)  # less than half a chunk (1,024 tokens) left
+    assert not budget.running_low(300_000)
