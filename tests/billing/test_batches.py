@@ -142,3 +142,22 @@ async def test_an_event_without_a_price_waits_while_the_rest_of_its_batch_settle
     assert type(result.outcomes[1]).__name__ == "UnpricedModel"
     assert await scalar(db, "SELECT count(*) FROM usage_records") == 2
     assert await audit(db) == []
+
+
+async def test_an_admission_arriving_after_its_usage_was_settled_takes_no_hold(
+    db: psycopg.AsyncConnection[Any],
+) -> None:
+    await _fund(db, "acc_late", parse_usd("1.00"))
+    event = usage_event("acc_late")
+    async with db.transaction():
+        await Settler(CAT, low_threshold=0).settle_batch(db, [event])
+    # The edge gave up waiting for this admission and went on; billing answers it only now.
+    cur = await db.execute(
+        "SELECT decision, hold_id, hold_amount FROM admit_request(%s, 'acc_late',"
+        " 'claude-sonnet-4-6', 'basic', now(), %s, 2000, 200, 1000000, 600)",
+        (event.request_id, parse_usd("0.01")),
+    )
+    assert await cur.fetchone() == ("admit", None, 0)
+    assert await scalar(db, "SELECT count(*) FROM holds") == 0
+    assert await scalar(db, "SELECT holds FROM accounts WHERE account_id = 'acc_late'") == 0
+    assert await audit(db) == []

@@ -67,6 +67,7 @@ class Bus:
         self._nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.closed = closed
+        self._serving: set[asyncio.Task[None]] = set()  # requests answered concurrently
 
     @classmethod
     async def connect(cls, url: str, *, name: str, connect_timeout_s: float = 5.0) -> Bus:
@@ -107,6 +108,8 @@ class Bus:
         return bool(self._nc.is_connected)
 
     async def close(self) -> None:
+        if self._serving:  # let requests in flight answer before the connection drains
+            await asyncio.wait(set(self._serving), timeout=5.0)
         try:
             await asyncio.wait_for(self._nc.drain(), timeout=5.0)
         except Exception:  # noqa: BLE001 (draining is best effort; closing is what must happen)
@@ -195,17 +198,47 @@ class Bus:
         return bytes(reply.data)
 
     async def serve(
-        self, subject: str, handler: Callable[[bytes], Awaitable[bytes]], *, queue: str
+        self,
+        subject: str,
+        handler: Callable[[bytes], Awaitable[bytes]],
+        *,
+        queue: str,
+        concurrency: int = 1,
     ) -> None:
-        """Answer requests on ``subject`` (queue group: one replica answers each request)."""
+        """Answer requests on ``subject`` (queue group: one replica answers each request).
 
-        async def on_request(msg: Msg) -> None:
+        nats-py runs a subscription's callback for one message at a time; a handler that waits
+        on I/O (a database round trip) would serialise every request behind the one before it.
+        With ``concurrency`` > 1, up to that many requests are handled at once, each in its own
+        task (the next message is taken only when a slot is free, so backpressure remains).
+        """
+
+        async def answer(msg: Msg) -> None:
             try:
-                answer = await handler(msg.data)
+                reply = await handler(msg.data)
             except Exception:  # the requester must get an answer, never a timeout
                 log.exception("request handler for %s failed", subject)
-                answer = b'{"error":"internal"}'
-            await msg.respond(answer)
+                reply = b'{"error":"internal"}'
+            await msg.respond(reply)
+
+        if concurrency <= 1:
+            await self._nc.subscribe(subject, queue=queue, cb=answer)
+            return
+        slots = asyncio.Semaphore(concurrency)
+
+        async def answer_in_slot(msg: Msg) -> None:
+            try:
+                # No one awaits this task: a connection lost meanwhile is the requester's timeout.
+                with contextlib.suppress(ConnectionClosedError, OSError):
+                    await answer(msg)
+            finally:
+                slots.release()
+
+        async def on_request(msg: Msg) -> None:
+            await slots.acquire()
+            task = asyncio.create_task(answer_in_slot(msg))
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
 
         await self._nc.subscribe(subject, queue=queue, cb=on_request)
 

@@ -69,7 +69,7 @@ class OutboxRelay:
 class SnapshotWriter:
     """Writes the balance snapshot of each account marked dirty (coalescing bursts of changes)."""
 
-    def __init__(self, pool: AsyncConnectionPool, kv: KeyValue, *, gather_s: float = 0.02) -> None:
+    def __init__(self, pool: AsyncConnectionPool, kv: KeyValue, *, gather_s: float = 0.1) -> None:
         self._pool = pool
         self._kv = kv
         self._gather_s = gather_s

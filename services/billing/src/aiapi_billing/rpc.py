@@ -64,6 +64,8 @@ class Rpc:
         commands: Commands,
         after_commit: Callable[[str], None],
         after_hold: Callable[[str], None] | None = None,
+        *,
+        concurrency: int = 16,
     ) -> None:
         self._pool = pool
         self._admitter = admitter
@@ -71,6 +73,7 @@ class Rpc:
         self._after_commit = after_commit
         # A hold moves the balance snapshot but queues no event: nothing for the outbox relay.
         self._after_hold = after_hold or after_commit
+        self._concurrency = concurrency
 
     async def serve(self, bus: Bus) -> None:
         routes: list[tuple[str, Callable[[bytes], Awaitable[bytes]]]] = [
@@ -93,7 +96,8 @@ class Rpc:
             ),
         ]
         for subject, handler in routes:
-            await bus.serve(subject, handler, queue=QUEUE)
+            # Handlers wait on PostgreSQL: answer several requests at once, not one after another.
+            await bus.serve(subject, handler, queue=QUEUE, concurrency=self._concurrency)
 
     async def _admit(self, req: AdmissionRequest) -> Record:
         reply = await self._admitter.admit(req)

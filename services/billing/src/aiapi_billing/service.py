@@ -107,7 +107,14 @@ class Service:
             batch=self.settings.settlement_batch,
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
-        rpc = Rpc(pool, admitter, Commands(self.catalogue, low), after_commit, snapshots.mark)
+        rpc = Rpc(
+            pool,
+            admitter,
+            Commands(self.catalogue, low),
+            after_commit,
+            snapshots.mark,
+            concurrency=self.settings.rpc_concurrency,
+        )
         await rpc.serve(bus)
         publisher = CataloguePublisher(pool, bus, self.catalogue)
         for subject, handler in catalogue_routes(pool, publisher):

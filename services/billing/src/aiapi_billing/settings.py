@@ -18,6 +18,7 @@ class BillingSettings(BaseServiceSettings):
     low_balance_usd: Money = Field(default=1_000_000_000, description="BalanceLow below this")
     db_pool_size: int = Field(default=10, ge=2)
     db_admission_pool_size: int = Field(default=8, ge=2)
+    rpc_concurrency: int = Field(default=16, ge=1, description="requests answered at once")
     consumer_ack_wait_s: float = Field(default=30.0, ge=1.0)
     settlement_batch: int = Field(default=256, ge=1, le=1000)
     # Test-only: exit the process (as a crash would) right after the Nth usage commit, before its
