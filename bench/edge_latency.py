@@ -3,7 +3,8 @@
 Everything runs on loopback, in subprocesses: an embedded nats-server, an admitting responder
 standing in for billing (its own process), the simulator (and a second one that waits 50 ms
 before its first byte), and ``python -m aiapi_edge`` in front of each, with authentication,
-admission, metering and the fsync'd spool all on. Every figure is printed next to the direct run
+admission, metering and the spool all on (its default durability: a commit per event, an
+fsync every 50 ms). Every figure is printed next to the direct run
 measured in the same invocation, because the machine is shared and noisy. Usage::
 
     .venv/bin/python bench/edge_latency.py [--quick]
@@ -347,7 +348,11 @@ async def bench(quick: bool) -> None:
             edge_json = json_shot(edge, edge_headers, JSON_BODY)
             direct_ttfb = ttfb_shot(sim, sim_headers, STREAM_BODY)
             edge_ttfb = ttfb_shot(edge, edge_headers, STREAM_BODY)
-            print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; times in ms\n")
+            print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; times in ms")
+            print(
+                "not pinned: the load generator, the simulators, NATS, the responder and the "
+                f"edges share the same {len(os.sched_getaffinity(0))} CPUs\n"
+            )
             await latency_pair("JSON", direct_json, edge_json, concurrency=1, count=n)
             await latency_pair("JSON", direct_json, edge_json, concurrency=64, count=4 * n)
             await latency_pair(

@@ -23,6 +23,7 @@ async def serve(settings: EdgeSettings) -> int:
         http="httptools",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # no X-Forwarded-* rewriting middleware on every request
         lifespan="on",
         log_config=None,
         timeout_graceful_shutdown=10,
