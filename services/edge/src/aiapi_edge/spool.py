@@ -206,6 +206,7 @@ class Spool:
         while not stop.is_set():
             if backlog:
                 self._commit([], self._take_acked())
+                self._fresh.clear()  # every committed row is in the table, read next
                 rows = self._oldest(batch)
                 if not rows:
                     backlog = False
