@@ -28,6 +28,13 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.events import Usage, UsageRecorded, new_event_id
 
 ACCOUNTS = 50
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -107,17 +114,27 @@ async def _settlement(bus: Bus, count: int) -> float:
     return count / (time.perf_counter() - t0)
 
 
-async def measure(nats_url: str, admissions: int, events: int) -> None:
+async def measure(nats_url: str, admissions: int, events: int, pid: int) -> None:
     bus = await Bus.connect(nats_url, name="bench")
     try:
         await _fund(bus)
         await _admissions(bus, 200)  # warm-up
+        cpu = cpu_seconds(pid)
         lat = sorted(await _admissions(bus, admissions))
+        cpu = (cpu_seconds(pid) - cpu) / admissions * 1000
         p50 = statistics.median(lat) * 1000
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000
-        print(f"admission round trip: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({admissions} requests)")
+        print(
+            f"admission round trip: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({admissions} requests);"
+            f" billing CPU {cpu:.2f} ms per admission"
+        )
+        cpu = cpu_seconds(pid)
         rate = await _settlement(bus, events)
-        print(f"settlement: {rate:,.0f} usage events/s by one billing process ({events} events)")
+        cpu = (cpu_seconds(pid) - cpu) / events * 1000
+        print(
+            f"settlement: {rate:,.0f} usage events/s by one billing process ({events} events);"
+            f" billing CPU {cpu:.2f} ms per event (relay and snapshots included)"
+        )
     finally:
         await bus.close()
 
@@ -141,7 +158,7 @@ def run(admissions: int, events: int) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "aiapi_billing"], env=env)
         try:
             _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-            asyncio.run(measure(nats.url, admissions, events))
+            asyncio.run(measure(nats.url, admissions, events, proc.pid))
         finally:
             proc.terminate()
             proc.wait(timeout=30)

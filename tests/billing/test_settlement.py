@@ -10,6 +10,7 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.events import BalanceChanged, RequestPriced
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.money import parse_usd
+from nats.js.errors import KeyNotFoundError
 
 from tests.billing.conftest import admission, admit, credit, eventually, scalar, usage_event
 
@@ -79,7 +80,11 @@ async def test_settlement_releases_the_hold_and_publishes_events_and_a_snapshot(
     kv = await bus.ensure_kv(BALANCES_BUCKET)
 
     async def snapshot_settled() -> bool:
-        snap = BalanceSnapshot.model_validate_json((await kv.get("acc_3")).value or b"")
+        try:
+            entry = await kv.get("acc_3")
+        except KeyNotFoundError:  # snapshots are written shortly after the commit, not in it
+            return False
+        snap = BalanceSnapshot.model_validate_json(entry.value or b"")
         return snap.balance == parse_usd("1.00") - expected_cost and snap.available == snap.balance
 
     await eventually(snapshot_settled)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-__all__ = ["KeyValue", "put_if_newer"]
+__all__ = ["KeyValue", "put_if_newer", "update_if_unchanged"]
 
 
 async def put_if_newer(
@@ -46,3 +46,14 @@ async def put_if_newer(
         except KeyWrongLastSequenceError:
             continue
     return False
+
+
+async def update_if_unchanged(
+    kv: KeyValue, key: str, payload: bytes, *, revision: int
+) -> int | None:
+    """Store ``payload`` only if ``key`` is still at ``revision`` (what this writer stored last,
+    so no read is needed); returns the new revision, or ``None`` if someone wrote in between."""
+    try:
+        return await kv.update(key, payload, last=revision)
+    except KeyWrongLastSequenceError:
+        return None

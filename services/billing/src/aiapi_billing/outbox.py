@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from aiapi_shared.bus import Bus, BusUnavailable
 from aiapi_shared.events.records_v1 import BalanceSnapshot
-from aiapi_shared.kv_versioned import KeyValue, put_if_newer
+from aiapi_shared.kv_versioned import KeyValue, put_if_newer, update_if_unchanged
 from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -75,6 +75,9 @@ class SnapshotWriter:
         self._gather_s = gather_s
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        # What this writer last stored per account: (KV revision, version). While the key's
+        # revision is still that one, nobody else wrote since, so the next write needs no read.
+        self._written: dict[str, tuple[int, int]] = {}
 
     def mark(self, account_id: str) -> None:
         self._dirty.add(account_id)
@@ -117,19 +120,36 @@ class SnapshotWriter:
         now = datetime.now(UTC)
         await asyncio.gather(
             *(
-                put_snapshot(
-                    self._kv,
+                self._put(
                     BalanceSnapshot(
                         account_id=str(a),
                         balance=int(b),
                         available=int(av),
                         version=int(v),
                         as_of=now,
-                    ),
+                    )
                 )
                 for a, b, av, v in rows
             )
         )
+
+    async def _put(self, snapshot: BalanceSnapshot) -> None:
+        """One conditional write on the revision this writer last stored; if another writer
+        (a replica) got in between, the read-compare-write of :func:`put_snapshot` decides."""
+        key = snapshot.account_id
+        known = self._written.get(key)
+        if known is not None and known[1] >= snapshot.version:
+            return
+        payload = snapshot.model_dump_json().encode()
+        if known is not None:
+            revision = await update_if_unchanged(self._kv, key, payload, revision=known[0])
+            if revision is not None:
+                self._written[key] = (revision, snapshot.version)
+                return
+            self._written.pop(key, None)
+        if await put_snapshot(self._kv, snapshot):
+            entry = await self._kv.get(key)
+            self._written[key] = (entry.revision or 0, snapshot.version)
 
 
 def _snapshot_version(value: bytes) -> int:
