@@ -7,9 +7,9 @@ import sys
 
 import uvicorn
 import uvloop
+from aiapi_shared.logs import configure_logging
 
 from aiapi_edge.app import create_app
-from aiapi_edge.logs import configure_logging
 from aiapi_edge.settings import EdgeSettings
 
 
