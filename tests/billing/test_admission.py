@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 from aiapi_billing.service import Service
+from aiapi_cli.embedded import EmbeddedPostgres
 from aiapi_shared.admission import EXTEND_SUBJECT, HoldExtensionReply, HoldExtensionRequest
 from aiapi_shared.bus import Bus
 from aiapi_shared.events import AccountCreated, AccountStatusChanged
@@ -121,3 +122,23 @@ async def test_tokens_per_minute_limit_counts_the_estimate(billing: Service, bus
     assert (await admit(bus, admission("acc_f", **big))).decision == "admit"  # type: ignore[arg-type]
     limited = await admit(bus, admission("acc_f", **big))  # type: ignore[arg-type]
     assert limited.decision == "rate_limited" and limited.retry_after_s
+
+
+async def test_admission_recovers_at_once_after_postgres_restarts(
+    restartable_postgres: EmbeddedPostgres, nats_url: str, bus: Bus
+) -> None:
+    # Admission's connections are not probed on checkout (a round trip saved per request): the
+    # first one found broken makes the pool replace them all and the admission is retried.
+    service = Service(billing_settings(restartable_postgres.url, nats_url))
+    await service.start()
+    try:
+        await credit(bus, "acc_g", "1.00")
+        for _ in range(10):  # every pooled admission connection has been used
+            await asyncio.gather(*(admit(bus, admission("acc_g", max_tokens=1)) for _ in range(8)))
+        restartable_postgres.stop()
+        restartable_postgres.start()
+        replies = [await admit(bus, admission("acc_g", max_tokens=1)) for _ in range(3)]
+        assert [r.decision for r in replies] == ["admit"] * 3
+    finally:
+        await service.stop()
+    await assert_books_balance(restartable_postgres.url)

@@ -97,20 +97,21 @@ class Admitter:
         return _reply(row, plan.display_name)
 
     async def _run_admit(self, params: tuple[object, ...]) -> tuple[Any, ...]:
-        """Run ``admit_request``; once more on a fresh connection if the pooled one had broken
-        (the pool does not probe connections on checkout). Retrying is safe: a request id that
-        was already admitted gets its own hold back."""
+        """Run ``admit_request``. The pool does not probe connections on checkout, so the first
+        one found broken (PostgreSQL restarted) makes the pool probe all its idle ones, once,
+        and the admission is retried. Retrying is safe: an admitted request id gets its hold."""
         for attempt in (1, 2):
             async with self._admit_pool.connection(timeout=2.0) as conn:
                 try:
                     cur = await conn.execute(_ADMIT, params)
+                    row = await cur.fetchone()
                 except OperationalError:
                     if attempt == 2 or not conn.broken:
                         raise
-                    continue
-                row = await cur.fetchone()
-                assert row is not None
-                return tuple(row)
+                    row = None
+                if row is not None:
+                    return tuple(row)
+            await self._admit_pool.check()  # the broken one went back; replace its siblings too
         raise AssertionError("unreachable")
 
     async def extend(self, req: HoldExtensionRequest) -> HoldExtensionReply:
