@@ -261,43 +261,12 @@ class Bus:
         Each message is handled in order; the handler's outcome decides ack, nak or term. The loop
         survives NATS restarts: fetch errors while disconnected are waited out.
         """
-        stop = stop or asyncio.Event()
-        config = api.ConsumerConfig(
-            durable_name=durable,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=ack_wait_s,
-            max_deliver=max_deliver,
-            filter_subject=subject,
-            deliver_policy=api.DeliverPolicy.ALL,
-        )
-        sub = await self._pull_subscribe(stream, durable, subject, config, stop)
-        if sub is None:
-            return
-        try:
-            await self._consume_loop(durable, sub, handler, batch, stop)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
-    async def _consume_loop(
-        self,
-        durable: str,
-        sub: Any,
-        handler: Callable[[Msg], Awaitable[None]],
-        batch: int,
-        stop: asyncio.Event,
-    ) -> None:
-        while not stop.is_set() and not self.closed.is_set():
-            try:
-                msgs = await sub.fetch(batch, timeout=1.0)
-            except NatsTimeoutError:
-                continue
-            except (ConnectionClosedError, NoRespondersError, OSError, NotFoundError) as exc:
-                log.warning("consumer %s fetch failed (%s); retrying", durable, type(exc).__name__)
-                await asyncio.sleep(0.5)
-                continue
+        async def one_by_one(msgs: list[Msg]) -> None:
             for msg in msgs:
                 await self._dispatch(durable, msg, handler)
+
+        await self._pull(stream, durable, subject, batch, ack_wait_s, max_deliver, stop, one_by_one)
 
     async def consume_batches(
         self,
@@ -316,6 +285,26 @@ class Bus:
         acks, :class:`RetryableError` naks with its delay, anything else terms. If the handler
         raises, the whole batch is redelivered (after the error's delay when it is retryable).
         """
+
+        async def all_at_once(msgs: list[Msg]) -> None:
+            await self._dispatch_batch(durable, msgs, handler)
+
+        await self._pull(
+            stream, durable, subject, batch, ack_wait_s, max_deliver, stop, all_at_once
+        )
+
+    async def _pull(
+        self,
+        stream: str,
+        durable: str,
+        subject: str,
+        batch: int,
+        ack_wait_s: float,
+        max_deliver: int,
+        stop: asyncio.Event | None,
+        on_fetched: Callable[[list[Msg]], Awaitable[None]],
+    ) -> None:
+        """The durable pull loop both consumers share: declare, fetch, hand over, survive outages."""
         stop = stop or asyncio.Event()
         config = api.ConsumerConfig(
             durable_name=durable,
@@ -338,7 +327,7 @@ class Bus:
                     log.warning("consumer %s fetch failed (%s)", durable, type(exc).__name__)
                     await asyncio.sleep(0.5)
                     continue
-                await self._dispatch_batch(durable, msgs, handler)
+                await on_fetched(msgs)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
