@@ -14,7 +14,9 @@ same run measures the simulator directly, so every figure has its own baseline. 
 
 Prints: requests/s through the edge with every request settled, and the direct simulator's
 requests/s; p50/p99 latency at the chosen concurrency and at concurrency 1 (edge and direct, and
-the difference); the CPU seconds each process spent during the loaded run.
+the difference), and at concurrency 1 again once accounts' usage consumer is deleted (the
+last measurement; it isolates what that consumer costs the edge's latency); the CPU seconds each
+process spent during the loaded run.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import orjson
 import uvloop
 from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from aiapi_cli.ports import free_port
+from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd, parse_usd
 
@@ -57,6 +60,7 @@ BODY = orjson.dumps(
 )
 HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
 START_USD = "100.00"
+ACCOUNTS_USAGE_CONSUMER = "accounts-key-last-used"
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -350,7 +354,7 @@ async def wait_quiet(
 def latency_line(label: str, direct: Run, edge: Run) -> str:
     d50, d99, e50, e99 = (pct(r.latencies, q) for r in (direct, edge) for q in (0.5, 0.99))
     return (
-        f"{label:<16} direct p50 {d50:6.2f} p99 {d99:6.2f} ms | edge p50 {e50:6.2f} p99"
+        f"{label:<22} direct p50 {d50:6.2f} p99 {d99:6.2f} ms | edge p50 {e50:6.2f} p99"
         f" {e99:6.2f} ms | edge adds p50 {e50 - d50:+.2f} ms, p99 {e99 - d99:+.2f} ms"
     )
 
@@ -393,6 +397,15 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
 
         c1_direct = await drive(direct, count=1000, concurrency=1)
         c1_edge = await drive(edge, count=1000, concurrency=1)
+        # The same, once accounts' usage consumer (keys' last-used times) is gone: it is what
+        # the edge's latency at concurrency 1 depends on (docs/billing.md, Benchmark).
+        bus = await Bus.connect(stack.nats.url, name="bench")
+        try:
+            await bus.js.delete_consumer("USAGE", ACCOUNTS_USAGE_CONSUMER)
+        finally:
+            await bus.close()
+        await asyncio.sleep(1.0)
+        c1_bare = await drive(edge, count=1000, concurrency=1)
 
     moved = sum(b for b, _ in before.values()) - sum(b for b, _ in after.values())
     ok = through.statuses == {200: requests} and moved == through.cost
@@ -416,6 +429,7 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
     )
     print(latency_line(f"c={concurrency}", direct_run, through))
     print(latency_line("c=1", c1_direct, c1_edge))
+    print(latency_line("c=1, no acct. consumer", c1_direct, c1_bare))
     window = settled_at - started
     print(f"\nCPU seconds over the edge run until all settled ({window:.2f} s), by process:")
     for name, now in cpu_after.items():
