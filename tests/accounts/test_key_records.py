@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from aiapi_accounts.consumers import Consumers
 from aiapi_shared import apikeys
 from aiapi_shared.events.billing_v1 import PlanPurchased
 from aiapi_shared.events.records_v1 import KeyRecord
@@ -129,3 +130,50 @@ async def test_a_plan_purchase_event_switches_the_plan_without_the_reply(running
     assert account.plan == "pro"
     # A purchase for an account accounts does not know is acknowledged and ignored.
     await running.bus.publish_event(PlanPurchased(account_id="acc_unknown", plan="pro", price=1))
+
+
+class _RecordingAccounts:
+    """Stands in for the accounts commands only to count the writes the consumer asks for."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, datetime]] = []
+
+    async def note_key_used(self, key_id: str, when: datetime, resolution_s: int) -> None:
+        self.writes.append((key_id, when))
+
+
+class _Msg:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+async def test_last_used_is_written_at_most_once_per_resolution_per_key() -> None:
+    recorder = _RecordingAccounts()
+    consumers = Consumers(None, recorder, last_used_resolution_s=60)  # type: ignore[arg-type]
+    start = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+    def event(key_id: str, seconds: int) -> bytes:
+        finished = start + timedelta(seconds=seconds)
+        return UsageRecorded(
+            event_id=f"req_{key_id}_{seconds}",
+            request_id=f"req_{key_id}_{seconds}",
+            account_id="acc_1",
+            key_id=key_id,
+            model="claude-haiku-4-5",
+            requested_model="claude-haiku-4-5",
+            plan="basic",
+            route="anthropic",
+            started_at=finished,
+            finished_at=finished,
+            outcome="ok",
+            status_code=200,
+            usage=Usage(input_tokens=1, output_tokens=1),
+        ).to_json()
+
+    for key_id, seconds in [("k1", 0), ("k1", 10), ("k2", 20), ("k1", 59), ("k1", 61), ("k2", 30)]:
+        await consumers.on_usage(_Msg(event(key_id, seconds)))  # type: ignore[arg-type]
+    assert recorder.writes == [
+        ("k1", start),
+        ("k2", start + timedelta(seconds=20)),
+        ("k1", start + timedelta(seconds=61)),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from aiapi_shared.bus import Bus, decode_event
 from aiapi_shared.events.billing_v1 import PlanPurchased
@@ -13,6 +14,7 @@ from aiapi_accounts.commands import Accounts
 from aiapi_accounts.errors import NotFound
 
 USAGE_DURABLE = "accounts-key-last-used"
+_MAX_NOTED = 100_000
 PLAN_DURABLE = "accounts-plan-purchased"
 
 
@@ -21,6 +23,9 @@ class Consumers:
         self._bus = bus
         self._accounts = accounts
         self._resolution_s = last_used_resolution_s
+        # When each key was last written: most usage events then need no database work at all
+        # (the consumer runs beside the hot path on the same machine; every query there costs).
+        self._noted: dict[str, datetime] = {}
 
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         return [
@@ -48,7 +53,13 @@ class Consumers:
 
     async def on_usage(self, msg: Msg) -> None:
         event = decode_event(UsageRecorded, msg.data)
+        noted = self._noted.get(event.key_id)
+        if noted is not None and (event.finished_at - noted).total_seconds() < self._resolution_s:
+            return
         await self._accounts.note_key_used(event.key_id, event.finished_at, self._resolution_s)
+        if len(self._noted) >= _MAX_NOTED:
+            self._noted.clear()
+        self._noted[event.key_id] = event.finished_at
 
     async def on_plan_purchased(self, msg: Msg) -> None:
         """The purchase's reply may have been lost on its way to us; this switches the plan
