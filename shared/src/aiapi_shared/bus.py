@@ -279,15 +279,21 @@ class Bus:
         ack_wait_s: float = 30.0,
         max_deliver: int = -1,
         stop: asyncio.Event | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         """Like :meth:`consume`, but the handler gets every fetched message at once (one database
         transaction for many messages) and returns one outcome per message, in order: ``None``
         acks, :class:`RetryableError` naks with its delay, anything else terms. If the handler
         raises, the whole batch is redelivered (after the error's delay when it is retryable).
+        ``linger_s``: after a batch shorter than ``batch``, wait that long before the next fetch,
+        so that messages trickling in one at a time are handled together (a fixed cost per batch,
+        such as a commit, is then shared) at the price of that much more delay.
         """
 
         async def all_at_once(msgs: list[Msg]) -> None:
             await self._dispatch_batch(durable, msgs, handler)
+            if linger_s > 0 and len(msgs) < batch:
+                await asyncio.sleep(linger_s)
 
         await self._pull(
             stream, durable, subject, batch, ack_wait_s, max_deliver, stop, all_at_once

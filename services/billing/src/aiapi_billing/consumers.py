@@ -55,6 +55,7 @@ class Consumers:
     crash_after_commits: int = 0
     ack_wait_s: float = 30.0
     batch: int = 256
+    linger_s: float = 0.0
     counters: Counters = field(default_factory=Counters)
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -66,6 +67,7 @@ class Consumers:
             batch=self.batch,
             ack_wait_s=self.ack_wait_s,
             stop=stop,
+            linger_s=self.linger_s,
         )
         specs = (
             ("PAYMENTS", "billing-deposits", "payments.v1.deposit.*", self.on_deposit),

@@ -105,6 +105,7 @@ class Service:
             crash_after_commits=self.settings.billing_crash_after_commits,
             ack_wait_s=self.settings.consumer_ack_wait_s,
             batch=self.settings.settlement_batch,
+            linger_s=self.settings.settlement_linger_s,
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         rpc = Rpc(
