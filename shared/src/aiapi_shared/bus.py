@@ -223,6 +223,7 @@ class Bus:
 
         if concurrency <= 1:
             await self._nc.subscribe(subject, queue=queue, cb=answer)
+            await self._subscribed()
             return
         slots = asyncio.Semaphore(concurrency)
 
@@ -241,6 +242,13 @@ class Bus:
             task.add_done_callback(self._serving.discard)
 
         await self._nc.subscribe(subject, queue=queue, cb=on_request)
+        await self._subscribed()
+
+    async def _subscribed(self) -> None:
+        """Wait until the server has the subscription (a PING/PONG round trip after the SUB), so
+        that a service reporting ready after ``serve`` never answers "no responders"."""
+        with contextlib.suppress(NatsTimeoutError, ConnectionClosedError):
+            await self._nc.flush(timeout=5)
 
     # -- consuming ----------------------------------------------------------------------------
 
