@@ -14,6 +14,7 @@ from aiapi_accounts.commands import Accounts
 from aiapi_accounts.errors import NotFound
 
 USAGE_DURABLE = "accounts-key-last-used"
+USAGE_LINGER_S = 0.25
 _MAX_NOTED = 100_000
 PLAN_DURABLE = "accounts-plan-purchased"
 
@@ -36,6 +37,9 @@ class Consumers:
                     subject=UsageRecorded.subject,
                     handler=self.on_usage,
                     stop=stop,
+                    # Last-used times are kept to seconds: no need to wake for every request
+                    # (light traffic would otherwise cost a fetch per usage event).
+                    linger_s=USAGE_LINGER_S,
                 ),
                 name=USAGE_DURABLE,
             ),
