@@ -45,12 +45,20 @@ from aiapi_accounts.repository import Conn, Session
 
 # The only sign-in failure message: the same for an unknown email and a wrong password.
 BAD_CREDENTIALS = "invalid email or password"
+# The only failure of accepting an invitation: unknown, used, superseded and expired alike.
+BAD_INVITATION = "invalid or expired invitation"
 
 
 @dataclass(frozen=True)
 class IssuedKey:
     key: ApiKey
     secret: str  # shown once, to the caller that asked for it; never stored, never logged
+
+
+@dataclass(frozen=True)
+class Invitation:
+    token: str  # shown once, to the operator; only its hash is stored, never logged
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -69,12 +77,14 @@ class Accounts:
         throttle: Throttle,
         *,
         session_ttl_s: int,
+        invitation_ttl_s: int = 7 * 24 * 3600,
     ) -> None:
         self._pool = pool
         self._relay = relay
         self._passwords = passwords
         self._throttle = throttle
         self._session_ttl_s = session_ttl_s
+        self._invitation_ttl_s = invitation_ttl_s
 
     # -- accounts -------------------------------------------------------------------------------
 
@@ -200,22 +210,61 @@ class Accounts:
             async with self._pool.connection() as conn:
                 await repository.record_failure(conn, scopes)
             raise Unauthenticated(BAD_CREDENTIALS)
-        token = new_secret_token()
         async with self._pool.connection() as conn:
             await repository.clear_failures(conn, scopes[0])
             if stored and self._passwords.needs_rehash(stored):
                 rehashed = await self._passwords.hash(password)
                 await repository.update_account(conn, account.id, "password_hash", rehashed)
-            session = await repository.insert_session(
-                conn,
-                new_session_id(),
-                token_hash(token),
-                account.id,
-                new_secret_token(),
-                user_agent,
-                self._session_ttl_s,
-            )
+            return await self._open_session(conn, account, user_agent)
+
+    async def _open_session(self, conn: Conn, account: Account, user_agent: str) -> SignedIn:
+        token = new_secret_token()
+        session = await repository.insert_session(
+            conn,
+            new_session_id(),
+            token_hash(token),
+            account.id,
+            new_secret_token(),
+            user_agent,
+            self._session_ttl_s,
+        )
         return SignedIn(account, session, token)
+
+    # -- invitations ----------------------------------------------------------------------------
+
+    async def invite(self, account_id: str) -> Invitation:
+        """A one-time token that lets the account's owner set a password; older unused
+        invitations of the account stop working."""
+        token = new_secret_token()
+        async with self._pool.connection() as conn:
+            await _existing(conn, account_id, for_update=True)
+            expires_at = await repository.insert_invitation(
+                conn, account_id, token_hash(token), self._invitation_ttl_s
+            )
+        return Invitation(token, expires_at)
+
+    async def accept_invitation(
+        self, token: str, password: str, ip: str, user_agent: str
+    ) -> SignedIn:
+        """Set the password, consume the token, end every other session and sign in. Throttled
+        per client address like sign-in; every bad token gets the same 401."""
+        scope = f"ip:{ip}"
+        async with self._pool.connection() as conn:
+            await self._check_throttle(conn, ((scope, self._throttle.max_per_ip),))
+        check_password_rules(password)
+        # Hashed before the lookup, so a bad token costs as much time as a good one.
+        new_hash = await self._passwords.hash(password)
+        async with self._pool.connection() as conn:
+            account_id = await repository.consume_invitation(conn, token_hash(token))
+            account = await repository.get_account(conn, account_id) if account_id else None
+            if account is None:
+                await conn.rollback()
+                await repository.record_failure(conn, (scope,))
+                await conn.commit()
+                raise Unauthenticated(BAD_INVITATION)
+            await repository.update_account(conn, account.id, "password_hash", new_hash)
+            await repository.revoke_sessions_except(conn, account.id, None)
+            return await self._open_session(conn, account, user_agent)
 
     async def _check_throttle(self, conn: Conn, limits: tuple[tuple[str, int], ...]) -> None:
         window = self._throttle.window_s

@@ -239,6 +239,39 @@ async def revoke_sessions_except(conn: Conn, account_id: str, keep_id: str | Non
     )
 
 
+# -- invitations ----------------------------------------------------------------------------------
+
+
+async def insert_invitation(conn: Conn, account_id: str, token_hash: str, ttl_s: int) -> datetime:
+    """A new invitation; the account's older unused ones stop working. Returns its expiry."""
+    await conn.execute(
+        b"UPDATE invitations SET superseded_at = now() WHERE account_id = %s"
+        b" AND used_at IS NULL AND superseded_at IS NULL",
+        (account_id,),
+    )
+    row = await _one(
+        conn,
+        "INSERT INTO invitations (account_id, token_hash, expires_at)"
+        " VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING expires_at",
+        (account_id, token_hash, ttl_s),
+    )
+    assert row is not None
+    expires_at: datetime = row["expires_at"]
+    return expires_at
+
+
+async def consume_invitation(conn: Conn, token_hash: str) -> str | None:
+    """Mark a live invitation used (once: the row update is atomic); its account id, or None
+    when the token is unknown, used, superseded or expired."""
+    row = await _one(
+        conn,
+        "UPDATE invitations SET used_at = now() WHERE token_hash = %s AND used_at IS NULL"
+        " AND superseded_at IS NULL AND expires_at > now() RETURNING account_id",
+        (token_hash,),
+    )
+    return str(row["account_id"]) if row else None
+
+
 # -- sign-in throttling ----------------------------------------------------------------------------
 
 

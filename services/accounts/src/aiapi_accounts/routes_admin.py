@@ -18,6 +18,7 @@ from aiapi_accounts.schemas import (
     AdjustmentAnswer,
     AdjustmentBody,
     CreateAccountBody,
+    InvitationAnswer,
     KeyCreateBody,
     KeyCreatedAnswer,
     PatchAccountBody,
@@ -118,6 +119,12 @@ async def revoke_key(request: Request) -> Response:
     return no_content()
 
 
+async def invite(request: Request) -> Response:
+    require_admin(request)
+    invitation = await context(request).accounts.invite(request.path_params["id"])
+    return answer(InvitationAnswer(token=invitation.token, expires_at=invitation.expires_at), 201)
+
+
 async def deposit_addresses(request: Request) -> Response:
     require_admin(request)
     ctx = context(request)
@@ -157,6 +164,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "operator", KeyCreateBody, KeyCreatedAnswer, status=201, errors=(400, 404)),
     Endpoint("DELETE", _A + "/{id}/keys/{key_id}", revoke_key, "Revoke an API key", "admin",
              "operator", status=204, errors=(404,)),
+    Endpoint("POST", _A + "/{id}/invitations", invite,
+             "Invite the owner to set a password (one-time token, shown once)", "admin",
+             "operator", None, InvitationAnswer, status=201, errors=(404,)),
     Endpoint("GET", _A + "/{id}/deposit-addresses", deposit_addresses,
              "Deposit addresses (empty while payments is not running)", "admin", "operator",
              None, DepositAddress, many=True, errors=(404,)),

@@ -8,6 +8,7 @@ from aiapi_shared.payments_api import Deposit, DepositAddress
 from starlette.requests import Request
 from starlette.responses import Response
 
+from aiapi_accounts.commands import SignedIn
 from aiapi_accounts.errors import Forbidden, InvalidRequest
 from aiapi_accounts.http import (
     answer,
@@ -21,6 +22,7 @@ from aiapi_accounts.http import (
 )
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.schemas import (
+    AcceptInvitationBody,
     AccountAnswer,
     BalanceAnswer,
     CredentialsBody,
@@ -45,13 +47,18 @@ async def sign_up(request: Request) -> Response:
 
 async def sign_in(request: Request) -> Response:
     body = await read_body(request, CredentialsBody)
-    ctx = context(request)
-    signed = await ctx.accounts.sign_in(
+    signed = await context(request).accounts.sign_in(
         body.email,
         body.password,
         client_address(request),
         request.headers.get("user-agent", ""),
     )
+    return _signed_in(request, signed)
+
+
+def _signed_in(request: Request, signed: SignedIn) -> Response:
+    """The sign-in answer and cookies (sign-in and accepting an invitation answer alike)."""
+    settings = context(request).settings
     response = answer(
         SignInAnswer(
             account=AccountAnswer.of(signed.account),
@@ -64,10 +71,21 @@ async def sign_in(request: Request) -> Response:
         response,
         signed.token,
         signed.session.csrf_token,
-        ctx.settings.session_ttl_s,
-        ctx.settings.cookie_secure,
+        settings.session_ttl_s,
+        settings.cookie_secure,
     )
     return response
+
+
+async def accept_invitation(request: Request) -> Response:
+    body = await read_body(request, AcceptInvitationBody)
+    signed = await context(request).accounts.accept_invitation(
+        body.token,
+        body.password,
+        client_address(request),
+        request.headers.get("user-agent", ""),
+    )
+    return _signed_in(request, signed)
 
 
 async def sign_out(request: Request) -> Response:
@@ -225,6 +243,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "none", "auth", CredentialsBody, SignUpAnswer, status=202, errors=(400, 429)),
     Endpoint("POST", "/api/v1/auth/sign-in", sign_in, "Sign in; sets the session and CSRF cookies",
              "none", "auth", CredentialsBody, SignInAnswer, errors=(400, 401, 429)),
+    Endpoint("POST", "/api/v1/auth/accept-invitation", accept_invitation,
+             "Set the password with an operator's invitation and sign in (same answer as sign-in)",
+             "none", "auth", AcceptInvitationBody, SignInAnswer, errors=(400, 401, 429)),
     Endpoint("POST", "/api/v1/auth/sign-out", sign_out, "End this session", "session", "auth",
              status=204, errors=_W),
     Endpoint("GET", "/api/v1/plans", plans, "The plans on sale", "none", "account", None,

@@ -102,6 +102,11 @@ class KeyCreatedAnswer(Answer):
     created_at: datetime
 
 
+class InvitationAnswer(Answer):
+    token: str = Field(description="one-time token for the customer; shown only in this answer")
+    expires_at: datetime
+
+
 class RateAnswer(Answer):
     asset: Literal["ETH", "BTC"]
     usd: Money
@@ -119,6 +124,11 @@ class CredentialsBody(Body):
 class PasswordChangeBody(Body):
     current_password: str = Field(max_length=1024)
     new_password: str = Field(max_length=1024)
+
+
+class AcceptInvitationBody(Body):
+    token: str = Field(max_length=200)
+    password: str = Field(max_length=1024)
 
 
 class UpgradeBody(Body):

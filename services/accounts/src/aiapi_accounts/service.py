@@ -64,6 +64,7 @@ class Service:
                 s.sign_in_window_s, s.sign_in_max_failures_per_email, s.sign_in_max_failures_per_ip
             ),
             session_ttl_s=s.session_ttl_s,
+            invitation_ttl_s=s.invitation_ttl_s,
         )
         self.ctx = Context(s, accounts, Peers(self.bus, timeout_s=s.peer_timeout_s), self.catalogue)
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))

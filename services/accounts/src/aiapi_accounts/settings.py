@@ -21,6 +21,8 @@ class AccountsSettings(BaseServiceSettings):
     sign_in_window_s: int = Field(default=15 * 60, gt=0)
     sign_in_max_failures_per_email: int = Field(default=5, gt=0)
     sign_in_max_failures_per_ip: int = Field(default=50, gt=0)
+    # How long an operator's invitation (the one-time token that sets a password) stays usable.
+    invitation_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     # How long accounts waits for billing or payments to answer a request.
     peer_timeout_s: float = Field(default=5.0, gt=0)
     # A key's last-used time is only written when it moved by more than this (coarse on purpose).

@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     set_plan.add_argument("plan", choices=["basic", "pro"])
     acc.add_parser("suspend").add_argument("id")
     acc.add_parser("activate").add_argument("id")
+    acc.add_parser(
+        "invite", help="a one-time token that lets the owner set a password"
+    ).add_argument("id")
 
     adjust = groups.add_parser("adjust", help="credit (positive) or debit (negative) USD")
     adjust.add_argument("id")
@@ -130,6 +133,7 @@ def _accounts_call(args: argparse.Namespace) -> Call:
         "set-plan": lambda: Call("PATCH", f"{base}/{args.id}", {"plan": args.plan}),
         "suspend": lambda: Call("PATCH", f"{base}/{args.id}", {"status": "suspended"}),
         "activate": lambda: Call("PATCH", f"{base}/{args.id}", {"status": "active"}),
+        "invite": lambda: Call("POST", f"{base}/{args.id}/invitations"),
     }
     return builders[args.action]()
 
