@@ -171,27 +171,23 @@ class MessagesRoute:
         finally:
             if guard is not None:
                 guard.close()
+        end = exchange.end_stream(
+            client_left=client_left,
+            cut=result == "cut" and guard is not None,
+            upstream_error=meter.error is not None,
+            complete=meter.complete,
+        )
         tail = b""
-        if result == "cut" and guard is not None:
+        separator = b"" if reader.at_boundary else b"\n\n"
+        if end == "cut" and guard is not None:
             guard.meter_cut()
-            exchange.outcome = "client_disconnected" if client_left else "stream_error"
-            exchange.client_disconnected = client_left
-            tail = (b"\n\n" if not reader.at_boundary else b"") + sse_error_event(
-                "insufficient_balance", INSUFFICIENT_BALANCE_MESSAGE
-            )
-        elif client_left:
-            exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
-        elif meter.error is not None:
-            exchange.outcome = "stream_error"
-        elif not meter.complete:
-            exchange.outcome = "stream_error"
+            tail = separator + sse_error_event("insufficient_balance", INSUFFICIENT_BALANCE_MESSAGE)
+        elif end == "truncated":
             message = (
                 "The upstream stream ended early."
                 if result == "ended"
-                else ("The upstream connection failed.")
+                else "The upstream connection failed."
             )
-            tail = (b"\n\n" if not reader.at_boundary else b"") + sse_error_event(
-                "api_error", message
-            )
+            tail = separator + sse_error_event("api_error", message)
         await self._gw.record(exchange)
         await send({"type": "http.response.body", "body": tail, "more_body": False})

@@ -13,6 +13,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from aiapi_shared.catalogue import Catalogue, ModelEntry
 from aiapi_shared.events.records_v1 import KeyRecord
@@ -60,6 +61,9 @@ def well_shaped(key: str) -> bool:
     return key.startswith(KEY_PREFIX) and 0 < len(key) <= _MAX_KEY_LENGTH and body.isalnum()
 
 
+StreamEnd = Literal["complete", "cut", "client_left", "upstream_error", "truncated"]
+
+
 @dataclass(slots=True)
 class Exchange:
     """One admitted inference request, from admission to its usage event."""
@@ -77,6 +81,23 @@ class Exchange:
     client_disconnected: bool = False
     recorded: bool = False
     max_tokens: int = 0
+
+    def end_stream(
+        self, *, client_left: bool, cut: bool, upstream_error: bool, complete: bool
+    ) -> StreamEnd:
+        """Record how a stream ended (both routes share the rule); the route tells the client
+        what it still needs to hear, in its own format: a cut and a truncation get an error."""
+        self.client_disconnected = client_left
+        if cut:
+            self.outcome = "client_disconnected" if client_left else "stream_error"
+            return "cut"
+        if client_left:
+            self.outcome = "client_disconnected"
+            return "client_left"
+        if upstream_error or not complete:
+            self.outcome = "stream_error"
+            return "upstream_error" if upstream_error else "truncated"
+        return "complete"
 
 
 class Gateway:

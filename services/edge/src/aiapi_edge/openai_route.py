@@ -199,22 +199,21 @@ class ChatCompletionsRoute:
         finally:
             if guard is not None:
                 guard.close()
+        end = exchange.end_stream(
+            client_left=client_left,
+            cut=result == "cut" and guard is not None,
+            upstream_error=meter.error is not None,
+            complete=meter.complete,
+        )
         tail = b""
-        if result == "cut" and guard is not None:
+        if end == "cut" and guard is not None:
             guard.meter_cut()
-            exchange.outcome = "client_disconnected" if client_left else "stream_error"
-            exchange.client_disconnected = client_left
             tail = _frame(
                 translator.error_chunk(
                     INSUFFICIENT_BALANCE_MESSAGE, "insufficient_balance", "insufficient_balance"
                 )
             )
-        elif client_left:
-            exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
-        elif meter.error is not None:
-            exchange.outcome = "stream_error"
-        elif not meter.complete:
-            exchange.outcome = "stream_error"
+        elif end == "truncated":
             tail = _frame(translator.error_chunk("The upstream stream ended early."))
         await self._gw.record(exchange)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
