@@ -313,6 +313,17 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
         assert aliased.json()["catalogue"]["aliases"] == {"claude-next": "claude-next-5"}
         refused = admin.put("/admin/v1/catalogue/aliases/x", json={"target": "no-such-model"})
         assert refused.status_code == 404, refused.text
+        typo = admin.put(
+            "/admin/v1/catalogue/models/claude-next-5",
+            json={"display_name": "x", "context_window": 1, "max_output_tokens": 1, "input": "1"},
+        )
+        assert typo.status_code == 400, typo.text
+        assert "input" in typo.json()["error"]["message"]
+        unpriced = admin.put(
+            "/admin/v1/catalogue/models/claude-unpriced",
+            json={"display_name": "x", "context_window": 1000, "max_output_tokens": 100},
+        )
+        assert unpriced.status_code == 400, unpriced.text
 
         def listed() -> bool:
             answer = httpx.get(

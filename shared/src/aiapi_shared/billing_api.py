@@ -138,10 +138,10 @@ class CatalogueQuery(Record):
     pass
 
 
-class PutModelCommand(Record):
-    """Add or change a model; a new model needs its first price (it is sold from that moment)."""
+class ModelSpec(Record):
+    """A model as the operator describes it; a new model needs its first price (it is sold from
+    ``effective_from``, or now)."""
 
-    id: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")
     display_name: str = Field(min_length=1, max_length=200)
     context_window: int = Field(gt=0)
     max_output_tokens: int = Field(gt=0)
@@ -150,6 +150,12 @@ class PutModelCommand(Record):
     input_usd_per_mtok: Money | None = None
     output_usd_per_mtok: Money | None = None
     effective_from: AwareDatetime | None = None
+
+
+class PutModelCommand(ModelSpec):
+    """Add or change the model ``id``."""
+
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9._-]*$")
 
 
 class PutAliasCommand(Record):

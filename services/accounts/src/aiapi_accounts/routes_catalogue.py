@@ -10,12 +10,12 @@ from __future__ import annotations
 from aiapi_shared.billing_api import (
     AddPriceCommand,
     CatalogueReply,
+    ModelSpec,
     PutAliasCommand,
     PutModelCommand,
 )
-from aiapi_shared.catalogue import ModelTraits
 from aiapi_shared.money import Money
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,15 +24,10 @@ from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.schemas import Body
 
 
-class ModelBody(Body):
-    display_name: str = Field(min_length=1, max_length=200)
-    context_window: int = Field(gt=0)
-    max_output_tokens: int = Field(gt=0)
-    traits: ModelTraits = ModelTraits()
-    on_sale: bool = True
-    input_usd_per_mtok: Money | None = None
-    output_usd_per_mtok: Money | None = None
-    effective_from: AwareDatetime | None = None
+class ModelBody(ModelSpec):
+    """The operator's description of a model; unknown fields are refused (a typo is an error)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AliasBody(Body):
