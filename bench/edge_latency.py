@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from aiapi_edge.mirrors import key_digest
 from aiapi_shared.admission import ADMIT_SUBJECT, AdmissionReply, AdmissionRequest
 from aiapi_shared.bus import Bus
 from aiapi_shared.events.records_v1 import KEYS_BUCKET, KeyRecord
+from aiapi_testkit.process import ServiceProcess
 
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -95,43 +95,18 @@ LONG_STREAM_BODY = orjson.dumps(
 # -- processes ------------------------------------------------------------------------------
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited during start-up")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 (loopback)
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(url)
+def start(argv: list[str], env: dict[str, str], health: str, log: Path) -> ServiceProcess:
+    return ServiceProcess(argv, env=env, health_url=health, log_path=log).start(timeout_s=30)
 
 
-def start(argv: list[str], env: dict[str, str], health: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    wait_healthy(health, proc)
-    return proc
-
-
-def start_simulator(latency_ms: int, logs: Path) -> tuple[str, subprocess.Popen[bytes]]:
+def start_simulator(latency_ms: int, logs: Path) -> tuple[str, ServiceProcess]:
     port = free_port()
     argv = [PY, "-m", "aiapi_simulator", "--port", str(port), "--latency-ms", str(latency_ms)]
     url = f"http://127.0.0.1:{port}"
     return url, start(argv, {}, url + "/healthz", logs / f"sim-{latency_ms}.log")
 
 
-def start_edge(
-    nats_url: str, upstream: str, data: Path, name: str
-) -> tuple[str, subprocess.Popen[bytes]]:
+def start_edge(nats_url: str, upstream: str, data: Path, name: str) -> tuple[str, ServiceProcess]:
     port = free_port()
     env = {
         "AIAPI_NATS_URL": nats_url,
@@ -332,9 +307,9 @@ async def bench(quick: bool) -> None:
         data = Path(tmp)
         nats = EmbeddedNats(data / "nats")
         nats.start()
-        procs: list[subprocess.Popen[bytes]] = []
+        procs: list[ServiceProcess] = []
+        responder = start_responder(nats.url, key)
         try:
-            procs.append(start_responder(nats.url, key))
             sim, p = start_simulator(0, data)
             procs.append(p)
             slow_sim, p = start_simulator(50, data)
@@ -370,13 +345,15 @@ async def bench(quick: bool) -> None:
                 names=("passthrough", "openai"),
             )
             print()
-            await cpu_per_request("JSON", edge_proc.pid, edge_json, n)
+            edge_pid = edge_proc.pid
+            assert edge_pid is not None
+            await cpu_per_request("JSON", edge_pid, edge_json, n)
             await cpu_per_request(
-                "26-event stream", edge_proc.pid, json_shot(edge, edge_headers, STREAM_BODY), n
+                "26-event stream", edge_pid, json_shot(edge, edge_headers, STREAM_BODY), n
             )
             await cpu_per_request(
                 "OpenAI JSON",
-                edge_proc.pid,
+                edge_pid,
                 json_shot(edge, edge_headers, CHAT_BODY, "/v1/chat/completions"),
                 n,
             )
@@ -394,15 +371,12 @@ async def bench(quick: bool) -> None:
             print(
                 f"50 ms upstream c=64: direct {d:,.0f} req/s, edge {e:,.0f} req/s ({e / d:.1%} of direct)"
             )
-            await memory_over_streams(edge, edge_headers, edge_proc.pid, 1000)
+            await memory_over_streams(edge, edge_headers, edge_pid, 1000)
         finally:
             for proc in reversed(procs):
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                proc.stop()
+            responder.terminate()
+            responder.wait(timeout=15)
             nats.stop()
 
 

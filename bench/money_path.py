@@ -25,11 +25,9 @@ import argparse
 import asyncio
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -45,6 +43,7 @@ from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd, parse_usd
+from aiapi_testkit.process import ServiceProcess
 
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -66,51 +65,25 @@ ACCOUNTS_USAGE_CONSUMER = "accounts-key-last-used"
 # -- processes ------------------------------------------------------------------------------
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited during start-up")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 (loopback)
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
-
-
 @dataclass
 class Stack:
     data: Path
     pg: EmbeddedPostgres
     nats: EmbeddedNats
-    procs: dict[str, subprocess.Popen[bytes]]
+    procs: dict[str, ServiceProcess]
     sim_url: str = ""
     edge_url: str = ""
     accounts_url: str = ""
     admin_token: str = ""
 
     def start(self, name: str, argv: list[str], env: dict[str, str], health: str) -> None:
-        with (self.data / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        proc = ServiceProcess(argv, env=env, health_url=health, log_path=self.data / f"{name}.log")
         self.procs[name] = proc
-        wait_healthy(health, proc)
+        proc.start(timeout_s=60)
 
     def stop(self) -> None:
         for proc in reversed(self.procs.values()):
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.stop(timeout_s=20)
         self.nats.stop()
         self.pg.stop()
 
@@ -370,7 +343,7 @@ async def warm_up(edge: Shot, keys: list[str]) -> None:
 
 
 def cpu_snapshot(stack: Stack) -> dict[str, dict[int, float]]:
-    roots = {name: p.pid for name, p in stack.procs.items()}
+    roots = {name: p.pid or 0 for name, p in stack.procs.items()}
     roots["postgres"] = stack.pg.pid or 0
     roots["nats"] = stack.nats.pid or 0
     return {name: cpu_seconds(pid) for name, pid in roots.items()}
