@@ -4,10 +4,12 @@ Everything runs on loopback, in subprocesses: an embedded nats-server, an admitt
 standing in for billing (its own process), the simulator (and a second one that waits 50 ms
 before its first byte), and ``python -m aiapi_edge`` in front of each, with authentication,
 admission, metering and the spool all on (its default durability: a commit per event, an
-fsync every 50 ms). Every figure is printed next to the direct run
+fsync every 50 ms). Admission is the edge's default, leases granted by the responder as billing
+grants them to an account with money (``--admission per-request``: one round trip per request, as
+with leases turned off). Every figure is printed next to the direct run
 measured in the same invocation, because the machine is shared and noisy. Usage::
 
-    .venv/bin/python bench/edge_latency.py [--quick]
+    .venv/bin/python bench/edge_latency.py [--quick] [--admission lease|per-request]
 
 Measures: latency added at p50/p99 (JSON, and streaming time to first byte) at concurrency 1
 and 64; CPU time of the edge process per request (from /proc); requests/s at saturation; the
@@ -36,7 +38,19 @@ import uvloop
 from aiapi_cli.embedded import EmbeddedNats
 from aiapi_cli.ports import free_port
 from aiapi_edge.mirrors import key_digest
-from aiapi_shared.admission import ADMIT_SUBJECT, AdmissionReply, AdmissionRequest
+from aiapi_shared.admission import (
+    ADMIT_SUBJECT,
+    LEASE_CLOSE_SUBJECT,
+    LEASE_GRANT_SUBJECT,
+    LEASE_TOP_UP_SUBJECT,
+    AdmissionReply,
+    AdmissionRequest,
+    LeaseCloseReply,
+    LeaseGrantReply,
+    LeaseGrantRequest,
+    LeaseTopUpReply,
+    LeaseTopUpRequest,
+)
 from aiapi_shared.bus import Bus
 from aiapi_shared.events.records_v1 import KEYS_BUCKET, KeyRecord
 from aiapi_testkit.process import ServiceProcess
@@ -106,9 +120,12 @@ def start_simulator(latency_ms: int, logs: Path) -> tuple[str, ServiceProcess]:
     return url, start(argv, {}, url + "/healthz", logs / f"sim-{latency_ms}.log")
 
 
-def start_edge(nats_url: str, upstream: str, data: Path, name: str) -> tuple[str, ServiceProcess]:
+def start_edge(
+    nats_url: str, upstream: str, data: Path, name: str, leases: bool
+) -> tuple[str, ServiceProcess]:
     port = free_port()
     env = {
+        "AIAPI_EDGE_LEASES": "true" if leases else "false",
         "AIAPI_NATS_URL": nats_url,
         "AIAPI_UPSTREAM_URL": upstream,
         "AIAPI_UPSTREAM_API_KEYS": "sk-ant-bench-0000",
@@ -170,7 +187,29 @@ async def responder(nats_url: str, key: str) -> None:
             .encode()
         )
 
+    async def grant(data: bytes) -> bytes:
+        # What billing grants an account with money and headroom: all that was asked.
+        request = LeaseGrantRequest.model_validate_json(data)
+        reply = LeaseGrantReply(
+            decision="granted",
+            amount=request.amount,
+            requests=request.requests,
+            tokens=request.tokens,
+            admit_for_s=10.0,
+        )
+        return reply.model_dump_json().encode()
+
+    async def top_up(data: bytes) -> bytes:
+        request = LeaseTopUpRequest.model_validate_json(data)
+        return LeaseTopUpReply(granted=True, amount=request.amount).model_dump_json().encode()
+
+    async def close(data: bytes) -> bytes:
+        return LeaseCloseReply(closed=True).model_dump_json().encode()
+
     await bus.serve(ADMIT_SUBJECT, admit, queue="billing")
+    await bus.serve(LEASE_GRANT_SUBJECT, grant, queue="billing")
+    await bus.serve(LEASE_TOP_UP_SUBJECT, top_up, queue="billing")
+    await bus.serve(LEASE_CLOSE_SUBJECT, close, queue="billing")
     print("ready", flush=True)
     await bus.closed.wait()
 
@@ -296,7 +335,7 @@ async def memory_over_streams(url: str, headers: dict[str, str], pid: int, strea
     )
 
 
-async def bench(quick: bool) -> None:
+async def bench(quick: bool, leases: bool) -> None:
     scale = 0.25 if quick else 1.0
     key = "sk-cc-" + "".join(
         secrets.choice(string.ascii_letters + string.digits) for _ in range(36)
@@ -314,9 +353,9 @@ async def bench(quick: bool) -> None:
             procs.append(p)
             slow_sim, p = start_simulator(50, data)
             procs.append(p)
-            edge, edge_proc = start_edge(nats.url, sim, data, "edge")
+            edge, edge_proc = start_edge(nats.url, sim, data, "edge", leases)
             procs.append(edge_proc)
-            slow_edge, p = start_edge(nats.url, slow_sim, data, "edge-slow")
+            slow_edge, p = start_edge(nats.url, slow_sim, data, "edge-slow", leases)
             procs.append(p)
             n = int(2000 * scale)
             direct_json = json_shot(sim, sim_headers, JSON_BODY)
@@ -324,6 +363,7 @@ async def bench(quick: bool) -> None:
             direct_ttfb = ttfb_shot(sim, sim_headers, STREAM_BODY)
             edge_ttfb = ttfb_shot(edge, edge_headers, STREAM_BODY)
             print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; times in ms")
+            print(f"admission: {'leases' if leases else 'one round trip per request'}")
             print(
                 "not pinned: the load generator, the simulators, NATS, the responder and the "
                 f"edges share the same {len(os.sched_getaffinity(0))} CPUs\n"
@@ -383,13 +423,19 @@ async def bench(quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a quarter of the samples")
+    parser.add_argument(
+        "--admission",
+        choices=("lease", "per-request"),
+        default="lease",
+        help="the edge's admission: leases (its default) or a round trip per request",
+    )
     parser.add_argument("--responder", nargs=2, metavar=("NATS_URL", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.responder:
         uvloop.run(responder(*args.responder))
         return
     started = time.perf_counter()
-    uvloop.run(bench(args.quick))
+    uvloop.run(bench(args.quick, args.admission == "lease"))
     print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
 
 

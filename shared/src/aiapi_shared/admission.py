@@ -55,3 +55,79 @@ class HoldExtensionReply(Record):
     granted: bool
     hold_amount: Money = 0
     message: str = ""
+
+
+# -- Leases: admission without a round trip per request -------------------------------------------
+#
+# Billing grants an edge replica a lease for one account: a slice of the available balance (held in
+# billing's ledger like any hold, so it counts in ``holds`` and lowers ``available``) and a slice of
+# the plan's requests/min and tokens/min (taken from the account's GCRA state at grant, so replicas
+# partition the limits). For ``admit_for_s`` seconds the edge admits that account's requests
+# against the lease with no round trip: each request reserves its worst case from the lease, as a
+# per-request hold would. The usage event names the lease and the request's reserved share, and
+# settlement debits the cost and releases that share. When the edge stops admitting with a lease
+# (it ran low, its window ended, or the edge stops) it closes it, reporting what it admitted;
+# billing releases what no request reserved at once and the rest as the requests settle. A lease
+# never closed (an edge that died) expires ``hold_ttl`` after its window, like any hold; a late
+# usage event still bills in full. A request the lease cannot cover falls back to ``ADMIT_SUBJECT``.
+
+LEASE_GRANT_SUBJECT = "rpc.billing.v1.lease.grant"
+LEASE_TOP_UP_SUBJECT = "rpc.billing.v1.lease.top_up"
+LEASE_CLOSE_SUBJECT = "rpc.billing.v1.lease.close"
+
+
+class LeaseGrantRequest(Record):
+    """Asked by an edge in the background; idempotent by ``lease_id`` (a retry gets the same
+    grant)."""
+
+    lease_id: str = Field(description="chosen by the edge, unique: 'lease_' + 32 hex")
+    account_id: str
+    plan: Literal["basic", "pro"]
+    edge_id: str
+    amount: Money = Field(gt=0, description="the money the edge would like to admit against")
+    min_amount: Money = Field(gt=0, description="a grant below this is useless: decline instead")
+    requests: int = Field(ge=1, description="requests it would like to admit")
+    tokens: int = Field(ge=1, description="tokens (estimated, as admission counts them) likewise")
+    min_tokens: int = Field(ge=1, description="a token grant below this is useless")
+
+
+LeaseDecision = Literal["granted", "declined", "account_inactive"]
+
+
+class LeaseGrantReply(Record):
+    decision: LeaseDecision
+    amount: Money = 0
+    requests: int = 0
+    tokens: int = 0
+    admit_for_s: float = Field(default=0.0, ge=0, description="admit with it for this long")
+    message: str = ""
+
+
+class LeaseTopUpRequest(Record):
+    """More money on an existing lease, for a long stream admitted under it (hold extension)."""
+
+    lease_id: str
+    account_id: str
+    amount: Money = Field(gt=0)
+
+
+class LeaseTopUpReply(Record):
+    granted: bool
+    amount: Money = 0
+
+
+class LeaseCloseRequest(Record):
+    """The edge admits nothing more with this lease. Idempotent: a second close changes nothing."""
+
+    lease_id: str
+    account_id: str
+    admitted_requests: int = Field(ge=0)
+    reserved_amount: Money = Field(
+        ge=0, description="sum of the admitted requests' reserved shares, top-ups included"
+    )
+    reserved_tokens: int = Field(ge=0, description="sum of the tokens admission counted")
+
+
+class LeaseCloseReply(Record):
+    closed: bool
+    released: Money = 0

@@ -60,6 +60,10 @@ class BusUnavailable(Exception):
     """NATS could not be reached (or did not answer) in time."""
 
 
+class NoResponders(BusUnavailable):
+    """Nobody listens on the subject: the request certainly reached no one."""
+
+
 class Bus:
     """A connected NATS client with JetStream; build it with :meth:`connect`."""
 
@@ -193,7 +197,9 @@ class Bus:
     async def request(self, subject: str, payload: bytes, *, timeout_s: float) -> bytes:
         try:
             reply = await self._nc.request(subject, payload, timeout=timeout_s)
-        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError) as exc:
+        except NoRespondersError as exc:
+            raise NoResponders(f"request to {subject}: nobody answers it") from exc
+        except (NatsTimeoutError, ConnectionClosedError) as exc:
             raise BusUnavailable(f"request to {subject}: {type(exc).__name__}") from exc
         return bytes(reply.data)
 

@@ -4,6 +4,8 @@ One NATS request (``ADMIT_SUBJECT``) per inference request, with a short timeout
 the account, counts the plan's limits across replicas and takes a hold. Its reply maps to the
 contract's errors here and nowhere else. When billing cannot be reached the request may still go
 on the offline allowance (:mod:`.allowance`); its usage event then says ``admission="allowance"``.
+Before all that, a request is admitted with no round trip when its account has a lease here that
+covers it (:mod:`.leasing`); its usage event then says ``admission="lease"``.
 
 Hold extension for long streams (``EXTEND_SUBJECT``) is :meth:`Admitter.extend`, called by
 :mod:`.extension` while a stream runs.
@@ -29,6 +31,8 @@ from pydantic import ValidationError
 from aiapi_edge import wire
 from aiapi_edge.allowance import OfflineAllowance, estimated_cost
 from aiapi_edge.errors import GatewayError
+from aiapi_edge.lease import Demand
+from aiapi_edge.leasing import Leases, LeaseShare
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.mirrors import BalanceMirror
 
@@ -66,8 +70,9 @@ class AdmissionAsk:
 @dataclass(frozen=True, slots=True)
 class Ticket:
     hold_id: str | None
-    admission: Literal["billing", "allowance"]
-    hold_amount: int = 0  # nano-USD billing holds for the request (0 when unknown)
+    admission: Literal["billing", "allowance", "lease"]
+    hold_amount: int = 0  # nano-USD held for the request (0 when unknown)
+    lease: LeaseShare | None = None
 
 
 def insufficient_balance(message: str = "") -> GatewayError:
@@ -104,14 +109,23 @@ class Admitter:
         metrics: Metrics,
         *,
         timeout_s: float,
+        leases: Leases | None = None,
     ) -> None:
+        self.leases = leases
         self._bus = bus
         self._balances = balances
         self._allowance = allowance
         self._metrics = metrics
         self._timeout_s = timeout_s
 
-    async def admit(self, request: AdmissionAsk, model: ModelEntry) -> Ticket:
+    async def admit(self, request: AdmissionAsk, model: ModelEntry, demand: Demand) -> Ticket:
+        """``demand`` is the request's worst case at its plan's price and the tokens billing
+        would count for it: what a lease must cover."""
+        if self.leases is not None:
+            share = self.leases.admit(request.account_id, request.plan, demand)
+            if share is not None:
+                self._metrics.admissions.labels("lease").inc()
+                return Ticket(None, "lease", demand.cost, share)
         snapshot = self._balances.get(request.account_id)
         if snapshot is not None and snapshot.available <= 0:
             self._metrics.admissions.labels("insufficient_balance_snapshot").inc()
@@ -131,6 +145,8 @@ class Admitter:
         self._metrics.admissions.labels(decision).inc()
         self._allowance.forget(request.account_id)
         if decision != "admit":
+            if decision == "account_inactive" and self.leases is not None:
+                self.leases.forget(request.account_id)
             raise refusal(reply)
         return Ticket(reply["hold_id"], "billing", reply["hold_amount"])
 

@@ -28,6 +28,37 @@ BYTES_PER_TOKEN = 3
 MIN_CHUNK_TOKENS = 1024
 
 
+def cost_of(
+    meters: dict[str, int], price: PricePoint, discount_bps: int, multipliers: CacheMultipliers
+) -> int:
+    """What ``meters`` cost in nano-USD at ``price`` less the plan's discount, rounded up once:
+    the rule billing prices by (its ``pricing.cost_nano``)."""
+    p_in, p_out, m = price.input_usd_per_mtok, price.output_usd_per_mtok, multipliers
+    list_price_bps = (
+        meters.get("input_tokens", 0) * p_in * _BPS
+        + meters.get("cache_read_input_tokens", 0) * p_in * m.cache_read
+        + meters.get("cache_creation_5m_input_tokens", 0) * p_in * m.cache_write_5m
+        + meters.get("cache_creation_1h_input_tokens", 0) * p_in * m.cache_write_1h
+        + meters.get("output_tokens", 0) * p_out * _BPS
+    )
+    numerator = list_price_bps * (_BPS - discount_bps)
+    return -(-numerator // (_BPS * _BPS * _PER_MTOK))
+
+
+def worst_case(
+    price: PricePoint,
+    discount_bps: int,
+    multipliers: CacheMultipliers,
+    *,
+    input_tokens: int,
+    max_tokens: int,
+) -> int:
+    """The hold billing would take for a request: its estimated input and all of ``max_tokens``
+    (billing's ``pricing.hold_nano``)."""
+    meters = {"input_tokens": input_tokens, "output_tokens": max_tokens}
+    return cost_of(meters, price, discount_bps, multipliers)
+
+
 class HoldBudget:
     __slots__ = ("_delta_bytes", "_discount_bps", "_multipliers", "_price", "chunk_tokens", "held")
 
@@ -64,20 +95,7 @@ class HoldBudget:
         return self.cost(meters)
 
     def cost(self, meters: dict[str, int]) -> int:
-        p_in, p_out, m = (
-            self._price.input_usd_per_mtok,
-            self._price.output_usd_per_mtok,
-            self._multipliers,
-        )
-        list_price_bps = (
-            meters["input_tokens"] * p_in * _BPS
-            + meters["cache_read_input_tokens"] * p_in * m.cache_read
-            + meters["cache_creation_5m_input_tokens"] * p_in * m.cache_write_5m
-            + meters["cache_creation_1h_input_tokens"] * p_in * m.cache_write_1h
-            + meters["output_tokens"] * p_out * _BPS
-        )
-        numerator = list_price_bps * (_BPS - self._discount_bps)
-        return -(-numerator // (_BPS * _BPS * _PER_MTOK))
+        return cost_of(meters, self._price, self._discount_bps, self._multipliers)
 
     def chunk_cost(self, tokens: int) -> int:
         return -(

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
-from aiapi_edge.admission import Admitter
 from aiapi_edge.budget import HoldBudget
 from aiapi_edge.metering import UsageMeter
 
@@ -26,21 +26,18 @@ _DELTA = b"content_block_delta"
 INSUFFICIENT_BALANCE_MESSAGE = "Your balance cannot cover more output for this request."
 
 
+# Asks for ``tokens`` more output tokens' worth of hold; the new held total, or None if refused.
+Extender = Callable[[int], Awaitable[int | None]]
+
+
 class HoldGuard:
-    __slots__ = ("_account_id", "_admitter", "_hold_id", "_meter", "_task", "budget", "refused")
+    __slots__ = ("_extend_by", "_hold_id", "_meter", "_task", "budget", "refused")
 
     def __init__(
-        self,
-        admitter: Admitter,
-        budget: HoldBudget,
-        meter: UsageMeter,
-        *,
-        hold_id: str,
-        account_id: str,
+        self, extend: Extender, budget: HoldBudget, meter: UsageMeter, *, hold_id: str
     ) -> None:
-        self._admitter = admitter
-        self._hold_id = hold_id
-        self._account_id = account_id
+        self._extend_by = extend
+        self._hold_id = hold_id  # for the log: the hold's id, or the lease's
         self._meter = meter
         self._task: asyncio.Task[None] | None = None
         self.budget = budget
@@ -61,7 +58,7 @@ class HoldGuard:
 
     async def _extend(self) -> None:
         tokens = self.budget.chunk_tokens
-        amount = await self._admitter.extend(self._hold_id, self._account_id, tokens)
+        amount = await self._extend_by(tokens)
         if amount is None:
             self.refused = True
             log.info("hold extension refused", extra={"hold_id": self._hold_id})

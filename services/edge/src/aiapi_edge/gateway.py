@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiapi_shared.catalogue import Catalogue, ModelEntry
 from aiapi_shared.events.records_v1 import KeyRecord
@@ -23,9 +23,10 @@ from aiapi_edge import wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
 from aiapi_edge.allowance import estimate_input_tokens
 from aiapi_edge.asgi import Scope, header
-from aiapi_edge.budget import HoldBudget
+from aiapi_edge.budget import HoldBudget, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
 from aiapi_edge.extension import HoldGuard
+from aiapi_edge.lease import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
 from aiapi_edge.mirrors import KeyMirror, key_digest
 from aiapi_edge.spool import Spool, SpoolFull
@@ -100,6 +101,17 @@ class Exchange:
         return "complete"
 
 
+def _lease_fields(ticket: Ticket) -> dict[str, Any]:
+    share = ticket.lease
+    if share is None:
+        return {}
+    return {
+        "lease_id": share.lease_id,
+        "lease_reserved": share.reserved,
+        "lease_tokens": share.tokens,
+    }
+
+
 class Gateway:
     def __init__(
         self,
@@ -162,16 +174,34 @@ class Gateway:
             max_tokens=max_tokens,
             started_at=started_at,
         )
-        ticket = await self.admitter.admit(request, model)
+        ticket = await self.admitter.admit(request, model, self._demand(request, model))
         exchange = Exchange(request_id, route, caller, requested_model, model, started_at, ticket)
         exchange.max_tokens = max_tokens
         return exchange
 
+    def _demand(self, request: AdmissionAsk, model: ModelEntry) -> Demand:
+        """What billing would hold and count for this request (a lease must cover the same);
+        a model without a price now gets a demand no lease covers: billing decides."""
+        plan = self.catalogue.plan(request.plan)
+        price = model.price_at(request.started_at)
+        tokens = min(request.estimated_input_tokens + request.max_tokens, plan.tokens_per_minute)
+        if price is None:
+            return Demand(cost=UNCOVERABLE, tokens=tokens)
+        cost = worst_case(
+            price,
+            plan.discount_bps,
+            self.catalogue.cache_multipliers_bps,
+            input_tokens=request.estimated_input_tokens,
+            max_tokens=request.max_tokens,
+        )
+        return Demand(cost=cost, tokens=tokens)
+
     def hold_guard(self, exchange: Exchange) -> HoldGuard | None:
-        """The hold extension watch of a stream admitted by billing with a known hold."""
+        """The hold extension watch of a stream with a known hold (billing's, or its share of a
+        lease); the offline allowance holds nothing to extend."""
         ticket = exchange.ticket
-        if ticket.hold_id is None or ticket.hold_amount <= 0:
-            return None  # the offline allowance holds nothing to extend
+        if ticket.hold_amount <= 0 or (ticket.hold_id is None and ticket.lease is None):
+            return None
         price = exchange.model.price_at(exchange.started_at)
         if price is None:
             return None
@@ -182,13 +212,23 @@ class Gateway:
             multipliers=self.catalogue.cache_multipliers_bps,
             max_tokens=exchange.max_tokens,
         )
-        return HoldGuard(
-            self.admitter,
-            budget,
-            exchange.meter,
-            hold_id=ticket.hold_id,
-            account_id=exchange.caller.account_id,
-        )
+        account_id = exchange.caller.account_id
+        share, hold_id = ticket.lease, ticket.hold_id
+        if share is not None:
+            leases = self.admitter.leases
+            assert leases is not None  # a lease ticket comes from them
+
+            async def top_up(tokens: int) -> int | None:
+                granted = await leases.top_up(share, budget.chunk_cost(tokens))
+                return share.reserved if granted else None
+
+            return HoldGuard(top_up, budget, exchange.meter, hold_id=share.lease_id)
+        assert hold_id is not None
+
+        async def extend(tokens: int) -> int | None:
+            return await self.admitter.extend(hold_id, account_id, tokens)
+
+        return HoldGuard(extend, budget, exchange.meter, hold_id=hold_id)
 
     async def record(self, exchange: Exchange) -> None:
         """Spool the usage event (durably) once per exchange; it is published by the relay."""
@@ -212,6 +252,7 @@ class Gateway:
             hold_id=exchange.ticket.hold_id,
             admission=exchange.ticket.admission,
             edge_id=self.edge_id,
+            **_lease_fields(exchange.ticket),
         )
         try:
             await self.spool.append(exchange.request_id, UsageRecorded.subject, payload)

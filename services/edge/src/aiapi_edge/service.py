@@ -23,6 +23,7 @@ from aiapi_edge.anthropic_route import MessagesRoute
 from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
 from aiapi_edge.gateway import Gateway
+from aiapi_edge.leasing import Leases
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.mirrors import BalanceMirror, KeyMirror
 from aiapi_edge.openai_route import ChatCompletionsRoute
@@ -43,6 +44,7 @@ class EdgeService:
         self.metrics = Metrics()
         self.keys = KeyMirror()
         self.balances = BalanceMirror()
+        self.leases: Leases | None = None
         # The shipped catalogue until billing's live one (operator-added models, aliases and
         # prices) arrives from KV; then each newer snapshot replaces it.
         self.catalogue = catalogue or default_catalogue()
@@ -95,12 +97,22 @@ class EdgeService:
         await self._bus.ensure_streams()
         await self.spool.open()
         await self.upstream.start()
+        if s.edge_leases:
+            self.leases = Leases(
+                self._bus,
+                self.metrics,
+                edge_id=self.edge_id,
+                timeout_s=s.edge_admission_timeout_s,
+                max_amount=s.lease_max_amount,
+                max_requests=s.edge_lease_max_requests,
+            )
         admitter = Admitter(
             self._bus,
             self.balances,
             OfflineAllowance(s.offline_allowance),
             self.metrics,
             timeout_s=s.edge_admission_timeout_s,
+            leases=self.leases,
         )
         gateway = Gateway(
             keys=self.keys,
@@ -121,8 +133,10 @@ class EdgeService:
         self._spawn(
             bus.watch_kv(CATALOGUE_BUCKET, self.catalogue_mirror.on_change, stop=self._stop)
         )
-        self._spawn(self.spool.relay(self._publish, self._stop))
+        self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
         self._spawn(self._watch_bus())
+        if self.leases is not None:
+            self._spawn(self.leases.sweep(self._stop))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_MIRROR_WAIT_S):
                 await self.keys_ready.wait()
@@ -150,6 +164,9 @@ class EdgeService:
             self.fatal.set()
 
     async def stop(self) -> None:
+        if self.leases is not None and self.bus.is_connected:
+            # Hand the leases back so their unreserved money returns to the accounts now.
+            await self.leases.close_all(timeout_s=2.0)
         # Give the relay a moment to publish what is spooled; what remains goes after a restart.
         for _ in range(40):  # at most 2 s
             if not self.spool.depth or not self.bus.is_connected:

@@ -41,8 +41,15 @@ class EdgeSettings(BaseServiceSettings):
     edge_spool_max_rows: int = Field(default=1_000_000, gt=0)
     edge_spool_fsync: bool = False
     edge_spool_sync_interval_s: float = Field(default=0.05, gt=0, le=5)
+    # The relay publishes usage events in rounds: wait this long for others to join the first.
+    edge_relay_linger_s: float = Field(default=0.01, ge=0, le=1)
     edge_admission_timeout_s: float = Field(default=0.5, gt=0)
     edge_offline_allowance_usd: str = "0.50"
+    # Admission leases (docs/edge.md): admit an account's requests against money and rate limits
+    # billing granted this replica, with no round trip per request.
+    edge_leases: bool = True
+    edge_lease_max_usd: str = "20.00"
+    edge_lease_max_requests: int = Field(default=1000, ge=1)
     edge_ping_interval_s: float = Field(default=10.0, gt=0)
     edge_disconnect_drain_s: float = Field(default=60.0, ge=0)
     edge_upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -53,6 +60,10 @@ class EdgeSettings(BaseServiceSettings):
     @property
     def spool_dir(self) -> Path:
         return self.edge_spool_dir or (self.data_dir / "edge-spool")
+
+    @property
+    def lease_max_amount(self) -> Money:
+        return parse_usd(self.edge_lease_max_usd)
 
     @property
     def offline_allowance(self) -> Money:

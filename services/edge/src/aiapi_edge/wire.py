@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiapi_shared.money import parse_usd
+from aiapi_shared.money import format_usd, parse_usd
 
 _OPTIONS = orjson.OPT_UTC_Z
 
@@ -94,6 +94,9 @@ def usage_event(
     hold_id: str | None,
     admission: str,
     edge_id: str,
+    lease_id: str | None = None,
+    lease_reserved: int = 0,
+    lease_tokens: int = 0,
 ) -> bytes:
     """A ``UsageRecorded`` (``event_id`` = ``request_id``, ``occurred_at`` = ``finished_at``)."""
     return orjson.dumps(
@@ -116,6 +119,9 @@ def usage_event(
             "hold_id": hold_id,
             "admission": admission,
             "edge_id": edge_id,
+            "lease_id": lease_id,
+            "lease_reserved": format_usd(lease_reserved),
+            "lease_tokens": lease_tokens,
         },
         option=_OPTIONS,
     )

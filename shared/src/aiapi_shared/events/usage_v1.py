@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AwareDatetime, Field
 
 from aiapi_shared.events.base import Event, Record
+from aiapi_shared.money import Money
 
 
 class Usage(Record):
@@ -22,7 +23,7 @@ class Usage(Record):
 
 Outcome = Literal["ok", "upstream_error", "client_disconnected", "stream_error", "gateway_error"]
 Route = Literal["anthropic", "openai"]
-Admission = Literal["billing", "allowance"]
+Admission = Literal["billing", "allowance", "lease"]
 
 
 class UsageRecorded(Event):
@@ -45,4 +46,9 @@ class UsageRecorded(Event):
     usage: Usage
     hold_id: str | None = None
     admission: Admission = "billing"
+    lease_id: str | None = Field(default=None, description="set when admitted under a lease")
+    lease_reserved: Money = Field(
+        default=0, ge=0, description="the share of the lease this request reserved (extensions in)"
+    )
+    lease_tokens: int = Field(default=0, ge=0, description="tokens the lease counted for it")
     edge_id: str = ""

@@ -1,0 +1,132 @@
+"""One admission lease as the edge sees it, and how big a lease to ask for (pure: no I/O).
+
+Billing grants a lease (``aiapi_shared.admission``): money already held in its ledger, a slice of
+the plan's requests/min and tokens/min, and a window to admit in. The edge admits a request
+against it when the request's worst case, one request and its token estimate all fit; each
+admitted request reserves its worst case, exactly as a per-request hold would. The lease keeps
+the sums billing needs when it is closed. Time is the edge's monotonic clock, and the window is
+counted from before the grant was asked for, so the edge never admits past billing's window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Stop admitting this long before the window billing gave ends: a request admitted at the last
+# moment is still within it by the time billing hears of anything.
+WINDOW_MARGIN_S = 0.5
+# Ask for the next lease once less than this share of any slice (or of the window) is left, so
+# the next one is in hand before this one runs out.
+RENEW_BELOW = 0.5
+
+
+# The cost of a request no lease may admit (its model has no price here): billing decides.
+UNCOVERABLE = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What one request needs from a lease: its worst-case cost and the tokens admission counts."""
+
+    cost: int
+    tokens: int
+
+
+@dataclass(slots=True)
+class Lease:
+    lease_id: str
+    account_id: str
+    plan: str
+    granted: int  # nano-USD billing holds for it (top-ups asked before closing included)
+    requests: int
+    tokens: int
+    opened_at: float  # monotonic, when the grant was asked for
+    deadline: float  # monotonic: admit nothing after this
+    admitted: int = 0
+    reserved: int = 0  # the admitted requests' shares, top-ups included
+    reserved_tokens: int = 0
+    closing: bool = False
+
+    @classmethod
+    def granted_at(
+        cls,
+        *,
+        lease_id: str,
+        account_id: str,
+        plan: str,
+        amount: int,
+        requests: int,
+        tokens: int,
+        asked_at: float,
+        admit_for_s: float,
+    ) -> Lease:
+        deadline = asked_at + max(0.0, admit_for_s - WINDOW_MARGIN_S)
+        return cls(lease_id, account_id, plan, amount, requests, tokens, asked_at, deadline)
+
+    def usable(self, plan: str, now: float) -> bool:
+        return not self.closing and self.plan == plan and now < self.deadline
+
+    def fits(self, demand: Demand) -> bool:
+        return (
+            self.admitted < self.requests
+            and self.reserved + demand.cost <= self.granted
+            and self.reserved_tokens + demand.tokens <= self.tokens
+        )
+
+    def admit(self, demand: Demand) -> None:
+        """Take ``demand`` from the lease (the caller checked :meth:`fits`)."""
+        self.admitted += 1
+        self.reserved += demand.cost
+        self.reserved_tokens += demand.tokens
+
+    def topped_up(self, amount: int) -> None:
+        """Billing added ``amount`` to this lease for one of its requests, which reserves it.
+        (Only before the close went: after it, billing counts top-ups itself.)"""
+        self.granted += amount
+        self.reserved += amount
+
+    def running_low(self, now: float) -> bool:
+        def low(used: int, total: int) -> bool:
+            return total - used < total * RENEW_BELOW
+
+        window = self.deadline - self.opened_at
+        return (
+            low(self.admitted, self.requests)
+            or low(self.reserved, self.granted)
+            or low(self.reserved_tokens, self.tokens)
+            or self.deadline - now < window * RENEW_BELOW
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    amount: int
+    min_amount: int
+    requests: int
+    tokens: int
+    min_tokens: int
+
+
+# A fresh lease covers a few requests like the one that asked for it.
+FIRST_LEASE_REQUESTS = 4
+
+
+def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_requests: int) -> Ask:
+    """Size the next lease from the request that needs it and from what the previous lease of
+    this account admitted in its window: twice that, so a steady stream renews about once per
+    half window; never less than a few requests like this one, never more than the caps."""
+    requests = FIRST_LEASE_REQUESTS
+    amount = FIRST_LEASE_REQUESTS * demand.cost
+    tokens = FIRST_LEASE_REQUESTS * demand.tokens
+    if previous is not None:
+        requests = max(requests, 2 * previous.admitted)
+        amount = max(amount, 2 * previous.reserved)
+        tokens = max(tokens, 2 * previous.reserved_tokens)
+    amount = max(demand.cost, min(amount, max_amount))
+    return Ask(
+        amount=max(1, amount),
+        min_amount=max(1, demand.cost),
+        requests=max(1, min(requests, max_requests)),
+        tokens=max(1, tokens),
+        min_tokens=max(1, demand.tokens),
+    )

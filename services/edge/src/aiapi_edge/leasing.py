@@ -1,0 +1,319 @@
+"""Admission leases: this edge's side of billing's lease subjects (the I/O around :mod:`.lease`).
+
+A request whose account has a usable lease here is admitted with no round trip. Otherwise, or
+when the lease runs low, one grant request per account goes to billing in the background, and
+the request itself takes the per-request path (:mod:`.admission`). A lease this edge stops
+admitting with (it was replaced, its window ended, the plan changed, the edge stops) is closed
+with what it admitted, so billing returns the rest to the account at once.
+
+Top-ups (more money for a long stream admitted under a lease) and the close of one lease never
+overlap: billing counts a top-up into what the close reported only if it arrives after it, so
+the two go one at a time, in the order the edge sent them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiapi_shared.admission import (
+    LEASE_CLOSE_SUBJECT,
+    LEASE_GRANT_SUBJECT,
+    LEASE_TOP_UP_SUBJECT,
+    LeaseCloseReply,
+    LeaseCloseRequest,
+    LeaseGrantReply,
+    LeaseGrantRequest,
+    LeaseTopUpReply,
+    LeaseTopUpRequest,
+)
+from aiapi_shared.bus import Bus, BusUnavailable, NoResponders
+from aiapi_shared.events.base import Record
+from pydantic import ValidationError
+
+from aiapi_edge.lease import UNCOVERABLE, Demand, Lease, next_ask
+from aiapi_edge.metrics import Metrics
+
+log = logging.getLogger("aiapi.edge.leasing")
+
+R = TypeVar("R", bound=Record)
+
+SWEEP_INTERVAL_S = 1.0
+MAX_BACKOFF_S = 30.0
+CLOSE_ATTEMPTS = 20  # then billing's expiry returns the money
+
+
+class LeaseRpcFailed(Exception):
+    """Billing did not answer (or answered nonsense); the caller decides what that means."""
+
+    def __init__(self, detail: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(detail)
+        self.maybe_applied = maybe_applied  # False: the request certainly reached no one
+
+
+@dataclass(slots=True)
+class HeldLease:
+    """A lease and what the edge needs around it: one RPC at a time, and whether the close went.
+    Requests admitted under it keep it (through their share) until they are done."""
+
+    lease: Lease
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    close_sent: bool = False
+    close_uncertain: bool = False
+
+
+@dataclass(slots=True)
+class LeaseShare:
+    """One request's part of a lease: what it reserved, which its usage event reports."""
+
+    held: HeldLease
+    reserved: int
+    tokens: int
+
+    @property
+    def lease_id(self) -> str:
+        return self.held.lease.lease_id
+
+
+class Leases:
+    def __init__(
+        self,
+        bus: Bus,
+        metrics: Metrics,
+        *,
+        edge_id: str,
+        timeout_s: float,
+        max_amount: int,
+        max_requests: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bus = bus
+        self._metrics = metrics
+        self._edge_id = edge_id
+        self._timeout_s = timeout_s
+        self._max_amount = max_amount
+        self._max_requests = max_requests
+        self._clock = clock
+        self._current: dict[str, HeldLease] = {}
+        self._asking: set[str] = set()
+        self._backoff: dict[str, tuple[float, float]] = {}  # account -> (until, last delay)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the request path (synchronous: no await between the check and the reservation) -------
+
+    def admit(self, account_id: str, plan: str, demand: Demand) -> LeaseShare | None:
+        """Admit against this account's lease, or None (and a lease is asked for if none is
+        usable or the current one runs low)."""
+        if demand.cost >= UNCOVERABLE:
+            return None
+        now = self._clock()
+        held = self._current.get(account_id)
+        if held is not None and not held.lease.usable(plan, now):
+            self._retire(held)
+            held = None
+        lease = held.lease if held is not None else None
+        if held is not None and held.lease.fits(demand):
+            held.lease.admit(demand)
+            if held.lease.running_low(now):
+                self._ask(account_id, plan, demand, held.lease)
+            return LeaseShare(held, demand.cost, demand.tokens)
+        self._ask(account_id, plan, demand, lease)
+        return None
+
+    def forget(self, account_id: str) -> None:
+        """Billing refused this account (suspended, say): stop admitting with its lease."""
+        held = self._current.get(account_id)
+        if held is not None:
+            self._retire(held)
+
+    # -- asking for a lease ---------------------------------------------------------------------
+
+    def _ask(self, account_id: str, plan: str, demand: Demand, previous: Lease | None) -> None:
+        if account_id in self._asking:
+            return
+        until, _ = self._backoff.get(account_id, (0.0, 0.0))
+        if self._clock() < until:
+            return
+        self._asking.add(account_id)
+        self._spawn(self._grant(account_id, plan, demand, previous))
+
+    async def _grant(
+        self, account_id: str, plan: str, demand: Demand, previous: Lease | None
+    ) -> None:
+        ask = next_ask(
+            demand, previous, max_amount=self._max_amount, max_requests=self._max_requests
+        )
+        request = LeaseGrantRequest(
+            lease_id=f"lease_{secrets.token_hex(16)}",
+            account_id=account_id,
+            plan=plan,
+            edge_id=self._edge_id,
+            amount=ask.amount,
+            min_amount=ask.min_amount,
+            requests=ask.requests,
+            tokens=ask.tokens,
+            min_tokens=ask.min_tokens,
+        )
+        asked_at = self._clock()
+        try:
+            reply = await self._rpc(LEASE_GRANT_SUBJECT, request, LeaseGrantReply)
+        except LeaseRpcFailed as exc:
+            if exc.maybe_applied:
+                # Billing may still have granted it: ask again under the same id (a retry gets
+                # the same grant) and hand it straight back, so its money is not held until it
+                # expires.
+                self._spawn(self._recover(request))
+            self._back_off(account_id)
+            return
+        finally:
+            self._asking.discard(account_id)
+        self._metrics.admissions.labels(f"lease_{reply.decision}").inc()
+        if reply.decision != "granted":
+            self._back_off(account_id)
+            return
+        self._backoff.pop(account_id, None)
+        lease = Lease.granted_at(
+            lease_id=request.lease_id,
+            account_id=account_id,
+            plan=plan,
+            amount=reply.amount,
+            requests=reply.requests,
+            tokens=reply.tokens,
+            asked_at=asked_at,
+            admit_for_s=reply.admit_for_s,
+        )
+        replaced = self._current.get(account_id)
+        self._current[account_id] = HeldLease(lease)
+        if replaced is not None:
+            self._retire(replaced)
+
+    async def _recover(self, request: LeaseGrantRequest) -> None:
+        for _ in range(CLOSE_ATTEMPTS):
+            await asyncio.sleep(self._timeout_s)
+            try:
+                reply = await self._rpc(LEASE_GRANT_SUBJECT, request, LeaseGrantReply)
+            except LeaseRpcFailed:
+                continue
+            if reply.decision == "granted":
+                await self._send_close(
+                    LeaseCloseRequest(
+                        lease_id=request.lease_id,
+                        account_id=request.account_id,
+                        admitted_requests=0,
+                        reserved_amount=0,
+                        reserved_tokens=0,
+                    )
+                )
+            return
+
+    def _back_off(self, account_id: str) -> None:
+        _, last = self._backoff.get(account_id, (0.0, 0.0))
+        delay = min(MAX_BACKOFF_S, max(1.0, 2 * last))
+        self._backoff[account_id] = (self._clock() + delay, delay)
+
+    # -- top-ups and closing --------------------------------------------------------------------
+
+    async def top_up(self, share: LeaseShare, amount: int) -> bool:
+        """Ask billing for ``amount`` more on the share's lease, for the share's request."""
+        held = share.held
+        lease = held.lease
+        if held.close_uncertain:
+            return False  # a close may still arrive after this top-up and would not count it
+        request = LeaseTopUpRequest(
+            lease_id=lease.lease_id, account_id=lease.account_id, amount=amount
+        )
+        async with held.lock:
+            try:
+                reply = await self._rpc(LEASE_TOP_UP_SUBJECT, request, LeaseTopUpReply)
+            except LeaseRpcFailed:
+                return False
+            if not reply.granted:
+                return False
+            share.reserved += amount
+            if not held.close_sent:
+                lease.topped_up(amount)
+            return True
+
+    def _retire(self, held: HeldLease) -> None:
+        lease = held.lease
+        if lease.closing:
+            return
+        lease.closing = True
+        if self._current.get(lease.account_id) is held:
+            del self._current[lease.account_id]
+        self._spawn(self._close(held))
+
+    async def _close(self, held: HeldLease) -> None:
+        lease = held.lease
+        async with held.lock:
+            held.close_sent = True
+            closed = await self._send_close(
+                LeaseCloseRequest(
+                    lease_id=lease.lease_id,
+                    account_id=lease.account_id,
+                    admitted_requests=lease.admitted,
+                    reserved_amount=lease.reserved,
+                    reserved_tokens=lease.reserved_tokens,
+                )
+            )
+            held.close_uncertain = not closed
+
+    async def _send_close(self, request: LeaseCloseRequest) -> bool:
+        for attempt in range(CLOSE_ATTEMPTS):
+            try:
+                await self._rpc(LEASE_CLOSE_SUBJECT, request, LeaseCloseReply)
+            except LeaseRpcFailed:
+                await asyncio.sleep(min(MAX_BACKOFF_S, self._timeout_s * 2**attempt))
+                continue
+            self._metrics.admissions.labels("lease_closed").inc()
+            return True
+        log.warning(
+            "lease not closed; billing's expiry returns it", extra={"lease": request.lease_id}
+        )
+        return False
+
+    # -- upkeep ---------------------------------------------------------------------------------
+
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """Close leases whose window ended, so an idle account's money is not held."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
+            now = self._clock()
+            for held in list(self._current.values()):
+                if now >= held.lease.deadline:
+                    self._retire(held)
+
+    async def close_all(self, timeout_s: float) -> None:
+        """On the way down: hand every lease back (what billing does not hear of, expires)."""
+        for held in list(self._current.values()):
+            self._retire(held)
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+        for task in self._tasks:
+            task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _rpc(self, subject: str, request: Record, reply_model: type[R]) -> R:
+        if not self._bus.is_connected:
+            raise LeaseRpcFailed("NATS is not connected", maybe_applied=False)
+        try:
+            raw = await self._bus.request(
+                subject, request.model_dump_json().encode(), timeout_s=self._timeout_s
+            )
+            return reply_model.model_validate_json(raw)
+        except NoResponders as exc:
+            raise LeaseRpcFailed("no billing replica answers leases", maybe_applied=False) from exc
+        except (TimeoutError, BusUnavailable, ValidationError) as exc:
+            raise LeaseRpcFailed(type(exc).__name__) from exc

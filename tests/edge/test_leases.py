@@ -1,0 +1,359 @@
+"""Admission leases, the edge's side: local admission within what billing granted, the sums the
+close reports, the per-request path whenever a lease cannot cover a request, and top-ups that
+never race a close. Billing is an in-test responder here (tests/e2e runs the real one)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiapi_edge.lease import Demand, Lease, next_ask
+from aiapi_edge.leasing import Leases
+from aiapi_edge.metrics import Metrics
+from aiapi_shared.admission import (
+    LEASE_CLOSE_SUBJECT,
+    LEASE_GRANT_SUBJECT,
+    LEASE_TOP_UP_SUBJECT,
+    LeaseCloseReply,
+    LeaseCloseRequest,
+    LeaseGrantReply,
+    LeaseGrantRequest,
+    LeaseTopUpReply,
+    LeaseTopUpRequest,
+)
+from aiapi_shared.bus import Bus
+from aiapi_shared.events.usage_v1 import UsageRecorded
+
+from .conftest import EdgeEnv
+from .support import key_record, put_key, usage_events, wait_for
+
+pytestmark = pytest.mark.usefixtures("leasing")
+
+BODY: dict[str, Any] = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Hello [[reply: ok]]"}],
+}
+
+
+@dataclass
+class LeaseBilling:
+    """An in-test stand-in for billing's lease subjects, recording what the edge asked."""
+
+    decision: str = "granted"
+    amount: int | None = None  # None: what was asked
+    requests: int | None = None
+    admit_for_s: float = 30.0
+    top_up_delay_s: float = 0.0
+    grant_top_ups: bool = True
+    grants: list[LeaseGrantRequest] = field(default_factory=list)
+    closes: list[LeaseCloseRequest] = field(default_factory=list)
+    top_ups: list[LeaseTopUpRequest] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+
+    async def grant(self, data: bytes) -> bytes:
+        request = LeaseGrantRequest.model_validate_json(data)
+        self.grants.append(request)
+        if self.decision != "granted":
+            return LeaseGrantReply(decision="declined").model_dump_json().encode()  # type: ignore[arg-type]
+        reply = LeaseGrantReply(
+            decision="granted",
+            amount=request.amount if self.amount is None else self.amount,
+            requests=request.requests if self.requests is None else self.requests,
+            tokens=request.tokens,
+            admit_for_s=self.admit_for_s,
+        )
+        return reply.model_dump_json().encode()
+
+    async def top_up(self, data: bytes) -> bytes:
+        request = LeaseTopUpRequest.model_validate_json(data)
+        await asyncio.sleep(self.top_up_delay_s)
+        self.top_ups.append(request)
+        self.order.append("top_up")
+        reply = LeaseTopUpReply(granted=self.grant_top_ups, amount=request.amount)
+        return reply.model_dump_json().encode()
+
+    async def close(self, data: bytes) -> bytes:
+        request = LeaseCloseRequest.model_validate_json(data)
+        self.closes.append(request)
+        self.order.append("close")
+        return LeaseCloseReply(closed=True).model_dump_json().encode()
+
+
+@pytest.fixture
+async def leasing(bus: Bus) -> LeaseBilling:
+    responder = LeaseBilling()
+    await bus.serve(LEASE_GRANT_SUBJECT, responder.grant, queue="billing")
+    await bus.serve(LEASE_TOP_UP_SUBJECT, responder.top_up, queue="billing")
+    await bus.serve(LEASE_CLOSE_SUBJECT, responder.close, queue="billing")
+    return responder
+
+
+async def send(env: EdgeEnv, count: int) -> None:
+    sdk = env.anthropic()
+    for _ in range(count):
+        message = await sdk.messages.create(**BODY)
+        assert message.content[0].type == "text"
+
+
+def assert_close_matches_events(close: LeaseCloseRequest, events: list[UsageRecorded]) -> None:
+    """What a close reports is exactly the sum of its requests' usage events."""
+    mine = [e for e in events if e.lease_id == close.lease_id]
+    assert close.admitted_requests == len(mine)
+    assert close.reserved_amount == sum(e.lease_reserved for e in mine)
+    assert close.reserved_tokens == sum(e.lease_tokens for e in mine)
+
+
+# -- pure ---------------------------------------------------------------------------------------
+
+
+def make_lease(**overrides: Any) -> Lease:
+    values: dict[str, Any] = {
+        "lease_id": "lease_1",
+        "account_id": "acct_1",
+        "plan": "basic",
+        "amount": 1_000,
+        "requests": 4,
+        "tokens": 400,
+        "asked_at": 100.0,
+        "admit_for_s": 10.5,
+    }
+    values.update(overrides)
+    return Lease.granted_at(**values)
+
+
+def test_a_lease_admits_while_every_slice_covers_the_request() -> None:
+    lease = make_lease()
+    demand = Demand(cost=300, tokens=100)
+    for _ in range(3):
+        assert lease.fits(demand)
+        lease.admit(demand)
+    assert not lease.fits(demand)  # 900 + 300 > 1,000
+    assert lease.fits(Demand(cost=100, tokens=100))
+    lease.admit(Demand(cost=100, tokens=100))
+    assert not lease.fits(Demand(cost=0, tokens=0))  # four requests admitted
+    assert (lease.admitted, lease.reserved, lease.reserved_tokens) == (4, 1_000, 400)
+
+
+def test_a_lease_is_usable_only_in_its_window_for_its_plan() -> None:
+    lease = make_lease()
+    assert lease.deadline == pytest.approx(110.0)  # the window less the margin
+    assert lease.usable("basic", 109.9)
+    assert not lease.usable("basic", 110.0)
+    assert not lease.usable("pro", 105.0)
+    lease.closing = True
+    assert not lease.usable("basic", 105.0)
+
+
+def test_a_lease_runs_low_on_any_slice_or_late_in_its_window() -> None:
+    assert not make_lease().running_low(101.0)
+    assert make_lease().running_low(106.0)  # less than half the window left
+    lease = make_lease()
+    lease.admit(Demand(cost=10, tokens=10))
+    lease.admit(Demand(cost=10, tokens=10))
+    assert not lease.running_low(101.0)  # half the requests left is not less than half
+    lease.admit(Demand(cost=10, tokens=10))
+    assert lease.running_low(101.0)
+    spender = make_lease()
+    spender.admit(Demand(cost=501, tokens=1))
+    assert spender.running_low(101.0)
+
+
+def test_a_top_up_is_granted_and_reserved_at_once() -> None:
+    lease = make_lease()
+    lease.admit(Demand(cost=300, tokens=10))
+    lease.topped_up(200)
+    assert (lease.granted, lease.reserved) == (1_200, 500)
+    assert lease.fits(Demand(cost=700, tokens=10))
+    assert not lease.fits(Demand(cost=701, tokens=10))
+
+
+def test_the_next_ask_follows_demand_within_the_caps() -> None:
+    demand = Demand(cost=1_000, tokens=500)
+    first = next_ask(demand, None, max_amount=10**9, max_requests=1_000)
+    assert (first.amount, first.requests, first.tokens) == (4_000, 4, 2_000)
+    assert (first.min_amount, first.min_tokens) == (1_000, 500)
+    busy = make_lease(amount=10**6, requests=1_000, tokens=10**6)
+    for _ in range(300):
+        busy.admit(demand)
+    second = next_ask(demand, busy, max_amount=10**9, max_requests=1_000)
+    assert (second.amount, second.requests, second.tokens) == (600_000, 600, 300_000)
+    capped = next_ask(demand, busy, max_amount=50_000, max_requests=100)
+    assert (capped.amount, capped.requests) == (50_000, 100)
+    # The cap never goes below what the one request needs.
+    assert next_ask(demand, None, max_amount=10, max_requests=1).amount == 1_000
+
+
+# -- the edge with an in-test billing -----------------------------------------------------------
+
+
+async def test_after_the_grant_requests_are_admitted_without_a_round_trip(
+    env: EdgeEnv, leasing: LeaseBilling
+) -> None:
+    leasing.admit_for_s = 2.0  # the sweep closes it about 1.5 s after it was asked for
+    await send(env, 1)
+    assert len(env.billing.requests) == 1  # no lease yet: billing admitted this one
+
+    async def granted() -> bool:
+        return len(leasing.grants) >= 1
+
+    await wait_for(granted)
+    await send(env, 5)
+    events = await usage_events(env.bus, 6)
+    by_lease = [e for e in events if e.admission == "lease"]
+    assert by_lease, "no request was admitted under the lease"
+    assert len(by_lease) + len(env.billing.requests) == 6
+    for event in by_lease:
+        assert event.hold_id is None
+        assert event.lease_reserved > 0
+        assert event.lease_tokens > 0
+    first = leasing.grants[0]
+    assert first.account_id == env.account_id and first.plan == "basic"
+    assert first.min_amount == by_lease[0].lease_reserved  # the request that asked for it
+
+    async def closed() -> bool:
+        return {c.lease_id for c in leasing.closes} >= {e.lease_id for e in by_lease}
+
+    await wait_for(closed)
+    for close in leasing.closes:
+        assert_close_matches_events(close, events)
+
+
+async def test_a_request_the_lease_cannot_cover_goes_to_billing(
+    env: EdgeEnv, leasing: LeaseBilling
+) -> None:
+    leasing.requests = 1  # each lease admits one request
+    await send(env, 1)
+
+    async def granted() -> bool:
+        return len(leasing.grants) >= 1
+
+    await wait_for(granted)
+    await send(env, 4)
+    events = await usage_events(env.bus, 5)
+    per_lease: dict[str, int] = {}
+    for event in events:
+        if event.lease_id is not None:
+            per_lease[event.lease_id] = per_lease.get(event.lease_id, 0) + 1
+    assert per_lease and max(per_lease.values()) == 1
+    assert len(env.billing.requests) == 5 - sum(per_lease.values())
+
+
+async def test_a_declined_lease_leaves_admission_to_billing_and_is_not_asked_every_time(
+    env: EdgeEnv, leasing: LeaseBilling
+) -> None:
+    leasing.decision = "declined"
+    await send(env, 6)
+    events = await usage_events(env.bus, 6)
+    assert {e.admission for e in events} == {"billing"}
+    assert len(env.billing.requests) == 6
+    assert 1 <= len(leasing.grants) < 6  # backed off after the refusal
+
+
+async def test_a_plan_change_retires_the_lease_of_the_old_plan(
+    env: EdgeEnv, leasing: LeaseBilling
+) -> None:
+    await send(env, 1)
+
+    async def granted() -> bool:
+        return len(leasing.grants) >= 1
+
+    await wait_for(granted)
+    basic_lease = leasing.grants[0].lease_id
+    await send(env, 1)
+    await put_key(env.bus, env.key, key_record(env.account_id, plan="pro"))
+    sent = 2
+
+    async def pro_lease_asked() -> bool:
+        nonlocal sent
+        await send(env, 1)
+        sent += 1
+        return any(g.plan == "pro" for g in leasing.grants)
+
+    await wait_for(pro_lease_asked, step_s=0.1)
+
+    async def basic_closed() -> bool:
+        return any(c.lease_id == basic_lease for c in leasing.closes)
+
+    await wait_for(basic_closed)
+    events = await usage_events(env.bus, sent)
+    plan_of = {g.lease_id: g.plan for g in leasing.grants}
+    assert any(e.lease_id == basic_lease for e in events)
+    for event in events:
+        if event.lease_id is not None:
+            assert event.plan == plan_of[event.lease_id]
+    assert events[-1].plan == "pro"
+    close = next(c for c in leasing.closes if c.lease_id == basic_lease)
+    assert_close_matches_events(close, events)
+
+
+async def test_the_edge_hands_its_leases_back_when_it_stops(
+    env: EdgeEnv, leasing: LeaseBilling
+) -> None:
+    await send(env, 1)
+
+    async def granted() -> bool:
+        return len(leasing.grants) >= 1
+
+    await wait_for(granted)
+    await send(env, 2)
+    events = await usage_events(env.bus, 3)
+    await asyncio.to_thread(env.edge.stop)
+    lease_id = leasing.grants[-1].lease_id
+    close = next(c for c in leasing.closes if c.lease_id == lease_id)
+    assert_close_matches_events(close, events)
+
+
+# -- top-ups and the close, through a real NATS ---------------------------------------------------
+
+
+async def granted_lease(leases: Leases, leasing: LeaseBilling, demand: Demand) -> None:
+    assert leases.admit("acct_t", "basic", demand) is None  # asks for one
+
+    async def granted() -> bool:
+        return len(leasing.grants) >= 1
+
+    await wait_for(granted)
+    await asyncio.sleep(0.05)  # the reply is applied after the responder answered
+
+
+async def test_a_top_up_raises_the_share_and_the_lease_and_never_races_its_close(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=100
+    )
+    demand = Demand(cost=1_000, tokens=100)
+    await granted_lease(leases, leasing, demand)
+    share = leases.admit("acct_t", "basic", demand)
+    assert share is not None
+    assert await leases.top_up(share, 500)
+    assert share.reserved == 1_500
+    assert (share.held.lease.granted, share.held.lease.reserved) == (4_500, 1_500)
+
+    # A slow top-up in flight when the lease is retired: the close waits for it and counts it.
+    leasing.top_up_delay_s = 0.3
+    pending = asyncio.ensure_future(leases.top_up(share, 700))
+    await asyncio.sleep(0.05)
+    leases.forget("acct_t")
+    assert await pending
+
+    async def closed() -> bool:
+        return len(leasing.closes) == 1
+
+    await wait_for(closed)
+    assert leasing.order[-2:] == ["top_up", "close"]
+    assert leasing.closes[0].reserved_amount == 2_200 == share.reserved
+    assert leasing.closes[0].admitted_requests == 1
+
+    # After the close, a top-up still reaches billing (which counts it) but not the lease sums.
+    leasing.top_up_delay_s = 0.0
+    assert await leases.top_up(share, 100)
+    assert share.reserved == 2_300
+    assert share.held.lease.reserved == 2_200
+    leasing.grant_top_ups = False
+    assert not await leases.top_up(share, 100)
+    assert share.reserved == 2_300
+    await leases.close_all(timeout_s=1.0)
