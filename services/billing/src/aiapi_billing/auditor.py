@@ -1,7 +1,10 @@
 """The auditor: the ledger's invariants, checked from the tables alone.
 
 * each account's running totals equal the sums of its transfers;
-* each account's open holds equal the sum of its holds in state ``open``;
+* each account's open holds equal the sum of its holds in state ``open`` plus what its live
+  leases (``open`` or ``closed``) still hold;
+* a lease holds between nothing and what it was granted, nothing once settled or expired, and
+  nothing is left held by a closed lease whose admitted requests have all settled;
 * each usage record has exactly its cost in transfers (none when it cost nothing);
 * revenue (what reached ``sys:revenue``) equals the sum of the usage costs;
 * no hold stays open once its request has been settled;
@@ -26,11 +29,29 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         " WHERE a.credits <> coalesce(t.credits, 0) OR a.debits <> coalesce(t.debits, 0)",
     ),
     (
-        "open holds differ from the holds table",
-        "SELECT a.account_id, a.holds, coalesce(h.total, 0) FROM accounts a LEFT JOIN ("
+        "open holds differ from the holds and leases tables",
+        "SELECT a.account_id, a.holds, coalesce(h.total, 0), coalesce(l.total, 0)"
+        " FROM accounts a LEFT JOIN ("
         "   SELECT account_id, sum(amount) AS total FROM holds WHERE state = 'open'"
-        "   GROUP BY account_id) h USING (account_id)"
-        " WHERE a.holds <> coalesce(h.total, 0)",
+        "   GROUP BY account_id) h USING (account_id) LEFT JOIN ("
+        "   SELECT account_id, sum(open_amount) AS total FROM leases"
+        "   WHERE state IN ('open', 'closed') GROUP BY account_id) l USING (account_id)"
+        " WHERE a.holds <> coalesce(h.total, 0) + coalesce(l.total, 0)",
+    ),
+    (
+        "a lease holds more than it was granted, or less than nothing",
+        "SELECT lease_id, open_amount, granted FROM leases"
+        " WHERE open_amount < 0 OR open_amount > granted",
+    ),
+    (
+        "a settled or expired lease still holds money",
+        "SELECT lease_id, state, open_amount FROM leases"
+        " WHERE state IN ('settled', 'expired') AND open_amount <> 0",
+    ),
+    (
+        "a closed lease still holds money after all its requests settled",
+        "SELECT lease_id, admitted, settled_count, open_amount FROM leases"
+        " WHERE state = 'closed' AND settled_count >= admitted",
     ),
     (
         "a usage record's transfers differ from its cost",

@@ -14,8 +14,14 @@ from aiapi_shared import billing_api as api
 from aiapi_shared.admission import (
     ADMIT_SUBJECT,
     EXTEND_SUBJECT,
+    LEASE_CLOSE_SUBJECT,
+    LEASE_GRANT_SUBJECT,
+    LEASE_TOP_UP_SUBJECT,
     AdmissionRequest,
     HoldExtensionRequest,
+    LeaseCloseRequest,
+    LeaseGrantRequest,
+    LeaseTopUpRequest,
 )
 from aiapi_shared.bus import Bus
 from aiapi_shared.events import Record
@@ -27,6 +33,7 @@ from aiapi_billing import queries
 from aiapi_billing.admission import Admitter
 from aiapi_billing.commands import Commands
 from aiapi_billing.errors import BillingError, Unavailable
+from aiapi_billing.leases import Leases
 from aiapi_billing.ledger import Conn
 
 log = logging.getLogger("aiapi.billing.rpc")
@@ -65,6 +72,7 @@ class Rpc:
         after_commit: Callable[[str], None],
         after_hold: Callable[[str], None] | None = None,
         *,
+        leases: Leases | None = None,
         concurrency: int = 16,
     ) -> None:
         self._pool = pool
@@ -73,6 +81,7 @@ class Rpc:
         self._after_commit = after_commit
         # A hold moves the balance snapshot but queues no event: nothing for the outbox relay.
         self._after_hold = after_hold or after_commit
+        self._leases = leases
         self._concurrency = concurrency
 
     async def serve(self, bus: Bus) -> None:
@@ -95,6 +104,12 @@ class Rpc:
                 _handler(api.PurchasePlanCommand, self._write(self._commands.purchase_plan)),
             ),
         ]
+        if self._leases is not None:
+            routes += [
+                (LEASE_GRANT_SUBJECT, _handler(LeaseGrantRequest, self._lease_grant)),
+                (LEASE_TOP_UP_SUBJECT, _handler(LeaseTopUpRequest, self._lease_top_up)),
+                (LEASE_CLOSE_SUBJECT, _handler(LeaseCloseRequest, self._lease_close)),
+            ]
         for subject, handler in routes:
             # Handlers wait on PostgreSQL: answer several requests at once, not one after another.
             await bus.serve(subject, handler, queue=QUEUE, concurrency=self._concurrency)
@@ -108,6 +123,28 @@ class Rpc:
     async def _extend(self, req: HoldExtensionRequest) -> Record:
         reply = await self._admitter.extend(req)
         if reply.granted:
+            self._after_hold(req.account_id)
+        return reply
+
+    # A lease moves holds like an admission: the snapshot is republished, no event is queued.
+    async def _lease_grant(self, req: LeaseGrantRequest) -> Record:
+        assert self._leases is not None
+        reply = await self._leases.grant(req)
+        if reply.decision == "granted":
+            self._after_hold(req.account_id)
+        return reply
+
+    async def _lease_top_up(self, req: LeaseTopUpRequest) -> Record:
+        assert self._leases is not None
+        reply = await self._leases.top_up(req)
+        if reply.granted:
+            self._after_hold(req.account_id)
+        return reply
+
+    async def _lease_close(self, req: LeaseCloseRequest) -> Record:
+        assert self._leases is not None
+        reply = await self._leases.close(req)
+        if reply.released:
             self._after_hold(req.account_id)
         return reply
 

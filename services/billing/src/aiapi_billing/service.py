@@ -19,6 +19,7 @@ from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
+from aiapi_billing.leases import Leases
 from aiapi_billing.outbox import OutboxRelay, SnapshotWriter
 from aiapi_billing.prices import PriceBook, seed_from_catalogue
 from aiapi_billing.rpc import QUEUE, Rpc
@@ -114,6 +115,13 @@ class Service:
             Commands(self.catalogue, low),
             after_commit,
             snapshots.mark,
+            leases=Leases(
+                pool,
+                self.catalogue,
+                hold_ttl_s=self.settings.hold_ttl_s,
+                admit_for_s=self.settings.lease_admit_for_s,
+                share_bps=self.settings.lease_balance_share_bps,
+            ),
             concurrency=self.settings.rpc_concurrency,
         )
         await rpc.serve(bus)

@@ -15,6 +15,10 @@ class BillingSettings(BaseServiceSettings):
     billing_port: int = 8082
     hold_ttl_s: int = Field(default=600, ge=5, description="an unsettled hold expires after this")
     hold_sweep_interval_s: float = Field(default=5.0, gt=0)
+    # A lease (docs/billing.md, Leases) is admitted with for this long, then expires hold_ttl_s
+    # later unless closed; it takes at most this share of the available balance.
+    lease_admit_for_s: float = Field(default=10.0, gt=0)
+    lease_balance_share_bps: int = Field(default=5000, ge=1, le=10_000)
     low_balance_usd: Money = Field(default=1_000_000_000, description="BalanceLow below this")
     db_pool_size: int = Field(default=10, ge=2)
     db_admission_pool_size: int = Field(default=8, ge=2)

@@ -8,7 +8,8 @@ The event id (= request id) is the primary key of ``usage_records``, written in 
 transaction as the debit: a record that already exists (a redelivery, or the same id twice in one
 batch) is not inserted again, and only the inserted ones are billed. The same id with different
 content is set aside in ``usage_conflicts`` for an operator and never billed twice. A hold that
-already expired is simply not released again; the event still bills in full.
+already expired is simply not released again; the event still bills in full. An event admitted
+under a lease releases its reserved share of the lease instead (``lease_settlement.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiapi_shared.events import UsageRecorded
 
 from aiapi_billing import pricing
 from aiapi_billing.errors import UnpricedModel
+from aiapi_billing.lease_settlement import release_leases
 from aiapi_billing.ledger import Conn, insert_transfers, lock_accounts, move_totals, queue_events
 from aiapi_billing.notices import Totals
 from aiapi_billing.postings import Released, SettledEvent, announcements, post
@@ -172,7 +174,8 @@ class Settler:
         )
 
     async def _bill(self, conn: Conn, fresh: list[_Candidate], before: dict[str, Totals]) -> None:
-        """Release the holds, post the transfers, move the totals, queue the events."""
+        """Release the holds and leases' shares, post the transfers, move the totals, queue the
+        events."""
         cur = await conn.execute(
             "UPDATE holds h SET state = 'settled', closed_at = now()"
             " FROM unnest(%s::text[], %s::text[]) AS s(request_id, account_id)"
@@ -181,6 +184,12 @@ class Settler:
             ([c.event.request_id for c in fresh], [c.event.account_id for c in fresh]),
         )
         released = {str(r[0]): Released(int(r[1]), int(r[2])) for r in await cur.fetchall()}
+        for request_id, share in (await release_leases(conn, [c.event for c in fresh])).items():
+            # Only a request that somehow has both a hold and a lease share releases both.
+            hold = released.get(request_id, Released(0, 0))
+            released[request_id] = Released(
+                hold.amount + share.amount, hold.rate_tokens + share.rate_tokens
+            )
         settled = [
             SettledEvent(c.event, c.cost, c.price, released.get(c.event.request_id)) for c in fresh
         ]
