@@ -7,133 +7,32 @@ upstream, the official SDKs as clients. This is the contract a reseller relies o
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
-from aiapi_cli.embedded import EmbeddedNats
-from aiapi_cli.ports import free_port
 from aiapi_shared.money import parse_usd
-from aiapi_simulator.config import SimulatorConfig
-from aiapi_simulator.testing import running_simulator
-from aiapi_testkit.plugin import SpawnFn
-from aiapi_testkit.process import ServiceProcess
+
+from .support import (
+    HAIKU_BASIC_INPUT_NANO,
+    HAIKU_BASIC_OUTPUT_NANO,
+    Deployment,
+    eventually,
+    open_account,
+)
+from .support import balance as account_balance
 
 pytestmark = pytest.mark.slow
-
-ADMIN_TOKEN = "e2e-operator-token-0123456789"
-# Basic plan (70% off) prices of claude-haiku-4-5 in nano-USD per token: 1 USD/MTok -> 1000 nano.
-HAIKU_BASIC_INPUT_NANO = 300
-HAIKU_BASIC_OUTPUT_NANO = 1500
-
-
-@dataclass
-class Deployment:
-    edge_url: str
-    accounts_url: str
-    processes: list[ServiceProcess]
-
-    def admin(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.accounts_url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        )
-
-    def logs(self) -> str:
-        return "\n".join(p.log_text() for p in self.processes)
-
-
-@pytest.fixture
-def deployment(
-    database_url: str, nats_server: EmbeddedNats, spawn: SpawnFn, tmp_path: Path
-) -> Iterator[Deployment]:
-    with running_simulator(SimulatorConfig()) as upstream:
-        ports = {name: free_port() for name in ("edge", "accounts", "billing")}
-        env = {
-            "AIAPI_NATS_URL": nats_server.url,
-            "AIAPI_DATABASE_URL": database_url,
-            "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN,
-            "AIAPI_DATA_DIR": str(tmp_path / "data"),
-            "AIAPI_EDGE_PORT": str(ports["edge"]),
-            "AIAPI_ACCOUNTS_PORT": str(ports["accounts"]),
-            "AIAPI_BILLING_PORT": str(ports["billing"]),
-            "AIAPI_COOKIE_SECURE": "false",
-            "AIAPI_UPSTREAM_URL": upstream,
-            "AIAPI_UPSTREAM_API_KEYS": "sk-ant-e2e-upstream",
-            "AIAPI_LOG_LEVEL": "DEBUG",
-        }
-        processes = [
-            spawn(
-                [sys.executable, "-m", f"aiapi_{name}"],
-                env=env,
-                health_url=f"http://127.0.0.1:{ports[name]}/healthz",
-                name=name,
-                timeout_s=60,
-            )
-            for name in ("billing", "accounts", "edge")
-        ]
-        yield Deployment(
-            edge_url=f"http://127.0.0.1:{ports['edge']}",
-            accounts_url=f"http://127.0.0.1:{ports['accounts']}",
-            processes=processes,
-        )
-
-
-@pytest.fixture
-def closer() -> Iterator[contextlib.ExitStack]:
-    """Closes the SDK clients a test opened (an unclosed socket is an error under -W error)."""
-    with contextlib.ExitStack() as stack:
-        yield stack
-
-
-def _eventually(check: Callable[[], Any], timeout_s: float = 15.0, every_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(every_s)
-
-
-def _open_account(admin: httpx.Client, credit_usd: str) -> tuple[str, str, str]:
-    account = admin.post("/admin/v1/accounts", json={"email": "e2e@example.com", "plan": "basic"})
-    assert account.status_code == 201, account.text
-    account_id = account.json()["id"]
-    credit = admin.post(
-        f"/admin/v1/accounts/{account_id}/adjustments",
-        json={"amount_usd": credit_usd, "reason": "e2e top-up"},
-        headers={"Idempotency-Key": "e2e-credit-1"},
-    )
-    assert credit.status_code == 201, credit.text
-    assert parse_usd(credit.json()["balance_usd"]) == parse_usd(credit_usd)
-    key = admin.post(f"/admin/v1/accounts/{account_id}/keys", json={"name": "e2e"})
-    assert key.status_code == 201, key.text
-    assert key.json()["key"].startswith("sk-cc-")
-    return account_id, key.json()["id"], key.json()["key"]
-
-
-def _balance(admin: httpx.Client, account_id: str) -> int:
-    answer = admin.get(f"/admin/v1/accounts/{account_id}")
-    assert answer.status_code == 200, answer.text
-    return parse_usd(answer.json()["balance_usd"])
 
 
 def test_a_request_lowers_the_balance_by_its_exact_price(
     deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
     with deployment.admin() as admin:
-        account_id, _, key = _open_account(admin, "10.00")
-        start = _balance(admin, account_id)
+        account_id, _, key = open_account(admin, "10.00")
+        start = account_balance(admin, account_id)
         assert start == 10_000_000_000
 
         client = closer.enter_context(
@@ -153,7 +52,7 @@ def test_a_request_lowers_the_balance_by_its_exact_price(
             + message.usage.output_tokens * HAIKU_BASIC_OUTPUT_NANO
         )
         assert cost > 0
-        _eventually(lambda: _balance(admin, account_id) == start - cost)
+        eventually(lambda: account_balance(admin, account_id) == start - cost)
 
         request_id = message._request_id
         assert request_id
@@ -171,8 +70,8 @@ def test_the_openai_route_is_billed_like_the_anthropic_route(
     deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
     with deployment.admin() as admin:
-        account_id, _, key = _open_account(admin, "10.00")
-        start = _balance(admin, account_id)
+        account_id, _, key = open_account(admin, "10.00")
+        start = account_balance(admin, account_id)
         claude = closer.enter_context(
             anthropic.Anthropic(
                 base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
@@ -183,8 +82,8 @@ def test_the_openai_route_is_billed_like_the_anthropic_route(
             max_tokens=100,
             messages=[{"role": "user", "content": "[[reply: same price]]"}],
         )
-        _eventually(lambda: _balance(admin, account_id) < start)
-        after_anthropic = _balance(admin, account_id)
+        eventually(lambda: account_balance(admin, account_id) < start)
+        after_anthropic = account_balance(admin, account_id)
 
         gpt = closer.enter_context(
             openai.OpenAI(
@@ -199,13 +98,13 @@ def test_the_openai_route_is_billed_like_the_anthropic_route(
         assert completion.choices[0].message.content == "same price"
         assert completion.usage is not None
         assert completion.usage.prompt_tokens == message.usage.input_tokens
-        _eventually(lambda: _balance(admin, account_id) < after_anthropic)
-        assert start - after_anthropic == after_anthropic - _balance(admin, account_id)
+        eventually(lambda: account_balance(admin, account_id) < after_anthropic)
+        assert start - after_anthropic == after_anthropic - account_balance(admin, account_id)
 
 
 def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: Deployment) -> None:
     with deployment.admin() as admin:
-        account_id, key_id, key = _open_account(admin, "5.00")
+        account_id, key_id, key = open_account(admin, "5.00")
         second = admin.post(f"/admin/v1/accounts/{account_id}/keys", json={"name": "second"})
         assert second.status_code == 201
         second_key = second.json()["key"]
@@ -218,15 +117,15 @@ def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: De
                 timeout=10,
             ).status_code
 
-        _eventually(lambda: status_with(key) == 200)
+        eventually(lambda: status_with(key) == 200)
         assert admin.delete(f"/admin/v1/accounts/{account_id}/keys/{key_id}").status_code == 204
         # The contract's promise: refused within one second on every replica.
-        _eventually(lambda: status_with(key) == 401, timeout_s=1.0, every_s=0.02)
+        eventually(lambda: status_with(key) == 401, timeout_s=1.0, every_s=0.02)
         assert status_with(second_key) == 200
 
         patched = admin.patch(f"/admin/v1/accounts/{account_id}", json={"status": "suspended"})
         assert patched.status_code == 200
-        _eventually(lambda: status_with(second_key) == 401, timeout_s=1.0, every_s=0.02)
+        eventually(lambda: status_with(second_key) == 401, timeout_s=1.0, every_s=0.02)
 
     logs = deployment.logs()
     assert logs  # the services did log
@@ -271,7 +170,7 @@ def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_reques
         again = customer.post("/api/v1/account/plan", json={"plan": "pro"}, headers=csrf)
         assert again.status_code == 200
         assert again.json()["already_owned"] is True
-        assert _balance(admin, account_id) == 6_000_000_000  # 25.00 - 19.00, once
+        assert account_balance(admin, account_id) == 6_000_000_000  # 25.00 - 19.00, once
 
         # Pro prices haiku at 80% off: 0.20 / 1.00 USD per MTok -> 200 / 1000 nano per token.
         def pro_request_cost() -> int:
@@ -286,7 +185,7 @@ def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_reques
         # promises the Pro discount from the next request after that.
         time.sleep(1.0)
         cost = pro_request_cost()
-        _eventually(lambda: _balance(admin, account_id) == 6_000_000_000 - cost)
+        eventually(lambda: account_balance(admin, account_id) == 6_000_000_000 - cost)
     customer.close()
 
 
@@ -294,7 +193,7 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
     deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
     with deployment.admin() as admin:
-        account_id, _, key = _open_account(admin, "10.00")
+        account_id, _, key = open_account(admin, "10.00")
         added = admin.put(
             "/admin/v1/catalogue/models/claude-next-5",
             json={
@@ -331,8 +230,8 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
             )
             return "claude-next-5" in {m["id"] for m in answer.json()["data"]}
 
-        _eventually(listed, timeout_s=10)
-        start = _balance(admin, account_id)
+        eventually(listed, timeout_s=10)
+        start = account_balance(admin, account_id)
         client = closer.enter_context(
             anthropic.Anthropic(
                 base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
@@ -346,7 +245,7 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
         assert message.content[0].text == "served as claude-next-5"  # type: ignore[union-attr]
         # Basic plan: 70% off 2.00 / 10.00 USD per MTok -> 600 / 3000 nano per token.
         cost = message.usage.input_tokens * 600 + message.usage.output_tokens * 3000
-        _eventually(lambda: _balance(admin, account_id) == start - cost)
+        eventually(lambda: account_balance(admin, account_id) == start - cost)
         record = httpx.get(
             f"{deployment.edge_url}/v1/usage/requests/{message._request_id}",
             headers={"x-api-key": key},

@@ -1,0 +1,66 @@
+"""Fixtures of the end-to-end tests: billing, accounts and the edge as processes."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiapi_cli.embedded import EmbeddedNats
+from aiapi_cli.ports import free_port
+from aiapi_simulator.config import SimulatorConfig
+from aiapi_simulator.testing import running_simulator
+from aiapi_testkit.plugin import SpawnFn
+
+from .support import ADMIN_TOKEN, Deployment
+
+# Billing lets an edge admit with a lease for this long; short here, so that a test sees the
+# edge hand its leases back within a few seconds.
+LEASE_WINDOW_S = "2"
+
+
+@pytest.fixture
+def deployment(
+    database_url: str, nats_server: EmbeddedNats, spawn: SpawnFn, tmp_path: Path
+) -> Iterator[Deployment]:
+    with running_simulator(SimulatorConfig()) as upstream:
+        ports = {name: free_port() for name in ("edge", "accounts", "billing")}
+        env = {
+            "AIAPI_NATS_URL": nats_server.url,
+            "AIAPI_DATABASE_URL": database_url,
+            "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN,
+            "AIAPI_DATA_DIR": str(tmp_path / "data"),
+            "AIAPI_EDGE_PORT": str(ports["edge"]),
+            "AIAPI_ACCOUNTS_PORT": str(ports["accounts"]),
+            "AIAPI_BILLING_PORT": str(ports["billing"]),
+            "AIAPI_COOKIE_SECURE": "false",
+            "AIAPI_UPSTREAM_URL": upstream,
+            "AIAPI_UPSTREAM_API_KEYS": "sk-ant-e2e-upstream",
+            "AIAPI_LEASE_ADMIT_FOR_S": LEASE_WINDOW_S,
+            "AIAPI_LOG_LEVEL": "DEBUG",
+        }
+        processes = [
+            spawn(
+                [sys.executable, "-m", f"aiapi_{name}"],
+                env=env,
+                health_url=f"http://127.0.0.1:{ports[name]}/healthz",
+                name=name,
+                timeout_s=60,
+            )
+            for name in ("billing", "accounts", "edge")
+        ]
+        yield Deployment(
+            edge_url=f"http://127.0.0.1:{ports['edge']}",
+            accounts_url=f"http://127.0.0.1:{ports['accounts']}",
+            processes=processes,
+            env=env,
+        )
+
+
+@pytest.fixture
+def closer() -> Iterator[contextlib.ExitStack]:
+    """Closes the SDK clients a test opened (an unclosed socket is an error under -W error)."""
+    with contextlib.ExitStack() as stack:
+        yield stack

@@ -1,0 +1,92 @@
+"""What the end-to-end tests share: the deployment's handles and small helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiapi_shared.money import parse_usd
+from aiapi_testkit.process import ServiceProcess
+
+ADMIN_TOKEN = "e2e-operator-token-0123456789"
+# Basic plan (70% off) prices of claude-haiku-4-5 in nano-USD per token: 1 USD/MTok -> 1000 nano.
+HAIKU_BASIC_INPUT_NANO = 300
+HAIKU_BASIC_OUTPUT_NANO = 1500
+
+
+@dataclass
+class Deployment:
+    edge_url: str
+    accounts_url: str
+    processes: list[ServiceProcess]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.accounts_url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
+
+    def logs(self) -> str:
+        return "\n".join(p.log_text() for p in self.processes)
+
+    def audit(self) -> subprocess.CompletedProcess[str]:
+        """Billing's auditor over the deployment's books (exit status 0: they balance)."""
+        return subprocess.run(
+            [sys.executable, "-m", "aiapi_billing", "audit"],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 15.0, every_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(every_s)
+
+
+def open_account(admin: httpx.Client, credit_usd: str) -> tuple[str, str, str]:
+    account = admin.post("/admin/v1/accounts", json={"email": "e2e@example.com", "plan": "basic"})
+    assert account.status_code == 201, account.text
+    account_id = account.json()["id"]
+    credit = admin.post(
+        f"/admin/v1/accounts/{account_id}/adjustments",
+        json={"amount_usd": credit_usd, "reason": "e2e top-up"},
+        headers={"Idempotency-Key": "e2e-credit-1"},
+    )
+    assert credit.status_code == 201, credit.text
+    assert parse_usd(credit.json()["balance_usd"]) == parse_usd(credit_usd)
+    key = admin.post(f"/admin/v1/accounts/{account_id}/keys", json={"name": "e2e"})
+    assert key.status_code == 201, key.text
+    assert key.json()["key"].startswith("sk-cc-")
+    return account_id, key.json()["id"], key.json()["key"]
+
+
+def account(admin: httpx.Client, account_id: str) -> dict[str, Any]:
+    answer = admin.get(f"/admin/v1/accounts/{account_id}")
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def balance(admin: httpx.Client, account_id: str) -> int:
+    return parse_usd(account(admin, account_id)["balance_usd"])
+
+
+def available(admin: httpx.Client, account_id: str) -> int:
+    return parse_usd(account(admin, account_id)["available_usd"])

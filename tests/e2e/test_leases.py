@@ -1,0 +1,117 @@
+"""Admission leases across the real processes: requests the edge admitted with no round trip are
+billed exactly once at their price, a small balance is never overdrawn by many concurrent
+streams, and every lease is handed back (available equals balance again, the auditor agrees)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+
+import anthropic
+import httpx
+import pytest
+
+from .support import (
+    HAIKU_BASIC_INPUT_NANO,
+    HAIKU_BASIC_OUTPUT_NANO,
+    Deployment,
+    available,
+    balance,
+    eventually,
+    open_account,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def lease_admissions(deployment: Deployment) -> float:
+    """How many requests the edge admitted under a lease (its Prometheus counter)."""
+    text = httpx.get(f"{deployment.edge_url}/metrics", timeout=10).text
+    found = re.search(r'^aiapi_edge_admissions_total\{decision="lease"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def assert_books_balance(deployment: Deployment) -> None:
+    audit = deployment.audit()
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_requests_admitted_under_a_lease_are_billed_exactly_and_the_lease_comes_back(
+    deployment: Deployment, closer: contextlib.ExitStack
+) -> None:
+    with deployment.admin() as admin:
+        account_id, _, key = open_account(admin, "10.00")
+        start = balance(admin, account_id)
+        client = closer.enter_context(
+            anthropic.Anthropic(
+                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
+            )
+        )
+        cost = 0
+        for n in range(30):
+            message = client.messages.create(
+                model="claude-haiku-4-5",
+                max_tokens=50,
+                messages=[{"role": "user", "content": f"[[reply: answer number {n}]]"}],
+            )
+            cost += (
+                message.usage.input_tokens * HAIKU_BASIC_INPUT_NANO
+                + message.usage.output_tokens * HAIKU_BASIC_OUTPUT_NANO
+            )
+        assert lease_admissions(deployment) >= 10  # most went without a round trip
+        eventually(lambda: balance(admin, account_id) == start - cost)
+        # The window ends, the edge closes its lease, billing releases what it still held.
+        eventually(lambda: available(admin, account_id) == balance(admin, account_id))
+    assert_books_balance(deployment)
+
+
+def test_concurrent_streams_on_five_cents_never_overdraw_with_leases(
+    deployment: Deployment,
+) -> None:
+    with deployment.admin() as admin:
+        account_id, _, key = open_account(admin, "0.05")
+        start = balance(admin, account_id)
+
+        async def storm() -> tuple[int, int, int]:
+            """200 streams at once; each answered stream's exact price, summed."""
+            client = anthropic.AsyncAnthropic(
+                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
+            )
+
+            refusals: list[int] = []
+
+            async def one() -> tuple[int, int]:
+                try:
+                    async with client.messages.stream(
+                        model="claude-haiku-4-5",
+                        # 200 tokens cost about 0.0003 USD: five cents cannot buy all 200
+                        # answers. max_tokens leaves room for the edge's output estimate, so
+                        # no stream outgrows its hold and every answer is priced as reported.
+                        max_tokens=2000,
+                        messages=[{"role": "user", "content": "[[tokens: 200]]"}],
+                    ) as stream:
+                        final = await stream.get_final_message()
+                except anthropic.APIStatusError as exc:
+                    refusals.append(exc.status_code)
+                    return 0, 0
+                return (
+                    final.usage.input_tokens * HAIKU_BASIC_INPUT_NANO
+                    + final.usage.output_tokens * HAIKU_BASIC_OUTPUT_NANO
+                ), 1
+
+            try:
+                results = await asyncio.gather(*(one() for _ in range(200)))
+            finally:
+                await client.close()
+            # Refused before anything went upstream: no balance, or the plan's rate.
+            assert set(refusals) <= {402, 429}, refusals
+            return sum(c for c, _ in results), sum(n for _, n in results), len(results)
+
+        spent, answered, sent = asyncio.run(storm())
+        assert sent == 200
+        assert 0 < answered < 200
+        eventually(lambda: balance(admin, account_id) == start - spent, timeout_s=30)
+        assert balance(admin, account_id) >= 0
+        eventually(lambda: available(admin, account_id) == balance(admin, account_id))
+    assert_books_balance(deployment)
