@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiapi_cli.embedded import EmbeddedNats
 from aiapi_edge.lease import Demand, Lease, next_ask
 from aiapi_edge.leasing import Leases
 from aiapi_edge.metrics import Metrics
@@ -45,6 +46,7 @@ class LeaseBilling:
     decision: str = "granted"
     amount: int | None = None  # None: what was asked
     requests: int | None = None
+    tokens: int | None = None
     admit_for_s: float = 30.0
     top_up_delay_s: float = 0.0
     grant_top_ups: bool = True
@@ -62,7 +64,7 @@ class LeaseBilling:
             decision="granted",
             amount=request.amount if self.amount is None else self.amount,
             requests=request.requests if self.requests is None else self.requests,
-            tokens=request.tokens,
+            tokens=request.tokens if self.tokens is None else self.tokens,
             admit_for_s=self.admit_for_s,
         )
         return reply.model_dump_json().encode()
@@ -357,3 +359,26 @@ async def test_a_top_up_raises_the_share_and_the_lease_and_never_races_its_close
     assert not await leases.top_up(share, 100)
     assert share.reserved == 2_300
     await leases.close_all(timeout_s=1.0)
+
+
+async def test_with_nats_down_the_edge_goes_on_admitting_within_its_lease(
+    env: EdgeEnv, leasing: LeaseBilling, nats_server: EmbeddedNats
+) -> None:
+    # A lease of 1 USD, 100 requests and a million tokens.
+    leasing.amount, leasing.requests, leasing.tokens = 10**9, 100, 10**6
+    await send(env, 1)
+
+    async def granted() -> bool:
+        return len(leasing.grants) >= 1
+
+    await wait_for(granted)
+    await asyncio.sleep(0.05)
+    nats_server.stop()
+    try:
+        await send(env, 20)  # no billing, no relay: the lease and the spool carry them
+    finally:
+        nats_server.start()
+    events = await usage_events(env.bus, 21, timeout_s=30)
+    assert sorted(e.admission for e in events) == ["billing"] + ["lease"] * 20
+    leased = {e.lease_id for e in events if e.admission == "lease"}
+    assert leased == {leasing.grants[0].lease_id}
