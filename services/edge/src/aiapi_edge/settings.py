@@ -42,7 +42,7 @@ class EdgeSettings(BaseServiceSettings):
     edge_spool_fsync: bool = False
     edge_spool_sync_interval_s: float = Field(default=0.05, gt=0, le=5)
     # The relay publishes usage events in rounds: wait this long for others to join the first.
-    edge_relay_linger_s: float = Field(default=0.01, ge=0, le=1)
+    edge_relay_linger_s: float = Field(default=0.05, ge=0, le=1)
     edge_admission_timeout_s: float = Field(default=0.5, gt=0)
     edge_offline_allowance_usd: str = "0.50"
     # Admission leases (docs/edge.md): admit an account's requests against money and rate limits
