@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
+import time
+from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
+from aiapi_cli.ports import free_port
+from aiapi_testkit.plugin import SpawnFn
 
 from .support import (
     HAIKU_BASIC_INPUT_NANO,
@@ -115,3 +120,68 @@ def test_concurrent_streams_on_five_cents_never_overdraw_with_leases(
         assert balance(admin, account_id) >= 0
         eventually(lambda: available(admin, account_id) == balance(admin, account_id))
     assert_books_balance(deployment)
+
+
+def test_two_edge_processes_share_one_accounts_requests_per_minute(
+    deployment: Deployment, spawn: SpawnFn, tmp_path: Path
+) -> None:
+    port = free_port()
+    second_env = {
+        **deployment.env,
+        "AIAPI_EDGE_PORT": str(port),
+        "AIAPI_DATA_DIR": str(tmp_path / "second-edge"),
+    }
+    spawn(
+        [sys.executable, "-m", "aiapi_edge"],
+        env=second_env,
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        name="edge-2",
+        timeout_s=60,
+    )
+    edges = [deployment.edge_url, f"http://127.0.0.1:{port}"]
+    with deployment.admin() as admin:
+        _, _, key = open_account(admin, "10.00")
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+
+    async def burst() -> tuple[list[httpx.Response], float]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for url in edges:  # both edges know the key before the clock starts
+                warm = await http.post(
+                    f"{url}/v1/messages/count_tokens", headers=headers, json=body
+                )
+                assert warm.status_code == 200
+            started = time.monotonic()
+            answers = await asyncio.gather(
+                *(
+                    http.post(f"{edges[i % 2]}/v1/messages", headers=headers, json=body)
+                    for i in range(260)
+                )
+            )
+            return list(answers), time.monotonic() - started
+
+    answers, elapsed = asyncio.run(burst())
+    statuses = [a.status_code for a in answers]
+    # Basic allows 200 requests per minute across every edge together; the allowance refills
+    # smoothly, one more request per 0.3 s of the burst.
+    refilled = int(elapsed / 0.3) + 1
+    assert 200 <= statuses.count(200) <= 200 + refilled < 260
+    assert statuses.count(200) + statuses.count(429) == 260
+    for answer in answers:
+        if answer.status_code == 429:
+            assert 1 <= int(answer.headers["retry-after"]) <= 60
+            assert answer.json()["error"]["type"] == "rate_limit_error"
+    assert_books_balance_eventually(deployment)
+
+
+def assert_books_balance_eventually(deployment: Deployment) -> None:
+    """Once the edges handed their leases back, billing's auditor finds the books exact."""
+
+    def clean() -> bool:
+        return deployment.audit().returncode == 0
+
+    eventually(clean, timeout_s=20, every_s=0.5)
