@@ -38,8 +38,19 @@ def lease_admissions(deployment: Deployment) -> float:
 
 
 def assert_books_balance(deployment: Deployment) -> None:
-    audit = deployment.audit()
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    """Billing's auditor finds the books exact (the last usage may still be settling)."""
+
+    findings: list[str] = []
+
+    def clean() -> bool:
+        audit = deployment.audit()
+        findings[:] = [audit.stdout + audit.stderr]
+        return audit.returncode == 0
+
+    try:
+        eventually(clean, timeout_s=20, every_s=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"the books do not balance: {findings}") from exc
 
 
 def test_requests_admitted_under_a_lease_are_billed_exactly_and_the_lease_comes_back(
@@ -175,13 +186,4 @@ def test_two_edge_processes_share_one_accounts_requests_per_minute(
         if answer.status_code == 429:
             assert 1 <= int(answer.headers["retry-after"]) <= 60
             assert answer.json()["error"]["type"] == "rate_limit_error"
-    assert_books_balance_eventually(deployment)
-
-
-def assert_books_balance_eventually(deployment: Deployment) -> None:
-    """Once the edges handed their leases back, billing's auditor finds the books exact."""
-
-    def clean() -> bool:
-        return deployment.audit().returncode == 0
-
-    eventually(clean, timeout_s=20, every_s=0.5)
+    assert_books_balance(deployment)

@@ -100,6 +100,16 @@ async def send(env: EdgeEnv, count: int) -> None:
         assert message.content[0].type == "text"
 
 
+async def first_lease(env: EdgeEnv, leasing: LeaseBilling) -> None:
+    """One request, admitted by billing, makes the edge ask for a lease: until it is granted."""
+    await send(env, 1)
+
+    async def granted() -> bool:
+        return len(leasing.grants) >= 1
+
+    await wait_for(granted)
+
+
 def assert_close_matches_events(close: LeaseCloseRequest, events: list[UsageRecorded]) -> None:
     """What a close reports is exactly the sum of its requests' usage events."""
     mine = [e for e in events if e.lease_id == close.lease_id]
@@ -227,12 +237,7 @@ async def test_a_request_the_lease_cannot_cover_goes_to_billing(
     env: EdgeEnv, leasing: LeaseBilling
 ) -> None:
     leasing.requests = 1  # each lease admits one request
-    await send(env, 1)
-
-    async def granted() -> bool:
-        return len(leasing.grants) >= 1
-
-    await wait_for(granted)
+    await first_lease(env, leasing)
     await send(env, 4)
     events = await usage_events(env.bus, 5)
     per_lease: dict[str, int] = {}
@@ -257,12 +262,7 @@ async def test_a_declined_lease_leaves_admission_to_billing_and_is_not_asked_eve
 async def test_a_plan_change_retires_the_lease_of_the_old_plan(
     env: EdgeEnv, leasing: LeaseBilling
 ) -> None:
-    await send(env, 1)
-
-    async def granted() -> bool:
-        return len(leasing.grants) >= 1
-
-    await wait_for(granted)
+    await first_lease(env, leasing)
     basic_lease = leasing.grants[0].lease_id
     await send(env, 1)
     await put_key(env.bus, env.key, key_record(env.account_id, plan="pro"))
@@ -294,12 +294,7 @@ async def test_a_plan_change_retires_the_lease_of_the_old_plan(
 async def test_the_edge_hands_its_leases_back_when_it_stops(
     env: EdgeEnv, leasing: LeaseBilling
 ) -> None:
-    await send(env, 1)
-
-    async def granted() -> bool:
-        return len(leasing.grants) >= 1
-
-    await wait_for(granted)
+    await first_lease(env, leasing)
     await send(env, 2)
     events = await usage_events(env.bus, 3)
     await asyncio.to_thread(env.edge.stop)
@@ -366,12 +361,7 @@ async def test_with_nats_down_the_edge_goes_on_admitting_within_its_lease(
 ) -> None:
     # A lease of 1 USD, 100 requests and a million tokens.
     leasing.amount, leasing.requests, leasing.tokens = 10**9, 100, 10**6
-    await send(env, 1)
-
-    async def granted() -> bool:
-        return len(leasing.grants) >= 1
-
-    await wait_for(granted)
+    await first_lease(env, leasing)
     await asyncio.sleep(0.05)
     nats_server.stop()
     try:
