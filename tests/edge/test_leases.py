@@ -372,3 +372,89 @@ async def test_with_nats_down_the_edge_goes_on_admitting_within_its_lease(
     assert sorted(e.admission for e in events) == ["billing"] + ["lease"] * 20
     leased = {e.lease_id for e in events if e.admission == "lease"}
     assert leased == {leasing.grants[0].lease_id}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_lease_past_its_window_is_replaced_by_one_sized_from_what_it_admitted(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    clock = FakeClock()
+    leases = Leases(
+        bus,
+        Metrics(),
+        edge_id="edge-t",
+        timeout_s=2.0,
+        max_amount=10**9,
+        max_requests=100,
+        clock=clock,
+    )
+    demand = Demand(cost=1_000, tokens=100)
+    await granted_lease(leases, leasing, demand)
+    assert leasing.grants[0].requests == 4  # a few requests like the first one
+    for _ in range(3):
+        assert leases.admit("acct_t", "basic", demand) is not None
+    clock.now += leasing.admit_for_s  # the window is over
+    assert leases.admit("acct_t", "basic", demand) is None
+
+    async def renewed() -> bool:
+        return len(leasing.grants) == 2 and len(leasing.closes) == 1
+
+    await wait_for(renewed)
+    assert leasing.grants[1].requests == 6  # twice what the last one admitted
+    assert leasing.closes[0].admitted_requests == 3
+    assert leasing.closes[0].reserved_amount == 3_000
+    await leases.close_all(timeout_s=1.0)
+
+
+async def test_refused_grants_back_off_doubling_and_are_forgotten_after_a_while(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    clock = FakeClock()
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=100,
+        clock=clock,
+    )  # fmt: skip
+    leasing.decision = "declined"
+    demand = Demand(cost=1_000, tokens=100)
+
+    async def asked(count: int) -> bool:
+        async def enough() -> bool:
+            return len(leasing.grants) == count
+
+        await wait_for(enough)
+        await asyncio.sleep(0.05)  # the reply is applied after the responder answered
+        return True
+
+    assert leases.admit("acct_t", "basic", demand) is None
+    await asked(1)
+    leases.admit("acct_t", "basic", demand)  # within the first second: not asked again
+    clock.now += 1.1
+    leases.admit("acct_t", "basic", demand)
+    await asked(2)
+    clock.now += 1.1  # the second refusal waits two seconds
+    leases.admit("acct_t", "basic", demand)
+    await asyncio.sleep(0.1)
+    assert len(leasing.grants) == 2
+    clock.now += 1.0
+    leases.admit("acct_t", "basic", demand)
+    await asked(3)  # refused a third time: the next wait would be four seconds
+    # Long after, the sweep forgets the refusals: the next one waits a second again.
+    clock.now += 100
+    stop = asyncio.Event()
+    sweeping = asyncio.ensure_future(leases.sweep(stop))
+    await asyncio.sleep(1.3)
+    stop.set()
+    await sweeping
+    leases.admit("acct_t", "basic", demand)
+    await asked(4)
+    clock.now += 1.1
+    leases.admit("acct_t", "basic", demand)
+    await asked(5)
+    await leases.close_all(timeout_s=1.0)

@@ -114,17 +114,21 @@ class Leases:
             return None
         now = self._clock()
         held = self._current.get(account_id)
-        if held is not None and not held.lease.usable(plan, now):
+        if held is None:
+            self._ask(account_id, plan, demand, None)
+            return None
+        lease = held.lease
+        if not lease.usable(plan, now):
             self._retire(held)
-            held = None
-        lease = held.lease if held is not None else None
-        if held is not None and held.lease.fits(demand):
-            held.lease.admit(demand)
-            if held.lease.running_low(now):
-                self._ask(account_id, plan, demand, held.lease)
-            return LeaseShare(held, demand.cost, demand.tokens)
-        self._ask(account_id, plan, demand, lease)
-        return None
+            self._ask(account_id, plan, demand, lease)  # sized from what it admitted
+            return None
+        if not lease.fits(demand):
+            self._ask(account_id, plan, demand, lease)
+            return None
+        lease.admit(demand)
+        if lease.running_low(now):
+            self._ask(account_id, plan, demand, lease)
+        return LeaseShare(held, demand.cost, demand.tokens)
 
     def forget(self, account_id: str) -> None:
         """Billing refused this account (suspended, say): stop admitting with its lease."""
@@ -289,6 +293,10 @@ class Leases:
             for held in list(self._current.values()):
                 if now >= held.lease.deadline:
                     self._retire(held)
+            # A refusal long past is forgotten: the next ask starts from the shortest wait.
+            for account_id, (until, _) in list(self._backoff.items()):
+                if now > until + MAX_BACKOFF_S:
+                    del self._backoff[account_id]
 
     async def close_all(self, timeout_s: float) -> None:
         """On the way down: hand every lease back (what billing does not hear of, expires)."""
