@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiapi_billing.pricing import Price, hold_nano
 from aiapi_cli.embedded import EmbeddedNats
+from aiapi_edge.budget import worst_case
 from aiapi_edge.lease import Demand, Lease, next_ask
 from aiapi_edge.leasing import Leases
 from aiapi_edge.metrics import Metrics
@@ -25,12 +28,13 @@ from aiapi_shared.admission import (
     LeaseTopUpRequest,
 )
 from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import PricePoint, default_catalogue
 from aiapi_shared.events.usage_v1 import UsageRecorded
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .conftest import EdgeEnv
 from .support import key_record, put_key, usage_events, wait_for
-
-pytestmark = pytest.mark.usefixtures("leasing")
 
 BODY: dict[str, Any] = {
     "model": "claude-haiku-4-5",
@@ -458,3 +462,31 @@ async def test_refused_grants_back_off_doubling_and_are_forgotten_after_a_while(
     leases.admit("acct_t", "basic", demand)
     await asked(5)
     await leases.close_all(timeout_s=1.0)
+
+
+@given(
+    input_tokens=st.integers(min_value=0, max_value=2_000_000),
+    max_tokens=st.integers(min_value=1, max_value=200_000),
+    input_price=st.integers(min_value=0, max_value=100_000_000_000),
+    output_price=st.integers(min_value=0, max_value=500_000_000_000),
+    plan=st.sampled_from(["basic", "pro"]),
+)
+def test_a_request_reserves_from_its_lease_what_billing_would_hold_for_it(
+    input_tokens: int, max_tokens: int, input_price: int, output_price: int, plan: str
+) -> None:
+    """The edge's worst case (what a lease gives a request) is billing's hold, to the nano."""
+    catalogue = default_catalogue()
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    edge_price = PricePoint(
+        effective_from=moment, input_usd_per_mtok=input_price, output_usd_per_mtok=output_price
+    )
+    billing_price = Price(1, "m", moment, input_price, output_price)
+    discount = catalogue.plan(plan).discount_bps
+    multipliers = catalogue.cache_multipliers_bps
+    reserved = worst_case(
+        edge_price, discount, multipliers, input_tokens=input_tokens, max_tokens=max_tokens
+    )
+    held = hold_nano(
+        input_tokens, max_tokens, billing_price, discount_bps=discount, multipliers=multipliers
+    )
+    assert reserved == held
