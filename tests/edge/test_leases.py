@@ -53,6 +53,7 @@ class LeaseBilling:
     tokens: int | None = None
     admit_for_s: float = 30.0
     top_up_delay_s: float = 0.0
+    grant_delay_s: float = 0.0
     grant_top_ups: bool = True
     grants: list[LeaseGrantRequest] = field(default_factory=list)
     closes: list[LeaseCloseRequest] = field(default_factory=list)
@@ -61,6 +62,7 @@ class LeaseBilling:
 
     async def grant(self, data: bytes) -> bytes:
         request = LeaseGrantRequest.model_validate_json(data)
+        await asyncio.sleep(self.grant_delay_s)
         self.grants.append(request)
         if self.decision != "granted":
             return LeaseGrantReply(decision="declined").model_dump_json().encode()  # type: ignore[arg-type]
@@ -490,3 +492,20 @@ def test_a_request_reserves_from_its_lease_what_billing_would_hold_for_it(
         input_tokens, max_tokens, billing_price, discount_bps=discount, multipliers=multipliers
     )
     assert reserved == held
+
+
+async def test_a_lease_granted_while_the_edge_stops_is_handed_straight_back(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=100
+    )
+    leasing.grant_delay_s = 0.3
+    assert leases.admit("acct_t", "basic", Demand(cost=1_000, tokens=100)) is None  # asks
+    await asyncio.sleep(0.05)
+    await leases.close_all(timeout_s=2.0)  # the grant is answered while this waits
+    assert [g.lease_id for g in leasing.grants] == [c.lease_id for c in leasing.closes]
+    assert leasing.closes[0].admitted_requests == 0
+    assert leases.admit("acct_t", "basic", Demand(cost=1_000, tokens=100)) is None
+    await asyncio.sleep(0.5)
+    assert len(leasing.grants) == 1  # a stopping edge asks for no more

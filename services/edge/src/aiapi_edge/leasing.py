@@ -104,13 +104,14 @@ class Leases:
         self._asking: set[str] = set()
         self._backoff: dict[str, tuple[float, float]] = {}  # account -> (until, last delay)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     # -- the request path (synchronous: no await between the check and the reservation) -------
 
     def admit(self, account_id: str, plan: str, demand: Demand) -> LeaseShare | None:
         """Admit against this account's lease, or None (and a lease is asked for if none is
         usable or the current one runs low)."""
-        if demand.cost >= UNCOVERABLE:
+        if demand.cost >= UNCOVERABLE or self._stopping:
             return None
         now = self._clock()
         held = self._current.get(account_id)
@@ -192,8 +193,12 @@ class Leases:
             asked_at=asked_at,
             admit_for_s=reply.admit_for_s,
         )
+        held = HeldLease(lease)
+        if self._stopping:  # granted while the edge stops: hand it straight back
+            self._retire(held)
+            return
         replaced = self._current.get(account_id)
-        self._current[account_id] = HeldLease(lease)
+        self._current[account_id] = held
         if replaced is not None:
             self._retire(replaced)
 
@@ -299,13 +304,18 @@ class Leases:
                     del self._backoff[account_id]
 
     async def close_all(self, timeout_s: float) -> None:
-        """On the way down: hand every lease back (what billing does not hear of, expires)."""
+        """On the way down: hand every lease back, and any granted meanwhile (what billing does
+        not hear of in ``timeout_s`` expires there)."""
+        self._stopping = True
         for held in list(self._current.values()):
             self._retire(held)
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout_s)
-        for task in self._tasks:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while pending := [t for t in self._tasks if not t.done()]:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.wait(pending, timeout=left)
+        for task in list(self._tasks):
             task.cancel()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
