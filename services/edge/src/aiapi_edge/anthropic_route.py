@@ -20,7 +20,6 @@ from aiapi_edge.headers import client_response_headers
 from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.openai.errors import openai_error_type
 from aiapi_edge.sse import PING_EVENT, SseReader
-from aiapi_edge.streaming import pump
 from aiapi_edge.upstream import Upstream, UpstreamAnswer
 
 log = logging.getLogger("aiapi.edge.messages")
@@ -158,29 +157,19 @@ class MessagesRoute:
             if reader.at_boundary:
                 await send({"type": "http.response.body", "body": PING_EVENT, "more_body": True})
 
-        try:
-            result, client_left = await pump(
-                answer,
-                receive,
-                on_chunk=on_chunk,
-                on_idle=on_idle,
-                is_complete=lambda: meter.complete,
-                ping_interval=self._ping_interval,
-                drain_s=self._drain_s,
-            )
-        finally:
-            if guard is not None:
-                guard.close()
-        end = exchange.end_stream(
-            client_left=client_left,
-            cut=result == "cut" and guard is not None,
-            upstream_error=meter.error is not None,
-            complete=meter.complete,
+        end, result = await exchange.pump_stream(
+            answer,
+            receive,
+            guard,
+            on_chunk=on_chunk,
+            on_idle=on_idle,
+            is_complete=lambda: meter.complete,
+            ping_interval=self._ping_interval,
+            drain_s=self._drain_s,
         )
         tail = b""
         separator = b"" if reader.at_boundary else b"\n\n"
-        if end == "cut" and guard is not None:
-            guard.meter_cut()
+        if end == "cut":
             tail = separator + sse_error_event("insufficient_balance", INSUFFICIENT_BALANCE_MESSAGE)
         elif end == "truncated":
             message = (

@@ -11,6 +11,7 @@ import logging
 import random
 import secrets
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
 from aiapi_edge import wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
 from aiapi_edge.allowance import estimate_input_tokens
-from aiapi_edge.asgi import Scope, header
+from aiapi_edge.asgi import Receive, Scope, header
 from aiapi_edge.budget import HoldBudget, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
 from aiapi_edge.extension import HoldGuard
@@ -30,6 +31,8 @@ from aiapi_edge.lease import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
 from aiapi_edge.mirrors import KeyMirror, key_digest
 from aiapi_edge.spool import Spool, SpoolFull
+from aiapi_edge.streaming import PumpResult, pump
+from aiapi_edge.upstream import UpstreamAnswer
 
 log = logging.getLogger("aiapi.edge")
 
@@ -99,6 +102,45 @@ class Exchange:
             self.outcome = "stream_error"
             return "upstream_error" if upstream_error else "truncated"
         return "complete"
+
+    async def pump_stream(
+        self,
+        answer: UpstreamAnswer,
+        receive: Receive,
+        guard: HoldGuard | None,
+        *,
+        on_chunk: Callable[[bytes, bool], Awaitable[bool]],
+        on_idle: Callable[[], Awaitable[None]],
+        is_complete: Callable[[], bool],
+        ping_interval: float,
+        drain_s: float,
+    ) -> tuple[StreamEnd, PumpResult]:
+        """Both routes' stream loop: read the upstream to its end (:func:`.streaming.pump`),
+        then record how the stream ended; a cut stream's output is metered from the guard's
+        estimate. The route renders what the client still needs to hear."""
+        try:
+            result, client_left = await pump(
+                answer,
+                receive,
+                on_chunk=on_chunk,
+                on_idle=on_idle,
+                is_complete=is_complete,
+                ping_interval=ping_interval,
+                drain_s=drain_s,
+            )
+        finally:
+            if guard is not None:
+                guard.close()
+        cut = result == "cut" and guard is not None
+        end = self.end_stream(
+            client_left=client_left,
+            cut=cut,
+            upstream_error=self.meter.error is not None,
+            complete=self.meter.complete,
+        )
+        if cut and guard is not None:
+            guard.meter_cut()
+        return end, result
 
 
 def _lease_fields(ticket: Ticket) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from aiapi_edge.openai import (
     to_openai_completion,
 )
 from aiapi_edge.sse import SseReader
-from aiapi_edge.streaming import pump
 from aiapi_edge.upstream import Upstream, UpstreamAnswer
 
 _DONE = b"data: [DONE]\n\n"
@@ -186,28 +185,18 @@ class ChatCompletionsRoute:
         async def on_idle() -> None:
             await send({"type": "http.response.body", "body": _PING, "more_body": True})
 
-        try:
-            result, client_left = await pump(
-                answer,
-                receive,
-                on_chunk=on_chunk,
-                on_idle=on_idle,
-                is_complete=lambda: meter.complete or meter.error is not None,
-                ping_interval=self._ping_interval,
-                drain_s=self._drain_s,
-            )
-        finally:
-            if guard is not None:
-                guard.close()
-        end = exchange.end_stream(
-            client_left=client_left,
-            cut=result == "cut" and guard is not None,
-            upstream_error=meter.error is not None,
-            complete=meter.complete,
+        end, _ = await exchange.pump_stream(
+            answer,
+            receive,
+            guard,
+            on_chunk=on_chunk,
+            on_idle=on_idle,
+            is_complete=lambda: meter.complete or meter.error is not None,
+            ping_interval=self._ping_interval,
+            drain_s=self._drain_s,
         )
         tail = b""
-        if end == "cut" and guard is not None:
-            guard.meter_cut()
+        if end == "cut":
             tail = _frame(
                 translator.error_chunk(
                     INSUFFICIENT_BALANCE_MESSAGE, "insufficient_balance", "insufficient_balance"
