@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anthropic
 import httpx
 from aiapi_shared.money import parse_usd
 from aiapi_testkit.process import ServiceProcess
@@ -32,6 +33,12 @@ class Deployment:
             base_url=self.accounts_url,
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             timeout=10,
+        )
+
+    def sdk(self, key: str) -> anthropic.Anthropic:
+        """The official SDK pointed at the edge (the caller closes it)."""
+        return anthropic.Anthropic(
+            base_url=f"{self.edge_url}/api/proxy", api_key=key, max_retries=0
         )
 
     def logs(self) -> str:

@@ -59,11 +59,7 @@ def test_requests_admitted_under_a_lease_are_billed_exactly_and_the_lease_comes_
     with deployment.admin() as admin:
         account_id, _, key = open_account(admin, "10.00")
         start = balance(admin, account_id)
-        client = closer.enter_context(
-            anthropic.Anthropic(
-                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
-            )
-        )
+        client = closer.enter_context(deployment.sdk(key))
         cost = 0
         for n in range(30):
             message = client.messages.create(

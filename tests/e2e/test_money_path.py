@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 
-import anthropic
 import httpx
 import openai
 import pytest
@@ -35,11 +34,7 @@ def test_a_request_lowers_the_balance_by_its_exact_price(
         start = account_balance(admin, account_id)
         assert start == 10_000_000_000
 
-        client = closer.enter_context(
-            anthropic.Anthropic(
-                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
-            )
-        )
+        client = closer.enter_context(deployment.sdk(key))
         # The SDK's retry/stream helpers read the same key from the env in other tests: stay explicit.
         message = client.messages.create(
             model="claude-haiku-4-5",
@@ -72,11 +67,7 @@ def test_the_openai_route_is_billed_like_the_anthropic_route(
     with deployment.admin() as admin:
         account_id, _, key = open_account(admin, "10.00")
         start = account_balance(admin, account_id)
-        claude = closer.enter_context(
-            anthropic.Anthropic(
-                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
-            )
-        )
+        claude = closer.enter_context(deployment.sdk(key))
         message = claude.messages.create(
             model="claude-haiku-4-5",
             max_tokens=100,
@@ -157,13 +148,7 @@ def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_reques
         assert credit.status_code == 201, credit.text
         key = customer.post("/api/v1/account/keys", json={"name": "cli"}, headers=csrf)
         assert key.status_code == 201, key.text
-        client = closer.enter_context(
-            anthropic.Anthropic(
-                base_url=f"{deployment.edge_url}/api/proxy",
-                api_key=key.json()["key"],
-                max_retries=0,
-            )
-        )
+        client = closer.enter_context(deployment.sdk(key.json()["key"]))
 
         upgrade = customer.post("/api/v1/account/plan", json={"plan": "pro"}, headers=csrf)
         assert upgrade.status_code == 200, upgrade.text
@@ -232,11 +217,7 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
 
         eventually(listed, timeout_s=10)
         start = account_balance(admin, account_id)
-        client = closer.enter_context(
-            anthropic.Anthropic(
-                base_url=f"{deployment.edge_url}/api/proxy", api_key=key, max_retries=0
-            )
-        )
+        client = closer.enter_context(deployment.sdk(key))
         message = client.messages.create(
             model="claude-next",
             max_tokens=50,
