@@ -41,6 +41,11 @@ class Metrics:
         self.spool_depth = Gauge(
             "aiapi_edge_spool_depth", "Usage events spooled and not yet published", registry=r
         )
+        self.spool_unwritten = Gauge(
+            "aiapi_edge_spool_unwritten",
+            "Usage events held in memory because the spool could not write them (alert on > 0)",
+            registry=r,
+        )
         self.admissions = Counter(
             "aiapi_edge_admissions", "Admission decisions", ["decision"], registry=r
         )

@@ -53,6 +53,8 @@ class EdgeService:
         self.spool = Spool(
             settings.spool_dir,
             max_rows=settings.edge_spool_max_rows,
+            max_bytes=settings.edge_spool_max_bytes,
+            min_free_bytes=settings.edge_spool_min_free_bytes,
             fsync=settings.edge_spool_fsync,
             sync_interval_s=settings.edge_spool_sync_interval_s,
         )
@@ -183,6 +185,7 @@ class EdgeService:
 
     def refresh_metrics(self) -> None:
         self.metrics.spool_depth.set(self.spool.depth)
+        self.metrics.spool_unwritten.set(self.spool.unwritten)
         counts: dict[str, int] = {}
         for _, health in self.pool.health():
             counts[health] = counts.get(health, 0) + 1

@@ -39,6 +39,10 @@ class EdgeSettings(BaseServiceSettings):
     edge_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     edge_spool_dir: Path | None = None
     edge_spool_max_rows: int = Field(default=1_000_000, gt=0)
+    # New requests are refused (503) while the spool's files exceed this or the disk holding them
+    # has less than the minimum free: a request is never served without room for its usage event.
+    edge_spool_max_bytes: int = Field(default=4 * 1024**3, gt=0)
+    edge_spool_min_free_bytes: int = Field(default=256 * 1024**2, ge=0)
     edge_spool_fsync: bool = False
     edge_spool_sync_interval_s: float = Field(default=0.05, gt=0, le=5)
     # The relay publishes usage events in rounds: wait this long for others to join the first.

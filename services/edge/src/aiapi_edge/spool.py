@@ -18,12 +18,21 @@ share one ``fsync``.
 
 A relay task publishes the rows to JetStream (``Nats-Msg-Id`` = event id) and deletes them once
 acknowledged; with NATS down it retries, and rows left by a crash are published after the restart.
+
+Room. A request is admitted only while the spool can take its event (:attr:`Spool.has_room`):
+fewer than ``max_rows`` unpublished events, the spool's files under ``max_bytes``, at least
+``min_free_bytes`` free on their filesystem (both checked by the sync loop, every
+``sync_interval_s``), and no write failing now. An append that fails anyway (the disk filled up
+between two checks, an I/O error) keeps the event in memory, hands it to the relay, retries the
+write from the sync loop, and closes admission until a write succeeds again: the edge refuses new
+requests (503) rather than serve them unbilled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,10 +63,21 @@ class SpoolFull(Exception):
 
 class Spool:
     def __init__(
-        self, directory: Path, *, max_rows: int, fsync: bool = False, sync_interval_s: float = 0.05
+        self,
+        directory: Path,
+        *,
+        max_rows: int,
+        max_bytes: int = 1 << 40,
+        min_free_bytes: int = 0,
+        fsync: bool = False,
+        sync_interval_s: float = 0.05,
     ) -> None:
         self._path = directory / "usage.sqlite3"
         self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        self._min_free_bytes = min_free_bytes
+        self._space_ok = True  # the files' size and the free disk space, as last checked
+        self._unwritten: list[Row] = []  # appends whose commit failed, retried by the sync loop
         self._fsync = fsync
         self._sync_interval_s = sync_interval_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-spool-sync")
@@ -74,7 +94,36 @@ class Spool:
 
     @property
     def has_room(self) -> bool:
-        return self.depth < self._max_rows
+        """Whether a new request's event can be taken now (see "Room" above)."""
+        return self.depth < self._max_rows and self._space_ok and not self._unwritten
+
+    @property
+    def unwritten(self) -> int:
+        """Events held in memory only, because their write failed (a gauge for operators)."""
+        return len(self._unwritten)
+
+    def check_space(self) -> bool:
+        """Measure the spool's files and the free disk space; returns whether both allow more."""
+        used = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                used += self._path.with_name(self._path.name + suffix).stat().st_size
+            except FileNotFoundError:
+                continue
+        try:
+            free = shutil.disk_usage(self._path.parent).free
+        except OSError:
+            free = 0
+        ok = used < self._max_bytes and free >= self._min_free_bytes
+        if ok != self._space_ok:
+            log.log(
+                logging.INFO if ok else logging.ERROR,
+                "spool space %s",
+                "available again" if ok else "exhausted: refusing new requests",
+                extra={"spool_bytes": used, "free_bytes": free},
+            )
+        self._space_ok = ok
+        return ok
 
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +139,7 @@ class Spool:
         syncer = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         syncer.execute("PRAGMA busy_timeout=1000")
         self._syncer_db = syncer
+        self.check_space()
         self._syncer = asyncio.ensure_future(self._sync_loop())
         if self.depth:
             log.info("spool holds unpublished usage events", extra={"depth": self.depth})
@@ -110,9 +160,22 @@ class Spool:
         self._executor.shutdown(wait=True)
 
     async def append(self, event_id: str, subject: str, payload: bytes) -> None:
-        """Returns once the event survives a killed process (and, with ``fsync``, a power cut)."""
+        """Returns once the event survives a killed process (and, with ``fsync``, a power cut).
+
+        If the write fails, the event is kept in memory and published from there, the write is
+        retried, and :attr:`has_room` stays false until one succeeds; the caller is not failed,
+        because its request has already been served and its event must still be billed.
+        """
         row = (event_id, subject, payload)
-        self._commit([row], self._take_acked())
+        try:
+            self._commit([row], self._take_acked())
+        except (sqlite3.Error, OSError) as exc:
+            if not self._unwritten:
+                log.error("spool write failed: refusing new requests", extra={"detail": repr(exc)})
+            self._unwritten.append(row)
+            self._fresh.append(row)
+            self._new_rows.set()
+            return
         self._fresh.append(row)
         self._new_rows.set()
         if self._fsync:
@@ -157,8 +220,23 @@ class Spool:
                     await self._sync_now.wait()
             except TimeoutError:
                 pass
+            if self._unwritten:
+                self._retry_unwritten()
             if self._dirty or self._sync_waiters:
                 await self._checkpoint()
+            self.check_space()
+
+    def _retry_unwritten(self) -> None:
+        """Write the events whose append failed; the relay may have published some meanwhile
+        (a duplicate publish later would be harmless, but there is no need for one)."""
+        acked = set(self._acked)
+        rows = [row for row in self._unwritten if row[0] not in acked]
+        try:
+            self._commit(rows, [])
+        except (sqlite3.Error, OSError):
+            return  # still failing; admission stays closed, the next round tries again
+        self._unwritten = []
+        log.info("spool writes succeed again", extra={"written": len(rows)})
 
     async def _checkpoint(self) -> None:
         self._sync_now.clear()
@@ -210,7 +288,9 @@ class Spool:
         backlog = self.depth > 0
         while not stop.is_set():
             if backlog:
-                self._commit([], self._take_acked())
+                if not self._forget_acked():
+                    await _wait_either(stop, stop, timeout_s=0.5)
+                    continue
                 self._fresh.clear()  # every committed row is in the table, read next
                 rows = self._oldest(batch)
                 if not rows:
@@ -224,13 +304,23 @@ class Spool:
                 if self._fresh and linger_s > 0 and len(self._fresh) < batch:
                     await asyncio.sleep(linger_s)
                 if not self._fresh and self._acked:
-                    self._commit([], self._take_acked())
+                    self._forget_acked()
                 continue
             rows, self._fresh = self._fresh[:batch], self._fresh[batch:]
             if not await self._publish(publish, rows):
                 backlog = True  # every unacknowledged row is in the table
                 self._fresh.clear()
                 await _wait_either(stop, stop, timeout_s=0.5)
+
+    def _forget_acked(self) -> bool:
+        """Delete the acknowledged rows; a failed delete keeps their ids for the next commit
+        (the relay must outlive a full disk: it is what empties the spool)."""
+        try:
+            self._commit([], self._take_acked())
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("spool delete failed; retrying", extra={"detail": type(exc).__name__})
+            return False
+        return True
 
     async def _publish(self, publish: Publish, rows: list[Row]) -> bool:
         results = await asyncio.gather(
