@@ -25,7 +25,14 @@ from aiapi_edge.asgi import (
     read_body,
     send_whole,
 )
-from aiapi_edge.errors import GatewayError, anthropic_error_body, not_found, openai_error_body_for
+from aiapi_edge.catalogue_routes import PageError
+from aiapi_edge.errors import (
+    GatewayError,
+    anthropic_error_body,
+    invalid_request,
+    not_found,
+    openai_error_body_for,
+)
 from aiapi_edge.gateway import new_request_id
 from aiapi_edge.openai_route import OpenAIError, openai_headers
 from aiapi_edge.service import EdgeService
@@ -177,7 +184,14 @@ class EdgeApp:
 
     async def _models(self, call: Call) -> None:
         self.service.gateway.authenticate(call.scope)
-        await call.json(200, self.service.models.list_body)
+        anthropic_client = any(name == b"anthropic-version" for name, _ in call.scope["headers"])
+        try:
+            body = self.service.models.page(
+                call.scope["query_string"], anthropic_client=anthropic_client
+            )
+        except PageError as error:
+            raise invalid_request(str(error), param=error.param) from None
+        await call.json(200, body)
 
     async def _model(self, call: Call) -> None:
         self.service.gateway.authenticate(call.scope)

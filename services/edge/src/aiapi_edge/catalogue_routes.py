@@ -3,12 +3,19 @@
 Each entry carries Anthropic's fields (``type: "model"``, ``id``, ``display_name``,
 ``created_at``) and OpenAI's (``object: "model"``, ``created``, ``owned_by``); the list carries
 Anthropic's paging fields (``has_more``, ``first_id``, ``last_id``) and OpenAI's
-``object: "list"``. The bodies are rendered once, when the edge starts.
+``object: "list"``. The full list and each model are rendered once, when the catalogue arrives.
+
+Paging is Anthropic's: ``limit`` (1 to 1,000, default 20), ``after_id`` or ``before_id`` (the id
+of a model on sale; the page immediately after or before it). The OpenAI list has no paging and
+the OpenAI SDKs do not follow ``has_more``, so a request without ``limit`` and without an
+``anthropic-version`` header (every Anthropic SDK sends one; no OpenAI client does) gets every
+model on one page.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from aiapi_shared.catalogue import Catalogue, ModelEntry
@@ -27,19 +34,75 @@ def model_object(model: ModelEntry) -> dict[str, Any]:
     }
 
 
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 1000
+
+
+class PageError(ValueError):
+    """A paging parameter the API would refuse (400 ``invalid_request_error``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _list_body(models: list[dict[str, Any]], has_more: bool) -> bytes:
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": models,
+            "has_more": has_more,
+            "first_id": models[0]["id"] if models else None,
+            "last_id": models[-1]["id"] if models else None,
+        }
+    )
+
+
 class ModelsCatalogue:
     def __init__(self, catalogue: Catalogue) -> None:
-        models = [model_object(m) for m in catalogue.models]
-        self.list_body = orjson.dumps(
-            {
-                "object": "list",
-                "data": models,
-                "has_more": False,
-                "first_id": models[0]["id"] if models else None,
-                "last_id": models[-1]["id"] if models else None,
-            }
-        )
-        self._by_id = {m["id"]: orjson.dumps(m) for m in models}
+        self._models = [model_object(m) for m in catalogue.models]
+        self._position = {m["id"]: i for i, m in enumerate(self._models)}
+        self.list_body = _list_body(self._models, has_more=False)
+        self._by_id = {m["id"]: orjson.dumps(m) for m in self._models}
 
     def one(self, model_id: str) -> bytes | None:
         return self._by_id.get(model_id)
+
+    def page(self, query_string: bytes, *, anthropic_client: bool) -> bytes:
+        """The list page a query string asks for; raises :class:`PageError` for bad paging."""
+        query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
+        raw_limit = query.get("limit", [None])[-1]
+        after_id = query.get("after_id", [None])[-1]
+        before_id = query.get("before_id", [None])[-1]
+        if raw_limit is None and after_id is None and before_id is None and not anthropic_client:
+            return self.list_body
+        limit = _limit(raw_limit)
+        if after_id is not None and before_id is not None:
+            raise PageError("before_id", "after_id and before_id: send one of them, not both")
+        if after_id is not None:
+            start = self._cursor("after_id", after_id) + 1
+            window = self._models[start : start + limit]
+            return _list_body(window, has_more=start + limit < len(self._models))
+        if before_id is not None:
+            end = self._cursor("before_id", before_id)
+            window = self._models[max(0, end - limit) : end]
+            return _list_body(window, has_more=end - limit > 0)
+        return _list_body(self._models[:limit], has_more=limit < len(self._models))
+
+    def _cursor(self, param: str, model_id: str) -> int:
+        position = self._position.get(model_id)
+        if position is None:
+            raise PageError(param, f"{param}: {model_id!r} is not a model on sale")
+        return position
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise PageError("limit", f"limit: {raw!r} is not an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise PageError("limit", f"limit: must be between 1 and {MAX_LIMIT}, got {limit}")
+    return limit
