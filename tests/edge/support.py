@@ -70,9 +70,14 @@ class Billing:
 
     requests: list[AdmissionRequest] = field(default_factory=list)
     reply: AdmissionReply | None = None
+    # Answer nothing the edge can use (as a billing it cannot reach); at once, so that the
+    # requests behind this one are not held up.
+    away: bool = False
 
     async def handle(self, data: bytes) -> bytes:
         request = AdmissionRequest.model_validate_json(data)
+        if self.away:
+            return b"billing is away"
         self.requests.append(request)
         reply = self.reply or AdmissionReply(
             decision="admit", hold_id=f"hold_{request.request_id}", hold_amount=1_000_000

@@ -45,13 +45,84 @@ async def post(env: EdgeEnv, path: str = "/v1/messages", body: bytes = BODY) -> 
         )
 
 
+async def put_balance(env: EdgeEnv, available_usd: int) -> None:
+    """A balance snapshot in the mirror, as billing publishes one (``available_usd`` whole USD)."""
+    kv = await env.bus.ensure_kv(BALANCES_BUCKET)
+    nano = available_usd * 1_000_000_000
+    snapshot = BalanceSnapshot(
+        account_id=env.account_id,
+        balance=nano,
+        available=nano,
+        version=1,
+        as_of=datetime.now(UTC),
+    )
+    await kv.put(env.account_id, snapshot.model_dump_json().encode())
+
+    async def mirrored() -> bool:
+        return env.edge.app.service.balances.get(env.account_id) is not None
+
+    await wait_for(mirrored)
+
+
+def assert_cannot_admit(answer: httpx.Response) -> None:
+    assert answer.status_code == 503
+    assert answer.json()["error"]["type"] == "api_error"
+    assert 1 <= int(answer.headers["retry-after"]) <= 60
+
+
 async def test_billing_away_admits_within_the_allowance_then_503(env: EdgeEnv) -> None:
+    await put_balance(env, 10)
     await env.bus.client.drain()  # the responder (and the test's connection) go away
     answers = [await post(env) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 503]
-    refused = answers[2].json()
-    assert refused["error"]["type"] == "api_error"
-    assert 1 <= int(answers[2].headers["retry-after"]) <= 60
+    assert_cannot_admit(answers[2])
+
+
+async def test_no_allowance_without_a_balance_snapshot(env: EdgeEnv) -> None:
+    env.billing.away = True
+    assert_cannot_admit(await post(env))
+
+
+async def test_billing_answering_again_does_not_refill_the_allowance_before_it_settles(
+    env: EdgeEnv,
+) -> None:
+    settled: set[str] = set()
+
+    async def record(data: bytes) -> bytes:
+        query = RequestRecordQuery.model_validate_json(data)
+        if query.request_id not in settled:
+            error = ApiError(error="not_found", message="no such request", status=404)
+            return error.model_dump_json().encode()
+        return (
+            RequestRecordReply(
+                id=query.request_id,
+                model="claude-opus-4-7",
+                route="anthropic",
+                created_at=datetime.now(UTC),
+                status="ok",
+                usage=Usage(input_tokens=10, output_tokens=5),
+                cost_usd=1,
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    await env.bus.serve(REQUEST_RECORD_SUBJECT, record, queue="billing")
+    await put_balance(env, 10)
+    env.billing.away = True
+    offline = [await post(env) for _ in range(2)]  # 0.20 of the 0.25 allowance
+    assert [a.status_code for a in offline] == [200, 200]
+    env.billing.away = False
+    assert (await post(env)).status_code == 200  # billing answers: admitted by billing
+    env.billing.away = True
+    assert_cannot_admit(await post(env))  # the two offline requests still count
+    settled.update(a.headers["request-id"] for a in offline)  # billing prices them
+
+    async def released() -> bool:
+        return env.edge.app.service.gateway.admitter._allowance.spent(env.account_id) == 0
+
+    await wait_for(released, timeout_s=10)
+    assert (await post(env)).status_code == 200
 
 
 async def test_a_zero_balance_snapshot_refuses_with_402_without_asking(env: EdgeEnv) -> None:

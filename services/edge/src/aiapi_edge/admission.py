@@ -75,6 +75,15 @@ class Ticket:
     lease: LeaseShare | None = None
 
 
+def _cannot_admit() -> GatewayError:
+    return GatewayError(
+        503,
+        "api_error",
+        "The gateway cannot admit requests safely right now.",
+        retry_after=OFFLINE_RETRY_AFTER_S,
+    )
+
+
 def insufficient_balance(message: str = "") -> GatewayError:
     return GatewayError(
         402, "insufficient_balance", message or "Your balance is too low for this request."
@@ -143,7 +152,6 @@ class Admitter:
             return self._offline(request, model)
         decision = reply["decision"]
         self._metrics.admissions.labels(decision).inc()
-        self._allowance.forget(request.account_id)
         if decision != "admit":
             if decision == "account_inactive" and self.leases is not None:
                 self.leases.forget(request.account_id)
@@ -152,21 +160,20 @@ class Admitter:
 
     def _offline(self, request: AdmissionAsk, model: ModelEntry) -> Ticket:
         snapshot = self._balances.get(request.account_id)
-        available = snapshot.available if snapshot is not None else None
+        if snapshot is None:  # nothing known of what the account can pay: no allowance
+            self._metrics.admissions.labels("offline_no_snapshot").inc()
+            raise _cannot_admit()
         cost = estimated_cost(
             model, request.started_at, request.estimated_input_tokens, request.max_tokens
         )
-        if available is not None and available < cost:
+        if snapshot.available < cost:
             self._metrics.admissions.labels("offline_insufficient_balance").inc()
             raise insufficient_balance()
-        if not self._allowance.try_spend(request.account_id, cost, available):
+        if not self._allowance.try_spend(
+            request.account_id, request.request_id, cost, snapshot.available
+        ):
             self._metrics.admissions.labels("offline_refused").inc()
-            raise GatewayError(
-                503,
-                "api_error",
-                "The gateway cannot admit requests safely right now.",
-                retry_after=OFFLINE_RETRY_AFTER_S,
-            )
+            raise _cannot_admit()
         self._metrics.admissions.labels("offline_allowance").inc()
         return Ticket(None, "allowance")
 

@@ -1,10 +1,14 @@
 """What the edge may spend on an account's behalf while billing cannot be reached (pure).
 
 When the admission round trip fails, a request is still admitted if its estimated cost fits in
-a small per-account allowance (and in the account's last known available balance, when the
-balance mirror has one). The estimate is deliberately high: the official (undiscounted) price of
-the input estimate plus the whole ``max_tokens``. The account's spent estimates are forgotten
-when billing answers again, since billing then learns the real usage from the events.
+a small per-account allowance and in the account's last known available balance. Without a
+balance snapshot there is no allowance: the edge knows nothing of what the account can pay. The
+estimate is deliberately high: the official (undiscounted) price of the input estimate plus the
+whole ``max_tokens``.
+
+A request's estimate stays spent until billing has settled that request (its usage record
+exists), not merely until billing answers again: a billing that comes and goes would otherwise
+hand out a fresh allowance after every blip. :mod:`.allowance_settlement` asks billing.
 """
 
 from __future__ import annotations
@@ -32,18 +36,32 @@ class OfflineAllowance:
     def __init__(self, per_account: Money) -> None:
         self._per_account = per_account
         self._spent: dict[str, Money] = {}
+        self._unsettled: dict[str, tuple[str, Money]] = {}  # request id -> (account id, cost)
 
-    def try_spend(self, account_id: str, cost: Money, available: Money | None) -> bool:
+    def try_spend(self, account_id: str, request_id: str, cost: Money, available: Money) -> bool:
         """Record ``cost`` against the account if it fits; False (nothing recorded) if not."""
-        cap = self._per_account if available is None else min(self._per_account, available)
         spent = self._spent.get(account_id, 0)
-        if spent + cost > cap:
+        if spent + cost > min(self._per_account, available):
             return False
         self._spent[account_id] = spent + cost
+        self._unsettled[request_id] = (account_id, cost)
         return True
 
     def spent(self, account_id: str) -> Money:
         return self._spent.get(account_id, 0)
 
-    def forget(self, account_id: str) -> None:
-        self._spent.pop(account_id, None)
+    def unsettled(self) -> list[tuple[str, str]]:
+        """(request id, account id) of every request admitted here and not yet settled."""
+        return [(request_id, account) for request_id, (account, _) in self._unsettled.items()]
+
+    def settled(self, request_id: str) -> None:
+        """Billing has priced this request: its estimate no longer counts."""
+        entry = self._unsettled.pop(request_id, None)
+        if entry is None:
+            return
+        account_id, cost = entry
+        left = self._spent.get(account_id, 0) - cost
+        if left > 0:
+            self._spent[account_id] = left
+        else:
+            self._spent.pop(account_id, None)

@@ -19,6 +19,7 @@ from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KE
 
 from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
+from aiapi_edge.allowance_settlement import release_settled
 from aiapi_edge.anthropic_route import MessagesRoute
 from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
@@ -108,10 +109,11 @@ class EdgeService:
                 max_amount=s.lease_max_amount,
                 max_requests=s.edge_lease_max_requests,
             )
+        allowance = OfflineAllowance(s.offline_allowance)
         admitter = Admitter(
             self._bus,
             self.balances,
-            OfflineAllowance(s.offline_allowance),
+            allowance,
             self.metrics,
             timeout_s=s.edge_admission_timeout_s,
             leases=self.leases,
@@ -136,6 +138,9 @@ class EdgeService:
             bus.watch_kv(CATALOGUE_BUCKET, self.catalogue_mirror.on_change, stop=self._stop)
         )
         self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
+        self._spawn(
+            release_settled(allowance, bus, self._stop, timeout_s=s.edge_admission_timeout_s * 4)
+        )
         self._spawn(self._watch_bus())
         if self.leases is not None:
             self._spawn(self.leases.sweep(self._stop))
