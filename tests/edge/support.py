@@ -26,7 +26,7 @@ from aiapi_edge.settings import EdgeSettings
 from aiapi_shared.admission import AdmissionReply, AdmissionRequest
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue
-from aiapi_shared.events.records_v1 import KEYS_BUCKET, KeyRecord
+from aiapi_shared.events.records_v1 import BALANCES_BUCKET, KEYS_BUCKET, BalanceSnapshot, KeyRecord
 from aiapi_shared.events.usage_v1 import UsageRecorded
 
 ALNUM = string.ascii_letters + string.digits
@@ -62,6 +62,16 @@ def key_record(
 async def put_key(bus: Bus, key: str, record: KeyRecord) -> None:
     kv = await bus.ensure_kv(KEYS_BUCKET)
     await kv.put(key_digest(key), record.model_dump_json().encode())
+
+
+async def put_balance(bus: Bus, account_id: str, available_usd: int) -> None:
+    """A balance snapshot as billing publishes one (the offline allowance needs one)."""
+    kv = await bus.ensure_kv(BALANCES_BUCKET)
+    nano = available_usd * 1_000_000_000
+    snapshot = BalanceSnapshot(
+        account_id=account_id, balance=nano, available=nano, version=1, as_of=datetime.now(UTC)
+    )
+    await kv.put(account_id, snapshot.model_dump_json().encode())
 
 
 @dataclass

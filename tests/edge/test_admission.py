@@ -19,6 +19,7 @@ from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.events.usage_v1 import Usage
 
 from .conftest import EdgeEnv
+from .support import put_balance as support_put_balance
 from .support import usage_events, wait_for
 
 BODY = orjson.dumps(
@@ -46,17 +47,7 @@ async def post(env: EdgeEnv, path: str = "/v1/messages", body: bytes = BODY) -> 
 
 
 async def put_balance(env: EdgeEnv, available_usd: int) -> None:
-    """A balance snapshot in the mirror, as billing publishes one (``available_usd`` whole USD)."""
-    kv = await env.bus.ensure_kv(BALANCES_BUCKET)
-    nano = available_usd * 1_000_000_000
-    snapshot = BalanceSnapshot(
-        account_id=env.account_id,
-        balance=nano,
-        available=nano,
-        version=1,
-        as_of=datetime.now(UTC),
-    )
-    await kv.put(env.account_id, snapshot.model_dump_json().encode())
+    await support_put_balance(env.bus, env.account_id, available_usd)
 
     async def mirrored() -> bool:
         return env.edge.app.service.balances.get(env.account_id) is not None

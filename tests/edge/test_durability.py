@@ -20,6 +20,7 @@ from .support import (
     UPSTREAM_KEY,
     key_record,
     make_key,
+    put_balance,
     put_key,
     stream_count,
     usage_events,
@@ -50,6 +51,12 @@ async def test_nats_stopped_during_200_requests_gives_exactly_200_events(
 ) -> None:
     statuses: list[int] = []
     ids: list[str] = []
+    await put_balance(env.bus, env.account_id, 10)  # the offline allowance needs a snapshot
+
+    async def mirrored() -> bool:
+        return env.edge.app.service.balances.get(env.account_id) is not None
+
+    await wait_for(mirrored)
     async with httpx.AsyncClient(timeout=30) as http:
 
         async def batch(count: int) -> None:
@@ -95,6 +102,7 @@ async def test_a_killed_edge_publishes_its_spooled_event_once_after_restart(
 ) -> None:
     key = make_key()
     await put_key(bus, key, key_record("acct_kill"))
+    await put_balance(bus, "acct_kill", 10)  # the offline allowance needs a snapshot
     await bus.ensure_streams()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -104,6 +112,11 @@ async def test_a_killed_edge_publishes_its_spooled_event_once_after_restart(
     async with httpx.AsyncClient(timeout=10) as http:
         nats_server.stop()
         answer = await post(http, url, key)  # admitted on the allowance; spooled, not published
+        for _ in range(50):  # until the balance mirror has loaded (a 503 records nothing)
+            if answer.status_code != 503:
+                break
+            await asyncio.sleep(0.1)
+            answer = await post(http, url, key)
         assert answer.status_code == 200
         request_id = answer.headers["request-id"]
         edge.kill()
@@ -128,6 +141,7 @@ async def test_no_log_line_of_a_full_run_holds_a_key(
 ) -> None:
     key, revoked = make_key(), make_key()
     await put_key(bus, key, key_record("acct_logs"))
+    await put_balance(bus, "acct_logs", 10)  # the offline allowance needs a snapshot
     await put_key(bus, revoked, key_record("acct_logs", key_id="key_2", key_status="revoked"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
