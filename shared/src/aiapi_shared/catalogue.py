@@ -4,12 +4,20 @@ This is what a fresh installation sells. Billing seeds its price table from it; 
 models, aliases and prices at run time through billing, which publishes the live catalogue to the
 edge. Prices are USD per million tokens with effective dates; a request is priced at the prices
 in force when it started.
+
+A requested model id is served as (:meth:`Catalogue.model`): a sold model of that id; else the
+target of an alias of exactly that id; else, for an id ending in ``-latest``, the same without
+the suffix; else the target of the most specific alias *pattern* it matches. An alias whose name
+holds ``*`` or ``?`` is a pattern (shell-style: ``claude-sonnet-4-6-*`` matches every dated
+snapshot of it); the most specific is the one with the longest text before its first wildcard
+(ties: the longer pattern, then the lexically first).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
+from fnmatch import fnmatchcase
+from functools import cache, cached_property
 from importlib import resources
 from typing import Literal
 
@@ -76,15 +84,77 @@ class Catalogue(_Frozen):
     cache_multipliers_bps: CacheMultipliers
 
     def model(self, model_id: str) -> ModelEntry | None:
-        """The sold model a requested id is served as (following one alias), or None."""
-        target = self.aliases.get(model_id, model_id)
-        return next((m for m in self.models if m.id == target), None)
+        """The sold model a requested id is served as (see the module's rules), or None."""
+        resolver = self._resolver
+        if not resolver.built_from(self.models, self.aliases):  # a model_copy(update=...)
+            del self.__dict__["_resolver"]
+            resolver = self._resolver
+        return resolver.resolve(model_id)
+
+    @cached_property
+    def _resolver(self) -> _Resolver:
+        return _Resolver(self.models, self.aliases)
 
     def plan(self, plan_id: str) -> Plan:
         for plan in self.plans:
             if plan.id == plan_id:
                 return plan
         raise KeyError(plan_id)
+
+
+_WILDCARDS = ("*", "?", "[")
+_LATEST = "-latest"
+_MEMO_LIMIT = 4096  # resolutions remembered: patterns match unboundedly many ids
+
+
+def is_pattern(alias: str) -> bool:
+    return any(w in alias for w in _WILDCARDS)
+
+
+def _specificity(pattern: str) -> tuple[int, int, str]:
+    literal = min((pattern.index(w) for w in _WILDCARDS if w in pattern), default=len(pattern))
+    return (-literal, -len(pattern), pattern)
+
+
+class _Resolver:
+    """Requested id → sold model, built once per catalogue (the edge asks on every request)."""
+
+    def __init__(self, models: tuple[ModelEntry, ...], aliases: dict[str, str]) -> None:
+        self._source = (models, aliases)
+        self._sold = {m.id: m for m in models}
+        self._exact = {a: t for a, t in aliases.items() if not is_pattern(a)}
+        self._patterns = sorted(
+            ((a, t) for a, t in aliases.items() if is_pattern(a)),
+            key=lambda item: _specificity(item[0]),
+        )
+        self._memo: dict[str, ModelEntry | None] = {}
+
+    def built_from(self, models: tuple[ModelEntry, ...], aliases: dict[str, str]) -> bool:
+        return self._source[0] is models and self._source[1] is aliases
+
+    def resolve(self, model_id: str) -> ModelEntry | None:
+        try:
+            return self._memo[model_id]
+        except KeyError:
+            pass
+        entry = self._direct(model_id)
+        if entry is None and model_id.endswith(_LATEST):
+            entry = self._direct(model_id[: -len(_LATEST)])
+        if entry is None:
+            entry = next(
+                (self._sold.get(t) for a, t in self._patterns if fnmatchcase(model_id, a)), None
+            )
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[model_id] = entry
+        return entry
+
+    def _direct(self, model_id: str) -> ModelEntry | None:
+        entry = self._sold.get(model_id)
+        if entry is None:
+            target = self._exact.get(model_id)
+            entry = self._sold.get(target) if target is not None else None
+        return entry
 
 
 @cache

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from aiapi_shared.catalogue import Catalogue, ModelEntry
+from aiapi_shared.catalogue import Catalogue, ModelEntry, is_pattern
 
 
 def model_object(model: ModelEntry) -> dict[str, Any]:
@@ -58,15 +58,34 @@ def _list_body(models: list[dict[str, Any]], has_more: bool) -> bytes:
     )
 
 
+def _listed(catalogue: Catalogue, include_aliases: bool) -> list[dict[str, Any]]:
+    """The sold models, then (when the operator asks) each exact alias as an entry of its own
+    that describes the model it is served as; a pattern alias names no id to list."""
+    models = [model_object(m) for m in catalogue.models]
+    if include_aliases:
+        for alias in sorted(a for a in catalogue.aliases if not is_pattern(a)):
+            target = catalogue.model(alias)
+            if target is not None:
+                models.append({**model_object(target), "id": alias})
+    return models
+
+
 class ModelsCatalogue:
-    def __init__(self, catalogue: Catalogue) -> None:
-        self._models = [model_object(m) for m in catalogue.models]
+    def __init__(self, catalogue: Catalogue, *, include_aliases: bool = False) -> None:
+        self._catalogue = catalogue
+        self._models = _listed(catalogue, include_aliases)
         self._position = {m["id"]: i for i, m in enumerate(self._models)}
         self.list_body = _list_body(self._models, has_more=False)
         self._by_id = {m["id"]: orjson.dumps(m) for m in self._models}
 
     def one(self, model_id: str) -> bytes | None:
-        return self._by_id.get(model_id)
+        """A listed id's entry; an alias not listed answers as the model it is served as (as
+        Anthropic answers an alias with the snapshot it points to)."""
+        body = self._by_id.get(model_id)
+        if body is None:
+            target = self._catalogue.model(model_id)
+            body = self._by_id.get(target.id) if target is not None else None
+        return body
 
     def page(self, query_string: bytes, *, anthropic_client: bool) -> bytes:
         """The list page a query string asks for; raises :class:`PageError` for bad paging."""

@@ -49,7 +49,7 @@ class EdgeService:
         # The shipped catalogue until billing's live one (operator-added models, aliases and
         # prices) arrives from KV; then each newer snapshot replaces it.
         self.catalogue = catalogue or default_catalogue()
-        self.models = ModelsCatalogue(self.catalogue)
+        self.models = ModelsCatalogue(self.catalogue, include_aliases=settings.edge_list_aliases)
         self.catalogue_mirror = CatalogueMirror(self._use_catalogue)
         self.spool = Spool(
             settings.spool_dir,
@@ -78,7 +78,7 @@ class EdgeService:
     def _use_catalogue(self, catalogue: Catalogue) -> None:
         """Swap what is sold: each request reads these attributes once, so it sees one or the
         other catalogue, never a mix."""
-        self.models = ModelsCatalogue(catalogue)
+        self.models = ModelsCatalogue(catalogue, include_aliases=self.settings.edge_list_aliases)
         self.catalogue = catalogue
         if self.messages is not None:  # started: the gateway exists
             self.gateway.catalogue = catalogue

@@ -60,6 +60,8 @@ class EdgeSettings(BaseServiceSettings):
     edge_upstream_read_timeout_s: float = Field(default=600.0, gt=0)
     edge_upstream_attempts: int = Field(default=4, ge=1, le=16)
     edge_id: str = ""
+    # /v1/models lists what is sold; with this, each exact alias is listed as an entry too.
+    edge_list_aliases: bool = False
 
     @property
     def spool_dir(self) -> Path:
