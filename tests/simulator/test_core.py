@@ -212,8 +212,13 @@ def test_fault_queue_matches_keys_and_counts_down() -> None:
     assert queue.take("key-a") == Fault("529")
     assert queue.take("key-a") == Fault("529")
     assert queue.take("key-a") is None
+    queue.arm(build_fault("401", {}), 1, None, "count_tokens")
+    assert queue.take("key-a") is None
+    assert queue.take("key-a", "count_tokens") == Fault("401")
     with pytest.raises(FaultError):
         build_fault("stall", {"seconds": "soon"})
+    with pytest.raises(FaultError):
+        queue.arm(build_fault("disconnect", {}), 1, None, "count_tokens")
 
 
 def test_prebuilt_delta_frames_equal_the_generic_framing() -> None:

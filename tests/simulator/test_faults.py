@@ -35,7 +35,9 @@ def arm(http: httpx.Client, **fault: Any) -> None:
         ("529", anthropic.OverloadedError, 529, "overloaded_error"),
         ("500", anthropic.InternalServerError, 500, "api_error"),
         ("401", anthropic.AuthenticationError, 401, "authentication_error"),
+        ("402", anthropic.PaymentRequiredError, 402, "billing_error"),
         ("403", anthropic.PermissionDeniedError, 403, "permission_error"),
+        ("spend_limit", anthropic.RateLimitError, 429, "rate_limit_error"),
         ("credit_balance_too_low", anthropic.BadRequestError, 400, "invalid_request_error"),
     ],
 )
@@ -59,7 +61,62 @@ def test_armed_status_faults_reach_the_sdk(
         assert body["error"]["message"].startswith(
             "Your credit balance is too low to access the Anthropic API."
         )
+    # Only the spend cap carries a code (and, being no rate limit to wait out, no retry-after).
+    if fault == "spend_limit":
+        assert caught.value.error_code == "enforced_spend_limit_reached"
+        assert "retry-after" not in caught.value.response.headers
+    else:
+        assert caught.value.error_code is None
     assert client.messages.create(**params()).stop_reason == "end_turn"
+
+
+def test_a_529_carries_retry_after_only_when_armed_with_one(
+    client: anthropic.Anthropic, http: httpx.Client
+) -> None:
+    arm(http, fault="529")
+    with pytest.raises(anthropic.OverloadedError) as caught:
+        client.messages.create(**params())
+    assert "retry-after" not in caught.value.response.headers
+    arm(http, fault="429")
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        client.messages.create(**params())
+    assert limited.value.response.headers["retry-after"] == "1"
+
+
+def test_faults_armed_for_count_tokens_strike_only_there(
+    client: anthropic.Anthropic, http: httpx.Client
+) -> None:
+    response = http.post("/_sim/faults", json={"fault": "429", "route": "count_tokens"})
+    assert response.status_code == 201
+    assert response.json()["pending"][0]["route"] == "count_tokens"
+    assert client.messages.create(**params()).stop_reason == "end_turn"
+    count = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.count_tokens(**count)  # type: ignore[arg-type]
+    assert client.messages.count_tokens(**count).input_tokens > 0  # type: ignore[arg-type]
+    stream_fault = {"fault": "stall", "route": "count_tokens"}
+    assert http.post("/_sim/faults", json=stream_fault).status_code == 400
+    assert http.post("/_sim/faults", json={"fault": "429", "route": "x"}).status_code == 400
+
+
+def test_values_that_cannot_be_a_beta_name_are_refused_by_name(
+    client: anthropic.Anthropic, http: httpx.Client
+) -> None:
+    headers = {**HEADERS, "anthropic-beta": "interleaved-thinking-2025-05-14,odd value, x y"}
+    for path, body in (
+        ("/v1/messages", params()),
+        ("/v1/messages/count_tokens", {"model": MODEL, "messages": params()["messages"]}),
+    ):
+        answer = http.post(path, headers=headers, json=body)
+        assert answer.status_code == 400
+        assert answer.json()["error"] == {
+            "type": "invalid_request_error",
+            "message": "Unexpected value(s) `odd value`, `x y` for the `anthropic-beta` header. "
+            "Please consult our documentation at docs.anthropic.com or try again without "
+            "the header.",
+        }
+    fine = {**HEADERS, "anthropic-beta": "claude-code-20250219, context-1m-2025-08-07"}
+    assert http.post("/v1/messages", headers=fine, json=params()).status_code == 200
 
 
 @pytest.mark.parametrize("fault", ["429", "529"])

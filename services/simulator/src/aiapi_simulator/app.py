@@ -7,6 +7,7 @@ one dict lookup per request, precomputed header bytes, orjson, no per-request lo
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from aiapi_simulator import controls
 from aiapi_simulator.cache import CacheUsage
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.directives import DirectiveError, parse_directives
-from aiapi_simulator.errors import ApiError, fault_error, invalid_request
+from aiapi_simulator.errors import ApiError, fault_error, invalid_request, unknown_betas
 from aiapi_simulator.faults import STATUS_KINDS, Fault
 from aiapi_simulator.playback import play_message, play_stream
 from aiapi_simulator.responder import Reply, build_reply, prompt_text
@@ -28,6 +29,9 @@ from aiapi_simulator.validation import validate_messages
 from aiapi_simulator.wire import EVENT_STREAM, JSON, IdMaker, Wire
 
 Handler = Callable[["Request"], Awaitable[None]]
+
+# What a beta's name looks like (`interleaved-thinking-2025-05-14`, `claude-code-20250219`).
+_BETA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class Request:
@@ -130,6 +134,7 @@ class Simulator:
             raise ApiError(401, "authentication_error", "invalid x-api-key")
         if self.config.require_anthropic_version and request.header(b"anthropic-version") is None:
             raise invalid_request("anthropic-version: header is required")
+        _check_betas(request)
         return key
 
     @staticmethod
@@ -222,7 +227,8 @@ class Simulator:
         stats.cache_creation_input_tokens += cache.creation
 
     async def _count_tokens(self, request: Request) -> None:
-        self._authenticate(request)
+        api_key = self._authenticate(request)
+        self._strike(self.state.faults.take(api_key, "count_tokens"))
         body = validate_messages(self._json(request), needs_max_tokens=False)
         await self._ok(request, {"input_tokens": count_prompt(body).total})
 
@@ -261,6 +267,19 @@ class Simulator:
         if model_id not in self._models:
             raise ApiError(404, "not_found_error", f"model: {model_id}")
         await self._ok(request, self._model_json(model_id))
+
+
+def _check_betas(request: Request) -> None:
+    """Refuse `anthropic-beta` values that cannot be a beta's name, echoing them as the real API
+    echoes any value it does not know (the simulator cannot know every real beta, so it accepts
+    every name-shaped one)."""
+    unknown: list[str] = []
+    for name, raw in request.scope["headers"]:
+        if name == b"anthropic-beta":
+            values = (v.strip() for v in bytes(raw).decode("latin-1").split(","))
+            unknown.extend(v for v in values if v and not _BETA_NAME.fullmatch(v))
+    if unknown:
+        raise unknown_betas(unknown)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -36,13 +36,17 @@ def routes(sim: Simulator) -> dict[tuple[str, str], Handler]:
         if not isinstance(body, dict) or not isinstance(body.get("fault"), str):
             raise invalid_request('body must be an object with a "fault" string')
         count, api_key = body.get("count", 1), body.get("api_key")
+        route = body.get("route", "messages")
         if not isinstance(count, int) or isinstance(count, bool):
             raise invalid_request("count must be an integer")
         if api_key is not None and not isinstance(api_key, str):
             raise invalid_request("api_key must be a string")
-        options = {k: v for k, v in body.items() if k not in {"fault", "count", "api_key"}}
+        if not isinstance(route, str):
+            raise invalid_request("route must be a string")
+        controls = {"fault", "count", "api_key", "route"}
+        options = {k: v for k, v in body.items() if k not in controls}
         try:
-            state.faults.arm(build_fault(body["fault"], options), count, api_key)
+            state.faults.arm(build_fault(body["fault"], options), count, api_key, route)
         except FaultError as exc:
             raise invalid_request(str(exc)) from None
         await ok(request, {"pending": state.faults.pending()}, 201)

@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 # Kinds answered with an error status before anything is streamed.
-STATUS_KINDS = frozenset({"429", "529", "500", "401", "403", "credit_balance_too_low"})
+STATUS_KINDS = frozenset(
+    {"429", "529", "500", "401", "402", "403", "spend_limit", "credit_balance_too_low"}
+)
 # Kinds acted out in the middle of a response.
 STREAM_KINDS = frozenset({"stream_error", "stall", "disconnect"})
 KINDS = STATUS_KINDS | STREAM_KINDS
+# The routes an armed fault may be for (the messages route unless said otherwise).
+ROUTES = frozenset({"messages", "count_tokens"})
 
 
 class FaultError(ValueError):
@@ -26,7 +30,8 @@ class Fault:
 
     after: deltas sent before a stream fault strikes (default 0).
     seconds: how long a stall lasts (default 30).
-    retry_after: the `retry-after` header of a 429/529 (default 1 for both).
+    retry_after: the `retry-after` header of a 429 (default 1) or a 529 (default none: the
+        real API often sends a 529 without one).
     pings: whether a stall sends `ping` events every `ping_interval` (default true).
     """
 
@@ -90,6 +95,7 @@ class _Armed:
     fault: Fault
     remaining: int
     api_key: str | None
+    route: str
 
 
 class FaultQueue:
@@ -98,17 +104,22 @@ class FaultQueue:
     def __init__(self) -> None:
         self._armed: list[_Armed] = []
 
-    def arm(self, fault: Fault, count: int, api_key: str | None) -> None:
+    def arm(self, fault: Fault, count: int, api_key: str | None, route: str = "messages") -> None:
         if count < 1:
             raise FaultError("count must be at least 1")
-        self._armed.append(_Armed(fault, count, api_key))
+        if route not in ROUTES:
+            raise FaultError(f"route must be one of {sorted(ROUTES)}, got {route!r}")
+        if route != "messages" and fault.kind not in STATUS_KINDS:
+            raise FaultError(f"{route} answers no stream: only status faults apply to it")
+        self._armed.append(_Armed(fault, count, api_key, route))
 
-    def take(self, api_key: str) -> Fault | None:
-        """The fault for a request made with this upstream key, consuming one use of it."""
+    def take(self, api_key: str, route: str = "messages") -> Fault | None:
+        """The fault for a request made with this upstream key on this route, consuming one
+        use of it."""
         if not self._armed:
             return None
         for index, armed in enumerate(self._armed):
-            if armed.api_key is None or armed.api_key == api_key:
+            if armed.route == route and (armed.api_key is None or armed.api_key == api_key):
                 armed.remaining -= 1
                 if armed.remaining == 0:
                     del self._armed[index]
@@ -121,6 +132,7 @@ class FaultQueue:
                 "fault": a.fault.kind,
                 "remaining": a.remaining,
                 "api_key": a.api_key,
+                "route": a.route,
                 "after": a.fault.after,
                 "seconds": a.fault.seconds,
                 "retry_after": a.fault.retry_after,

@@ -88,5 +88,5 @@ class Wire:
         await send({"type": "http.response.body", "body": body})
 
     async def send_error(self, send: Send, error: ApiError, request_id: str) -> None:
-        body = error_body(error.error_type, error.message, request_id)
+        body = error_body(error.error_type, error.message, request_id, error.error_code)
         await self.send_body(send, error.status, request_id, body, extra=error.headers)
