@@ -164,5 +164,6 @@ def test_client_credentials_never_reach_the_upstream() -> None:
         "anthropic-beta": "a,b",
         "anthropic-version": "2023-06-01",
         "content-type": "application/json",
+        "user-agent": "aiapi-edge",
         "x-api-key": "upstream",
     }

@@ -1,8 +1,13 @@
 """Which headers cross the gateway, in each direction (pure).
 
-Towards the upstream: the client's headers minus its credential, hop-by-hop headers and what
-identifies the client's network; the pool's key is added, ``anthropic-version`` defaults to
-``2023-06-01``, and repeated headers (several ``anthropic-beta``) are joined in order.
+Towards the upstream, an allowlist: of the client's headers only ``anthropic-version``,
+``anthropic-beta`` (repeated ones joined in order) and ``accept`` pass; ``content-type`` is the
+edge's (it forwards a JSON body it has parsed), ``user-agent`` names the edge, and ``x-api-key``
+is the pool's key. So nothing else the client sends reaches Anthropic: not its key
+(``x-api-key``, ``authorization``), cookies, its network (``x-forwarded-for``, ``x-real-ip``,
+``forwarded``, ``cf-connecting-ip``, ``true-client-ip``...), an ``origin`` (which the API refuses
+with a 401 that would look like a bad key), nor what its SDK says about its machine
+(``x-stainless-*``). ``anthropic-version`` defaults to ``2023-06-01``.
 
 Towards the client: only the headers that describe the answer itself. Everything that
 identifies the upstream account or its infrastructure (``anthropic-organization-id``,
@@ -15,28 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+USER_AGENT = "aiapi-edge"
 
-_NOT_FORWARDED = frozenset(
-    {
-        "host",
-        "content-length",
-        "authorization",
-        "x-api-key",
-        "cookie",
-        "connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "expect",
-        "accept-encoding",
-        "forwarded",
-        "x-real-ip",
-    }
-)
+# The only client headers the upstream sees.
+FORWARDED = frozenset({b"anthropic-version", b"anthropic-beta", b"accept"})
 
 # The only upstream response headers a client sees.
 PASSED_BACK = frozenset({b"content-type", b"cache-control", b"retry-after"})
@@ -47,13 +34,15 @@ def upstream_request_headers(
 ) -> dict[str, str]:
     headers: dict[str, str] = {}
     for raw_name, raw_value in client_headers:
-        name = raw_name.decode("latin-1").lower()
-        if name in _NOT_FORWARDED or name.startswith("x-forwarded-"):
+        lowered = raw_name.lower()
+        if lowered not in FORWARDED:
             continue
+        name = lowered.decode("latin-1")
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     headers.setdefault("anthropic-version", DEFAULT_ANTHROPIC_VERSION)
-    headers.setdefault("content-type", "application/json")
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = USER_AGENT
     headers["x-api-key"] = api_key
     return headers
 
