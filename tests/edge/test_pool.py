@@ -1,4 +1,5 @@
-"""The upstream pool: retries on another key only before the first byte, health by error class."""
+"""The upstream pool: retries on another key only before the first byte, and a key's health
+decided by the structured error alone (status, error.type, error.details.error_code)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import orjson
 import pytest
 
 from .conftest import EdgeEnv
-from .support import sim_post, sim_requests, usage_events
+from .support import http_get, sim_post, sim_requests, usage_events
 
 KEY_A, KEY_B = "sk-ant-pool-key-aaaa", "sk-ant-pool-key-bbbb"
 
@@ -30,20 +31,32 @@ def body(text: str = "hello", **fields: object) -> bytes:
     )
 
 
-async def post(env: EdgeEnv, content: bytes) -> httpx.Response:
+def count_body() -> bytes:
+    return orjson.dumps(
+        {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hello"}]}
+    )
+
+
+async def post(
+    env: EdgeEnv,
+    content: bytes,
+    headers: dict[str, str] | None = None,
+    path: str = "/v1/messages",
+) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as http:
         return await http.post(
-            env.url + "/v1/messages",
+            env.url + path,
             content=content,
-            headers={"x-api-key": env.key, "anthropic-version": "2023-06-01"},
+            headers={"x-api-key": env.key, "anthropic-version": "2023-06-01", **(headers or {})},
         )
 
 
-def keys_used(env: EdgeEnv) -> list[str]:
+def keys_used(env: EdgeEnv, path: str = "/v1/messages") -> list[str]:
     used = []
     for request in sim_requests(env.sim_url):
-        headers = {k.lower(): v for k, v in request["headers"]}
-        used.append(headers["x-api-key"])
+        if request["path"] == path:
+            headers = {k.lower(): v for k, v in request["headers"]}
+            used.append(headers["x-api-key"])
     return used
 
 
@@ -56,36 +69,111 @@ def arm(
     sim_post(env.sim_url, "/_sim/faults", payload)
 
 
-@pytest.mark.parametrize("fault", ["429", "529", "500"])
+def key_health(env: EdgeEnv) -> dict[str, int]:
+    """``aiapi_edge_upstream_keys{health}`` from the edge's /metrics."""
+    status, _, text = http_get(env.url + "/metrics")
+    assert status == 200
+    counts: dict[str, int] = {}
+    for line in text.decode().splitlines():
+        if line.startswith("aiapi_edge_upstream_keys{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels.split('"')[1]] = int(float(value))
+    return {health: count for health, count in counts.items() if count}
+
+
+@pytest.mark.parametrize("fault", ["429", "500"])
 async def test_a_transient_failure_is_retried_on_the_other_key(env: EdgeEnv, fault: str) -> None:
-    arm(env, fault, api_key=KEY_A, count=5)
+    arm(env, fault, api_key=KEY_A, count=5, retry_after=30)
     for _ in range(2):
         answer = await post(env, body())
         assert answer.status_code == 200, answer.text
     used = keys_used(env)
     assert KEY_B in used and used[-1] == KEY_B
-    if fault in ("429", "529"):
+    if fault == "429":
         # The key rests for its retry-after: the next request goes straight to the other key.
         assert used.count(KEY_A) == 1
+        assert key_health(env) == {"healthy": 1, "resting": 1}
 
 
-async def test_a_rejected_key_is_taken_out_of_the_pool(env: EdgeEnv) -> None:
-    arm(env, "credit_balance_too_low", api_key=KEY_A)
+@pytest.mark.parametrize("fault", ["401", "402", "403", "spend_limit"])
+async def test_a_key_level_error_takes_the_key_out_of_the_pool(env: EdgeEnv, fault: str) -> None:
+    arm(env, fault, api_key=KEY_A)
     for _ in range(4):
         assert (await post(env, body())).status_code == 200
     assert keys_used(env).count(KEY_A) == 1
+    assert key_health(env) == {"healthy": 1, "disabled": 1}
 
 
-async def test_every_key_failing_gives_502_and_every_key_overloaded_gives_529(env: EdgeEnv) -> None:
+async def test_a_credit_balance_400_is_the_clients_answer_and_rests_no_key(env: EdgeEnv) -> None:
+    """The 400 "credit balance is too low" is told apart from a client's 400 only by its message,
+    which a client can write into (below): it is passed on, and the key stays."""
+    arm(env, "credit_balance_too_low", api_key=KEY_A)
+    answer = await post(env, body())
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert answer.json()["request_id"] == answer.headers["request-id"]
+    for _ in range(4):
+        assert (await post(env, body())).status_code == 200
+    assert keys_used(env).count(KEY_A) == 3
+    assert key_health(env) == {"healthy": 2}
+    metrics = http_get(env.url + "/metrics")[2].decode()
+    assert 'aiapi_edge_upstream_client_errors_total{status="400"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+async def test_a_client_cannot_knock_keys_out_with_words_the_upstream_echoes(
+    env: EdgeEnv, path: str
+) -> None:
+    """The upstream repeats an unknown anthropic-beta value in its 400 message; a customer who
+    sends "credit balance is too low" there gets the 400, and every key stays in the pool."""
+    attack = {"anthropic-beta": "credit balance is too low"}
+    content = body() if path == "/v1/messages" else count_body()
+    for _ in range(4):
+        answer = await post(env, content, attack, path)
+        assert answer.status_code == 400, answer.text
+        assert "credit balance is too low" in answer.json()["error"]["message"]
+    assert key_health(env) == {"healthy": 2}
+    for _ in range(4):
+        assert (await post(env, body())).status_code == 200
+    assert sorted(set(keys_used(env))) == [KEY_A, KEY_B]
+
+
+async def test_count_tokens_failures_change_no_keys_health(env: EdgeEnv) -> None:
+    """count_tokens is free: its upstream answers must not rest keys that paying traffic needs,
+    even for a key-level status (it is retried on another key instead)."""
+    for fault in ("401", "429", "500", "500", "500"):
+        arm(env, fault, api_key=KEY_A, route="count_tokens")
+    for _ in range(5):
+        answer = await post(env, count_body(), path="/v1/messages/count_tokens")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["input_tokens"] > 0
+    assert keys_used(env, "/v1/messages/count_tokens").count(KEY_A) >= 5
+    assert key_health(env) == {"healthy": 2}
+    for _ in range(2):
+        assert (await post(env, body())).status_code == 200
+    assert sorted(keys_used(env)) == [KEY_A, KEY_B]
+
+
+async def test_count_tokens_uses_only_healthy_keys(env: EdgeEnv) -> None:
+    arm(env, "401", api_key=KEY_A)
+    assert (await post(env, body())).status_code == 200  # KEY_A out, KEY_B served
+    for _ in range(3):
+        answer = await post(env, count_body(), path="/v1/messages/count_tokens")
+        assert answer.status_code == 200
+    assert keys_used(env, "/v1/messages/count_tokens") == [KEY_B] * 3
+
+
+async def test_every_key_failing_gives_502_and_every_key_resting_gives_529(env: EdgeEnv) -> None:
     arm(env, "500", count=2)
     failed = await post(env, body())
     assert failed.status_code == 502
     assert failed.json()["error"]["type"] == "api_error"
-    arm(env, "529", count=2, retry_after=3)
-    overloaded = await post(env, body())
-    assert overloaded.status_code == 529
-    assert overloaded.json()["error"]["type"] == "overloaded_error"
-    assert overloaded.headers["retry-after"] == "3"
+    # Both keys rest longer than the request may wait (10 s by default): 529 at once.
+    arm(env, "429", count=2, retry_after=30)
+    limited = await post(env, body())
+    assert limited.status_code == 529
+    assert limited.json()["error"]["type"] == "overloaded_error"
+    assert limited.headers["retry-after"] == "30"
     events = await usage_events(env.bus, 2)
     assert [(e.outcome, e.status_code) for e in events] == [
         ("upstream_error", 502),

@@ -13,6 +13,7 @@ import orjson
 
 from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
 from aiapi_edge.body import parse_json_object, read_messages_body, replace_top_level_string
+from aiapi_edge.count_limit import PerKeyRate
 from aiapi_edge.errors import GatewayError, anthropic_error_body, invalid_request, sse_error_event
 from aiapi_edge.extension import INSUFFICIENT_BALANCE_MESSAGE
 from aiapi_edge.gateway import Exchange, Gateway
@@ -40,20 +41,39 @@ def with_request_id(status: int, body: bytes, request_id: str) -> bytes:
 
 class MessagesRoute:
     def __init__(
-        self, gateway: Gateway, upstream: Upstream, *, ping_interval: float, drain_s: float
+        self,
+        gateway: Gateway,
+        upstream: Upstream,
+        *,
+        ping_interval: float,
+        drain_s: float,
+        count_rate: PerKeyRate | None = None,
     ) -> None:
         self._gw = gateway
         self._upstream = upstream
         self._ping_interval = ping_interval
         self._drain_s = drain_s
+        self._count_rate = count_rate or PerKeyRate(600)
 
     async def count_tokens(self, scope: Scope, send: Send, raw: bytes, request_id: str) -> None:
-        self._gw.authenticate(scope)
+        caller = self._gw.authenticate(scope)
+        self._gw.check_betas(scope)
+        wait = self._count_rate.take(caller.key_id)
+        if wait is not None:
+            raise GatewayError(
+                429,
+                "rate_limit_error",
+                "count_tokens: this key's requests per minute are spent; retry later.",
+                retry_after=wait,
+            )
         model = parse_json_object(raw).get("model")
         if not isinstance(model, str) or not model:
             raise invalid_request("model: Field required", "model")
         payload = self._with_model(raw, model)  # no max_tokens here: count_tokens takes none
-        answer = await self._upstream.send("/v1/messages/count_tokens", payload, scope["headers"])
+        # Free and not admitted: its upstream answers never change a key's health.
+        answer = await self._upstream.send(
+            "/v1/messages/count_tokens", payload, scope["headers"], verdicts=False
+        )
         try:
             data = await answer.read()
         finally:
@@ -74,6 +94,7 @@ class MessagesRoute:
         self, scope: Scope, receive: Receive, send: Send, raw: bytes, request_id: str
     ) -> None:
         caller = self._gw.authenticate(scope)
+        self._gw.check_betas(scope)
         body = read_messages_body(raw)
         payload = self._with_model(body.raw, body.model)
         exchange = await self._gw.admit(

@@ -24,6 +24,7 @@ from aiapi_edge import wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
 from aiapi_edge.allowance import estimate_input_tokens
 from aiapi_edge.asgi import Receive, Scope, header
+from aiapi_edge.beta_policy import BetaPolicy, refusal_message
 from aiapi_edge.budget import HoldBudget, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
 from aiapi_edge.extension import HoldGuard
@@ -163,12 +164,14 @@ class Gateway:
         admitter: Admitter,
         spool: Spool,
         edge_id: str,
+        betas: BetaPolicy | None = None,
     ) -> None:
         self.keys = keys
         self.catalogue = catalogue
         self.admitter = admitter
         self.spool = spool
         self.edge_id = edge_id
+        self.betas = betas or BetaPolicy()
 
     def authenticate(self, scope: Scope) -> KeyRecord:
         key = presented_key(scope)
@@ -184,6 +187,13 @@ class Gateway:
         if record.account_status != "active":
             raise authentication_failed("This account is suspended.")
         return record
+
+    def check_betas(self, scope: Scope) -> None:
+        """Refuse a request naming an ``anthropic-beta`` value the operator does not pass
+        (:mod:`.beta_policy`), before admission and before anything goes upstream."""
+        refused = self.betas.refused(scope["headers"])
+        if refused is not None:
+            raise invalid_request(refusal_message(refused))
 
     def resolve_model(self, requested: str) -> ModelEntry:
         entry = self.catalogue.model(requested)

@@ -35,6 +35,14 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # Upstream 4xx passed to the client: the customer's mistakes, and the only trace of an
+        # upstream problem reported in a message alone (the 400 "credit balance is too low").
+        self.upstream_client_errors = Counter(
+            "aiapi_edge_upstream_client_errors",
+            "Upstream error answers passed to the client, by status",
+            ["status"],
+            registry=r,
+        )
         self.pool_health = Gauge(
             "aiapi_edge_upstream_keys", "Upstream keys by health", ["health"], registry=r
         )

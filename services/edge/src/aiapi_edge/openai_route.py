@@ -66,6 +66,7 @@ class ChatCompletionsRoute:
         self, scope: Scope, receive: Receive, send: Send, raw: bytes, request_id: str
     ) -> None:
         caller = self._gw.authenticate(scope)
+        self._gw.check_betas(scope)
         body = parse_json_object(raw)
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:

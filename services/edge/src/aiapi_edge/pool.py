@@ -1,14 +1,17 @@
 """The health of the upstream keys and the choice of one for each attempt (pure, clock injected).
 
-Health is kept per key, by error class:
+Health is kept per key, by error class (which answer is which class: :mod:`.verdict`):
 
-- ``rate_limited`` (429) and ``overloaded`` (529): the key rests until its ``retry-after`` (1 s
-  when absent); other keys serve meanwhile.
+- ``rate_limited`` (429): the key rests until its ``retry-after`` (1 s when absent); other keys
+  serve meanwhile.
+- ``overloaded`` (529): not about the key (the API is busy for everyone): nothing changes; the
+  request waits and retries (:mod:`.backoff`).
 - ``server_error`` (5xx) and ``connection_error``: counted; after ``failure_threshold`` in a row
   the key's circuit opens for ``open_s`` (doubling on each failed probe, up to ``max_open_s``).
   When that time is up one request probes it (half-open); success closes the circuit.
-- ``key_rejected`` (401, 403, "credit balance too low"): the key is taken out and an alert
-  raised; it is probed again after ``disabled_recheck_s`` in case the operator fixed it.
+- ``key_rejected`` (401, 403, 402 billing, a spend cap, a disabled organisation): the key is
+  taken out and an alert raised; it is probed again after ``disabled_recheck_s`` in case the
+  operator fixed it.
 
 Keys are used round-robin among the healthy ones.
 """
@@ -64,25 +67,26 @@ class UpstreamPool:
     def key(self, index: int) -> UpstreamKey:
         return self._states[index].key
 
-    def acquire(self, tried: set[int]) -> int | None:
-        """The next key able to serve (not in ``tried``), or None when none is."""
+    def acquire(self, tried: set[int], *, probe: bool = True) -> int | None:
+        """The next key able to serve (not in ``tried``), or None when none is. With
+        ``probe=False`` (a caller that reports no verdict) only healthy keys are chosen."""
         now = self._clock()
         count = len(self._states)
         for step in range(count):
             index = (self._next + step) % count
             if index in tried:
                 continue
-            if self._usable(self._states[index], now):
+            if self._usable(self._states[index], now, probe):
                 self._next = (index + 1) % count
                 return index
         return None
 
-    def _usable(self, state: _KeyState, now: float) -> bool:
+    def _usable(self, state: _KeyState, now: float, probe: bool) -> bool:
         if state.disabled_until > now or state.rest_until > now or state.open_until > now:
             return False
         if state.disabled_until or state.open_until:
             # The rest is over: one probe at a time decides whether the key is back.
-            if state.probing:
+            if state.probing or not probe:
                 return False
             state.probing = True
         return True
@@ -94,8 +98,10 @@ class UpstreamPool:
         if outcome == "ok":
             state.failures = 0
             state.open_until = state.open_s = state.disabled_until = 0.0
-        elif outcome in ("rate_limited", "overloaded"):
+        elif outcome == "rate_limited":
             state.rest_until = now + (retry_after_s if retry_after_s else 1.0)
+        elif outcome == "overloaded":
+            pass  # the API is busy for every key: no verdict on this one
         elif outcome == "key_rejected":
             state.disabled_until = now + self._recheck_s
         else:
@@ -111,7 +117,7 @@ class UpstreamPool:
         self._states[index].probing = False
 
     def rest_remaining(self) -> float | None:
-        """Seconds until the first resting key (429/529) may serve again; None if none rests."""
+        """Seconds until the first resting key (429) may serve again; None if none rests."""
         now = self._clock()
         waits = [s.rest_until - now for s in self._states if s.rest_until > now]
         return min(waits) if waits else None

@@ -21,8 +21,10 @@ from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
 from aiapi_edge.allowance_settlement import release_settled
 from aiapi_edge.anthropic_route import MessagesRoute
+from aiapi_edge.beta_policy import BetaPolicy
 from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
+from aiapi_edge.count_limit import PerKeyRate
 from aiapi_edge.gateway import Gateway
 from aiapi_edge.leasing import Leases
 from aiapi_edge.metrics import Metrics
@@ -66,6 +68,7 @@ class EdgeService:
             attempts=settings.edge_upstream_attempts,
             connect_timeout_s=settings.edge_upstream_connect_timeout_s,
             read_timeout_s=settings.edge_upstream_read_timeout_s,
+            wait_budget_s=settings.edge_overload_retry_s,
         )
         self.keys_ready = asyncio.Event()
         self.fatal = asyncio.Event()
@@ -124,10 +127,16 @@ class EdgeService:
             admitter=admitter,
             spool=self.spool,
             edge_id=self.edge_id,
+            betas=BetaPolicy.from_settings(s.edge_beta_deny, s.edge_beta_allow),
         )
         timing = {"ping_interval": s.edge_ping_interval_s, "drain_s": s.edge_disconnect_drain_s}
         self.gateway = gateway
-        self.messages = MessagesRoute(gateway, self.upstream, **timing)
+        self.messages = MessagesRoute(
+            gateway,
+            self.upstream,
+            count_rate=PerKeyRate(s.edge_count_tokens_per_minute),
+            **timing,
+        )
         self.chat = ChatCompletionsRoute(gateway, self.upstream, **timing)
         bus = self._bus
         self._spawn(

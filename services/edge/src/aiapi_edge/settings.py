@@ -59,6 +59,14 @@ class EdgeSettings(BaseServiceSettings):
     edge_upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     edge_upstream_read_timeout_s: float = Field(default=600.0, gt=0)
     edge_upstream_attempts: int = Field(default=4, ge=1, le=16)
+    # The most one request waits, in total, for an overloaded (529) or resting (429) upstream
+    # before the client gets the 529 (docs/edge.md); 0: no waiting.
+    edge_overload_retry_s: float = Field(default=10.0, ge=0, le=120)
+    # anthropic-beta values refused with a 400 (comma list); and, when set, the only ones passed.
+    edge_beta_deny: str = ""
+    edge_beta_allow: str = ""
+    # count_tokens requests per customer key per minute, on each replica.
+    edge_count_tokens_per_minute: int = Field(default=600, ge=1)
     edge_id: str = ""
     # /v1/models lists what is sold; with this, each exact alias is listed as an entry too.
     edge_list_aliases: bool = False

@@ -1,26 +1,32 @@
-"""Calling the upstream: pooled keep-alive connections, retries on another key before any byte
-has reached the client, and the key's health recorded by error class (see :mod:`.pool`).
+"""Calling the upstream: pooled keep-alive connections, retries before any byte has reached
+the client, and the key's health recorded by error class (see :mod:`.pool`, :mod:`.verdict`).
 
-Only the answer's status decides a retry: the body of a successful answer is the route's to
-stream. An upstream 4xx about the customer's own request (other than 401/403/429 and "credit
-balance too low", which are about the upstream key) is returned as is.
+Only the answer's status and structured error decide a retry: the body of a successful answer is
+the route's to stream. An upstream 4xx about the customer's own request is returned as is.
+A failure that is about a key (5xx, connection, 401/402/403, a spend cap) is retried on another
+key, up to ``attempts``; a 429 rests its key and the request moves on; a 529 (busy for everyone)
+is retried on the next key after a wait (:mod:`.backoff`). When every key rests, the request
+waits for the first one back if its wait budget allows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from aiapi_edge.backoff import WaitBudget
 from aiapi_edge.errors import GatewayError
 from aiapi_edge.headers import upstream_request_headers
 from aiapi_edge.http_client import HttpClient, HttpClientError, HttpResponse
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.pool import Outcome, UpstreamPool
+from aiapi_edge.verdict import classify
 
 log = logging.getLogger("aiapi.edge.upstream")
-
-_CREDIT_TOO_LOW = b"credit balance is too low"
 
 
 @dataclass(slots=True)
@@ -47,24 +53,22 @@ class UpstreamAnswer:
 
 
 def _retry_after(response: HttpResponse) -> float | None:
+    """The answer's ``retry-after`` in seconds; None when absent, not a number or not positive
+    (a zero would let a retry loop spin without waiting)."""
     value = response.header(b"retry-after")
     try:
-        return float(value) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    return seconds if seconds is not None and 0 < seconds < math.inf else None
 
 
-def classify(status: int, body: bytes) -> Outcome | None:
-    """The key's fault class for a non-200 answer, or None when the answer goes to the client."""
-    if status == 429:
-        return "rate_limited"
-    if status == 529:
-        return "overloaded"
-    if status >= 500:
-        return "server_error"
-    if status in (401, 403) or (status == 400 and _CREDIT_TOO_LOW in body.lower()):
-        return "key_rejected"
-    return None
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """An attempt that did not give the final answer."""
+
+    outcome: Outcome
+    retry_after: float | None
 
 
 class Upstream:
@@ -76,12 +80,16 @@ class Upstream:
         attempts: int,
         connect_timeout_s: float,
         read_timeout_s: float,
+        wait_budget_s: float = 0.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.pool = pool
         self._metrics = metrics
         self._attempts = attempts
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
+        self._wait_budget_s = wait_budget_s
+        self._random = rng or random.Random()
         self._http: HttpClient | None = None
 
     async def start(self) -> None:
@@ -96,56 +104,99 @@ class Upstream:
             await self._http.close()
 
     async def send(
-        self, path: str, body: bytes, client_headers: Iterable[tuple[bytes, bytes]]
+        self,
+        path: str,
+        body: bytes,
+        client_headers: Iterable[tuple[bytes, bytes]],
+        *,
+        verdicts: bool = True,
     ) -> UpstreamAnswer:
-        """POST to the first key able to answer; raises :class:`GatewayError` when none can."""
+        """POST to the first key able to answer; raises :class:`GatewayError` when none can.
+
+        ``verdicts=False`` (``count_tokens``): the answers change no key's health (a free route
+        must not rest keys that paying traffic needs), and only healthy keys are used."""
         assert self._http is not None, "Upstream.start() first"
         headers_in = list(client_headers)
         tried: set[int] = set()
-        for _ in range(self._attempts):
-            index = self.pool.acquire(tried)
+        budget = WaitBudget(self._wait_budget_s, self._random)
+        rate_limited: float | None = None  # the shortest retry-after of this request's 429s
+        attempts = 0
+        while attempts < self._attempts:
+            index = self.pool.acquire(tried, probe=verdicts)
             if index is None:
-                break
+                rest = self.pool.rest_remaining()
+                if rest is None or not budget.take(rest):
+                    break
+                await asyncio.sleep(rest)  # every key rests, the first is back within budget
+                continue
+            result = await self._attempt(index, path, body, headers_in, verdicts)
+            if isinstance(result, UpstreamAnswer):
+                return result
+            if result.outcome == "overloaded":
+                wait = result.retry_after if result.retry_after is not None else budget.backoff()
+                if not budget.take(wait):
+                    raise GatewayError(
+                        529, "overloaded_error", "The upstream API is overloaded.", retry_after=wait
+                    )
+                await asyncio.sleep(wait)
+                continue  # a 529 spends the wait budget, not an attempt
+            attempts += 1
+            if result.outcome == "rate_limited":
+                after = result.retry_after or 1.0
+                rate_limited = after if rate_limited is None else min(rate_limited, after)
+                if verdicts:
+                    continue  # the key rests; it may serve again within the wait budget
             tried.add(index)
-            answer = await self._attempt(index, path, body, headers_in)
-            if answer is not None:
-                return answer
-        raise self._refusal()
+        raise self._refusal(rate_limited)
 
     async def _attempt(
-        self, index: int, path: str, body: bytes, headers_in: list[tuple[bytes, bytes]]
-    ) -> UpstreamAnswer | None:
+        self,
+        index: int,
+        path: str,
+        body: bytes,
+        headers_in: list[tuple[bytes, bytes]],
+        verdicts: bool,
+    ) -> UpstreamAnswer | _Failed:
         assert self._http is not None
         key = self.pool.key(index)
         headers = upstream_request_headers(headers_in, key.api_key)
         try:
             response = await self._http.post(key.base_url + path, body, headers)
         except (HttpClientError, ValueError) as exc:  # ValueError: a base URL that is not one
-            self._fail(index, "connection_error", None, type(exc).__name__)
-            return None
+            return self._fail(index, "connection_error", None, type(exc).__name__, verdicts)
         raw_headers = response.headers
         if response.status == 200:
-            self.pool.record(index, "ok")
+            if verdicts:
+                self.pool.record(index, "ok")
             return UpstreamAnswer(200, raw_headers, response, index)
         try:
             error_body = await response.read()
         except HttpClientError as exc:
             response.close()
-            self._fail(index, "connection_error", None, type(exc).__name__)
-            return None
+            return self._fail(index, "connection_error", None, type(exc).__name__, verdicts)
         outcome = classify(response.status, error_body)
         if outcome is None:
-            self.pool.record(index, "ok")
+            self._metrics.upstream_client_errors.labels(str(response.status)).inc()
+            if verdicts:
+                self.pool.record(index, "ok")
             return UpstreamAnswer(response.status, raw_headers, response, index, error_body)
         response.close()
-        self._fail(index, outcome, _retry_after(response), str(response.status))
-        return None
+        retry_after = _retry_after(response)
+        return self._fail(index, outcome, retry_after, str(response.status), verdicts)
 
-    def _fail(self, index: int, outcome: Outcome, retry_after: float | None, detail: str) -> None:
-        self.pool.record(index, outcome, retry_after)
+    def _fail(
+        self,
+        index: int,
+        outcome: Outcome,
+        retry_after: float | None,
+        detail: str,
+        verdicts: bool,
+    ) -> _Failed:
         self._metrics.upstream_errors.labels(outcome).inc()
         label = self.pool.key(index).label
-        if outcome == "key_rejected":
+        if verdicts:
+            self.pool.record(index, outcome, retry_after)
+        if verdicts and outcome == "key_rejected":
             # An alert: the operator must replace or top up this upstream key.
             log.error(
                 "ALERT upstream key taken out of the pool",
@@ -156,9 +207,12 @@ class Upstream:
                 "upstream attempt failed",
                 extra={"upstream_key": label, "outcome": outcome, "detail": detail},
             )
+        return _Failed(outcome, retry_after)
 
-    def _refusal(self) -> GatewayError:
+    def _refusal(self, rate_limited: float | None) -> GatewayError:
         rest = self.pool.rest_remaining()
+        if rest is None:
+            rest = rate_limited
         if rest is not None:
             return GatewayError(
                 529, "overloaded_error", "Every upstream is overloaded.", retry_after=rest
