@@ -177,3 +177,37 @@ async def test_last_used_is_written_at_most_once_per_resolution_per_key() -> Non
         ("k2", start + timedelta(seconds=20)),
         ("k1", start + timedelta(seconds=61)),
     ]
+
+
+async def revisions(running: Running, keys: list[dict[str, str]]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for key in keys:
+        entry = await running.kv.get(apikeys.key_hash(key["key"]))
+        assert entry.revision is not None
+        found[key["id"]] = entry.revision
+    return found
+
+
+async def test_a_key_change_rewrites_only_that_keys_record(running: Running) -> None:
+    account_id = await running.new_account()
+    keys = [await running.new_key(account_id, f"k{n}") for n in range(5)]
+    before = await revisions(running, keys)
+    url = f"/admin/v1/accounts/{account_id}"
+
+    revoked = await running.client.delete(f"{url}/keys/{keys[2]['id']}", headers=ADMIN)
+    assert revoked.status_code == 204
+    after_revoke = await revisions(running, keys)
+    assert (await record(running, keys[2]["key"])).key_status == "revoked"
+    assert after_revoke[keys[2]["id"]] > before[keys[2]["id"]]
+    others = [k["id"] for n, k in enumerate(keys) if n != 2]
+    assert {k: after_revoke[k] for k in others} == {k: before[k] for k in others}
+
+    extra = await running.new_key(account_id, "extra")
+    assert await revisions(running, keys) == after_revoke
+    assert (await record(running, extra["key"])).usable
+
+    # A plan change concerns every record (each carries the plan and its limits).
+    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)
+    after_plan = await revisions(running, [*keys, extra])
+    assert all(after_plan[k["id"]] > after_revoke.get(k["id"], 0) for k in keys)
+    assert (await record(running, keys[0]["key"])).plan == "pro"

@@ -152,7 +152,7 @@ class Accounts:
             await repository.enqueue_event(
                 conn, KeyIssued(account_id=account_id, key_id=key.id, name=name)
             )
-            await repository.enqueue_key_sync(conn, account_id)
+            await repository.enqueue_key_sync(conn, account_id, key.key_hash)
         # The key should work as soon as its creator sees it.
         await self._relay.settle()
         return IssuedKey(key, secret)
@@ -173,7 +173,7 @@ class Accounts:
                 await repository.enqueue_event(
                     conn, KeyRevoked(account_id=account_id, key_id=key_id)
                 )
-                await repository.enqueue_key_sync(conn, account_id)
+                await repository.enqueue_key_sync(conn, account_id, before[0].key_hash)
         await self._relay.settle()
 
     async def note_key_used(self, key_id: str, used_at: datetime, resolution_s: int) -> None:

@@ -2,8 +2,10 @@
 
 The edge mirrors this bucket in memory, so it must always converge to the database:
 
-* every change of a key, plan or account status queues the account (same transaction); the relay
-  rewrites all of that account's records right after the commit, and retries until it succeeds;
+* a key's issue or revocation queues that key alone, and a change of plan or account status
+  queues the account (same transaction: every record carries the plan and status); right after
+  the commit the relay rewrites what was queued, and retries until it succeeds. An account with
+  many keys therefore costs one KV write per key change, not one per key it owns;
 * at start, :func:`full_resync` rewrites every record and deletes entries whose key is unknown
   (a bucket edited by hand, a database restored from a backup).
 
@@ -14,7 +16,7 @@ Writes are compare-and-set on the entry's revision and keep the record with the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.records_v1 import KeyRecord
@@ -66,6 +68,43 @@ async def write_account(
     for key in keys:
         await put_record(kv, key.key_hash, key_record(account, key, catalogue))
         written += 1
+    return written
+
+
+def records_to_write(queued: Sequence[tuple[str, str | None]]) -> dict[str, set[str] | None]:
+    """Per account, the key hashes whose records to rewrite, or None for all of its records.
+
+    ``queued`` holds (account id, key hash or None) rows; a whole-account row covers every
+    single-key row of the same account."""
+    chosen: dict[str, set[str] | None] = {}
+    for account_id, key_hash in queued:
+        wanted = chosen.setdefault(account_id, set())
+        if wanted is None:
+            continue
+        if key_hash is None:
+            chosen[account_id] = None
+        else:
+            wanted.add(key_hash)
+    return chosen
+
+
+async def write_queued(
+    kv: KeyValue,
+    conn: repository.Conn,
+    queued: Sequence[tuple[str, str | None]],
+    catalogue: Catalogue,
+) -> int:
+    """Rewrite the records that queued syncs name; returns how many records were written."""
+    written = 0
+    for account_id, hashes in records_to_write(queued).items():
+        account = await repository.get_account(conn, account_id)
+        if account is None:
+            continue
+        if hashes is None:
+            keys = await repository.list_keys(conn, account_id)
+        else:
+            keys = await repository.keys_by_hash(conn, account_id, sorted(hashes))
+        written += await write_account(kv, account, keys, catalogue)
     return written
 
 

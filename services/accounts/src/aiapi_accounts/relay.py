@@ -1,4 +1,4 @@
-"""After-commit delivery: outbox events to JetStream, queued accounts' key records to KV.
+"""After-commit delivery: outbox events to JetStream, queued key records to KV.
 
 Both queues are filled inside the transaction that made the change, so nothing is lost when the
 process dies between the commit and the delivery: the next drain (here or on another replica;
@@ -79,14 +79,10 @@ class Relay:
     async def _drain_key_syncs(self) -> int:
         async with self._pool.connection() as conn:
             rows = await repository.claim_key_syncs(conn, _BATCH)
-            for account_id in dict.fromkeys(account for _, account in rows):
-                account = await repository.get_account(conn, account_id)
-                if account is None:
-                    continue
-                keys = await repository.list_keys(conn, account_id)
-                await keysync.write_account(self._kv, account, keys, self._catalogue)
+            queued = [(account_id, key_hash) for _, account_id, key_hash in rows]
+            await keysync.write_queued(self._kv, conn, queued, self._catalogue)
             if rows:
-                await repository.delete_key_syncs(conn, [row_id for row_id, _ in rows])
+                await repository.delete_key_syncs(conn, [row_id for row_id, *_ in rows])
         return len(rows)
 
     async def _drain_events(self) -> int:

@@ -119,6 +119,16 @@ async def list_keys(conn: Conn, account_id: str) -> list[ApiKey]:
     return [ApiKey(**row) for row in rows]
 
 
+async def keys_by_hash(conn: Conn, account_id: str, hashes: list[str]) -> list[ApiKey]:
+    rows = await _all(
+        conn,
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE account_id = %s AND key_hash = ANY(%s)"
+        " ORDER BY id",
+        (account_id, hashes),
+    )
+    return [ApiKey(**row) for row in rows]
+
+
 async def revoke_key(conn: Conn, account_id: str, key_id: str) -> ApiKey | None:
     """Revoke an active key; None when the account has no such key. Revoking twice is a no-op
     that returns the key as it is."""
@@ -320,8 +330,11 @@ async def enqueue_event(conn: Conn, event: Event) -> None:
     )
 
 
-async def enqueue_key_sync(conn: Conn, account_id: str) -> None:
-    await conn.execute(b"INSERT INTO kv_sync_queue (account_id) VALUES (%s)", (account_id,))
+async def enqueue_key_sync(conn: Conn, account_id: str, key_hash: str | None = None) -> None:
+    """Queue a rewrite of one key's record, or (no ``key_hash``) of all the account's records."""
+    await conn.execute(
+        b"INSERT INTO kv_sync_queue (account_id, key_hash) VALUES (%s, %s)", (account_id, key_hash)
+    )
 
 
 async def claim_events(conn: Conn, limit: int) -> list[tuple[int, str, str, bytes]]:
@@ -338,12 +351,14 @@ async def delete_events(conn: Conn, ids: list[int]) -> None:
     await conn.execute(b"DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
 
 
-async def claim_key_syncs(conn: Conn, limit: int) -> list[tuple[int, str]]:
+async def claim_key_syncs(conn: Conn, limit: int) -> list[tuple[int, str, str | None]]:
+    """The oldest queued syncs: (row id, account id, key hash or None for the whole account)."""
     cur = await conn.execute(
-        b"SELECT id, account_id FROM kv_sync_queue ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        b"SELECT id, account_id, key_hash FROM kv_sync_queue ORDER BY id LIMIT %s"
+        b" FOR UPDATE SKIP LOCKED",
         (limit,),
     )
-    return [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
+    return [(int(r[0]), str(r[1]), r[2]) for r in await cur.fetchall()]
 
 
 async def delete_key_syncs(conn: Conn, ids: list[int]) -> None:
