@@ -105,7 +105,13 @@ async def test_sign_in_failures_do_not_tell_unknown_emails_from_wrong_passwords(
 async def test_sign_in_is_throttled_per_email_and_success_resets_it(
     database_url: str, nats_url: str, bus: Any
 ) -> None:
-    settings = make_settings(database_url, nats_url, sign_in_max_failures_per_email=3)
+    settings = make_settings(
+        database_url,
+        nats_url,
+        sign_in_free_failures_per_email=3,
+        sign_in_base_delay_s=600,
+        sign_in_max_delay_per_email_s=600,
+    )
     async with run_app(settings, bus) as app:
         await app.client.post("/api/v1/auth/sign-up", json=CREDS)
         wrong = {"email": "bob@example.com", "password": "wrong password here"}
@@ -117,7 +123,7 @@ async def test_sign_in_is_throttled_per_email_and_success_resets_it(
         blocked = await app.client.post("/api/v1/auth/sign-in", json=CREDS)
         assert blocked.status_code == 429
         assert blocked.json()["error"]["type"] == "rate_limit_error"
-        assert 0 < int(blocked.headers["retry-after"]) <= settings.sign_in_window_s
+        assert 0 < int(blocked.headers["retry-after"]) <= settings.sign_in_max_delay_per_email_s
         # An unknown email is throttled the same way (no enumeration through the limiter).
         ghost = {"email": "ghost@example.com", "password": "wrong password here"}
         codes = [
@@ -130,7 +136,13 @@ async def test_sign_in_is_throttled_per_email_and_success_resets_it(
 async def test_sign_in_is_throttled_per_client_address(
     database_url: str, nats_url: str, bus: Any
 ) -> None:
-    settings = make_settings(database_url, nats_url, sign_in_max_failures_per_ip=4)
+    settings = make_settings(
+        database_url,
+        nats_url,
+        sign_in_free_failures_per_ip=4,
+        sign_in_base_delay_s=600,
+        sign_in_max_delay_per_ip_s=600,
+    )
     async with run_app(settings, bus) as app:
         codes = [
             (
@@ -441,9 +453,10 @@ async def test_pruning_keeps_live_sessions_and_recent_failures(running: Running)
     async with running.service.pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM sessions WHERE id = 'ses_old'")
         assert (await cur.fetchone()) == (0,)
-        cur = await conn.execute("SELECT count(*) FROM sign_in_failures")
-        # One sign-up (per address) and one failed sign-in (per email and per address), all recent.
-        assert (await cur.fetchone()) == (3,)
+        cur = await conn.execute("SELECT scope FROM sign_in_attempts ORDER BY scope")
+        # The sign-up's address, the sign-ins' address and the failed sign-in's email: all recent.
+        scopes = [row[0] for row in await cur.fetchall()]
+        assert [s.split(":")[0] for s in scopes] == ["email", "ip", "sign-up"]
     assert (await running.client.get("/api/v1/account")).status_code == 200
     sessions = (await running.client.get("/api/v1/account/sessions")).json()
     assert len(sessions) == 1

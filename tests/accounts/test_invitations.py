@@ -145,7 +145,13 @@ async def test_a_weak_password_is_400_and_keeps_the_token(running: Running) -> N
 async def test_bad_tokens_are_throttled_per_address(
     database_url: str, nats_url: str, bus: Bus
 ) -> None:
-    settings = make_settings(database_url, nats_url, sign_in_max_failures_per_ip=3)
+    settings = make_settings(
+        database_url,
+        nats_url,
+        sign_in_free_failures_per_ip=3,
+        sign_in_base_delay_s=600,
+        sign_in_max_delay_per_ip_s=600,
+    )
     async with run_app(settings, bus) as app:
         account_id = await app.new_account("owner@example.com")
         token = await invite(app, account_id)

@@ -34,6 +34,9 @@ async def _serve(settings: AccountsSettings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        # Forwarding headers are judged by the app (AIAPI_TRUSTED_PROXIES), never by uvicorn,
+        # which would otherwise believe them from 127.0.0.1 and rewrite the client address.
+        proxy_headers=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

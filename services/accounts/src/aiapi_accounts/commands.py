@@ -4,7 +4,7 @@ then let the relay deliver. Routes and consumers call these; nothing here speaks
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiapi_shared import apikeys
 from aiapi_shared.events.accounts_v1 import (
@@ -19,9 +19,11 @@ from aiapi_shared.events.accounts_v1 import (
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import repository
+from aiapi_accounts.clientaddr import throttle_key
 from aiapi_accounts.domain import (
     Account,
     ApiKey,
+    Backoff,
     Throttle,
     check_password_rules,
     email_scope,
@@ -185,37 +187,44 @@ class Accounts:
     async def sign_up(self, email: str, password: str, ip: str) -> None:
         """Create a Basic account, or do nothing when the email is taken: the caller answers the
         same either way, so sign-up cannot be used to learn which emails have accounts. Each
-        attempt costs a password hash, so attempts count against the address's sign-in budget."""
-        scope = f"sign-up:{ip}"
-        async with self._pool.connection() as conn:
-            await self._check_throttle(conn, ((scope, self._throttle.max_per_ip),))
-            await repository.record_failure(conn, (scope,))
+        attempt costs a password hash, so each counts against the address's sign-up budget."""
+        await self._admit(f"sign-up:{throttle_key(ip)}", self._throttle.per_address)
         try:
             await self.create(email, "basic", password)
         except Conflict:
             return
 
     async def sign_in(self, email: str, password: str, ip: str, user_agent: str) -> SignedIn:
+        """Throttled before anything is evaluated: the client address first (an attempt at a
+        throttled email still costs the address), then the email. Each admitted attempt counts
+        as a failure until it succeeds; a success clears the email and gives the address its
+        attempt back."""
         normalised = email.strip().lower()
-        scopes = (email_scope(normalised), f"ip:{ip}")
+        address = f"ip:{throttle_key(ip)}"
+        await self._admit(address, self._throttle.per_address)
+        await self._admit(email_scope(normalised), self._throttle.per_email)
         async with self._pool.connection() as conn:
-            await self._check_throttle(
-                conn,
-                ((scopes[0], self._throttle.max_per_email), (scopes[1], self._throttle.max_per_ip)),
-            )
             found = await repository.get_credentials(conn, normalised)
         account, stored = found if found else (None, None)
         # Always one argon2 verification, so an unknown email takes as long as a wrong password.
         if not await self._passwords.verify(stored, password) or account is None:
-            async with self._pool.connection() as conn:
-                await repository.record_failure(conn, scopes)
             raise Unauthenticated(BAD_CREDENTIALS)
         async with self._pool.connection() as conn:
-            await repository.clear_failures(conn, scopes[0])
+            await repository.clear_attempts(conn, email_scope(normalised))
+            await repository.refund_attempt(conn, address)
             if stored and self._passwords.needs_rehash(stored):
                 rehashed = await self._passwords.hash(password)
                 await repository.update_account(conn, account.id, "password_hash", rehashed)
             return await self._open_session(conn, account, user_agent)
+
+    async def _admit(self, scope: str, backoff: Backoff) -> None:
+        """Count an attempt of ``scope``, or refuse it (429) while the scope must wait. Each
+        scope in its own transaction: a refusal by a later scope keeps the earlier count."""
+        async with self._pool.connection() as conn:
+            admitted = await repository.claim_attempt(conn, scope, backoff, self._throttle.forget_s)
+            wait = 0 if admitted else await repository.attempt_wait_s(conn, scope, backoff)
+        if not admitted:
+            raise TooManyAttempts("too many attempts; try again later", retry_after_s=wait)
 
     async def _open_session(self, conn: Conn, account: Account, user_agent: str) -> SignedIn:
         token = new_secret_token()
@@ -247,33 +256,22 @@ class Accounts:
         self, token: str, password: str, ip: str, user_agent: str
     ) -> SignedIn:
         """Set the password, consume the token, end every other session and sign in. Throttled
-        per client address like sign-in; every bad token gets the same 401."""
-        scope = f"ip:{ip}"
-        async with self._pool.connection() as conn:
-            await self._check_throttle(conn, ((scope, self._throttle.max_per_ip),))
+        per client address like sign-in (a bad token is a failure); every bad token gets the
+        same 401."""
         check_password_rules(password)
+        scope = f"ip:{throttle_key(ip)}"
+        await self._admit(scope, self._throttle.per_address)
         # Hashed before the lookup, so a bad token costs as much time as a good one.
         new_hash = await self._passwords.hash(password)
         async with self._pool.connection() as conn:
             account_id = await repository.consume_invitation(conn, token_hash(token))
             account = await repository.get_account(conn, account_id) if account_id else None
             if account is None:
-                await conn.rollback()
-                await repository.record_failure(conn, (scope,))
-                await conn.commit()
                 raise Unauthenticated(BAD_INVITATION)
+            await repository.refund_attempt(conn, scope)
             await repository.update_account(conn, account.id, "password_hash", new_hash)
             await repository.revoke_sessions_except(conn, account.id, None)
             return await self._open_session(conn, account, user_agent)
-
-    async def _check_throttle(self, conn: Conn, limits: tuple[tuple[str, int], ...]) -> None:
-        window = self._throttle.window_s
-        for scope, limit in limits:
-            count, oldest = await repository.count_failures(conn, scope, window)
-            if count >= limit and oldest is not None:
-                # Blocked until the oldest failure leaves the sliding window.
-                wait = window - int((datetime.now(UTC) - oldest).total_seconds())
-                raise TooManyAttempts("too many attempts; try again later", retry_after_s=wait)
 
     async def session(self, token: str) -> tuple[Account, Session] | None:
         async with self._pool.connection() as conn:
@@ -308,7 +306,7 @@ class Accounts:
 
     async def prune(self) -> None:
         async with self._pool.connection() as conn:
-            await repository.prune_failures(conn, self._throttle.window_s)
+            await repository.prune_attempts(conn, self._throttle.forget_s)
             await repository.prune_sessions(conn)
 
 

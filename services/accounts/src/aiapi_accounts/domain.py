@@ -105,9 +105,22 @@ def key_record(account: Account, key: ApiKey, catalogue: Catalogue) -> KeyRecord
 
 
 @dataclass(frozen=True)
-class Throttle:
-    """Failed sign-ins allowed per window, per email and per client address."""
+class Backoff:
+    """``free`` failures cost nothing; after ``n >= free`` failures the next attempt waits
+    ``base_s * 2 ** (n - free)`` seconds, at most ``max_s``. Counted and enforced in one SQL
+    statement (:func:`aiapi_accounts.repository.claim_attempt`), so replicas and parallel
+    requests cannot slip past it."""
 
-    window_s: int
-    max_per_email: int
-    max_per_ip: int
+    free: int
+    base_s: int
+    max_s: int
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Sign-in throttling: a backoff per email and one per client address; a scope with no
+    attempt for ``forget_s`` starts again from zero."""
+
+    per_email: Backoff
+    per_address: Backoff
+    forget_s: int

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from aiapi_accounts.clientaddr import client_ip
 from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Account
 from aiapi_accounts.errors import Forbidden, InvalidRequest, Unauthenticated
@@ -104,4 +105,8 @@ def clear_session_cookies(response: Response, secure: bool) -> None:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address; forwarding headers count only from AIAPI_TRUSTED_PROXIES."""
+    settings = context(request).settings
+    header = settings.forwarded_header
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.getlist(header), settings.proxy_networks, header)

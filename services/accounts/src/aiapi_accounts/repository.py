@@ -17,7 +17,7 @@ from aiapi_shared.events.base import Event
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from aiapi_accounts.domain import Account, ApiKey
+from aiapi_accounts.domain import Account, ApiKey, Backoff
 
 Conn = AsyncConnection[Any]
 
@@ -29,7 +29,9 @@ _KEY_COLUMNS = (
 )
 
 
-async def _one(conn: Conn, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+async def _one(
+    conn: Conn, query: str, params: tuple[Any, ...] | dict[str, Any]
+) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query.encode(), params)
         return await cur.fetchone()
@@ -284,31 +286,68 @@ async def consume_invitation(conn: Conn, token_hash: str) -> str | None:
 
 # -- sign-in throttling ----------------------------------------------------------------------------
 
+# The wait after ``t.failures`` failures of a scope: none while they are free, then doubling from
+# the base delay up to the cap (30 doublings at most, so the arithmetic stays finite).
+_WAIT = (
+    "make_interval(secs => CASE WHEN t.failures < %(free)s THEN 0"
+    " ELSE least(%(cap)s::float8, %(base)s::float8"
+    " * power(2::float8, least(t.failures - %(free)s, 30))) END)"
+)
 
-async def count_failures(conn: Conn, scope: str, window_s: int) -> tuple[int, datetime | None]:
-    """Failures of ``scope`` inside the window, and the oldest of them (when the window frees)."""
+
+def _backoff(scope: str, backoff: Backoff) -> dict[str, Any]:
+    return {"scope": scope, "free": backoff.free, "base": backoff.base_s, "cap": backoff.max_s}
+
+
+async def claim_attempt(conn: Conn, scope: str, backoff: Backoff, forget_s: int) -> bool:
+    """Count an attempt of ``scope`` as a failure before it is evaluated, unless the scope must
+    still wait; False when it must (nothing is counted then).
+
+    One statement: the upsert locks the scope's row, so parallel attempts queue on it and each
+    sees the count the previous one left; none can pass on a stale count. A success gives the
+    attempt back (:func:`refund_attempt`, :func:`clear_attempts`). The clock is read when the
+    row is reached (``clock_timestamp``), not when the transaction began: an upsert that queued
+    behind another must not see a time older than the one that other wrote."""
     row = await _one(
         conn,
-        "SELECT count(*) AS n, min(at) AS oldest FROM sign_in_failures"
-        " WHERE scope = %s AND at > now() - make_interval(secs => %s)",
-        (scope, window_s),
+        "INSERT INTO sign_in_attempts AS t (scope, failures, last_at) VALUES (%(scope)s, 1, clock_timestamp())"
+        " ON CONFLICT (scope) DO UPDATE SET last_at = clock_timestamp(), failures = CASE"
+        " WHEN t.last_at < clock_timestamp() - make_interval(secs => %(forget)s) THEN 1"
+        " ELSE t.failures + 1 END"
+        f" WHERE t.last_at + {_WAIT} <= clock_timestamp()"
+        " RETURNING failures",
+        {**_backoff(scope, backoff), "forget": forget_s},
     )
-    assert row is not None
-    return int(row["n"]), row["oldest"]
+    return row is not None
 
 
-async def record_failure(conn: Conn, scopes: tuple[str, ...]) -> None:
-    for scope in scopes:
-        await conn.execute(b"INSERT INTO sign_in_failures (scope) VALUES (%s)", (scope,))
+async def attempt_wait_s(conn: Conn, scope: str, backoff: Backoff) -> int:
+    """Whole seconds until ``scope`` may try again (at least 1)."""
+    row = await _one(
+        conn,
+        f"SELECT ceil(extract(epoch FROM t.last_at + {_WAIT} - clock_timestamp()))::int AS wait"
+        " FROM sign_in_attempts t WHERE t.scope = %(scope)s",
+        _backoff(scope, backoff),
+    )
+    return max(1, int(row["wait"])) if row else 1
 
 
-async def clear_failures(conn: Conn, scope: str) -> None:
-    await conn.execute(b"DELETE FROM sign_in_failures WHERE scope = %s", (scope,))
-
-
-async def prune_failures(conn: Conn, window_s: int) -> None:
+async def refund_attempt(conn: Conn, scope: str) -> None:
+    """An attempt that succeeded is not a failure of the scope."""
     await conn.execute(
-        b"DELETE FROM sign_in_failures WHERE at < now() - make_interval(secs => %s)", (window_s,)
+        b"UPDATE sign_in_attempts SET failures = greatest(failures - 1, 0) WHERE scope = %s",
+        (scope,),
+    )
+
+
+async def clear_attempts(conn: Conn, scope: str) -> None:
+    await conn.execute(b"DELETE FROM sign_in_attempts WHERE scope = %s", (scope,))
+
+
+async def prune_attempts(conn: Conn, forget_s: int) -> None:
+    await conn.execute(
+        b"DELETE FROM sign_in_attempts WHERE last_at < now() - make_interval(secs => %s)",
+        (forget_s,),
     )
 
 

@@ -17,7 +17,7 @@ from aiapi_accounts import keysync
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.consumers import Consumers
 from aiapi_accounts.context import Context
-from aiapi_accounts.domain import Throttle
+from aiapi_accounts.domain import Backoff, Throttle
 from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.peers import Peers
 from aiapi_accounts.relay import Relay
@@ -61,7 +61,17 @@ class Service:
             self.relay,
             Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib),
             Throttle(
-                s.sign_in_window_s, s.sign_in_max_failures_per_email, s.sign_in_max_failures_per_ip
+                per_email=Backoff(
+                    s.sign_in_free_failures_per_email,
+                    s.sign_in_base_delay_s,
+                    s.sign_in_max_delay_per_email_s,
+                ),
+                per_address=Backoff(
+                    s.sign_in_free_failures_per_ip,
+                    s.sign_in_base_delay_s,
+                    s.sign_in_max_delay_per_ip_s,
+                ),
+                forget_s=s.sign_in_forget_s,
             ),
             session_ttl_s=s.session_ttl_s,
             invitation_ttl_s=s.invitation_ttl_s,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from aiapi_shared.settings import BaseServiceSettings
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from aiapi_accounts.clientaddr import ForwardedHeader, Network, parse_networks
 
 
 class AccountsSettings(BaseServiceSettings):
@@ -17,10 +19,21 @@ class AccountsSettings(BaseServiceSettings):
     # `aiapi up` on plain-HTTP localhost sets this false; browsers drop Secure cookies over HTTP.
     cookie_secure: bool = True
     session_ttl_s: int = Field(default=14 * 24 * 3600, gt=0)
-    # Sign-in throttling: failures counted per email and per client address in a sliding window.
-    sign_in_window_s: int = Field(default=15 * 60, gt=0)
-    sign_in_max_failures_per_email: int = Field(default=5, gt=0)
-    sign_in_max_failures_per_ip: int = Field(default=50, gt=0)
+    # Sign-in throttling (docs/accounts.md): per email and per client address, a number of free
+    # failures, then each failure doubles the wait before the next attempt is even evaluated,
+    # from the base delay up to a cap. The per-email cap is low on purpose, so that nobody can
+    # keep someone else's account locked; the per-address one is long.
+    sign_in_free_failures_per_email: int = Field(default=5, ge=0)
+    sign_in_max_delay_per_email_s: int = Field(default=60, gt=0)
+    sign_in_free_failures_per_ip: int = Field(default=20, ge=0)
+    sign_in_max_delay_per_ip_s: int = Field(default=15 * 60, gt=0)
+    sign_in_base_delay_s: int = Field(default=1, gt=0)
+    # A scope with no attempt for this long starts again from zero (longer than both caps).
+    sign_in_forget_s: int = Field(default=3600, gt=0)
+    # Proxies whose forwarding header is believed (IPs or CIDR ranges, comma-separated); with
+    # none, the socket peer is the client. Only the header named here is read.
+    trusted_proxies: str = ""
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
     # How long an operator's invitation (the one-time token that sets a password) stays usable.
     invitation_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     # How long accounts waits for billing or payments to answer a request.
@@ -30,6 +43,24 @@ class AccountsSettings(BaseServiceSettings):
     # Argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _forget_after_the_caps(self) -> AccountsSettings:
+        if self.sign_in_forget_s <= max(
+            self.sign_in_max_delay_per_email_s, self.sign_in_max_delay_per_ip_s
+        ):
+            raise ValueError("AIAPI_SIGN_IN_FORGET_S must be longer than both maximum delays")
+        return self
+
+    @property
+    def proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @field_validator("admin_token")
     @classmethod
