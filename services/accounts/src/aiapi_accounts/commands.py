@@ -24,6 +24,7 @@ from aiapi_accounts.domain import (
     Account,
     ApiKey,
     Backoff,
+    Limits,
     Throttle,
     check_password_rules,
     email_scope,
@@ -45,6 +46,8 @@ from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.relay import Relay
 from aiapi_accounts.repository import Conn, Session
 
+# Rate windows are at most an hour long; older ones are of no use any more.
+WINDOWS_KEPT_S = 2 * 3600
 # The only sign-in failure message: the same for an unknown email and a wrong password.
 BAD_CREDENTIALS = "invalid email or password"
 # The only failure of accepting an invitation: unknown, used, superseded and expired alike.
@@ -77,6 +80,7 @@ class Accounts:
         relay: Relay,
         passwords: Passwords,
         throttle: Throttle,
+        limits: Limits,
         *,
         session_ttl_s: int,
         invitation_ttl_s: int = 7 * 24 * 3600,
@@ -85,6 +89,7 @@ class Accounts:
         self._relay = relay
         self._passwords = passwords
         self._throttle = throttle
+        self._limits = limits
         self._session_ttl_s = session_ttl_s
         self._invitation_ttl_s = invitation_ttl_s
 
@@ -139,10 +144,17 @@ class Accounts:
 
     # -- API keys -------------------------------------------------------------------------------
 
-    async def issue_key(self, account_id: str, name: str) -> IssuedKey:
+    async def issue_key(self, account_id: str, name: str, *, capped: bool = True) -> IssuedKey:
+        """A new key; ``capped`` (the customer API) refuses one beyond the account's active-key
+        cap. The account row is locked first, so parallel requests cannot overshoot it."""
         secret = apikeys.generate_key()
         async with self._pool.connection() as conn:
             await _existing(conn, account_id, for_update=True)
+            cap = self._limits.max_keys_per_account
+            if capped and await repository.count_active_keys(conn, account_id) >= cap:
+                raise Conflict(
+                    f"an account has at most {cap} active API keys; revoke one to create another"
+                )
             key = await repository.insert_key(
                 conn,
                 new_key_id(),
@@ -177,6 +189,18 @@ class Accounts:
                 )
                 await repository.enqueue_key_sync(conn, account_id, before[0].key_hash)
         await self._relay.settle()
+
+    async def count_write(self, account_id: str) -> None:
+        """One change through the customer API; 429 beyond the account's writes per minute
+        (counted in PostgreSQL, so the limit holds across replicas)."""
+        limit = self._limits.writes_per_minute
+        async with self._pool.connection() as conn:
+            wait = await repository.take_from_window(conn, f"writes:{account_id}", limit, 60)
+        if wait is not None:
+            raise TooManyAttempts(
+                f"at most {limit} account changes per minute; try again later",
+                retry_after_s=wait,
+            )
 
     async def note_key_used(self, key_id: str, used_at: datetime, resolution_s: int) -> None:
         async with self._pool.connection() as conn:
@@ -307,6 +331,7 @@ class Accounts:
     async def prune(self) -> None:
         async with self._pool.connection() as conn:
             await repository.prune_attempts(conn, self._throttle.forget_s)
+            await repository.prune_windows(conn, WINDOWS_KEPT_S)
             await repository.prune_sessions(conn)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiapi_shared.catalogue import Catalogue
 
+from aiapi_accounts.addressbook import AddressBook
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.peers import Peers
 from aiapi_accounts.settings import AccountsSettings
@@ -17,3 +18,4 @@ class Context:
     accounts: Accounts
     peers: Peers
     catalogue: Catalogue
+    addresses: AddressBook

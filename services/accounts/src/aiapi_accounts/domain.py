@@ -124,3 +124,11 @@ class Throttle:
     per_email: Backoff
     per_address: Backoff
     forget_s: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Abuse caps of the customer API (operators are not held to them)."""
+
+    max_keys_per_account: int
+    writes_per_minute: int

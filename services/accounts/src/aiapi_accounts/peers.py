@@ -90,13 +90,18 @@ class Peers:
     # Until payments runs (or while it is down) the lists are empty rather than an error: the
     # dashboard then simply shows no addresses and no deposits.
 
-    async def deposit_addresses(self, account_id: str) -> list[payments_api.DepositAddress]:
+    async def deposit_addresses(
+        self, account_id: str, *, quiet: bool = True
+    ) -> list[payments_api.DepositAddress]:
+        """``quiet=False``: PeerUnavailable instead of the empty list (the caller has a fallback)."""
         query = payments_api.AccountQuery(account_id=account_id)
         try:
             reply = await self._call(
                 "payments", payments_api.ADDRESSES_SUBJECT, query, payments_api.AddressesReply
             )
         except PeerUnavailable:
+            if not quiet:
+                raise
             return []
         return reply.addresses
 

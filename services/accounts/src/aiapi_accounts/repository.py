@@ -351,6 +351,80 @@ async def prune_attempts(conn: Conn, forget_s: int) -> None:
     )
 
 
+# -- rate windows and cached deposit addresses ------------------------------------------------------
+
+
+async def take_from_window(conn: Conn, scope: str, limit: int, window_s: int) -> int | None:
+    """Use one of the ``limit`` uses ``scope`` has per ``window_s`` window: None when allowed,
+    else the whole seconds until its window ends (at least 1).
+
+    One upsert on the scope's row (locked by it), so parallel uses on any replica are counted
+    one after the other. ``EXCLUDED.started_at`` is this call's clock reading."""
+    params = {"scope": scope, "limit": limit, "window": window_s}
+    expired = "w.started_at <= EXCLUDED.started_at - make_interval(secs => %(window)s)"
+    row = await _one(
+        conn,
+        "INSERT INTO rate_windows AS w (scope, started_at, used)"
+        " VALUES (%(scope)s, clock_timestamp(), 1)"
+        " ON CONFLICT (scope) DO UPDATE SET"
+        f" started_at = CASE WHEN {expired} THEN EXCLUDED.started_at ELSE w.started_at END,"
+        f" used = CASE WHEN {expired} THEN 1 ELSE w.used + 1 END"
+        f" WHERE {expired} OR w.used < %(limit)s"
+        " RETURNING used",
+        params,
+    )
+    if row is not None:
+        return None
+    wait = await _one(
+        conn,
+        "SELECT ceil(extract(epoch FROM started_at + make_interval(secs => %(window)s)"
+        " - clock_timestamp()))::int AS wait FROM rate_windows WHERE scope = %(scope)s",
+        params,
+    )
+    return max(1, int(wait["wait"])) if wait else 1
+
+
+async def prune_windows(conn: Conn, older_than_s: int) -> None:
+    await conn.execute(
+        b"DELETE FROM rate_windows WHERE started_at < now() - make_interval(secs => %s)",
+        (older_than_s,),
+    )
+
+
+async def count_active_keys(conn: Conn, account_id: str) -> int:
+    row = await _one(
+        conn,
+        "SELECT count(*) AS n FROM api_keys WHERE account_id = %s AND revoked_at IS NULL",
+        (account_id,),
+    )
+    assert row is not None
+    return int(row["n"])
+
+
+async def cached_addresses(conn: Conn, account_id: str) -> list[tuple[str, str, str]]:
+    """(asset, network, address) as payments last gave them."""
+    cur = await conn.execute(
+        b"SELECT asset, network, address FROM deposit_addresses WHERE account_id = %s"
+        b" ORDER BY asset, network",
+        (account_id,),
+    )
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in await cur.fetchall()]
+
+
+async def replace_addresses(
+    conn: Conn, account_id: str, addresses: list[tuple[str, str, str]]
+) -> None:
+    """Remember what payments answered now: an asset it no longer offers is forgotten."""
+    await conn.execute(b"DELETE FROM deposit_addresses WHERE account_id = %s", (account_id,))
+    for asset, network, address in addresses:
+        await conn.execute(
+            b"INSERT INTO deposit_addresses (account_id, asset, network, address)"
+            b" VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, asset, network)"
+            b" DO UPDATE SET address = EXCLUDED.address, fetched_at = now()",
+            (account_id, asset, network, address),
+        )
+
+
 async def prune_sessions(conn: Conn) -> None:
     """Sessions that ended (expired or revoked) more than a day ago are of no use any more."""
     await conn.execute(

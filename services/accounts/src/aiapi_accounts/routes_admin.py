@@ -99,7 +99,10 @@ async def adjust(request: Request) -> Response:
 async def create_key(request: Request) -> Response:
     require_admin(request)
     body = await read_body(request, KeyCreateBody)
-    issued = await context(request).accounts.issue_key(request.path_params["id"], body.name)
+    # Operators are not held to the customer API's key cap.
+    issued = await context(request).accounts.issue_key(
+        request.path_params["id"], body.name, capped=False
+    )
     return answer(
         KeyCreatedAnswer(
             id=issued.key.id,

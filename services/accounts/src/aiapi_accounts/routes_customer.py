@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aiapi_accounts.commands import SignedIn
+from aiapi_accounts.domain import Account
 from aiapi_accounts.errors import Forbidden, InvalidRequest
 from aiapi_accounts.http import (
     answer,
@@ -21,6 +22,7 @@ from aiapi_accounts.http import (
     set_session_cookies,
 )
 from aiapi_accounts.openapi import Endpoint
+from aiapi_accounts.repository import Session
 from aiapi_accounts.schemas import (
     AcceptInvitationBody,
     AccountAnswer,
@@ -37,6 +39,14 @@ from aiapi_accounts.schemas import (
     UpgradeAnswer,
     UpgradeBody,
 )
+
+
+async def _change(request: Request) -> tuple[Account, Session]:
+    """The signed-in account making a change, counted against its writes per minute (429
+    beyond). Ending sessions and signing out are not counted: they must always work."""
+    account, session = await require_session(request)
+    await context(request).accounts.count_write(account.id)
+    return account, session
 
 
 async def sign_up(request: Request) -> Response:
@@ -119,7 +129,7 @@ async def profile(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
-    account, session = await require_session(request)
+    account, session = await _change(request)
     body = await read_body(request, PasswordChangeBody)
     await context(request).accounts.change_password(
         account.id, session.id, body.current_password, body.new_password
@@ -146,7 +156,7 @@ async def list_keys(request: Request) -> Response:
 
 
 async def create_key(request: Request) -> Response:
-    account, _ = await require_session(request)
+    account, _ = await _change(request)
     if account.status != "active":
         raise Forbidden("the account is suspended")
     body = await read_body(request, KeyCreateBody)
@@ -163,7 +173,7 @@ async def create_key(request: Request) -> Response:
 
 
 async def revoke_key(request: Request) -> Response:
-    account, _ = await require_session(request)
+    account, _ = await _change(request)
     await context(request).accounts.revoke_key(account.id, request.path_params["key_id"])
     return no_content()
 
@@ -171,7 +181,7 @@ async def revoke_key(request: Request) -> Response:
 async def upgrade(request: Request) -> Response:
     """Billing debits the plan's price once and confirms; then the plan switches. If the reply
     is lost, billing's PlanPurchased event switches it (see consumers)."""
-    account, _ = await require_session(request)
+    account, _ = await _change(request)
     await read_body(request, UpgradeBody)
     if account.status != "active":
         raise Forbidden("the account is suspended")
@@ -227,7 +237,7 @@ async def usage(request: Request) -> Response:
 
 async def deposit_addresses(request: Request) -> Response:
     account, _ = await require_session(request)
-    return answer(await context(request).peers.deposit_addresses(account.id))
+    return answer(await context(request).addresses.addresses(account.id))
 
 
 async def deposits(request: Request) -> Response:
@@ -252,7 +262,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              PlanAnswer, many=True),
     Endpoint("GET", _P, profile, "The signed-in account", "session", "account", None, AccountAnswer),
     Endpoint("POST", _P + "/password", change_password, "Change the password (ends other sessions)",
-             "session", "account", PasswordChangeBody, status=204, errors=(400, *_W)),
+             "session", "account", PasswordChangeBody, status=204, errors=(400, *_W, 429)),
     Endpoint("GET", _P + "/sessions", sessions, "Open sessions", "session", "account", None,
              SessionAnswer, many=True),
     Endpoint("DELETE", _P + "/sessions/{session_id}", end_session, "End a session", "session",
@@ -260,11 +270,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", _P + "/keys", list_keys, "API keys (never the key itself)", "session", "keys",
              None, KeyAnswer, many=True),
     Endpoint("POST", _P + "/keys", create_key, "Create an API key (shown once)", "session", "keys",
-             KeyCreateBody, KeyCreatedAnswer, status=201, errors=(400, *_W)),
+             KeyCreateBody, KeyCreatedAnswer, status=201, errors=(400, *_W, 409, 429)),
     Endpoint("DELETE", _P + "/keys/{key_id}", revoke_key, "Revoke an API key", "session", "keys",
-             status=204, errors=(*_W, 404)),
+             status=204, errors=(*_W, 404, 429)),
     Endpoint("POST", _P + "/plan", upgrade, "Upgrade to Pro, paid once from the balance", "session",
-             "plan", UpgradeBody, UpgradeAnswer, errors=(400, 402, *_W, 503)),
+             "plan", UpgradeBody, UpgradeAnswer, errors=(400, 402, *_W, 429, 503)),
     Endpoint("GET", _P + "/balance", balance, "Balance (settled) and available", "session",
              "billing", None, BalanceAnswer, errors=(503,)),
     Endpoint("GET", _P + "/ledger", ledger, "Ledger entries, newest first (?limit=&before_id=)",
@@ -272,7 +282,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", _P + "/usage", usage, "Usage per day and model (?days=)", "session", "billing",
              None, DailyUsageReply, errors=(400, 503)),
     Endpoint("GET", _P + "/deposit-addresses", deposit_addresses, "Deposit addresses", "session",
-             "payments", None, DepositAddress, many=True),
+             "payments", None, DepositAddress, many=True, errors=(429,)),
     Endpoint("GET", _P + "/deposits", deposits, "Deposits", "session", "payments", None, Deposit,
              many=True),
 )  # fmt: skip

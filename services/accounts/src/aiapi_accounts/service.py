@@ -14,10 +14,11 @@ from nats.js.kv import KeyValue
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync
+from aiapi_accounts.addressbook import AddressBook
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.consumers import Consumers
 from aiapi_accounts.context import Context
-from aiapi_accounts.domain import Backoff, Throttle
+from aiapi_accounts.domain import Backoff, Limits, Throttle
 from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.peers import Peers
 from aiapi_accounts.relay import Relay
@@ -73,10 +74,15 @@ class Service:
                 ),
                 forget_s=s.sign_in_forget_s,
             ),
+            Limits(s.max_keys_per_account, s.account_writes_per_minute),
             session_ttl_s=s.session_ttl_s,
             invitation_ttl_s=s.invitation_ttl_s,
         )
-        self.ctx = Context(s, accounts, Peers(self.bus, timeout_s=s.peer_timeout_s), self.catalogue)
+        peers = Peers(self.bus, timeout_s=s.peer_timeout_s)
+        addresses = AddressBook(
+            self.pool, peers, requests_per_hour=s.deposit_address_requests_per_hour
+        )
+        self.ctx = Context(s, accounts, peers, self.catalogue, addresses)
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
         self._tasks += Consumers(
             self.bus, accounts, last_used_resolution_s=s.last_used_resolution_s

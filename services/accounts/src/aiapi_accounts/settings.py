@@ -34,6 +34,10 @@ class AccountsSettings(BaseServiceSettings):
     # none, the socket peer is the client. Only the header named here is read.
     trusted_proxies: str = ""
     forwarded_header: ForwardedHeader = "x-forwarded-for"
+    # Abuse caps of the customer API (operators are not capped by them; docs/accounts.md).
+    max_keys_per_account: int = Field(default=50, ge=1)
+    account_writes_per_minute: int = Field(default=30, ge=1)
+    deposit_address_requests_per_hour: int = Field(default=10, ge=1)
     # How long an operator's invitation (the one-time token that sets a password) stays usable.
     invitation_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     # How long accounts waits for billing or payments to answer a request.
