@@ -243,3 +243,25 @@ def test_settings_refuse_bad_proxies_and_a_forget_time_inside_a_delay() -> None:
         make_settings(url, "nats://x", sign_in_forget_s=60, sign_in_max_delay_per_ip_s=900)
     parsed = make_settings(url, "nats://x", trusted_proxies=" 10.0.0.0/8 ,::1,")
     assert [str(n) for n in parsed.proxy_networks] == ["10.0.0.0/8", "::1/128"]
+
+
+async def test_a_stolen_session_cannot_guess_the_password_through_a_password_change(
+    database_url: str, nats_url: str, bus: Bus
+) -> None:
+    settings = settings_with(database_url, nats_url, sign_in_free_failures_per_email=3)
+    async with run_app(settings, bus) as app:
+        csrf = {"x-csrf-token": await app.signed_in("fay@example.com")}
+        url = "/api/v1/account/password"
+        guesses = [
+            (
+                await app.client.post(
+                    url,
+                    json={"current_password": f"guess number {n}", "new_password": PASSWORD},
+                    headers=csrf,
+                )
+            ).status_code
+            for n in range(4)
+        ]
+        assert guesses == [400, 400, 400, 429]
+        # The guesses were failures of the email: sign-in waits too.
+        assert (await sign_in(app, "fay@example.com", PASSWORD)).status_code == 429

@@ -317,14 +317,20 @@ class Accounts:
     async def change_password(
         self, account_id: str, session_id: str, current: str, new: str
     ) -> None:
-        """Change the password and end every other session (a stolen cookie stops working)."""
+        """Change the password and end every other session (a stolen cookie stops working).
+        A wrong current password is a failed sign-in of the account's email: a stolen session
+        cannot guess the password here faster than at the sign-in page."""
         check_password_rules(new)
         async with self._pool.connection() as conn:
+            account = await _existing(conn, account_id)
             stored = await repository.password_hash_of(conn, account_id)
+        scope = email_scope(account.email)
+        await self._admit(scope, self._throttle.per_email)
         if not await self._passwords.verify(stored, current):
             raise InvalidRequest("the current password is wrong")
         new_hash = await self._passwords.hash(new)
         async with self._pool.connection() as conn:
+            await repository.clear_attempts(conn, scope)
             await repository.update_account(conn, account_id, "password_hash", new_hash)
             await repository.revoke_sessions_except(conn, account_id, session_id)
 
