@@ -9,6 +9,7 @@ import pytest
 from aiapi_billing import catalogue_store
 from aiapi_billing.catalogue_publisher import CataloguePublisher, _version_of
 from aiapi_billing.errors import BillingError, NotFound
+from aiapi_billing.repository import catalogue as catalogue_tables
 from aiapi_billing.service import SCHEMA
 from aiapi_shared import billing_api as api
 from aiapi_shared.bus import Bus
@@ -64,7 +65,7 @@ async def test_an_operator_adds_a_model_and_an_alias_and_the_version_moves(
     pool: AsyncConnectionPool,
 ) -> None:
     async with pool.connection() as conn:
-        before = await catalogue_store.version(conn)
+        before = await catalogue_tables.version(conn)
         await catalogue_store.put_model(conn, _new_model())
         await catalogue_store.put_alias(
             conn, api.PutAliasCommand(alias="claude-next", target="claude-next-5")

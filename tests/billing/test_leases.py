@@ -10,9 +10,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiapi_billing import leasing, ratelimit
+from aiapi_billing import lease_rules, ratelimit
 from aiapi_billing.auditor import audit
-from aiapi_billing.leases import Leases
+from aiapi_billing.lease_commands import LeaseCommands
 from aiapi_billing.service import SCHEMA, Service
 from aiapi_billing.settlement import Settler
 from aiapi_shared.admission import (
@@ -55,7 +55,7 @@ USD = parse_usd("1.00")
 # -- the pure arithmetic ------------------------------------------------------------------------
 
 
-def _ask(**overrides: int) -> leasing.GrantAsk:
+def _ask(**overrides: int) -> lease_rules.GrantAsk:
     values = {
         "amount": 100 * USD,
         "min_amount": USD // 100,
@@ -70,20 +70,22 @@ def _ask(**overrides: int) -> leasing.GrantAsk:
         "now_us": NOW_US,
         **overrides,
     }
-    return leasing.GrantAsk(**values)
+    return lease_rules.GrantAsk(**values)
 
 
 def test_free_units_are_the_minute_burst_minus_what_the_tat_is_ahead() -> None:
-    assert leasing.free_units(0, NOW_US, 200) == 200  # a TAT in the past: a full minute's burst
-    assert leasing.free_units(NOW_US + W // 2, NOW_US, 200) == 100
-    assert leasing.free_units(NOW_US + W // 2 + 1, NOW_US, 200) == 99  # a unit started is a unit
-    assert leasing.free_units(NOW_US + W, NOW_US, 200) == 0
-    assert leasing.free_units(NOW_US + 2 * W, NOW_US, 200) == 0  # never negative
+    assert lease_rules.free_units(0, NOW_US, 200) == 200  # a TAT in the past: a full minute's burst
+    assert lease_rules.free_units(NOW_US + W // 2, NOW_US, 200) == 100
+    assert (
+        lease_rules.free_units(NOW_US + W // 2 + 1, NOW_US, 200) == 99
+    )  # a unit started is a unit
+    assert lease_rules.free_units(NOW_US + W, NOW_US, 200) == 0
+    assert lease_rules.free_units(NOW_US + 2 * W, NOW_US, 200) == 0  # never negative
 
 
 def test_a_grant_takes_a_share_of_the_balance_and_half_of_each_free_burst() -> None:
-    terms = leasing.grant_terms(_ask(), share_bps=5000)
-    assert terms == leasing.Grant(
+    terms = lease_rules.grant_terms(_ask(), share_bps=5000)
+    assert terms == lease_rules.Grant(
         amount=5 * USD,
         requests=100,
         tokens=500_000,
@@ -91,30 +93,32 @@ def test_a_grant_takes_a_share_of_the_balance_and_half_of_each_free_burst() -> N
         tpm_tat_us=NOW_US + W // 2,
     )
     # What was asked for caps the grant when it is smaller than the shares.
-    small = leasing.grant_terms(_ask(amount=USD, requests=3, tokens=2000), share_bps=5000)
-    assert isinstance(small, leasing.Grant)
+    small = lease_rules.grant_terms(_ask(amount=USD, requests=3, tokens=2000), share_bps=5000)
+    assert isinstance(small, lease_rules.Grant)
     assert (small.amount, small.requests, small.tokens) == (USD, 3, 2000)
     assert small.rpm_tat_us == NOW_US + 3 * W // 200
 
 
 def test_a_grant_below_what_the_edge_can_use_is_declined() -> None:
     assert isinstance(
-        leasing.grant_terms(_ask(available=USD // 100), share_bps=5000), leasing.Decline
+        lease_rules.grant_terms(_ask(available=USD // 100), share_bps=5000), lease_rules.Decline
     )
-    assert isinstance(leasing.grant_terms(_ask(available=-USD), share_bps=5000), leasing.Decline)
+    assert isinstance(
+        lease_rules.grant_terms(_ask(available=-USD), share_bps=5000), lease_rules.Decline
+    )
     # The whole balance would do, but the share may not exceed half of it.
-    assert isinstance(leasing.grant_terms(_ask(available=USD // 100, min_amount=USD // 100),
-                                          share_bps=5000), leasing.Decline)  # fmt: skip
-    assert isinstance(leasing.grant_terms(_ask(available=USD // 100, min_amount=USD // 100),
-                                          share_bps=10_000), leasing.Grant)  # fmt: skip
+    assert isinstance(lease_rules.grant_terms(_ask(available=USD // 100, min_amount=USD // 100),
+                                          share_bps=5000), lease_rules.Decline)  # fmt: skip
+    assert isinstance(lease_rules.grant_terms(_ask(available=USD // 100, min_amount=USD // 100),
+                                          share_bps=10_000), lease_rules.Grant)  # fmt: skip
     # One free request left: half of it is nothing.
     one_left = NOW_US + W - W // 200
     assert isinstance(
-        leasing.grant_terms(_ask(rpm_tat_us=one_left), share_bps=5000), leasing.Decline
+        lease_rules.grant_terms(_ask(rpm_tat_us=one_left), share_bps=5000), lease_rules.Decline
     )
     assert isinstance(
-        leasing.grant_terms(_ask(tpm_tat_us=NOW_US + W - W // 1000), share_bps=5000),
-        leasing.Decline,  # 1000 tokens free, 500 grantable, 1000 needed
+        lease_rules.grant_terms(_ask(tpm_tat_us=NOW_US + W - W // 1000), share_bps=5000),
+        lease_rules.Decline,  # 1000 tokens free, 500 grantable, 1000 needed
     )
 
 
@@ -123,11 +127,11 @@ def test_after_a_grant_per_request_admission_admits_exactly_the_rest_of_the_burs
     rng = random.Random(rpm)
     for _ in range(50):
         tat = NOW_US + rng.randint(-W, W)
-        free = leasing.free_units(tat, NOW_US, rpm)
-        terms = leasing.grant_terms(
+        free = lease_rules.free_units(tat, NOW_US, rpm)
+        terms = lease_rules.grant_terms(
             _ask(rpm=rpm, rpm_tat_us=tat, requests=rng.randint(1, 400)), share_bps=5000
         )
-        if isinstance(terms, leasing.Decline):
+        if isinstance(terms, lease_rules.Decline):
             assert free < 2
             continue
         state = ratelimit.RateState(terms.rpm_tat_us, 0)
@@ -141,36 +145,41 @@ def test_after_a_grant_per_request_admission_admits_exactly_the_rest_of_the_burs
 
 
 def test_settling_releases_each_share_and_the_last_one_the_rest() -> None:
-    tally = leasing.Tally("open", 100, 0, 0, None)
-    tally, released = leasing.settle_event(tally, 30)
+    tally = lease_rules.Tally("open", 100, 0, 0, None)
+    tally, released = lease_rules.settle_event(tally, 30)
     assert (tally.open_amount, tally.settled_reserved, tally.settled_count, released) == (
         70,
         30,
         1,
         30,
     )
-    closing = leasing.close_terms(
-        tally, leasing.CloseReport(2, 50, 7000), requests=10, tokens=10_000, rpm=200, tpm=1_000_000
+    closing = lease_rules.close_terms(
+        tally,
+        lease_rules.CloseReport(2, 50, 7000),
+        requests=10,
+        tokens=10_000,
+        rpm=200,
+        tpm=1_000_000,
     )
     # 20 reserved and not settled yet stays held; 50 nobody reserved goes back.
     assert closing.released == 50 and closing.tally.open_amount == 20
     assert closing.tally.state == "closed" and closing.tally.admitted == 2
     assert closing.rpm_rewind_us == 8 * W // 200 and closing.tpm_rewind_us == 3000 * W // 1_000_000
-    last, released = leasing.settle_event(closing.tally, 20)
+    last, released = lease_rules.settle_event(closing.tally, 20)
     assert (last.state, last.open_amount, released) == ("settled", 0, 20)
 
 
 def test_closing_after_everything_settled_releases_all_and_more_than_was_held_never() -> None:
-    tally = leasing.Tally("open", 10, 0, 0, None)
-    tally, first = leasing.settle_event(tally, 25)  # a share larger than what is left (a bug)
+    tally = lease_rules.Tally("open", 10, 0, 0, None)
+    tally, first = lease_rules.settle_event(tally, 25)  # a share larger than what is left (a bug)
     assert first == 10 and tally.open_amount == 0
-    closing = leasing.close_terms(
-        tally, leasing.CloseReport(1, 25, 0), requests=1, tokens=1, rpm=200, tpm=1_000_000
+    closing = lease_rules.close_terms(
+        tally, lease_rules.CloseReport(1, 25, 0), requests=1, tokens=1, rpm=200, tpm=1_000_000
     )
     assert closing.tally.state == "settled" and closing.released == 0
-    done = leasing.close_terms(
-        leasing.Tally("open", 40, 60, 2, None),
-        leasing.CloseReport(2, 60, 0),
+    done = lease_rules.close_terms(
+        lease_rules.Tally("open", 40, 60, 2, None),
+        lease_rules.CloseReport(2, 60, 0),
         requests=5,
         tokens=5,
         rpm=200,
@@ -190,16 +199,16 @@ def test_the_releases_of_a_lease_add_up_to_what_it_held() -> None:
             left -= share
         rng.shuffle(shares)
         close_at = rng.randint(0, len(shares))
-        tally, total = leasing.Tally("open", granted, 0, 0, None), 0
+        tally, total = lease_rules.Tally("open", granted, 0, 0, None), 0
         for i in range(len(shares) + 1):
             if i == close_at:
-                report = leasing.CloseReport(len(shares), sum(shares), 0)
-                closing = leasing.close_terms(tally, report, requests=9, tokens=9, rpm=1, tpm=1)
+                report = lease_rules.CloseReport(len(shares), sum(shares), 0)
+                closing = lease_rules.close_terms(tally, report, requests=9, tokens=9, rpm=1, tpm=1)
                 tally, total = closing.tally, total + closing.released
                 # What is still held covers every share not settled yet, and no more.
                 assert tally.open_amount == sum(shares[i:])
             if i < len(shares):
-                tally, released = leasing.settle_event(tally, shares[i])
+                tally, released = lease_rules.settle_event(tally, shares[i])
                 assert released == shares[i] or tally.state == "settled"
                 total += released
         assert tally.state == "settled" and tally.open_amount == 0 and total == granted
@@ -545,7 +554,7 @@ async def _settle(pool: AsyncConnectionPool, settler: Settler, batch: list[Usage
 async def test_random_interleavings_of_settle_close_and_top_up_release_every_lease(
     pool: AsyncConnectionPool, db: psycopg.AsyncConnection[Any]
 ) -> None:
-    leases = Leases(pool, CAT, hold_ttl_s=600, admit_for_s=10.0, share_bps=5000)
+    leases = LeaseCommands(pool, CAT, hold_ttl_s=600, admit_for_s=10.0, share_bps=5000)
     settler = Settler(CAT, low_threshold=0)
     rng = random.Random(20261127)
     for scenario in range(25):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from aiapi_billing.prices import add_price
+from aiapi_billing.repository.prices import add_price
 from aiapi_billing.service import Service
 from aiapi_shared import billing_api as api
 from aiapi_shared.bus import Bus

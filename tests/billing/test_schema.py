@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiapi_billing.prices import add_price, price_at
 from aiapi_billing.pricing import Price
+from aiapi_billing.repository.prices import add_price, price_at
 from aiapi_shared.money import parse_usd
 
 from tests.billing.conftest import scalar

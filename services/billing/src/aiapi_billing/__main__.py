@@ -65,7 +65,7 @@ async def _price(settings: BillingSettings, args: list[str]) -> int:
     from aiapi_shared.db import open_pool
     from aiapi_shared.money import parse_usd
 
-    from aiapi_billing.prices import add_price
+    from aiapi_billing.repository.prices import add_price
 
     model, start, input_usd, output_usd = args
     dsn = settings.database_dsn()

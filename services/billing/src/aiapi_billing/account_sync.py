@@ -9,25 +9,11 @@ from __future__ import annotations
 
 from aiapi_shared.events import AccountCreated, AccountStatusChanged, Event, PlanChanged
 
-from aiapi_billing.ledger import Conn
+from aiapi_billing.repository import Conn, accounts
 
 
 async def apply_account_event(conn: Conn, event: Event) -> None:
-    if isinstance(event, AccountCreated):
-        await conn.execute(
-            "INSERT INTO accounts (account_id, plan, known) VALUES (%s, %s, true)"
-            " ON CONFLICT (account_id) DO UPDATE SET plan = EXCLUDED.plan, known = true",
-            (event.account_id, event.plan),
-        )
+    if isinstance(event, AccountCreated | PlanChanged):
+        await accounts.learn_plan(conn, event.account_id, event.plan)
     elif isinstance(event, AccountStatusChanged):
-        await conn.execute(
-            "INSERT INTO accounts (account_id, status, known) VALUES (%s, %s, true)"
-            " ON CONFLICT (account_id) DO UPDATE SET status = EXCLUDED.status, known = true",
-            (event.account_id, event.status),
-        )
-    elif isinstance(event, PlanChanged):
-        await conn.execute(
-            "INSERT INTO accounts (account_id, plan, known) VALUES (%s, %s, true)"
-            " ON CONFLICT (account_id) DO UPDATE SET plan = EXCLUDED.plan, known = true",
-            (event.account_id, event.plan),
-        )
+        await accounts.learn_status(conn, event.account_id, event.status)

@@ -10,7 +10,6 @@ case at the model's price, the plan's discount applied) and the limits of the pl
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from aiapi_shared.admission import (
     AdmissionReply,
@@ -24,13 +23,12 @@ from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_billing import pricing
-from aiapi_billing.ledger import lock_account
-from aiapi_billing.prices import PriceBook, price_at
+from aiapi_billing.price_book import PriceBook
+from aiapi_billing.repository import accounts, holds, prices
+from aiapi_billing.repository.holds import AdmitOutcome, AdmitParams
 
-_ADMIT = "SELECT * FROM admit_request(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
-
-def _reply(row: tuple[Any, ...], plan_name: str) -> AdmissionReply:
+def _reply(row: AdmitOutcome, plan_name: str) -> AdmissionReply:
     """The edge's answer from ``admit_request``'s row."""
     decision, hold_id, hold_amount, available, retry_after_s = row
     if decision == "admit":
@@ -87,8 +85,9 @@ class Admitter:
             multipliers=self._catalogue.cache_multipliers_bps,
         )
         tokens = min(req.estimated_input_tokens + req.max_tokens, plan.tokens_per_minute)
-        params = (req.request_id, req.account_id, req.model, req.plan, req.started_at, hold,
-                  tokens, plan.requests_per_minute, plan.tokens_per_minute, self._ttl_s)  # fmt: skip
+        params = AdmitParams(req.request_id, req.account_id, req.model, req.plan, req.started_at,
+                             hold, tokens, plan.requests_per_minute, plan.tokens_per_minute,
+                             self._ttl_s)  # fmt: skip
         try:
             row = await self._run_admit(params)
         except UniqueViolation:
@@ -96,56 +95,43 @@ class Admitter:
             return AdmissionReply(decision="account_inactive", message="request id reused")
         return _reply(row, plan.display_name)
 
-    async def _run_admit(self, params: tuple[object, ...]) -> tuple[Any, ...]:
+    async def _run_admit(self, params: AdmitParams) -> AdmitOutcome:
         """Run ``admit_request``. The pool does not probe connections on checkout, so the first
         one found broken (PostgreSQL restarted) makes the pool probe all its idle ones, once,
         and the admission is retried. Retrying is safe: an admitted request id gets its hold."""
         for attempt in (1, 2):
             async with self._admit_pool.connection(timeout=2.0) as conn:
                 try:
-                    cur = await conn.execute(_ADMIT, params)
-                    row = await cur.fetchone()
+                    row = await holds.admit(conn, params)
                 except OperationalError:
                     if attempt == 2 or not conn.broken:
                         raise
                     row = None
                 if row is not None:
-                    return tuple(row)
+                    return row
             await self._admit_pool.check()  # the broken one went back; replace its siblings too
         raise AssertionError("unreachable")
 
     async def extend(self, req: HoldExtensionRequest) -> HoldExtensionReply:
         async with self._pool.connection(timeout=2.0) as conn, conn.transaction():
-            await lock_account(conn, req.account_id)
-            cur = await conn.execute(
-                "SELECT model, plan, started_at, amount FROM holds"
-                " WHERE hold_id = %s AND account_id = %s AND state = 'open' FOR UPDATE",
-                (req.hold_id, req.account_id),
-            )
-            row = await cur.fetchone()
-            if row is None:
+            await accounts.lock_account(conn, req.account_id)
+            hold = await holds.lock_open_hold(conn, req.hold_id, req.account_id)
+            if hold is None:
                 return HoldExtensionReply(granted=False, message="the hold is no longer open")
-            model, plan_id, started_at, amount = row
-            price = await price_at(conn, model, started_at)
+            price = await prices.price_at(conn, hold.model, hold.started_at)
             if price is None:
-                return HoldExtensionReply(granted=False, hold_amount=amount, message="unpriced")
+                return HoldExtensionReply(
+                    granted=False, hold_amount=hold.amount, message="unpriced"
+                )
             extra = pricing.extension_nano(
                 req.additional_output_tokens,
                 price,
-                discount_bps=self._catalogue.plan(plan_id).discount_bps,
+                discount_bps=self._catalogue.plan(hold.plan).discount_bps,
                 multipliers=self._catalogue.cache_multipliers_bps,
             )
-            cur = await conn.execute(
-                "UPDATE accounts SET holds = holds + %s, version = version + 1, updated_at = now()"
-                " WHERE account_id = %s AND credits - debits - holds >= %s RETURNING 1",
-                (extra, req.account_id, extra),
-            )
-            if await cur.fetchone() is None:
+            if not await accounts.hold_more_if_covered(conn, req.account_id, extra):
                 return HoldExtensionReply(
-                    granted=False, hold_amount=amount, message="the balance cannot cover more"
+                    granted=False, hold_amount=hold.amount, message="the balance cannot cover more"
                 )
-            await conn.execute(
-                "UPDATE holds SET amount = amount + %s, expires_at = now() + %s WHERE hold_id = %s",
-                (extra, self._ttl, req.hold_id),
-            )
-            return HoldExtensionReply(granted=True, hold_amount=amount + extra)
+            await holds.extend_hold(conn, req.hold_id, extra, self._ttl)
+            return HoldExtensionReply(granted=True, hold_amount=hold.amount + extra)

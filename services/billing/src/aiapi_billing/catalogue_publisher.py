@@ -22,6 +22,7 @@ from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from aiapi_billing import catalogue_store
+from aiapi_billing.repository import catalogue as catalogue_tables
 
 log = logging.getLogger("aiapi.billing.catalogue")
 
@@ -51,7 +52,7 @@ class CataloguePublisher:
 
     async def publish_if_changed(self) -> bool:
         async with self._pool.connection() as conn:
-            if await catalogue_store.version(conn) == self._published:
+            if await catalogue_tables.version(conn) == self._published:
                 return False
             version, catalogue = await catalogue_store.load(conn, self._shipped)
         snapshot = CatalogueSnapshot(

@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from aiapi_billing import catalogue_store
 from aiapi_billing.catalogue_publisher import CataloguePublisher
-from aiapi_billing.ledger import Conn
+from aiapi_billing.repository import Conn
 from aiapi_billing.rpc import _handler
 
 Handler = Callable[[bytes], Awaitable[bytes]]

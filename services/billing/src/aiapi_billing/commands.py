@@ -14,16 +14,9 @@ from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events import PlanPurchased
 
 from aiapi_billing.errors import BillingError, InsufficientBalance
-from aiapi_billing.ledger import (
-    ADJUSTMENTS,
-    PLAN_SALES,
-    Conn,
-    TransferSpec,
-    lock_account,
-    post_transfer,
-    queue_events,
-)
+from aiapi_billing.ledger import ADJUSTMENTS, PLAN_SALES, TransferSpec
 from aiapi_billing.notices import balance_events
+from aiapi_billing.repository import Conn, accounts, outbox, transfers
 
 
 @dataclass(frozen=True)
@@ -34,7 +27,7 @@ class Commands:
     async def adjust(self, conn: Conn, cmd: AdjustCommand) -> AdjustReply:
         if cmd.amount == 0:
             raise BillingError("an adjustment moves a non-zero amount")
-        account = await lock_account(conn, cmd.account_id)
+        account = await accounts.lock_account(conn, cmd.account_id)
         key = f"adjustment:{cmd.account_id}:{cmd.idempotency_key}"
         spec = TransferSpec(
             key=key,
@@ -46,20 +39,19 @@ class Commands:
             memo=cmd.reason,
             actor=cmd.actor,
         )
-        posted = await post_transfer(conn, spec, account.totals)
+        posted = await transfers.post_transfer(conn, spec, account.totals)
         if posted is None:
-            cur = await conn.execute("SELECT id FROM transfers WHERE transfer_key = %s", (key,))
-            row = await cur.fetchone()
-            assert row is not None
+            replayed = await transfers.transfer_id(conn, key)
+            assert replayed is not None
             totals = account.totals
             return AdjustReply(
-                transfer_id=str(row[0]),
+                transfer_id=str(replayed),
                 balance=totals.balance,
                 available=totals.available,
                 replayed=True,
             )
         transfer_id, after = posted
-        await queue_events(
+        await outbox.queue_events(
             conn,
             balance_events(
                 cmd.account_id,
@@ -76,14 +68,13 @@ class Commands:
     async def purchase_plan(self, conn: Conn, cmd: PurchasePlanCommand) -> PurchasePlanReply:
         """Debit the plan's price once per account (lifetime) and announce the purchase."""
         price = self.catalogue.plan(cmd.plan).price_usd
-        account = await lock_account(conn, cmd.account_id)
+        account = await accounts.lock_account(conn, cmd.account_id)
         key = f"plan_purchase:{cmd.account_id}:{cmd.plan}"
-        cur = await conn.execute("SELECT 1 FROM transfers WHERE transfer_key = %s", (key,))
-        bought_before = await cur.fetchone() is not None
+        bought_before = await transfers.transfer_exists(conn, key)
         if bought_before or (account.known and account.plan == cmd.plan):
             # Owned already (bought, or set by an operator): no charge; re-announce so accounts
             # converges even if it missed the first PlanPurchased.
-            await queue_events(
+            await outbox.queue_events(
                 conn, [PlanPurchased(account_id=cmd.account_id, plan=cmd.plan, price=0)]
             )
             return PurchasePlanReply(
@@ -101,12 +92,10 @@ class Commands:
             memo=f"{cmd.plan} plan",
             actor="customer",
         )
-        posted = await post_transfer(conn, spec, account.totals)
+        posted = await transfers.post_transfer(conn, spec, account.totals)
         assert posted is not None  # the key was checked under the account lock
         _, after = posted
-        await conn.execute(
-            "UPDATE accounts SET plan = %s WHERE account_id = %s", (cmd.plan, cmd.account_id)
-        )
+        await accounts.set_plan(conn, cmd.account_id, cmd.plan)
         events = [
             PlanPurchased(account_id=cmd.account_id, plan=cmd.plan, price=price),
             *balance_events(
@@ -117,5 +106,5 @@ class Commands:
                 low_threshold=self.low_threshold,
             ),
         ]
-        await queue_events(conn, events)
+        await outbox.queue_events(conn, events)
         return PurchasePlanReply(plan=cmd.plan, price=price, balance=after.balance)

@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from aiapi_billing.account_sync import apply_account_event
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.errors import UnpricedModel
-from aiapi_billing.ledger import Conn
+from aiapi_billing.repository import Conn
 from aiapi_billing.settlement import BatchResult, Settler
 
 log = logging.getLogger("aiapi.billing.consumers")

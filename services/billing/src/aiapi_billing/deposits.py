@@ -6,15 +6,9 @@ from dataclasses import dataclass
 
 from aiapi_shared.events import DepositConfirmed, DepositCredited, DepositReversed
 
-from aiapi_billing.ledger import (
-    DEPOSITS,
-    Conn,
-    TransferSpec,
-    lock_account,
-    post_transfer,
-    queue_events,
-)
+from aiapi_billing.ledger import DEPOSITS, TransferSpec
 from aiapi_billing.notices import balance_events
+from aiapi_billing.repository import Conn, accounts, outbox, transfers
 
 
 @dataclass(frozen=True)
@@ -25,7 +19,7 @@ class DepositBook:
         """Credit ``usd``; ``False`` when this deposit was credited before (or is worth nothing)."""
         if event.usd <= 0:
             return False
-        account = await lock_account(conn, event.account_id)
+        account = await accounts.lock_account(conn, event.account_id)
         spec = TransferSpec(
             key=f"deposit:{event.deposit_id}",
             kind="deposit",
@@ -36,7 +30,7 @@ class DepositBook:
             memo=f"{event.amount} {event.asset} {event.tx_hash}:{event.position}",
             actor="payments",
         )
-        posted = await post_transfer(conn, spec, account.totals)
+        posted = await transfers.post_transfer(conn, spec, account.totals)
         if posted is None:
             return False
         _, after = posted
@@ -50,30 +44,28 @@ class DepositBook:
             cause="deposit",
             low_threshold=self.low_threshold,
         )
-        await queue_events(conn, [credited, *notices])
+        await outbox.queue_events(conn, [credited, *notices])
         return True
 
     async def reverse(self, conn: Conn, event: DepositReversed) -> bool:
         """Debit back exactly what the deposit credited, once; nothing if it never credited."""
-        account = await lock_account(conn, event.account_id)
-        cur = await conn.execute(
-            "SELECT amount FROM transfers WHERE transfer_key = %s AND account_id = %s",
-            (f"deposit:{event.deposit_id}", event.account_id),
+        account = await accounts.lock_account(conn, event.account_id)
+        credited = await transfers.account_transfer_amount(
+            conn, f"deposit:{event.deposit_id}", event.account_id
         )
-        row = await cur.fetchone()
-        if row is None:
+        if credited is None:
             return False
         spec = TransferSpec(
             key=f"deposit_reversal:{event.deposit_id}",
             kind="deposit_reversal",
             account_id=event.account_id,
-            amount=-int(row[0]),
+            amount=-credited,
             counterpart=DEPOSITS,
             reference=event.deposit_id,
             memo=f"reorganisation undid {event.tx_hash}:{event.position}",
             actor="payments",
         )
-        posted = await post_transfer(conn, spec, account.totals)
+        posted = await transfers.post_transfer(conn, spec, account.totals)
         if posted is None:
             return False
         notices = balance_events(
@@ -83,5 +75,5 @@ class DepositBook:
             cause="deposit",
             low_threshold=self.low_threshold,
         )
-        await queue_events(conn, notices)
+        await outbox.queue_events(conn, notices)
         return True

@@ -29,12 +29,11 @@ from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
-from aiapi_billing import queries
 from aiapi_billing.admission import Admitter
 from aiapi_billing.commands import Commands
 from aiapi_billing.errors import BillingError, Unavailable
-from aiapi_billing.leases import Leases
-from aiapi_billing.ledger import Conn
+from aiapi_billing.lease_commands import LeaseCommands
+from aiapi_billing.repository import Conn, queries
 
 log = logging.getLogger("aiapi.billing.rpc")
 
@@ -72,7 +71,7 @@ class Rpc:
         after_commit: Callable[[str], None],
         after_hold: Callable[[str], None] | None = None,
         *,
-        leases: Leases | None = None,
+        leases: LeaseCommands | None = None,
         concurrency: int = 16,
     ) -> None:
         self._pool = pool

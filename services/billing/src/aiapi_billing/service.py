@@ -19,9 +19,10 @@ from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
-from aiapi_billing.leases import Leases
+from aiapi_billing.lease_commands import LeaseCommands
 from aiapi_billing.outbox import OutboxRelay, SnapshotWriter
-from aiapi_billing.prices import PriceBook, seed_from_catalogue
+from aiapi_billing.price_book import PriceBook
+from aiapi_billing.repository import ping
 from aiapi_billing.rpc import QUEUE, Rpc
 from aiapi_billing.settings import BillingSettings
 from aiapi_billing.settlement import Settler
@@ -39,7 +40,7 @@ async def prepare_database(dsn: str, catalogue: Catalogue) -> None:
     await pool.open()
     try:
         async with pool.connection() as conn:
-            await seed_from_catalogue(conn, catalogue)
+            await catalogue_store.seed_prices(conn, catalogue)
             await catalogue_store.seed(conn, catalogue)
     finally:
         await pool.close()
@@ -115,7 +116,7 @@ class Service:
             Commands(self.catalogue, low),
             after_commit,
             snapshots.mark,
-            leases=Leases(
+            leases=LeaseCommands(
                 pool,
                 self.catalogue,
                 hold_ttl_s=self.settings.hold_ttl_s,
@@ -146,7 +147,7 @@ class Service:
             return False
         try:
             async with self.pool.connection(timeout=1.0) as conn:
-                await conn.execute("SELECT 1")
+                await ping(conn)
         except Exception:  # noqa: BLE001 (any failure means "not healthy", which is the answer)
             return False
         return True

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from aiapi_billing.ledger import Conn, apply_totals, lock_account, queue_events
 from aiapi_billing.notices import balance_events
+from aiapi_billing.repository import accounts, holds, leases, outbox
 
 log = logging.getLogger("aiapi.billing.sweeper")
 
@@ -47,30 +47,18 @@ class HoldSweeper:
         """Expire overdue holds and leases, one account per transaction (account row locked
         first, then its holds and leases); returns how many expired."""
         async with self._pool.connection(timeout=5.0) as conn:
-            cur = await conn.execute(
-                "SELECT account_id FROM holds WHERE state = 'open' AND expires_at < now()"
-                " UNION SELECT account_id FROM leases"
-                " WHERE state IN ('open', 'closed') AND expires_at < now() LIMIT %s",
-                (limit,),
-            )
-            accounts = [str(r[0]) for r in await cur.fetchall()]
+            overdue = await holds.accounts_overdue(conn, limit)
             await conn.commit()
             expired = 0
-            for account_id in accounts:
+            for account_id in overdue:
                 async with conn.transaction():
-                    account = await lock_account(conn, account_id)
-                    cur = await conn.execute(
-                        "UPDATE holds SET state = 'expired', closed_at = now()"
-                        " WHERE account_id = %s AND state = 'open' AND expires_at < now()"
-                        " RETURNING amount",
-                        (account_id,),
-                    )
-                    amounts = [int(r[0]) for r in await cur.fetchall()]
-                    amounts += await _expire_leases(conn, account_id)
+                    account = await accounts.lock_account(conn, account_id)
+                    amounts = await holds.expire_holds(conn, account_id)
+                    amounts += await leases.expire_leases(conn, account_id)
                     if not amounts:
                         continue
-                    after = await apply_totals(conn, account_id, hold_delta=-sum(amounts))
-                    await queue_events(
+                    after = await accounts.apply_totals(conn, account_id, hold_delta=-sum(amounts))
+                    await outbox.queue_events(
                         conn,
                         balance_events(
                             account_id, account.totals, after, cause="hold", low_threshold=self._low
@@ -79,17 +67,3 @@ class HoldSweeper:
                     expired += len(amounts)
                 self._on_change(account_id)
             return expired
-
-
-async def _expire_leases(conn: Conn, account_id: str) -> list[int]:
-    """Expire the account's overdue live leases (its row is locked); what each still held."""
-    cur = await conn.execute(
-        "UPDATE leases l SET state = 'expired', open_amount = 0,"
-        " closed_at = coalesce(l.closed_at, now())"
-        " FROM (SELECT lease_id, open_amount FROM leases WHERE account_id = %s"
-        "       AND state IN ('open', 'closed') AND expires_at < now()"
-        "       ORDER BY lease_id FOR UPDATE) old"
-        " WHERE l.lease_id = old.lease_id RETURNING old.open_amount",
-        (account_id,),
-    )
-    return [int(r[0]) for r in await cur.fetchall()]

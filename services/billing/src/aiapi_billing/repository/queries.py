@@ -19,7 +19,7 @@ from aiapi_shared.billing_api import (
 from aiapi_shared.events import Usage
 
 from aiapi_billing.errors import NotFound
-from aiapi_billing.ledger import Conn
+from aiapi_billing.repository import Conn
 
 
 async def balance(conn: Conn, q: AccountQuery) -> AccountBalanceReply:

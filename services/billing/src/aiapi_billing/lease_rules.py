@@ -1,4 +1,7 @@
-"""The arithmetic of admission leases. Pure: no I/O (``leases.py`` runs it under the locks).
+"""The rules of admission leases: grant, close and settle as arithmetic. Pure: no I/O.
+
+``lease_commands.py`` (grant, top-up, close) and ``lease_settlement.py`` run these rules under
+the account's and the lease's locks, reading and writing through ``repository/leases.py``.
 
 A lease is money held for an edge replica (it counts in ``accounts.holds`` like a hold) plus a
 slice of the plan's requests/min and tokens/min taken from the account's GCRA state. Its held

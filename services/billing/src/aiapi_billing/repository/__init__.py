@@ -1,0 +1,33 @@
+"""Every SQL statement of the billing service, one module per table or concern.
+
+* ``accounts``: the account rows (locks, running totals, plan, GCRA state, the accounts mirror);
+* ``transfers``: the ledger's transfers (posting one or a batch, finding one by its key);
+* ``holds``: admission (``admit_request``), hold extension, release at settlement, expiry;
+* ``leases``: admission leases (grant, top-up, close, release at settlement, expiry);
+* ``usage``: usage records and the conflicts set aside;
+* ``prices`` and ``catalogue``: the price table and the live catalogue;
+* ``outbox``: events queued in the transaction that made them true;
+* ``queries``: the read side (balance, ledger page, one request, daily totals);
+* ``audit``: the ledger's invariants as queries.
+
+Every function takes the caller's connection and runs inside the caller's transaction: the
+handler that owns the request or message (``rpc.py``, ``consumers.py``, ``catalogue_rpc.py``,
+``lease_commands.py``, ``admission.py``, ``sweeper.py``) opens it and commits; nothing here
+commits, rolls back or opens a connection. Functions read rows into the domain's types
+(``ledger.AccountRow``, ``lease_rules.Tally``, ``pricing.Price``) and take them back to write.
+The hot statements (admission, a settlement batch) are hand-written and batched with
+``unnest``: a batch costs the same handful of statements whatever its size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+Conn = AsyncConnection[tuple[Any, ...]]
+
+
+async def ping(conn: Conn) -> None:
+    """One trivial statement: the database answers on this connection."""
+    await conn.execute("SELECT 1")

@@ -1,0 +1,81 @@
+"""The ``usage_records`` table (one row per settled request id) and ``usage_conflicts``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiapi_shared.events import UsageRecorded
+
+from aiapi_billing.pricing import Price
+from aiapi_billing.repository import Conn
+
+
+class PricedUsage(Protocol):
+    """A usage event with its cost, the price it was costed at and the digest of its content."""
+
+    @property
+    def event(self) -> UsageRecorded: ...
+    @property
+    def cost(self) -> int: ...
+    @property
+    def price(self) -> Price: ...
+    @property
+    def digest(self) -> str: ...
+
+
+_INSERT_RECORDS = (
+    "INSERT INTO usage_records (request_id, account_id, key_id, model, plan, route, outcome,"
+    " status_code, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens,"
+    " cache_write_5m_tokens, cache_write_1h_tokens, thinking_tokens, cost, price_id,"
+    " price_effective_from, hold_id, content_hash)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],"
+    " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
+    " %s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
+    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
+_RECORD_WIDTH = 21
+
+
+def _record_row(item: PricedUsage) -> tuple[object, ...]:
+    e, u = item.event, item.event.usage
+    return (e.request_id, e.account_id, e.key_id, e.model, e.plan, e.route, e.outcome,
+            e.status_code, e.started_at, e.finished_at, u.input_tokens, u.output_tokens,
+            u.cache_read_input_tokens, u.cache_creation_5m_input_tokens,
+            u.cache_creation_1h_input_tokens, u.thinking_tokens, item.cost, item.price.price_id,
+            item.price.effective_from, e.hold_id, item.digest)  # fmt: skip
+
+
+async def insert_records(conn: Conn, items: Sequence[PricedUsage]) -> set[str]:
+    """Insert every record in one statement; the request ids that were new (the rest existed)."""
+    rows = [_record_row(item) for item in items]
+    columns = [[row[i] for row in rows] for i in range(_RECORD_WIDTH)]
+    cur = await conn.execute(_INSERT_RECORDS, columns)
+    return {str(r[0]) for r in await cur.fetchall()}
+
+
+async def stored_digests(conn: Conn, request_ids: Sequence[str]) -> dict[str, str]:
+    """The content digest of each of these request ids' records that exists."""
+    if not request_ids:
+        return {}
+    cur = await conn.execute(
+        "SELECT request_id, content_hash FROM usage_records WHERE request_id = ANY(%s)",
+        (list(request_ids),),
+    )
+    return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+
+
+async def set_aside(conn: Conn, conflicts: Sequence[PricedUsage]) -> None:
+    """Keep events that contradict their settled record, for an operator (never billed)."""
+    if not conflicts:
+        return
+    await conn.execute(
+        "INSERT INTO usage_conflicts (request_id, content_hash, payload)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[]) ON CONFLICT DO NOTHING",
+        (
+            [c.event.request_id for c in conflicts],
+            [c.digest for c in conflicts],
+            [c.event.model_dump_json() for c in conflicts],
+        ),
+    )
