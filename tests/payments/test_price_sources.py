@@ -8,13 +8,9 @@ import httpx
 import pytest
 from aiapi_payments.model import Asset
 from aiapi_payments.policy import parse_usd
-from aiapi_payments.price_sources import (
-    BUILTIN_SOURCES,
-    PriceFetcher,
-    PriceSourceError,
-    parse_price_sources,
-)
+from aiapi_payments.price_sources import PriceFetcher
 from aiapi_payments.pricing import median_rate
+from aiapi_payments.tickers import BUILTIN_SOURCES, PriceSourceError, parse_price_sources
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response

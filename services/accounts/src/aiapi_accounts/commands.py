@@ -25,6 +25,7 @@ from aiapi_accounts.domain import (
     ApiKey,
     Backoff,
     Limits,
+    Session,
     Throttle,
     check_password_rules,
     email_scope,
@@ -44,7 +45,7 @@ from aiapi_accounts.errors import (
 )
 from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.relay import Relay
-from aiapi_accounts.repository import Conn, Session
+from aiapi_accounts.repository import Conn
 
 # Rate windows are at most an hour long; older ones are of no use any more.
 WINDOWS_KEPT_S = 2 * 3600

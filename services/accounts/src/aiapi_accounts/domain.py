@@ -105,6 +105,19 @@ def key_record(account: Account, key: ApiKey, catalogue: Catalogue) -> KeyRecord
 
 
 @dataclass(frozen=True)
+class Session:
+    """A signed-in browser session (the cookie holds its token; the table holds its hash)."""
+
+    id: str
+    account_id: str
+    csrf_token: str
+    user_agent: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Backoff:
     """``free`` failures cost nothing; after ``n >= free`` failures the next attempt waits
     ``base_s * 2 ** (n - free)`` seconds, at most ``max_s``. Counted and enforced in one SQL

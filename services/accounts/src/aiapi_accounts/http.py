@@ -18,9 +18,8 @@ from starlette.responses import JSONResponse, Response
 
 from aiapi_accounts.clientaddr import client_ip
 from aiapi_accounts.context import Context
-from aiapi_accounts.domain import Account
+from aiapi_accounts.domain import Account, Session
 from aiapi_accounts.errors import Forbidden, InvalidRequest, Unauthenticated
-from aiapi_accounts.repository import Session
 
 M = TypeVar("M", bound=BaseModel)
 

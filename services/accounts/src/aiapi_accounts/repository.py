@@ -9,7 +9,6 @@ Queries are composed only from this module's constant column lists; every value 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ from aiapi_shared.events.base import Event
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from aiapi_accounts.domain import Account, ApiKey, Backoff
+from aiapi_accounts.domain import Account, ApiKey, Backoff, Session
 
 Conn = AsyncConnection[Any]
 
@@ -175,17 +174,6 @@ async def existing_key_hashes(conn: Conn, hashes: list[str]) -> set[str]:
 
 
 # -- sessions -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Session:
-    id: str
-    account_id: str
-    csrf_token: str
-    user_agent: str
-    created_at: datetime
-    last_seen_at: datetime
-    expires_at: datetime
 
 
 _SESSION_COLUMNS = "id, account_id, csrf_token, user_agent, created_at, last_seen_at, expires_at"

@@ -10,8 +10,7 @@ from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
 from aiapi_shared.money import Money, format_usd, parse_usd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from aiapi_accounts.domain import Account, ApiKey
-from aiapi_accounts.repository import Session
+from aiapi_accounts.domain import Account, ApiKey, Session
 
 
 def _usd_from_string(value: Any) -> int:

@@ -24,8 +24,8 @@ from aiapi_payments.keys import ExtendedPublicKey, InvalidKey, ScriptKind, parse
 from aiapi_payments.keys import Network as KeyNetwork
 from aiapi_payments.model import Asset, ChainNetwork
 from aiapi_payments.policy import BtcConfirmationPolicy, EthFinality, PolicyError, parse_usd
-from aiapi_payments.price_sources import PriceSource, PriceSourceError, parse_price_sources
 from aiapi_payments.settings import PaymentsSettings
+from aiapi_payments.tickers import PriceSource, PriceSourceError, parse_price_sources
 
 ACCOUNT_DEPTH = 3  # m/purpose'/coin'/account'
 
