@@ -5,13 +5,21 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from aiapi_testkit.layout import check_layout
+from aiapi_testkit.layout import check_layout, check_purity, check_sql_placement
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_no_service_imports_another_and_the_edge_imports_no_chain_library() -> None:
     assert [str(v) for v in check_layout(ROOT)] == []
+
+
+def test_no_pure_module_reaches_an_io_library() -> None:
+    assert [str(v) for v in check_purity(ROOT)] == []
+
+
+def test_statements_run_only_in_repository_modules() -> None:
+    assert [str(v) for v in check_sql_placement(ROOT)] == []
 
 
 def _fake_workspace(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -57,3 +65,74 @@ def test_each_service_declares_no_other_service_and_the_edge_no_web3() -> None:
         assert not any(other in deps for other in others), name
     edge = tomllib.loads((ROOT / "services/edge/pyproject.toml").read_text())
     assert not any("web3" in dep for dep in edge["project"]["dependencies"])
+
+
+PURE = {"billing": ("rules", "rates")}
+
+
+def test_a_pure_module_importing_an_io_library_is_caught(tmp_path: Path) -> None:
+    root = _fake_workspace(
+        tmp_path,
+        {
+            "services/billing/src/aiapi_billing/rules.py": "import os\nimport httpx\n",
+            "services/billing/src/aiapi_billing/rates.py": "from psycopg.errors import Error\n",
+        },
+    )
+    found = sorted((v.path.name, v.line, v.imported) for v in check_purity(root, PURE))
+    assert found == [("rates.py", 1, "psycopg.errors"), ("rules.py", 2, "httpx")]
+
+
+def test_a_pure_module_reaching_io_through_the_workspace_is_caught(tmp_path: Path) -> None:
+    root = _fake_workspace(
+        tmp_path,
+        {
+            # through the service's own modules (``from pkg import module``, then a relative import)
+            "services/billing/src/aiapi_billing/__init__.py": "",
+            "services/billing/src/aiapi_billing/rules.py": "from aiapi_billing import store\n",
+            "services/billing/src/aiapi_billing/store.py": "from .repository import lock\n",
+            "services/billing/src/aiapi_billing/repository.py": "import psycopg\nlock = 1\n",
+            # through shared's NATS module
+            "services/billing/src/aiapi_billing/rates.py": "from aiapi_shared.bus import Bus\n",
+            "shared/src/aiapi_shared/__init__.py": "",
+            "shared/src/aiapi_shared/bus.py": "import nats\n",
+        },
+    )
+    assert sorted(str(v).split("/")[-1] for v in check_purity(root, PURE)) == [
+        "rates.py:1 imports aiapi_shared.bus (reaches nats)",
+        "rules.py:1 imports aiapi_billing.store (reaches psycopg via aiapi_billing.repository)",
+    ]
+
+
+def test_pure_modules_may_import_each_other_and_a_pure_shared_module(tmp_path: Path) -> None:
+    root = _fake_workspace(
+        tmp_path,
+        {
+            "services/billing/src/aiapi_billing/rules.py": "from aiapi_billing.rates import X\n",
+            "services/billing/src/aiapi_billing/rates.py": "from aiapi_shared.money import Y\n",
+            "shared/src/aiapi_shared/money.py": "import decimal\nfrom . import errors\n",
+            "shared/src/aiapi_shared/errors.py": "class E(Exception): ...\n",
+        },
+    )
+    assert check_purity(root, PURE) == []
+
+
+def test_a_pure_module_listed_but_missing_is_reported(tmp_path: Path) -> None:
+    root = _fake_workspace(tmp_path, {"services/billing/src/aiapi_billing/rules.py": ""})
+    assert [(v.path.name, v.reason) for v in check_purity(root, PURE)] == [
+        ("rates.py", "listed as pure, but not found")
+    ]
+
+
+def test_a_statement_outside_the_repository_is_caught(tmp_path: Path) -> None:
+    root = _fake_workspace(
+        tmp_path,
+        {
+            "services/billing/src/aiapi_billing/repository/holds.py": "c.execute('SELECT 1')\n",
+            "services/accounts/src/aiapi_accounts/repository.py": "c.execute('SELECT 1')\n",
+            "services/billing/src/aiapi_billing/settlement.py": "x = 1\nawait c.execute('x')\n",
+            "services/payments/src/aiapi_payments/api.py": "c.executemany('x', [])\n",
+            "services/edge/src/aiapi_edge/spool.py": "db.executemany('x', [])\n",  # SQLite
+        },
+    )
+    found = sorted((v.path.name, v.line) for v in check_sql_placement(root))
+    assert found == [("api.py", 1), ("settlement.py", 2)]

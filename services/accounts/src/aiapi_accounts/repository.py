@@ -20,6 +20,12 @@ from aiapi_accounts.domain import Account, ApiKey, Backoff, Session
 
 Conn = AsyncConnection[Any]
 
+
+async def ping(conn: Conn) -> None:
+    """One trivial statement: the database answers on this connection (the health check)."""
+    await conn.execute(b"SELECT 1")
+
+
 _ACCOUNT_COLUMNS = (
     "id, email, plan, status, created_at, updated_at, password_hash IS NOT NULL AS has_password"
 )

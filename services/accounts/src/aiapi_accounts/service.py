@@ -13,7 +13,7 @@ from aiapi_shared.events.records_v1 import KEYS_BUCKET
 from nats.js.kv import KeyValue
 from psycopg_pool import AsyncConnectionPool
 
-from aiapi_accounts import keysync
+from aiapi_accounts import keysync, repository
 from aiapi_accounts.addressbook import AddressBook
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.consumers import Consumers
@@ -112,7 +112,7 @@ class Service:
             return False
         try:
             async with asyncio.timeout(2.0), self.pool.connection() as conn:
-                await conn.execute(b"SELECT 1")
+                await repository.ping(conn)
         except Exception:  # noqa: BLE001 (any failure means: not healthy)
             return False
         return True

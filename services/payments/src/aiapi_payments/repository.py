@@ -27,6 +27,13 @@ _DEPOSIT_COLUMNS = sql.SQL(
     "network, asset, tx_hash, position, account_id, address, amount, state, first_seen_at,"
     " block_number, block_hash, confirmations, rate_nano_usd, rate_source, usd_nano"
 )
+
+
+async def ping(conn: AsyncConnection[Any]) -> None:
+    """One trivial statement: the database answers on this connection (the health check)."""
+    await conn.execute("SELECT 1")
+
+
 # A deposit below the minimum never credits; it is followed only while a reorg could still
 # matter, so that dust sent to an address does not cost a write in every cycle forever.
 _BELOW_MINIMUM_WATCHED = 256

@@ -31,7 +31,7 @@ from aiapi_payments.ethereum import ChainMismatch, EthereumWatcher, check_chain_
 from aiapi_payments.model import Asset
 from aiapi_payments.outbox import OutboxRelay
 from aiapi_payments.price_sources import PriceFetcher
-from aiapi_payments.repository import PostgresCursorStore, Repository
+from aiapi_payments.repository import PostgresCursorStore, Repository, ping
 from aiapi_payments.settings import PaymentsSettings
 from aiapi_payments.tracking import BitcoinTracking, EthereumTracking
 
@@ -191,7 +191,7 @@ class PaymentsService:
             return False
         try:
             async with self.pool.connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
+                await ping(conn)
         except Exception:  # noqa: BLE001 (any failure means "not healthy")
             return False
         return True
