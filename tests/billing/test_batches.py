@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 from aiapi_billing import ratelimit
 from aiapi_billing.auditor import audit
 from aiapi_billing.settlement import Settler
@@ -128,6 +129,36 @@ async def test_a_batch_over_many_accounts_with_repeats_bills_each_request_once(
     assert subjects[BalanceChanged.subject] == 5  # one per account for the whole batch
     # The funded three went from 0.98 available (two holds) to 0.9748 settled: below 0.975 once.
     assert subjects["billing.v1.balance.low"] == 3
+    assert await audit(db) == []
+
+
+async def test_a_batch_costs_the_same_few_statements_whatever_its_size(
+    db: psycopg.AsyncConnection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    run = db.execute
+
+    async def counted(query: Any, params: Any = None, **kwargs: Any) -> Any:
+        statements.append(" ".join(str(query).split()[:3]))
+        return await run(query, params, **kwargs)
+
+    monkeypatch.setattr(db, "execute", counted)
+    settler = Settler(CAT, low_threshold=0)
+    counts = []
+    for size, prefix in ((2, "acc_small"), (90, "acc_large")):
+        accounts = [f"{prefix}{i}" for i in range(min(size, 7))]
+        for account_id in accounts:
+            await _fund(db, account_id, parse_usd("10.00"))
+        batch = [usage_event(accounts[i % len(accounts)]) for i in range(size)]
+        for event in batch[::2]:
+            await _hold(db, event.account_id, event.request_id)
+        statements.clear()
+        async with db.transaction():
+            result = await settler.settle_batch(db, batch)
+        assert result.outcomes == ["settled"] * size
+        counts.append(len(statements))
+    # The prices, the account locks, the records, the holds, the transfers, the totals, the outbox.
+    assert counts == [7, 7], statements
     assert await audit(db) == []
 
 
