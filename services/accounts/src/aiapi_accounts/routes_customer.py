@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aiapi_accounts.commands import SignedIn
-from aiapi_accounts.domain import Account
+from aiapi_accounts.domain import Account, Session
 from aiapi_accounts.errors import Forbidden, InvalidRequest
 from aiapi_accounts.http import (
     answer,
@@ -22,7 +22,6 @@ from aiapi_accounts.http import (
     set_session_cookies,
 )
 from aiapi_accounts.openapi import Endpoint
-from aiapi_accounts.repository import Session
 from aiapi_accounts.schemas import (
     AcceptInvitationBody,
     AccountAnswer,

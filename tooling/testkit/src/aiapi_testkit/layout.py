@@ -66,7 +66,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "settings",
         "tickers",
     ),
-    "accounts": ("domain", "schemas"),
+    "accounts": ("clientaddr", "domain", "schemas"),
     "simulator": ("faults",),
 }
 
