@@ -194,7 +194,7 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
             "/admin/v1/catalogue/aliases/claude-next", json={"target": "claude-next-5"}
         )
         assert aliased.status_code == 200, aliased.text
-        assert aliased.json()["catalogue"]["aliases"] == {"claude-next": "claude-next-5"}
+        assert aliased.json()["catalogue"]["aliases"]["claude-next"] == "claude-next-5"
         refused = admin.put("/admin/v1/catalogue/aliases/x", json={"target": "no-such-model"})
         assert refused.status_code == 404, refused.text
         typo = admin.put(
