@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,14 @@ LEASE_WINDOW_S = "2"
 
 @pytest.fixture
 def deployment(
-    database_url: str, nats_server: EmbeddedNats, spawn: SpawnFn, tmp_path: Path
+    database_url: str,
+    strict_nats_server: EmbeddedNats,
+    nats_login: Callable[[str], dict[str, str]],
+    spawn: SpawnFn,
+    tmp_path: Path,
 ) -> Iterator[Deployment]:
+    """Each service logs in to NATS as itself, with its own permissions only, as in production."""
+    nats_server = strict_nats_server
     with running_simulator(SimulatorConfig()) as upstream:
         ports = {name: free_port() for name in ("edge", "accounts", "billing")}
         env = {
@@ -44,7 +50,7 @@ def deployment(
         processes = [
             spawn(
                 [sys.executable, "-m", f"aiapi_{name}"],
-                env=env,
+                env={**env, **nats_login(name)},
                 health_url=f"http://127.0.0.1:{ports[name]}/healthz",
                 name=name,
                 timeout_s=60,
@@ -56,7 +62,10 @@ def deployment(
             accounts_url=f"http://127.0.0.1:{ports['accounts']}",
             processes=processes,
             env=env,
+            logins={name: nats_login(name) for name in ("billing", "accounts", "edge")},
         )
+    # Every service did its part with its own grants: nothing it tried was refused.
+    assert nats_server.violations() == []
 
 
 @pytest.fixture

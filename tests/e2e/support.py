@@ -27,6 +27,12 @@ class Deployment:
     accounts_url: str
     processes: list[ServiceProcess]
     env: dict[str, str] = field(default_factory=dict)
+    # Each service's NATS login (a strict server: a process without one is refused).
+    logins: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def env_of(self, service: str) -> dict[str, str]:
+        """The environment a process of ``service`` runs with: its own NATS user."""
+        return {**self.env, **self.logins.get(service, {})}
 
     def admin(self) -> httpx.Client:
         return httpx.Client(
@@ -48,7 +54,7 @@ class Deployment:
         """Billing's auditor over the deployment's books (exit status 0: they balance)."""
         return subprocess.run(
             [sys.executable, "-m", "aiapi_billing", "audit"],
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env_of("billing")},
             capture_output=True,
             text=True,
             timeout=60,

@@ -134,7 +134,7 @@ def test_two_edge_processes_share_one_accounts_requests_per_minute(
 ) -> None:
     port = free_port()
     second_env = {
-        **deployment.env,
+        **deployment.env_of("edge"),
         "AIAPI_EDGE_PORT": str(port),
         "AIAPI_DATA_DIR": str(tmp_path / "second-edge"),
     }

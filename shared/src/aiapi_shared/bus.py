@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 
 from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events.base import Event
+from aiapi_shared.settings import BaseServiceSettings, NatsConnectOptions, nats_connect_options
 
 log = logging.getLogger("aiapi.bus")
 
@@ -74,14 +76,40 @@ class Bus:
         self._serving: set[asyncio.Task[None]] = set()  # requests answered concurrently
 
     @classmethod
-    async def connect(cls, url: str, *, name: str, connect_timeout_s: float = 5.0) -> Bus:
+    async def connect_as(cls, settings: BaseServiceSettings, *, name: str) -> Bus:
+        """Connect with a service's settings: its URL, its credentials, its TLS, its inbox."""
+        return await cls.connect(
+            settings.nats_url, name=name, options=nats_connect_options(settings)
+        )
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        name: str,
+        connect_timeout_s: float = 5.0,
+        options: NatsConnectOptions | None = None,
+    ) -> Bus:
+        """Connect (credentials and TLS from ``options``), waiting for NATS while it is away;
+        raises :class:`BusUnavailable` when NATS refuses the credentials."""
         closed = asyncio.Event()
+        refused = asyncio.Event()
 
         async def on_closed() -> None:
             closed.set()
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats error: %s", type(exc).__name__)
+            # The server's own messages name a subject or say "Authorization Violation", never
+            # a secret; a refusal means a grant or a credential is wrong, so it is said plainly.
+            text = str(exc)
+            if "authorization violation" in text.lower():
+                refused.set()
+                log.error("nats refused the credentials of %s", name)
+            elif "permissions violation" in text.lower():
+                log.error("nats refused: %s", text[:300])
+            else:
+                log.warning("nats error: %s", type(exc).__name__)
 
         async def on_disconnected() -> None:
             log.warning("nats disconnected; reconnecting")
@@ -89,18 +117,38 @@ class Bus:
         async def on_reconnected() -> None:
             log.info("nats reconnected")
 
-        nc = await nats.connect(
-            url,
-            name=name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25,
-            connect_timeout=max(1, int(connect_timeout_s)),
-            closed_cb=on_closed,
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
-            pending_size=8 * 1024 * 1024,
+        nc = NatsClient()
+        connect: Callable[..., Awaitable[None]] = nc.connect  # its reconnect wait takes floats
+        # nats-py retries a first connection forever (we want that while NATS is away: services
+        # may start first), also when the credentials are refused: that one cannot get better.
+        connecting = asyncio.ensure_future(
+            connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                connect_timeout=max(1, int(connect_timeout_s)),
+                closed_cb=on_closed,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                pending_size=8 * 1024 * 1024,
+                **_auth_arguments(options or NatsConnectOptions()),
+            )
         )
+        refusal = asyncio.ensure_future(refused.wait())
+        try:
+            await asyncio.wait({connecting, refusal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            refusal.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise BusUnavailable(f"NATS refused the credentials of {name}")
+        connecting.result()
         return cls(nc, closed)
 
     @property
@@ -419,6 +467,28 @@ class Bus:
             await _settle(msg.nak(delay=2.0))
             return
         await _settle(msg.ack())
+
+
+def _auth_arguments(options: NatsConnectOptions) -> dict[str, Any]:
+    """nats-py's keyword arguments for ``options`` (it reads the creds and seed files itself)."""
+    arguments: dict[str, Any] = {}
+    if options.user is not None and options.password is not None:
+        arguments["user"] = options.user
+        arguments["password"] = options.password.get_secret_value()
+    if options.creds_file is not None:
+        arguments["user_credentials"] = str(options.creds_file)
+    if options.nkey_file is not None:
+        arguments["nkeys_seed"] = str(options.nkey_file)
+    if options.ca_file is not None or options.cert_file is not None:
+        context = ssl.create_default_context(
+            cafile=str(options.ca_file) if options.ca_file else None
+        )
+        if options.cert_file is not None and options.key_file is not None:
+            context.load_cert_chain(str(options.cert_file), str(options.key_file))
+        arguments["tls"] = context
+    if options.inbox_prefix is not None:
+        arguments["inbox_prefix"] = options.inbox_prefix
+    return arguments
 
 
 async def _follow(

@@ -5,16 +5,24 @@ in its composition root; nothing else reads the environment. Secrets may be give
 directory named by ``AIAPI_SECRETS_DIR`` (Kubernetes secrets mounted as a volume): a file named
 after the variable without its prefix, lowercase (``admin_token``), or exactly as the variable
 (``AIAPI_ADMIN_TOKEN``).
+
+NATS credentials are settings too (never part of ``AIAPI_NATS_URL``): a user and password, a
+``.creds`` file (user JWT and NKey seed) or an NKey seed file, and a CA file for TLS;
+:func:`nats_connect_options` checks them and turns them into what ``Bus.connect`` takes.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from aiapi_shared.nats_permissions import SERVICES, inbox_prefix
 
 
 class _SecretFilesSource(PydanticBaseSettingsSource):
@@ -50,6 +58,15 @@ class BaseServiceSettings(BaseSettings):
     service_name: ClassVar[str] = "aiapi"
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # NATS credentials: at most one of user+password, a .creds file, an NKey seed file.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_creds_file: Path | None = None
+    nats_nkey_file: Path | None = None
+    # TLS: the CA that signed the server's certificate; a client certificate when NATS asks one.
+    nats_ca_file: Path | None = None
+    nats_cert_file: Path | None = None
+    nats_key_file: Path | None = None
     database_url: SecretStr | None = None
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".data")
     log_level: str = "INFO"
@@ -68,3 +85,68 @@ class BaseServiceSettings(BaseSettings):
         files = _SecretFilesSource(settings_cls, Path(secrets_dir) if secrets_dir else None)
         # Explicit arguments win, then the environment, then secret files.
         return (init_settings, env_settings, files)
+
+
+class NatsSettingsError(ValueError):
+    """The NATS settings do not fit together; the message names settings, never values."""
+
+
+@dataclass(frozen=True)
+class NatsConnectOptions:
+    """How to authenticate to NATS and verify it; what ``Bus.connect`` takes besides the URL."""
+
+    user: str | None = None
+    password: SecretStr | None = None
+    creds_file: Path | None = None
+    nkey_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Replies come to <prefix>.>; each service has its own so that its NATS user may read only
+    # its own replies (aiapi_shared.nats_permissions).
+    inbox_prefix: str | None = None
+
+
+def nats_connect_options(settings: BaseServiceSettings) -> NatsConnectOptions:
+    """The connect options of ``settings``; raises :class:`NatsSettingsError` when they conflict
+    or name a file that is not there."""
+    if urlsplit(settings.nats_url).password is not None or "@" in settings.nats_url:
+        raise NatsSettingsError(
+            "AIAPI_NATS_URL must not carry credentials; set AIAPI_NATS_USER and "
+            "AIAPI_NATS_PASSWORD (or a creds or NKey file) instead"
+        )
+    if (settings.nats_user is None) != (settings.nats_password is None):
+        raise NatsSettingsError("AIAPI_NATS_USER and AIAPI_NATS_PASSWORD are set together")
+    methods = [
+        name
+        for name, given in (
+            ("AIAPI_NATS_USER", settings.nats_user is not None),
+            ("AIAPI_NATS_CREDS_FILE", settings.nats_creds_file is not None),
+            ("AIAPI_NATS_NKEY_FILE", settings.nats_nkey_file is not None),
+        )
+        if given
+    ]
+    if len(methods) > 1:
+        raise NatsSettingsError(f"choose one NATS credential, not {' and '.join(methods)}")
+    if (settings.nats_cert_file is None) != (settings.nats_key_file is None):
+        raise NatsSettingsError("AIAPI_NATS_CERT_FILE and AIAPI_NATS_KEY_FILE are set together")
+    for name, path in (
+        ("AIAPI_NATS_CREDS_FILE", settings.nats_creds_file),
+        ("AIAPI_NATS_NKEY_FILE", settings.nats_nkey_file),
+        ("AIAPI_NATS_CA_FILE", settings.nats_ca_file),
+        ("AIAPI_NATS_CERT_FILE", settings.nats_cert_file),
+        ("AIAPI_NATS_KEY_FILE", settings.nats_key_file),
+    ):
+        if path is not None and not path.is_file():
+            raise NatsSettingsError(f"{name} names no readable file")
+    service = settings.service_name
+    return NatsConnectOptions(
+        user=settings.nats_user,
+        password=settings.nats_password,
+        creds_file=settings.nats_creds_file,
+        nkey_file=settings.nats_nkey_file,
+        ca_file=settings.nats_ca_file,
+        cert_file=settings.nats_cert_file,
+        key_file=settings.nats_key_file,
+        inbox_prefix=inbox_prefix(service) if service in SERVICES else None,
+    )

@@ -51,7 +51,7 @@ class Service:
         await migrate(self._database_url, schema=SCHEMA, package="aiapi_accounts.migrations")
         self.pool = open_pool(self._database_url, schema=SCHEMA)
         await self.pool.open(wait=True, timeout=30.0)
-        self.bus = await Bus.connect(self.settings.nats_url, name="aiapi-accounts")
+        self.bus = await Bus.connect_as(self.settings, name="aiapi-accounts")
         await self.bus.ensure_streams()
         kv = await self.bus.ensure_kv(KEYS_BUCKET)
         await self._resync(kv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from aiapi_shared.secret_strength import MIN_LENGTH, weakness
 from aiapi_shared.settings import BaseServiceSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -68,7 +69,13 @@ class AccountsSettings(BaseServiceSettings):
 
     @field_validator("admin_token")
     @classmethod
-    def _token_not_blank(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().strip()) < 16:
-            raise ValueError("AIAPI_ADMIN_TOKEN must be at least 16 characters")
+    def _token_strong(cls, value: SecretStr) -> SecretStr:
+        # A placeholder or guessable operator token is refused at start (the message never
+        # repeats the value): it guards every balance and key.
+        reason = weakness(value.get_secret_value())
+        if reason is not None:
+            raise ValueError(
+                f"AIAPI_ADMIN_TOKEN is refused: {reason}; use at least {MIN_LENGTH} random "
+                "characters (openssl rand -hex 32)"
+            )
         return value

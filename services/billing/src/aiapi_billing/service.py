@@ -78,7 +78,7 @@ class Service:
         )
         await admit_pool.open(wait=True, timeout=30.0)
         self.admit_pool = admit_pool
-        bus = await Bus.connect(self.settings.nats_url, name="aiapi-billing")
+        bus = await Bus.connect_as(self.settings, name="aiapi-billing")
         self.bus = bus
         await bus.ensure_streams()
         kv = await bus.ensure_kv(BALANCES_BUCKET)

@@ -99,7 +99,7 @@ class EdgeService:
         s = self.settings
         if not len(self.pool):
             log.warning("no upstream key configured: every inference request will get 502")
-        self._bus = await Bus.connect(s.nats_url, name=self.edge_id)
+        self._bus = await Bus.connect_as(s, name=self.edge_id)
         await self._bus.ensure_streams()
         await self.spool.open()
         await self.upstream.start()

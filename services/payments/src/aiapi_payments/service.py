@@ -66,7 +66,7 @@ class PaymentsService:
         await self.pool.open(wait=True, timeout=30)
         self._closers.append(self.pool.close)
         repository = Repository(self.pool)
-        self.bus = await Bus.connect(self.settings.nats_url, name="aiapi-payments")
+        self.bus = await Bus.connect_as(self.settings, name="aiapi-payments")
         self._closers.append(self.bus.close)
         await self.bus.ensure_streams()
         relay = OutboxRelay(repository, self.bus, interval_s=self.settings.outbox_interval_s)

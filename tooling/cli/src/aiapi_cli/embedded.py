@@ -20,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from aiapi_cli.ports import free_port, wait_for_port
 
@@ -74,14 +75,30 @@ class _ChildServer:
         return self._proc.pid if self._proc is not None else None
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600 from the start, never wider)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left from before keeps its mode otherwise
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 @dataclass
 class EmbeddedNats(_ChildServer):
-    """A nats-server with JetStream whose store lives in ``data_dir``."""
+    """A nats-server with JetStream whose store lives in ``data_dir``.
+
+    ``authorization``: a nats-server ``authorization { ... }`` block (see
+    ``aiapi_shared.nats_permissions.render_authorization``); when given, it is written to a
+    configuration file readable by the owner only and every client must log in. Without it the
+    server takes anonymous clients (kept for tests that exercise nothing but the bus).
+    """
 
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
     monitor_port: int = 0
+    authorization: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -99,6 +116,10 @@ class EmbeddedNats(_ChildServer):
             "-js", "-sd", str(self.data_dir / "jetstream"),
             "-l", str(log_file),
         ]  # fmt: skip
+        if self.authorization is not None:
+            config = self.data_dir / "nats.conf"
+            write_private(config, self.authorization)
+            argv += ["-c", str(config)]
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         health = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
@@ -112,6 +133,14 @@ class EmbeddedNats(_ChildServer):
             except OSError:
                 time.sleep(0.05)
         raise EmbeddedServerError(f"nats-server did not become healthy; see {log_file}")
+
+    def violations(self) -> list[str]:
+        """The log's lines about a client refused a publish or subscribe (permissions)."""
+        log_file = self.data_dir / "nats-server.log"
+        if not log_file.exists():
+            return []
+        lines = log_file.read_text("utf-8", "replace").splitlines()
+        return [line for line in lines if "Violation - Subject" in line]
 
 
 def postgres_bin_dir() -> Path:
@@ -129,12 +158,27 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(mode | stat.S_IXOTH)
 
 
+# With a password: TCP clients (every service) prove it with SCRAM; the local socket, in the data
+# directory only its owner may enter, stays trusted so that whoever runs the cluster can set it.
+_PG_HBA_SCRAM = """\
+# Written by aiapi on every start (aiapi_cli.embedded): edits here are overwritten.
+local   all   all                  trust
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
+
+
 @dataclass
 class EmbeddedPostgres(_ChildServer):
     """A PostgreSQL cluster in ``data_dir``, started directly (no pg_ctl daemon) on loopback.
 
     PostgreSQL refuses to run as root; when we are root (containers, CI) it runs as the
     unprivileged ``nobody`` user, owning only its data directory.
+
+    ``password``: when set, TCP connections must authenticate (SCRAM-SHA-256) and the superuser's
+    password is set to it on every start, over the local socket; a cluster made without one (an
+    older data directory) is switched over on its next start. Without it, every local client is
+    trusted (throwaway test clusters).
     """
 
     data_dir: Path
@@ -142,15 +186,19 @@ class EmbeddedPostgres(_ChildServer):
     port: int = 0
     user: str = "postgres"
     durable: bool = True
+    password: str | None = field(default=None, repr=False)
     # SIGINT is PostgreSQL's fast shutdown: sessions end, the cluster stays consistent.
     stop_signal: signal.Signals = field(default=signal.SIGINT, repr=False, kw_only=True)
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/postgres"
+        return self.url_for("postgres")
 
     def url_for(self, database: str) -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+        login = (
+            self.user if self.password is None else f"{self.user}:{quote(self.password, safe='')}"
+        )
+        return f"postgresql://{login}@{self.host}:{self.port}/{database}"
 
     def _run_as(self) -> str | None:
         return "nobody" if os.geteuid() == 0 else None
@@ -194,6 +242,7 @@ class EmbeddedPostgres(_ChildServer):
         self._initdb()
         self.port = self.port or free_port(self.host)
         pgdata = self.data_dir / "pgdata"
+        self._write_hba(pgdata)
         log_path = self.data_dir / "postgres.log"
         log_file = log_path.open("ab")
         owner = self._run_as()
@@ -230,14 +279,48 @@ class EmbeddedPostgres(_ChildServer):
             if self._proc.poll() is not None:
                 raise EmbeddedServerError(f"postgres exited; see {log_path}")
             if wait_for_port(self.host, self.port, timeout_s=0.2) and self._accepts_queries():
+                self._set_password()
                 return
         raise EmbeddedServerError(f"postgres did not start; see {log_path}")
+
+    def _write_hba(self, pgdata: Path) -> None:
+        if self.password is None:
+            return
+        hba = pgdata / "pg_hba.conf"
+        write_private(hba, _PG_HBA_SCRAM)
+        owner = self._run_as()
+        if owner is not None:
+            entry = pwd.getpwnam(owner)
+            os.chown(hba, entry.pw_uid, entry.pw_gid)
+
+    def _local_conninfo(self) -> dict[str, object]:
+        """Over the socket in the data directory (trusted), not TCP (which needs the password)."""
+        pgdata = self.data_dir / "pgdata"
+        return {"host": str(pgdata), "port": self.port, "user": self.user, "dbname": "postgres"}
+
+    def _set_password(self) -> None:
+        if self.password is None:
+            return
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(**self._local_conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(self.user), sql.Literal(self.password)
+                )
+            )
 
     def _accepts_queries(self) -> bool:
         import psycopg
 
         try:
-            with psycopg.connect(self.url, connect_timeout=2) as conn:
+            if self.password is None:
+                conn = psycopg.connect(self.url, connect_timeout=2)
+            else:
+                conn = psycopg.connect(**self._local_conninfo(), connect_timeout=2)  # type: ignore[arg-type]
+            with conn:
                 conn.execute("SELECT 1")
             return True
         except psycopg.OperationalError:

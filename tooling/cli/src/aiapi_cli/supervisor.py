@@ -29,7 +29,10 @@ class Child:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.spec.argv,
-                env={**os.environ, **self.spec.env},
+                env={
+                    **{k: v for k, v in os.environ.items() if k not in self.spec.withheld},
+                    **self.spec.env,
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

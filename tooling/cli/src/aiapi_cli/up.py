@@ -23,8 +23,10 @@ from types import FrameType
 import httpx
 import platformdirs
 import psycopg
+from aiapi_shared.nats_permissions import SERVICES
 from psycopg import sql
 
+from aiapi_cli.credentials import LocalCredentials, NatsUsers, read_or_create_secret
 from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from aiapi_cli.ports import free_port
 from aiapi_cli.stack import ServiceSpec, StackPlan, plan_stack
@@ -37,16 +39,6 @@ DATABASE_NAME = "aiapi"
 def default_data_dir(environ: Mapping[str, str]) -> Path:
     configured = environ.get("AIAPI_DATA_DIR")
     return Path(configured) if configured else Path(platformdirs.user_data_dir("aiapi"))
-
-
-def _read_or_create_secret(path: Path, factory: str) -> str:
-    if path.exists():
-        return path.read_text("utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(factory)
-    return factory
 
 
 def _ensure_database(admin_url: str, name: str) -> str:
@@ -71,10 +63,18 @@ class Stack:
 
     def start(self) -> StackPlan:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        nats_url = self.environ.get("AIAPI_NATS_URL") or self._start_nats()
-        database_url = self.environ.get("AIAPI_DATABASE_URL") or self._start_postgres()
-        self.admin_token = self.environ.get("AIAPI_ADMIN_TOKEN") or _read_or_create_secret(
-            self.data_dir / "admin_token", "aiapi-admin-" + secrets.token_urlsafe(24)
+        credentials = LocalCredentials.kept_in(self.data_dir)
+        nats_url = self.environ.get("AIAPI_NATS_URL")
+        logins: dict[str, dict[str, str]] = {}
+        if not nats_url:  # ours: each service logs in with its own user (nats_permissions)
+            nats_url = self._start_nats(credentials.nats)
+            logins = {service: credentials.nats.env(service) for service in SERVICES}
+        database_url = self.environ.get("AIAPI_DATABASE_URL") or self._start_postgres(
+            credentials.postgres_password
+        )
+        # Kept where earlier versions kept it, so an existing data directory keeps its token.
+        self.admin_token = self.environ.get("AIAPI_ADMIN_TOKEN") or read_or_create_secret(
+            self.data_dir / "admin_token", lambda: "aiapi-admin-" + secrets.token_urlsafe(24)
         )
         self.plan = plan_stack(
             self.environ,
@@ -83,19 +83,20 @@ class Stack:
             data_dir=self.data_dir,
             admin_token=self.admin_token,
             simulator_port=free_port(),
+            nats_logins=logins,
         )
         self.supervisor = Supervisor(self.plan.services, log_dir=self.data_dir / "logs")
         self.supervisor.start_all()
         return self.plan
 
-    def _start_nats(self) -> str:
-        self.nats = EmbeddedNats(self.data_dir / "nats")
+    def _start_nats(self, users: NatsUsers) -> str:
+        self.nats = EmbeddedNats(self.data_dir / "nats", authorization=users.server_config())
         self.nats.start()
         print(f"aiapi: started embedded NATS at {self.nats.url} (pid {self.nats.pid})", flush=True)
         return self.nats.url
 
-    def _start_postgres(self) -> str:
-        self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
+    def _start_postgres(self, password: str) -> str:
+        self.postgres = EmbeddedPostgres(self.data_dir / "postgres", password=password)
         self.postgres.start()
         print(f"aiapi: started embedded PostgreSQL (pid {self.postgres.pid})", flush=True)
         return _ensure_database(self.postgres.url, DATABASE_NAME)

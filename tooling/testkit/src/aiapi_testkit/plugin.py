@@ -4,10 +4,16 @@
   ``AIAPI_TEST_DATABASE_URL`` names; ``database_url`` gives each test a fresh database in it.
 * ``restartable_postgres``: a cluster of the test's own, which the test may stop and start.
 * ``nats_server``: a nats-server of the test's own (its streams are the test's alone), which the
-  test may stop, kill and start again on the same port with the same store.
+  test may stop, kill and start again on the same port with the same store. It runs with the
+  product's NATS users and permissions (``aiapi_shared.nats_permissions``): a process given
+  ``nats_login(service)`` has that service's rights and no more; a client without credentials
+  acts as the full-rights ``admin`` (for tests of one service in-process or of the bus alone).
+* ``strict_nats_server``: the same without that allowance: every client must log in.
+* ``nats_users``: the passwords of the test servers' users; ``nats_login(service)`` the
+  environment (``AIAPI_NATS_USER``/``AIAPI_NATS_PASSWORD``) of a process logging in as one.
 * ``nats_url``: ``AIAPI_TEST_NATS_URL`` when set (wiped of streams and KV first), else
   ``nats_server``'s URL.
-* ``bus``: a connected :class:`aiapi_shared.bus.Bus` on ``nats_url``.
+* ``bus``: a connected :class:`aiapi_shared.bus.Bus` on ``nats_url``, as ``admin``.
 * ``spawn``: starts :class:`ServiceProcess` children and stops every one at the test's end.
 """
 
@@ -24,9 +30,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiapi_cli.credentials import NatsUsers
 from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from aiapi_shared.bus import Bus
+from aiapi_shared.nats_permissions import ADMIN_USER, SERVICES
+from aiapi_shared.settings import NatsConnectOptions
 from psycopg import sql
+from pydantic import SecretStr
 
 from aiapi_testkit.process import ServiceProcess
 
@@ -96,9 +106,31 @@ def restartable_postgres() -> Iterator[EmbeddedPostgres]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def nats_users() -> NatsUsers:
+    return NatsUsers.generate()
+
+
+def _external_nats() -> str | None:
+    return os.environ.get("AIAPI_TEST_NATS_URL") or None
+
+
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats")
+def nats_login(nats_users: NatsUsers) -> Callable[[str], dict[str, str]]:
+    """``nats_login("edge")``: the environment of a process logging in as the edge. Empty for
+    an external server (``AIAPI_TEST_NATS_URL``), whose users are not ours."""
+    if _external_nats():
+        return lambda service: {}
+    return nats_users.env
+
+
+def admin_options(users: NatsUsers) -> NatsConnectOptions:
+    return NatsConnectOptions(user=ADMIN_USER, password=SecretStr(users.passwords[ADMIN_USER]))
+
+
+@contextlib.contextmanager
+def _running_nats(directory: Path, authorization: str) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(directory, authorization=authorization)
     server.start()
     try:
         yield server
@@ -107,8 +139,23 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 
 @pytest.fixture
+def nats_server(tmp_path: Path, nats_users: NatsUsers) -> Iterator[EmbeddedNats]:
+    config = nats_users.server_config(anonymous_as=ADMIN_USER)
+    with _running_nats(tmp_path / "nats", config) as server:
+        yield server
+    # A service refused something its code does: the grants and the code disagree.
+    assert server.violations() == [], "NATS refused a service (aiapi_shared.nats_permissions)"
+
+
+@pytest.fixture
+def strict_nats_server(tmp_path: Path, nats_users: NatsUsers) -> Iterator[EmbeddedNats]:
+    with _running_nats(tmp_path / "nats-strict", nats_users.server_config()) as server:
+        yield server
+
+
+@pytest.fixture
 async def nats_url(request: pytest.FixtureRequest) -> str:
-    external = os.environ.get("AIAPI_TEST_NATS_URL")
+    external = _external_nats()
     if not external:
         server: EmbeddedNats = request.getfixturevalue("nats_server")
         return server.url
@@ -128,8 +175,9 @@ async def _stream_infos(bus: Bus) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
-    connected = await Bus.connect(nats_url, name="aiapi-test")
+async def bus(nats_url: str, nats_users: NatsUsers) -> AsyncIterator[Bus]:
+    options = None if _external_nats() else admin_options(nats_users)
+    connected = await Bus.connect(nats_url, name="aiapi-test", options=options)
     try:
         yield connected
     finally:
@@ -139,8 +187,21 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 SpawnFn = Callable[..., ServiceProcess]
 
 
+def _as_service(
+    argv: Sequence[str], env: Mapping[str, str], login: Callable[[str], dict[str, str]]
+) -> dict[str, str]:
+    """A service process (``-m aiapi_<service>``) logs in to NATS as that service unless the
+    test chose a login: every process test then runs with the production permissions."""
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    service = module.removeprefix("aiapi_")
+    if service not in SERVICES or "AIAPI_NATS_URL" not in env or "AIAPI_NATS_USER" in env:
+        return dict(env)
+    return {**login(service), **env}
+
+
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[SpawnFn]:
+def spawn(tmp_path: Path, nats_login: Callable[[str], dict[str, str]]) -> Iterator[SpawnFn]:
+    """Starts service processes (stopped at the test's end); see :func:`_as_service`."""
     started: list[ServiceProcess] = []
 
     def start(
@@ -153,7 +214,10 @@ def spawn(tmp_path: Path) -> Iterator[SpawnFn]:
     ) -> ServiceProcess:
         label = name or Path(argv[0]).name
         proc = ServiceProcess(
-            argv, env=env or {}, health_url=health_url, log_path=tmp_path / f"{label}.log"
+            argv,
+            env=_as_service(argv, env or {}, nats_login),
+            health_url=health_url,
+            log_path=tmp_path / f"{label}.log",
         )
         started.append(proc)
         return proc.start(timeout_s=timeout_s)

@@ -1,0 +1,246 @@
+"""Who may do what on NATS: one NATS user per service, and the subjects each may publish and
+subscribe to. Pure data; the embedded server (``aiapi up``, the test kit), the deployment's NATS
+configuration and the tests all derive from here, so there is one list to review.
+
+NATS is the control plane for money and identity: whoever may publish on a subject can credit a
+balance (``rpc.billing.v1.adjust``), write a key record (``$KV.aiapi_keys.>``), report a
+confirmed deposit (``payments.v1.>``) or answer admissions (subscribing ``rpc.billing.>``). So each
+service gets only what its code does, derived from the subjects the contract modules name:
+
+* the edge publishes usage and asks billing for admissions, leases and request records; it reads
+  the key, balance and catalogue buckets and never writes one;
+* billing answers ``rpc.billing.>``, publishes ``billing.v1.>``, writes the balance and catalogue
+  buckets and consumes usage, deposits and account events with its own durable consumers;
+* accounts publishes ``accounts.v1.>``, is the only writer of the key bucket, asks billing and
+  payments on the operator's and customers' behalf, and consumes usage and plan purchases;
+* payments answers ``rpc.payments.>`` and is the only publisher of ``payments.v1.>``.
+
+JetStream is reached through subjects too (``$JS.API.>``), so those are narrowed the same way: a
+service may create (idempotently: an existing stream is never changed by a create) every product
+stream, since any of them may start first, but only the owner may update its stream; consumers
+are created, read and acknowledged only by the service that owns them; a bucket (a stream named
+``KV_<bucket>``) is created and written only by its writer. Each service receives replies on an
+inbox of its own (:func:`inbox_prefix`), so none can read another's answers. Nothing here grants
+deleting or purging a stream: that is the operator's (the ``admin`` user's) alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiapi_shared import billing_api, payments_api
+from aiapi_shared.admission import (
+    ADMIT_SUBJECT,
+    EXTEND_SUBJECT,
+    LEASE_CLOSE_SUBJECT,
+    LEASE_GRANT_SUBJECT,
+    LEASE_TOP_UP_SUBJECT,
+)
+from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
+
+SERVICES: tuple[str, ...] = ("edge", "billing", "accounts", "payments")
+ADMIN_USER = "admin"  # full rights: the operator's CLI, migrations of streams, the tests
+
+# Each product stream, its subjects and the one service that publishes to it (and may update it).
+# The names and subjects are those of ``aiapi_shared.bus.STREAMS`` (a test keeps them equal).
+STREAM_OWNERS: dict[str, tuple[str, str]] = {
+    "USAGE": ("usage.v1.>", "edge"),
+    "BILLING": ("billing.v1.>", "billing"),
+    "PAYMENTS": ("payments.v1.>", "payments"),
+    "ACCOUNTS": ("accounts.v1.>", "accounts"),
+}
+
+# The durable consumers, by owner: (stream, durable name). Keep in step with the services'
+# consumers modules (a test reads them).
+DURABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "billing": (
+        ("USAGE", "billing-settlement"),
+        ("PAYMENTS", "billing-deposits"),
+        ("ACCOUNTS", "billing-accounts"),
+    ),
+    "accounts": (
+        ("USAGE", "accounts-key-last-used"),
+        ("BILLING", "accounts-plan-purchased"),
+    ),
+}
+
+# KV buckets: who writes each, who only reads (watches) it.
+BUCKET_WRITERS: dict[str, str] = {
+    KEYS_BUCKET: "accounts",
+    BALANCES_BUCKET: "billing",
+    CATALOGUE_BUCKET: "billing",
+}
+BUCKET_READERS: dict[str, tuple[str, ...]] = {
+    KEYS_BUCKET: ("edge",),
+    BALANCES_BUCKET: ("edge",),
+    CATALOGUE_BUCKET: ("edge",),
+}
+
+# Requests each service makes (core NATS request/reply), by subject.
+EDGE_REQUESTS: tuple[str, ...] = (
+    ADMIT_SUBJECT,
+    EXTEND_SUBJECT,
+    LEASE_GRANT_SUBJECT,
+    LEASE_TOP_UP_SUBJECT,
+    LEASE_CLOSE_SUBJECT,
+    billing_api.REQUEST_RECORD_SUBJECT,
+)
+ACCOUNTS_REQUESTS: tuple[str, ...] = (
+    billing_api.ACCOUNT_SUBJECT,
+    billing_api.ADJUST_SUBJECT,
+    billing_api.PURCHASE_PLAN_SUBJECT,
+    billing_api.LEDGER_SUBJECT,
+    billing_api.DAILY_USAGE_SUBJECT,
+    billing_api.CATALOGUE_GET_SUBJECT,
+    billing_api.CATALOGUE_MODEL_SUBJECT,
+    billing_api.CATALOGUE_ALIAS_SUBJECT,
+    billing_api.CATALOGUE_PRICE_SUBJECT,
+    payments_api.ADDRESSES_SUBJECT,
+    payments_api.DEPOSITS_SUBJECT,
+    payments_api.SET_RATE_SUBJECT,
+)
+# Services answering requests, on these subjects (queue groups).
+ANSWERS: dict[str, str] = {"billing": "rpc.billing.>", "payments": "rpc.payments.>"}
+REQUESTS: dict[str, tuple[str, ...]] = {"edge": EDGE_REQUESTS, "accounts": ACCOUNTS_REQUESTS}
+
+_API = "$JS.API"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What one NATS user may do. ``allow_responses``: it answers requests, so it may publish
+    one reply to each request's reply subject (and nothing else under ``_INBOX``)."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    allow_responses: bool = False
+
+
+def inbox_prefix(service: str) -> str:
+    """The inbox under which ``service`` receives replies (requests, JetStream API, deliveries)."""
+    return f"_INBOX.{service}"
+
+
+def _streams(service: str) -> list[str]:
+    subjects: list[str] = []
+    for stream, (stream_subjects, owner) in STREAM_OWNERS.items():
+        subjects.append(f"{_API}.STREAM.CREATE.{stream}")
+        if owner == service:
+            subjects += [stream_subjects, f"{_API}.STREAM.UPDATE.{stream}"]
+    return subjects
+
+
+def _durable(stream: str, name: str) -> list[str]:
+    return [
+        f"{_API}.CONSUMER.INFO.{stream}.{name}",
+        f"{_API}.CONSUMER.CREATE.{stream}.{name}",
+        f"{_API}.CONSUMER.CREATE.{stream}.{name}.>",  # the form with a filter subject
+        f"{_API}.CONSUMER.DURABLE.CREATE.{stream}.{name}",  # servers before 2.9
+        f"{_API}.CONSUMER.MSG.NEXT.{stream}.{name}",
+        f"$JS.ACK.{stream}.{name}.>",
+    ]
+
+
+def _bucket_reader(bucket: str) -> list[str]:
+    stream = f"KV_{bucket}"
+    return [
+        f"{_API}.STREAM.INFO.{stream}",
+        f"{_API}.CONSUMER.CREATE.{stream}",  # watches: ephemeral ordered consumers
+        f"{_API}.CONSUMER.CREATE.{stream}.>",
+        f"{_API}.CONSUMER.INFO.{stream}.*",  # a watch checks on its consumer
+        f"$JS.FC.{stream}.>",  # flow control replies of those consumers
+    ]
+
+
+def _bucket_writer(bucket: str) -> list[str]:
+    stream = f"KV_{bucket}"
+    return [
+        *_bucket_reader(bucket),
+        f"{_API}.STREAM.CREATE.{stream}",
+        f"{_API}.STREAM.UPDATE.{stream}",
+        f"{_API}.STREAM.MSG.GET.{stream}",
+        f"{_API}.DIRECT.GET.{stream}.>",
+        f"$KV.{bucket}.>",
+    ]
+
+
+def permissions_for(service: str) -> Permissions:
+    """The least privilege ``service`` runs with; an unknown name is an error, never "all"."""
+    if service not in SERVICES:
+        raise ValueError(f"no NATS permissions are defined for {service!r}")
+    publish = _streams(service)
+    for stream, name in DURABLES.get(service, ()):
+        publish += _durable(stream, name)
+    for bucket, writer in BUCKET_WRITERS.items():
+        if writer == service:
+            publish += _bucket_writer(bucket)
+        elif service in BUCKET_READERS.get(bucket, ()):
+            publish += _bucket_reader(bucket)
+    publish += REQUESTS.get(service, ())
+    subscribe = [f"{inbox_prefix(service)}.>"]
+    if service in ANSWERS:
+        subscribe.append(ANSWERS[service])
+    return Permissions(
+        publish=tuple(dict.fromkeys(publish)),
+        subscribe=tuple(subscribe),
+        allow_responses=service in ANSWERS,
+    )
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for index, part in enumerate(want):
+        if part == ">":
+            return len(have) > index
+        if index >= len(have) or part not in ("*", have[index]):
+            return False
+    return len(want) == len(have)
+
+
+def may_publish(service: str, subject: str) -> bool:
+    return any(subject_matches(p, subject) for p in permissions_for(service).publish)
+
+
+def may_subscribe(service: str, subject: str) -> bool:
+    return any(subject_matches(p, subject) for p in permissions_for(service).subscribe)
+
+
+def render_server_auth(
+    password_of: Callable[[str], str], users: Iterable[str], *, anonymous_as: str | None = None
+) -> str:
+    """The authentication part of a nats-server configuration: an ``authorization`` block for
+    ``users`` (service names and/or :data:`ADMIN_USER`), each service with its permissions.
+    ``password_of(user)`` gives the configuration value of the password, verbatim: a quoted
+    literal (:func:`quoted`) or a variable (``$NAME``, which nats-server takes from its
+    environment). With no ``anonymous_as`` a client without credentials is refused; with it, such
+    a client acts as that user (the test kit's default server, for tests of the bus alone)."""
+    entries = []
+    for user in users:
+        lines = [f"    {{ user: {quoted(user)}, password: {password_of(user)}"]
+        if user != ADMIN_USER:
+            grant = permissions_for(user)
+            lines.append("      permissions: {")
+            lines.append(f"        publish: {{ allow: {_list(grant.publish)} }}")
+            lines.append(f"        subscribe: {{ allow: {_list(grant.subscribe)} }}")
+            if grant.allow_responses:
+                lines.append("        allow_responses: true")
+            lines.append("      }")
+        lines.append("    }")
+        entries.append("\n".join(lines))
+    text = "authorization {\n  users: [\n" + "\n".join(entries) + "\n  ]\n}\n"
+    if anonymous_as is not None:
+        text += f"no_auth_user: {quoted(anonymous_as)}\n"
+    return text
+
+
+def quoted(value: str) -> str:
+    """A string literal of the nats-server configuration language (JSON's quoting is accepted)."""
+    return json.dumps(value)
+
+
+def _list(subjects: Iterable[str]) -> str:
+    inner = ",\n          ".join(quoted(s) for s in subjects)
+    return f"[\n          {inner}\n        ]"
