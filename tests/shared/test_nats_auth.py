@@ -18,6 +18,8 @@ from aiapi_shared.bus import Bus, BusUnavailable
 from aiapi_shared.events.records_v1 import KEYS_BUCKET
 from aiapi_shared.nats_permissions import ADMIN_USER, inbox_prefix
 from aiapi_shared.settings import NatsConnectOptions
+from nats.js import api
+from nats.js.errors import BadRequestError
 from pydantic import SecretStr
 
 Connect = Callable[[str], Any]
@@ -96,6 +98,14 @@ async def test_the_edge_cannot_write_a_key_record_but_accounts_can(connect: Conn
         await edge.js.publish(f"$KV.{KEYS_BUCKET}.forged", b'{"forged":true}', timeout=1.0)
     with pytest.raises(Exception):  # noqa: B017,PT011
         await edge.js.delete_stream(f"KV_{KEYS_BUCKET}", timeout=1.0)
+    # a create is all the edge may do to the bucket, and a create never changes one that exists
+    hostile = api.StreamConfig(
+        name=f"KV_{KEYS_BUCKET}", subjects=[f"$KV.{KEYS_BUCKET}.>"], max_age=1.0
+    )
+    with pytest.raises(BadRequestError):
+        await edge.js.add_stream(hostile)
+    admin = await connect(ADMIN_USER)
+    assert (await admin.js.stream_info(f"KV_{KEYS_BUCKET}")).config.max_age in (None, 0, 0.0)
     await kv.put("genuine", b"{}")
     assert sorted(await kv.keys()) == ["genuine"]
     # and what the edge may do with the bucket, it can: watch it

@@ -61,7 +61,8 @@ def test_each_event_is_published_by_its_owner_alone() -> None:
 def test_no_service_but_accounts_writes_key_records(service: str) -> None:
     assert not may_publish(service, f"$KV.{KEYS_BUCKET}.anything")
     assert not may_publish(service, f"$JS.API.STREAM.UPDATE.KV_{KEYS_BUCKET}")
-    assert not may_publish(service, f"$JS.API.STREAM.CREATE.KV_{KEYS_BUCKET}")
+    assert not may_publish(service, f"$JS.API.STREAM.DELETE.KV_{KEYS_BUCKET}")
+    assert not may_publish(service, f"$JS.API.STREAM.PURGE.KV_{KEYS_BUCKET}")
     assert may_publish("accounts", f"$KV.{KEYS_BUCKET}.anything")
 
 

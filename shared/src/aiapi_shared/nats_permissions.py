@@ -17,9 +17,9 @@ service gets only what its code does, derived from the subjects the contract mod
 
 JetStream is reached through subjects too (``$JS.API.>``), so those are narrowed the same way: a
 service may create (idempotently: an existing stream is never changed by a create) every product
-stream, since any of them may start first, but only the owner may update its stream; consumers
-are created, read and acknowledged only by the service that owns them; a bucket (a stream named
-``KV_<bucket>``) is created and written only by its writer. Each service receives replies on an
+stream and bucket it uses, since any of them may start first, but only the owner may update its
+stream; consumers are created, read and acknowledged only by the service that owns them; a bucket
+(a stream named ``KV_<bucket>``) is written and updated only by its writer. Each service receives replies on an
 inbox of its own (:func:`inbox_prefix`), so none can read another's answers. Nothing here grants
 deleting or purging a stream: that is the operator's (the ``admin`` user's) alone.
 """
@@ -147,6 +147,9 @@ def _bucket_reader(bucket: str) -> list[str]:
     stream = f"KV_{bucket}"
     return [
         f"{_API}.STREAM.INFO.{stream}",
+        # A watch creates the bucket when it is not there yet (the reader may start first),
+        # with the product's configuration; a create never changes an existing stream.
+        f"{_API}.STREAM.CREATE.{stream}",
         f"{_API}.CONSUMER.CREATE.{stream}",  # watches: ephemeral ordered consumers
         f"{_API}.CONSUMER.CREATE.{stream}.>",
         f"{_API}.CONSUMER.INFO.{stream}.*",  # a watch checks on its consumer
@@ -158,7 +161,6 @@ def _bucket_writer(bucket: str) -> list[str]:
     stream = f"KV_{bucket}"
     return [
         *_bucket_reader(bucket),
-        f"{_API}.STREAM.CREATE.{stream}",
         f"{_API}.STREAM.UPDATE.{stream}",
         f"{_API}.STREAM.MSG.GET.{stream}",
         f"{_API}.DIRECT.GET.{stream}.>",
@@ -234,6 +236,25 @@ def render_server_auth(
     if anonymous_as is not None:
         text += f"no_auth_user: {quoted(anonymous_as)}\n"
     return text
+
+
+def password_variable(user: str) -> str:
+    """The environment variable a deployment's nats-server takes ``user``'s password from."""
+    return f"NATS_{user.upper()}_PASSWORD"
+
+
+def deployment_server_auth() -> str:
+    """The configuration deploy/nats/auth.conf and the Kubernetes ConfigMap hold (tests keep them
+    equal): every user, passwords from the server's environment, no anonymous access."""
+    header = (
+        "# Generated from aiapi_shared.nats_permissions (deployment_server_auth); do not edit.\n"
+        "# Passwords come from the environment: "
+        + ", ".join(password_variable(u) for u in (*SERVICES, ADMIN_USER))
+        + ".\n"
+    )
+    return header + render_server_auth(
+        lambda user: f"${password_variable(user)}", (*SERVICES, ADMIN_USER)
+    )
 
 
 def quoted(value: str) -> str:

@@ -47,3 +47,10 @@ def load(environ: Mapping[str, str] | None = None) -> tuple[PaymentsSettings, Pa
         )
         raise StartupRefused(f"invalid settings: {problems}") from None
     return settings, build_config(settings)
+
+
+def secret_values(settings: PaymentsSettings) -> list[str]:
+    """What must never appear in a log line, whoever writes it (web3 logs its node's URL; a
+    traceback may quote it): the node URLs, which often carry a provider's API key."""
+    urls = (settings.eth_rpc_url, settings.btc_esplora_url)
+    return [url.rstrip("/") for url in urls if url]

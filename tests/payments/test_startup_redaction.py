@@ -1,0 +1,39 @@
+"""A start-up failure is logged with its traceback, redacted: a node URL (which may carry a
+provider's API key, as Infura's and Alchemy's do) never reaches the log."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+
+from aiapi_cli.ports import free_port
+
+from tests.payments.service import ARGV, payments_env
+from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPUB
+
+
+def test_a_node_that_cannot_be_reached_fails_the_start_without_showing_its_url(
+    database_url: str, nats_url: str
+) -> None:
+    provider_key = "k" + secrets.token_hex(16)
+    node = f"http://127.0.0.1:{free_port()}/v3/{provider_key}"  # nothing listens there
+    env = payments_env(
+        database_url,
+        nats_url,
+        AIAPI_ETH_RPC_URL=node,
+        AIAPI_ETH_XPUB=ETH_XPUB,
+        AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
+    )
+    done = subprocess.run(
+        ARGV,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 3, output
+    assert "payments could not start" in output
+    assert "Traceback" in output  # still a traceback to debug with
+    assert [line for line in output.splitlines() if provider_key in line] == []
