@@ -17,6 +17,7 @@ from aiapi_shared.nats_permissions import (
     DURABLES,
     SERVICES,
     STREAM_OWNERS,
+    markdown_table,
     may_publish,
     may_subscribe,
     permissions_for,
@@ -125,3 +126,8 @@ def test_the_server_configuration_names_every_user_and_refuses_anonymous_by_defa
     assert 'no_auth_user: "admin"' in render_server_auth(
         lambda u: '"x"', ["admin"], anonymous_as="admin"
     )
+
+
+def test_the_security_page_shows_the_grants_as_they_are() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs/security.md").read_text()
+    assert markdown_table() in page, "copy markdown_table() into docs/security.md"

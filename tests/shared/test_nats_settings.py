@@ -108,3 +108,29 @@ async def test_a_tls_server_is_verified_against_the_configured_ca(
             )
     finally:
         server.stop()
+
+
+async def test_an_nkey_seed_file_logs_in(tmp_path: Path) -> None:
+    import secrets
+
+    import nkeys
+
+    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "edge.nk"
+    seed_file.write_bytes(seed)
+    server = EmbeddedNats(
+        tmp_path / "nats", authorization=f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}\n'
+    )
+    server.start()
+    try:
+        settings = _Edge(nats_url=server.url, nats_nkey_file=seed_file)
+        bus = await Bus.connect(server.url, name="nkey", options=nats_connect_options(settings))
+        try:
+            await bus.ensure_streams()  # a real round trip under that identity
+        finally:
+            await bus.close()
+        with pytest.raises(BusUnavailable):
+            await Bus.connect(server.url, name="anonymous")
+    finally:
+        server.stop()

@@ -265,3 +265,20 @@ def quoted(value: str) -> str:
 def _list(subjects: Iterable[str]) -> str:
     inner = ",\n          ".join(quoted(s) for s in subjects)
     return f"[\n          {inner}\n        ]"
+
+
+def markdown_table() -> str:
+    """The grants as a Markdown table (docs/security.md holds it; a test keeps it current)."""
+    rows = ["| user | may publish | may subscribe | answers requests |", "|---|---|---|---|"]
+    for service in SERVICES:
+        grant = permissions_for(service)
+        rows.append(
+            f"| `{service}` | {_cell(grant.publish)} | {_cell(grant.subscribe)} | "
+            f"{'yes' if grant.allow_responses else 'no'} |"
+        )
+    rows.append(f"| `{ADMIN_USER}` | everything | everything | yes |")
+    return "\n".join(rows) + "\n"
+
+
+def _cell(subjects: Iterable[str]) -> str:
+    return "<br>".join(f"`{s}`" for s in subjects)

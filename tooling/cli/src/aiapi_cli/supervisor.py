@@ -8,12 +8,18 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiapi_cli.stack import ServiceSpec
 
 MAX_RESTARTS = 5
+
+
+def child_env(spec: ServiceSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment: ours less what it must not hold, plus its own."""
+    return {**{k: v for k, v in environ.items() if k not in spec.withheld}, **spec.env}
 
 
 @dataclass
@@ -29,10 +35,7 @@ class Child:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.spec.argv,
-                env={
-                    **{k: v for k, v in os.environ.items() if k not in self.spec.withheld},
-                    **self.spec.env,
-                },
+                env=child_env(self.spec, os.environ),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
