@@ -38,12 +38,16 @@ from typing import Any
 import aiohttp
 import orjson
 import uvloop
+from aiapi_cli.credentials import NatsUsers
 from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd, parse_usd
+from aiapi_shared.nats_permissions import ADMIN_USER, SERVICES
+from aiapi_shared.settings import NatsConnectOptions
 from aiapi_testkit.process import ServiceProcess
+from pydantic import SecretStr
 
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,8 +79,11 @@ class Stack:
     edge_url: str = ""
     accounts_url: str = ""
     admin_token: str = ""
+    nats_users: NatsUsers | None = None
 
     def start(self, name: str, argv: list[str], env: dict[str, str], health: str) -> None:
+        if self.nats_users is not None and name in SERVICES:
+            env = {**env, **self.nats_users.env(name)}
         proc = ServiceProcess(argv, env=env, health_url=health, log_path=self.data / f"{name}.log")
         self.procs[name] = proc
         proc.start(timeout_s=60)
@@ -90,10 +97,11 @@ class Stack:
 
 def start_stack(data: Path) -> Stack:
     pg = EmbeddedPostgres(data / "pg", durable=True)
-    nats = EmbeddedNats(data / "nats")
+    users = NatsUsers.generate()  # as in production: each service its own NATS user
+    nats = EmbeddedNats(data / "nats", authorization=users.server_config())
     pg.start()
     nats.start()
-    stack = Stack(data, pg, nats, {}, admin_token=secrets.token_urlsafe(24))
+    stack = Stack(data, pg, nats, {}, admin_token=secrets.token_urlsafe(24), nats_users=users)
     sim_port, billing_port, accounts_port, edge_port = (free_port() for _ in range(4))
     common = {
         "AIAPI_NATS_URL": nats.url,
@@ -130,6 +138,13 @@ def start_stack(data: Path) -> Stack:
     }
     stack.start("edge", [PY, "-m", "aiapi_edge"], edge_env, stack.edge_url + "/readyz")
     return stack
+
+
+def _admin(stack: Stack) -> NatsConnectOptions | None:
+    if stack.nats_users is None:
+        return None
+    password = SecretStr(stack.nats_users.passwords[ADMIN_USER])
+    return NatsConnectOptions(user=ADMIN_USER, password=password)
 
 
 def _descendants(root: int) -> list[int]:
@@ -377,7 +392,7 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
         c1_edge = await drive(edge, count=1000, concurrency=1)
         # The same, once accounts' usage consumer (keys' last-used times) is gone: it is what
         # the edge's latency at concurrency 1 depends on (docs/billing.md, Benchmark).
-        bus = await Bus.connect(stack.nats.url, name="bench")
+        bus = await Bus.connect(stack.nats.url, name="bench", options=_admin(stack))
         try:
             await bus.js.delete_consumer("USAGE", ACCOUNTS_USAGE_CONSUMER)
         finally:

@@ -4,11 +4,11 @@ provider's API key, as Infura's and Alchemy's do) never reaches the log."""
 from __future__ import annotations
 
 import secrets
-import subprocess
 
 from aiapi_cli.ports import free_port
 
-from tests.payments.service import ARGV, payments_env
+from tests.payments.service import payments_env
+from tests.payments.test_service import run_to_exit
 from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPUB
 
 
@@ -24,14 +24,7 @@ def test_a_node_that_cannot_be_reached_fails_the_start_without_showing_its_url(
         AIAPI_ETH_XPUB=ETH_XPUB,
         AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
     )
-    done = subprocess.run(
-        ARGV,
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    done = run_to_exit(env)
     output = done.stdout + done.stderr
     assert done.returncode == 3, output
     assert "payments could not start" in output
