@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import anthropic
 import pytest
 from aiapi_cli.ports import free_port
+from aiapi_shared.bus import Bus, BusUnavailable
 
 pytestmark = pytest.mark.slow
 
@@ -97,6 +99,10 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert plain.content[0].text == "hello through the edge"
         assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in plain.content]
         assert streamed.usage.output_tokens == plain.usage.output_tokens
+        # Its NATS takes no anonymous client, and refused none of the services' own users.
+        nats_url = re.search(r"started embedded NATS at (\S+)", output)
+        assert nats_url, output
+        assert not _anonymous_connects(nats_url.group(1))
     finally:
         closer.close()
         proc.send_signal(signal.SIGINT)
@@ -107,3 +113,19 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     while any(_pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in pids if _pid_alive(pid)] == []
+    nats_log = (tmp_path / "data" / "nats" / "nats-server.log").read_text()
+    assert "Violation" not in nats_log
+    secrets_dir = tmp_path / "data" / "secrets"
+    assert {f.stat().st_mode & 0o777 for f in secrets_dir.iterdir()} == {0o600}
+
+
+def _anonymous_connects(url: str) -> bool:
+    async def attempt() -> bool:
+        try:
+            bus = await Bus.connect(url, name="anonymous")
+        except BusUnavailable:
+            return False
+        await bus.close()
+        return True
+
+    return asyncio.run(asyncio.wait_for(attempt(), 20))
