@@ -15,6 +15,7 @@ from aiapi_shared.events import ALL_EVENTS
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
 from aiapi_shared.nats_permissions import (
     DURABLES,
+    REQUESTS,
     SERVICES,
     STREAM_OWNERS,
     markdown_table,
@@ -131,3 +132,13 @@ def test_the_server_configuration_names_every_user_and_refuses_anonymous_by_defa
 def test_the_security_page_shows_the_grants_as_they_are() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs/security.md").read_text()
     assert markdown_table() in page, "copy markdown_table() into docs/security.md"
+
+
+def test_every_request_subject_of_the_contract_is_granted_to_its_asker() -> None:
+    # A new request subject must be given to the service that sends it, or NATS refuses it.
+    from aiapi_shared import admission
+
+    modules = (billing_api, payments_api, admission)
+    constants = {v for m in modules for k, v in vars(m).items() if k.endswith("_SUBJECT")}
+    asked = {subject for subjects in REQUESTS.values() for subject in subjects}
+    assert constants == asked
