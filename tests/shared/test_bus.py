@@ -1,4 +1,5 @@
-"""The NATS module against a real nats-server: dedup, ack/nak/term, restarts, request/reply."""
+"""The NATS module against a real nats-server: dedup, ack/nak/term, dead letters, restarts,
+request/reply."""
 
 from __future__ import annotations
 
@@ -9,10 +10,23 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from aiapi_cli.embedded import EmbeddedNats
-from aiapi_shared.bus import Bus, BusUnavailable, StreamSpec
+from aiapi_shared import deadletter
+from aiapi_shared.billing_api import AccountQuery, ApiError
+from aiapi_shared.bus import (
+    Bus,
+    BusError,
+    BusUnavailable,
+    ErrorReply,
+    InvalidReply,
+    Msg,
+    NoResponders,
+    StreamSpec,
+    decode_event,
+)
 from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events import KeyRevoked
-from nats.aio.msg import Msg
+from aiapi_shared.redelivery import DeadLetter
+from pydantic import BaseModel
 
 SPEC = StreamSpec("TEST", ("test.v1.>",))
 
@@ -164,3 +178,190 @@ async def test_request_reply_and_its_timeout(bus: Bus) -> None:
     assert await bus.request("rpc.test.double", b"21", timeout_s=2) == b"42"
     with pytest.raises(BusUnavailable):
         await bus.request("rpc.test.nobody", b"x", timeout_s=0.3)
+
+
+# -- redelivery and dead letters (issue 14) -----------------------------------------------------
+
+
+class _Deposit(BaseModel):
+    deposit_id: str
+    amount: int
+
+
+def _redeliveries(bus: Bus, consumer: str) -> float:
+    value = bus.metrics.registry.get_sample_value(
+        "aiapi_consumer_retries_total", {"consumer": consumer}
+    )
+    return value or 0.0
+
+
+async def test_a_handler_raising_a_validation_error_is_redelivered_not_dropped(bus: Bus) -> None:
+    """A bug in a handler (here pydantic refusing a document the handler built wrongly) must not
+    lose the message: it comes back, and the retry counter says something is wrong."""
+    await bus.ensure_stream(SPEC)
+    deliveries: Counter[bytes] = Counter()
+    credited: list[bytes] = []
+
+    async def handler(msg: Msg) -> None:
+        deliveries[msg.data] += 1
+        if deliveries[msg.data] == 1:
+            _Deposit.model_validate({"deposit_id": "d1", "amount": "not a number"})
+        credited.append(msg.data)
+
+    task, stop = _start_consumer(bus, handler)
+    await bus.publish("test.v1.deposit.confirmed", b'{"deposit":"d1"}', "d1")
+    await _eventually(lambda: credited == [b'{"deposit":"d1"}'])
+    stop.set()
+    await task
+    assert deliveries[b'{"deposit":"d1"}'] == 2
+    assert _redeliveries(bus, "worker") == 1
+    assert await bus.dead_letters() == []
+
+
+async def test_an_undecodable_message_is_set_aside_and_replayed(
+    bus: Bus, nats_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await bus.ensure_stream(SPEC)
+    upgraded = False
+    decoded: list[str] = []
+
+    async def handler(msg: Msg) -> None:
+        if upgraded:  # the consumer learnt to read it (a fix deployed)
+            decoded.append(msg.data.decode())
+            return
+        decoded.append(decode_event(KeyRevoked, msg.data).key_id)
+
+    task, stop = _start_consumer(bus, handler)
+    await bus.publish("test.v1.key.revoked", b"{not json", "garbled-1")
+    good = KeyRevoked(account_id="acc_1", key_id="key_1")
+    await bus.publish("test.v1.key.revoked", good.to_json(), good.event_id)
+    await _eventually(lambda: decoded == ["key_1"])
+    letters: list[DeadLetter] = []
+
+    async def set_aside() -> None:
+        letters[:] = await bus.dead_letters()
+
+    for _ in range(200):
+        await set_aside()
+        if letters:
+            break
+        await asyncio.sleep(0.05)
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.data == b"{not json"
+    assert (letter.subject, letter.consumer, letter.stream) == (
+        "test.v1.key.revoked",
+        "worker",
+        "TEST",
+    )
+    assert letter.stream_sequence == 1 and letter.msg_id == "garbled-1"
+    assert "KeyRevoked does not parse" in letter.reason
+    assert (
+        bus.metrics.registry.get_sample_value(
+            "aiapi_consumer_dead_lettered_total", {"consumer": "worker"}
+        )
+        == 1
+    )
+    info = await bus.js.consumer_info("TEST", "worker")
+    assert info.num_ack_pending == 0  # terminated: not redelivered
+
+    monkeypatch.setenv("AIAPI_NATS_URL", nats_url)
+    assert await deadletter.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert f"#{letter.sequence} " in listed and "consumer=worker" in listed
+    upgraded = True
+    assert await deadletter.main(["replay", str(letter.sequence)]) == 0
+    await _eventually(lambda: decoded == ["key_1", "{not json"])
+    assert await bus.dead_letters() == []
+    assert await deadletter.main(["replay", str(letter.sequence)]) == 1  # gone: nothing twice
+    stop.set()
+    await task
+
+
+async def test_a_batch_consumer_redelivers_failures_and_sets_poison_aside(bus: Bus) -> None:
+    await bus.ensure_stream(SPEC)
+    seen: Counter[bytes] = Counter()
+    done: list[bytes] = []
+
+    async def handler(msgs: list[Msg]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for msg in msgs:
+            seen[msg.data] += 1
+            if msg.data == b"poison":
+                outcomes.append(PoisonMessage("does not parse"))
+            elif msg.data == b"buggy" and seen[msg.data] == 1:
+                outcomes.append(ValueError("a bug on the first try"))
+            else:
+                outcomes.append(None)
+                done.append(msg.data)
+        return outcomes
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        bus.consume_batches(
+            stream="TEST", durable="batcher", subject="test.v1.>", handler=handler, stop=stop
+        )
+    )
+    for i, data in enumerate((b"fine", b"poison", b"buggy")):
+        await bus.publish("test.v1.thing.done", data, f"b-{i}")
+    await _eventually(lambda: sorted(done) == [b"buggy", b"fine"])
+    await _eventually(lambda: bus.metrics.registry.get_sample_value(
+        "aiapi_consumer_dead_lettered_total", {"consumer": "batcher"}) == 1)  # fmt: skip
+    stop.set()
+    await task
+    assert seen == Counter({b"fine": 1, b"poison": 1, b"buggy": 2})
+    assert _redeliveries(bus, "batcher") == 1
+    assert [letter.data for letter in await bus.dead_letters()] == [b"poison"]
+
+
+# -- request/reply: Bus.call and its one error family ------------------------------------------
+
+
+async def test_call_decodes_the_reply_and_names_each_failure(bus: Bus) -> None:
+    answers = {
+        b"ok": AccountQuery(account_id="acc_1").model_dump_json().encode(),
+        b"refused": ApiError(error="not_found", message="no such account", status=404)
+        .model_dump_json()
+        .encode(),
+        b"crashed": b'{"error":"internal"}',
+        b"garbled": b"{nope",
+        b"other": b'{"something":"else"}',
+    }
+
+    async def answer(data: bytes) -> bytes:
+        if data == b"slow":
+            await asyncio.sleep(2)
+        return answers.get(data, b"")
+
+    await bus.serve("rpc.test.call", answer, queue="callers", concurrency=4)
+    reply = await bus.call("rpc.test.call", b"ok", AccountQuery, timeout_s=5)
+    assert reply == AccountQuery(account_id="acc_1")
+    with pytest.raises(ErrorReply) as refused:
+        await bus.call("rpc.test.call", b"refused", AccountQuery, timeout_s=5)
+    assert (refused.value.error.status, refused.value.error.error) == (404, "not_found")
+    for request, detail in (
+        (b"crashed", "failed to answer"),
+        (b"garbled", "sent an unreadable answer"),
+        (b"other", "sent an unexpected answer"),
+    ):
+        with pytest.raises(InvalidReply) as invalid:
+            await bus.call("rpc.test.call", request, AccountQuery, timeout_s=5)
+        assert invalid.value.detail == detail
+
+    def strict(raw: bytes) -> str:
+        if not raw.startswith(b"{"):
+            raise ValueError("not an object")
+        return raw.decode()
+
+    assert await bus.call("rpc.test.call", b"ok", strict, timeout_s=5) == answers[b"ok"].decode()
+    with pytest.raises(InvalidReply):
+        await bus.call("rpc.test.call", b"unknown", strict, timeout_s=5)
+    with pytest.raises(NoResponders):
+        await bus.call("rpc.test.nobody", b"x", AccountQuery, timeout_s=2)
+    with pytest.raises(BusUnavailable) as late:
+        await bus.call("rpc.test.call", b"slow", AccountQuery, timeout_s=0.2)
+    assert not isinstance(late.value, NoResponders)
+    assert all(
+        issubclass(error, BusError)
+        for error in (BusUnavailable, NoResponders, InvalidReply, ErrorReply)
+    )

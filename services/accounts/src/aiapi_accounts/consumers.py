@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from aiapi_shared.bus import Bus, decode_event
+from aiapi_shared.bus import Bus, Msg, decode_event
 from aiapi_shared.events.billing_v1 import PlanPurchased
 from aiapi_shared.events.usage_v1 import UsageRecorded
-from nats.aio.msg import Msg
 
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.errors import NotFound

@@ -36,7 +36,9 @@ def create_app(settings: BillingSettings, service: Service | None = None) -> Sta
         lines = [
             f"aiapi_billing_{name}_total {value}" for name, value in vars(counters or {}).items()
         ]
-        return PlainTextResponse("\n".join(lines) + "\n")
+        # The consumers' redelivery and dead-letter counters (aiapi_consumer_*_total).
+        consumers = svc.bus.metrics.render().decode() if svc.bus else ""
+        return PlainTextResponse("\n".join(lines) + "\n" + consumers)
 
     routes = [
         Route("/healthz", healthz),

@@ -2,7 +2,9 @@
 
 Each message is handled in its own transaction; the bus acks it only after that commit. A
 database outage becomes :class:`RetryableError` after a pause, so the consumer slows to the
-database's pace and redelivers (``max_deliver=-1``: nothing is ever dead-lettered).
+database's pace and redelivers (``max_deliver=-1``). Any other failure is redelivered with
+backoff by the bus; only a message that does not decode (``decode_event``) is set aside in the
+dead-letter stream.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiapi_shared.bus import Bus, decode_event
+from aiapi_shared.bus import Bus, Msg, decode_event
 from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events import (
     EVENTS_BY_SUBJECT,
@@ -21,7 +23,6 @@ from aiapi_shared.events import (
     DepositReversed,
     UsageRecorded,
 )
-from nats.aio.msg import Msg
 from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
