@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import TypeVar
 
 from aiapi_shared import billing_api, payments_api
 from aiapi_shared.billing_api import ApiError
-from aiapi_shared.bus import Bus, BusUnavailable
+from aiapi_shared.bus import Bus, BusUnavailable, ErrorReply, InvalidReply
 from aiapi_shared.events.base import Record
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from aiapi_accounts.errors import PeerRefused, PeerUnavailable
 
@@ -23,21 +22,13 @@ class Peers:
 
     async def _call(self, peer: str, subject: str, command: Record, answer: type[R]) -> R:
         try:
-            data = await self._bus.request(
-                subject, command.model_dump_json().encode(), timeout_s=self._timeout_s
-            )
+            return await self._bus.call(subject, command, answer, timeout_s=self._timeout_s)
         except BusUnavailable as exc:
             raise PeerUnavailable(f"{peer} is not reachable; try again later") from exc
-        try:
-            parsed = json.loads(data)
-        except ValueError as exc:
-            raise PeerUnavailable(f"{peer} sent an unreadable answer") from exc
-        if isinstance(parsed, dict) and "error" in parsed:
-            raise _refusal(peer, parsed)
-        try:
-            return answer.model_validate(parsed)
-        except ValidationError as exc:
-            raise PeerUnavailable(f"{peer} sent an unexpected answer") from exc
+        except InvalidReply as exc:
+            raise PeerUnavailable(f"{peer} {exc.detail}") from exc
+        except ErrorReply as exc:
+            raise _refusal(peer, exc.error) from exc
 
     # -- billing ----------------------------------------------------------------------------
 
@@ -121,11 +112,7 @@ class Peers:
         )
 
 
-def _refusal(peer: str, body: dict[str, object]) -> PeerRefused | PeerUnavailable:
-    try:
-        error = ApiError.model_validate(body)
-    except ValidationError:
-        return PeerUnavailable(f"{peer} failed to answer")
+def _refusal(peer: str, error: ApiError) -> PeerRefused | PeerUnavailable:
     # A peer's 5xx is its own fault; the caller sees 503 with the peer's message.
     if error.status >= 500:
         return PeerUnavailable(f"{peer}: {error.message}")

@@ -24,9 +24,8 @@ from aiapi_shared.admission import (
     HoldExtensionReply,
     HoldExtensionRequest,
 )
-from aiapi_shared.bus import Bus, BusUnavailable
+from aiapi_shared.bus import Bus, BusError
 from aiapi_shared.catalogue import ModelEntry
-from pydantic import ValidationError
 
 from aiapi_edge import wire
 from aiapi_edge.allowance import OfflineAllowance, estimated_cost
@@ -143,11 +142,10 @@ class Admitter:
             # NATS is away: do not make every request wait out the timeout to learn it.
             return self._offline(request, model)
         try:
-            raw = await self._bus.request(
-                ADMIT_SUBJECT, request.to_json(), timeout_s=self._timeout_s
+            reply = await self._bus.call(
+                ADMIT_SUBJECT, request.to_json(), wire.admission_reply, timeout_s=self._timeout_s
             )
-            reply = wire.admission_reply(raw)
-        except (TimeoutError, BusUnavailable, wire.MalformedReply) as exc:
+        except BusError as exc:
             log.warning("billing unreachable; offline allowance", extra={"detail": str(exc)})
             return self._offline(request, model)
         decision = reply["decision"]
@@ -188,11 +186,10 @@ class Admitter:
             additional_output_tokens=additional_output_tokens,
         )
         try:
-            raw = await self._bus.request(
-                EXTEND_SUBJECT, request.model_dump_json().encode(), timeout_s=self._timeout_s
+            reply = await self._bus.call(
+                EXTEND_SUBJECT, request, HoldExtensionReply, timeout_s=self._timeout_s
             )
-            reply = HoldExtensionReply.model_validate_json(raw)
-        except (TimeoutError, BusUnavailable, ValidationError):
+        except BusError:
             self._metrics.admissions.labels("extension_unreachable").inc()
             return None
         self._metrics.admissions.labels("extended" if reply.granted else "extension_refused").inc()

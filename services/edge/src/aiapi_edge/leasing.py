@@ -33,9 +33,8 @@ from aiapi_shared.admission import (
     LeaseTopUpReply,
     LeaseTopUpRequest,
 )
-from aiapi_shared.bus import Bus, BusUnavailable, NoResponders
+from aiapi_shared.bus import Bus, BusError, NoResponders
 from aiapi_shared.events.base import Record
-from pydantic import ValidationError
 
 from aiapi_edge.lease import UNCOVERABLE, Demand, Lease, next_ask
 from aiapi_edge.metrics import Metrics
@@ -327,11 +326,8 @@ class Leases:
         if not self._bus.is_connected:
             raise LeaseRpcFailed("NATS is not connected", maybe_applied=False)
         try:
-            raw = await self._bus.request(
-                subject, request.model_dump_json().encode(), timeout_s=self._timeout_s
-            )
-            return reply_model.model_validate_json(raw)
+            return await self._bus.call(subject, request, reply_model, timeout_s=self._timeout_s)
         except NoResponders as exc:
             raise LeaseRpcFailed("no billing replica answers leases", maybe_applied=False) from exc
-        except (TimeoutError, BusUnavailable, ValidationError) as exc:
+        except BusError as exc:
             raise LeaseRpcFailed(type(exc).__name__) from exc

@@ -6,15 +6,12 @@ account's request id answers 404 exactly like an unknown one.
 
 from __future__ import annotations
 
-import orjson
 from aiapi_shared.billing_api import (
     REQUEST_RECORD_SUBJECT,
-    ApiError,
     RequestRecordQuery,
     RequestRecordReply,
 )
-from aiapi_shared.bus import Bus, BusUnavailable
-from pydantic import ValidationError
+from aiapi_shared.bus import Bus, BusUnavailable, ErrorReply, InvalidReply
 
 from aiapi_edge.errors import GatewayError, not_found
 
@@ -28,28 +25,18 @@ _TYPE_BY_STATUS = {
 async def request_record(bus: Bus, account_id: str, request_id: str, timeout_s: float) -> bytes:
     query = RequestRecordQuery(account_id=account_id, request_id=request_id)
     try:
-        raw = await bus.request(
-            REQUEST_RECORD_SUBJECT, query.model_dump_json().encode(), timeout_s=timeout_s
+        reply = await bus.call(
+            REQUEST_RECORD_SUBJECT, query, RequestRecordReply, timeout_s=timeout_s
         )
     except BusUnavailable:
         raise GatewayError(
             503, "api_error", "Usage records are unavailable.", retry_after=5
         ) from None
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if isinstance(parsed, dict) and "error" in parsed:
-        try:
-            error = ApiError.model_validate(parsed)
-        except ValidationError:
-            raise GatewayError(502, "api_error", "Billing answered oddly.") from None
-        if error.status == 404:
-            raise not_found(f"No request {request_id!r} for this account.")
-        type_ = _TYPE_BY_STATUS.get(error.status, "api_error")
-        raise GatewayError(error.status, type_, error.message)
-    try:
-        reply = RequestRecordReply.model_validate_json(raw)
-    except ValidationError:
+    except InvalidReply:
         raise GatewayError(502, "api_error", "Billing answered oddly.") from None
+    except ErrorReply as exc:
+        if exc.error.status == 404:
+            raise not_found(f"No request {request_id!r} for this account.") from None
+        type_ = _TYPE_BY_STATUS.get(exc.error.status, "api_error")
+        raise GatewayError(exc.error.status, type_, exc.error.message) from None
     return reply.model_dump_json().encode()
