@@ -9,56 +9,43 @@ The edge mirrors this bucket in memory, so it must always converge to the databa
 * at start, :func:`full_resync` rewrites every record and deletes entries whose key is unknown
   (a bucket edited by hand, a database restored from a backup).
 
-Writes are compare-and-set on the entry's revision and keep the record with the newer
-``updated_at``, so two replicas writing at once cannot leave an older state behind.
+Writes follow the one rule of :mod:`aiapi_shared.kv_versioned` (compare-and-set on the entry's
+revision, ordered by ``updated_at``): an older record never replaces a newer one, so two replicas
+writing at once cannot leave an older state behind; an equal one does replace it (a resync after
+a catalogue change rewrites the rate limits), and one that keeps losing raises a retryable error.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
+from aiapi_shared.bus import KeyValue, NoKeys
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.records_v1 import KeyRecord
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
-from nats.js.kv import KeyValue
-from pydantic import ValidationError
+from aiapi_shared.kv_versioned import put_if_newer
 
 from aiapi_accounts import repository
 from aiapi_accounts.domain import Account, ApiKey, key_record
 
 log = logging.getLogger("aiapi.accounts.keysync")
 
-_CAS_ATTEMPTS = 8
-
 
 async def put_record(kv: KeyValue, key_hash: str, record: KeyRecord) -> None:
-    """Write ``record`` unless the bucket already holds a newer one for this key."""
-    data = record.model_dump_json().encode()
-    for _ in range(_CAS_ATTEMPTS):
-        try:
-            entry = await kv.get(key_hash)
-        except KeyNotFoundError:  # absent, or deleted (KeyDeletedError is a subclass)
-            entry = None
-        if entry is not None and entry.value and _is_newer(entry.value, record):
-            return
-        try:
-            if entry is None:
-                await kv.create(key_hash, data)
-            else:
-                await kv.update(key_hash, data, last=entry.revision)
-            return
-        except KeyWrongLastSequenceError:
-            continue  # someone wrote in between: read again and decide again
-    raise RuntimeError("key record kept changing under compare-and-set")
+    """Write ``record`` unless the bucket already holds a newer one for this key (raises
+    :class:`~aiapi_shared.kv_versioned.KvContended` when other writers won every round)."""
+    await put_if_newer(
+        kv,
+        key_hash,
+        record.model_dump_json().encode(),
+        version=record.updated_at,
+        version_of=_updated_at,
+    )
 
 
-def _is_newer(stored: bytes, record: KeyRecord) -> bool:
-    try:
-        existing = KeyRecord.model_validate_json(stored)
-    except ValidationError:
-        return False  # garbage in the bucket: overwrite it
-    return existing.updated_at > record.updated_at
+def _updated_at(stored: bytes) -> datetime:
+    return KeyRecord.model_validate_json(stored).updated_at
 
 
 async def write_account(
@@ -122,7 +109,7 @@ async def full_resync(kv: KeyValue, conn: repository.Conn, catalogue: Catalogue)
         written += 1
     try:
         present = await kv.keys()
-    except NoKeysError:
+    except NoKeys:
         present = []
     # A key issued by another replica since the cursor opened is in the bucket but not in
     # ``known``: look the candidates up again so that only truly unknown entries go.
