@@ -16,7 +16,7 @@ from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend
 from aiapi_payments.config import PaymentsConfig, build_config
 from aiapi_payments.ethereum import EthereumWatcher
 from aiapi_payments.model import Asset, ChainNetwork
-from aiapi_payments.outbox import OutboxRelay
+from aiapi_payments.outbox import outbox_relay
 from aiapi_payments.pricing import ManualRate
 from aiapi_payments.repository import PostgresCursorStore, Repository
 from aiapi_payments.settings import PaymentsSettings
@@ -24,6 +24,7 @@ from aiapi_payments.tracking import BitcoinTracking, EthereumTracking
 from aiapi_shared.bus import Bus, decode_event
 from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.events.payments_v1 import DepositConfirmed, DepositDetected, DepositReversed
+from aiapi_shared.outbox import Outbox
 from psycopg_pool import AsyncConnectionPool
 
 from tests.payments.anvil import FINALITY_LAG
@@ -51,7 +52,7 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 class Pipeline:
     repository: Repository
     config: PaymentsConfig
-    relay: OutboxRelay
+    relay: Outbox
     tracking: Any
 
     async def run(self, cycles: int = 1) -> None:
@@ -62,7 +63,7 @@ class Pipeline:
                 if caught_up:
                     break
             assert caught_up
-        await self.relay.relay_pending()
+        await self.relay.drain()
 
     async def address(self, account_id: str, network: ChainNetwork) -> str:
         stored = await self.repository.assign_address(
@@ -94,7 +95,7 @@ def ethereum_pipeline(
         return EthereumWatcher(chain.w3, token_contract=token, cursor=cursor, start_block=start)
 
     tracking = EthereumTracking(repository, config, config.ethereum, watcher, lambda: NOW)
-    return Pipeline(repository, config, OutboxRelay(repository, bus), tracking)
+    return Pipeline(repository, config, outbox_relay(pool, bus), tracking)
 
 
 async def pay(chain: Chain, token: Any, to: str, amount: int) -> None:
@@ -187,7 +188,7 @@ async def test_bitcoin_without_a_rate_waits_until_an_operator_sets_one(
     repository = Repository(pool)
     watcher = BitcoinWatcher(EsploraBackend(esplora_client))
     tracking = BitcoinTracking(repository, config, config.bitcoin, watcher, lambda: NOW)
-    pipeline = Pipeline(repository, config, OutboxRelay(repository, bus), tracking)
+    pipeline = Pipeline(repository, config, outbox_relay(pool, bus), tracking)
     address = await pipeline.address("acc_1", ChainNetwork.BITCOIN)
     script = config.bitcoin.derive(1).script
     assert script is not None

@@ -2,8 +2,9 @@
 
 Both queues are filled inside the transaction that made the change, so nothing is lost when the
 process dies between the commit and the delivery: the next drain (here or on another replica;
-rows are claimed with SKIP LOCKED) delivers it. Requests that must take effect quickly
-(revocation, suspension) wait for one drain with :meth:`Relay.settle`.
+rows are claimed with SKIP LOCKED) delivers it. The events go through the shared relay
+(:mod:`aiapi_shared.outbox`: ``accounts.outbox``, rows deleted once published). Requests that
+must take effect quickly (revocation, suspension) wait for one drain with :meth:`Relay.settle`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 
-from aiapi_shared.bus import Bus
+from aiapi_shared.bus import Bus, KeyValue
 from aiapi_shared.catalogue import Catalogue
-from nats.js.kv import KeyValue
+from aiapi_shared.outbox import Outbox, OutboxTable
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync, repository
@@ -22,6 +23,7 @@ from aiapi_accounts import keysync, repository
 log = logging.getLogger("aiapi.accounts.relay")
 
 _BATCH = 100
+OUTBOX = OutboxTable("accounts")
 
 
 class Relay:
@@ -29,7 +31,7 @@ class Relay:
         self, pool: AsyncConnectionPool, bus: Bus, kv: KeyValue, catalogue: Catalogue
     ) -> None:
         self._pool = pool
-        self._bus = bus
+        self._outbox = Outbox(pool, bus, OUTBOX, batch=_BATCH)
         self._kv = kv
         self._catalogue = catalogue
         self._wake = asyncio.Event()
@@ -73,8 +75,7 @@ class Relay:
     async def drain(self) -> None:
         while await self._drain_key_syncs() == _BATCH:
             pass
-        while await self._drain_events() == _BATCH:
-            pass
+        await self._outbox.drain()
 
     async def _drain_key_syncs(self) -> int:
         async with self._pool.connection() as conn:
@@ -83,13 +84,4 @@ class Relay:
             await keysync.write_queued(self._kv, conn, queued, self._catalogue)
             if rows:
                 await repository.delete_key_syncs(conn, [row_id for row_id, *_ in rows])
-        return len(rows)
-
-    async def _drain_events(self) -> int:
-        async with self._pool.connection() as conn:
-            rows = await repository.claim_events(conn, _BATCH)
-            for _, event_id, subject, payload in rows:
-                await self._bus.publish(subject, payload, event_id)
-            if rows:
-                await repository.delete_events(conn, [row_id for row_id, *_ in rows])
         return len(rows)

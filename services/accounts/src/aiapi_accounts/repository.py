@@ -444,20 +444,6 @@ async def enqueue_key_sync(conn: Conn, account_id: str, key_hash: str | None = N
     )
 
 
-async def claim_events(conn: Conn, limit: int) -> list[tuple[int, str, str, bytes]]:
-    """The oldest unpublished events, locked so that another replica's relay skips them."""
-    cur = await conn.execute(
-        b"SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT %s"
-        b" FOR UPDATE SKIP LOCKED",
-        (limit,),
-    )
-    return [(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in await cur.fetchall()]
-
-
-async def delete_events(conn: Conn, ids: list[int]) -> None:
-    await conn.execute(b"DELETE FROM outbox WHERE id = ANY(%s)", (ids,))
-
-
 async def claim_key_syncs(conn: Conn, limit: int) -> list[tuple[int, str, str | None]]:
     """The oldest queued syncs: (row id, account id, key hash or None for the whole account)."""
     cur = await conn.execute(

@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import logging
 
-from aiapi_shared.bus import Bus
+from aiapi_shared.bus import Bus, KeyValue
 from aiapi_shared.catalogue import Catalogue, default_catalogue
 from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.events.records_v1 import KEYS_BUCKET
-from nats.js.kv import KeyValue
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync, repository

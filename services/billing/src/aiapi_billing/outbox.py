@@ -1,10 +1,8 @@
-"""The outbox relay and the balance snapshot writer: the ledger's news, published after commit.
+"""The balance snapshot writer, and billing's outbox (relayed by :mod:`aiapi_shared.outbox`).
 
-Events are written to ``outbox`` in the transaction that made them true; the relay publishes them
-with ``Nats-Msg-Id`` = event id and deletes them once the stream acknowledged. A crash between
-commit and publish leaves them in the table for the next relay pass (on any replica: rows are
-claimed with SKIP LOCKED); a crash between publish and delete republishes them, which the
-stream's duplicate window (and every consumer's own idempotency) absorbs.
+Events are written to ``billing.outbox`` in the transaction that made them true; the shared relay
+publishes them with ``Nats-Msg-Id`` = event id and deletes them once the stream acknowledged
+(claimed with SKIP LOCKED: every replica's relay works at once, never on the same row).
 
 Snapshots (KV ``aiapi_balances``) are written from the account rows themselves, newest version
 wins: a put is conditional on the KV revision read, and never replaces a newer version.
@@ -18,52 +16,21 @@ import logging
 from datetime import UTC, datetime
 
 from aiapi_shared.bus import Bus, BusUnavailable
+from aiapi_shared.errors import RetryableError
 from aiapi_shared.events.records_v1 import BalanceSnapshot
 from aiapi_shared.kv_versioned import KeyValue, put_if_newer, update_if_unchanged
+from aiapi_shared.outbox import Outbox, OutboxTable
 from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 log = logging.getLogger("aiapi.billing.outbox")
 
+OUTBOX = OutboxTable("billing")
+POLL_S = 0.2
 
-class OutboxRelay:
-    def __init__(self, pool: AsyncConnectionPool, bus: Bus, *, batch: int = 256) -> None:
-        self._pool = pool
-        self._bus = bus
-        self._batch = batch
-        self.wake = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                moved = await self.relay_once()
-            except (OperationalError, PoolTimeout, BusUnavailable) as exc:
-                log.warning("outbox relay paused: %s", type(exc).__name__)
-                moved = 0
-                await asyncio.sleep(1.0)
-            if moved == 0:
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=0.2)
-
-    async def relay_once(self) -> int:
-        async with self._pool.connection(timeout=5.0) as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT %s"
-                " FOR UPDATE SKIP LOCKED",
-                (self._batch,),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                return 0
-            await asyncio.gather(
-                *(
-                    self._bus.publish(subject, bytes(payload), event_id)
-                    for _, event_id, subject, payload in rows
-                )
-            )
-            await conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
-            return len(rows)
+def outbox_relay(pool: AsyncConnectionPool, bus: Bus) -> Outbox:
+    return Outbox(pool, bus, OUTBOX)
 
 
 class SnapshotWriter:
@@ -104,7 +71,13 @@ class SnapshotWriter:
             batch, self._dirty = self._dirty, set()
             try:
                 await self.write(sorted(batch))
-            except (OperationalError, PoolTimeout, BusUnavailable, TimeoutError) as exc:
+            except (
+                OperationalError,
+                PoolTimeout,
+                BusUnavailable,
+                RetryableError,
+                TimeoutError,
+            ) as exc:
                 log.warning("snapshot writer paused: %s", type(exc).__name__)
                 self._dirty |= batch
                 await asyncio.sleep(1.0)

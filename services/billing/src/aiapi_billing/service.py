@@ -20,7 +20,7 @@ from aiapi_billing.commands import Commands
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.lease_commands import LeaseCommands
-from aiapi_billing.outbox import OutboxRelay, SnapshotWriter
+from aiapi_billing.outbox import POLL_S, SnapshotWriter, outbox_relay
 from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import ping
 from aiapi_billing.rpc import QUEUE, Rpc
@@ -83,12 +83,12 @@ class Service:
         await bus.ensure_streams()
         kv = await bus.ensure_kv(BALANCES_BUCKET)
         low = self.settings.low_balance_usd
-        relay = OutboxRelay(pool, bus)
+        relay = outbox_relay(pool, bus)
         snapshots = SnapshotWriter(pool, kv)
 
         def after_commit(account_id: str) -> None:
             snapshots.mark(account_id)
-            relay.wake.set()
+            relay.wake()
 
         prices = PriceBook()
         admitter = Admitter(
@@ -133,7 +133,7 @@ class Service:
         stop = self.stop_event
         self._tasks = [
             *self.consumers.tasks(stop),
-            asyncio.create_task(relay.run(stop), name="outbox"),
+            asyncio.create_task(relay.run(stop, poll_s=POLL_S), name="outbox"),
             asyncio.create_task(publisher.run(stop), name="catalogue"),
             asyncio.create_task(snapshots.run(stop), name="snapshots"),
             asyncio.create_task(

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from aiapi_shared.events.base import Event
+from aiapi_shared.events.payments_v1 import DepositConfirmed
+from aiapi_shared.outbox import OutboxRow
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -52,15 +54,6 @@ class StoredAddress:
 class AccountDeposit:
     account_id: str
     deposit: Deposit
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    event_id: str
-    subject: str
-    payload: bytes
-    deposit_id: str | None
 
 
 def _deposit(row: Sequence[Any]) -> AccountDeposit:
@@ -310,31 +303,19 @@ class Repository:
             )
         return priced
 
-    # -- outbox ---------------------------------------------------------------------------
 
-    async def pending_outbox(self, limit: int = 100) -> list[OutboxRow]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id, event_id, subject, payload, deposit_id FROM outbox"
-                " WHERE published_at IS NULL ORDER BY id LIMIT %s",
-                (limit,),
-            )
-            rows = await cur.fetchall()
-        return [OutboxRow(int(r[0]), r[1], r[2], bytes(r[3]), r[4]) for r in rows]
-
-    async def mark_published(self, row: OutboxRow, *, credits: bool) -> None:
-        """The row left; a confirmed deposit whose credit event left is now credited."""
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = %s AND published_at IS NULL",
-                (row.id,),
-            )
-            if credits and row.deposit_id is not None:
-                await conn.execute(
-                    "UPDATE deposits SET state = 'credited', updated_at = now()"
-                    " WHERE deposit_id = %s AND state = 'confirmed'",
-                    (row.deposit_id,),
-                )
+async def credit_published(conn: AsyncConnection[Any], rows: Sequence[OutboxRow]) -> None:
+    """The outbox's after-publish hook: a confirmed deposit whose credit event left is now
+    ``credited`` (in the transaction that marks the rows published)."""
+    ids = [row.id for row in rows if row.subject == DepositConfirmed.subject]
+    if not ids:
+        return
+    await conn.execute(
+        "UPDATE deposits SET state = 'credited', updated_at = now()"
+        " WHERE state = 'confirmed' AND deposit_id IN"
+        " (SELECT deposit_id FROM outbox WHERE id = ANY(%s) AND deposit_id IS NOT NULL)",
+        (ids,),
+    )
 
 
 async def _save_cursor(conn: AsyncConnection[Any], name: str, blocks: Sequence[BlockRef]) -> None:

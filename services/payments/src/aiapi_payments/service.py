@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from aiapi_shared.bus import Bus
 from aiapi_shared.db import migrate, open_pool
+from aiapi_shared.outbox import Outbox
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,7 +30,7 @@ from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend, check_genesis
 from aiapi_payments.config import PaymentsConfig, StartupRefused, build_config
 from aiapi_payments.ethereum import ChainMismatch, EthereumWatcher, check_chain_id
 from aiapi_payments.model import Asset
-from aiapi_payments.outbox import OutboxRelay
+from aiapi_payments.outbox import outbox_relay
 from aiapi_payments.price_sources import PriceFetcher
 from aiapi_payments.repository import PostgresCursorStore, Repository, ping
 from aiapi_payments.settings import PaymentsSettings
@@ -69,10 +70,10 @@ class PaymentsService:
         self.bus = await Bus.connect_as(self.settings, name="aiapi-payments")
         self._closers.append(self.bus.close)
         await self.bus.ensure_streams()
-        relay = OutboxRelay(repository, self.bus, interval_s=self.settings.outbox_interval_s)
+        relay = outbox_relay(self.pool, self.bus)
         trackings = [await self._ethereum(repository), await self._bitcoin(repository)]
         await PaymentsApi(repository, self.config, utc_now).serve(self.bus)
-        self._spawn("outbox", relay.run(self._stop))
+        self._spawn("outbox", relay.run(self._stop, poll_s=self.settings.outbox_interval_s))
         self._spawn("bus-watch", self._watch_bus(self.bus))
         for name, tracking, interval in filter(None, trackings):
             self._spawn(name, self._watch_loop(name, tracking, interval, relay))
@@ -136,9 +137,7 @@ class PaymentsService:
             log.error("the NATS connection closed for good; the process exits")
             self.failed.set()
 
-    async def _watch_loop(
-        self, name: str, tracking: Any, interval_s: float, relay: OutboxRelay
-    ) -> None:
+    async def _watch_loop(self, name: str, tracking: Any, interval_s: float, relay: Outbox) -> None:
         """Poll until stopped; catch up without pausing; back off (bounded) after failures."""
         failures = 0
         while not self._stop.is_set():

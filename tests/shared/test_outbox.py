@@ -1,0 +1,196 @@
+"""The shared outbox relay against real PostgreSQL and NATS: claims, failures, the hook, order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+from aiapi_shared.bus import Bus, BusUnavailable, Msg, StreamSpec
+from aiapi_shared.db import open_pool
+from aiapi_shared.outbox import Conn, Outbox, OutboxRow, OutboxTable
+from psycopg_pool import AsyncConnectionPool
+
+STREAM = StreamSpec("OUTBOXTEST", ("outboxtest.v1.>",))
+SUBJECT = "outboxtest.v1.thing"
+NO_STREAM_SUBJECT = "nostream.v1.thing"  # no stream takes it: the publish fails
+
+# The two shapes the services use: billing's and accounts' (rows deleted once published), and
+# payments' (rows kept, ``published_at`` set).
+DELETED = OutboxTable("relaytest")
+KEPT = OutboxTable("relaytest", keep_published=True, ordered=True)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("CREATE SCHEMA relaytest")
+        await conn.execute(
+            "CREATE TABLE relaytest.outbox (id bigserial PRIMARY KEY, event_id text NOT NULL"
+            " UNIQUE, subject text NOT NULL, payload bytea NOT NULL, deposit_id text,"
+            " created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz)"
+        )
+    async with open_pool(database_url, schema="relaytest", max_size=6) as opened:
+        yield opened
+
+
+async def _add(pool: AsyncConnectionPool, rows: list[tuple[str, str]]) -> None:
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO outbox (event_id, subject, payload) VALUES (%s, %s, %s)",
+            [(event_id, subject, f'{{"id":"{event_id}"}}'.encode()) for event_id, subject in rows],
+        )
+
+
+async def _scalar(pool: AsyncConnectionPool, query: str) -> Any:
+    async with pool.connection() as conn:
+        cur = await conn.execute(query)
+        row = await cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def _stored(bus: Bus) -> list[str]:
+    """The Nats-Msg-Id of every message in the test stream, in stream order."""
+    info = await bus.js.stream_info(STREAM.name)
+    ids = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await bus.js.get_msg(STREAM.name, seq)
+        ids.append((msg.headers or {}).get("Nats-Msg-Id", ""))
+    return ids
+
+
+async def test_two_relays_at_once_publish_every_row_exactly_once(
+    pool: AsyncConnectionPool, bus: Bus
+) -> None:
+    await bus.ensure_stream(STREAM)
+    # A plain subscription sees every publish, duplicates included (the stream would hide them
+    # inside its duplicate window): what it counts is what the relays sent.
+    sent: Counter[str] = Counter()
+
+    async def count(msg: Msg) -> None:
+        sent[(msg.headers or {}).get("Nats-Msg-Id", "")] += 1
+
+    await bus.client.subscribe(SUBJECT, cb=count)
+    events = [f"evt_{i:04d}" for i in range(600)]
+    await _add(pool, [(e, SUBJECT) for e in events])
+    first, second = Outbox(pool, bus, DELETED, batch=50), Outbox(pool, bus, DELETED, batch=50)
+    moved = await asyncio.gather(first.drain(), second.drain(), first.drain(), second.drain())
+    assert sum(moved) == len(events)
+    await bus.client.flush()
+    await _until(lambda: sum(sent.values()) >= len(events))
+    assert sent == Counter(events)  # no row sent twice, none missed
+    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
+    assert sorted(await _stored(bus)) == events
+
+
+async def test_a_failed_publish_leaves_its_row_and_the_rows_after_it(
+    pool: AsyncConnectionPool, bus: Bus
+) -> None:
+    await bus.ensure_stream(STREAM)
+    await _add(pool, [("a", SUBJECT), ("b", NO_STREAM_SUBJECT), ("c", SUBJECT)])
+    relay = Outbox(pool, bus, DELETED, publish_timeout_s=1.0)
+    with pytest.raises(BusUnavailable):
+        await relay.drain()
+    left = await _column(pool, "SELECT event_id FROM outbox ORDER BY id")
+    assert left == ["b", "c"]  # "c" may have been sent too: it is sent again, never skipped
+    # Once the subject has a stream, the next pass takes the row it stopped at.
+    await bus.ensure_stream(StreamSpec("NOSTREAMTEST", ("nostream.v1.>",)))
+    assert await relay.drain() == 2
+    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
+    assert await _stored(bus) == ["a", "c"]  # "c" stored once, whether sent once or twice
+
+
+async def test_an_ordered_table_stops_at_the_failure_and_keeps_published_rows(
+    pool: AsyncConnectionPool, bus: Bus
+) -> None:
+    await bus.ensure_stream(STREAM)
+    await _add(pool, [("a", SUBJECT), ("b", NO_STREAM_SUBJECT), ("c", SUBJECT)])
+    relay = Outbox(pool, bus, KEPT, publish_timeout_s=1.0)
+    with pytest.raises(BusUnavailable):
+        await relay.drain()
+    assert await _stored(bus) == ["a"]  # "c" waits behind "b": the stream keeps the table's order
+    pending = await _column(pool, "SELECT event_id FROM outbox WHERE published_at IS NULL")
+    assert sorted(pending) == ["b", "c"]
+    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 3  # kept, not deleted
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE outbox SET subject = %s WHERE event_id = 'b'", (SUBJECT,))
+    assert await relay.drain() == 2
+    assert await _stored(bus) == ["a", "b", "c"]
+
+
+async def test_only_one_relay_at_a_time_works_an_ordered_table(
+    pool: AsyncConnectionPool, bus: Bus
+) -> None:
+    await bus.ensure_stream(STREAM)
+    await _add(pool, [(f"evt_{i:03d}", SUBJECT) for i in range(200)])
+    relays = [Outbox(pool, bus, KEPT, batch=20) for _ in range(3)]
+    await asyncio.gather(*(r.drain() for r in relays))
+    while await _scalar(pool, "SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+        await relays[0].drain()
+    assert await _stored(bus) == [f"evt_{i:03d}" for i in range(200)]
+
+
+async def test_the_hook_runs_after_the_publish_in_the_bookkeeping_transaction(
+    pool: AsyncConnectionPool, bus: Bus
+) -> None:
+    await bus.ensure_stream(STREAM)
+    await _add(pool, [("a", SUBJECT), ("b", SUBJECT), ("x", NO_STREAM_SUBJECT)])
+    seen: list[tuple[list[str], list[str], int]] = []
+
+    async def hook(conn: Conn, rows: list[OutboxRow]) -> None:
+        # At this point the stream holds the rows, and this transaction marked them.
+        cur = await conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+        marked = await cur.fetchone()
+        seen.append(
+            ([r.event_id for r in rows], await _stored(bus), int(marked[0]) if marked else 0)
+        )
+        await conn.execute(
+            "INSERT INTO hooked (event_id) SELECT unnest(%s::text[])", ([r.event_id for r in rows],)
+        )
+
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE hooked (event_id text PRIMARY KEY)")
+    relay = Outbox(pool, bus, KEPT, after_publish=hook, publish_timeout_s=1.0)
+    with pytest.raises(BusUnavailable):
+        await relay.drain()
+    assert seen == [(["a", "b"], ["a", "b"], 2)]  # not for "x", whose publish failed
+    assert await _column(pool, "SELECT event_id FROM hooked ORDER BY 1") == ["a", "b"]
+
+
+async def test_a_failing_hook_undoes_the_bookkeeping_so_the_rows_go_again(
+    pool: AsyncConnectionPool, bus: Bus
+) -> None:
+    await bus.ensure_stream(STREAM)
+    await _add(pool, [("a", SUBJECT)])
+    calls = Counter[str]()
+
+    async def hook(conn: Conn, rows: list[OutboxRow]) -> None:
+        calls["hook"] += 1
+        if calls["hook"] == 1:
+            raise RuntimeError("the hook's own database work failed")
+
+    relay = Outbox(pool, bus, KEPT, after_publish=hook)
+    with pytest.raises(RuntimeError):
+        await relay.drain()
+    assert await _column(pool, "SELECT event_id FROM outbox WHERE published_at IS NULL") == ["a"]
+    assert await relay.drain() == 1
+    assert calls["hook"] == 2
+    assert await _stored(bus) == ["a"]  # published twice, stored once (Nats-Msg-Id)
+
+
+async def _column(pool: AsyncConnectionPool, query: str) -> list[Any]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(query)
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def _until(check: Any, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
