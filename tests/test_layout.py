@@ -5,7 +5,12 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from aiapi_testkit.layout import check_layout, check_purity, check_sql_placement
+from aiapi_testkit.layout import (
+    check_layout,
+    check_nats_adapter,
+    check_purity,
+    check_sql_placement,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +25,10 @@ def test_no_pure_module_reaches_an_io_library() -> None:
 
 def test_statements_run_only_in_repository_modules() -> None:
     assert [str(v) for v in check_sql_placement(ROOT)] == []
+
+
+def test_only_the_nats_adapter_imports_nats() -> None:
+    assert [str(v) for v in check_nats_adapter(ROOT)] == []
 
 
 def _fake_workspace(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -136,3 +145,27 @@ def test_a_statement_outside_the_repository_is_caught(tmp_path: Path) -> None:
     )
     found = sorted((v.path.name, v.line) for v in check_sql_placement(root))
     assert found == [("api.py", 1), ("settlement.py", 2)]
+
+
+def test_an_import_of_nats_outside_the_adapter_is_caught(tmp_path: Path) -> None:
+    root = _fake_workspace(
+        tmp_path,
+        {
+            "shared/src/aiapi_shared/bus.py": "import nats\nfrom nats.js.kv import KeyValue\n",
+            "shared/src/aiapi_shared/kv.py": "from nats.js.errors import KeyNotFoundError\n",
+            "services/billing/src/aiapi_billing/consumers.py": "from nats.aio.msg import Msg\n",
+            "services/accounts/src/aiapi_accounts/ok.py": "from aiapi_shared.bus import Msg\n",
+            "tooling/cli/src/aiapi_cli/tool.py": "import os\nimport nats.js\n",
+            "tests/shared/test_bus.py": "from nats.aio.msg import Msg\n",
+            "tests/billing/test_x.py": "import natsort\nfrom nats.errors import TimeoutError\n",
+        },
+    )
+    found = sorted(
+        (str(v.path.relative_to(root)), v.line, v.imported) for v in check_nats_adapter(root)
+    )
+    assert found == [
+        ("services/billing/src/aiapi_billing/consumers.py", 1, "nats.aio.msg"),
+        ("shared/src/aiapi_shared/kv.py", 1, "nats.js.errors"),
+        ("tests/billing/test_x.py", 2, "nats.errors"),
+        ("tooling/cli/src/aiapi_cli/tool.py", 2, "nats.js"),
+    ]

@@ -12,10 +12,8 @@ import pytest
 from aiapi_accounts.app import create_app
 from aiapi_accounts.service import Service
 from aiapi_accounts.settings import AccountsSettings
-from aiapi_shared.bus import Bus
+from aiapi_shared.bus import Bus, BusTimeout, KeyValue
 from aiapi_shared.events.records_v1 import KEYS_BUCKET
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, SecretStr
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -132,7 +130,7 @@ async def stream_events(
         while True:
             try:
                 msgs = await sub.fetch(100, timeout=0.5)
-            except NatsTimeout:
+            except BusTimeout:
                 break
             for msg in msgs:
                 found.append(

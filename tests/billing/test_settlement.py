@@ -6,11 +6,10 @@ from typing import Any
 
 import psycopg
 from aiapi_billing.service import Service
-from aiapi_shared.bus import Bus
+from aiapi_shared.bus import Bus, KeyNotFound
 from aiapi_shared.events import BalanceChanged, RequestPriced
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.money import parse_usd
-from nats.js.errors import KeyNotFoundError
 
 from tests.billing.conftest import admission, admit, credit, eventually, scalar, usage_event
 
@@ -82,7 +81,7 @@ async def test_settlement_releases_the_hold_and_publishes_events_and_a_snapshot(
     async def snapshot_settled() -> bool:
         try:
             entry = await kv.get("acc_3")
-        except KeyNotFoundError:  # snapshots are written shortly after the commit, not in it
+        except KeyNotFound:  # snapshots are written shortly after the commit, not in it
             return False
         snap = BalanceSnapshot.model_validate_json(entry.value or b"")
         return snap.balance == parse_usd("1.00") - expected_cost and snap.available == snap.balance

@@ -9,6 +9,10 @@
   workspace module it imports: it is handed data, never a handle, so it is tested without I/O.
 * In the services that own a PostgreSQL schema, statements run only in repository modules
   (``repository.py`` or a ``repository/`` package), on the connection their caller hands them.
+* Only the NATS adapter (``aiapi_shared/bus.py``) imports ``nats``: every other module, in
+  ``shared``, the services, the tooling and the tests, uses what the adapter exports (``Bus``,
+  ``Msg``, ``KeyValue``, its errors). Tests of the adapter itself (``tests/shared/``) may reach
+  into nats-py to check it from outside.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from pathlib import Path
 
 SERVICES = ("edge", "billing", "payments", "accounts", "simulator")
 FORBIDDEN_IN_EDGE = ("web3", "eth_account", "eth_utils", "eth_abi", "eth_hash", "coincurve")
+NATS_ADAPTER = Path("shared/src/aiapi_shared/bus.py")
+NATS_ADAPTER_TESTS = Path("tests/shared")
 
 # Libraries that talk to a database, NATS, the network or a server: a pure module reaches none.
 IO_LIBRARIES = (
@@ -45,7 +51,7 @@ IO_LIBRARIES = (
 # statement outside a repository (relative to the service's ``src``; each with its reason).
 SQL_SERVICES = ("billing", "accounts", "payments")
 SQL_OUTSIDE_REPOSITORY: dict[str, str] = {
-    "aiapi_billing/outbox.py": "the outbox relay and balance snapshots, until the shared outbox",
+    "aiapi_billing/outbox.py": "balance snapshots (the outbox relay is the shared one)",
 }
 
 # Each service's modules of pure logic (a name is a module, or a package with all its modules).
@@ -243,4 +249,22 @@ def check_sql_placement(
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr in ("execute", "executemany")
             )
+    return violations
+
+
+def check_nats_adapter(root: Path) -> list[Violation]:
+    """Every import of ``nats`` outside the adapter (and outside the adapter's own tests)."""
+    places = [root / "shared" / "src", root / "tests"]
+    places += sorted((root / "services").glob("*/src")) + sorted((root / "tooling").glob("*/src"))
+    violations: list[Violation] = []
+    for place in places:
+        for path in sorted(place.rglob("*.py")) if place.exists() else []:
+            relative = path.relative_to(root)
+            if relative == NATS_ADAPTER or relative.is_relative_to(NATS_ADAPTER_TESTS):
+                continue
+            violations += [
+                Violation(path, line, module, f"only {NATS_ADAPTER} imports nats")
+                for line, module in _imports(path)
+                if _top(module) == "nats"
+            ]
     return violations
