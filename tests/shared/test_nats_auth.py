@@ -15,6 +15,7 @@ from aiapi_cli.embedded import EmbeddedNats
 from aiapi_shared import billing_api
 from aiapi_shared.admission import ADMIT_SUBJECT
 from aiapi_shared.bus import Bus, BusUnavailable
+from aiapi_shared.errors import PoisonMessage
 from aiapi_shared.events.records_v1 import KEYS_BUCKET
 from aiapi_shared.nats_permissions import ADMIN_USER, inbox_prefix
 from aiapi_shared.settings import NatsConnectOptions
@@ -176,3 +177,37 @@ async def test_the_edge_cannot_take_billings_usage_messages(connect: Connect) ->
     )
     await asyncio.wait_for(consume, 20)
     assert got == [b"{}"]
+
+
+async def test_a_service_sets_its_own_undecodable_messages_aside_and_the_operator_replays_them(
+    connect: Connect, strict_nats_server: EmbeddedNats
+) -> None:
+    admin, edge, billing = (
+        await connect(ADMIN_USER),
+        await connect("edge"),
+        await connect("billing"),
+    )
+    await billing.ensure_streams()  # DEADLETTER included, created with billing's rights
+    await edge.publish("usage.v1.request.recorded", b"{garbled", "usage-garbled")
+    stop = asyncio.Event()
+
+    async def handler(msg: Any) -> None:
+        stop.set()
+        raise PoisonMessage("does not parse")
+
+    await asyncio.wait_for(
+        billing.consume(
+            stream="USAGE",
+            durable="billing-settlement",
+            subject="usage.v1.request.recorded",
+            handler=handler,
+            stop=stop,
+        ),
+        20,
+    )
+    letters = await admin.dead_letters()
+    assert [(x.consumer, x.data) for x in letters] == [("billing-settlement", b"{garbled")]
+    await admin.replay_dead_letter(letters[0].sequence)
+    assert await admin.dead_letters() == []
+    assert (await admin.js.stream_info("USAGE")).state.messages == 2  # the original and the replay
+    assert strict_nats_server.violations() == []

@@ -142,3 +142,15 @@ def test_every_request_subject_of_the_contract_is_granted_to_its_asker() -> None
     constants = {v for m in modules for k, v in vars(m).items() if k.endswith("_SUBJECT")}
     asked = {subject for subjects in REQUESTS.values() for subject in subjects}
     assert constants == asked
+
+
+def test_each_consumer_owner_sets_aside_under_its_own_durables_only() -> None:
+    assert may_publish("billing", "deadletter.billing-settlement")
+    assert may_publish("accounts", "deadletter.accounts-key-last-used")
+    assert not may_publish("accounts", "deadletter.billing-deposits")
+    assert not may_publish("billing", "deadletter.accounts-plan-purchased")
+    for service in ("edge", "payments"):
+        assert not may_publish(service, "deadletter.billing-settlement")
+    for service in SERVICES:  # reading, replaying and deleting dead letters is the operator's
+        assert not may_publish(service, "$JS.API.STREAM.MSG.GET.DEADLETTER")
+        assert not may_publish(service, "$JS.API.STREAM.MSG.DELETE.DEADLETTER")

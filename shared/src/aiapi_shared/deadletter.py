@@ -3,8 +3,9 @@
 Messages a consumer could not decode are set aside in the ``DEADLETTER`` stream (see
 :mod:`aiapi_shared.redelivery`). This lists them with where they came from and why, publishes
 one (or all) again to its original subject once the cause is fixed (a consumer upgraded to read
-it), or drops one for good. It reads ``AIAPI_NATS_URL`` like every service. Exit status: 0 done,
-1 a dead letter named was not found, 2 NATS unreachable.
+it), or drops one for good. It connects like a service (``AIAPI_NATS_URL`` and the credential
+settings), as the operator's NATS user: only ``admin`` may read and delete dead letters. Exit
+status: 0 done, 1 a dead letter named was not found, 2 NATS unreachable or the login refused.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiapi_shared.bus import Bus, BusError
 from aiapi_shared.redelivery import DeadLetter
-from aiapi_shared.settings import BaseServiceSettings
+from aiapi_shared.settings import BaseServiceSettings, NatsSettingsError
 
 _PREVIEW = 120
+_CONNECT_TIMEOUT_S = 15.0  # Bus.connect waits for NATS forever; an operator does not
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,11 +102,16 @@ async def _each(
 
 async def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = BaseServiceSettings()
     try:
-        bus = await Bus.connect(settings.nats_url, name="aiapi-deadletter")
-    except Exception as exc:  # noqa: BLE001 (nats-py's own errors; the URL may hold a secret)
-        print(f"NATS is unreachable: {type(exc).__name__}", file=sys.stderr)
+        settings = BaseServiceSettings()
+        bus = await asyncio.wait_for(
+            Bus.connect_as(settings, name="aiapi-deadletter"), timeout=_CONNECT_TIMEOUT_S
+        )
+    except NatsSettingsError as exc:  # names settings, never their values
+        print(f"NATS settings: {exc}", file=sys.stderr)
+        return 2
+    except (BusError, TimeoutError, OSError) as exc:
+        print(f"NATS is unreachable or refused the login: {type(exc).__name__}", file=sys.stderr)
         return 2
     try:
         return await run(args, bus)

@@ -50,6 +50,9 @@ STREAM_OWNERS: dict[str, tuple[str, str]] = {
     "BILLING": ("billing.v1.>", "billing"),
     "PAYMENTS": ("payments.v1.>", "payments"),
     "ACCOUNTS": ("accounts.v1.>", "accounts"),
+    # Messages a consumer could not decode: each consumer's owner publishes to its own
+    # ``deadletter.<durable>`` (see ``_dead_letters``); only the operator reads, replays, deletes.
+    "DEADLETTER": ("deadletter.>", ADMIN_USER),
 }
 
 # The durable consumers, by owner: (stream, durable name). Keep in step with the services'
@@ -143,6 +146,11 @@ def _durable(stream: str, name: str) -> list[str]:
     ]
 
 
+def _dead_letters(service: str) -> list[str]:
+    """A consumer's owner sets its undecodable messages aside under its durables' names only."""
+    return [f"deadletter.{name}" for _, name in DURABLES.get(service, ())]
+
+
 def _bucket_reader(bucket: str) -> list[str]:
     stream = f"KV_{bucket}"
     return [
@@ -175,6 +183,7 @@ def permissions_for(service: str) -> Permissions:
     publish = _streams(service)
     for stream, name in DURABLES.get(service, ()):
         publish += _durable(stream, name)
+    publish += _dead_letters(service)
     for bucket, writer in BUCKET_WRITERS.items():
         if writer == service:
             publish += _bucket_writer(bucket)
