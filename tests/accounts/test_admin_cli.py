@@ -46,10 +46,10 @@ async def test_every_admin_subcommand_calls_its_route(
     assert code == 0
     assert apikeys.is_well_formed(key["key"])
     assert await run(capsys, env, "keys", "revoke", account_id, key["id"]) == (0, {"status": 204})
-    assert await run(capsys, env, "deposit-addresses", account_id) == (0, [])
-    assert await run(capsys, env, "deposits", account_id) == (0, [])
     # Billing and payments are not running here: their routes answer 503, and the CLI says so.
     for argv in (
+        ("deposit-addresses", account_id),
+        ("deposits", account_id),
         ("accounts", "get", account_id),
         ("accounts", "set-plan", account_id, "basic"),
         ("accounts", "suspend", account_id),

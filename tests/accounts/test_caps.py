@@ -112,8 +112,9 @@ async def test_payments_is_asked_for_addresses_a_few_times_per_hour(
     url = "/api/v1/account/deposit-addresses"
     async with run_app(settings, bus) as app:
         early, _, _ = await customer(app, "nat@example.com")
-        # Payments not running: nothing to give, nothing remembered; then the budget is spent.
-        assert [(await early.get(url)).json() for _ in range(2)] == [[], []]
+        # Payments not running and nothing remembered: 503 (never an empty list); then the
+        # budget is spent.
+        assert [(await early.get(url)).status_code for _ in range(2)] == [503, 503]
         spent = await early.get(url)
         assert spent.status_code == 429
         assert spent.json()["error"]["type"] == "rate_limit_error"

@@ -424,12 +424,12 @@ async def test_billing_reads_are_503_while_billing_is_down(running: Running) -> 
         assert answer.status_code == 503, path
 
 
-async def test_deposits_for_customers_are_empty_without_payments_then_listed(
+async def test_deposits_for_customers_are_503_while_payments_is_away_then_listed(
     running: Running,
 ) -> None:
     await running.signed_in()
-    assert (await running.client.get("/api/v1/account/deposit-addresses")).json() == []
-    assert (await running.client.get("/api/v1/account/deposits")).json() == []
+    assert (await running.client.get("/api/v1/account/deposit-addresses")).status_code == 503
+    assert (await running.client.get("/api/v1/account/deposits")).status_code == 503
     address = {"asset": "ETH", "network": "ethereum", "address": "0x" + "ab" * 20}
     await respond(running.bus, payments_api.ADDRESSES_SUBJECT, lambda _: {"addresses": [address]})
     assert (await running.client.get("/api/v1/account/deposit-addresses")).json() == [address]

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from aiapi_shared import apikeys, billing_api, payments_api
+from aiapi_shared.bus import Bus
 
-from tests.accounts.conftest import ADMIN, Running, respond
+from tests.accounts.conftest import ADMIN, Running, make_settings, respond, run_app
 
 BALANCE = {"balance": "12.50", "available": "10.25", "open_holds": "2.25", "version": 3}
 
@@ -275,11 +276,25 @@ async def test_revoke_key_is_204_and_unknown_keys_are_404(running: Running) -> N
     assert no_account.status_code == 404
 
 
-async def test_deposit_lists_are_empty_while_payments_is_not_running(running: Running) -> None:
+async def test_deposit_lists_are_503_while_payments_does_not_answer(running: Running) -> None:
     account_id = await running.new_account()
     for tail in ("deposit-addresses", "deposits"):
         answer = await running.client.get(f"/admin/v1/accounts/{account_id}/{tail}", headers=ADMIN)
-        assert (answer.status_code, answer.json()) == (200, [])
+        assert answer.status_code == 503, tail  # never "no deposits" for money that was sent
+        assert answer.json()["error"]["type"] == "api_error"
+
+
+async def test_deposit_lists_are_empty_where_payments_is_not_deployed(
+    database_url: str, nats_url: str, bus: Bus
+) -> None:
+    settings = make_settings(database_url, nats_url, payments_enabled=False)
+    async with run_app(settings, bus) as running:
+        account_id = await running.new_account()
+        for tail in ("deposit-addresses", "deposits"):
+            answer = await running.client.get(
+                f"/admin/v1/accounts/{account_id}/{tail}", headers=ADMIN
+            )
+            assert (answer.status_code, answer.json()) == (200, [])
 
 
 async def test_deposit_lists_come_from_payments(running: Running) -> None:

@@ -29,7 +29,7 @@ class AddressBook:
     async def addresses(self, account_id: str) -> list[DepositAddress]:
         """Payments' answer while the account's hourly budget lasts, then the last answer
         remembered; 429 when the budget is spent and nothing is remembered yet. While payments
-        does not answer: the remembered addresses (they stay valid), or none."""
+        does not answer: the remembered addresses (they stay valid), or 503 when there are none."""
         async with self._pool.connection() as conn:
             wait = await repository.take_from_window(
                 conn, f"deposit-addresses:{account_id}", self._requests_per_hour, _HOUR_S
@@ -45,9 +45,11 @@ class AddressBook:
                 "deposit addresses were requested too often; try again later", retry_after_s=wait
             )
         try:
-            fresh = await self._peers.deposit_addresses(account_id, quiet=False)
+            fresh = await self._peers.deposit_addresses(account_id)
         except PeerUnavailable:
-            return remembered
+            if remembered:
+                return remembered
+            raise
         async with self._pool.connection() as conn:
             await repository.replace_addresses(
                 conn, account_id, [(a.asset, a.network, a.address) for a in fresh]

@@ -16,9 +16,10 @@ R = TypeVar("R", bound=BaseModel)
 
 
 class Peers:
-    def __init__(self, bus: Bus, *, timeout_s: float) -> None:
+    def __init__(self, bus: Bus, *, timeout_s: float, payments_enabled: bool = True) -> None:
         self._bus = bus
         self._timeout_s = timeout_s
+        self._payments_enabled = payments_enabled
 
     async def _call(self, peer: str, subject: str, command: Record, answer: type[R]) -> R:
         try:
@@ -78,32 +79,26 @@ class Peers:
         )
 
     # -- payments -----------------------------------------------------------------------------
-    # Until payments runs (or while it is down) the lists are empty rather than an error: the
-    # dashboard then simply shows no addresses and no deposits.
+    # A deployment without payments (AIAPI_PAYMENTS_ENABLED=false) has no addresses and no
+    # deposits. Otherwise a payments that does not answer is an error (503): a customer must
+    # never read "no deposits" for money they sent while payments is down.
 
-    async def deposit_addresses(
-        self, account_id: str, *, quiet: bool = True
-    ) -> list[payments_api.DepositAddress]:
-        """``quiet=False``: PeerUnavailable instead of the empty list (the caller has a fallback)."""
-        query = payments_api.AccountQuery(account_id=account_id)
-        try:
-            reply = await self._call(
-                "payments", payments_api.ADDRESSES_SUBJECT, query, payments_api.AddressesReply
-            )
-        except PeerUnavailable:
-            if not quiet:
-                raise
+    async def deposit_addresses(self, account_id: str) -> list[payments_api.DepositAddress]:
+        if not self._payments_enabled:
             return []
+        query = payments_api.AccountQuery(account_id=account_id)
+        reply = await self._call(
+            "payments", payments_api.ADDRESSES_SUBJECT, query, payments_api.AddressesReply
+        )
         return reply.addresses
 
     async def deposits(self, account_id: str) -> list[payments_api.Deposit]:
-        query = payments_api.AccountQuery(account_id=account_id)
-        try:
-            reply = await self._call(
-                "payments", payments_api.DEPOSITS_SUBJECT, query, payments_api.DepositsReply
-            )
-        except PeerUnavailable:
+        if not self._payments_enabled:
             return []
+        query = payments_api.AccountQuery(account_id=account_id)
+        reply = await self._call(
+            "payments", payments_api.DEPOSITS_SUBJECT, query, payments_api.DepositsReply
+        )
         return reply.deposits
 
     async def set_rate(self, command: payments_api.SetRateCommand) -> payments_api.SetRateReply:

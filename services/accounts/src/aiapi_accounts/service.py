@@ -77,7 +77,7 @@ class Service:
             session_ttl_s=s.session_ttl_s,
             invitation_ttl_s=s.invitation_ttl_s,
         )
-        peers = Peers(self.bus, timeout_s=s.peer_timeout_s)
+        peers = Peers(self.bus, timeout_s=s.peer_timeout_s, payments_enabled=s.payments_enabled)
         addresses = AddressBook(
             self.pool, peers, requests_per_hour=s.deposit_address_requests_per_hour
         )

@@ -41,6 +41,9 @@ class AccountsSettings(BaseServiceSettings):
     deposit_address_requests_per_hour: int = Field(default=10, ge=1)
     # How long an operator's invitation (the one-time token that sets a password) stays usable.
     invitation_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    # Whether this deployment runs payments. Off: the deposit lists are empty. On: a payments that
+    # does not answer gets 503, never an empty list that would read as "no deposits".
+    payments_enabled: bool = True
     # How long accounts waits for billing or payments to answer a request.
     peer_timeout_s: float = Field(default=5.0, gt=0)
     # A key's last-used time is only written when it moved by more than this (coarse on purpose).
