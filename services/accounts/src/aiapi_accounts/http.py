@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from aiapi_accounts.clientaddr import client_ip
 from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Account, Session
-from aiapi_accounts.errors import Forbidden, InvalidRequest, Unauthenticated
+from aiapi_accounts.errors import Forbidden, InvalidRequest, TooLarge, Unauthenticated
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,9 +36,7 @@ def context(request: Request) -> Context:
 
 
 async def read_body(request: Request, model: type[M]) -> M:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequest("request body too large")
+    body = await bounded_body(request)
     try:
         return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
@@ -48,6 +46,24 @@ async def read_body(request: Request, model: type[M]) -> M:
             for err in exc.errors(include_input=False, include_url=False)
         )
         raise InvalidRequest(f"invalid body: {problems}") from None
+
+
+async def bounded_body(request: Request) -> bytes:
+    """The body, refused with 413 by its declared length at once, or as soon as a streamed
+    (chunked) body passes the bound: never more than MAX_BODY_BYTES is held, nor parsed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
+def _too_large() -> TooLarge:
+    return TooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
 
 
 def answer(
