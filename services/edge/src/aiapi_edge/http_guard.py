@@ -31,6 +31,10 @@ from aiapi_edge.settings import EdgeSettings
 _OPENAI_PATH = b"/chat/completions"
 
 
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request already answered."""
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout_s: ClassVar[float] = 15.0
     max_header_bytes: ClassVar[int] = 64 * 1024
@@ -58,13 +62,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if completed == self._completed:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
-                self._refuse(
-                    GatewayError(
-                        431,
-                        "invalid_request_error",
-                        f"Request headers exceed {self.max_header_bytes} bytes.",
-                    )
-                )
+                self._refuse(self._head_too_large())
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -73,6 +71,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._in_head, self._head_bytes = False, 0
+        # A head that arrived whole in one read was never counted above: measure it here.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_header_bytes:
+            self._refuse(self._head_too_large())
+            raise _Refused  # stops the parser: the request never reaches the application
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -82,6 +85,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(GatewayError(400, "invalid_request_error", f"Malformed HTTP request: {msg}"))
+
+    def _head_too_large(self) -> GatewayError:
+        message = f"Request headers exceed {self.max_header_bytes} bytes."
+        return GatewayError(431, "invalid_request_error", message)
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -101,6 +108,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _refuse(self, error: GatewayError) -> None:
         """Answer ``error`` (unless a response is already under way) and close the connection."""
         self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
             url: bytes = getattr(self, "url", b"")
