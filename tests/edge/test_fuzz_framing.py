@@ -128,6 +128,14 @@ def broken_requests(env: EdgeEnv) -> dict[str, tuple[bytes, set[int]]]:
             request([key, chunked], b"zz\r\n", path=b"/v1/chat/completions"),
             {400},
         ),
+        "websocket upgrade": (
+            request(
+                [key, b"connection: upgrade", b"upgrade: websocket", b"sec-websocket-version: 13"],
+                method=b"GET",
+                path=b"/v1/messages",
+            ),
+            {404},
+        ),
         "expect continue without key": (
             request([b"expect: 100-continue", b"content-length: 10"], b""),
             {401},

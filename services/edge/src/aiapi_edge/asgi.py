@@ -14,6 +14,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
+# A scope key the server protocol (:mod:`.http_guard`) sets once the whole request, body
+# included, has arrived: reading the body then needs no timeout.
+WHOLE_REQUEST = "aiapi.whole_request"
+
 JSON_TYPE = b"application/json"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"
 
@@ -61,10 +65,18 @@ class BodyReader:
         declared = declared_length(scope)
         if declared is not None and declared > self.limit:
             raise too_large(self.limit)
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        if scope.get(WHOLE_REQUEST):  # already in the server's buffer: no wait, no timer
+            first = await receive()
+            if not first.get("more_body", False):
+                return self._chunk(first, 0)
+            return await self._timed(receive, first)
+        return await self._timed(receive, None)
+
+    async def _timed(self, receive: Receive, first: Message | None) -> bytes:
         try:
-            async with asyncio.timeout_at(deadline):
-                first = await receive()
+            async with asyncio.timeout(self.timeout_s):
+                if first is None:
+                    first = await receive()
                 chunk = self._chunk(first, 0)
                 if not first.get("more_body", False):
                     return chunk
@@ -77,6 +89,9 @@ class BodyReader:
             raise body_timeout(self.timeout_s) from None
 
     async def _take_slot(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken without suspending
+            return
         try:
             async with asyncio.timeout(self.slot_wait_s):
                 await self._slots.acquire()

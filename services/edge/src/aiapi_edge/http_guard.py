@@ -12,7 +12,8 @@ for good. This protocol adds, before any of it reaches the application:
 * a head over ``max_header_bytes`` gets 431 and the connection is closed;
 * a request the parser rejects (bad chunk sizes, conflicting ``content-length`` and
   ``transfer-encoding``, a malformed request line) gets its 400 as JSON in the route's own error
-  format rather than uvicorn's ``text/plain``.
+  format rather than uvicorn's ``text/plain``;
+* a WebSocket upgrade request is served as plain HTTP (the edge has no WebSocket route).
 
 The body's bounds (size, time, concurrent reads) are the application's: :class:`.BodyReader`.
 """
@@ -24,6 +25,7 @@ from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from aiapi_edge.asgi import WHOLE_REQUEST
 from aiapi_edge.errors import GatewayError, anthropic_error_body, openai_error_body_for
 from aiapi_edge.gateway import new_request_id
 from aiapi_edge.settings import EdgeSettings
@@ -40,8 +42,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     max_header_bytes: ClassVar[int] = 64 * 1024
 
     _head_timer: asyncio.TimerHandle | None = None
-    _in_head = True
-    _head_bytes = 0
+    _in_head = True  # between requests, or inside a head
+    _head_begun = False  # some of a head has been parsed
+    _head_bytes = 0  # bytes of earlier reads into the current head
+    _segment = 0  # bytes of the read being parsed
     _completed = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -53,6 +57,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._segment = len(data)
         completed = self._completed
         super().data_received(data)
         if not self._in_head or self.transport.is_closing():
@@ -63,25 +68,44 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse(self._head_too_large())
+                return
+        if self._head_begun:
+            # A head left unfinished by this read: from now on it is timed. (A head that
+            # arrives whole in one read, nearly every one, never needs a timer.)
+            self._arm_head_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm_head_timer()
+        self._head_begun = True
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
-        self._in_head, self._head_bytes = False, 0
-        # A head that arrived whole in one read was never counted above: measure it here.
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.max_header_bytes:
-            self._refuse(self._head_too_large())
-            raise _Refused  # stops the parser: the request never reaches the application
+        self._in_head = self._head_begun = False
+        # A head is at most the bytes read since it began: measure it only when that could be
+        # over the bound (a head that arrived whole in one read was never counted above).
+        if self._head_bytes + self._segment > self.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.max_header_bytes:
+                self._refuse(self._head_too_large())
+                raise _Refused  # stops the parser: the request never reaches the application
+        self._head_bytes = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0
         self._completed += 1
+        if self.scope is not None:
+            self.scope[WHOLE_REQUEST] = True  # type: ignore[literal-required]
+
+    # The edge serves no WebSocket: an upgrade request is answered as the plain HTTP request it
+    # also is (uvicorn would otherwise hand it to its WebSocket protocol, which answers text).
+
+    def _should_upgrade_to_ws(self) -> bool:
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        return None
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(GatewayError(400, "invalid_request_error", f"Malformed HTTP request: {msg}"))
