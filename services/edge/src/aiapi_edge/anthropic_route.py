@@ -60,7 +60,6 @@ class MessagesRoute:
         self, scope: Scope, send: Send, raw: bytes, request_id: str, caller: KeyRecord
     ) -> None:
         """``caller`` was authenticated from the head before its body was read."""
-        self._gw.check_betas(scope)
         wait = self._count_rate.take(caller.key_id)
         if wait is not None:
             raise GatewayError(
@@ -102,7 +101,6 @@ class MessagesRoute:
         request_id: str,
         caller: KeyRecord,
     ) -> None:
-        self._gw.check_betas(scope)
         body = read_messages_body(raw)
         payload = self._with_model(body.raw, body.model)
         exchange = await self._gw.admit(

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.events.records_v1 import KeyRecord
 
 from aiapi_edge import metrics as metrics_module
 from aiapi_edge.asgi import (
@@ -172,12 +173,18 @@ class EdgeApp:
             body = anthropic_error_body(error.type, error.message, call.request_id)
         await send_whole(call.send, error.status, body, headers)
 
-    # The inference routes authenticate from the headers before reading a byte of the body: an
-    # unknown key costs the edge no memory, whatever the client declares or sends.
+    # The inference routes check the key (and the anthropic-beta policy) from the head before
+    # reading a byte of the body: an unknown key costs the edge no memory, whatever the client
+    # declares or sends.
+
+    def _caller(self, call: Call) -> KeyRecord:
+        caller = self.service.gateway.authenticate(call.scope)
+        self.service.gateway.check_betas(call.scope)
+        return caller
 
     async def _messages(self, call: Call) -> None:
         assert self.service.messages is not None
-        caller = self.service.gateway.authenticate(call.scope)
+        caller = self._caller(call)
         body = await self.bodies.read(call.scope, call.receive)
         await self.service.messages.messages(
             call.scope, call.receive, call.send, body, call.request_id, caller
@@ -185,7 +192,7 @@ class EdgeApp:
 
     async def _count_tokens(self, call: Call) -> None:
         assert self.service.messages is not None
-        caller = self.service.gateway.authenticate(call.scope)
+        caller = self._caller(call)
         body = await self.bodies.read(call.scope, call.receive)
         await self.service.messages.count_tokens(
             call.scope, call.send, body, call.request_id, caller
@@ -193,7 +200,7 @@ class EdgeApp:
 
     async def _chat(self, call: Call) -> None:
         assert self.service.chat is not None
-        caller = self.service.gateway.authenticate(call.scope)
+        caller = self._caller(call)
         body = await self.bodies.read(call.scope, call.receive)
         await self.service.chat.handle(
             call.scope, call.receive, call.send, body, call.request_id, caller

@@ -72,7 +72,6 @@ class ChatCompletionsRoute:
         request_id: str,
         caller: KeyRecord,
     ) -> None:
-        self._gw.check_betas(scope)
         body = parse_json_object(raw)
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:
