@@ -202,3 +202,31 @@ async def test_a_normal_request_still_succeeds_after_all_that(env: EdgeEnv) -> N
         model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
     )
     assert message.content
+
+
+async def test_a_pipelined_head_behind_a_long_stream_is_not_cut_off(env: EdgeEnv) -> None:
+    # The stream lasts three head timeouts; the next request's head is half sent meanwhile.
+    # A client reading a long answer is not stalling: the stream must end whole.
+    stream = orjson.dumps(
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 20,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x [[fail: stall after=2 seconds=3]]"}],
+        }
+    )
+    reader, writer = await connect(port(env))
+    try:
+        writer.write(head("POST", "/v1/messages", key=env.key, length=len(stream)) + stream)
+        writer.write(b"POST /v1/messages HTTP/1.1\r\nhost: edge\r\n")
+        await writer.drain()
+        raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+        assert raw_head.startswith(b"HTTP/1.1 200")
+        received = b""
+        while b"0\r\n\r\n" not in received[-16:]:  # the last chunk of the chunked stream
+            data = await asyncio.wait_for(reader.read(65536), 15)
+            assert data, "the connection closed before the stream ended"
+            received += data
+        assert b"message_stop" in received
+    finally:
+        writer.close()

@@ -125,9 +125,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
-            message = f"The request headers did not arrive within {self.header_timeout_s:g} s."
-            self._refuse(GatewayError(408, "invalid_request_error", message))
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a response still being written (a long stream): the
+            # client is not stalling, it is reading; time the head again from here.
+            self._arm_head_timer()
+            return
+        message = f"The request headers did not arrive within {self.header_timeout_s:g} s."
+        self._refuse(GatewayError(408, "invalid_request_error", message))
 
     def _refuse(self, error: GatewayError) -> None:
         """Answer ``error`` (unless a response is already under way) and close the connection."""
