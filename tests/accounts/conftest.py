@@ -15,6 +15,7 @@ from aiapi_accounts.settings import AccountsSettings
 from aiapi_shared.bus import Bus, BusTimeout, KeyValue
 from aiapi_shared.events.records_v1 import KEYS_BUCKET
 from pydantic import BaseModel, SecretStr
+from starlette.applications import Starlette
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -42,6 +43,7 @@ class Running:
     service: Service
     kv: KeyValue
     bus: Bus
+    app: Starlette
 
     async def new_account(self, email: str = "alice@example.com", plan: str = "basic") -> str:
         answer = await self.client.post(
@@ -93,7 +95,7 @@ class run_app:  # noqa: N801 (used like a function: ``async with run_app(...)``)
             transport=httpx.ASGITransport(app=self._app), base_url="https://accounts.test"
         )
         kv = await self._bus.ensure_kv(KEYS_BUCKET)
-        return Running(self._client, self._service, kv, self._bus)
+        return Running(self._client, self._service, kv, self._bus, self._app)
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._client is not None

@@ -220,3 +220,17 @@ async def test_200_concurrent_requests_on_a_five_cent_balance_never_overdraw(
     balance = await scalar(db, "SELECT credits - debits FROM accounts WHERE account_id = 'acc_u'")
     assert balance >= 0
     assert balance == parse_usd("0.05") - admitted * parse_usd("0.0027")
+
+
+async def test_an_adjustment_past_the_ledgers_range_is_refused(billing: Service, bus: Bus) -> None:
+    # Found by fuzzing accounts' operator API: this was an unhandled "bigint out of range".
+    await credit(bus, "acc_big", "9000000000.00")
+    for usd in ("1000000000.00", "99999999999999999999.00", "-99999999999999999999.00"):
+        cmd = api.AdjustCommand(
+            account_id="acc_big", amount=parse_usd(usd), reason="typo", idempotency_key=usd
+        )
+        data = await _ask(bus, api.ADJUST_SUBJECT, cmd)
+        error = api.ApiError.model_validate_json(data)
+        assert (error.status, error.error) == (400, "invalid_request_error"), usd
+    balance = await credit(bus, "acc_big", "1.00")
+    assert balance.balance == parse_usd("9000000001.00")

@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 from aiapi_edge.app import EdgeApp, create_app
+from aiapi_edge.http_guard import guarded_protocol
 from aiapi_edge.mirrors import key_digest
 from aiapi_edge.settings import EdgeSettings
 from aiapi_shared.admission import AdmissionReply, AdmissionRequest
@@ -114,7 +115,7 @@ class EdgeThread:
         config = uvicorn.Config(
             self.app,
             loop="uvloop",
-            http="httptools",
+            http=guarded_protocol(settings),
             lifespan="on",
             access_log=False,
             log_level="warning",

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
+import psycopg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -40,6 +41,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     kind = {404: "not_found_error", 405: "invalid_request_error"}.get(status, "api_error")
     return JSONResponse(error_body(kind, str(getattr(exc, "detail", "error"))), status)
+
+
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    """A value PostgreSQL refuses to hold (a NUL character, a number out of range) came from the
+    request: the caller's error, said without echoing the value."""
+    log.warning("refused unstorable input on %s %s", request.method, request.url.path)
+    message = "the request holds a value that cannot be stored (a NUL character?)"
+    return JSONResponse(error_body("invalid_request_error", message), 400)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -113,6 +122,7 @@ def create_app(settings: AccountsSettings, service: Service | None = None) -> St
             AccountsError: _domain_error,
             404: _http_error,
             405: _http_error,
+            psycopg.DataError: _unstorable,
             Exception: _unexpected,
         },
     )

@@ -37,6 +37,11 @@ class NotFound(AccountsError):
     type = "not_found_error"
 
 
+class TooLarge(AccountsError):
+    status = 413
+    type = "request_too_large"
+
+
 class Conflict(AccountsError):
     status = 409
     type = "conflict_error"

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from aiapi_accounts.clientaddr import client_ip
 from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Account, Session
-from aiapi_accounts.errors import Forbidden, InvalidRequest, Unauthenticated
+from aiapi_accounts.errors import Forbidden, InvalidRequest, TooLarge, Unauthenticated
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,18 +36,46 @@ def context(request: Request) -> Context:
 
 
 async def read_body(request: Request, model: type[M]) -> M:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequest("request body too large")
+    body = await bounded_body(request)
     try:
         return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
-        # Never echo the input: it may be a password.
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)
-        )
-        raise InvalidRequest(f"invalid body: {problems}") from None
+        raise InvalidRequest(f"invalid body: {_problems(exc, 'body')}") from None
+
+
+def build(kind: type[M], /, **fields: Any) -> M:
+    """A command built from the request's values (path, headers, body): 400 when they do not fit
+    it (a model id of the wrong shape in the path, an over-long idempotency key)."""
+    try:
+        return kind(**fields)
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid request: {_problems(exc, 'request')}") from None
+
+
+def _problems(exc: ValidationError, whole: str) -> str:
+    # Never echo the input: it may be a password.
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or whole}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)
+    )
+
+
+async def bounded_body(request: Request) -> bytes:
+    """The body, refused with 413 by its declared length at once, or as soon as a streamed
+    (chunked) body passes the bound: never more than MAX_BODY_BYTES is held, nor parsed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
+def _too_large() -> TooLarge:
+    return TooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
 
 
 def answer(

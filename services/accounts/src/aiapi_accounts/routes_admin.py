@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aiapi_accounts.errors import InvalidRequest
-from aiapi_accounts.http import answer, context, no_content, read_body, require_admin
+from aiapi_accounts.http import answer, build, context, no_content, read_body, require_admin
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.schemas import (
     AccountAnswer,
@@ -77,7 +77,8 @@ async def adjust(request: Request) -> Response:
     if len(key) > 200:
         raise InvalidRequest("Idempotency-Key is longer than 200 characters")
     reply = await ctx.peers.adjust(
-        AdjustCommand(
+        build(
+            AdjustCommand,
             account_id=account_id,
             amount=body.amount_usd,
             reason=body.reason,

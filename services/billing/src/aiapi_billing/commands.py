@@ -18,6 +18,9 @@ from aiapi_billing.ledger import ADJUSTMENTS, PLAN_SALES, TransferSpec
 from aiapi_billing.notices import balance_events
 from aiapi_billing.repository import Conn, accounts, outbox, transfers
 
+# The ledger's amounts and totals are PostgreSQL bigints of nano-USD (about 9.2 billion USD).
+LEDGER_MAX = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Commands:
@@ -28,6 +31,10 @@ class Commands:
         if cmd.amount == 0:
             raise BillingError("an adjustment moves a non-zero amount")
         account = await accounts.lock_account(conn, cmd.account_id)
+        before = account.totals
+        credits, debits = before.credits + max(cmd.amount, 0), before.debits + max(-cmd.amount, 0)
+        if max(credits, debits) > LEDGER_MAX:
+            raise BillingError("the adjustment would take the account past what the ledger holds")
         key = f"adjustment:{cmd.account_id}:{cmd.idempotency_key}"
         spec = TransferSpec(
             key=key,

@@ -10,6 +10,7 @@ import uvloop
 from aiapi_shared.logs import configure_logging
 
 from aiapi_edge.app import create_app
+from aiapi_edge.http_guard import guarded_protocol
 from aiapi_edge.settings import EdgeSettings
 
 
@@ -20,7 +21,7 @@ async def serve(settings: EdgeSettings) -> int:
         host=settings.host,
         port=settings.edge_port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings),  # httptools with head bounds
         access_log=False,
         server_header=False,
         proxy_headers=False,  # no X-Forwarded-* rewriting middleware on every request

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+from aiapi_shared.events.records_v1 import KeyRecord
 
 from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
 from aiapi_edge.body import parse_json_object, read_messages_body, replace_top_level_string
@@ -55,9 +56,10 @@ class MessagesRoute:
         self._drain_s = drain_s
         self._count_rate = count_rate or PerKeyRate(600)
 
-    async def count_tokens(self, scope: Scope, send: Send, raw: bytes, request_id: str) -> None:
-        caller = self._gw.authenticate(scope)
-        self._gw.check_betas(scope)
+    async def count_tokens(
+        self, scope: Scope, send: Send, raw: bytes, request_id: str, caller: KeyRecord
+    ) -> None:
+        """``caller`` was authenticated from the head before its body was read."""
         wait = self._count_rate.take(caller.key_id)
         if wait is not None:
             raise GatewayError(
@@ -91,10 +93,14 @@ class MessagesRoute:
         return replace_top_level_string(raw, "model", model.id)
 
     async def messages(
-        self, scope: Scope, receive: Receive, send: Send, raw: bytes, request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        raw: bytes,
+        request_id: str,
+        caller: KeyRecord,
     ) -> None:
-        caller = self._gw.authenticate(scope)
-        self._gw.check_betas(scope)
         body = read_messages_body(raw)
         payload = self._with_model(body.raw, body.model)
         exchange = await self._gw.admit(

@@ -13,16 +13,17 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.events.records_v1 import KeyRecord
 
 from aiapi_edge import metrics as metrics_module
 from aiapi_edge.asgi import (
+    BodyReader,
     ClientGone,
     Headers,
     Message,
     Receive,
     Scope,
     Send,
-    read_body,
     send_whole,
 )
 from aiapi_edge.catalogue_routes import PageError
@@ -42,6 +43,8 @@ from aiapi_edge.usage_route import request_record
 log = logging.getLogger("aiapi.edge")
 
 PREFIX = "/api/proxy"
+# How long a request waits for a body read slot before it gets 503 (docs/edge.md).
+BODY_SLOT_WAIT_S = 1.0
 Handler = Callable[["Call"], Awaitable[None]]
 
 
@@ -78,6 +81,12 @@ class EdgeApp:
     def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
         self.service = EdgeService(settings, catalogue)
+        self.bodies = BodyReader(
+            settings.edge_max_body_bytes,
+            timeout_s=settings.edge_body_timeout_s,
+            slots=settings.edge_body_reads,
+            slot_wait_s=BODY_SLOT_WAIT_S,
+        )
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
@@ -156,31 +165,46 @@ class EdgeApp:
         headers = call.id_headers()
         if error.retry_after is not None:
             headers.append((b"retry-after", str(error.retry_after).encode()))
+        if error.close:
+            headers.append((b"connection", b"close"))
         if call.openai:
             body = openai_error_body_for(error)
         else:
             body = anthropic_error_body(error.type, error.message, call.request_id)
         await send_whole(call.send, error.status, body, headers)
 
-    async def _body(self, call: Call) -> bytes:
-        return await read_body(call.scope, call.receive, self.settings.edge_max_body_bytes)
+    # The inference routes check the key (and the anthropic-beta policy) from the head before
+    # reading a byte of the body: an unknown key costs the edge no memory, whatever the client
+    # declares or sends.
+
+    def _caller(self, call: Call) -> KeyRecord:
+        caller = self.service.gateway.authenticate(call.scope)
+        self.service.gateway.check_betas(call.scope)
+        return caller
 
     async def _messages(self, call: Call) -> None:
         assert self.service.messages is not None
-        body = await self._body(call)
+        caller = self._caller(call)
+        body = await self.bodies.read(call.scope, call.receive)
         await self.service.messages.messages(
-            call.scope, call.receive, call.send, body, call.request_id
+            call.scope, call.receive, call.send, body, call.request_id, caller
         )
 
     async def _count_tokens(self, call: Call) -> None:
         assert self.service.messages is not None
-        body = await self._body(call)
-        await self.service.messages.count_tokens(call.scope, call.send, body, call.request_id)
+        caller = self._caller(call)
+        body = await self.bodies.read(call.scope, call.receive)
+        await self.service.messages.count_tokens(
+            call.scope, call.send, body, call.request_id, caller
+        )
 
     async def _chat(self, call: Call) -> None:
         assert self.service.chat is not None
-        body = await self._body(call)
-        await self.service.chat.handle(call.scope, call.receive, call.send, body, call.request_id)
+        caller = self._caller(call)
+        body = await self.bodies.read(call.scope, call.receive)
+        await self.service.chat.handle(
+            call.scope, call.receive, call.send, body, call.request_id, caller
+        )
 
     async def _models(self, call: Call) -> None:
         self.service.gateway.authenticate(call.scope)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -12,6 +13,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+
+# A scope key the server protocol (:mod:`.http_guard`) sets once the whole request, body
+# included, has arrived: reading the body then needs no timeout.
+WHOLE_REQUEST = "aiapi.whole_request"
 
 JSON_TYPE = b"application/json"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"
@@ -32,24 +37,96 @@ def too_large(limit: int) -> GatewayError:
     return GatewayError(413, "request_too_large", f"Request body exceeds {limit} bytes.")
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; 413 as soon as it is known to exceed ``limit``."""
+def declared_length(scope: Scope) -> int | None:
+    """The ``content-length`` the client declared (httptools has already refused a malformed one)."""
     declared = header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+class BodyReader:
+    """Reads request bodies within the edge's bounds: size, time, and how many at once.
+
+    A body that arrived whole with its head (the usual few kilobytes: uvicorn hands it over in
+    the first message) is taken at once. A longer one needs one of ``slots`` read slots, waited
+    for at most ``slot_wait_s`` (then 503 with ``retry-after``): at most ``slots`` bodies are
+    being gathered at any moment, so slow or huge uploads hold at most ``slots × limit`` bytes.
+    The whole body must arrive within ``timeout_s`` of the first read (else 408 and the
+    connection is closed): a client trickling bytes cannot hold a slot for long.
+    """
+
+    def __init__(self, limit: int, timeout_s: float, slots: int, slot_wait_s: float) -> None:
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self.slot_wait_s = slot_wait_s
+        self._slots = asyncio.Semaphore(slots)
+
+    async def read(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body; 413 as soon as it is known to exceed the limit."""
+        declared = declared_length(scope)
+        if declared is not None and declared > self.limit:
+            raise too_large(self.limit)
+        if scope.get(WHOLE_REQUEST):  # already in the server's buffer: no wait, no timer
+            first = await receive()
+            if not first.get("more_body", False):
+                return self._chunk(first, 0)
+            return await self._timed(receive, first)
+        return await self._timed(receive, None)
+
+    async def _timed(self, receive: Receive, first: Message | None) -> bytes:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if first is None:
+                    first = await receive()
+                chunk = self._chunk(first, 0)
+                if not first.get("more_body", False):
+                    return chunk
+                await self._take_slot()
+                try:
+                    return await self._rest(receive, chunk)
+                finally:
+                    self._slots.release()
+        except TimeoutError:
+            raise body_timeout(self.timeout_s) from None
+
+    async def _take_slot(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken without suspending
+            return
+        try:
+            async with asyncio.timeout(self.slot_wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise GatewayError(
+                503, "api_error", "Too many request bodies are being read.", retry_after=1
+            ) from None
+
+    async def _rest(self, receive: Receive, first: bytes) -> bytes:
+        chunks = [first]
+        size = len(first)
+        while True:
+            message = await receive()
+            chunk = self._chunk(message, size)
+            size += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _chunk(self, message: Message, size: int) -> bytes:
         if message["type"] == "http.disconnect":
             raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunk: bytes = message.get("body", b"")
+        if size + len(chunk) > self.limit:
+            raise too_large(self.limit)
+        return chunk
+
+
+def body_timeout(timeout_s: float) -> GatewayError:
+    return GatewayError(
+        408,
+        "invalid_request_error",
+        f"The request body did not arrive within {timeout_s:g} s.",
+        close=True,
+    )
 
 
 async def send_whole(

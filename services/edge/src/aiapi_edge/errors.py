@@ -39,6 +39,7 @@ class GatewayError(Exception):
         *,
         retry_after: float | None = None,
         param: str | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -46,6 +47,8 @@ class GatewayError(Exception):
         self.message = message
         self.retry_after = None if retry_after is None else clamp_retry_after(retry_after)
         self.param = param
+        # Answer with ``connection: close``: what is left of the request is not worth reading.
+        self.close = close
 
 
 def invalid_request(message: str, param: str | None = None) -> GatewayError:

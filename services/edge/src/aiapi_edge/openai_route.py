@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from aiapi_shared.events.records_v1 import KeyRecord
 
 from aiapi_edge.asgi import EVENT_STREAM, Headers, Receive, Scope, Send, send_whole
 from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
@@ -63,10 +64,14 @@ class ChatCompletionsRoute:
         self._drain_s = drain_s
 
     async def handle(
-        self, scope: Scope, receive: Receive, send: Send, raw: bytes, request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        raw: bytes,
+        request_id: str,
+        caller: KeyRecord,
     ) -> None:
-        caller = self._gw.authenticate(scope)
-        self._gw.check_betas(scope)
         body = parse_json_object(raw)
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:

@@ -37,6 +37,13 @@ class EdgeSettings(BaseServiceSettings):
     upstream_api_keys: SecretStr = SecretStr("")
     edge_port: int = 8080
     edge_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    # Bounds against slow and oversized requests (docs/edge.md, "Bounds"): the whole body must
+    # arrive within the timeout; at most ``edge_body_reads`` bodies longer than one read are
+    # gathered at once; a request head must arrive within its timeout and stay within its size.
+    edge_body_timeout_s: float = Field(default=60.0, gt=0)
+    edge_body_reads: int = Field(default=64, ge=1)
+    edge_header_timeout_s: float = Field(default=15.0, gt=0)
+    edge_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     edge_spool_dir: Path | None = None
     edge_spool_max_rows: int = Field(default=1_000_000, gt=0)
     # New requests are refused (503) while the spool's files exceed this or the disk holding them
