@@ -2,7 +2,7 @@
 
 Plain ASGI rather than a framework router: the edge sits on every request's latency, and one dict
 lookup is all the routing it needs. Routes are served at the root and under ``/api/proxy``; the
-OpenAI route also without ``/v1``. The query string (``?beta=true``) is ignored.
+OpenAI routes also without ``/v1``. The query string (``?beta=true``) is ignored.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from aiapi_edge.usage_route import request_record
 log = logging.getLogger("aiapi.edge")
 
 PREFIX = "/api/proxy"
+OPENAI_PATHS = ("/chat/completions", "/responses")
 Handler = Callable[["Call"], Awaitable[None]]
 
 
@@ -83,7 +84,14 @@ class EdgeApp:
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/chat/completions"): self._chat,
+            ("POST", "/v1/responses"): self._responses,
+            ("POST", "/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
+        }
+        self._metered: dict[Handler | None, str] = {
+            self._messages: "anthropic",
+            self._chat: "openai",
+            self._responses: "responses",
         }
         self._infra: dict[str, Handler] = {
             "/healthz": self._healthz,
@@ -127,7 +135,7 @@ class EdgeApp:
         path: str = scope["path"]
         if path.startswith(PREFIX):
             path = path[len(PREFIX) :] or "/"
-        call = Call(scope, receive, send, openai=path.endswith("/chat/completions"))
+        call = Call(scope, receive, send, openai=path.endswith(OPENAI_PATHS))
         handler = self._route(scope["method"], path)
         started = time.perf_counter()
         try:
@@ -146,8 +154,8 @@ class EdgeApp:
                 await self._gateway_error(
                     call, GatewayError(500, "internal_error", "The gateway failed.")
                 )
-        if handler in (self._messages, self._chat):
-            route = "openai" if call.openai else "anthropic"
+        route = self._metered.get(handler)
+        if route is not None:
             self.service.metrics.observe(route, call.status, time.perf_counter() - started)
 
     async def _gateway_error(self, call: Call, error: GatewayError) -> None:
@@ -181,6 +189,13 @@ class EdgeApp:
         assert self.service.chat is not None
         body = await self._body(call)
         await self.service.chat.handle(call.scope, call.receive, call.send, body, call.request_id)
+
+    async def _responses(self, call: Call) -> None:
+        assert self.service.responses is not None
+        body = await self._body(call)
+        await self.service.responses.handle(
+            call.scope, call.receive, call.send, body, call.request_id
+        )
 
     async def _models(self, call: Call) -> None:
         self.service.gateway.authenticate(call.scope)
