@@ -172,6 +172,7 @@ def output_item(
             str(block.get("id", "")),
             str(block.get("name", "")),
             compact_json(block.get("input", {})),
+            namespaced=namespaced,
         )
     return None
 
