@@ -22,10 +22,12 @@ from aiapi_edge.asgi import (
     Receive,
     Scope,
     Send,
+    header,
     read_body,
     send_whole,
 )
 from aiapi_edge.catalogue_routes import PageError
+from aiapi_edge.cors import CorsPolicy
 from aiapi_edge.errors import (
     GatewayError,
     anthropic_error_body,
@@ -46,10 +48,22 @@ OPENAI_PATHS = ("/chat/completions", "/responses")
 Handler = Callable[["Call"], Awaitable[None]]
 
 
+def _openai_client(scope: Scope, path: str) -> bool:
+    """Whether errors go out in OpenAI form: the OpenAI routes, and the models routes asked
+    without ``anthropic-version`` (every Anthropic SDK sends it; no OpenAI client does)."""
+    if path.endswith(OPENAI_PATHS):
+        return True
+    if path == "/models" or path.startswith("/models/"):
+        return True
+    if path == "/v1/models" or path.startswith("/v1/models/"):
+        return header(scope, b"anthropic-version") is None
+    return False
+
+
 class Call:
     """One HTTP exchange: scope, channels, request id, and whether the response has started."""
 
-    __slots__ = ("_send", "openai", "receive", "request_id", "scope", "started", "status")
+    __slots__ = ("_send", "cors", "openai", "receive", "request_id", "scope", "started", "status")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, openai: bool) -> None:
         self.scope = scope
@@ -59,11 +73,14 @@ class Call:
         self.openai = openai
         self.started = False
         self.status = 0
+        self.cors: Headers = []
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             self.status = message["status"]
+            if self.cors:
+                message["headers"] = [*message["headers"], *self.cors]
         await self._send(message)
 
     def id_headers(self) -> Headers:
@@ -79,6 +96,7 @@ class EdgeApp:
     def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
         self.service = EdgeService(settings, catalogue)
+        self._cors = CorsPolicy.from_setting(settings.cors_origins)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
@@ -87,7 +105,9 @@ class EdgeApp:
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
+            ("GET", "/models"): self._models,  # OpenAI clients given a base without /v1
         }
+        self._paths = frozenset(path for _, path in self._routes)
         self._metered: dict[Handler | None, str] = {
             self._messages: "anthropic",
             self._chat: "openai",
@@ -121,11 +141,17 @@ class EdgeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _customer(self, path: str) -> bool:
+        """A customer route's path (the ones browsers may call; not health or metrics)."""
+        return path in self._paths or path.startswith(
+            ("/v1/models/", "/models/", "/v1/usage/requests/")
+        )
+
     def _route(self, method: str, path: str) -> Handler | None:
         handler = self._routes.get((method, path))
         if handler is not None or method != "GET":
             return handler
-        if path.startswith("/v1/models/"):
+        if path.startswith(("/v1/models/", "/models/")):
             return self._model
         if path.startswith("/v1/usage/requests/"):
             return self._usage_record
@@ -135,7 +161,15 @@ class EdgeApp:
         path: str = scope["path"]
         if path.startswith(PREFIX):
             path = path[len(PREFIX) :] or "/"
-        call = Call(scope, receive, send, openai=path.endswith(OPENAI_PATHS))
+        call = Call(scope, receive, send, openai=_openai_client(scope, path))
+        if self._customer(path):
+            origin = header(scope, b"origin")
+            if scope["method"] == "OPTIONS":
+                requested = header(scope, b"access-control-request-headers")
+                cors = self._cors.preflight_headers(origin, requested)
+                await send_whole(send, 204, b"", cors, content_type=None)
+                return
+            call.cors = self._cors.answer_headers(origin)
         handler = self._route(scope["method"], path)
         started = time.perf_counter()
         try:
@@ -212,6 +246,9 @@ class EdgeApp:
         self.service.gateway.authenticate(call.scope)
         model_id = call.scope["path"].rsplit("/", 1)[-1]
         body = self.service.models.one(model_id)
+        if body is None and call.openai:
+            message = f"The model '{model_id}' does not exist."
+            raise GatewayError(404, "invalid_request_error", message, param="model")
         if body is None:
             raise not_found(f"model: {model_id}")
         await call.json(200, body)

@@ -114,10 +114,14 @@ class _ChatTranslation:
         self.anthropic_body = translated.anthropic_body
         self.stream = translated.stream
         self._include_usage = translated.include_usage
+        self._legacy = translated.legacy_functions
 
     def completion(self, message: Mapping[str, Any], exchange: Exchange) -> bytes:
         completion = to_openai_completion(
-            message, created=int(time.time()), request_model=exchange.requested_model
+            message,
+            created=int(time.time()),
+            request_model=exchange.requested_model,
+            legacy_functions=self._legacy,
         )
         return orjson.dumps(completion)
 
@@ -126,6 +130,7 @@ class _ChatTranslation:
             created=int(time.time()),
             request_model=exchange.requested_model,
             include_usage=self._include_usage,
+            legacy_functions=self._legacy,
         )
         return _ChatStream(translator)
 

@@ -70,6 +70,9 @@ class EdgeSettings(BaseServiceSettings):
     edge_id: str = ""
     # /v1/models lists what is sold; with this, each exact alias is listed as an entry too.
     edge_list_aliases: bool = False
+    # Browser clients (docs/edge.md, CORS): "*" (any origin), a comma-separated list of origins,
+    # or empty (no CORS headers: browsers are refused).
+    cors_origins: str = "*"
 
     @property
     def spool_dir(self) -> Path:
