@@ -64,8 +64,7 @@ def convert_messages(messages: object) -> tuple[list[JSON], list[JSON]]:
             blocks = _assistant_blocks(message, path)
             if message.get("function_call") is not None:
                 function_call_id = legacy_call_id(i)
-                call = {"id": function_call_id, "function": message["function_call"]}
-                blocks.append(_tool_use(call, f"{path}.function_call"))
+                blocks.append(_legacy_tool_use(message["function_call"], function_call_id, path))
         elif role == "tool":
             blocks = [_tool_result(message, path)]
         elif role == "function":
@@ -328,6 +327,16 @@ def _tool_use(call: object, path: str) -> JSON:
     return _with_cache_control(
         {"type": "tool_use", "id": call_id, "name": name, "input": tool_input}, call
     )
+
+
+def _legacy_tool_use(function: object, call_id: str, path: str) -> JSON:
+    try:
+        return _tool_use({"id": call_id, "function": function}, path)
+    except TranslationError as exc:
+        param = exc.param.replace(".function.", ".function_call.", 1) if exc.param else None
+        raise TranslationError(
+            exc.message.replace(".function.", ".function_call."), param, exc.code
+        ) from None
 
 
 def _tool_result(message: Mapping[str, Any], path: str) -> JSON:
