@@ -13,7 +13,7 @@ import pytest
 from aiapi_simulator.thinking import sign_thinking
 
 from .conftest import EdgeEnv
-from .support import sim_requests, stream_count, usage_events
+from .support import BILLED, sim_requests, stream_count, usage_events
 
 WEATHER: Any = {
     "type": "function",
@@ -306,20 +306,8 @@ async def test_a_response_is_billed_exactly_as_the_same_chat_completion(env: Edg
     assert first["raw"] == second["raw"]  # the same upstream request...
     via_responses, via_chat = await usage_events(env.bus, 2)
     assert (via_responses.route, via_chat.route) == ("responses", "openai")
-    compared = {
-        "usage",
-        "model",
-        "requested_model",
-        "plan",
-        "account_id",
-        "key_id",
-        "outcome",
-        "status_code",
-        "admission",
-        "client_disconnected",
-    }
     # ...so the same usage event, billed alike.
-    assert via_responses.model_dump(include=compared) == via_chat.model_dump(include=compared)
+    assert via_responses.model_dump(include=BILLED) == via_chat.model_dump(include=BILLED)
     held = [a.model_dump(exclude={"request_id", "started_at"}) for a in env.billing.requests]
     assert held[0] == held[1]  # admitted (held) alike too
 
