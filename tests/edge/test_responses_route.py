@@ -14,6 +14,7 @@ from aiapi_simulator.thinking import sign_thinking
 
 from .conftest import EdgeEnv
 from .support import BILLED, sim_requests, stream_count, usage_events
+from .test_hold_extension import LONG_STREAM, serve_extensions, small_hold, stream_text
 
 WEATHER: Any = {
     "type": "function",
@@ -319,3 +320,21 @@ async def test_the_route_is_served_under_every_prefix_with_openai_errors(env: Ed
             assert answer.status_code == 401, path
             assert answer.json()["error"]["type"] == "authentication_error", path
             assert "x-request-id" in answer.headers
+
+
+async def test_a_refused_hold_extension_ends_the_stream_with_a_failed_response(
+    env: EdgeEnv,
+) -> None:
+    small_hold(env)
+    await serve_extensions(env.bus, grant=False)
+    body = {"model": "claude-haiku-4-5", "stream": True, "input": LONG_STREAM}
+    text = await stream_text(env, "/v1/responses", body)
+    frames = [frame for frame in text.split("\n\n") if frame.startswith("event: ")]
+    kinds = [frame.split("\n", 1)[0].removeprefix("event: ") for frame in frames]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.failed"
+    assert "response.completed" not in kinds
+    failed = orjson.loads(frames[-1].split("\ndata: ", 1)[1])
+    assert failed["response"]["error"]["code"] == "insufficient_balance"
+    (event,) = await usage_events(env.bus, 1)
+    assert event.route == "responses" and event.outcome == "stream_error"
+    assert 0 < event.usage.output_tokens < 300
