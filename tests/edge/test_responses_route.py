@@ -13,7 +13,15 @@ import pytest
 from aiapi_simulator.thinking import sign_thinking
 
 from .conftest import EdgeEnv
-from .support import BILLED, sim_requests, stream_count, usage_events
+from .support import (
+    BILLED,
+    key_record,
+    make_key,
+    put_key,
+    sim_requests,
+    stream_count,
+    usage_events,
+)
 from .test_hold_extension import LONG_STREAM, serve_extensions, small_hold, stream_text
 
 WEATHER: Any = {
@@ -338,3 +346,64 @@ async def test_a_refused_hold_extension_ends_the_stream_with_a_failed_response(
     (event,) = await usage_events(env.bus, 1)
     assert event.route == "responses" and event.outcome == "stream_error"
     assert 0 < event.usage.output_tokens < 300
+
+
+STORE = {"edge_responses_store_bytes": 1_000_000}
+
+
+@pytest.mark.parametrize("edge_settings_override", [STORE])
+async def test_with_the_store_on_previous_response_id_continues_a_conversation(
+    env: EdgeEnv,
+) -> None:
+    sdk = env.openai()
+    question = 'Weather? [[thinking: Call weather.]] [[tool: weather {"city": "Rome"}]]'
+    async with sdk.responses.stream(
+        model="claude-haiku-4-5",
+        input=question,
+        tools=[WEATHER],
+        reasoning={"effort": "low"},
+    ) as stream:
+        first = await stream.get_final_response()
+    assert first.store is True
+    call = first.output[-1]
+    assert call.type == "function_call"
+    second = await sdk.responses.create(
+        model="claude-haiku-4-5",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Warm"}],
+        tools=[WEATHER],
+        reasoning={"effort": "low"},
+    )
+    assert second.previous_response_id == first.id
+    thinking = {
+        "type": "thinking",
+        "thinking": "Call weather.",
+        "signature": sign_thinking("Call weather."),
+    }
+    messages = upstream_body(env)["messages"]
+    assert messages[0] == {"role": "user", "content": [{"type": "text", "text": question}]}
+    assert messages[1]["content"][0] == thinking  # replayed from the store, byte-identical
+    assert messages[1]["content"][1]["id"] == call.call_id
+    assert messages[2] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call.call_id, "content": "Warm"}],
+    }
+    third = await sdk.responses.create(
+        model="claude-haiku-4-5", previous_response_id=second.id, input="Thanks [[reply: Bye.]]"
+    )
+    assert third.output_text == "Bye."
+    assert len(upstream_body(env)["messages"]) == 5  # the whole chain, then the new question
+
+    # Another account's key does not see them; a response kept out of the store is not found.
+    other_key = make_key()
+    await put_key(env.bus, other_key, key_record("acct_other"))
+    unstored = await sdk.responses.create(model="claude-haiku-4-5", input="Hi", store=False)
+    assert unstored.store is False
+    for key, previous in ((other_key, first.id), (env.key, unstored.id)):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await env.openai(key).responses.create(
+                model="claude-haiku-4-5", previous_response_id=previous, input="More"
+            )
+        body = caught.value.body
+        assert isinstance(body, dict) and body["param"] == "previous_response_id"
+        assert body["message"] == f"Previous response with id '{previous}' not found."

@@ -90,7 +90,7 @@ class Dialect(Protocol):
     route: Route
 
     def translate(
-        self, body: Mapping[str, Any], traits: ModelTraits, request_id: str
+        self, body: Mapping[str, Any], traits: ModelTraits, request_id: str, account_id: str
     ) -> Translation: ...
 
 
@@ -141,7 +141,7 @@ class ChatDialect:
     route: Route = "openai"
 
     def translate(
-        self, body: Mapping[str, Any], traits: ModelTraits, request_id: str
+        self, body: Mapping[str, Any], traits: ModelTraits, request_id: str, account_id: str
     ) -> Translation:
         return _ChatTranslation(body, traits)
 
@@ -181,7 +181,7 @@ class OpenAIRoute:
             default_max_tokens=DEFAULT_MAX_TOKENS,
         )
         try:
-            translated = self._dialect.translate(body, traits, request_id)
+            translated = self._dialect.translate(body, traits, request_id, caller.account_id)
         except TranslationError as exc:
             raise OpenAIError(400, exc.to_openai()) from None
         anthropic_body = dict(translated.anthropic_body, model=model.id)

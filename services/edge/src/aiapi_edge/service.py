@@ -31,6 +31,7 @@ from aiapi_edge.metrics import Metrics
 from aiapi_edge.mirrors import BalanceMirror, KeyMirror
 from aiapi_edge.openai_route import ChatDialect, OpenAIRoute
 from aiapi_edge.pool import UpstreamPool
+from aiapi_edge.response_store import ResponseStore
 from aiapi_edge.responses_route import ResponsesDialect
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.spool import Spool
@@ -140,7 +141,10 @@ class EdgeService:
             **timing,
         )
         self.chat = OpenAIRoute(gateway, self.upstream, ChatDialect(), **timing)
-        self.responses = OpenAIRoute(gateway, self.upstream, ResponsesDialect(), **timing)
+        store = (
+            ResponseStore(s.edge_responses_store_bytes) if s.edge_responses_store_bytes else None
+        )
+        self.responses = OpenAIRoute(gateway, self.upstream, ResponsesDialect(store), **timing)
         bus = self._bus
         self._spawn(
             bus.watch_kv(KEYS_BUCKET, self.keys.on_change, ready=self.keys_ready, stop=self._stop)

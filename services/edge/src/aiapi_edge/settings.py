@@ -73,6 +73,9 @@ class EdgeSettings(BaseServiceSettings):
     # Browser clients (docs/edge.md, CORS): "*" (any origin), a comma-separated list of origins,
     # or empty (no CORS headers: browsers are refused).
     cors_origins: str = "*"
+    # previous_response_id on /v1/responses: the bytes of finished responses kept in memory on
+    # each replica (docs/edge.md); 0: no store, previous_response_id is a 400.
+    edge_responses_store_bytes: int = Field(default=0, ge=0)
 
     @property
     def spool_dir(self) -> Path:

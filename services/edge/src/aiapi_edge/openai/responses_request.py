@@ -38,8 +38,10 @@ tool choice, images, ``user``...). An error names the Responses field (``input[2
 - ``text.format``: ``json_schema`` (``schema``) → ``output_config.format``; ``text`` and
   ``json_object`` add nothing.
 - ``temperature``, ``top_p``, ``user``/``safety_identifier``, ``stream``: as on the chat route.
-- ``previous_response_id``, ``conversation``, ``prompt``, ``background: true``: 400, since the
-  gateway stores no responses (``store`` is accepted either way, and nothing is stored).
+- ``previous_response_id``: the caller passes the stored conversation it names as ``history``
+  (the operator's optional store, :mod:`aiapi_edge.response_store`); its items come before
+  ``input``. Without a store it is a 400, as are ``conversation``, ``prompt`` and
+  ``background: true`` always: send the whole conversation in ``input``.
 - Ignored: ``include``, ``metadata`` (echoed in the response), ``store``, ``truncation``,
   ``service_tier``, ``prompt_cache_key``, ``prompt_cache_retention``, ``max_tool_calls``,
   ``top_logprobs``, ``stream_options``, and any other unknown field.
@@ -83,13 +85,22 @@ class ResponsesRequest:
     stream: bool
     echo: JSON
     namespaced: Namespaced
+    input_items: list[JSON]
 
 
-def to_anthropic_from_responses(body: Mapping[str, Any], traits: ModelTraits) -> ResponsesRequest:
-    """Translate a Responses request body; raises :class:`TranslationError` (a 400)."""
+def to_anthropic_from_responses(
+    body: Mapping[str, Any], traits: ModelTraits, history: list[JSON] | None = None
+) -> ResponsesRequest:
+    """Translate a Responses request body; raises :class:`TranslationError` (a 400).
+
+    ``history`` is the stored conversation ``previous_response_id`` names (the caller looks it
+    up); without it, a ``previous_response_id`` is refused.
+    """
     if not isinstance(body, Mapping):
         raise TranslationError("The request body must be a JSON object.")
     for field in STATEFUL_FIELDS:
+        if field == "previous_response_id" and history is not None:
+            continue
         if body.get(field) not in (None, ""):
             raise TranslationError(
                 f"'{field}' is not supported: this gateway stores no responses, so send the "
@@ -104,20 +115,32 @@ def to_anthropic_from_responses(body: Mapping[str, Any], traits: ModelTraits) ->
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise TranslationError("'instructions' must be a string.", "instructions")
-    chat, namespaced = _chat_body(body)
+    items = input_items(body.get("input"))
+    chat, namespaced = _chat_body(body, [*(history or []), *items], len(history or []))
     try:
         translated = to_anthropic(chat, traits)
     except TranslationError as exc:
-        raise _renamed(exc) from None
+        raise _renamed(exc, len(history or [])) from None
     anthropic_body = translated.anthropic_body
     if instructions:
         system = [{"type": "text", "text": instructions}, *anthropic_body.get("system", [])]
         anthropic_body["system"] = system
-    return ResponsesRequest(anthropic_body, translated.stream, _echo(body), namespaced)
+    return ResponsesRequest(anthropic_body, translated.stream, _echo(body), namespaced, items)
 
 
-def _renamed(exc: TranslationError) -> TranslationError:
+def _renamed(exc: TranslationError, stored: int = 0) -> TranslationError:
+    """The error with Responses names; ``stored`` items of history came before ``input``."""
     param, message = exc.param, exc.message
+    if stored and param is not None and param.startswith("messages["):
+        index = int(param[len("messages[") : param.index("]")])
+        if index < stored:
+            return TranslationError(
+                f"The stored conversation cannot be continued: {message}",
+                "previous_response_id",
+                exc.code,
+            )
+        param = f"messages[{index - stored}{param[param.index(']') :]}"
+        message = message.replace(f"messages[{index}]", f"messages[{index - stored}]")
     for chat_name, name in _PARAM_NAMES:
         if param is not None and param.startswith(chat_name):
             param = name + param[len(chat_name) :]
@@ -127,8 +150,14 @@ def _renamed(exc: TranslationError) -> TranslationError:
     return TranslationError(message, param, exc.code)
 
 
-def _chat_body(body: Mapping[str, Any]) -> tuple[JSON, dict[str, tuple[str, str]]]:
-    chat: JSON = {"model": body.get("model"), "messages": _messages(body.get("input"))}
+def _chat_body(
+    body: Mapping[str, Any], items: list[JSON], stored: int
+) -> tuple[JSON, dict[str, tuple[str, str]]]:
+    messages = [
+        _message(item, f"input[{i - stored}]" if i >= stored else "previous_response_id")
+        for i, item in enumerate(items)
+    ]
+    chat: JSON = {"model": body.get("model"), "messages": messages}
     max_output = body.get("max_output_tokens")
     if max_output is not None:
         chat["max_completion_tokens"] = max_output
@@ -160,14 +189,15 @@ def _chat_body(body: Mapping[str, Any]) -> tuple[JSON, dict[str, tuple[str, str]
     return chat, namespaced
 
 
-def _messages(value: object) -> list[JSON]:
+def input_items(value: object) -> list[JSON]:
+    """``input`` as a list of items (a string is one user message)."""
     if isinstance(value, str):
         if not value:
             raise TranslationError("'input' must not be empty.", "input")
         return [{"role": "user", "content": value}]
     if not isinstance(value, list) or not value:
         raise TranslationError("'input' must be a string or a non-empty array of items.", "input")
-    return [_message(item, f"input[{i}]") for i, item in enumerate(value)]
+    return value
 
 
 def _message(item: object, path: str) -> JSON:
@@ -338,12 +368,12 @@ def _echo(body: Mapping[str, Any]) -> JSON:
         "max_output_tokens": body.get("max_output_tokens"),
         "metadata": dict(metadata) if isinstance(metadata, Mapping) else {},
         "parallel_tool_calls": body.get("parallel_tool_calls", True) is not False,
-        "previous_response_id": None,
+        "previous_response_id": body.get("previous_response_id"),
         "reasoning": {
             "effort": reasoning.get("effort"),
             "summary": reasoning.get("summary"),
         },
-        "store": False,  # whatever was asked: nothing is stored
+        "store": False,  # until the caller stores the response
         "temperature": body.get("temperature"),
         "text": {"format": dict(text_format or {"type": "text"})},
         "tool_choice": body.get("tool_choice", "auto"),
