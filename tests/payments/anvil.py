@@ -71,8 +71,9 @@ def anvil_binary() -> Path:
 
 
 @contextmanager
-def running_anvil(log_path: Path) -> Iterator[str]:
-    """Start anvil with a short epoch on loopback; yields its RPC URL; stops it after."""
+def running_anvil(log_path: Path, chain_id: int | None = None) -> Iterator[str]:
+    """Start anvil with a short epoch on loopback; yields its RPC URL; stops it after.
+    `chain_id`: another chain than anvil's 31337 (several networks at once)."""
     binary = anvil_binary()
     port = free_port()
     with log_path.open("wb") as log:
@@ -87,6 +88,7 @@ def running_anvil(log_path: Path) -> Iterator[str]:
                 str(SLOTS_IN_AN_EPOCH),
                 "--accounts",
                 "4",
+                *(["--chain-id", str(chain_id)] if chain_id is not None else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -42,6 +42,9 @@ class Deposit(Record):
     position: int
     amount: str
     confirmations: int
+    # How many the deposit needs on its network (the configured depth, the distance to the
+    # node's finalized block, Bitcoin's tier); null when not known yet.
+    confirmations_required: int | None = None
     state: DepositState
     usd: Money | None = None
     first_seen_at: AwareDatetime | None = None
