@@ -19,22 +19,28 @@ from aiapi_shared.payments_api import (
     ADDRESSES_SUBJECT,
     DEPOSITS_SUBJECT,
     SET_RATE_SUBJECT,
+    SWEEP_PLAN_SUBJECT,
     AccountQuery,
     AddressesReply,
     DepositAddress,
     DepositsReply,
     SetRateCommand,
     SetRateReply,
+    SweepPlanQuery,
+    SweepPlanReply,
 )
 from aiapi_shared.payments_api import Deposit as DepositView
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
+from aiapi_payments.balances import BalanceReader
 from aiapi_payments.config import PaymentsConfig
+from aiapi_payments.keys import ExtendedPublicKey
 from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositState, KeyChain
 from aiapi_payments.policy import confirmations, format_units
 from aiapi_payments.pricing import ManualRate
 from aiapi_payments.repository import AccountDeposit, ChainHead, Repository, StoredAddress
+from aiapi_payments.sweep import SweepError, check_destination, derivation_path, plan_document
 
 log = logging.getLogger("aiapi.payments.api")
 QUEUE = "payments"
@@ -105,17 +111,23 @@ def deposit_view(
 
 class PaymentsApi:
     def __init__(
-        self, repository: Repository, config: PaymentsConfig, clock: Callable[[], datetime]
+        self,
+        repository: Repository,
+        config: PaymentsConfig,
+        clock: Callable[[], datetime],
+        balances: BalanceReader | None = None,
     ) -> None:
         self._repository = repository
         self._config = config
         self._clock = clock
+        self._balances = balances
 
     async def serve(self, bus: Bus) -> None:
         routes = {
             ADDRESSES_SUBJECT: self._addresses,
             DEPOSITS_SUBJECT: self._deposits,
             SET_RATE_SUBJECT: self._set_rate,
+            SWEEP_PLAN_SUBJECT: self._sweep_plan,
         }
         for subject, handle in routes.items():
 
@@ -181,3 +193,45 @@ class PaymentsApi:
             len(priced),
         )
         return SetRateReply(asset=command.asset, usd=command.usd, set_at=rate.set_at)
+
+    async def _sweep_plan(self, data: bytes) -> SweepPlanReply:
+        """Balances from the nodes, paths from the keys, destinations from the operator."""
+        query = SweepPlanQuery.model_validate_json(data)
+        if self._balances is None:
+            raise ApiRefusal("unavailable", "no network is enabled", 503)
+        bitcoin = self._config.bitcoin
+        try:
+            destinations = {
+                KeyChain(name): check_destination(
+                    KeyChain(name), address, bitcoin.network if bitcoin else None
+                )
+                for name, address in query.destinations.items()
+                if KeyChain(name) in self._keychains()
+            }
+        except SweepError as error:
+            raise ApiRefusal("invalid_request", str(error), 400) from None
+
+        async def funded(network: ChainNetwork) -> list[StoredAddress]:
+            return await self._repository.funded_addresses(network, self._config.keychain(network))
+
+        found = await self._balances.read(funded)
+        paths = {
+            (holding.keychain, holding.index): derivation_path(
+                holding.keychain,
+                self._account_key(holding.keychain),
+                holding.index,
+                bitcoin_coin=0 if bitcoin is None or bitcoin.network.value == "mainnet" else 1,
+            )
+            for holding in found.holdings
+        }
+        document = plan_document(found.holdings, found.gas, paths, destinations, found.unreachable)
+        return SweepPlanReply.model_validate({**document, "created_at": self._clock()})
+
+    def _keychains(self) -> set[KeyChain]:
+        return {self._config.keychain(network) for network in self._config.networks}
+
+    def _account_key(self, keychain: KeyChain) -> ExtendedPublicKey:
+        if keychain is KeyChain.BITCOIN:
+            assert self._config.bitcoin is not None
+            return self._config.bitcoin.account
+        return next(chain.account for chain in self._config.evm if chain.keychain is keychain)

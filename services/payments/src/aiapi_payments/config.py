@@ -81,6 +81,8 @@ class EvmChainConfig:
     start_block: int | None
     batch_blocks: int
     poll_interval_s: float
+    gas_coin: str = "ETH"  # pays the fees of a sweep (TRON: TRX)
+    gas_decimals: int = 18
 
     def derive(self, index: int) -> DerivedAddress:
         key = self.account.deposit_key(index)
@@ -284,6 +286,7 @@ def _evm_chain(
         start_block=spec.start_block,
         batch_blocks=spec.batch_blocks or settings.eth_batch_blocks,
         poll_interval_s=spec.poll_interval_s or settings.eth_poll_interval_s,
+        gas_coin=spec.gas_coin,
     )
 
 
@@ -363,6 +366,8 @@ def _tron(settings: PaymentsSettings) -> EvmChainConfig | None:
         start_block=settings.tron_start_block,
         batch_blocks=settings.eth_batch_blocks,
         poll_interval_s=settings.tron_poll_interval_s,
+        gas_coin="TRX",
+        gas_decimals=6,  # sun
     )
 
 

@@ -43,6 +43,7 @@ class NetworkSpec:
     start_block: int | None = None
     batch_blocks: int | None = None
     poll_interval_s: float | None = None
+    gas_coin: str = "ETH"  # the coin that pays fees (named in the sweep plan)
 
 
 def _tokens(**contracts: str) -> tuple[TokenSpec, ...]:
@@ -90,6 +91,7 @@ KNOWN_NETWORKS: dict[str, NetworkSpec] = {
             ChainNetwork("polygon"),
             137,
             explorer_url="https://polygonscan.com",
+            gas_coin="POL",
             tokens=_tokens(
                 USDT="0xc2132D05D31c914a87C6611C10748AEb04B58e8F",
                 USDC="0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359",
@@ -110,6 +112,7 @@ _ENTRY_FIELDS = {
     "start_block",
     "batch_blocks",
     "poll_interval_s",
+    "gas_coin",
 }
 _RESERVED = {"bitcoin", "tron"}
 
@@ -203,7 +206,11 @@ def _entry(entry: Any, position: int) -> NetworkSpec:
     poll = entry.get("poll_interval_s")
     if poll is not None and (not isinstance(poll, int | float) or poll <= 0):
         raise NetworkSettingError(f"{where}: poll_interval_s is a positive number")
+    gas_coin = entry.get("gas_coin", known.gas_coin if known else "ETH")
+    if not isinstance(gas_coin, str) or not gas_coin.isalnum() or len(gas_coin) > 12:
+        raise NetworkSettingError(f"{where}: gas_coin is a coin symbol such as ETH")
     return NetworkSpec(
+        gas_coin=gas_coin.upper(),
         network=network,
         chain_id=chain_id,
         rpc_url=rpc_url,

@@ -155,6 +155,23 @@ class Repository:
             row[2]: StoredAddress(row[0], keychain, int(row[1]), row[2], row[3]) for row in rows
         }
 
+    async def funded_addresses(
+        self, network: ChainNetwork, keychain: KeyChain
+    ) -> list[StoredAddress]:
+        """The addresses that received a final deposit on `network` (funds may still be there;
+        only the node knows whether they are)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT a.account_id, a.derivation_index, a.address, a.script"
+                " FROM addresses a JOIN deposits d ON d.address = a.address"
+                " WHERE d.network = %s AND a.keychain = %s"
+                " AND d.state IN ('confirmed', 'credited', 'below_minimum')"
+                " ORDER BY a.derivation_index",
+                (network.value, keychain.value),
+            )
+            rows = await cur.fetchall()
+        return [StoredAddress(row[0], keychain, int(row[1]), row[2], row[3]) for row in rows]
+
     # -- deposits -------------------------------------------------------------------------
 
     async def deposits_to_watch(

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aiapi_payments.api import PaymentsApi
+from aiapi_payments.balances import BalanceReader
 from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend, check_genesis
 from aiapi_payments.config import EvmChainConfig, PaymentsConfig, StartupRefused, build_config
 from aiapi_payments.ethereum import ChainMismatch, check_chain_id
@@ -57,6 +58,8 @@ class PaymentsService:
         self._closers: list[Callable[[], Awaitable[Any]]] = []
         self.bus: Bus | None = None
         self.pool: AsyncConnectionPool | None = None
+        self._nodes: dict[str, AsyncWeb3[Any]] = {}  # per EVM-style network
+        self._esplora: EsploraBackend | None = None
 
     async def start(self) -> None:
         if self.settings.database_url is None:
@@ -73,7 +76,8 @@ class PaymentsService:
         relay = outbox_relay(self.pool, self.bus)
         trackings = [await self._evm(repository, chain) for chain in self.config.evm]
         trackings.append(await self._bitcoin(repository))
-        await PaymentsApi(repository, self.config, utc_now).serve(self.bus)
+        balances = BalanceReader(self.config, self._nodes, self._esplora)
+        await PaymentsApi(repository, self.config, utc_now, balances).serve(self.bus)
         self._spawn("outbox", relay.run(self._stop, poll_s=self.settings.outbox_interval_s))
         self._spawn("bus-watch", self._watch_bus(self.bus))
         for name, tracking, interval in filter(None, trackings):
@@ -91,6 +95,7 @@ class PaymentsService:
     ) -> tuple[str, Any, float] | None:
         w3: AsyncWeb3[Any] = AsyncWeb3(AsyncHTTPProvider(chain.rpc_url))
         self._closers.append(w3.provider.disconnect)
+        self._nodes[chain.network] = w3
         try:
             await check_chain_id(w3, chain.chain_id, chain.chain_id_setting)
         except ChainMismatch as error:
@@ -108,6 +113,7 @@ class PaymentsService:
         client = httpx.AsyncClient(base_url=chain.esplora_url, timeout=_HTTP_TIMEOUT)
         self._closers.append(client.aclose)
         backend = EsploraBackend(client)
+        self._esplora = backend
         await check_genesis(backend, chain.network.value)
         tracking = BitcoinTracking(repository, self.config, chain, BitcoinWatcher(backend), utc_now)
         return "bitcoin", tracking, chain.poll_interval_s
