@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 from aiapi_payments.addresses import tron_from_hex
 from aiapi_payments.config import PaymentsConfig, build_config
+from aiapi_payments.depeg import DepegGuard
 from aiapi_payments.ethereum import check_chain_id
-from aiapi_payments.model import ChainNetwork, KeyChain
+from aiapi_payments.model import Asset, ChainNetwork, KeyChain
 from aiapi_payments.outbox import outbox_relay
+from aiapi_payments.policy import parse_usd
+from aiapi_payments.pricing import Quote
 from aiapi_payments.repository import Repository
 from aiapi_payments.settings import PaymentsSettings
 from aiapi_payments.tracking import EvmTracking, evm_watcher
@@ -115,9 +118,13 @@ async def networks(
     await bus.ensure_streams()
     config = build_config(
         PaymentsSettings(
-            eth_xpub=ETH_XPUB, eth_address_0=ETH_ADDRESS_0, price_sources="", **settings
+            eth_xpub=ETH_XPUB,
+            eth_address_0=ETH_ADDRESS_0,
+            **{"price_sources": "", **settings},
         )
     )
+    band = config.depeg_band
+    guard = None if band is None else DepegGuard(band, config.assets, config.price_max_age)
     repository = Repository(pool)
     trackings: dict[str, EvmTracking] = {}
     by_id = {chain_id: chain.w3 for chain_id, chain in chains.items()}
@@ -125,7 +132,7 @@ async def networks(
         w3 = by_id[chain.chain_id]
         await check_chain_id(w3, chain.chain_id, chain.chain_id_setting)
         trackings[chain.network.value] = EvmTracking(
-            repository, config, chain, partial(evm_watcher, w3, chain), lambda: NOW
+            repository, config, chain, partial(evm_watcher, w3, chain), lambda: NOW, guard
         )
     return Networks(repository, config, outbox_relay(pool, bus), trackings)
 
@@ -137,7 +144,11 @@ async def pay(chain: Chain, token: Any, to: str, amount: int) -> str:
 
 
 async def base_and_arbitrum(
-    pool: AsyncConnectionPool, bus: Bus, chains: dict[int, Chain], urls: dict[int, str]
+    pool: AsyncConnectionPool,
+    bus: Bus,
+    chains: dict[int, Chain],
+    urls: dict[int, str],
+    **settings: Any,
 ) -> tuple[Networks, Any, Any, Any]:
     """USDC credits on Base, USDT on Arbitrum; a lookalike "USDC" on Base credits nothing."""
     base, arbitrum = chains[BASE_ID], chains[ARBITRUM_ID]
@@ -158,7 +169,8 @@ async def base_and_arbitrum(
             "start_block": await arbitrum.head() + 1,
         },
     ]
-    return await networks(pool, bus, chains, evm_chains=json.dumps(document)), usdc, lookalike, usdt
+    nets = await networks(pool, bus, chains, evm_chains=json.dumps(document), **settings)
+    return nets, usdc, lookalike, usdt
 
 
 async def test_usdc_on_one_network_and_usdt_on_another_each_credit_exactly_once(
@@ -291,3 +303,57 @@ async def test_trc20_usdt_credits_once_solidified_and_a_reorged_transfer_never(
     )
     assert rows == [(f"tron:USDT:{credited_tx.removeprefix('0x')}:0", address)]
     assert ChainNetwork.TRON in nets.config.networks
+
+
+async def test_the_depeg_guard_pauses_one_token_until_its_price_is_back_in_band(
+    pool: AsyncConnectionPool,
+    bus: Bus,
+    chains: dict[int, Chain],
+    urls: dict[int, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base, arbitrum = chains[BASE_ID], chains[ARBITRUM_ID]
+    nets, usdc, _, usdt = await base_and_arbitrum(
+        pool,
+        bus,
+        chains,
+        urls,
+        depeg_band="0.98-1.02",
+        price_sources="ticker=http://127.0.0.1:9/{asset}|price",
+    )
+    seen = NOW - timedelta(seconds=10)
+
+    async def quote(asset: Asset, usd: str) -> None:
+        quotes = [Quote("ticker", asset, parse_usd(usd), seen)]
+        await nets.repository.add_quotes(quotes, prune_before=NOW - timedelta(days=1))
+
+    await quote(Asset.USDC, "0.95")  # USDC off its peg; USDT on it
+    await quote(Asset.USDT, "1.001")
+    address = await nets.address("acc_1", KeyChain.EVM)
+    await pay(base, usdc, address, 12 * USD)
+    await pay(arbitrum, usdt, address, 7 * USD)
+    await base.mine(FINALITY_LAG)
+    await arbitrum.mine(FINALITY_LAG)
+    await nets.run()
+    await base.mine(2)
+    await nets.run()
+    assert await nets.states() == [
+        ("arbitrum", "USDT", "credited", 7 * 10**9),
+        ("base", "USDC", "detected", 12 * 10**9),  # final, but its token is paused: it waits
+    ]
+    alerts = [r.getMessage() for r in caplog.records if "ALERT" in r.getMessage()]
+    assert alerts == [
+        "ALERT: USDC depeg guard: 0.95 USD (median(ticker)), outside 0.98-1.02 USD;"
+        " crediting of USDC paused"
+    ]
+    await nets.run()  # still paused: the alert is not repeated every cycle
+    assert len([r for r in caplog.records if "ALERT" in r.getMessage()]) == 1
+
+    seen = NOW - timedelta(seconds=5)
+    await quote(Asset.USDC, "0.999")
+    await nets.run()
+    assert await nets.states() == [
+        ("arbitrum", "USDT", "credited", 7 * 10**9),
+        ("base", "USDC", "credited", 12 * 10**9),  # at the peg, as first seen
+    ]
+    assert await stream_count(bus, DepositConfirmed.subject) == 2

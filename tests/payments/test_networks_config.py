@@ -11,6 +11,7 @@ shift spoil embark luggage sand" is TSiXa4Yv9kwqZaw71fvMjLd5QcrQRzJdhc.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,12 @@ from aiapi_payments.addresses import (
     tron_to_hex,
 )
 from aiapi_payments.config import StartupRefused, build_config
+from aiapi_payments.depeg import DepegGuard
 from aiapi_payments.evm_networks import KNOWN_NETWORKS, NetworkSettingError, parse_evm_chains
 from aiapi_payments.keys import parse_extended_public_key
 from aiapi_payments.model import Asset, ChainNetwork, KeyChain
+from aiapi_payments.policy import DepegBand, PolicyError
+from aiapi_payments.pricing import Quote
 from aiapi_payments.settings import PaymentsSettings
 
 from tests.payments.hd import PrivateNode, seed_from_mnemonic
@@ -215,3 +219,31 @@ def test_start_up_refusals_name_the_setting() -> None:
     assert "AIAPI_TRON_USDT_CONTRACT" in refused(**TRON, tron_usdt_contract="0x" + "11" * 20)
     # An xpub of another coin gives other addresses: the check at 0/0 catches it.
     assert "AIAPI_TRON_ADDRESS_0 does not match" in refused(**{**TRON, "tron_xpub": ETH_XPUB})
+
+
+def test_the_depeg_band_must_hold_the_peg_and_have_a_price_source() -> None:
+    assert DepegBand.parse("0.98-1.02") == DepegBand(980_000_000, 1_020_000_000)
+    assert DepegBand.parse("0.98-1.02").contains(1_020_000_000)
+    assert not DepegBand.parse("0.98-1.02").contains(979_999_999)
+    for bad in ("0.98", "1.01-1.02", "0-1.02", "a-b"):
+        with pytest.raises(PolicyError):
+            DepegBand.parse(bad)
+    with pytest.raises(StartupRefused, match="needs price sources"):
+        build_config(PaymentsSettings(price_sources="", depeg_band="0.98-1.02"))
+    assert build_config(PaymentsSettings(depeg_band="0.98-1.02")).depeg_band is not None
+
+
+def test_the_guard_pauses_without_a_fresh_price_and_logs_each_change_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    guard = DepegGuard(DepegBand.parse("0.99-1.01"), list(Asset), timedelta(minutes=2))
+    fresh = [Quote("a", Asset.USDT, 1_000_000_000, now), Quote("a", Asset.USDC, 999_000_000, now)]
+    assert guard.update(fresh, now) == frozenset()
+    stale = [Quote("a", Asset.USDT, 1_000_000_000, now - timedelta(minutes=5))]
+    assert guard.update(stale, now) == {Asset.USDT, Asset.USDC}  # an unverified peg waits
+    assert guard.update(stale, now) == {Asset.USDT, Asset.USDC}
+    assert guard.update(fresh, now) == frozenset()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("ALERT" in m for m in messages) == 2  # one per token and change
+    assert sum("crediting resumes" in m for m in messages) == 2

@@ -35,7 +35,13 @@ from aiapi_payments.evm_networks import (
 from aiapi_payments.keys import ExtendedPublicKey, InvalidKey, ScriptKind, parse_extended_public_key
 from aiapi_payments.keys import Network as KeyNetwork
 from aiapi_payments.model import Asset, ChainNetwork, KeyChain
-from aiapi_payments.policy import BtcConfirmationPolicy, EthFinality, PolicyError, parse_usd
+from aiapi_payments.policy import (
+    BtcConfirmationPolicy,
+    DepegBand,
+    EthFinality,
+    PolicyError,
+    parse_usd,
+)
 from aiapi_payments.settings import PaymentsSettings
 from aiapi_payments.tickers import PriceSource, PriceSourceError, parse_price_sources
 
@@ -142,6 +148,7 @@ class PaymentsConfig:
     minimums: dict[Asset, int]  # nano-USD
     price_sources: list[PriceSource]
     price_max_age: timedelta
+    depeg_band: DepegBand | None = None  # None: stablecoins always credit at the peg
 
     def minimum(self, asset: Asset) -> int:
         return self.minimums[asset]
@@ -429,7 +436,16 @@ def build_config(
     except PriceSourceError as error:
         raise StartupRefused(f"AIAPI_PRICE_SOURCES: {error}") from None
     tron = _tron(settings)
+    band = None
+    if settings.depeg_band.strip():
+        try:
+            band = DepegBand.parse(settings.depeg_band)
+        except PolicyError as error:
+            raise StartupRefused(str(error)) from None
+        if not sources:
+            raise StartupRefused("AIAPI_DEPEG_BAND needs price sources (AIAPI_PRICE_SOURCES)")
     return PaymentsConfig(
+        depeg_band=band,
         evm=_evm_chains(settings, read_file) + ((tron,) if tron else ()),
         bitcoin=_bitcoin(settings),
         minimums=_minimums(settings),

@@ -101,6 +101,28 @@ class EthFinality:
 
 
 @dataclass(frozen=True)
+class DepegBand:
+    """The USD prices (nano-USD per token) inside which a stablecoin credits at its peg."""
+
+    low_nano: int
+    high_nano: int
+
+    @classmethod
+    def parse(cls, text: str) -> DepegBand:
+        """`LOW-HIGH` in USD, e.g. `0.98-1.02`."""
+        low, dash, high = text.strip().partition("-")
+        if not dash:
+            raise PolicyError("AIAPI_DEPEG_BAND is LOW-HIGH in USD, e.g. 0.98-1.02")
+        band = cls(parse_usd(low), parse_usd(high))
+        if not 0 < band.low_nano <= NANO_PER_USD <= band.high_nano:
+            raise PolicyError("AIAPI_DEPEG_BAND must hold 1.00 (e.g. 0.98-1.02)")
+        return band
+
+    def contains(self, rate_nano_usd: int) -> bool:
+        return self.low_nano <= rate_nano_usd <= self.high_nano
+
+
+@dataclass(frozen=True)
 class ConfirmationTier:
     min_usd_nano: int
     confirmations: int

@@ -30,7 +30,9 @@ from aiapi_payments.api import PaymentsApi
 from aiapi_payments.balances import BalanceReader
 from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend, check_genesis
 from aiapi_payments.config import EvmChainConfig, PaymentsConfig, StartupRefused, build_config
+from aiapi_payments.depeg import DepegGuard
 from aiapi_payments.ethereum import ChainMismatch, check_chain_id
+from aiapi_payments.model import Asset
 from aiapi_payments.outbox import outbox_relay
 from aiapi_payments.price_sources import PriceFetcher
 from aiapi_payments.repository import Repository, ping
@@ -60,6 +62,8 @@ class PaymentsService:
         self.pool: AsyncConnectionPool | None = None
         self._nodes: dict[str, AsyncWeb3[Any]] = {}  # per EVM-style network
         self._esplora: EsploraBackend | None = None
+        band = config.depeg_band
+        self.guard = None if band is None else DepegGuard(band, config.assets, config.price_max_age)
 
     async def start(self) -> None:
         if self.settings.database_url is None:
@@ -82,7 +86,7 @@ class PaymentsService:
         self._spawn("bus-watch", self._watch_bus(self.bus))
         for name, tracking, interval in filter(None, trackings):
             self._spawn(name, self._watch_loop(name, tracking, interval, relay))
-        if self.config.price_sources and any(not a.pegged for a in self.config.assets):
+        if self.config.price_sources and self._priced_assets():
             self._spawn("prices", self._price_loop(repository))
         self.started = True
         log.info(
@@ -102,7 +106,7 @@ class PaymentsService:
             raise StartupRefused(f"{chain.network}: {error}") from None
 
         tracking = EvmTracking(
-            repository, self.config, chain, partial(evm_watcher, w3, chain), utc_now
+            repository, self.config, chain, partial(evm_watcher, w3, chain), utc_now, self.guard
         )
         return chain.network.value, tracking, chain.poll_interval_s
 
@@ -168,7 +172,7 @@ class PaymentsService:
         return text
 
     async def _price_loop(self, repository: Repository) -> None:
-        assets = [asset for asset in self.config.assets if not asset.pegged]
+        assets = self._priced_assets()
         async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as client:
             fetcher = PriceFetcher(self.config.price_sources, client)
             while not self._stop.is_set():
@@ -184,6 +188,10 @@ class PaymentsService:
                     await asyncio.wait_for(
                         self._stop.wait(), timeout=self.settings.price_poll_interval_s
                     )
+
+    def _priced_assets(self) -> list[Asset]:
+        """ETH and BTC for their rates; the stablecoins too when the depeg guard watches them."""
+        return [a for a in self.config.assets if not a.pegged or self.guard is not None]
 
     async def healthy(self) -> bool:
         if self.bus is None or self.pool is None or not self.bus.is_connected:
@@ -217,7 +225,11 @@ def health_app(service: PaymentsService, lifespan: Any = None) -> Starlette:
     async def readyz(_: Request) -> JSONResponse:
         ok = service.started and not service.failed.is_set() and await service.healthy()
         networks = [n.value for n in service.config.networks]
-        return JSONResponse({"ok": ok, "networks": networks}, status_code=200 if ok else 503)
+        paused = sorted(service.guard.paused) if service.guard else []
+        return JSONResponse(
+            {"ok": ok, "networks": networks, "depeg_paused": paused},
+            status_code=200 if ok else 503,
+        )
 
     app = Starlette(
         routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan

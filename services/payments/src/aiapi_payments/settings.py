@@ -66,6 +66,8 @@ class PaymentsSettings(BaseServiceSettings):
     price_sources: str | None = None
     price_poll_interval_s: float = Field(default=30.0, gt=0)
     price_max_age_s: float = Field(default=120.0, gt=0)
+    # The depeg guard: `LOW-HIGH` USD (e.g. "0.98-1.02"); empty: USDT/USDC always at the peg.
+    depeg_band: str = ""
 
     # How often the outbox relay sweeps besides being woken after each commit.
     outbox_interval_s: float = Field(default=1.0, gt=0)

@@ -20,6 +20,7 @@ from aiapi_payments.announcements import announcements
 from aiapi_payments.bitcoin import BitcoinWatcher
 from aiapi_payments.book import RateLookup, observe
 from aiapi_payments.config import BitcoinConfig, EvmChainConfig, PaymentsConfig
+from aiapi_payments.depeg import DepegGuard
 from aiapi_payments.ethereum import EthereumWatcher
 from aiapi_payments.model import (
     Asset,
@@ -102,10 +103,12 @@ class EvmTracking:
         chain: EvmChainConfig,
         watcher_factory: Callable[[PostgresCursorStore], EthereumWatcher],
         clock: Clock,
+        guard: DepegGuard | None = None,
     ) -> None:
         self._repository = repository
         self._config = config
         self._chain = chain
+        self._guard = guard
         self.network = chain.network
         self._cursor = PostgresCursorStore(repository, chain.network.value)
         self._watcher = watcher_factory(self._cursor)
@@ -118,6 +121,12 @@ class EvmTracking:
             key=replace(key, tx_hash=self._chain.shown_tx_hash(key.tx_hash)),
             address=self._chain.shown_address(transfer.address),
         )
+
+    async def _paused(self, now: datetime) -> frozenset[Asset]:
+        if self._guard is None:
+            return frozenset()
+        since = now - self._config.price_max_age - timedelta(seconds=5)
+        return self._guard.update(await self._repository.quotes_since(since), now)
 
     async def cycle(self) -> tuple[bool, int]:
         """One poll; returns (caught up, events written)."""
@@ -134,6 +143,7 @@ class EvmTracking:
             gone = {k for k, r in known.items() if r.deposit.block_hash in removed} - seen
             now = self._clock()
             finality = self._chain.finality
+            paused = await self._paused(now)
             changed = observe(
                 {key: record.deposit for key, record in known.items()},
                 seen=transfers,
@@ -141,7 +151,11 @@ class EvmTracking:
                 head=scan.head,
                 now=now,
                 rate_at=await rate_lookup(self._repository, self._config, now),
-                is_final=lambda d, head: finality.is_final(d.block_number, head, scan.finalized),
+                # A token the depeg guard paused is not final for crediting: it waits.
+                is_final=lambda d, head: (
+                    d.key.asset not in paused
+                    and finality.is_final(d.block_number, head, scan.finalized)
+                ),
                 minimum_nano=self._config.minimum,
             )
             records, events = _records(changed, known, owners, now)
