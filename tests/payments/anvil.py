@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from aiapi_cli.ports import free_port, wait_for_port
@@ -105,3 +105,15 @@ def running_anvil(log_path: Path, chain_id: int | None = None) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running_anvils(directory: Path, *chain_ids: int) -> Iterator[dict[int, str]]:
+    """Several anvil processes at once, one per chain id; yields their RPC URLs by chain id."""
+    with ExitStack() as stack:
+        yield {
+            chain_id: stack.enter_context(
+                running_anvil(directory / f"anvil-{chain_id}.log", chain_id)
+            )
+            for chain_id in chain_ids
+        }

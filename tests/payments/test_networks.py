@@ -30,10 +30,9 @@ from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.events.payments_v1 import DepositConfirmed, DepositReversed
 from aiapi_shared.outbox import Outbox
 from psycopg_pool import AsyncConnectionPool
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from tests.payments.anvil import FINALITY_LAG, running_anvil
-from tests.payments.chain import Chain
+from tests.payments.anvil import FINALITY_LAG, running_anvils
+from tests.payments.chain import Chain, drivers
 from tests.payments.service import query, stream_count
 from tests.payments.wallets import (
     ETH_ADDRESS_0,
@@ -58,25 +57,14 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 
 @pytest.fixture
 def urls(tmp_path: Path) -> Iterator[dict[int, str]]:
-    """Three nodes at once, each with its own chain id."""
-    with (
-        running_anvil(tmp_path / "base.log", BASE_ID) as base,
-        running_anvil(tmp_path / "arbitrum.log", ARBITRUM_ID) as arbitrum,
-        running_anvil(tmp_path / "tron.log", TRON_ID) as tron,
-    ):
-        yield {BASE_ID: base, ARBITRUM_ID: arbitrum, TRON_ID: tron}
+    with running_anvils(tmp_path, BASE_ID, ARBITRUM_ID, TRON_ID) as running:
+        yield running
 
 
 @pytest.fixture
 async def chains(urls: dict[int, str]) -> AsyncIterator[dict[int, Chain]]:
-    drivers = {chain_id: Chain(AsyncWeb3(AsyncHTTPProvider(url))) for chain_id, url in urls.items()}
-    for driver in drivers.values():
-        await driver.setup()
-    try:
-        yield drivers
-    finally:
-        for driver in drivers.values():
-            await driver.w3.provider.disconnect()
+    async with drivers(urls) as running:
+        yield running
 
 
 @dataclass
@@ -137,12 +125,6 @@ async def networks(
     return Networks(repository, config, outbox_relay(pool, bus), trackings)
 
 
-async def pay(chain: Chain, token: Any, to: str, amount: int) -> str:
-    tx = await token.functions.transfer(to, amount).transact({"from": chain.accounts[0]})
-    await chain.w3.eth.wait_for_transaction_receipt(tx)
-    return AsyncWeb3.to_hex(tx)
-
-
 async def base_and_arbitrum(
     pool: AsyncConnectionPool,
     bus: Bus,
@@ -173,20 +155,37 @@ async def base_and_arbitrum(
     return nets, usdc, lookalike, usdt
 
 
-async def test_usdc_on_one_network_and_usdt_on_another_each_credit_exactly_once(
-    pool: AsyncConnectionPool,
-    bus: Bus,
-    chains: dict[int, Chain],
-    urls: dict[int, str],
-    database_url: str,
-) -> None:
-    base, arbitrum = chains[BASE_ID], chains[ARBITRUM_ID]
+@dataclass
+class Pair:
+    """Base (USDC, and a lookalike "USDC") and Arbitrum (USDT) watched together."""
+
+    nets: Networks
+    base: Chain
+    arbitrum: Chain
+    usdc: Any
+    lookalike: Any
+    usdt: Any
+
+
+@pytest.fixture
+async def pair(
+    pool: AsyncConnectionPool, bus: Bus, chains: dict[int, Chain], urls: dict[int, str]
+) -> Pair:
     nets, usdc, lookalike, usdt = await base_and_arbitrum(pool, bus, chains, urls)
+    return Pair(nets, chains[BASE_ID], chains[ARBITRUM_ID], usdc, lookalike, usdt)
+
+
+async def test_usdc_on_one_network_and_usdt_on_another_each_credit_exactly_once(
+    pair: Pair, bus: Bus, database_url: str
+) -> None:
+    nets, base, arbitrum, usdc, lookalike, usdt = (
+        pair.nets, pair.base, pair.arbitrum, pair.usdc, pair.lookalike, pair.usdt
+    )  # fmt: skip
     address = await nets.address("acc_1", KeyChain.EVM)
     assert address == eth_deposit_address(1)  # the same address on both networks
-    await pay(base, usdc, address, 12 * USD)
-    await pay(base, lookalike, address, 50 * USD)  # same symbol, another contract
-    await pay(arbitrum, usdt, address, 7 * USD)
+    await base.pay(usdc, address, 12 * USD)
+    await base.pay(lookalike, address, 50 * USD)  # same symbol, another contract
+    await arbitrum.pay(usdt, address, 7 * USD)
     await nets.run()
     assert await nets.states() == [
         ("arbitrum", "USDT", "detected", 7 * 10**9),
@@ -215,18 +214,13 @@ async def test_usdc_on_one_network_and_usdt_on_another_each_credit_exactly_once(
 
 
 async def test_a_reorg_on_one_network_leaves_the_other_untouched(
-    pool: AsyncConnectionPool,
-    bus: Bus,
-    chains: dict[int, Chain],
-    urls: dict[int, str],
-    database_url: str,
+    pair: Pair, bus: Bus, database_url: str
 ) -> None:
-    base, arbitrum = chains[BASE_ID], chains[ARBITRUM_ID]
-    nets, usdc, _, usdt = await base_and_arbitrum(pool, bus, chains, urls)
+    nets, base, arbitrum, usdc, usdt = pair.nets, pair.base, pair.arbitrum, pair.usdc, pair.usdt
     address = await nets.address("acc_1", KeyChain.EVM)
     snapshot = await arbitrum.snapshot()
-    await pay(base, usdc, address, 12 * USD)
-    await pay(arbitrum, usdt, address, 7 * USD)
+    await base.pay(usdc, address, 12 * USD)
+    await arbitrum.pay(usdt, address, 7 * USD)
     await base.mine(FINALITY_LAG)
     await arbitrum.mine(FINALITY_LAG)
     await nets.run()
@@ -278,13 +272,13 @@ async def test_trc20_usdt_credits_once_solidified_and_a_reorged_transfer_never(
     address = await nets.address("acc_1", KeyChain.TRON)
     assert address == tron_deposit_address(1) and address.startswith("T")
     node_address = nets.config.tron.to_node(address) if nets.config.tron else ""
-    credited_tx = await pay(tron, token, node_address, 30 * USD)
+    credited_tx = await tron.pay(token, node_address, 30 * USD)
     await tron.mine(FINALITY_LAG)  # solidified (the node's finalized tag) but not deep enough
     await nets.run()
     assert await nets.states() == [("tron", "USDT", "detected", 30 * 10**9)]
 
     snapshot = await tron.snapshot()
-    await pay(tron, token, node_address, 5 * USD)  # about to be reorganised away
+    await tron.pay(token, node_address, 5 * USD)  # about to be reorganised away
     await nets.run()
     assert sorted(s[2] for s in await nets.states()) == ["detected", "detected"]
     await tron.revert(snapshot)
@@ -330,8 +324,8 @@ async def test_the_depeg_guard_pauses_one_token_until_its_price_is_back_in_band(
     await quote(Asset.USDC, "0.95")  # USDC off its peg; USDT on it
     await quote(Asset.USDT, "1.001")
     address = await nets.address("acc_1", KeyChain.EVM)
-    await pay(base, usdc, address, 12 * USD)
-    await pay(arbitrum, usdt, address, 7 * USD)
+    await base.pay(usdc, address, 12 * USD)
+    await arbitrum.pay(usdt, address, 7 * USD)
     await base.mine(FINALITY_LAG)
     await arbitrum.mine(FINALITY_LAG)
     await nets.run()

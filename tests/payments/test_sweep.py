@@ -34,8 +34,8 @@ from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.payments_api import SWEEP_PLAN_SUBJECT, SweepPlanQuery, SweepPlanReply
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from tests.payments.anvil import FINALITY_LAG, running_anvil
-from tests.payments.chain import Chain
+from tests.payments.anvil import FINALITY_LAG, running_anvil, running_anvils
+from tests.payments.chain import Chain, drivers
 from tests.payments.fake_esplora import FakeEsplora
 from tests.payments.service import ask
 from tests.payments.wallets import (
@@ -76,28 +76,14 @@ def test_paths_and_destinations() -> None:
 
 @pytest.fixture
 def urls(tmp_path: Path) -> Iterator[dict[int, str]]:
-    with (
-        running_anvil(tmp_path / "base.log", BASE_ID) as base,
-        running_anvil(tmp_path / "tron.log", TRON_ID) as tron,
-    ):
-        yield {BASE_ID: base, TRON_ID: tron}
+    with running_anvils(tmp_path, BASE_ID, TRON_ID) as running:
+        yield running
 
 
 @pytest.fixture
 async def chains(urls: dict[int, str]) -> AsyncIterator[dict[int, Chain]]:
-    drivers = {chain_id: Chain(AsyncWeb3(AsyncHTTPProvider(url))) for chain_id, url in urls.items()}
-    for driver in drivers.values():
-        await driver.setup()
-    try:
-        yield drivers
-    finally:
-        for driver in drivers.values():
-            await driver.w3.provider.disconnect()
-
-
-async def pay(chain: Chain, token: Any, to: str, amount: int) -> None:
-    tx = await token.functions.transfer(to, amount).transact({"from": chain.accounts[0]})
-    await chain.w3.eth.wait_for_transaction_receipt(tx)
+    async with drivers(urls) as running:
+        yield running
 
 
 async def test_the_plan_lists_balances_paths_and_gas_needs_per_network(
@@ -172,14 +158,14 @@ async def test_the_plan_lists_balances_paths_and_gas_needs_per_network(
         never_paid = await address("acc_3", KeyChain.EVM)
         tron_address = await address("acc_1", KeyChain.TRON)
         btc_address = await address("acc_1", KeyChain.BITCOIN)
-        await pay(base, usdc, first, 12 * USD)
-        await pay(base, usdc, second, 3_500_000)
+        await base.pay(usdc, first, 12 * USD)
+        await base.pay(usdc, second, 3_500_000)
         # The operator funded the first address's fee already; the second has no ETH for one.
         await base.w3.eth.send_transaction(
             {"from": base.accounts[1], "to": first, "value": AsyncWeb3.to_wei(1, "gwei")}
         )
         assert config.tron is not None
-        await pay(tron, trc20, config.tron.to_node(tron_address), 40 * USD)
+        await tron.pay(trc20, config.tron.to_node(tron_address), 40 * USD)
         script = config.bitcoin.derive(1).script
         assert script is not None
         esplora.send((btc_address, script, 250_000))
@@ -194,7 +180,7 @@ async def test_the_plan_lists_balances_paths_and_gas_needs_per_network(
         await outbox_relay(pool, bus).drain()
         # A customer's later payment the service has not credited yet also shows: the node,
         # not the deposit records, says what an address holds.
-        await pay(base, usdc, first, 1 * USD)
+        await base.pay(usdc, first, 1 * USD)
 
         balances = BalanceReader(
             config, {c.network: nodes[c.chain_id] for c in config.evm}, backend
