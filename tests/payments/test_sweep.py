@@ -250,6 +250,14 @@ async def test_a_bad_destination_is_refused_and_a_silent_node_is_reported(
             )
             refused = ApiError.model_validate_json(data)
             assert (refused.status, "evm destination" in refused.message) == (400, True)
+            # TRON is off here: a destination for it is a mistake, not something to ignore.
+            data = await bus.request(
+                SWEEP_PLAN_SUBJECT,
+                SweepPlanQuery(destinations={"tron": TRON_ADDRESS_0}).model_dump_json().encode(),
+                timeout_s=10,
+            )
+            refused = ApiError.model_validate_json(data)
+            assert (refused.status, refused.message) == (400, "no network uses the tron key here")
             plan = await ask(bus, SWEEP_PLAN_SUBJECT, SweepPlanQuery(), SweepPlanReply)
             assert (plan.unreachable, plan.transfers) == (["base"], [])
 

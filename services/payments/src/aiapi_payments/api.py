@@ -200,13 +200,16 @@ class PaymentsApi:
         if self._balances is None:
             raise ApiRefusal("unavailable", "no network is enabled", 503)
         bitcoin = self._config.bitcoin
+        enabled = self._keychains()
+        off = sorted(name for name in query.destinations if KeyChain(name) not in enabled)
+        if off:
+            raise ApiRefusal("invalid_request", f"no network uses the {off[0]} key here", 400)
         try:
             destinations = {
                 KeyChain(name): check_destination(
                     KeyChain(name), address, bitcoin.network if bitcoin else None
                 )
                 for name, address in query.destinations.items()
-                if KeyChain(name) in self._keychains()
             }
         except SweepError as error:
             raise ApiRefusal("invalid_request", str(error), 400) from None
