@@ -3,7 +3,10 @@ to each service process alone; PostgreSQL with a password, an older trust-only c
 
 from __future__ import annotations
 
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -76,8 +79,20 @@ def test_each_service_gets_only_its_own_secrets(tmp_path: Path) -> None:
     assert not others & set(by_name["edge"].values())
 
 
+@pytest.fixture
+def own_dir() -> Iterator[Path]:
+    """A directory outside pytest's base temp: as root, PostgreSQL runs as ``nobody``, and
+    another pytest session resetting that directory's permissions would cut it off."""
+    directory = Path(tempfile.mkdtemp(prefix="aiapi-test-up-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_postgres_takes_a_password_also_for_a_cluster_made_without_one(tmp_path: Path) -> None:
+def test_postgres_takes_a_password_also_for_a_cluster_made_without_one(own_dir: Path) -> None:
+    tmp_path = own_dir
     old = EmbeddedPostgres(tmp_path / "postgres", durable=False)  # as earlier versions made it
     old.start()
     try:
