@@ -51,6 +51,10 @@ class AccountsSettings(BaseServiceSettings):
     # Argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    # The dashboard's quick-start snippets: the edge's public base URL (``https://api.example``).
+    # Unset: the dashboard's own scheme and host name with ``AIAPI_EDGE_PORT`` (what `aiapi up` runs).
+    public_edge_url: str | None = None
+    edge_port: int = Field(default=8080, ge=0, le=65535)
 
     @field_validator("trusted_proxies")
     @classmethod
