@@ -3,19 +3,31 @@ and helpers to fill the pages' forms and take the screenshots for docs/dashboard
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiapi_cli.embedded import EmbeddedNats
 from aiapi_testkit.browser import browser
-from playwright.sync_api import Browser, BrowserContext, Page
+from aiapi_testkit.plugin import SpawnFn
+from playwright.sync_api import Browser, Page
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import RPCEndpoint
 
-from tests.e2e.conftest import deployment
+from tests.e2e.conftest import deploy, deployment
 from tests.e2e.support import Deployment
+from tests.payments.anvil import running_anvil
+from tests.payments.chain import token_artifacts
+from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPUB
 
 __all__ = ["browser", "deployment"]
 
@@ -47,19 +59,21 @@ def shoot(page: Page, directory: Path, name: str, *, hide: str | None = None) ->
     page.set_viewport_size(size)
 
 
-@pytest.fixture
-def browser_context(browser: Browser, deployment: Deployment) -> Iterator[BrowserContext]:
-    context = browser.new_context(base_url=deployment.accounts_url, viewport=DESKTOP)
+@contextlib.contextmanager
+def opened_page(browser: Browser, deployment: Deployment, **options: Any) -> Iterator[Page]:
+    """A page in a fresh browser context (its own cookies) on the deployment's dashboard."""
+    context = browser.new_context(base_url=deployment.accounts_url, viewport=DESKTOP, **options)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=deployment.accounts_url)
     try:
-        yield context
+        yield context.new_page()
     finally:
         context.close()
 
 
 @pytest.fixture
-def page(browser_context: BrowserContext) -> Page:
-    return browser_context.new_page()
+def page(browser: Browser, deployment: Deployment) -> Iterator[Page]:
+    with opened_page(browser, deployment) as opened:
+        yield opened
 
 
 def sign_up_and_in(page: Page, email: str, plan: str = "basic") -> None:
@@ -102,3 +116,78 @@ def reload_until(page: Page, selector: str, text: str, timeout_s: float = 15.0) 
             raise AssertionError(f"{selector} shows {page.locator(selector).inner_text()!r}")
         time.sleep(0.2)
         page.reload()
+
+
+@pytest.fixture
+def anvil(tmp_path: Path) -> Iterator[str]:
+    with running_anvil(tmp_path / "anvil.log") as url:
+        yield url
+
+
+@dataclass
+class Chain:
+    """anvil through web3's synchronous client (the browser tests are synchronous)."""
+
+    w3: Web3
+    token: Contract
+
+    @property
+    def payer(self) -> str:
+        payer: str = self.w3.eth.accounts[0]
+        return payer
+
+    def mine(self, blocks: int = 1) -> None:
+        self.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(blocks)])
+
+    def send_usdt(self, to: str, units: int) -> None:
+        tx = self.token.functions.transfer(to, units).transact({"from": self.payer})
+        self.w3.eth.wait_for_transaction_receipt(tx)
+
+
+@pytest.fixture
+def chain(anvil: str) -> Chain:
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    abi, bytecode = token_artifacts()
+    deploying = w3.eth.contract(abi=abi, bytecode=bytecode)
+    tx = deploying.constructor("USDT", 10**15).transact({"from": w3.eth.accounts[0]})
+    receipt = w3.eth.wait_for_transaction_receipt(tx)
+    return Chain(w3, w3.eth.contract(address=receipt["contractAddress"], abi=abi))
+
+
+ETH_CONFIRMATIONS = 3
+EXPLORER = "https://explorer.example/tx/{tx}"
+
+
+@pytest.fixture
+def paid_deployment(
+    database_url: str,
+    nats_server: EmbeddedNats,
+    spawn: SpawnFn,
+    tmp_path: Path,
+    chain: Chain,
+    anvil: str,
+) -> Iterator[Deployment]:
+    """The deployment with payments watching anvil (USDT and ETH, 3 confirmations)."""
+    extra = {
+        "AIAPI_ETH_RPC_URL": anvil,
+        "AIAPI_ETH_CHAIN_ID": "31337",
+        "AIAPI_ETH_XPUB": ETH_XPUB,
+        "AIAPI_ETH_ADDRESS_0": ETH_ADDRESS_0,
+        "AIAPI_USDT_CONTRACT": chain.token.address,
+        "AIAPI_ETH_START_BLOCK": str(chain.w3.eth.block_number + 1),
+        "AIAPI_ETH_FINALITY": str(ETH_CONFIRMATIONS),
+        "AIAPI_PRICE_SOURCES": "",
+        "AIAPI_ETH_POLL_INTERVAL_S": "0.2",
+        "AIAPI_OUTBOX_INTERVAL_S": "0.2",
+        "AIAPI_EXPLORER_TX_URLS": json.dumps({"ethereum": EXPLORER}),
+    }  # fmt: skip
+    with deploy(
+        database_url, nats_server, spawn, tmp_path, extra_env=extra, payments=True
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def paid_page(browser: Browser, paid_deployment: Deployment) -> Iterator[Page]:
+    with opened_page(browser, paid_deployment) as opened:
+        yield opened

@@ -14,9 +14,9 @@ from aiapi_shared.money import format_usd
 from playwright.sync_api import Browser, Page, expect
 
 from tests.dashboard.conftest import (
-    DESKTOP,
     credit,
     my_account_id,
+    opened_page,
     reload_until,
     shoot,
     sign_up_and_in,
@@ -109,11 +109,7 @@ def test_sign_up_create_copy_use_and_revoke_a_key(
 def test_sign_in_and_the_key_list_work_with_javascript_off(
     browser: Browser, deployment: Deployment
 ) -> None:
-    context = browser.new_context(
-        base_url=deployment.accounts_url, java_script_enabled=False, viewport=DESKTOP
-    )
-    try:
-        page = context.new_page()
+    with opened_page(browser, deployment, java_script_enabled=False) as page:
         sign_up_and_in(page, "nojs@example.com")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         # Copy buttons need the script: without it they stay hidden rather than dead.
@@ -130,8 +126,6 @@ def test_sign_in_and_the_key_list_work_with_javascript_off(
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         page.goto("/keys")
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    finally:
-        context.close()
 
 
 def test_upgrade_to_pro_is_paid_from_the_balance(

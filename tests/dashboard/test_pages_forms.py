@@ -221,3 +221,19 @@ async def test_static_files_and_a_form_of_the_wrong_type(running: Running) -> No
     assert wrong.status_code == 400
     big = await running.client.post("/keys", content=b"a=" + b"x" * 20000, headers=FORM)
     assert big.status_code == 400
+
+
+async def test_top_up_and_overview_say_so_when_payments_and_billing_are_down(
+    running: Running,
+) -> None:
+    assert (await running.client.get("/api/v1/account/top-up")).status_code == 401
+    await sign_up_and_in(running.client, "ned@example.com")
+    api = await running.client.get("/api/v1/account/top-up")
+    assert api.status_code == 200
+    assert api.json() == {"assets": [], "deposits": []}
+    page = await running.client.get("/top-up")
+    assert page.status_code == 200
+    assert "No deposit address can be shown right now" in page.text
+    overview = await running.client.get("/")
+    assert overview.status_code == 200
+    assert "billing is not reachable" in overview.text

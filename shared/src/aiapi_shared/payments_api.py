@@ -26,9 +26,21 @@ class AccountQuery(Record):
 
 
 class DepositAddress(Record):
+    """An account's address for one asset, with what a payer needs to know about it (the
+    dashboard's top-up card). The fields after ``address`` are optional on the wire."""
+
     asset: Asset
     network: Network
     address: str
+    chain_id: int | None = None  # EVM networks: the chain a payment URI names
+    token_contract: str | None = None  # a token's canonical contract (the only one that credits)
+    minimum_usd: Money | None = None  # smaller deposits are recorded, not credited
+    # Blocks a deposit needs before it credits; None with finality "finalized" (the chain's
+    # finalized tag decides) and for BTC above the tiers' thresholds (see ``Deposit``).
+    confirmations: int | None = None
+    finality: Literal["finalized", "confirmations"] | None = None
+    rate_usd: Money | None = None  # USD per whole coin now; None while no fresh rate is known
+    rate_source: str | None = None
 
 
 class AddressesReply(Record):
@@ -45,6 +57,8 @@ class Deposit(Record):
     state: DepositState
     usd: Money | None = None
     first_seen_at: AwareDatetime | None = None
+    # Confirmations this deposit needs to credit; None while the finalized tag decides.
+    confirmations_needed: int | None = None
 
 
 class DepositsReply(Record):

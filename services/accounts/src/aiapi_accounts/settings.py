@@ -55,6 +55,19 @@ class AccountsSettings(BaseServiceSettings):
     # Unset: the dashboard's own scheme and host name with ``AIAPI_EDGE_PORT`` (what `aiapi up` runs).
     public_edge_url: str | None = None
     edge_port: int = Field(default=8080, ge=0, le=65535)
+    # Block explorer links on the top-up page: network -> URL with ``{tx}`` for the transaction
+    # hash, as JSON (``{"ethereum": "https://etherscan.io/tx/{tx}"}``). Empty: no links.
+    explorer_tx_urls: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("explorer_tx_urls")
+    @classmethod
+    def _explorer_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for network, url in value.items():
+            if not url.startswith(("https://", "http://")) or "{tx}" not in url:
+                raise ValueError(
+                    f"AIAPI_EXPLORER_TX_URLS[{network}] must be an http(s) URL containing {{tx}}"
+                )
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

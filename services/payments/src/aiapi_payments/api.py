@@ -30,11 +30,13 @@ from aiapi_shared.payments_api import Deposit as DepositView
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
+from aiapi_payments.book import RateLookup
 from aiapi_payments.config import PaymentsConfig
 from aiapi_payments.model import Asset, ChainNetwork, DepositState
 from aiapi_payments.policy import confirmations, format_units
 from aiapi_payments.pricing import ManualRate
 from aiapi_payments.repository import AccountDeposit, Repository
+from aiapi_payments.tracking import rate_lookup
 
 log = logging.getLogger("aiapi.payments.api")
 QUEUE = "payments"
@@ -60,7 +62,9 @@ async def _answer(handle: Callable[[bytes], Awaitable[Record]], data: bytes) -> 
     return reply.model_dump_json().encode()
 
 
-def deposit_view(record: AccountDeposit, heads: Mapping[ChainNetwork, int]) -> DepositView:
+def deposit_view(
+    record: AccountDeposit, heads: Mapping[ChainNetwork, int], needed: int | None = None
+) -> DepositView:
     """The listing's view; confirmations from the newest head the watcher saw, when it is
     newer than the record (a credited deposit's record no longer changes)."""
     deposit = record.deposit
@@ -78,7 +82,15 @@ def deposit_view(record: AccountDeposit, heads: Mapping[ChainNetwork, int]) -> D
         state=deposit.state.value,
         usd=deposit.usd_nano,
         first_seen_at=deposit.first_seen_at,
+        confirmations_needed=needed,
     )
+
+
+def confirmations_needed(config: PaymentsConfig, asset: Asset, usd_nano: int | None) -> int | None:
+    """What a deposit of ``asset`` worth ``usd_nano`` needs; None where the finalized tag rules."""
+    if asset.network is ChainNetwork.BITCOIN:
+        return config.bitcoin.policy.required(usd_nano) if config.bitcoin else None
+    return config.ethereum.finality.confirmations if config.ethereum else None
 
 
 class PaymentsApi:
@@ -114,22 +126,54 @@ class PaymentsApi:
     async def _addresses(self, data: bytes) -> AddressesReply:
         """One address per enabled asset (USDT and ETH share the account's Ethereum address)."""
         account_id = self._account(data)
+        rates = await rate_lookup(self._repository, self._config, self._clock())
         found: list[DepositAddress] = []
         for asset in self._config.assets:
             network = asset.network
             stored = await self._repository.assign_address(
                 account_id, network, partial(self._config.derive, network)
             )
-            found.append(
-                DepositAddress(asset=asset.value, network=network.value, address=stored.address)
-            )
+            found.append(self._address_view(asset, stored.address, rates))
         return AddressesReply(addresses=found)
+
+    def _address_view(self, asset: Asset, address: str, rates: RateLookup) -> DepositAddress:
+        ethereum = self._config.ethereum if asset.network is ChainNetwork.ETHEREUM else None
+        rate = rates(asset, self._clock())
+        finality = None
+        if asset.network is ChainNetwork.ETHEREUM and ethereum is not None:
+            finality = "finalized" if ethereum.finality.confirmations is None else "confirmations"
+        elif asset.network is ChainNetwork.BITCOIN:
+            finality = "confirmations"
+        return DepositAddress(
+            asset=asset.value,
+            network=asset.network.value,
+            address=address,
+            chain_id=ethereum.chain_id if ethereum else None,
+            token_contract=ethereum.token_contract if ethereum and asset is Asset.USDT else None,
+            minimum_usd=self._config.minimum(asset),
+            # BTC: the default; larger deposits may need more (each deposit says what it needs).
+            confirmations=confirmations_needed(self._config, asset, 0),
+            finality=finality,
+            rate_usd=rate.rate_nano_usd if rate else None,
+            rate_source=rate.source if rate else None,
+        )
 
     async def _deposits(self, data: bytes) -> DepositsReply:
         account_id = self._account(data)
         records = await self._repository.account_deposits(account_id)
         heads = await self._repository.heads()
-        return DepositsReply(deposits=[deposit_view(record, heads) for record in records])
+        return DepositsReply(
+            deposits=[
+                deposit_view(
+                    record,
+                    heads,
+                    confirmations_needed(
+                        self._config, record.deposit.key.asset, record.deposit.usd_nano
+                    ),
+                )
+                for record in records
+            ]
+        )
 
     async def _set_rate(self, data: bytes) -> SetRateReply:
         command = SetRateCommand.model_validate_json(data)

@@ -69,9 +69,11 @@ def ensure_chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """One headless chromium for the test session (each test opens its own context)."""
+    """A headless chromium for one test. Per test, not per session: Playwright's synchronous API
+    runs an event loop in this thread while it lives, and pytest-asyncio cannot start the async
+    tests' loops beside it."""
     try:
         executable = ensure_chromium()
     except RuntimeError as exc:

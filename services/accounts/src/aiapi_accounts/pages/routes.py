@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from aiapi_accounts.pages import auth, keys, overview
+from aiapi_accounts.pages import auth, keys, overview, topup
 from aiapi_accounts.pages.render import Renderer
 from aiapi_accounts.pages.view import Pages
 
@@ -31,6 +31,7 @@ _TABLE: tuple[tuple[str, str, PageHandler], ...] = (
     ("POST", "/keys", keys.create_key),
     ("GET", "/keys/{key_id}/revoke", keys.revoke_page),
     ("POST", "/keys/{key_id}/revoke", keys.revoke_key),
+    ("GET", "/top-up", topup.top_up_page),
 )
 
 

@@ -36,11 +36,82 @@
     });
   }
 
+  // Top-up page: the deposits table follows the JSON API (the server words each state).
+  function when(iso) {
+    if (!iso) return "never";
+    return new Date(iso).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
+  function cell(row, text, className) {
+    var td = document.createElement("td");
+    if (className) td.className = className;
+    if (text !== null) td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function depositRow(d) {
+    var row = document.createElement("tr");
+    row.setAttribute("data-state", d.state);
+    cell(row, when(d.first_seen_at));
+    var asset = cell(row, d.asset + " ");
+    var network = document.createElement("span");
+    network.className = "hint";
+    network.textContent = d.network;
+    asset.appendChild(network);
+    cell(row, d.amount, "num");
+    cell(row, d.usd === null ? "not priced yet" : d.usd, "num");
+    cell(row, d.progress, "progress");
+    var tx = cell(row, null);
+    var short = d.tx_hash.slice(0, 10) + "\u2026";
+    var link;
+    if (d.explorer_url && /^https?:\/\//.test(d.explorer_url)) {
+      link = document.createElement("a");
+      link.href = d.explorer_url;
+      link.rel = "noopener noreferrer";
+      link.target = "_blank";
+    } else {
+      link = document.createElement("code");
+      link.title = d.tx_hash;
+    }
+    link.textContent = short;
+    tx.appendChild(link);
+    return row;
+  }
+
+  function renderDeposits(body, deposits) {
+    var rows = deposits.map(depositRow);
+    if (!rows.length) {
+      var empty = document.createElement("tr");
+      empty.className = "empty";
+      var td = cell(empty, "No deposits yet.");
+      td.colSpan = 6;
+      rows = [empty];
+    }
+    body.replaceChildren.apply(body, rows);
+  }
+
+  function followDeposits() {
+    var live = document.getElementById("deposits-live");
+    var table = document.getElementById("deposits");
+    if (!live || !table) return;
+    var body = table.tBodies[0];
+    var every = parseInt(live.getAttribute("data-every-ms"), 10) || 3000;
+    var url = live.getAttribute("data-poll");
+    function poll() {
+      if (document.hidden) { setTimeout(poll, every); return; }
+      fetch(url, { credentials: "same-origin", headers: { accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (view) { if (view) renderDeposits(body, view.deposits); })
+        .catch(function () { /* the next poll tries again */ })
+        .then(function () { setTimeout(poll, every); });
+    }
+    setTimeout(poll, every);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setUpCopyButtons();
-    if (window.aiapiPageScripts) {
-      window.aiapiPageScripts.forEach(function (run) { run(); });
-    }
+    followDeposits();
   });
   window.aiapi = { copyText: copyText };
 })();
