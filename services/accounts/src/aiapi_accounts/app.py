@@ -15,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from aiapi_accounts import routes_admin, routes_catalogue, routes_customer, routes_topup
+from aiapi_accounts import (
+    routes_admin,
+    routes_catalogue,
+    routes_customer,
+    routes_topup,
+    routes_usage,
+)
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.openapi import Endpoint, docs_page, openapi_document
 from aiapi_accounts.pages import page_routes
@@ -29,6 +35,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     + routes_catalogue.ENDPOINTS
     + routes_customer.ENDPOINTS
     + routes_topup.ENDPOINTS
+    + routes_usage.ENDPOINTS
 )
 
 
