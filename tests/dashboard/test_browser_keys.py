@@ -147,3 +147,14 @@ def test_upgrade_to_pro_is_paid_from_the_balance(
     expect(page.get_by_role("heading", name="Plan: Pro")).to_be_visible()
     page.goto("/account")
     shoot(page, screenshots, "account")
+    # The billing history: the credit, then the purchase, each with the balance after it.
+    page.get_by_role("navigation").get_by_role("link", name="Billing").click()
+    lines = page.locator("#statement tbody tr")
+    expect(lines).to_have_count(2)
+    assert lines.nth(0).locator("td").nth(1).inner_text() == "Plan purchase"
+    assert lines.nth(0).locator(".amount").inner_text() == "-19.00"
+    assert lines.nth(0).locator(".balance").inner_text() == "1.00"
+    assert lines.nth(1).locator("td").nth(1).inner_text() == "Adjustment"
+    assert lines.nth(1).locator(".amount").inner_text() == "+20.00"
+    assert lines.nth(1).locator(".balance").inner_text() == "20.00"
+    shoot(page, screenshots, "billing")

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from aiapi_accounts.pages import auth, keys, overview, topup, usage
+from aiapi_accounts.pages import auth, billing, keys, overview, topup, usage
 from aiapi_accounts.pages.render import Renderer
 from aiapi_accounts.pages.view import Pages
 
@@ -33,6 +33,7 @@ _TABLE: tuple[tuple[str, str, PageHandler], ...] = (
     ("POST", "/keys/{key_id}/revoke", keys.revoke_key),
     ("GET", "/top-up", topup.top_up_page),
     ("GET", "/usage", usage.usage_page),
+    ("GET", "/billing", billing.billing_page),
 )
 
 
