@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiapi_cli.embedded import EmbeddedNats
 from aiapi_testkit.browser import browser
+from aiapi_testkit.npm import npm_install
 from aiapi_testkit.plugin import SpawnFn
 from playwright.sync_api import Browser, Page
 from web3 import Web3
@@ -48,9 +49,41 @@ def screenshots(tmp_path: Path) -> Path:
     return target
 
 
+AXE_PACKAGE = "axe-core@4.14.1"
+TOOLS = REPO_ROOT / ".tools"
+
+
+def axe_source() -> str:
+    """axe-core's browser bundle, installed from npm into .tools/ on first use."""
+    prefix = TOOLS / "axe-core"
+    bundle = npm_install(AXE_PACKAGE, prefix, prefix / "node_modules" / "axe-core" / "axe.min.js")
+    return bundle.read_text("utf-8")
+
+
+_AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ["violations"]});
+  return result.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ")),
+  }));
+}"""
+
+
+def check_accessibility(page: Page) -> None:
+    """axe-core finds no serious or critical violation, in the light and the dark scheme."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        violations = page.evaluate(_AXE_RUN)
+        bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert not bad, f"{page.url} ({scheme}): {bad}"
+    page.emulate_media(color_scheme="light")
+
+
 def shoot(page: Page, directory: Path, name: str, *, hide: str | None = None) -> None:
-    """A full-page screenshot at desktop width and one at phone width; ``hide`` names an element
-    painted over (a key must not end up in the repository, even a dead test key)."""
+    """Check the page with axe-core, then take a full-page screenshot at desktop width and one
+    at phone width; ``hide`` names an element painted over (a key must not end up in the
+    repository, even a dead test key)."""
+    check_accessibility(page)
     size = page.viewport_size or DESKTOP
     mask = [page.locator(hide)] if hide else []
     for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
@@ -64,6 +97,9 @@ def opened_page(browser: Browser, deployment: Deployment, **options: Any) -> Ite
     """A page in a fresh browser context (its own cookies) on the deployment's dashboard."""
     context = browser.new_context(base_url=deployment.accounts_url, viewport=DESKTOP, **options)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=deployment.accounts_url)
+    # An init script runs before the page's own and is not subject to its CSP (which allows no
+    # inline script): axe is there on every page.
+    context.add_init_script(script=axe_source())
     try:
         yield context.new_page()
     finally:

