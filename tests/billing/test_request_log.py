@@ -97,3 +97,13 @@ async def test_the_request_log_pages_filters_and_stays_within_the_account(
     for key in ("key_a", "key_b"):
         assert totals[key] == sum(c for k, c in costs.values() if k == key)
     assert sum(r.requests for r in daily.rows) == 5
+    # The rollup equals grouping the records themselves (the trigger missed nothing).
+    rollup = await db.execute(
+        "SELECT account_id, day, model, key_id, requests, input_tokens, cost FROM usage_daily"
+        " ORDER BY 1, 2, 3, 4"
+    )
+    grouped = await db.execute(
+        "SELECT account_id, (started_at AT TIME ZONE 'UTC')::date, model, key_id, count(*),"
+        " sum(input_tokens), sum(cost) FROM usage_records GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    )
+    assert await rollup.fetchall() == await grouped.fetchall()

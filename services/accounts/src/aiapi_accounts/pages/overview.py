@@ -41,7 +41,7 @@ async def overview_page(request: Request, pages: Pages) -> Response:
     balance = spend = None
     try:
         balance = await ctx.peers.balance(me.account.id)
-        usage = await ctx.peers.daily_usage(
+        usage = await ctx.peers.daily_key_usage(
             DailyUsageQuery(account_id=me.account.id, days=days_back_to_month_start(today))
         )
         spend = spend_of(usage.rows, today)

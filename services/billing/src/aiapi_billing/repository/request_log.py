@@ -91,14 +91,13 @@ async def request_list(conn: Conn, q: RequestListQuery) -> RequestListReply:
 
 
 async def daily_key_usage(conn: Conn, q: DailyUsageQuery) -> DailyKeyUsageReply:
-    sums = ", ".join(f"sum({m})" for m in _METERS)
+    """From the ``usage_daily`` rollup (migration 0016), kept as records are inserted."""
     cur = await conn.execute(
-        "SELECT (started_at AT TIME ZONE 'UTC')::date AS day, model, key_id, count(*), "  # noqa: S608 (fixed column names)
-        + sums
-        + ", sum(cost) FROM usage_records WHERE account_id = %s"
-        " AND started_at >= ((now() AT TIME ZONE 'UTC')::date - (%s::int - 1))::timestamp"
-        " AT TIME ZONE 'UTC'"
-        " GROUP BY day, model, key_id ORDER BY day, model, key_id",
+        "SELECT day, model, key_id, requests, "  # noqa: S608 (fixed column names)
+        + ", ".join(_METERS)
+        + ", cost FROM usage_daily WHERE account_id = %s"
+        " AND day >= (now() AT TIME ZONE 'UTC')::date - (%s::int - 1)"
+        " ORDER BY day, model, key_id",
         (q.account_id, q.days),
     )
     rows = []
