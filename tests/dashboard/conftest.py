@@ -8,7 +8,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,7 +197,8 @@ EXPLORER = "https://explorer.example/tx/{tx}"
 @pytest.fixture
 def paid_deployment(
     database_url: str,
-    nats_server: EmbeddedNats,
+    strict_nats_server: EmbeddedNats,
+    nats_login: Callable[[str], dict[str, str]],
     spawn: SpawnFn,
     tmp_path: Path,
     chain: Chain,
@@ -218,7 +219,13 @@ def paid_deployment(
         "AIAPI_EXPLORER_TX_URLS": json.dumps({"ethereum": EXPLORER}),
     }  # fmt: skip
     with deploy(
-        database_url, nats_server, spawn, tmp_path, extra_env=extra, payments=True
+        database_url,
+        strict_nats_server,
+        nats_login,
+        spawn,
+        tmp_path,
+        extra_env=extra,
+        payments=True,
     ) as running:
         yield running
 

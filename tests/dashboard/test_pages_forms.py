@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 import httpx
+from aiapi_shared.bus import Bus
 
-from tests.accounts.conftest import Running, running
+from tests.accounts.conftest import Running, make_settings, run_app, running
 
 __all__ = ["running"]
 from tests.dashboard.conftest import HIDDEN_CSRF, PASSWORD
@@ -237,3 +238,21 @@ async def test_top_up_and_overview_say_so_when_payments_and_billing_are_down(
     overview = await running.client.get("/")
     assert overview.status_code == 200
     assert "billing is not reachable" in overview.text
+
+
+async def test_page_changes_count_against_the_accounts_writes_per_minute(
+    database_url: str, nats_url: str, bus: Bus
+) -> None:
+    settings = make_settings(database_url, nats_url, account_writes_per_minute=2)
+    async with run_app(settings, bus) as app:
+        await sign_up_and_in(app.client, "olga@example.com")
+        token = await csrf_of(app.client, "/keys")
+        for name in ("one", "two"):
+            made = await app.client.post("/keys", data={"csrf_token": token, "name": name})
+            assert made.status_code == 201
+        third = await app.client.post("/keys", data={"csrf_token": token, "name": "three"})
+        assert third.status_code == 429
+        assert int(third.headers["retry-after"]) >= 1
+        assert "account changes per minute" in third.text
+        names = [k["name"] for k in (await app.client.get("/api/v1/account/keys")).json()]
+        assert sorted(names) == ["one", "two"]

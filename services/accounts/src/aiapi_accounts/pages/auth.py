@@ -174,7 +174,7 @@ async def _account(
 
 
 async def change_password(request: Request, pages: Pages) -> Response:
-    checked = await pages.signed_in_form(request)
+    checked = await pages.signed_in_form(request, change=True)
     if isinstance(checked, Response):
         return checked
     me, form = checked

@@ -14,9 +14,8 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aiapi_accounts.domain import Account, new_secret_token
+from aiapi_accounts.domain import Account, Session, new_secret_token
 from aiapi_accounts.http import SESSION_COOKIE, context
-from aiapi_accounts.repository import Session
 
 FORM_COOKIE = "aiapi_form"
 CSRF_FIELD = "csrf_token"

@@ -44,7 +44,7 @@ async def _keys(
 
 
 async def create_key(request: Request, pages: Pages) -> Response:
-    checked = await pages.signed_in_form(request)
+    checked = await pages.signed_in_form(request, change=True)
     if isinstance(checked, Response):
         return checked
     me, form = checked
@@ -81,7 +81,7 @@ async def revoke_page(request: Request, pages: Pages) -> Response:
 
 
 async def revoke_key(request: Request, pages: Pages) -> Response:
-    checked = await pages.signed_in_form(request)
+    checked = await pages.signed_in_form(request, change=True)
     if isinstance(checked, Response):
         return checked
     me, _ = checked

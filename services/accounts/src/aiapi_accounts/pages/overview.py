@@ -94,7 +94,7 @@ def _plan(
 async def upgrade(request: Request, pages: Pages) -> Response:
     """Pro is bought once from the balance (billing debits it, then the plan switches), like
     ``POST /api/v1/account/plan``."""
-    checked = await pages.signed_in_form(request)
+    checked = await pages.signed_in_form(request, change=True)
     if isinstance(checked, Response):
         return checked
     me, _ = checked

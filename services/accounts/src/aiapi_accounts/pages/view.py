@@ -10,7 +10,8 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from aiapi_accounts.domain import Account
+from aiapi_accounts.domain import Account, Session
+from aiapi_accounts.errors import TooManyAttempts
 from aiapi_accounts.http import context
 from aiapi_accounts.pages.forms import read_form
 from aiapi_accounts.pages.guard import (
@@ -21,7 +22,6 @@ from aiapi_accounts.pages.guard import (
     viewer,
 )
 from aiapi_accounts.pages.render import Renderer
-from aiapi_accounts.repository import Session
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,27 @@ class Pages:
     def to_sign_in(self, request: Request) -> Response:
         return see_other("/sign-in?next=" + quote(request.url.path, safe="/"))
 
-    async def signed_in_form(self, request: Request) -> tuple[Viewer, dict[str, str]] | Response:
-        """The viewer and the posted form, or the answer when either is missing or forged."""
+    async def signed_in_form(
+        self, request: Request, *, change: bool = False
+    ) -> tuple[Viewer, dict[str, str]] | Response:
+        """The viewer and the posted form, or the answer when either is missing or forged. A
+        ``change`` (a key, the password, the plan) counts against the account's writes per
+        minute, as the same change through the JSON API does."""
         me = await self.viewer(request)
         if me is None:
             return self.to_sign_in(request)
         form = await read_form(request)
         if not tokens_match(form.get(CSRF_FIELD, ""), me.session.csrf_token):
             return self.show(request, "expired.html", me, "", status=403)
+        if change:
+            try:
+                await context(request).accounts.count_write(me.account.id)
+            except TooManyAttempts as exc:
+                response = self.show(
+                    request, "refused.html", me, "", exc.status, message=exc.message
+                )
+                response.headers.update(exc.headers)
+                return response
         return me, form
 
     def show(
