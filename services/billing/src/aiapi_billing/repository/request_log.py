@@ -18,10 +18,10 @@ from aiapi_shared.billing_api import (
     RequestListReply,
     RequestLogRow,
 )
-from aiapi_shared.events import Usage
 
 from aiapi_billing.errors import BillingError
 from aiapi_billing.repository import Conn
+from aiapi_billing.repository.queries import usage_of
 
 _METERS = (
     "input_tokens",
@@ -31,18 +31,6 @@ _METERS = (
     "cache_write_1h_tokens",
     "thinking_tokens",
 )
-
-
-def _usage(values: list[Any]) -> Usage:
-    i, o, cr, c5, c1, t = (int(v) for v in values)
-    return Usage(
-        input_tokens=i,
-        output_tokens=o,
-        cache_read_input_tokens=cr,
-        cache_creation_5m_input_tokens=c5,
-        cache_creation_1h_input_tokens=c1,
-        thinking_tokens=t,
-    )
 
 
 async def request_list(conn: Conn, q: RequestListQuery) -> RequestListReply:
@@ -83,7 +71,7 @@ async def request_list(conn: Conn, q: RequestListQuery) -> RequestListReply:
             status=str(outcome),
             status_code=int(code),
             cost_usd=int(cost),
-            usage=_usage(list(meters)),
+            usage=usage_of(tuple(meters)),
         )
         for rid, key_id, model, route, started, outcome, code, cost, *meters in rows[: q.limit]
     ]
@@ -109,7 +97,7 @@ async def daily_key_usage(conn: Conn, q: DailyUsageQuery) -> DailyKeyUsageReply:
                 model=str(model),
                 key_id=str(key_id),
                 requests=int(count),
-                usage=_usage(rest[:6]),
+                usage=usage_of(tuple(rest[:6])),
                 cost=int(rest[6]),
             )
         )
