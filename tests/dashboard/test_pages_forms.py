@@ -230,11 +230,12 @@ async def test_top_up_and_overview_say_so_when_payments_and_billing_are_down(
     assert (await running.client.get("/api/v1/account/top-up")).status_code == 401
     await sign_up_and_in(running.client, "ned@example.com")
     api = await running.client.get("/api/v1/account/top-up")
-    assert api.status_code == 200
-    assert api.json() == {"assets": [], "deposits": []}
+    assert api.status_code == 503
+    assert api.json()["error"]["message"].startswith("payments is not reachable")
+    assert (await running.client.get("/api/v1/account/top-up/deposits")).status_code == 503
     page = await running.client.get("/top-up")
-    assert page.status_code == 200
-    assert "No deposit address can be shown right now" in page.text
+    assert page.status_code == 503
+    assert "No deposit address can be shown right now: payments is not reachable" in page.text
     overview = await running.client.get("/")
     assert overview.status_code == 200
     assert "billing is not reachable" in overview.text

@@ -50,10 +50,16 @@ class TopUpAnswer(Answer):
     deposits: list[TopUpDeposit]
 
 
+class TopUpDepositsAnswer(Answer):
+    deposits: list[TopUpDeposit]
+
+
 async def top_up_view(ctx: Context, account_id: str) -> TopUpAnswer:
-    addresses = await ctx.peers.deposit_addresses(account_id)
-    deposits = await ctx.peers.deposits(account_id)
-    explorers = ctx.settings.explorer_tx_urls
+    """Addresses through the address book (payments asked a few times an hour, the answer
+    remembered in between: a remembered address comes without its minimum, rate and URI),
+    deposits from payments."""
+    addresses = await ctx.addresses.addresses(account_id)
+    deposits = await deposits_view(ctx, account_id)
     return TopUpAnswer(
         assets=[
             TopUpAsset(
@@ -69,21 +75,28 @@ async def top_up_view(ctx: Context, account_id: str) -> TopUpAnswer:
             )
             for a in addresses
         ],
-        deposits=[
-            TopUpDeposit(
-                asset=d.asset,
-                network=d.network,
-                tx_hash=d.tx_hash,
-                position=d.position,
-                amount=d.amount,
-                usd=d.usd,
-                state=d.state,
-                confirmations=d.confirmations,
-                confirmations_needed=d.confirmations_needed,
-                progress=progress(d),
-                explorer_url=explorer_url(explorers, d.network, d.tx_hash),
-                first_seen_at=d.first_seen_at,
-            )
-            for d in deposits
-        ],
+        deposits=deposits,
     )
+
+
+async def deposits_view(ctx: Context, account_id: str) -> list[TopUpDeposit]:
+    """The account's deposits with their progress in words (what the top-up page polls)."""
+    deposits = await ctx.peers.deposits(account_id)
+    explorers = ctx.settings.explorer_tx_urls
+    return [
+        TopUpDeposit(
+            asset=d.asset,
+            network=d.network,
+            tx_hash=d.tx_hash,
+            position=d.position,
+            amount=d.amount,
+            usd=d.usd,
+            state=d.state,
+            confirmations=d.confirmations,
+            confirmations_needed=d.confirmations_needed,
+            progress=progress(d),
+            explorer_url=explorer_url(explorers, d.network, d.tx_hash),
+            first_seen_at=d.first_seen_at,
+        )
+        for d in deposits
+    ]
