@@ -56,6 +56,7 @@ async def test_every_admin_subcommand_calls_its_route(
         ("accounts", "activate", account_id),
         ("adjust", account_id, "10.00", "--reason", "gift", "--idempotency-key", "k1"),
         ("rates", "set", "ETH", "3000.00"),
+        ("sweep-plan", "--to-evm", "0x" + "11" * 20),
     ):
         code, body = await run(capsys, env, *argv)
         assert (code, body["error"]["type"]) == (1, "api_error"), argv

@@ -33,6 +33,7 @@ ROUTES = [
     ("GET", "/admin/v1/accounts/acc_x/deposit-addresses"),
     ("GET", "/admin/v1/accounts/acc_x/deposits"),
     ("POST", "/admin/v1/rates"),
+    ("POST", "/admin/v1/sweep-plan"),
 ]
 
 
@@ -352,6 +353,56 @@ async def test_set_rate_forwards_to_payments_and_answers_201(running: Running) -
 async def test_set_rate_refuses_a_bad_body(running: Running, body: dict[str, Any]) -> None:
     answer = await running.client.post("/admin/v1/rates", json=body, headers=ADMIN)
     assert answer.status_code == 400
+
+
+async def test_the_sweep_plan_forwards_the_destinations_and_passes_refusals_on(
+    running: Running,
+) -> None:
+    plan = {
+        "format": "aiapi-sweep-plan/1",
+        "unsigned": True,
+        "created_at": datetime(2026, 12, 7, tzinfo=UTC).isoformat(),
+        "destinations": {"evm": "0x" + "ab" * 20},
+        "transfers": [
+            {
+                "network": "base",
+                "asset": "USDC",
+                "contract": "0x" + "11" * 20,
+                "address": "0x" + "22" * 20,
+                "derivation_path": "m/44'/60'/0'/0/1",
+                "amount": "12.5",
+                "amount_base_units": "12500000",
+                "to": "0x" + "ab" * 20,
+            }
+        ],
+        "needs_gas": [],
+        "totals": [{"network": "base", "asset": "USDC", "amount": "12.5"}],
+        "unreachable": [],
+    }
+
+    def reply(request: dict[str, Any]) -> dict[str, Any]:
+        if request["destinations"].get("evm") == "0x1234":
+            return {
+                "error": "invalid_request",
+                "message": "the evm destination is not a valid address",
+                "status": 400,
+            }
+        return plan
+
+    seen = await respond(running.bus, payments_api.SWEEP_PLAN_SUBJECT, reply)
+    body = {"destinations": {"evm": "0x" + "ab" * 20}}
+    answer = await running.client.post("/admin/v1/sweep-plan", json=body, headers=ADMIN)
+    assert (answer.status_code, answer.json()["transfers"]) == (200, plan["transfers"])
+    assert seen[0] == body
+    refused = await running.client.post(
+        "/admin/v1/sweep-plan", json={"destinations": {"evm": "0x1234"}}, headers=ADMIN
+    )
+    assert refused.status_code == 400
+    assert "evm destination" in refused.json()["error"]["message"]
+    unknown = await running.client.post(
+        "/admin/v1/sweep-plan", json={"destinations": {"doge": "D…"}}, headers=ADMIN
+    )
+    assert unknown.status_code == 400
 
 
 async def test_openapi_and_docs_are_served(running: Running) -> None:

@@ -43,7 +43,7 @@ def test_the_qr_svg_is_labelled_and_holds_the_uri() -> None:
 def deposit(state: str, confirmations: int, needed: int | None) -> Deposit:
     return Deposit(
         asset="USDT", network="ethereum", tx_hash="0xab", position=0, amount="1",
-        confirmations=confirmations, state=state, confirmations_needed=needed,  # type: ignore[arg-type]
+        confirmations=confirmations, state=state, confirmations_required=needed,  # type: ignore[arg-type]
     )  # fmt: skip
 
 

@@ -61,7 +61,7 @@ def test_a_request_lowers_the_balance_by_its_exact_price(
         assert record.json()["usage"]["output_tokens"] == message.usage.output_tokens
 
 
-def test_the_openai_route_is_billed_like_the_anthropic_route(
+def test_the_openai_routes_are_billed_like_the_anthropic_route(
     deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
     with deployment.admin() as admin:
@@ -90,7 +90,20 @@ def test_the_openai_route_is_billed_like_the_anthropic_route(
         assert completion.usage is not None
         assert completion.usage.prompt_tokens == message.usage.input_tokens
         eventually(lambda: account_balance(admin, account_id) < after_anthropic)
-        assert start - after_anthropic == after_anthropic - account_balance(admin, account_id)
+        after_chat = account_balance(admin, account_id)
+        assert start - after_anthropic == after_anthropic - after_chat
+
+        response = gpt.responses.create(
+            model="claude-haiku-4-5",
+            max_output_tokens=100,
+            input=[{"role": "user", "content": "[[reply: same price]]"}],
+            store=False,
+        )
+        assert response.output_text == "same price"
+        assert response.usage is not None
+        assert response.usage.input_tokens == message.usage.input_tokens
+        eventually(lambda: account_balance(admin, account_id) < after_chat)
+        assert start - after_anthropic == after_chat - account_balance(admin, account_id)
 
 
 def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: Deployment) -> None:

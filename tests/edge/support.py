@@ -193,6 +193,23 @@ async def usage_events(bus: Bus, expected: int, *, timeout_s: float = 15.0) -> l
     return events
 
 
+# The usage event's fields that decide what a request costs: equal for the same request on any route.
+BILLED = frozenset(
+    {
+        "usage",
+        "model",
+        "requested_model",
+        "plan",
+        "account_id",
+        "key_id",
+        "outcome",
+        "status_code",
+        "admission",
+        "client_disconnected",
+    }
+)
+
+
 def sim_requests(sim_url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(sim_url + "/_sim/requests", timeout=5) as answer:
         data: list[dict[str, Any]] = json.loads(answer.read())["data"]

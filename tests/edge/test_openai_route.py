@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -12,7 +13,7 @@ import pytest
 from aiapi_shared.admission import AdmissionReply
 
 from .conftest import EdgeEnv
-from .support import sim_requests, usage_events
+from .support import BILLED, sim_requests, usage_events
 
 TOOLS: list[Any] = [
     {
@@ -278,19 +279,7 @@ async def test_an_openai_request_is_billed_like_the_same_anthropic_request(env: 
     assert answer.status_code == 200
     via_openai, via_anthropic = await usage_events(env.bus, 2)
     assert (via_openai.route, via_anthropic.route) == ("openai", "anthropic")
-    compared = {
-        "usage",
-        "model",
-        "requested_model",
-        "plan",
-        "account_id",
-        "key_id",
-        "outcome",
-        "status_code",
-        "admission",
-        "client_disconnected",
-    }
-    assert via_openai.model_dump(include=compared) == via_anthropic.model_dump(include=compared)
+    assert via_openai.model_dump(include=BILLED) == via_anthropic.model_dump(include=BILLED)
     assert via_openai.usage.input_tokens > 0
 
 
@@ -338,3 +327,106 @@ async def test_streamed_thinking_and_a_tool_call_accumulate_in_the_stream_helper
     ]
     [event] = await usage_events(env.bus, 1)
     assert event.route == "openai" and event.usage.output_tokens > 0
+
+
+LEGACY_WEATHER: Any = {
+    "name": "weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+async def test_legacy_functions_round_trip_through_the_sdk(env: EdgeEnv) -> None:
+    sdk = env.openai()
+    question = 'Paris? [[tool: weather {"city": "Paris"}]]'
+    first = await sdk.chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=[{"role": "user", "content": question}],
+        functions=[LEGACY_WEATHER],
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None
+    assert choice.message.function_call is not None
+    assert choice.message.function_call.name == "weather"
+    assert choice.message.function_call.arguments == '{"city":"Paris"}'
+    assert upstream_body(env)["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    second = await sdk.chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=[
+            {"role": "user", "content": question},
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": "weather", "arguments": '{"city":"Paris"}'},
+            },
+            {"role": "function", "name": "weather", "content": "Sunny [[reply: It is sunny.]]"},
+        ],
+        functions=[LEGACY_WEATHER],
+    )
+    assert second.choices[0].message.content == "It is sunny."
+    assert second.choices[0].finish_reason == "stop"
+    assert upstream_body(env)["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "call_function_1",
+                    "name": "weather",
+                    "input": {"city": "Paris"},
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_function_1",
+                    "content": "Sunny [[reply: It is sunny.]]",
+                }
+            ],
+        },
+    ]
+
+
+async def test_legacy_functions_stream_a_function_call(env: EdgeEnv) -> None:
+    stream = await env.openai().chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=[{"role": "user", "content": 'Go [[tool: weather {"city": "Oslo"}]]'}],
+        functions=[LEGACY_WEATHER],
+        function_call={"name": "weather"},
+        stream=True,
+    )
+    name, arguments, finish = "", "", None
+    async for chunk in stream:
+        delta = chunk.choices[0].delta
+        assert not delta.tool_calls
+        if delta.function_call is not None:
+            name += delta.function_call.name or ""
+            arguments += delta.function_call.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert (name, arguments, finish) == ("weather", '{"city":"Oslo"}', "function_call")
+    assert upstream_body(env)["tool_choice"]["name"] == "weather"
+
+
+async def test_models_under_every_openai_base(env: EdgeEnv) -> None:
+    sold = ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"]
+    for prefix in ("/api/proxy/v1", "/api/proxy", "/v1", ""):
+        sdk = env.openai(prefix=prefix)
+        assert [m.id async for m in sdk.models.list()] == sold, prefix
+        assert (await sdk.models.retrieve("claude-haiku-4-5")).owned_by == "anthropic"
+        with pytest.raises(openai.NotFoundError) as missing:
+            await sdk.models.retrieve("gpt-4o")
+        body = missing.value.body
+        assert isinstance(body, dict), prefix
+        assert body["param"] == "model" and body["type"] == "invalid_request_error"
+        assert "'gpt-4o' does not exist" in body["message"]
+
+
+async def test_a_missing_model_in_the_anthropic_form_for_anthropic_clients(env: EdgeEnv) -> None:
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        await env.anthropic().models.retrieve("gpt-4o")
+    body = missing.value.body
+    assert isinstance(body, dict) and body["type"] == "error"
+    assert body["error"]["type"] == "not_found_error"

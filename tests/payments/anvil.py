@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from aiapi_cli.ports import free_port, wait_for_port
@@ -34,8 +34,9 @@ def anvil_binary() -> Path:
 
 
 @contextmanager
-def running_anvil(log_path: Path) -> Iterator[str]:
-    """Start anvil with a short epoch on loopback; yields its RPC URL; stops it after."""
+def running_anvil(log_path: Path, chain_id: int | None = None) -> Iterator[str]:
+    """Start anvil with a short epoch on loopback; yields its RPC URL; stops it after.
+    `chain_id`: another chain than anvil's 31337 (several networks at once)."""
     binary = anvil_binary()
     port = free_port()
     with log_path.open("wb") as log:
@@ -50,6 +51,7 @@ def running_anvil(log_path: Path) -> Iterator[str]:
                 str(SLOTS_IN_AN_EPOCH),
                 "--accounts",
                 "4",
+                *(["--chain-id", str(chain_id)] if chain_id is not None else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -66,3 +68,15 @@ def running_anvil(log_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running_anvils(directory: Path, *chain_ids: int) -> Iterator[dict[int, str]]:
+    """Several anvil processes at once, one per chain id; yields their RPC URLs by chain id."""
+    with ExitStack() as stack:
+        yield {
+            chain_id: stack.enter_context(
+                running_anvil(directory / f"anvil-{chain_id}.log", chain_id)
+            )
+            for chain_id in chain_ids
+        }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import vyper
-from web3 import AsyncWeb3
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
 TOKEN_SOURCE = Path(__file__).parent / "contracts" / "Token.vy"
 
@@ -41,6 +43,12 @@ class Chain:
         receipt = await self.w3.eth.wait_for_transaction_receipt(tx)
         return self.w3.eth.contract(address=receipt["contractAddress"], abi=abi)
 
+    async def pay(self, token: Any, to: str, amount: int) -> str:
+        """A token transfer from the first account, mined; its transaction hash (0x hex)."""
+        tx = await token.functions.transfer(to, amount).transact({"from": self.accounts[0]})
+        await self.w3.eth.wait_for_transaction_receipt(tx)
+        return AsyncWeb3.to_hex(tx)
+
     async def mine(self, blocks: int = 1) -> None:
         await self.rpc("anvil_mine", hex(blocks))
 
@@ -58,3 +66,16 @@ class Chain:
 
     async def raw_transaction(self, tx_hash: Any) -> str:
         return str(await self.rpc("eth_getRawTransactionByHash", AsyncWeb3.to_hex(tx_hash)))
+
+
+@asynccontextmanager
+async def drivers(urls: Mapping[int, str]) -> AsyncIterator[dict[int, Chain]]:
+    """A driver per node (by chain id), set up, disconnected after."""
+    chains = {chain_id: Chain(AsyncWeb3(AsyncHTTPProvider(url))) for chain_id, url in urls.items()}
+    try:
+        for chain in chains.values():
+            await chain.setup()
+        yield chains
+    finally:
+        for chain in chains.values():
+            await chain.w3.provider.disconnect()

@@ -138,6 +138,18 @@ class FakeEsplora:
             start = ids.index(after) + 1 if after in ids else len(ids)
             return JSONResponse([t.document(self) for t in chain[start : start + PAGE]])
 
+        async def address_stats(request: Request) -> Response:
+            _, chain = history(request.path_params["address"])
+            funded = sum(
+                value
+                for tx in chain
+                for address, _, value in tx.outputs
+                if address == request.path_params["address"]
+            )
+            # The fake's outputs are never spent: what was paid to the address is still there.
+            stats = {"funded_txo_sum": funded, "spent_txo_sum": 0}
+            return JSONResponse({"address": request.path_params["address"], "chain_stats": stats})
+
         async def tx_status(request: Request) -> Response:
             tx = self.txs.get(request.path_params["txid"])
             if tx is None:
@@ -149,6 +161,7 @@ class FakeEsplora:
                 Route("/blocks/tip/height", tip_height),
                 Route("/blocks/tip/hash", tip_hash),
                 Route("/block-height/{height:int}", block_height),
+                Route("/address/{address}", address_stats),
                 Route("/address/{address}/txs", address_txs),
                 Route("/address/{address}/txs/chain/{last}", address_chain),
                 Route("/tx/{txid}/status", tx_status),

@@ -12,7 +12,7 @@ from aiapi_payments.api import PaymentsApi
 from aiapi_payments.config import PaymentsConfig, build_config
 from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositKey, DepositState
 from aiapi_payments.pricing import ManualRate
-from aiapi_payments.repository import AccountDeposit, Repository
+from aiapi_payments.repository import AccountDeposit, ChainHead, Repository
 from aiapi_payments.settings import PaymentsSettings
 from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus import Bus
@@ -79,8 +79,9 @@ async def addresses(bus: Bus, account_id: str) -> dict[str, str]:
 
 async def test_one_address_per_enabled_asset_stable_and_never_shared(served: Served) -> None:
     first = await addresses(served.bus, "acc_a")
-    assert list(first) == ["USDT/ethereum", "ETH/ethereum", "BTC/bitcoin"]
-    assert first["USDT/ethereum"] == first["ETH/ethereum"]  # one Ethereum address per account
+    assert list(first) == ["USDT/ethereum", "USDC/ethereum", "ETH/ethereum", "BTC/bitcoin"]
+    # one Ethereum address per account, whatever the token
+    assert first["USDT/ethereum"] == first["USDC/ethereum"] == first["ETH/ethereum"]
     assert await addresses(served.bus, "acc_a") == first  # stable: derived once, then stored
     others = await asyncio.gather(*(addresses(served.bus, f"acc_{i}") for i in range(8)))
     eth = [first["ETH/ethereum"], *(o["ETH/ethereum"] for o in others)]
@@ -89,10 +90,10 @@ async def test_one_address_per_enabled_asset_stable_and_never_shared(served: Ser
     # Each is the external-chain address at its stored index, never the check address 0.
     rows = await query(
         served.database_url,
-        "SELECT network, derivation_index, address FROM payments.addresses",
+        "SELECT keychain, derivation_index, address FROM payments.addresses",
     )
-    for network, index, address in rows:
-        derive = eth_deposit_address if network == "ethereum" else btc_deposit_address
+    for keychain, index, address in rows:
+        derive = eth_deposit_address if keychain == "evm" else btc_deposit_address
         assert index >= 1 and derive(index) == address
     assert ETH_ADDRESS_0 not in eth and BTC_ADDRESS_0 not in btc
 
@@ -128,7 +129,10 @@ async def test_deposits_are_listed_with_state_confirmations_and_usd(served: Serv
         cursor=None,
         changes=[AccountDeposit("acc_r", usdt), waiting_eth("0x" + "02" * 32, 10**16)],
         events=[],
-        head=(ChainNetwork.ETHEREUM, 20),  # the record says 5; the chain has moved on
+        head=(
+            ChainNetwork.ETHEREUM,
+            ChainHead(20, 16),
+        ),  # the record says 5; the chain has moved on
     )
     reply = await ask(served.bus, DEPOSITS_SUBJECT, AccountQuery(account_id="acc_r"), DepositsReply)
     shown = [
@@ -139,6 +143,9 @@ async def test_deposits_are_listed_with_state_confirmations_and_usd(served: Serv
         ("USDT", "0x01", 1, "25.5", 14, "credited", 25_500_000_000),
         ("ETH", "0x02", 0, "0.01", 1, "detected", None),
     ]
+    # Finality by the `finalized` tag: a deposit needs the node's current distance to it
+    # (head 20, finalized 16: a block is final at 5 confirmations).
+    assert [d.confirmations_required for d in reply.deposits] == [5, 5]
     wire = reply.model_dump(mode="json")["deposits"][0]
     assert (wire["amount"], wire["usd"]) == ("25.5", "25.50")
     none = await ask(served.bus, DEPOSITS_SUBJECT, AccountQuery(account_id="nobody"), DepositsReply)
@@ -200,15 +207,3 @@ async def test_addresses_say_what_a_payer_needs_minimum_confirmations_rate(
     assert (eth.rate_usd, eth.rate_source) == (3_000_000_000_000, "manual")
     wire = eth.model_dump(mode="json")
     assert (wire["rate_usd"], wire["minimum_usd"]) == ("3000.00", "1.00")
-
-
-async def test_each_deposit_says_how_many_confirmations_it_needs(served: Served) -> None:
-    await served.repository.commit_watch(
-        cursor=None,
-        changes=[waiting_eth("0x" + "03" * 32, 10**16)],
-        events=[],
-        head=(ChainNetwork.ETHEREUM, 101),
-    )
-    reply = await ask(served.bus, DEPOSITS_SUBJECT, AccountQuery(account_id="acc_r"), DepositsReply)
-    # Ethereum on the finalized tag: no fixed count.
-    assert [(d.confirmations, d.confirmations_needed) for d in reply.deposits] == [(2, None)]

@@ -9,7 +9,7 @@ from aiapi_payments.addresses import BitcoinNetwork, p2wpkh_address, p2wpkh_scri
 from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend
 from aiapi_payments.book import observe
 from aiapi_payments.keys import parse_extended_public_key
-from aiapi_payments.model import Asset, Deposit, DepositKey, DepositState
+from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositKey, DepositState
 from aiapi_payments.policy import BtcConfirmationPolicy, parse_usd
 from aiapi_payments.pricing import RateChoice
 
@@ -50,7 +50,7 @@ class Tracker:
         return self.deposits
 
     def state(self, txid: str, vout: int) -> tuple[DepositState, int]:
-        deposit = self.deposits[DepositKey(Asset.BTC.network, Asset.BTC, txid, vout)]
+        deposit = self.deposits[DepositKey(ChainNetwork.BITCOIN, Asset.BTC, txid, vout)]
         return deposit.state, deposit.confirmations
 
 
@@ -72,7 +72,9 @@ async def test_confirmations_then_confirmed(
     esplora.mine()
     deposits = await tracker.poll()
     assert tracker.state(txid, 0) == (DepositState.CONFIRMED, 2)
-    assert deposits[DepositKey(Asset.BTC.network, Asset.BTC, txid, 0)].usd_nano == parse_usd("60")
+    assert deposits[DepositKey(ChainNetwork.BITCOIN, Asset.BTC, txid, 0)].usd_nano == parse_usd(
+        "60"
+    )
 
 
 async def test_a_large_deposit_waits_for_more_confirmations(

@@ -50,9 +50,9 @@ def test_with_both_chains_off_nothing_is_enabled() -> None:
     assert (config.networks, config.assets) == ([], [])
 
 
-def test_both_chains_on_enable_three_assets_and_derive_from_index_0() -> None:
+def test_both_chains_on_enable_four_assets_and_derive_from_index_0() -> None:
     config = build_config(settings(**ETH, **BTC))
-    assert config.assets == [Asset.USDT, Asset.ETH, Asset.BTC]
+    assert config.assets == [Asset.USDT, Asset.USDC, Asset.ETH, Asset.BTC]
     assert config.derive(ChainNetwork.ETHEREUM, 0).address == ETH_ADDRESS_0
     derived = config.derive(ChainNetwork.BITCOIN, 0)
     assert derived.address == BTC_ADDRESS_0

@@ -46,7 +46,7 @@ class Tracker:
         self.cursor = MemoryCursorStore()
         self.watcher = EthereumWatcher(
             w3,
-            token_contract=token,
+            tokens={token: Asset.USDT},
             cursor=self.cursor,
             start_block=start_block,
             batch_size=batch_size,

@@ -30,15 +30,15 @@ def test_usd_strings_parse_exactly() -> None:
 
 
 def test_usd_value_rounds_down_in_integers() -> None:
-    assert usd_value(25_500_000, Asset.USDT, parse_usd("1")) == parse_usd("25.5")
+    assert usd_value(25_500_000, Asset.USDT.decimals, parse_usd("1")) == parse_usd("25.5")
     # 0.01 ETH at 3000.00 USD
-    assert usd_value(10**16, Asset.ETH, parse_usd("3000")) == parse_usd("30")
+    assert usd_value(10**16, Asset.ETH.decimals, parse_usd("3000")) == parse_usd("30")
     # one wei at 3000 USD/ETH is 3e-15 USD: rounds down to zero nano-USD
-    assert usd_value(1, Asset.ETH, parse_usd("3000")) == 0
+    assert usd_value(1, Asset.ETH.decimals, parse_usd("3000")) == 0
     # 1 sat at 65,432.10 USD/BTC = 0.000654321 USD exactly
-    assert usd_value(1, Asset.BTC, parse_usd("65432.10")) == 654_321
+    assert usd_value(1, Asset.BTC.decimals, parse_usd("65432.10")) == 654_321
     # 333 wei-ish rounding: 1/3 of a nano rounds down
-    assert usd_value(1, Asset.USDT, 1) == 0
+    assert usd_value(1, Asset.USDT.decimals, 1) == 0
 
 
 def test_amounts_format_as_plain_decimal_strings() -> None:

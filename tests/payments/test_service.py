@@ -3,6 +3,8 @@ between crediting and publishing that the outbox survives (the event is publishe
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -10,13 +12,17 @@ from typing import Any
 
 import httpx
 from aiapi_cli.embedded import EmbeddedNats
+from aiapi_payments.addresses import tron_from_hex
 from aiapi_shared.bus import Bus
 from aiapi_shared.payments_api import (
     ADDRESSES_SUBJECT,
     DEPOSITS_SUBJECT,
+    SWEEP_PLAN_SUBJECT,
     AccountQuery,
     AddressesReply,
     DepositsReply,
+    SweepPlanQuery,
+    SweepPlanReply,
 )
 from aiapi_testkit.process import ServiceProcess
 
@@ -33,7 +39,15 @@ from tests.payments.service import (
     wait_for_row,
 )
 from tests.payments.test_keys import ABANDON
-from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPRV, ETH_XPUB
+from tests.payments.wallets import (
+    ETH_ADDRESS_0,
+    ETH_XPRV,
+    ETH_XPUB,
+    TRON_ADDRESS_0,
+    TRON_XPUB,
+    eth_deposit_address,
+    tron_deposit_address,
+)
 
 Spawn = Callable[..., ServiceProcess]
 CONFIRMED = "payments.v1.deposit.confirmed"
@@ -182,3 +196,69 @@ async def _pending(database_url: str) -> int:
         database_url, "SELECT count(*) FROM payments.outbox WHERE published_at IS NULL"
     )
     return int(rows[0][0])
+
+
+def networks_env(
+    database_url: str, nats_url: str, url: str, token: str, **extra: str
+) -> dict[str, str]:
+    """Base (an AIAPI_EVM_CHAINS entry) and TRON, both served by the one anvil (chain 31337)."""
+    chains = [{"network": "base", "chain_id": 31337, "rpc_url": url, "tokens": {"USDC": token}}]
+    settings = {
+        "AIAPI_TRON_CHAIN_ID": "31337",
+        **extra,
+    }
+    return payments_env(
+        database_url,
+        nats_url,
+        AIAPI_ETH_XPUB=ETH_XPUB,
+        AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
+        AIAPI_EVM_CHAINS=json.dumps(chains),
+        AIAPI_TRON_RPC_URL=url,
+        AIAPI_TRON_XPUB=TRON_XPUB,
+        AIAPI_TRON_ADDRESS_0=TRON_ADDRESS_0,
+        AIAPI_TRON_USDT_CONTRACT=tron_from_hex(token),
+        AIAPI_TRON_POLL_INTERVAL_S="0.2",
+        **settings,
+    )
+
+
+async def test_the_process_follows_every_configured_network(
+    spawn: Spawn, chain: Chain, database_url: str, nats_url: str, bus: Bus
+) -> None:
+    token = await chain.deploy_token("USDC")
+    url = chain.w3.provider.endpoint_uri  # type: ignore[attr-defined]
+    wrong = networks_env(database_url, nats_url, url, token.address, AIAPI_TRON_CHAIN_ID="1")
+    done = run_to_exit(wrong)
+    assert done.returncode == 2
+    assert "tron: the node reports chain id 31337, AIAPI_TRON_CHAIN_ID is 1" in done.stderr
+
+    env = networks_env(database_url, nats_url, url, token.address)
+    start(spawn, env)
+    async with httpx.AsyncClient() as client:
+        ready = (await client.get(health_url(env).replace("healthz", "readyz"))).json()
+    assert (ready["networks"], ready["depeg_paused"]) == (["base", "tron"], [])
+    account = AccountQuery(account_id="acc_n")
+    shown = (await ask(bus, ADDRESSES_SUBJECT, account, AddressesReply)).addresses
+    assert [(a.asset, a.network, a.address) for a in shown] == [
+        ("USDC", "base", eth_deposit_address(1)),
+        ("USDT", "tron", tron_deposit_address(1)),
+    ]
+    tx = await token.functions.transfer(eth_deposit_address(1), 9_000_000).transact(
+        {"from": chain.accounts[0]}
+    )
+    await chain.w3.eth.wait_for_transaction_receipt(tx)
+    await chain.mine(FINALITY_LAG)
+
+    async def listed() -> list[tuple[str, str, str, int | None]]:
+        deposits = (await ask(bus, DEPOSITS_SUBJECT, account, DepositsReply)).deposits
+        return [(d.network, d.asset, d.state, d.confirmations_required) for d in deposits]
+
+    # The same transfer is a USDC deposit on Base; on "TRON" (the same node, the same
+    # contract as TRON's USDT) the address is another one, so nothing arrives there.
+    for _ in range(300):
+        if (rows := await listed()) and rows[0][2] == "credited":
+            break
+        await asyncio.sleep(0.1)
+    assert rows == [("base", "USDC", "credited", FINALITY_LAG + 1)]
+    plan = await ask(bus, SWEEP_PLAN_SUBJECT, SweepPlanQuery(), SweepPlanReply)
+    assert [(t.network, t.asset, t.amount) for t in plan.transfers] == [("base", "USDC", "9")]

@@ -66,8 +66,9 @@ class Pipeline:
         await self.relay.drain()
 
     async def address(self, account_id: str, network: ChainNetwork) -> str:
+        keychain = self.config.keychain(network)
         stored = await self.repository.assign_address(
-            account_id, network, lambda index: self.config.derive(network, index)
+            account_id, keychain, lambda index: self.config.derive_from(keychain, index)
         )
         return stored.address
 
@@ -92,7 +93,9 @@ def ethereum_pipeline(
     repository = Repository(pool)
 
     def watcher(cursor: PostgresCursorStore) -> EthereumWatcher:
-        return EthereumWatcher(chain.w3, token_contract=token, cursor=cursor, start_block=start)
+        return EthereumWatcher(
+            chain.w3, tokens={token: Asset.USDT}, cursor=cursor, start_block=start
+        )
 
     tracking = EthereumTracking(repository, config, config.ethereum, watcher, lambda: NOW)
     return Pipeline(repository, config, outbox_relay(pool, bus), tracking)

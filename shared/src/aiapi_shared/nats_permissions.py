@@ -106,6 +106,7 @@ ACCOUNTS_REQUESTS: tuple[str, ...] = (
     payments_api.ADDRESSES_SUBJECT,
     payments_api.DEPOSITS_SUBJECT,
     payments_api.SET_RATE_SUBJECT,
+    payments_api.SWEEP_PLAN_SUBJECT,
 )
 # Services answering requests, on these subjects (queue groups).
 ANSWERS: dict[str, str] = {"billing": "rpc.billing.>", "payments": "rpc.payments.>"}

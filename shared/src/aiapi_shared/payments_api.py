@@ -17,6 +17,7 @@ from aiapi_shared.money import Money
 ADDRESSES_SUBJECT = "rpc.payments.v1.addresses.get"
 DEPOSITS_SUBJECT = "rpc.payments.v1.deposits.list"
 SET_RATE_SUBJECT = "rpc.payments.v1.rates.set"
+SWEEP_PLAN_SUBJECT = "rpc.payments.v1.sweep.plan"
 
 DepositState = Literal["detected", "confirmed", "credited", "orphaned", "below_minimum", "reversed"]
 
@@ -63,11 +64,12 @@ class Deposit(Record):
     position: int
     amount: str
     confirmations: int
+    # How many the deposit needs on its network (the configured depth, the distance to the
+    # node's finalized block, Bitcoin's tier); null when not known yet.
+    confirmations_required: int | None = None
     state: DepositState
     usd: Money | None = None
     first_seen_at: AwareDatetime | None = None
-    # Confirmations this deposit needs to credit; None while the finalized tag decides.
-    confirmations_needed: int | None = _Added
 
 
 class DepositsReply(Record):
@@ -84,3 +86,50 @@ class SetRateReply(Record):
     asset: Literal["ETH", "BTC"]
     usd: Money
     set_at: AwareDatetime
+
+
+class SweepPlanQuery(Record):
+    """Where the swept funds go, per account key: `evm` (every EVM network), `tron`, `bitcoin`.
+    A key without a destination is still listed, with `to` null."""
+
+    destinations: dict[Literal["evm", "tron", "bitcoin"], str] = Field(default_factory=dict)
+
+
+class SweepTransfer(Record):
+    network: Network
+    asset: Asset
+    contract: str | None  # the token contract; null: the network's own coin
+    address: str  # the deposit address that holds it
+    derivation_path: str  # e.g. m/44'/60'/0'/0/7: where the signing wallet finds its key
+    amount: str  # decimal string in the asset's unit
+    amount_base_units: str
+    to: str | None
+
+
+class SweepGasNeed(Record):
+    """Tokens at `address` cannot move until the network's coin pays the fee."""
+
+    network: Network
+    address: str
+    derivation_path: str
+    coin: str
+    balance: str
+
+
+class SweepTotal(Record):
+    network: Network
+    asset: Asset
+    amount: str
+
+
+class SweepPlanReply(Record):
+    """An unsigned description of the transfers that gather the deposits (never signed here)."""
+
+    format: str
+    unsigned: bool
+    created_at: AwareDatetime
+    destinations: dict[str, str]
+    transfers: list[SweepTransfer]
+    needs_gas: list[SweepGasNeed]
+    totals: list[SweepTotal]
+    unreachable: list[str]  # networks whose node did not answer: plan again later

@@ -6,7 +6,7 @@ from aiapi_shared.payments_api import Deposit
 
 
 def progress(deposit: Deposit) -> str:
-    n, needed = deposit.confirmations, deposit.confirmations_needed
+    n, needed = deposit.confirmations, deposit.confirmations_required
     match deposit.state:
         case "detected" if n == 0:
             return "detected, waiting for its first confirmation"

@@ -1,10 +1,10 @@
 """Payment URIs that wallets understand, and their QR codes (pure: text in, text out).
 
 - BTC: BIP21, ``bitcoin:<address>``.
-- ETH on an EVM chain: EIP-681, ``ethereum:<address>@<chain id>``.
+- ETH (a network's own coin) on an EVM chain: EIP-681, ``ethereum:<address>@<chain id>``.
 - An ERC-20 token (USDT): EIP-681 calling the token's ``transfer``,
   ``ethereum:<contract>@<chain id>/transfer?address=<address>``; a wallet fills in the amount.
-- Anything else (an asset this module does not know): None, and the page shows the address only.
+- TRON, or an address without a chain id: None, and the page shows the address only.
 No amount is put in a URI: the customer chooses how much to send.
 """
 
@@ -15,15 +15,13 @@ import html
 import segno
 from aiapi_shared.payments_api import DepositAddress
 
-_EVM_NATIVE = frozenset({"ETH"})
-
 
 def payment_uri(address: DepositAddress) -> str | None:
     if address.network == "bitcoin" and address.asset == "BTC":
         return f"bitcoin:{address.address}"
-    if address.chain_id is None:
-        return None
-    if address.asset in _EVM_NATIVE and address.token_contract is None:
+    if address.chain_id is None or address.network == "tron":
+        return None  # TRON wallets have no URI convention this page can promise
+    if address.token_contract is None:  # the network's own coin (ETH on Ethereum, Base, ...)
         return f"ethereum:{address.address}@{address.chain_id}"
     if address.token_contract is not None:
         return (

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from aiapi_accounts.errors import PeerRefused, PeerUnavailable
 
 R = TypeVar("R", bound=BaseModel)
+SWEEP_PLAN_TIMEOUT_S = 60.0
 
 
 class Peers:
@@ -21,9 +22,18 @@ class Peers:
         self._timeout_s = timeout_s
         self._payments_enabled = payments_enabled
 
-    async def _call(self, peer: str, subject: str, command: Record, answer: type[R]) -> R:
+    async def _call(
+        self,
+        peer: str,
+        subject: str,
+        command: Record,
+        answer: type[R],
+        timeout_s: float | None = None,
+    ) -> R:
         try:
-            return await self._bus.call(subject, command, answer, timeout_s=self._timeout_s)
+            return await self._bus.call(
+                subject, command, answer, timeout_s=timeout_s or self._timeout_s
+            )
         except BusUnavailable as exc:
             raise PeerUnavailable(f"{peer} is not reachable; try again later") from exc
         except InvalidReply as exc:
@@ -122,6 +132,16 @@ class Peers:
             "payments", payments_api.DEPOSITS_SUBJECT, query, payments_api.DepositsReply
         )
         return reply.deposits
+
+    async def sweep_plan(self, query: payments_api.SweepPlanQuery) -> payments_api.SweepPlanReply:
+        """Payments asks every node for balances: slower than the other calls."""
+        return await self._call(
+            "payments",
+            payments_api.SWEEP_PLAN_SUBJECT,
+            query,
+            payments_api.SweepPlanReply,
+            timeout_s=max(self._timeout_s, SWEEP_PLAN_TIMEOUT_S),
+        )
 
     async def set_rate(self, command: payments_api.SetRateCommand) -> payments_api.SetRateReply:
         return await self._call(

@@ -5,7 +5,13 @@ from __future__ import annotations
 import uuid
 
 from aiapi_shared.billing_api import AdjustCommand
-from aiapi_shared.payments_api import Deposit, DepositAddress, SetRateCommand
+from aiapi_shared.payments_api import (
+    Deposit,
+    DepositAddress,
+    SetRateCommand,
+    SweepPlanQuery,
+    SweepPlanReply,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,6 +30,7 @@ from aiapi_accounts.schemas import (
     PatchAccountBody,
     RateAnswer,
     RateBody,
+    SweepPlanBody,
 )
 
 
@@ -150,6 +157,13 @@ async def set_rate(request: Request) -> Response:
     return answer(RateAnswer(asset=reply.asset, usd=reply.usd, set_at=reply.set_at), 201)
 
 
+async def sweep_plan(request: Request) -> Response:
+    require_admin(request)
+    body = await read_body(request, SweepPlanBody)
+    query = SweepPlanQuery(destinations=body.destinations)
+    return answer(await context(request).peers.sweep_plan(query))
+
+
 _IDEMPOTENCY = (("Idempotency-Key", "makes a retry safe; without it each call is new"),)
 _A = "/admin/v1/accounts"
 
@@ -179,4 +193,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              Deposit, many=True, errors=(404,)),
     Endpoint("POST", "/admin/v1/rates", set_rate, "Set a manual ETH/BTC rate", "admin",
              "operator", RateBody, RateAnswer, status=201, errors=(400, 503)),
+    Endpoint("POST", "/admin/v1/sweep-plan", sweep_plan,
+             "An unsigned sweep plan: balances per network and asset, gas needs, transfers",
+             "admin", "operator", SweepPlanBody, SweepPlanReply, errors=(400, 503)),
 )  # fmt: skip

@@ -63,6 +63,12 @@ class RateBody(Body):
     usd: UsdIn
 
 
+class SweepPlanBody(Body):
+    """Where swept funds go, per account key (each optional): `evm` serves every EVM network."""
+
+    destinations: dict[Literal["evm", "tron", "bitcoin"], str] = Field(default_factory=dict)
+
+
 class AccountAnswer(Answer):
     id: str
     email: str

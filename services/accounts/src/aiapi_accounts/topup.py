@@ -39,7 +39,7 @@ class TopUpDeposit(Answer):
     usd: Money | None = Field(description="credited value; null until priced")
     state: str
     confirmations: int
-    confirmations_needed: int | None
+    confirmations_required: int | None
     progress: str = Field(description="the state in words, e.g. 'confirming 2/3'")
     explorer_url: str | None
     first_seen_at: datetime | None
@@ -93,7 +93,7 @@ async def deposits_view(ctx: Context, account_id: str) -> list[TopUpDeposit]:
             usd=d.usd,
             state=d.state,
             confirmations=d.confirmations,
-            confirmations_needed=d.confirmations_needed,
+            confirmations_required=d.confirmations_required,
             progress=progress(d),
             explorer_url=explorer_url(explorers, d.network, d.tx_hash),
             first_seen_at=d.first_seen_at,

@@ -2,7 +2,7 @@
 
 Plain ASGI rather than a framework router: the edge sits on every request's latency, and one dict
 lookup is all the routing it needs. Routes are served at the root and under ``/api/proxy``; the
-OpenAI route also without ``/v1``. The query string (``?beta=true``) is ignored.
+OpenAI routes also without ``/v1``. The query string (``?beta=true``) is ignored.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from aiapi_edge.asgi import (
     Receive,
     Scope,
     Send,
+    header,
     send_whole,
 )
 from aiapi_edge.catalogue_routes import PageError
+from aiapi_edge.cors import CorsPolicy
 from aiapi_edge.errors import (
     GatewayError,
     anthropic_error_body,
@@ -45,13 +47,26 @@ log = logging.getLogger("aiapi.edge")
 PREFIX = "/api/proxy"
 # How long a request waits for a body read slot before it gets 503 (docs/edge.md).
 BODY_SLOT_WAIT_S = 1.0
+OPENAI_PATHS = ("/chat/completions", "/responses")
 Handler = Callable[["Call"], Awaitable[None]]
+
+
+def _openai_client(scope: Scope, path: str) -> bool:
+    """Whether errors go out in OpenAI form: the OpenAI routes, and the models routes asked
+    without ``anthropic-version`` (every Anthropic SDK sends it; no OpenAI client does)."""
+    if path.endswith(OPENAI_PATHS):
+        return True
+    if path == "/models" or path.startswith("/models/"):
+        return True
+    if path == "/v1/models" or path.startswith("/v1/models/"):
+        return header(scope, b"anthropic-version") is None
+    return False
 
 
 class Call:
     """One HTTP exchange: scope, channels, request id, and whether the response has started."""
 
-    __slots__ = ("_send", "openai", "receive", "request_id", "scope", "started", "status")
+    __slots__ = ("_send", "cors", "openai", "receive", "request_id", "scope", "started", "status")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, openai: bool) -> None:
         self.scope = scope
@@ -61,11 +76,14 @@ class Call:
         self.openai = openai
         self.started = False
         self.status = 0
+        self.cors: Headers = []
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             self.status = message["status"]
+            if self.cors:
+                message["headers"] = [*message["headers"], *self.cors]
         await self._send(message)
 
     def id_headers(self) -> Headers:
@@ -87,12 +105,22 @@ class EdgeApp:
             slots=settings.edge_body_reads,
             slot_wait_s=BODY_SLOT_WAIT_S,
         )
+        self._cors = CorsPolicy.from_setting(settings.cors_origins)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/chat/completions"): self._chat,
+            ("POST", "/v1/responses"): self._responses,
+            ("POST", "/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
+            ("GET", "/models"): self._models,  # OpenAI clients given a base without /v1
+        }
+        self._paths = frozenset(path for _, path in self._routes)
+        self._metered: dict[Handler | None, str] = {
+            self._messages: "anthropic",
+            self._chat: "openai",
+            self._responses: "responses",
         }
         self._infra: dict[str, Handler] = {
             "/healthz": self._healthz,
@@ -122,11 +150,17 @@ class EdgeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _customer(self, path: str) -> bool:
+        """A customer route's path (the ones browsers may call; not health or metrics)."""
+        return path in self._paths or path.startswith(
+            ("/v1/models/", "/models/", "/v1/usage/requests/")
+        )
+
     def _route(self, method: str, path: str) -> Handler | None:
         handler = self._routes.get((method, path))
         if handler is not None or method != "GET":
             return handler
-        if path.startswith("/v1/models/"):
+        if path.startswith(("/v1/models/", "/models/")):
             return self._model
         if path.startswith("/v1/usage/requests/"):
             return self._usage_record
@@ -136,7 +170,15 @@ class EdgeApp:
         path: str = scope["path"]
         if path.startswith(PREFIX):
             path = path[len(PREFIX) :] or "/"
-        call = Call(scope, receive, send, openai=path.endswith("/chat/completions"))
+        call = Call(scope, receive, send, openai=_openai_client(scope, path))
+        if self._customer(path):
+            origin = header(scope, b"origin")
+            if scope["method"] == "OPTIONS":
+                requested = header(scope, b"access-control-request-headers")
+                cors = self._cors.preflight_headers(origin, requested)
+                await send_whole(send, 204, b"", cors, content_type=None)
+                return
+            call.cors = self._cors.answer_headers(origin)
         handler = self._route(scope["method"], path)
         started = time.perf_counter()
         try:
@@ -155,8 +197,8 @@ class EdgeApp:
                 await self._gateway_error(
                     call, GatewayError(500, "internal_error", "The gateway failed.")
                 )
-        if handler in (self._messages, self._chat):
-            route = "openai" if call.openai else "anthropic"
+        route = self._metered.get(handler)
+        if route is not None:
             self.service.metrics.observe(route, call.status, time.perf_counter() - started)
 
     async def _gateway_error(self, call: Call, error: GatewayError) -> None:
@@ -206,6 +248,14 @@ class EdgeApp:
             call.scope, call.receive, call.send, body, call.request_id, caller
         )
 
+    async def _responses(self, call: Call) -> None:
+        assert self.service.responses is not None
+        caller = self._caller(call)
+        body = await self.bodies.read(call.scope, call.receive)
+        await self.service.responses.handle(
+            call.scope, call.receive, call.send, body, call.request_id, caller
+        )
+
     async def _models(self, call: Call) -> None:
         self.service.gateway.authenticate(call.scope)
         anthropic_client = any(name == b"anthropic-version" for name, _ in call.scope["headers"])
@@ -221,6 +271,9 @@ class EdgeApp:
         self.service.gateway.authenticate(call.scope)
         model_id = call.scope["path"].rsplit("/", 1)[-1]
         body = self.service.models.one(model_id)
+        if body is None and call.openai:
+            message = f"The model '{model_id}' does not exist."
+            raise GatewayError(404, "invalid_request_error", message, param="model")
         if body is None:
             raise not_found(f"model: {model_id}")
         await call.json(200, body)

@@ -1,19 +1,22 @@
-"""``POST /v1/chat/completions``: OpenAI in, Claude upstream, OpenAI out.
+"""The OpenAI routes: ``POST /v1/chat/completions`` and ``POST /v1/responses``, OpenAI in, Claude
+upstream, OpenAI out.
 
-The pure translation is :mod:`aiapi_edge.openai`; this module loads, calls and writes. Admission,
-the upstream pool, metering and the spool are the Anthropic route's (:class:`.Gateway`), and the
-meter reads the upstream's own usage, so the usage event equals the Anthropic route's for the
-same request but for ``route``.
+The pure translations are :mod:`aiapi_edge.openai`; this module loads, calls and writes, the same
+way for both routes: a :class:`Dialect` says how one route translates a request and renders its
+answer. Admission, the upstream pool, metering and the spool are the Anthropic route's
+(:class:`.Gateway`), and the meter reads the upstream's own usage, so the usage event equals the
+Anthropic route's for the same request but for ``route``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiapi_shared.events.records_v1 import KeyRecord
+from aiapi_shared.events.usage_v1 import Route
 
 from aiapi_edge.asgi import EVENT_STREAM, Headers, Receive, Scope, Send, send_whole
 from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
@@ -50,15 +53,114 @@ def openai_headers(request_id: str) -> Headers:
     return [(b"request-id", rid), (b"x-request-id", rid)]
 
 
-def _frame(chunk: Mapping[str, Any]) -> bytes:
+def data_frame(chunk: Mapping[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-class ChatCompletionsRoute:
+class StreamWriter(Protocol):
+    """One stream's rendering: upstream events in, the client's bytes out."""
+
+    def frames(self, name: str, event: Mapping[str, Any]) -> bytes:
+        """The bytes for one upstream event (may be empty)."""
+
+    def end(self) -> bytes:
+        """What follows the last event of a complete stream."""
+
+    def failure(self, message: str, type_: str, code: str | None) -> bytes:
+        """The error that ends a stream cut short (after which the stream just closes)."""
+
+
+class Translation(Protocol):
+    """One translated request: the upstream body and how to render the answer."""
+
+    @property
+    def anthropic_body(self) -> dict[str, Any]: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    def completion(self, message: Mapping[str, Any], exchange: Exchange) -> bytes:
+        """The JSON answer for a whole upstream message."""
+
+    def stream_writer(self, exchange: Exchange) -> StreamWriter: ...
+
+
+class Dialect(Protocol):
+    """One OpenAI route's request translation (raises :class:`TranslationError`)."""
+
+    route: Route
+
+    def translate(
+        self, body: Mapping[str, Any], traits: ModelTraits, request_id: str, account_id: str
+    ) -> Translation: ...
+
+
+class _ChatStream:
+    def __init__(self, translator: ChunkTranslator) -> None:
+        self._translator = translator
+
+    def frames(self, name: str, event: Mapping[str, Any]) -> bytes:
+        return b"".join(data_frame(c) for c in self._translator.feed(name, event))
+
+    def end(self) -> bytes:
+        return _DONE
+
+    def failure(self, message: str, type_: str, code: str | None) -> bytes:
+        return data_frame(self._translator.error_chunk(message, type_, code))
+
+
+class _ChatTranslation:
+    def __init__(self, body: Mapping[str, Any], traits: ModelTraits) -> None:
+        translated = to_anthropic(body, traits)
+        self.anthropic_body = translated.anthropic_body
+        self.stream = translated.stream
+        self._include_usage = translated.include_usage
+        self._legacy = translated.legacy_functions
+
+    def completion(self, message: Mapping[str, Any], exchange: Exchange) -> bytes:
+        completion = to_openai_completion(
+            message,
+            created=int(time.time()),
+            request_model=exchange.requested_model,
+            legacy_functions=self._legacy,
+        )
+        return orjson.dumps(completion)
+
+    def stream_writer(self, exchange: Exchange) -> StreamWriter:
+        translator = ChunkTranslator(
+            created=int(time.time()),
+            request_model=exchange.requested_model,
+            include_usage=self._include_usage,
+            legacy_functions=self._legacy,
+        )
+        return _ChatStream(translator)
+
+
+class ChatDialect:
+    """``POST /v1/chat/completions``."""
+
+    route: Route = "openai"
+
+    def translate(
+        self, body: Mapping[str, Any], traits: ModelTraits, request_id: str, account_id: str
+    ) -> Translation:
+        return _ChatTranslation(body, traits)
+
+
+class OpenAIRoute:
+    """An OpenAI route; its :class:`Dialect` says which one."""
+
     def __init__(
-        self, gateway: Gateway, upstream: Upstream, *, ping_interval: float, drain_s: float
+        self,
+        gateway: Gateway,
+        upstream: Upstream,
+        dialect: Dialect,
+        *,
+        ping_interval: float,
+        drain_s: float,
     ) -> None:
         self._gw = gateway
+        self._dialect = dialect
         self._upstream = upstream
         self._ping_interval = ping_interval
         self._drain_s = drain_s
@@ -84,14 +186,14 @@ class ChatCompletionsRoute:
             default_max_tokens=DEFAULT_MAX_TOKENS,
         )
         try:
-            translated = to_anthropic(body, traits)
+            translated = self._dialect.translate(body, traits, request_id, caller.account_id)
         except TranslationError as exc:
             raise OpenAIError(400, exc.to_openai()) from None
         anthropic_body = dict(translated.anthropic_body, model=model.id)
         payload = orjson.dumps(anthropic_body)
         exchange = await self._gw.admit(
             request_id=request_id,
-            route="openai",
+            route=self._dialect.route,
             caller=caller,
             requested_model=requested,
             body_size=len(payload),
@@ -107,9 +209,9 @@ class ChatCompletionsRoute:
             if answer.status != 200:
                 await self._error(exchange, answer)
             elif translated.stream:
-                await self._stream(exchange, answer, receive, send, translated.include_usage)
+                await self._stream(exchange, answer, receive, send, translated)
             else:
-                await self._json(exchange, answer, send)
+                await self._json(exchange, answer, send, translated)
         except (GatewayError, OpenAIError):
             raise
         except BaseException:
@@ -129,7 +231,9 @@ class ChatCompletionsRoute:
             parsed = None
         raise OpenAIError(answer.status, openai_error_from_anthropic(answer.status, parsed))
 
-    async def _json(self, exchange: Exchange, answer: UpstreamAnswer, send: Send) -> None:
+    async def _json(
+        self, exchange: Exchange, answer: UpstreamAnswer, send: Send, translated: Translation
+    ) -> None:
         try:
             data = await answer.read()
             message = orjson.loads(data)
@@ -140,10 +244,8 @@ class ChatCompletionsRoute:
             message = {}
         exchange.meter.message(message)
         await self._gw.record(exchange)
-        completion = to_openai_completion(
-            message, created=int(time.time()), request_model=exchange.requested_model
-        )
-        await send_whole(send, 200, orjson.dumps(completion), openai_headers(exchange.request_id))
+        body = translated.completion(message, exchange)
+        await send_whole(send, 200, body, openai_headers(exchange.request_id))
 
     async def _stream(
         self,
@@ -151,16 +253,12 @@ class ChatCompletionsRoute:
         answer: UpstreamAnswer,
         receive: Receive,
         send: Send,
-        include_usage: bool,
+        translated: Translation,
     ) -> None:
         reader = SseReader()
         meter = exchange.meter
         guard = self._gw.hold_guard(exchange)
-        translator = ChunkTranslator(
-            created=int(time.time()),
-            request_model=exchange.requested_model,
-            include_usage=include_usage,
-        )
+        writer = translated.stream_writer(exchange)
         headers = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache")]
         headers += openai_headers(exchange.request_id)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -180,12 +278,13 @@ class ChatCompletionsRoute:
                     continue
                 event_name = name.decode("latin-1")
                 meter.event_json(event_name, event)
-                out.extend(_frame(c) for c in translator.feed(event_name, event))
+                out.append(writer.frames(event_name, event))
             if meter.complete:
                 await self._gw.record(exchange)  # durable before the client sees the end
-                out.append(_DONE)
-            if client_present and out:
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                out.append(writer.end())
+            body = b"".join(out)
+            if client_present and body:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             return guard is not None and not meter.complete and guard.must_end()
 
         async def on_idle() -> None:
@@ -203,12 +302,10 @@ class ChatCompletionsRoute:
         )
         tail = b""
         if end == "cut":
-            tail = _frame(
-                translator.error_chunk(
-                    INSUFFICIENT_BALANCE_MESSAGE, "insufficient_balance", "insufficient_balance"
-                )
+            tail = writer.failure(
+                INSUFFICIENT_BALANCE_MESSAGE, "insufficient_balance", "insufficient_balance"
             )
         elif end == "truncated":
-            tail = _frame(translator.error_chunk("The upstream stream ended early."))
+            tail = writer.failure("The upstream stream ended early.", "api_error", None)
         await self._gw.record(exchange)
         await send({"type": "http.response.body", "body": tail, "more_body": False})

@@ -29,8 +29,10 @@ from aiapi_edge.gateway import Gateway
 from aiapi_edge.leasing import Leases
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.mirrors import BalanceMirror, KeyMirror
-from aiapi_edge.openai_route import ChatCompletionsRoute
+from aiapi_edge.openai_route import ChatDialect, OpenAIRoute
 from aiapi_edge.pool import UpstreamPool
+from aiapi_edge.response_store import ResponseStore
+from aiapi_edge.responses_route import ResponsesDialect
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.spool import Spool
 from aiapi_edge.upstream import Upstream
@@ -76,7 +78,8 @@ class EdgeService:
         self._tasks: list[asyncio.Task[None]] = []
         self._bus: Bus | None = None
         self.messages: MessagesRoute | None = None
-        self.chat: ChatCompletionsRoute | None = None
+        self.chat: OpenAIRoute | None = None
+        self.responses: OpenAIRoute | None = None
 
     def _use_catalogue(self, catalogue: Catalogue) -> None:
         """Swap what is sold: each request reads these attributes once, so it sees one or the
@@ -137,7 +140,11 @@ class EdgeService:
             count_rate=PerKeyRate(s.edge_count_tokens_per_minute),
             **timing,
         )
-        self.chat = ChatCompletionsRoute(gateway, self.upstream, **timing)
+        self.chat = OpenAIRoute(gateway, self.upstream, ChatDialect(), **timing)
+        store = (
+            ResponseStore(s.edge_responses_store_bytes) if s.edge_responses_store_bytes else None
+        )
+        self.responses = OpenAIRoute(gateway, self.upstream, ResponsesDialect(store), **timing)
         bus = self._bus
         self._spawn(
             bus.watch_kv(KEYS_BUCKET, self.keys.on_change, ready=self.keys_ready, stop=self._stop)

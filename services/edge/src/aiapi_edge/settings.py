@@ -77,6 +77,12 @@ class EdgeSettings(BaseServiceSettings):
     edge_id: str = ""
     # /v1/models lists what is sold; with this, each exact alias is listed as an entry too.
     edge_list_aliases: bool = False
+    # Browser clients (docs/edge.md, CORS): "*" (any origin), a comma-separated list of origins,
+    # or empty (no CORS headers: browsers are refused).
+    cors_origins: str = "*"
+    # previous_response_id on /v1/responses: the bytes of finished responses kept in memory on
+    # each replica (docs/edge.md); 0: no store, previous_response_id is a 400.
+    edge_responses_store_bytes: int = Field(default=0, ge=0)
 
     @property
     def spool_dir(self) -> Path:

@@ -83,7 +83,7 @@ def main() -> None:
     except StartupRefused as refusal:
         log.error("payments refuses to start: %s", refusal)
         sys.exit(2)
-    configure_logging(settings.log_level, redact=startup.secret_values(settings))
+    configure_logging(settings.log_level, redact=startup.secret_values(settings, config))
     sys.exit(uvloop.run(serve(settings, config)))
 
 

@@ -1,4 +1,5 @@
-"""Deposit addresses from public keys: BIP84 P2WPKH (bech32, BIP173) and Ethereum (EIP-55).
+"""Deposit addresses from public keys: BIP84 P2WPKH (bech32, BIP173), Ethereum (EIP-55) and
+TRON (base58check of 0x41 + the same 20 bytes as Ethereum's).
 
 Pure: no I/O.
 """
@@ -10,12 +11,13 @@ from enum import StrEnum
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 
-from aiapi_payments.keys import hash160
+from aiapi_payments.keys import InvalidKey, base58check_decode, base58check_encode, hash160
 
 _CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _CHARSET_INDEX = {c: i for i, c in enumerate(_CHARSET)}
 _GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 _BECH32_CONSTANT = 1  # witness version 0 uses bech32, not bech32m
+TRON_PREFIX = b"\x41"  # mainnet (and the Nile/Shasta testnets): addresses start with "T"
 
 
 class BitcoinNetwork(StrEnum):
@@ -120,8 +122,7 @@ def p2wpkh_script(public_key: bytes) -> str:
 
 def eth_address(public_key: bytes) -> str:
     """EIP-55 checksummed Ethereum address of a secp256k1 public key (either SEC1 form)."""
-    uncompressed = PublicKey(public_key).format(compressed=False)
-    return to_checksum_address(keccak(uncompressed[1:])[-20:].hex())
+    return to_checksum_address(_eth_body(public_key).hex())
 
 
 def to_checksum_address(address: str) -> str:
@@ -141,3 +142,30 @@ def is_checksum_valid(address: str) -> bool:
     except InvalidAddress:
         return False
     return body in (body.lower(), body.upper()) or checksummed == "0x" + body
+
+
+def _eth_body(public_key: bytes) -> bytes:
+    uncompressed = PublicKey(public_key).format(compressed=False)
+    return keccak(uncompressed[1:])[-20:]
+
+
+def tron_address(public_key: bytes) -> str:
+    """TRON base58check address (`T...`) of a secp256k1 public key."""
+    return base58check_encode(TRON_PREFIX + _eth_body(public_key))
+
+
+def tron_from_hex(address: str) -> str:
+    """The TRON form of a 20-byte address as TRON's Ethereum-compatible JSON-RPC writes it."""
+    body = bytes.fromhex(to_checksum_address(address)[2:])
+    return base58check_encode(TRON_PREFIX + body)
+
+
+def tron_to_hex(address: str) -> str:
+    """The 0x form (EIP-55) of a TRON base58 address, as its JSON-RPC expects it."""
+    try:
+        payload = base58check_decode(address.strip())
+    except InvalidKey as error:
+        raise InvalidAddress(f"not a TRON address: {error}") from None
+    if len(payload) != 21 or payload[:1] != TRON_PREFIX:
+        raise InvalidAddress("not a TRON address: 21 bytes starting with 0x41 expected")
+    return to_checksum_address(payload[1:].hex())

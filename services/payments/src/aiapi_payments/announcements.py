@@ -36,7 +36,7 @@ def _common(deposit: Deposit, account_id: str, kind: str, at: datetime) -> dict[
         "network": key.network.value,
         "tx_hash": key.tx_hash,
         "position": key.position,
-        "amount": format_units(deposit.amount, key.asset.decimals),
+        "amount": format_units(deposit.amount, deposit.scale),
     }
 
 

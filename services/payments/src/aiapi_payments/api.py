@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import partial
+from typing import Literal
 
 import psycopg
 from aiapi_shared.billing_api import ApiError
@@ -19,23 +20,29 @@ from aiapi_shared.payments_api import (
     ADDRESSES_SUBJECT,
     DEPOSITS_SUBJECT,
     SET_RATE_SUBJECT,
+    SWEEP_PLAN_SUBJECT,
     AccountQuery,
     AddressesReply,
     DepositAddress,
     DepositsReply,
     SetRateCommand,
     SetRateReply,
+    SweepPlanQuery,
+    SweepPlanReply,
 )
 from aiapi_shared.payments_api import Deposit as DepositView
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
+from aiapi_payments.balances import BalanceReader
 from aiapi_payments.book import RateLookup
 from aiapi_payments.config import PaymentsConfig
-from aiapi_payments.model import Asset, ChainNetwork, DepositState
+from aiapi_payments.keys import ExtendedPublicKey
+from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositState, KeyChain
 from aiapi_payments.policy import confirmations, format_units
 from aiapi_payments.pricing import ManualRate
-from aiapi_payments.repository import AccountDeposit, Repository
+from aiapi_payments.repository import AccountDeposit, ChainHead, Repository, StoredAddress
+from aiapi_payments.sweep import SweepError, check_destination, derivation_path, plan_document
 from aiapi_payments.tracking import rate_lookup
 
 log = logging.getLogger("aiapi.payments.api")
@@ -62,8 +69,27 @@ async def _answer(handle: Callable[[bytes], Awaitable[Record]], data: bytes) -> 
     return reply.model_dump_json().encode()
 
 
+def confirmations_required(
+    config: PaymentsConfig, deposit: Deposit, head: ChainHead | None
+) -> int | None:
+    """How many confirmations the deposit needs on its network, as the customer sees progress:
+    the configured depth, the distance to the node's `finalized` block where that rules (it
+    moves with the chain), Bitcoin's tier for the deposit's value; None when unknown."""
+    network = deposit.key.network
+    if network == ChainNetwork.BITCOIN:
+        return None if config.bitcoin is None else config.bitcoin.policy.required(deposit.usd_nano)
+    chain = config.chain(network)
+    if chain is None:
+        return None
+    if head is None:
+        return chain.finality.confirmations if not chain.finality.tag else None
+    return chain.finality.required(head.head, head.finalized)
+
+
 def deposit_view(
-    record: AccountDeposit, heads: Mapping[ChainNetwork, int], needed: int | None = None
+    record: AccountDeposit,
+    heads: Mapping[ChainNetwork, ChainHead],
+    required: int | None = None,
 ) -> DepositView:
     """The listing's view; confirmations from the newest head the watcher saw, when it is
     newer than the record (a credited deposit's record no longer changes)."""
@@ -71,41 +97,40 @@ def deposit_view(
     key = deposit.key
     live = deposit.confirmations
     if deposit.state not in (DepositState.ORPHANED, DepositState.REVERSED) and key.network in heads:
-        live = max(live, confirmations(deposit.block_number, heads[key.network]))
+        live = max(live, confirmations(deposit.block_number, heads[key.network].head))
     return DepositView(
         asset=key.asset.value,
         network=key.network.value,
         tx_hash=key.tx_hash,
         position=key.position,
-        amount=format_units(deposit.amount, key.asset.decimals),
+        amount=format_units(deposit.amount, deposit.scale),
         confirmations=live,
+        confirmations_required=required,
         state=deposit.state.value,
         usd=deposit.usd_nano,
         first_seen_at=deposit.first_seen_at,
-        confirmations_needed=needed,
     )
-
-
-def confirmations_needed(config: PaymentsConfig, asset: Asset, usd_nano: int | None) -> int | None:
-    """What a deposit of ``asset`` worth ``usd_nano`` needs; None where the finalized tag rules."""
-    if asset.network is ChainNetwork.BITCOIN:
-        return config.bitcoin.policy.required(usd_nano) if config.bitcoin else None
-    return config.ethereum.finality.confirmations if config.ethereum else None
 
 
 class PaymentsApi:
     def __init__(
-        self, repository: Repository, config: PaymentsConfig, clock: Callable[[], datetime]
+        self,
+        repository: Repository,
+        config: PaymentsConfig,
+        clock: Callable[[], datetime],
+        balances: BalanceReader | None = None,
     ) -> None:
         self._repository = repository
         self._config = config
         self._clock = clock
+        self._balances = balances
 
     async def serve(self, bus: Bus) -> None:
         routes = {
             ADDRESSES_SUBJECT: self._addresses,
             DEPOSITS_SUBJECT: self._deposits,
             SET_RATE_SUBJECT: self._set_rate,
+            SWEEP_PLAN_SUBJECT: self._sweep_plan,
         }
         for subject, handle in routes.items():
 
@@ -124,35 +149,44 @@ class PaymentsApi:
         return account_id
 
     async def _addresses(self, data: bytes) -> AddressesReply:
-        """One address per enabled asset (USDT and ETH share the account's Ethereum address)."""
+        """One address per enabled asset and network; every EVM network shares the account's
+        one coin-60 address (deposits are told apart by the network they arrive on)."""
         account_id = self._account(data)
         rates = await rate_lookup(self._repository, self._config, self._clock())
         found: list[DepositAddress] = []
-        for asset in self._config.assets:
-            network = asset.network
-            stored = await self._repository.assign_address(
-                account_id, network, partial(self._config.derive, network)
-            )
-            found.append(self._address_view(asset, stored.address, rates))
+        stored: dict[KeyChain, StoredAddress] = {}
+        for asset, network in self._config.offers:
+            keychain = self._config.keychain(network)
+            if keychain not in stored:
+                stored[keychain] = await self._repository.assign_address(
+                    account_id, keychain, partial(self._config.derive_from, keychain)
+                )
+            found.append(self._address_view(asset, network, stored[keychain].address, rates))
         return AddressesReply(addresses=found)
 
-    def _address_view(self, asset: Asset, address: str, rates: RateLookup) -> DepositAddress:
-        ethereum = self._config.ethereum if asset.network is ChainNetwork.ETHEREUM else None
+    def _address_view(
+        self, asset: Asset, network: ChainNetwork, address: str, rates: RateLookup
+    ) -> DepositAddress:
+        """The address with what a payer needs to know (the dashboard's top-up card)."""
+        chain = self._config.chain(network)
         rate = rates(asset, self._clock())
-        finality = None
-        if asset.network is ChainNetwork.ETHEREUM and ethereum is not None:
-            finality = "finalized" if ethereum.finality.confirmations is None else "confirmations"
-        elif asset.network is ChainNetwork.BITCOIN:
-            finality = "confirmations"
+        token = next((t for t in chain.tokens if t.asset is asset), None) if chain else None
+        needed: int | None = None
+        finality: Literal["finalized", "confirmations"] | None = None
+        if chain is not None:
+            finality = "finalized" if chain.finality.tag else "confirmations"
+            needed = chain.finality.confirmations
+        elif network is ChainNetwork.BITCOIN and self._config.bitcoin is not None:
+            # The default; a large deposit may need more (each deposit says what it needs).
+            finality, needed = "confirmations", self._config.bitcoin.policy.required(0)
         return DepositAddress(
             asset=asset.value,
-            network=asset.network.value,
+            network=network.value,
             address=address,
-            chain_id=ethereum.chain_id if ethereum else None,
-            token_contract=ethereum.token_contract if ethereum and asset is Asset.USDT else None,
+            chain_id=chain.chain_id if chain else None,
+            token_contract=token.shown if token else None,
             minimum_usd=self._config.minimum(asset),
-            # BTC: the default; larger deposits may need more (each deposit says what it needs).
-            confirmations=confirmations_needed(self._config, asset, 0),
+            confirmations=needed,
             finality=finality,
             rate_usd=rate.rate_nano_usd if rate else None,
             rate_source=rate.source if rate else None,
@@ -162,18 +196,17 @@ class PaymentsApi:
         account_id = self._account(data)
         records = await self._repository.account_deposits(account_id)
         heads = await self._repository.heads()
-        return DepositsReply(
-            deposits=[
-                deposit_view(
-                    record,
-                    heads,
-                    confirmations_needed(
-                        self._config, record.deposit.key.asset, record.deposit.usd_nano
-                    ),
-                )
-                for record in records
-            ]
-        )
+        views = [
+            deposit_view(
+                record,
+                heads,
+                confirmations_required(
+                    self._config, record.deposit, heads.get(record.deposit.key.network)
+                ),
+            )
+            for record in records
+        ]
+        return DepositsReply(deposits=views)
 
     async def _set_rate(self, data: bytes) -> SetRateReply:
         command = SetRateCommand.model_validate_json(data)
@@ -188,3 +221,48 @@ class PaymentsApi:
             len(priced),
         )
         return SetRateReply(asset=command.asset, usd=command.usd, set_at=rate.set_at)
+
+    async def _sweep_plan(self, data: bytes) -> SweepPlanReply:
+        """Balances from the nodes, paths from the keys, destinations from the operator."""
+        query = SweepPlanQuery.model_validate_json(data)
+        if self._balances is None:
+            raise ApiRefusal("unavailable", "no network is enabled", 503)
+        bitcoin = self._config.bitcoin
+        enabled = self._keychains()
+        off = sorted(name for name in query.destinations if KeyChain(name) not in enabled)
+        if off:
+            raise ApiRefusal("invalid_request", f"no network uses the {off[0]} key here", 400)
+        try:
+            destinations = {
+                KeyChain(name): check_destination(
+                    KeyChain(name), address, bitcoin.network if bitcoin else None
+                )
+                for name, address in query.destinations.items()
+            }
+        except SweepError as error:
+            raise ApiRefusal("invalid_request", str(error), 400) from None
+
+        async def funded(network: ChainNetwork) -> list[StoredAddress]:
+            return await self._repository.funded_addresses(network, self._config.keychain(network))
+
+        found = await self._balances.read(funded)
+        paths = {
+            (holding.keychain, holding.index): derivation_path(
+                holding.keychain,
+                self._account_key(holding.keychain),
+                holding.index,
+                bitcoin_coin=0 if bitcoin is None or bitcoin.network.value == "mainnet" else 1,
+            )
+            for holding in found.holdings
+        }
+        document = plan_document(found.holdings, found.gas, paths, destinations, found.unreachable)
+        return SweepPlanReply.model_validate({**document, "created_at": self._clock()})
+
+    def _keychains(self) -> set[KeyChain]:
+        return {self._config.keychain(network) for network in self._config.networks}
+
+    def _account_key(self, keychain: KeyChain) -> ExtendedPublicKey:
+        if keychain is KeyChain.BITCOIN:
+            assert self._config.bitcoin is not None
+            return self._config.bitcoin.account
+        return next(chain.account for chain in self._config.evm if chain.keychain is keychain)

@@ -93,6 +93,14 @@ class EsploraBackend:
             raise BackendError(f"Esplora answered {response.status_code} to {path}")
         return response
 
+    async def confirmed_balance(self, address: str) -> int:
+        """Sats the address holds in confirmed outputs (`/address/:address` chain stats)."""
+        response = await self._get(f"/address/{address}")
+        if response is None:
+            return 0
+        stats = response.json()["chain_stats"]
+        return int(stats["funded_txo_sum"]) - int(stats["spent_txo_sum"])
+
     async def tip_height(self) -> int:
         response = await self._get("/blocks/tip/height")
         if response is None:

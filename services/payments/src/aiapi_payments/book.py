@@ -54,6 +54,7 @@ def observe(
                 first_seen_at=now,
                 rate_nano_usd=None if rate is None else rate.rate_nano_usd,
                 rate_source=None if rate is None else rate.source,
+                decimals=transfer.decimals,
             )
         current[transfer.key] = replace(
             known, block_number=transfer.block_number, block_hash=transfer.block_hash
@@ -84,7 +85,7 @@ def _advance(
     usd = (
         None
         if deposit.rate_nano_usd is None
-        else usd_value(deposit.amount, asset, deposit.rate_nano_usd)
+        else usd_value(deposit.amount, deposit.scale, deposit.rate_nano_usd)
     )
     in_block = deposit.block_number is not None
     aged = replace(deposit, usd_nano=usd, confirmations=confirmations(deposit.block_number, head))

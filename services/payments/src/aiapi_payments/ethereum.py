@@ -1,4 +1,5 @@
-"""Follow an Ethereum chain for deposits (I/O: JSON-RPC through web3's AsyncWeb3).
+"""Follow an EVM-style chain for deposits (I/O: JSON-RPC through web3's AsyncWeb3): Ethereum,
+the EVM networks of AIAPI_EVM_CHAINS, and TRON through its node's Ethereum-compatible JSON-RPC.
 
 Async rather than sync-in-a-thread: the service is an asyncio program (starlette, NATS), the
 watcher spends its time waiting on the node, and AsyncWeb3 keeps one pooled HTTP session
@@ -8,8 +9,10 @@ Each `poll()`:
 1. checks that the newest processed block is still canonical; if not, walks back through the
    remembered blocks to the fork point and reports the dropped blocks (`removed`);
 2. scans at most `batch_size` blocks after the cursor: headers are chained by parent hash,
-   canonical-token `Transfer` logs to watched addresses come from one `eth_getLogs`, native ETH
-   from the blocks' transactions; a transfer counts only from a successful transaction;
+   `Transfer` logs of the configured token contracts (and no other: a lookalike token with the
+   same symbol never matches) to watched addresses come from one `eth_getLogs`, the native
+   coin (where it credits) from the blocks' transactions; a transfer counts only from a
+   successful transaction. Full blocks are read only when the native coin credits;
 3. saves the cursor (the processed blocks still within `keep_blocks`) and reports head and the
    `finalized` block. A caller catches up after downtime by polling until `caught_up`.
 """
@@ -17,7 +20,7 @@ Each `poll()`:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -89,40 +92,51 @@ def _topic_for(address: str) -> str:
     return "0x" + address.lower().removeprefix("0x").rjust(64, "0")
 
 
-async def check_chain_id(w3: AsyncWeb3[Any], expected: int) -> None:
+async def check_chain_id(
+    w3: AsyncWeb3[Any], expected: int, setting: str = "AIAPI_ETH_CHAIN_ID"
+) -> None:
     actual = await w3.eth.chain_id
     if actual != expected:
-        raise ChainMismatch(
-            f"the Ethereum node reports chain id {actual}, AIAPI_ETH_CHAIN_ID is {expected}"
-        )
+        raise ChainMismatch(f"the node reports chain id {actual}, {setting} is {expected}")
 
 
 class EthereumWatcher:
+    """`tokens` maps each crediting contract to its asset (and decimals); `native` is the
+    network's own coin when it credits (ETH on Ethereum), else None."""
+
     def __init__(
         self,
         w3: AsyncWeb3[Any],
         *,
-        token_contract: str,
+        tokens: Mapping[str, Asset | tuple[Asset, int]],
         cursor: CursorStore,
+        network: ChainNetwork = ChainNetwork.ETHEREUM,
+        native: Asset | None = Asset.ETH,
         start_block: int | None = None,
         batch_size: int = 100,
         keep_blocks: int = 256,
-        token_asset: Asset = Asset.USDT,
+        read_finalized: bool = True,
     ) -> None:
         self._w3 = w3
-        self._token = to_checksum_address(token_contract)
+        self._tokens: dict[str, tuple[Asset, int]] = {}
+        for contract, token in tokens.items():
+            asset, decimals = token if isinstance(token, tuple) else (token, token.decimals)
+            self._tokens[to_checksum_address(contract).lower()] = (asset, decimals)
+        self._network = network
+        self._native = native
         self._cursor = cursor
         self._start_block = start_block
         self._batch_size = batch_size
         self._keep_blocks = keep_blocks
-        self._token_asset = token_asset
+        self._read_finalized = read_finalized
         self._limit = asyncio.Semaphore(_MAX_PARALLEL_REQUESTS)
 
     async def poll(self, addresses: Collection[str]) -> EthereumScan:
         watched = {address.lower() for address in addresses}
         head = int(await self._w3.eth.block_number)
-        finalized_block = await self._w3.eth.get_block("finalized")
-        finalized = int(finalized_block["number"])
+        finalized: int | None = None
+        if self._read_finalized:
+            finalized = int((await self._w3.eth.get_block("finalized"))["number"])
         blocks = await self._cursor.load()
         if not blocks:
             start = head if self._start_block is None else self._start_block
@@ -165,8 +179,9 @@ class EthereumWatcher:
     async def _scan(
         self, first: int, last: int, parent: BlockRef, watched: set[str]
     ) -> tuple[list[BlockRef], list[Transfer]] | None:
+        full = self._native is not None
         headers = await self._gather(
-            self._w3.eth.get_block(n, full_transactions=True) for n in range(first, last + 1)
+            self._w3.eth.get_block(n, full_transactions=full) for n in range(first, last + 1)
         )
         refs: list[BlockRef] = []
         for header in headers:
@@ -177,17 +192,21 @@ class EthereumWatcher:
         hashes = {ref.hash for ref in refs}
         if not watched:
             return refs, []
-        log_filter = {
-            "fromBlock": first,
-            "toBlock": last,
-            "address": self._token,
-            "topics": [TRANSFER_TOPIC, None, [_topic_for(a) for a in sorted(watched)]],
-        }
-        logs = await self._w3.eth.get_logs(cast(Any, log_filter))
+        logs: list[Any] = []
+        if self._tokens:
+            log_filter = {
+                "fromBlock": first,
+                "toBlock": last,
+                "address": [to_checksum_address(c) for c in sorted(self._tokens)],
+                "topics": [TRANSFER_TOPIC, None, [_topic_for(a) for a in sorted(watched)]],
+            }
+            logs = list(await self._w3.eth.get_logs(cast(Any, log_filter)))
         if any(_hex(log["blockHash"]) not in hashes for log in logs):
             return None
         token_transfers = await self._token_transfers(logs, watched, hashes)
-        native_transfers = await self._native_transfers(headers, watched)
+        native_transfers = (
+            await self._native_transfers(headers, watched, self._native) if self._native else []
+        )
         if token_transfers is None or native_transfers is None:
             return None
         transfers = sorted(
@@ -210,36 +229,37 @@ class EthereumWatcher:
                 return None
             if int(receipt["status"]) != 1:
                 continue
-            ordinal = 0
+            ordinals: dict[str, int] = {}  # per contract: the position inside the transaction
             for log in receipt["logs"]:
                 topics = [_hex(t) for t in log["topics"]]
-                if log["address"].lower() != self._token.lower() or topics[:1] != [TRANSFER_TOPIC]:
+                contract = str(log["address"]).lower()
+                if contract not in self._tokens or topics[:1] != [TRANSFER_TOPIC]:
                     continue
-                position, ordinal = ordinal, ordinal + 1
+                position = ordinals.get(contract, 0)
+                ordinals[contract] = position + 1
                 if len(topics) != 3:
                     continue
                 recipient = _topic_address(topics[2])
                 amount = int(_hex(log["data"]), 16) if _hex(log["data"]) != "0x" else 0
                 if recipient.lower() not in watched or amount == 0:
                     continue
+                asset, decimals = self._tokens[contract]
                 transfers.append(
                     Transfer(
                         DepositKey(
-                            ChainNetwork.ETHEREUM,
-                            self._token_asset,
-                            _hex(receipt["transactionHash"]),
-                            position,
+                            self._network, asset, _hex(receipt["transactionHash"]), position
                         ),
                         recipient,
                         amount,
                         int(receipt["blockNumber"]),
                         block_hash,
+                        decimals,
                     )
                 )
         return transfers
 
     async def _native_transfers(
-        self, headers: Sequence[Any], watched: set[str]
+        self, headers: Sequence[Any], watched: set[str], native: Asset
     ) -> list[Transfer] | None:
         candidates = [
             (header, tx)
@@ -258,7 +278,7 @@ class EthereumWatcher:
                 continue
             transfers.append(
                 Transfer(
-                    DepositKey(ChainNetwork.ETHEREUM, Asset.ETH, _hex(tx["hash"]), 0),
+                    DepositKey(self._network, native, _hex(tx["hash"]), 0),
                     to_checksum_address(tx["to"]),
                     int(tx["value"]),
                     int(header["number"]),

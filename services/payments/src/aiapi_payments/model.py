@@ -5,25 +5,62 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
+
+_NETWORK_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
-class ChainNetwork(StrEnum):
-    ETHEREUM = "ethereum"
+class ChainNetwork(str):
+    """A network's name as the API shows it: `ethereum`, `bitcoin`, `tron`, or another EVM
+    network of AIAPI_EVM_CHAINS (`base`, `arbitrum`, ...). Networks are data (settings), so
+    this is a checked string rather than a closed enumeration."""
+
+    ETHEREUM: ClassVar[ChainNetwork]
+    BITCOIN: ClassVar[ChainNetwork]
+    TRON: ClassVar[ChainNetwork]
+
+    def __new__(cls, name: str) -> ChainNetwork:
+        if not _NETWORK_NAME.fullmatch(name):
+            raise ValueError(
+                "a network name is lowercase letters, digits and dashes (at most 32), "
+                "starting with a letter"
+            )
+        return super().__new__(cls, name)
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+
+ChainNetwork.ETHEREUM = ChainNetwork("ethereum")
+ChainNetwork.BITCOIN = ChainNetwork("bitcoin")
+ChainNetwork.TRON = ChainNetwork("tron")
+
+
+class KeyChain(StrEnum):
+    """Which account key derives a network's deposit addresses. Every EVM network shares the
+    coin-60 key (`evm`): an account has one address on all of them."""
+
+    EVM = "evm"
+    TRON = "tron"
     BITCOIN = "bitcoin"
 
 
 class Asset(StrEnum):
     USDT = "USDT"
+    USDC = "USDC"
     ETH = "ETH"
     BTC = "BTC"
 
     @property
     def decimals(self) -> int:
-        """Base units per whole coin, as a power of ten (wei, USDT's 6 decimals, sats)."""
-        return {"USDT": 6, "ETH": 18, "BTC": 8}[self.value]
+        """The usual base units per whole coin, as a power of ten (wei, 6 for the USD tokens,
+        sats); a token's configured decimals take precedence (`Transfer.decimals`)."""
+        return {"USDT": 6, "USDC": 6, "ETH": 18, "BTC": 8}[self.value]
 
     @property
     def unit(self) -> int:
@@ -31,8 +68,9 @@ class Asset(StrEnum):
         return int(10**self.decimals)
 
     @property
-    def network(self) -> ChainNetwork:
-        return ChainNetwork.BITCOIN if self is Asset.BTC else ChainNetwork.ETHEREUM
+    def pegged(self) -> bool:
+        """A USD stablecoin: credited at 1 USD unless the depeg guard pauses it."""
+        return self in (Asset.USDT, Asset.USDC)
 
 
 class DepositState(StrEnum):
@@ -59,7 +97,8 @@ class DepositKey:
 
     network: ChainNetwork
     asset: Asset
-    tx_hash: str  # lowercase hex; 0x-prefixed on Ethereum, bare on Bitcoin (as the chains write it)
+    tx_hash: str  # lowercase hex; 0x-prefixed on EVM networks, bare on Bitcoin and TRON (as
+    # their explorers write it)
     position: int
 
     @property
@@ -77,6 +116,11 @@ class Transfer:
     amount: int  # base units
     block_number: int | None  # None: in the mempool
     block_hash: str | None
+    decimals: int | None = None  # the token's configured decimals; None: the asset's usual
+
+    @property
+    def scale(self) -> int:
+        return self.key.asset.decimals if self.decimals is None else self.decimals
 
 
 @dataclass(frozen=True)
@@ -94,7 +138,13 @@ class Deposit:
     rate_nano_usd: int | None = None  # per whole coin; None: waiting for a rate
     usd_nano: int | None = None
     rate_source: str | None = None  # "par", "median(...)" or "manual": kept for audit
+    decimals: int | None = None  # the token's configured decimals; None: the asset's usual
 
     @property
     def deposit_id(self) -> str:
         return self.key.deposit_id
+
+    @property
+    def scale(self) -> int:
+        """Decimals of `amount` (6 for USDT, 18 for wei, ...)."""
+        return self.key.asset.decimals if self.decimals is None else self.decimals

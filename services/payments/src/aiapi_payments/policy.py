@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiapi_payments.model import Asset, DepositState
+from aiapi_payments.model import DepositState
 
 NANO_PER_USD = 10**9
 USDT_RATE = NANO_PER_USD  # USDT counts as 1 USD
@@ -49,11 +49,12 @@ def format_units(amount: int, decimals: int) -> str:
     return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
-def usd_value(amount: int, asset: Asset, rate_nano_usd: int) -> int:
-    """Nano-USD value of `amount` base units at `rate_nano_usd` per whole coin, rounded down."""
-    if amount < 0 or rate_nano_usd < 0:
-        raise PolicyError("amounts and rates are not negative")
-    return amount * rate_nano_usd // asset.unit
+def usd_value(amount: int, decimals: int, rate_nano_usd: int) -> int:
+    """Nano-USD value of `amount` base units (`decimals` to the coin) at `rate_nano_usd` per
+    whole coin, rounded down."""
+    if amount < 0 or rate_nano_usd < 0 or decimals < 0:
+        raise PolicyError("amounts, decimals and rates are not negative")
+    return amount * rate_nano_usd // int(10**decimals)
 
 
 def confirmations(block_number: int | None, head: int) -> int:
@@ -65,25 +66,60 @@ def confirmations(block_number: int | None, head: int) -> int:
 
 @dataclass(frozen=True)
 class EthFinality:
-    """`finalized` (the node's finalized tag) or a number of confirmations."""
+    """When a block of an EVM-style chain is final: at or below the node's `finalized` tag,
+    after a number of confirmations, or both (TRON: N confirmations and solidified, which its
+    JSON-RPC reports as `finalized`)."""
 
-    confirmations: int | None = None  # None: use the finalized tag
+    confirmations: int | None = None
+    tag: bool = True  # the node's `finalized` block must have reached it
 
     @classmethod
-    def parse(cls, text: str) -> EthFinality:
-        text = text.strip().lower()
+    def parse(cls, text: str | int, setting: str = "AIAPI_ETH_FINALITY") -> EthFinality:
+        text = str(text).strip().lower()
         if text == "finalized":
             return cls()
         if text.isdigit() and int(text) >= 1:
-            return cls(int(text))
-        raise PolicyError("AIAPI_ETH_FINALITY is `finalized` or a number of confirmations >= 1")
+            return cls(int(text), tag=False)
+        raise PolicyError(f"{setting} is `finalized` or a number of confirmations >= 1")
 
     def is_final(self, block_number: int | None, head: int, finalized: int | None) -> bool:
         if block_number is None:
             return False
-        if self.confirmations is None:
-            return finalized is not None and block_number <= finalized
-        return confirmations(block_number, head) >= self.confirmations
+        if self.tag and (finalized is None or block_number > finalized):
+            return False
+        return self.confirmations is None or confirmations(block_number, head) >= self.confirmations
+
+    def required(self, head: int, finalized: int | None) -> int | None:
+        """Confirmations a deposit needs, as the customer sees progress. With the tag it is the
+        node's current distance to `finalized` (it moves with the chain); None when unknown."""
+        needed = self.confirmations or 0
+        if self.tag:
+            if finalized is None or finalized > head:
+                return None
+            needed = max(needed, head - finalized + 1)
+        return needed
+
+
+@dataclass(frozen=True)
+class DepegBand:
+    """The USD prices (nano-USD per token) inside which a stablecoin credits at its peg."""
+
+    low_nano: int
+    high_nano: int
+
+    @classmethod
+    def parse(cls, text: str) -> DepegBand:
+        """`LOW-HIGH` in USD, e.g. `0.98-1.02`."""
+        low, dash, high = text.strip().partition("-")
+        if not dash:
+            raise PolicyError("AIAPI_DEPEG_BAND is LOW-HIGH in USD, e.g. 0.98-1.02")
+        band = cls(parse_usd(low), parse_usd(high))
+        if not 0 < band.low_nano <= NANO_PER_USD <= band.high_nano:
+            raise PolicyError("AIAPI_DEPEG_BAND must hold 1.00 (e.g. 0.98-1.02)")
+        return band
+
+    def contains(self, rate_nano_usd: int) -> bool:
+        return self.low_nano <= rate_nano_usd <= self.high_nano
 
 
 @dataclass(frozen=True)

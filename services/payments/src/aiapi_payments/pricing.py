@@ -88,7 +88,7 @@ def rate_at_first_sight(
     max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> RateChoice | None:
     """The rate of a deposit first seen at `first_seen_at`, or None: it waits for a rate."""
-    if asset is Asset.USDT:
+    if asset.pegged:
         return RateChoice(USDT_RATE, "par")
     from_sources = median_rate(quotes, asset, first_seen_at, max_age=max_age)
     if from_sources is not None:

@@ -22,12 +22,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from aiapi_payments.config import DerivedAddress
 from aiapi_payments.ethereum import BlockRef
-from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositKey, DepositState
+from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositKey, DepositState, KeyChain
 from aiapi_payments.pricing import ManualRate, Quote
 
 _DEPOSIT_COLUMNS = sql.SQL(
     "network, asset, tx_hash, position, account_id, address, amount, state, first_seen_at,"
-    " block_number, block_hash, confirmations, rate_nano_usd, rate_source, usd_nano"
+    " block_number, block_hash, confirmations, rate_nano_usd, rate_source, usd_nano, decimals"
 )
 
 
@@ -44,10 +44,16 @@ _BELOW_MINIMUM_WATCHED = 256
 @dataclass(frozen=True)
 class StoredAddress:
     account_id: str
-    network: ChainNetwork
+    keychain: KeyChain  # the account key it derives from (one EVM address for every EVM network)
     index: int
     address: str
     script: str | None
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    head: int
+    finalized: int | None  # the node's `finalized` block where the network has one
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ def _deposit(row: Sequence[Any]) -> AccountDeposit:
         rate_nano_usd=row[12],
         rate_source=row[13],
         usd_nano=row[14],
+        decimals=row[15],
     )
     return AccountDeposit(str(row[4]), deposit)
 
@@ -86,65 +93,84 @@ class Repository:
 
     # -- addresses ------------------------------------------------------------------------
 
-    async def address(self, account_id: str, network: ChainNetwork) -> StoredAddress | None:
+    async def address(self, account_id: str, keychain: KeyChain) -> StoredAddress | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT derivation_index, address, script FROM addresses"
-                " WHERE account_id = %s AND network = %s",
-                (account_id, network.value),
+                " WHERE account_id = %s AND keychain = %s",
+                (account_id, keychain.value),
             )
             row = await cur.fetchone()
         if row is None:
             return None
-        return StoredAddress(account_id, network, int(row[0]), row[1], row[2])
+        return StoredAddress(account_id, keychain, int(row[0]), row[1], row[2])
 
     async def assign_address(
-        self, account_id: str, network: ChainNetwork, derive: Callable[[int], DerivedAddress]
+        self, account_id: str, keychain: KeyChain, derive: Callable[[int], DerivedAddress]
     ) -> StoredAddress:
-        """The account's address on `network`, derived at the next free index on first request.
+        """The account's address of `keychain`, derived at the next free index on first request.
 
-        A per-network advisory lock serialises allocations across replicas; the unique keys
-        make a double allocation impossible even without it.
+        A per-key advisory lock serialises allocations across replicas; the unique keys make a
+        double allocation impossible even without it.
         """
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('payments.addresses.' || %s))",
-                (network.value,),
+                (keychain.value,),
             )
             cur = await conn.execute(
                 "SELECT derivation_index, address, script FROM addresses"
-                " WHERE account_id = %s AND network = %s",
-                (account_id, network.value),
+                " WHERE account_id = %s AND keychain = %s",
+                (account_id, keychain.value),
             )
             row = await cur.fetchone()
             if row is not None:
-                return StoredAddress(account_id, network, int(row[0]), row[1], row[2])
+                return StoredAddress(account_id, keychain, int(row[0]), row[1], row[2])
             # Index 0 is the operator's check address (AIAPI_*_ADDRESS_0), which their own
             # wallet shows first and may use: customers start at 1 so none shares it.
             cur = await conn.execute(
-                "SELECT coalesce(max(derivation_index), 0) + 1 FROM addresses WHERE network = %s",
-                (network.value,),
+                "SELECT coalesce(max(derivation_index), 0) + 1 FROM addresses WHERE keychain = %s",
+                (keychain.value,),
             )
             found = await cur.fetchone()
             assert found is not None
             index = int(found[0])
             derived = derive(index)
             await conn.execute(
-                "INSERT INTO addresses (account_id, network, derivation_index, address, script)"
+                "INSERT INTO addresses (account_id, keychain, derivation_index, address, script)"
                 " VALUES (%s, %s, %s, %s, %s)",
-                (account_id, network.value, index, derived.address, derived.script),
+                (account_id, keychain.value, index, derived.address, derived.script),
             )
-        return StoredAddress(account_id, network, index, derived.address, derived.script)
+        return StoredAddress(account_id, keychain, index, derived.address, derived.script)
 
-    async def watched_addresses(self, network: ChainNetwork) -> dict[str, StoredAddress]:
+    async def watched_addresses(self, keychain: KeyChain) -> dict[str, StoredAddress]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT account_id, derivation_index, address, script FROM addresses"
-                " WHERE network = %s",
-                (network.value,),
+                " WHERE keychain = %s",
+                (keychain.value,),
             )
             rows = await cur.fetchall()
-        return {row[2]: StoredAddress(row[0], network, int(row[1]), row[2], row[3]) for row in rows}
+        return {
+            row[2]: StoredAddress(row[0], keychain, int(row[1]), row[2], row[3]) for row in rows
+        }
+
+    async def funded_addresses(
+        self, network: ChainNetwork, keychain: KeyChain
+    ) -> list[StoredAddress]:
+        """The addresses that received a final deposit on `network` (funds may still be there;
+        only the node knows whether they are)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT a.account_id, a.derivation_index, a.address, a.script"
+                " FROM addresses a JOIN deposits d ON d.address = a.address"
+                " WHERE d.network = %s AND a.keychain = %s"
+                " AND d.state IN ('confirmed', 'credited', 'below_minimum')"
+                " ORDER BY a.derivation_index",
+                (network.value, keychain.value),
+            )
+            rows = await cur.fetchall()
+        return [StoredAddress(row[0], keychain, int(row[1]), row[2], row[3]) for row in rows]
 
     # -- deposits -------------------------------------------------------------------------
 
@@ -198,11 +224,11 @@ class Repository:
             rows = await cur.fetchall()
         return {record.deposit.key: record for record in map(_deposit, rows)}
 
-    async def heads(self) -> dict[ChainNetwork, int]:
+    async def heads(self) -> dict[ChainNetwork, ChainHead]:
         async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT network, head FROM chain_heads")
+            cur = await conn.execute("SELECT network, head, finalized FROM chain_heads")
             rows = await cur.fetchall()
-        return {ChainNetwork(row[0]): int(row[1]) for row in rows}
+        return {ChainNetwork(row[0]): ChainHead(int(row[1]), row[2]) for row in rows}
 
     async def account_deposits(self, account_id: str, limit: int = 500) -> list[AccountDeposit]:
         async with self._pool.connection() as conn:
@@ -222,17 +248,19 @@ class Repository:
         cursor: tuple[str, Sequence[BlockRef]] | None,
         changes: Sequence[AccountDeposit],
         events: Sequence[Event],
-        head: tuple[ChainNetwork, int] | None = None,
+        head: tuple[ChainNetwork, ChainHead] | None = None,
     ) -> None:
         """One watch cycle's outcome, all or nothing."""
         async with self._pool.connection() as conn, conn.transaction():
             if cursor is not None:
                 await _save_cursor(conn, *cursor)
             if head is not None:
+                network, seen = head
                 await conn.execute(
-                    "INSERT INTO chain_heads (network, head) VALUES (%s, %s) ON CONFLICT (network)"
-                    " DO UPDATE SET head = EXCLUDED.head, updated_at = now()",
-                    (head[0].value, head[1]),
+                    "INSERT INTO chain_heads (network, head, finalized) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (network) DO UPDATE SET head = EXCLUDED.head,"
+                    " finalized = EXCLUDED.finalized, updated_at = now()",
+                    (network.value, seen.head, seen.finalized),
                 )
             await _upsert_deposits(conn, changes)
             await _add_to_outbox(conn, events)
@@ -347,6 +375,7 @@ async def _upsert_deposits(conn: AsyncConnection[Any], records: Sequence[Account
             d.rate_nano_usd,
             d.rate_source,
             d.usd_nano,
+            d.decimals,
         )
         for record in records
         for d in (record.deposit,)
@@ -355,7 +384,7 @@ async def _upsert_deposits(conn: AsyncConnection[Any], records: Sequence[Account
         await cur.executemany(
             sql.SQL(
                 "INSERT INTO deposits ({}) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (network, asset, tx_hash, position) DO UPDATE SET"
                 # The relay may have credited the deposit since this record was read: a credit
                 # never goes back to confirmed. A rate, once set, is the rate (first sight or

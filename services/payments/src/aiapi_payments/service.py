@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -26,15 +27,17 @@ from starlette.routing import Route
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aiapi_payments.api import PaymentsApi
+from aiapi_payments.balances import BalanceReader
 from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend, check_genesis
-from aiapi_payments.config import PaymentsConfig, StartupRefused, build_config
-from aiapi_payments.ethereum import ChainMismatch, EthereumWatcher, check_chain_id
+from aiapi_payments.config import EvmChainConfig, PaymentsConfig, StartupRefused, build_config
+from aiapi_payments.depeg import DepegGuard
+from aiapi_payments.ethereum import ChainMismatch, check_chain_id
 from aiapi_payments.model import Asset
 from aiapi_payments.outbox import outbox_relay
 from aiapi_payments.price_sources import PriceFetcher
-from aiapi_payments.repository import PostgresCursorStore, Repository, ping
+from aiapi_payments.repository import Repository, ping
 from aiapi_payments.settings import PaymentsSettings
-from aiapi_payments.tracking import BitcoinTracking, EthereumTracking
+from aiapi_payments.tracking import BitcoinTracking, EvmTracking, evm_watcher
 
 log = logging.getLogger("aiapi.payments")
 
@@ -57,6 +60,10 @@ class PaymentsService:
         self._closers: list[Callable[[], Awaitable[Any]]] = []
         self.bus: Bus | None = None
         self.pool: AsyncConnectionPool | None = None
+        self._nodes: dict[str, AsyncWeb3[Any]] = {}  # per EVM-style network
+        self._esplora: EsploraBackend | None = None
+        band = config.depeg_band
+        self.guard = None if band is None else DepegGuard(band, config.assets, config.price_max_age)
 
     async def start(self) -> None:
         if self.settings.database_url is None:
@@ -71,13 +78,15 @@ class PaymentsService:
         self._closers.append(self.bus.close)
         await self.bus.ensure_streams()
         relay = outbox_relay(self.pool, self.bus)
-        trackings = [await self._ethereum(repository), await self._bitcoin(repository)]
-        await PaymentsApi(repository, self.config, utc_now).serve(self.bus)
+        trackings = [await self._evm(repository, chain) for chain in self.config.evm]
+        trackings.append(await self._bitcoin(repository))
+        balances = BalanceReader(self.config, self._nodes, self._esplora)
+        await PaymentsApi(repository, self.config, utc_now, balances).serve(self.bus)
         self._spawn("outbox", relay.run(self._stop, poll_s=self.settings.outbox_interval_s))
         self._spawn("bus-watch", self._watch_bus(self.bus))
         for name, tracking, interval in filter(None, trackings):
             self._spawn(name, self._watch_loop(name, tracking, interval, relay))
-        if self.config.price_sources and any(a is not Asset.USDT for a in self.config.assets):
+        if self.config.price_sources and self._priced_assets():
             self._spawn("prices", self._price_loop(repository))
         self.started = True
         log.info(
@@ -85,28 +94,21 @@ class PaymentsService:
             ", ".join(n.value for n in self.config.networks) or "none (deposits off)",
         )
 
-    async def _ethereum(self, repository: Repository) -> tuple[str, Any, float] | None:
-        chain = self.config.ethereum
-        if chain is None:
-            return None
+    async def _evm(
+        self, repository: Repository, chain: EvmChainConfig
+    ) -> tuple[str, Any, float] | None:
         w3: AsyncWeb3[Any] = AsyncWeb3(AsyncHTTPProvider(chain.rpc_url))
         self._closers.append(w3.provider.disconnect)
+        self._nodes[chain.network] = w3
         try:
-            await check_chain_id(w3, chain.chain_id)
+            await check_chain_id(w3, chain.chain_id, chain.chain_id_setting)
         except ChainMismatch as error:
-            raise StartupRefused(str(error)) from None
+            raise StartupRefused(f"{chain.network}: {error}") from None
 
-        def watcher(cursor: PostgresCursorStore) -> EthereumWatcher:
-            return EthereumWatcher(
-                w3,
-                token_contract=chain.token_contract,
-                cursor=cursor,
-                start_block=chain.start_block,
-                batch_size=chain.batch_blocks,
-            )
-
-        tracking = EthereumTracking(repository, self.config, chain, watcher, utc_now)
-        return "ethereum", tracking, chain.poll_interval_s
+        tracking = EvmTracking(
+            repository, self.config, chain, partial(evm_watcher, w3, chain), utc_now, self.guard
+        )
+        return chain.network.value, tracking, chain.poll_interval_s
 
     async def _bitcoin(self, repository: Repository) -> tuple[str, Any, float] | None:
         chain = self.config.bitcoin
@@ -115,6 +117,7 @@ class PaymentsService:
         client = httpx.AsyncClient(base_url=chain.esplora_url, timeout=_HTTP_TIMEOUT)
         self._closers.append(client.aclose)
         backend = EsploraBackend(client)
+        self._esplora = backend
         await check_genesis(backend, chain.network.value)
         tracking = BitcoinTracking(repository, self.config, chain, BitcoinWatcher(backend), utc_now)
         return "bitcoin", tracking, chain.poll_interval_s
@@ -162,13 +165,14 @@ class PaymentsService:
 
     def _redacted(self, text: str) -> str:
         """Node URLs often carry a provider's API key (Infura, Alchemy): never log them."""
-        for url in (self.settings.eth_rpc_url, self.settings.btc_esplora_url):
+        urls = [chain.rpc_url for chain in self.config.evm] + [self.settings.btc_esplora_url]
+        for url in urls:
             if url:
                 text = text.replace(url.rstrip("/"), "<configured URL>")
         return text
 
     async def _price_loop(self, repository: Repository) -> None:
-        assets = [asset for asset in self.config.assets if asset is not Asset.USDT]
+        assets = self._priced_assets()
         async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT) as client:
             fetcher = PriceFetcher(self.config.price_sources, client)
             while not self._stop.is_set():
@@ -184,6 +188,10 @@ class PaymentsService:
                     await asyncio.wait_for(
                         self._stop.wait(), timeout=self.settings.price_poll_interval_s
                     )
+
+    def _priced_assets(self) -> list[Asset]:
+        """ETH and BTC for their rates; the stablecoins too when the depeg guard watches them."""
+        return [a for a in self.config.assets if not a.pegged or self.guard is not None]
 
     async def healthy(self) -> bool:
         if self.bus is None or self.pool is None or not self.bus.is_connected:
@@ -217,7 +225,11 @@ def health_app(service: PaymentsService, lifespan: Any = None) -> Starlette:
     async def readyz(_: Request) -> JSONResponse:
         ok = service.started and not service.failed.is_set() and await service.healthy()
         networks = [n.value for n in service.config.networks]
-        return JSONResponse({"ok": ok, "networks": networks}, status_code=200 if ok else 503)
+        paused = sorted(service.guard.paused) if service.guard else []
+        return JSONResponse(
+            {"ok": ok, "networks": networks, "depeg_paused": paused},
+            status_code=200 if ok else 503,
+        )
 
     app = Starlette(
         routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan

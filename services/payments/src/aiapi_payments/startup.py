@@ -49,8 +49,10 @@ def load(environ: Mapping[str, str] | None = None) -> tuple[PaymentsSettings, Pa
     return settings, build_config(settings)
 
 
-def secret_values(settings: PaymentsSettings) -> list[str]:
+def secret_values(settings: PaymentsSettings, config: PaymentsConfig | None = None) -> list[str]:
     """What must never appear in a log line, whoever writes it (web3 logs its node's URL; a
-    traceback may quote it): the node URLs, which often carry a provider's API key."""
-    urls = (settings.eth_rpc_url, settings.btc_esplora_url)
-    return [url.rstrip("/") for url in urls if url]
+    traceback may quote it): the node URLs, which often carry a provider's API key (every
+    network's, AIAPI_EVM_CHAINS' and TRON's included)."""
+    urls = [settings.eth_rpc_url, settings.tron_rpc_url, settings.btc_esplora_url]
+    urls += [chain.rpc_url for chain in config.evm] if config is not None else []
+    return sorted({url.rstrip("/") for url in urls if url})

@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiapi_shared.events.base import Event
+from web3 import AsyncWeb3
 
 from aiapi_payments.announcements import announcements
 from aiapi_payments.bitcoin import BitcoinWatcher
 from aiapi_payments.book import RateLookup, observe
-from aiapi_payments.config import BitcoinConfig, EthereumConfig, PaymentsConfig
+from aiapi_payments.config import BitcoinConfig, EvmChainConfig, PaymentsConfig
+from aiapi_payments.depeg import DepegGuard
 from aiapi_payments.ethereum import EthereumWatcher
-from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositKey, DepositState, Transfer
+from aiapi_payments.model import (
+    Asset,
+    ChainNetwork,
+    Deposit,
+    DepositKey,
+    DepositState,
+    KeyChain,
+    Transfer,
+)
 from aiapi_payments.pricing import RateChoice, rate_at_first_sight
 from aiapi_payments.repository import (
     AccountDeposit,
+    ChainHead,
     PostgresCursorStore,
     Repository,
     StoredAddress,
@@ -75,30 +88,54 @@ def _by_lowercase(addresses: Iterable[StoredAddress]) -> dict[str, StoredAddress
     return {stored.address.lower(): stored for stored in addresses}
 
 
-class EthereumTracking:
-    network = ChainNetwork.ETHEREUM
+class EvmTracking:
+    """The watch cycle of one EVM-style network (Ethereum, another EVM network, TRON).
+
+    The watcher speaks the node's language (0x addresses and hashes); this cycle translates at
+    the boundary, so records and events carry the network's own forms (TRON: `T...`
+    addresses and transaction ids without 0x).
+    """
 
     def __init__(
         self,
         repository: Repository,
         config: PaymentsConfig,
-        chain: EthereumConfig,
+        chain: EvmChainConfig,
         watcher_factory: Callable[[PostgresCursorStore], EthereumWatcher],
         clock: Clock,
+        guard: DepegGuard | None = None,
     ) -> None:
         self._repository = repository
         self._config = config
         self._chain = chain
-        self._cursor = PostgresCursorStore(repository, "ethereum")
+        self._guard = guard
+        self.network = chain.network
+        self._cursor = PostgresCursorStore(repository, chain.network.value)
         self._watcher = watcher_factory(self._cursor)
         self._clock = clock
 
+    def _shown(self, transfer: Transfer) -> Transfer:
+        key = transfer.key
+        return replace(
+            transfer,
+            key=replace(key, tx_hash=self._chain.shown_tx_hash(key.tx_hash)),
+            address=self._chain.shown_address(transfer.address),
+        )
+
+    async def _paused(self, now: datetime) -> frozenset[Asset]:
+        if self._guard is None:
+            return frozenset()
+        since = now - self._config.price_max_age - timedelta(seconds=5)
+        return self._guard.update(await self._repository.quotes_since(since), now)
+
     async def cycle(self) -> tuple[bool, int]:
         """One poll; returns (caught up, events written)."""
-        owners = _by_lowercase((await self._repository.watched_addresses(self.network)).values())
+        stored = await self._repository.watched_addresses(self._chain.keychain)
+        owners = _by_lowercase(stored.values())
         try:
-            scan = await self._watcher.poll(owners.keys())
-            seen = {transfer.key for transfer in scan.transfers}
+            scan = await self._watcher.poll([self._chain.to_node(a) for a in stored])
+            transfers = [self._shown(transfer) for transfer in scan.transfers]
+            seen = {transfer.key for transfer in transfers}
             known = await self._repository.deposits_to_watch(self.network, seen)
             removed = {block.hash for block in scan.removed}
             if removed:
@@ -106,14 +143,19 @@ class EthereumTracking:
             gone = {k for k, r in known.items() if r.deposit.block_hash in removed} - seen
             now = self._clock()
             finality = self._chain.finality
+            paused = await self._paused(now)
             changed = observe(
                 {key: record.deposit for key, record in known.items()},
-                seen=scan.transfers,
+                seen=transfers,
                 gone=gone,
                 head=scan.head,
                 now=now,
                 rate_at=await rate_lookup(self._repository, self._config, now),
-                is_final=lambda d, head: finality.is_final(d.block_number, head, scan.finalized),
+                # A token the depeg guard paused is not final for crediting: it waits.
+                is_final=lambda d, head: (
+                    d.key.asset not in paused
+                    and finality.is_final(d.block_number, head, scan.finalized)
+                ),
                 minimum_nano=self._config.minimum,
             )
             records, events = _records(changed, known, owners, now)
@@ -121,12 +163,31 @@ class EthereumTracking:
                 cursor=self._cursor.staged(),
                 changes=records,
                 events=events,
-                head=(self.network, scan.head),
+                head=(self.network, ChainHead(scan.head, scan.finalized)),
             )
         except BaseException:
             self._cursor.discard()
             raise
         return scan.caught_up, len(events)
+
+
+EthereumTracking = EvmTracking  # the name before networks became data
+
+
+def evm_watcher(
+    w3: AsyncWeb3[Any], chain: EvmChainConfig, cursor: PostgresCursorStore
+) -> EthereumWatcher:
+    """The watcher of one EVM-style network, as its settings describe it."""
+    return EthereumWatcher(
+        w3,
+        tokens={token.contract: (token.asset, token.decimals) for token in chain.tokens},
+        cursor=cursor,
+        network=chain.network,
+        native=chain.native,
+        start_block=chain.start_block,
+        batch_size=chain.batch_blocks,
+        read_finalized=chain.finality.tag,
+    )
 
 
 class BitcoinTracking:
@@ -153,7 +214,7 @@ class BitcoinTracking:
         return {**candidates, **recent}
 
     async def cycle(self) -> tuple[bool, int]:
-        stored = await self._repository.watched_addresses(self.network)
+        stored = await self._repository.watched_addresses(KeyChain.BITCOIN)
         owners = _by_lowercase(stored.values())
         scripts = {address: a.script for address, a in stored.items() if a.script}
         tracked = await self._tracked()
@@ -178,6 +239,9 @@ class BitcoinTracking:
         )
         records, events = _records(changed, known, owners, now)
         await self._repository.commit_watch(
-            cursor=None, changes=records, events=events, head=(self.network, scan.head)
+            cursor=None,
+            changes=records,
+            events=events,
+            head=(self.network, ChainHead(scan.head, None)),
         )
         return True, len(events)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import StringConstraints
 
 from aiapi_shared.events.base import Event
 from aiapi_shared.money import Money
 
-Asset = Literal["USDT", "ETH", "BTC"]
-Network = Literal["ethereum", "bitcoin"]
+Asset = Literal["USDT", "USDC", "ETH", "BTC"]
+# `ethereum`, `bitcoin`, `tron`, or an EVM network the operator configured (`base`, `arbitrum`,
+# `optimism`, `polygon`, ...): networks are settings, so the name is a checked string.
+Network = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 
 
 class _DepositEvent(Event):

@@ -22,7 +22,7 @@ class Usage(Record):
 
 
 Outcome = Literal["ok", "upstream_error", "client_disconnected", "stream_error", "gateway_error"]
-Route = Literal["anthropic", "openai"]
+Route = Literal["anthropic", "openai", "responses"]
 Admission = Literal["billing", "allowance", "lease"]
 
 

@@ -26,6 +26,7 @@ class Call:
     path: str
     body: dict[str, Any] | None = None
     headers: dict[str, str] | None = None
+    timeout_s: float = 30.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
 
     groups.add_parser("deposit-addresses").add_argument("id")
     groups.add_parser("deposits").add_argument("id")
+
+    sweep = groups.add_parser(
+        "sweep-plan",
+        help="balances of the deposit addresses per network and asset, as an unsigned plan",
+    )
+    sweep.add_argument("--to-evm", help="destination on every EVM network (0x...)")
+    sweep.add_argument("--to-tron", help="destination on TRON (T...)")
+    sweep.add_argument("--to-btc", help="destination on Bitcoin (bc1...)")
+    sweep.add_argument("--out", help="also write the plan to this file (for the signing wallet)")
 
     rates = groups.add_parser("rates", help="manual ETH/BTC rates")
     rate_actions = rates.add_subparsers(dest="action", required=True)
@@ -155,6 +165,11 @@ def to_call(args: argparse.Namespace) -> Call:
         return Call("DELETE", f"{base}/{args.id}/keys/{args.key_id}")
     if args.group in ("deposit-addresses", "deposits"):
         return Call("GET", f"{base}/{args.id}/{args.group}")
+    if args.group == "sweep-plan":
+        given = {"evm": args.to_evm, "tron": args.to_tron, "bitcoin": args.to_btc}
+        destinations = {name: address for name, address in given.items() if address}
+        # Payments asks every node for balances: allow it the time accounts allows it.
+        return Call("POST", "/admin/v1/sweep-plan", {"destinations": destinations}, None, 90.0)
     return Call("POST", "/admin/v1/rates", {"asset": args.asset, "usd": args.usd})
 
 
@@ -177,12 +192,18 @@ def admin_main(
     url = env.get("AIAPI_ACCOUNTS_URL", DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {token}", **(call.headers or {})}
     try:
-        with httpx.Client(base_url=url, timeout=30, transport=transport) as client:
+        with httpx.Client(base_url=url, timeout=call.timeout_s, transport=transport) as client:
             answer = client.request(call.method, call.path, json=call.body, headers=headers)
     except httpx.HTTPError as exc:
         print(f"aiapi admin: cannot reach {url}: {type(exc).__name__}", file=sys.stderr)
         return 2
     _print(answer)
+    out = getattr(args, "out", None)
+    if out and answer.is_success:
+        with open(out, "w", encoding="utf-8") as handle:
+            json.dump(answer.json(), handle, indent=2)
+            handle.write("\n")
+        print(f"aiapi admin: the unsigned plan is in {out}", file=sys.stderr)
     return 0 if answer.is_success else 1
 
 

@@ -16,6 +16,10 @@ The rules, in the order a conversation meets them:
   A bare ``reasoning_content`` without ``thinking_blocks`` is dropped: the upstream rejects thinking
   without its signature.
 - ``tool`` messages become ``tool_result`` blocks of a user turn.
+- Legacy functions: an assistant ``function_call`` (``name``, ``arguments``) becomes a ``tool_use``
+  block with the id ``call_function_<i>`` (``i`` the message's index; legacy calls carry no id),
+  and the ``function`` message that follows (``name``, ``content``) its ``tool_result``. A
+  ``function`` message with no call before it is a :class:`TranslationError`.
 - Consecutive turns of one role are merged into one (the upstream requires alternation); inside a
   merged user turn the ``tool_result`` blocks go first, inside an assistant turn the thinking
   blocks go first, each group keeping its order.
@@ -45,6 +49,7 @@ def convert_messages(messages: object) -> tuple[list[JSON], list[JSON]]:
         raise TranslationError("'messages' must be a non-empty array.", "messages")
     system: list[JSON] = []
     turns: list[tuple[str, list[JSON]]] = []
+    function_call_id: str | None = None  # the legacy function call a function message answers
     for i, message in enumerate(messages):
         path = f"messages[{i}]"
         if not isinstance(message, Mapping):
@@ -57,12 +62,24 @@ def convert_messages(messages: object) -> tuple[list[JSON], list[JSON]]:
             blocks = _content_blocks(message.get("content"), f"{path}.content")
         elif role == "assistant":
             blocks = _assistant_blocks(message, path)
+            if message.get("function_call") is not None:
+                function_call_id = legacy_call_id(i)
+                blocks.append(_legacy_tool_use(message["function_call"], function_call_id, path))
         elif role == "tool":
             blocks = [_tool_result(message, path)]
+        elif role == "function":
+            if function_call_id is None:
+                raise TranslationError(
+                    f"{path}: a function message must follow an assistant message with a "
+                    "function_call.",
+                    f"{path}.role",
+                )
+            blocks = [_tool_result({**message, "tool_call_id": function_call_id}, path)]
+            function_call_id = None
         else:
             raise TranslationError(
                 f"Unsupported role {role!r} in {path}; expected system, developer, user, "
-                "assistant or tool.",
+                "assistant, tool or function.",
                 f"{path}.role",
             )
         _apply_message_cache_control(blocks, message)
@@ -73,6 +90,12 @@ def convert_messages(messages: object) -> tuple[list[JSON], list[JSON]]:
             "'messages' must contain at least one user, assistant or tool message.", "messages"
         )
     return system, _merge_turns(turns)
+
+
+def legacy_call_id(index: int) -> str:
+    """The tool_use id given to the legacy ``function_call`` of the assistant message at
+    ``index`` (legacy calls have no id; the function message after it answers it)."""
+    return f"call_function_{index}"
 
 
 def _merge_turns(turns: list[tuple[str, list[JSON]]]) -> list[JSON]:
@@ -304,6 +327,16 @@ def _tool_use(call: object, path: str) -> JSON:
     return _with_cache_control(
         {"type": "tool_use", "id": call_id, "name": name, "input": tool_input}, call
     )
+
+
+def _legacy_tool_use(function: object, call_id: str, path: str) -> JSON:
+    try:
+        return _tool_use({"id": call_id, "function": function}, path)
+    except TranslationError as exc:
+        param = exc.param.replace(".function.", ".function_call.", 1) if exc.param else None
+        raise TranslationError(
+            exc.message.replace(".function.", ".function_call."), param, exc.code
+        ) from None
 
 
 def _tool_result(message: Mapping[str, Any], path: str) -> JSON:

@@ -29,6 +29,11 @@ Field by field (``messages`` are described in :mod:`.messages`):
   ``{"type": "function", "function": {"name": N}}`` → ``{"type": "tool", "name": N}``;
   ``parallel_tool_calls: false`` adds ``disable_parallel_tool_use: true`` (on ``auto`` when no
   choice was given). Left out when the request has no tools.
+- Legacy ``functions`` → tools as above (with ``tools`` too: a :class:`TranslationError`);
+  ``function_call``: ``auto``, ``none`` or ``{"name": N}`` as the matching ``tool_choice``, always
+  with ``disable_parallel_tool_use`` (a legacy answer holds one call). The caller is told
+  (:attr:`TranslatedRequest.legacy_functions`) so the answer says ``message.function_call`` and
+  ``finish_reason: "function_call"``.
 - ``user`` (or, lacking it, ``safety_identifier``) → ``metadata.user_id``.
 - ``stream: true`` → ``stream: true``; ``stream_options.include_usage`` is returned to the caller.
 - Ignored: every field in :data:`IGNORED_FIELDS` and any other unknown field.
@@ -70,8 +75,6 @@ IGNORED_FIELDS: Final = frozenset(
     {
         "audio",
         "frequency_penalty",
-        "function_call",
-        "functions",
         "logit_bias",
         "logprobs",
         "metadata",
@@ -98,6 +101,7 @@ class TranslatedRequest:
     stream: bool
     include_usage: bool
     model: str
+    legacy_functions: bool = False
 
 
 def to_anthropic(body: Mapping[str, Any], traits: ModelTraits) -> TranslatedRequest:
@@ -112,8 +116,12 @@ def to_anthropic(body: Mapping[str, Any], traits: ModelTraits) -> TranslatedRequ
         raise TranslationError("Only n=1 is supported.", "n", "unsupported_value")
 
     system, messages = convert_messages(body.get("messages"))
-    tools = _tools(body.get("tools"))
-    tool_choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"), tools)
+    legacy = body.get("functions") is not None
+    if legacy:
+        tools, tool_choice = _legacy_functions(body)
+    else:
+        tools = _tools(body.get("tools"))
+        tool_choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"), tools)
     forces_tool = tool_choice is not None and tool_choice["type"] in ("any", "tool")
     thinking, effort = _reasoning(body.get("reasoning_effort"), traits)
     if forces_tool:
@@ -155,7 +163,11 @@ def to_anthropic(body: Mapping[str, Any], traits: ModelTraits) -> TranslatedRequ
     options = body.get("stream_options")
     include_usage = stream and isinstance(options, Mapping) and options.get("include_usage") is True
     return TranslatedRequest(
-        anthropic_body=out, stream=stream, include_usage=include_usage, model=model
+        anthropic_body=out,
+        stream=stream,
+        include_usage=include_usage,
+        model=model,
+        legacy_functions=legacy,
     )
 
 
@@ -310,6 +322,34 @@ def _tool_choice(choice: object, parallel: object, tools: list[JSON]) -> JSON | 
     if disable_parallel:
         result["disable_parallel_tool_use"] = True
     return result
+
+
+def _legacy_functions(body: Mapping[str, Any]) -> tuple[list[JSON], JSON | None]:
+    """``functions`` and ``function_call`` as tools and a tool choice; one call per answer."""
+    if body.get("tools") is not None:
+        raise TranslationError("Send 'tools' or the legacy 'functions', not both.", "functions")
+    functions = body["functions"]
+    if not isinstance(functions, list) or not functions:
+        raise TranslationError("'functions' must be a non-empty array.", "functions")
+    try:
+        tools = _tools([{"type": "function", "function": f} for f in functions])
+    except TranslationError as exc:
+        param = exc.param.replace("tools[", "functions[", 1) if exc.param else exc.param
+        param = param.replace("].function.", "].", 1) if param else param
+        raise TranslationError(exc.message.replace("tools[", "functions["), param) from None
+    choice = body.get("function_call")
+    if isinstance(choice, Mapping):
+        choice = {"type": "function", "function": {"name": choice.get("name")}}
+    elif choice not in (None, "auto", "none"):
+        raise TranslationError(
+            "'function_call' must be auto, none or {\"name\": ...}.", "function_call"
+        )
+    try:
+        return tools, _tool_choice(choice, False, tools)
+    except TranslationError:
+        raise TranslationError(
+            "function_call.name must be a string.", "function_call.name"
+        ) from None
 
 
 def _user_id(body: Mapping[str, Any]) -> str | None:

@@ -1,7 +1,9 @@
 """Anthropic Messages response → OpenAI ``chat.completion``.
 
 - ``text`` blocks, joined, → ``message.content``; ``null`` when the answer is only tool calls.
-- ``tool_use`` blocks → ``message.tool_calls`` (``arguments`` is the input as compact JSON).
+- ``tool_use`` blocks → ``message.tool_calls`` (``arguments`` is the input as compact JSON); for a
+  request with legacy ``functions``, the first one → ``message.function_call`` (``name``,
+  ``arguments``) and ``finish_reason: "function_call"`` instead.
 - ``thinking`` blocks, joined, → ``message.reasoning_content``; every ``thinking`` and
   ``redacted_thinking`` block, signature and data unchanged, → ``message.thinking_blocks``, which a
   client sends back on its next request to keep multi-turn thinking with tools working.
@@ -41,6 +43,11 @@ def finish_reason(stop_reason: object) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
+def legacy_finish_reason(finish: str) -> str:
+    """A legacy ``functions`` request's answer ends with ``function_call``, not ``tool_calls``."""
+    return "function_call" if finish == "tool_calls" else finish
+
+
 def completion_id(message_id: object) -> str:
     """``chatcmpl-<id>`` for an Anthropic message id ``msg_<id>``."""
     text = message_id if isinstance(message_id, str) and message_id else "unknown"
@@ -72,10 +79,12 @@ def to_openai_completion(
     created: int,
     request_model: str,
     thinking_tokens: int | None = None,
+    legacy_functions: bool = False,
 ) -> JSON:
     """Translate a non-stream Anthropic message into a ``chat.completion`` object.
 
-    ``thinking_tokens`` overrides the count the upstream reported, if the caller knows better.
+    ``thinking_tokens`` overrides the count the upstream reported, if the caller knows better;
+    ``legacy_functions`` (the request used ``functions``) answers with ``function_call``.
     """
     texts: list[str] = []
     reasoning: list[str] = []
@@ -110,7 +119,11 @@ def to_openai_completion(
     if not texts and tool_calls:
         text = None
     out_message: JSON = {"role": "assistant", "content": text, "refusal": None}
-    if tool_calls:
+    finish = finish_reason(message.get("stop_reason"))
+    if tool_calls and legacy_functions:
+        out_message["function_call"] = tool_calls[0]["function"]
+        finish = legacy_finish_reason(finish)
+    elif tool_calls:
         out_message["tool_calls"] = tool_calls
     if reasoning:
         out_message["reasoning_content"] = "".join(reasoning)
@@ -128,7 +141,7 @@ def to_openai_completion(
                 "index": 0,
                 "message": out_message,
                 "logprobs": None,
-                "finish_reason": finish_reason(message.get("stop_reason")),
+                "finish_reason": finish,
             }
         ],
         "usage": openai_usage(usage if isinstance(usage, Mapping) else {}, thinking_tokens),

@@ -17,6 +17,9 @@ concatenating strings and merging list entries by their ``index``:
   only in its first delta, with ``arguments: ""``; every ``input_json_delta`` then adds its
   ``partial_json`` to ``function.arguments``. A tool call that got no input pieces gets ``"{}"``
   (or its start input) when its block stops, so the arguments are always valid JSON.
+- With legacy ``functions`` (``legacy_functions``) the first ``tool_use`` block is
+  ``delta.function_call`` instead (``name`` and ``arguments: ""`` first, then the argument pieces)
+  and the finish reason ``function_call``.
 - ``thinking_delta`` → ``delta.reasoning_content``. When a thinking block stops, the whole block
   (text and signature) is sent once as ``delta.thinking_blocks: [{"index": i, "type": "thinking",
   "thinking", "signature"}]``; a ``redacted_thinking`` block as ``{"index": i, "type":
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import openai_error_body, openai_error_from_anthropic
-from .response import compact_json, completion_id, finish_reason
+from .response import compact_json, completion_id, finish_reason, legacy_finish_reason
 from .usage import merge_usage, openai_usage
 
 JSON = dict[str, Any]
@@ -68,7 +71,9 @@ class ChunkTranslator:
         request_model: str,
         include_usage: bool = False,
         completion_id: str | None = None,
+        legacy_functions: bool = False,
     ) -> None:
+        self._legacy = legacy_functions
         self._created = created
         self._model = request_model
         self._include_usage = include_usage
@@ -130,7 +135,10 @@ class ChunkTranslator:
         if self._finished:
             return []
         self._finished = True
-        chunks = [self._chunk({}, finish_reason(self._stop_reason))]
+        finish = finish_reason(self._stop_reason)
+        if self._legacy:
+            finish = legacy_finish_reason(finish)
+        chunks = [self._chunk({}, finish)]
         if self._include_usage:
             usage_chunk = self._envelope()
             usage_chunk["choices"] = []
@@ -169,11 +177,14 @@ class ChunkTranslator:
             state = _Block("tool_use", ordinal=self._tool_calls, start_input=block.get("input"))
             self._tool_calls += 1
             self._blocks[index] = state
+            function = {"name": block.get("name", ""), "arguments": ""}
+            if self._legacy:
+                return [self._chunk({"function_call": function})] if state.ordinal == 0 else []
             call = {
                 "index": state.ordinal,
                 "id": block.get("id", ""),
                 "type": "function",
-                "function": {"name": block.get("name", ""), "arguments": ""},
+                "function": function,
             }
             return [self._chunk({"tool_calls": [call]})]
         if kind in ("thinking", "redacted_thinking"):
@@ -207,8 +218,7 @@ class ChunkTranslator:
             if not isinstance(piece, str) or not piece:
                 return []
             state.arguments_sent = True
-            call = {"index": state.ordinal, "function": {"arguments": piece}}
-            return [self._chunk({"tool_calls": [call]})]
+            return self._arguments(state, piece)
         if kind == "thinking_delta" and state.kind == "thinking":
             thinking = delta.get("thinking")
             if not isinstance(thinking, str) or not thinking:
@@ -228,8 +238,7 @@ class ChunkTranslator:
             return []
         if state.kind == "tool_use" and not state.arguments_sent:
             start = state.start_input if isinstance(state.start_input, Mapping) else {}
-            call = {"index": state.ordinal, "function": {"arguments": compact_json(start)}}
-            return [self._chunk({"tool_calls": [call]})]
+            return self._arguments(state, compact_json(start))
         if state.kind == "thinking":
             entry = {
                 "index": state.ordinal,
@@ -244,6 +253,15 @@ class ChunkTranslator:
         return []
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _arguments(self, state: _Block, piece: str) -> list[JSON]:
+        if self._legacy:
+            # A legacy answer holds one call (the request disables parallel calls).
+            return (
+                [self._chunk({"function_call": {"arguments": piece}})] if not state.ordinal else []
+            )
+        call = {"index": state.ordinal, "function": {"arguments": piece}}
+        return [self._chunk({"tool_calls": [call]})]
 
     def _merge_usage(self, usage: object) -> None:
         if isinstance(usage, Mapping):
