@@ -30,9 +30,26 @@ def deployment(
     tmp_path: Path,
 ) -> Iterator[Deployment]:
     """Each service logs in to NATS as itself, with its own permissions only, as in production."""
-    nats_server = strict_nats_server
+    with deploy(database_url, strict_nats_server, nats_login, spawn, tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def deploy(
+    database_url: str,
+    nats_server: EmbeddedNats,
+    nats_login: Callable[[str], dict[str, str]],
+    spawn: SpawnFn,
+    tmp_path: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    payments: bool = False,
+) -> Iterator[Deployment]:
+    """Billing, accounts and the edge (and payments, when asked) as processes on the simulator,
+    each logged in to NATS as itself."""
+    names = ("billing", "accounts", "edge", *(("payments",) if payments else ()))
     with running_simulator(SimulatorConfig()) as upstream:
-        ports = {name: free_port() for name in ("edge", "accounts", "billing")}
+        ports = {name: free_port() for name in names}
         env = {
             "AIAPI_NATS_URL": nats_server.url,
             "AIAPI_DATABASE_URL": database_url,
@@ -46,6 +63,8 @@ def deployment(
             "AIAPI_UPSTREAM_API_KEYS": "sk-ant-e2e-upstream",
             "AIAPI_LEASE_ADMIT_FOR_S": LEASE_WINDOW_S,
             "AIAPI_LOG_LEVEL": "DEBUG",
+            **({"AIAPI_PAYMENTS_PORT": str(ports["payments"])} if payments else {}),
+            **(extra_env or {}),
         }
         processes = [
             spawn(
@@ -55,14 +74,14 @@ def deployment(
                 name=name,
                 timeout_s=60,
             )
-            for name in ("billing", "accounts", "edge")
+            for name in names
         ]
         yield Deployment(
             edge_url=f"http://127.0.0.1:{ports['edge']}",
             accounts_url=f"http://127.0.0.1:{ports['accounts']}",
             processes=processes,
             env=env,
-            logins={name: nats_login(name) for name in ("billing", "accounts", "edge")},
+            logins={name: nats_login(name) for name in names},
         )
     # Every service did its part with its own grants: nothing it tried was refused.
     assert nats_server.violations() == []

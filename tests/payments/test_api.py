@@ -11,6 +11,7 @@ import pytest
 from aiapi_payments.api import PaymentsApi
 from aiapi_payments.config import PaymentsConfig, build_config
 from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositKey, DepositState
+from aiapi_payments.pricing import ManualRate
 from aiapi_payments.repository import AccountDeposit, ChainHead, Repository
 from aiapi_payments.settings import PaymentsSettings
 from aiapi_shared.billing_api import ApiError
@@ -177,3 +178,32 @@ async def test_refusals_carry_an_http_status(served: Served) -> None:
     assert (await refused(SET_RATE_SUBJECT, b'{"asset": "USDT", "usd": "1"}')).status == 400
     assert (await refused(ADDRESSES_SUBJECT, b'{"account_id": " "}')).status == 400
     assert (await refused(DEPOSITS_SUBJECT, b"not json")).status == 400
+
+
+async def test_addresses_say_what_a_payer_needs_minimum_confirmations_rate(
+    served: Served,
+) -> None:
+    reply = await ask(
+        served.bus, ADDRESSES_SUBJECT, AccountQuery(account_id="acc_p"), AddressesReply
+    )
+    cards = {a.asset: a for a in reply.addresses}
+    usdt, eth, btc = cards["USDT"], cards["ETH"], cards["BTC"]
+    assert (usdt.chain_id, eth.chain_id, btc.chain_id) == (1, 1, None)
+    assert usdt.token_contract == "0xdAC17F958D2ee523a2206206994597C13D831ec7"
+    assert eth.token_contract is None and btc.token_contract is None
+    assert {a.minimum_usd for a in reply.addresses} == {1_000_000_000}
+    assert (eth.finality, eth.confirmations) == ("finalized", None)
+    assert (btc.finality, btc.confirmations) == ("confirmations", 2)
+    # USDT is at par; ETH and BTC have no price source here and no manual rate yet.
+    assert (usdt.rate_usd, usdt.rate_source) == (1_000_000_000, "par")
+    assert eth.rate_usd is None and btc.rate_usd is None
+    await served.repository.record_manual_rate(
+        ManualRate(Asset.ETH, 3_000_000_000_000, NOW - timedelta(minutes=1)), "test"
+    )
+    again = await ask(
+        served.bus, ADDRESSES_SUBJECT, AccountQuery(account_id="acc_p"), AddressesReply
+    )
+    eth = next(a for a in again.addresses if a.asset == "ETH")
+    assert (eth.rate_usd, eth.rate_source) == (3_000_000_000_000, "manual")
+    wire = eth.model_dump(mode="json")
+    assert (wire["rate_usd"], wire["minimum_usd"]) == ("3000.00", "1.00")

@@ -23,6 +23,8 @@ PURCHASE_PLAN_SUBJECT = "rpc.billing.v1.plan.purchase"
 REQUEST_RECORD_SUBJECT = "rpc.billing.v1.request.get"
 LEDGER_SUBJECT = "rpc.billing.v1.ledger.list"
 DAILY_USAGE_SUBJECT = "rpc.billing.v1.usage.daily"
+REQUEST_LIST_SUBJECT = "rpc.billing.v1.request.list"
+DAILY_KEY_USAGE_SUBJECT = "rpc.billing.v1.usage.daily_by_key"
 
 
 class ApiError(Record):
@@ -91,6 +93,30 @@ class RequestRecordReply(Record):
     cost_usd: Money
 
 
+class RequestListQuery(Record):
+    """An account's priced requests, newest first (``started_at``, then ``request_id``, both
+    descending), filtered; ``before`` is the position after which the next page starts."""
+
+    account_id: str
+    key_id: str | None = None
+    model: str | None = None
+    since: AwareDatetime | None = Field(default=None, description="started at or after")
+    until: AwareDatetime | None = Field(default=None, description="started before")
+    before_started_at: AwareDatetime | None = None
+    before_request_id: str | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class RequestLogRow(RequestRecordReply):
+    key_id: str
+    status_code: int
+
+
+class RequestListReply(Record):
+    records: list[RequestLogRow]
+    more: bool = Field(description="another page follows the last record")
+
+
 class LedgerQuery(Record):
     account_id: str
     limit: int = Field(default=50, ge=1, le=500)
@@ -126,6 +152,16 @@ class DailyUsageRow(Record):
 
 class DailyUsageReply(Record):
     rows: list[DailyUsageRow]
+
+
+class DailyKeyUsageRow(DailyUsageRow):
+    key_id: str
+
+
+class DailyKeyUsageReply(Record):
+    """Like ``DailyUsageReply``, one row per day, model and key."""
+
+    rows: list[DailyKeyUsageRow]
 
 
 CATALOGUE_GET_SUBJECT = "rpc.billing.v1.catalogue.get"

@@ -26,10 +26,31 @@ class AccountQuery(Record):
     account_id: str
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
+# The fields added for the dashboard are left out of a document while unknown, so the lists
+# answered before them (operator and customer APIs) keep their shape.
+_Added = Field(default=None, exclude_if=_unset)
+
+
 class DepositAddress(Record):
+    """An account's address for one asset, with what a payer needs to know about it (the
+    dashboard's top-up card). The fields after ``address`` are optional on the wire."""
+
     asset: Asset
     network: Network
     address: str
+    chain_id: int | None = _Added  # EVM networks: the chain a payment URI names
+    token_contract: str | None = _Added  # a token's canonical contract (the only one that credits)
+    minimum_usd: Money | None = _Added  # smaller deposits are recorded, not credited
+    # Blocks a deposit needs before it credits; None with finality "finalized" (the chain's
+    # finalized tag decides).
+    confirmations: int | None = _Added
+    finality: Literal["finalized", "confirmations"] | None = _Added
+    rate_usd: Money | None = _Added  # USD per whole coin now; None while no fresh rate is known
+    rate_source: str | None = _Added
 
 
 class AddressesReply(Record):

@@ -13,18 +13,29 @@ import psycopg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from aiapi_accounts import routes_admin, routes_catalogue, routes_customer
+from aiapi_accounts import (
+    routes_admin,
+    routes_catalogue,
+    routes_customer,
+    routes_topup,
+    routes_usage,
+)
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.openapi import Endpoint, docs_page, openapi_document
+from aiapi_accounts.pages import page_routes
 from aiapi_accounts.service import Service
 from aiapi_accounts.settings import AccountsSettings
 
 log = logging.getLogger("aiapi.accounts.http")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    routes_admin.ENDPOINTS + routes_catalogue.ENDPOINTS + routes_customer.ENDPOINTS
+    routes_admin.ENDPOINTS
+    + routes_catalogue.ENDPOINTS
+    + routes_customer.ENDPOINTS
+    + routes_topup.ENDPOINTS
+    + routes_usage.ENDPOINTS
 )
 
 
@@ -56,7 +67,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal_error", "internal error"), 500)
 
 
-def _routes(service: Service) -> list[Route]:
+def _routes(service: Service) -> list[BaseRoute]:
     spec = openapi_document(ENDPOINTS, version=version("aiapi-accounts"))
     page = docs_page(ENDPOINTS)
 
@@ -81,6 +92,7 @@ def _routes(service: Service) -> list[Route]:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
+        *page_routes(),  # the customer dashboard at /
     ]
 
 

@@ -88,6 +88,28 @@ class Peers:
             "billing", billing_api.DAILY_USAGE_SUBJECT, query, billing_api.DailyUsageReply
         )
 
+    async def request_list(
+        self, query: billing_api.RequestListQuery
+    ) -> billing_api.RequestListReply:
+        return await self._call(
+            "billing", billing_api.REQUEST_LIST_SUBJECT, query, billing_api.RequestListReply
+        )
+
+    async def request_record(
+        self, account_id: str, request_id: str
+    ) -> billing_api.RequestRecordReply:
+        query = billing_api.RequestRecordQuery(account_id=account_id, request_id=request_id)
+        return await self._call(
+            "billing", billing_api.REQUEST_RECORD_SUBJECT, query, billing_api.RequestRecordReply
+        )
+
+    async def daily_key_usage(
+        self, query: billing_api.DailyUsageQuery
+    ) -> billing_api.DailyKeyUsageReply:
+        return await self._call(
+            "billing", billing_api.DAILY_KEY_USAGE_SUBJECT, query, billing_api.DailyKeyUsageReply
+        )
+
     # -- payments -----------------------------------------------------------------------------
     # A deployment without payments (AIAPI_PAYMENTS_ENABLED=false) has no addresses and no
     # deposits. Otherwise a payments that does not answer is an error (503): a customer must

@@ -51,6 +51,23 @@ class AccountsSettings(BaseServiceSettings):
     # Argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    # The dashboard's quick-start snippets: the edge's public base URL (``https://api.example``).
+    # Unset: the dashboard's own scheme and host name with ``AIAPI_EDGE_PORT`` (what `aiapi up` runs).
+    public_edge_url: str | None = None
+    edge_port: int = Field(default=8080, ge=0, le=65535)
+    # Block explorer links on the top-up page: network -> URL with ``{tx}`` for the transaction
+    # hash, as JSON (``{"ethereum": "https://etherscan.io/tx/{tx}"}``). Empty: no links.
+    explorer_tx_urls: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("explorer_tx_urls")
+    @classmethod
+    def _explorer_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for network, url in value.items():
+            if not url.startswith(("https://", "http://")) or "{tx}" not in url:
+                raise ValueError(
+                    f"AIAPI_EXPLORER_TX_URLS[{network}] must be an http(s) URL containing {{tx}}"
+                )
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -33,7 +33,7 @@ from aiapi_billing.admission import Admitter
 from aiapi_billing.commands import Commands
 from aiapi_billing.errors import BillingError, Unavailable
 from aiapi_billing.lease_commands import LeaseCommands
-from aiapi_billing.repository import Conn, queries
+from aiapi_billing.repository import Conn, queries, request_log
 
 log = logging.getLogger("aiapi.billing.rpc")
 
@@ -96,6 +96,14 @@ class Rpc:
             (
                 api.DAILY_USAGE_SUBJECT,
                 _handler(api.DailyUsageQuery, self._read(queries.daily_usage)),
+            ),
+            (
+                api.REQUEST_LIST_SUBJECT,
+                _handler(api.RequestListQuery, self._read(request_log.request_list)),
+            ),
+            (
+                api.DAILY_KEY_USAGE_SUBJECT,
+                _handler(api.DailyUsageQuery, self._read(request_log.daily_key_usage)),
             ),
             (api.ADJUST_SUBJECT, _handler(api.AdjustCommand, self._write(self._commands.adjust))),
             (

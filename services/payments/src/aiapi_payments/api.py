@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import partial
+from typing import Literal
 
 import psycopg
 from aiapi_shared.billing_api import ApiError
@@ -34,6 +35,7 @@ from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from aiapi_payments.balances import BalanceReader
+from aiapi_payments.book import RateLookup
 from aiapi_payments.config import PaymentsConfig
 from aiapi_payments.keys import ExtendedPublicKey
 from aiapi_payments.model import Asset, ChainNetwork, Deposit, DepositState, KeyChain
@@ -41,6 +43,7 @@ from aiapi_payments.policy import confirmations, format_units
 from aiapi_payments.pricing import ManualRate
 from aiapi_payments.repository import AccountDeposit, ChainHead, Repository, StoredAddress
 from aiapi_payments.sweep import SweepError, check_destination, derivation_path, plan_document
+from aiapi_payments.tracking import rate_lookup
 
 log = logging.getLogger("aiapi.payments.api")
 QUEUE = "payments"
@@ -149,6 +152,7 @@ class PaymentsApi:
         """One address per enabled asset and network; every EVM network shares the account's
         one coin-60 address (deposits are told apart by the network they arrive on)."""
         account_id = self._account(data)
+        rates = await rate_lookup(self._repository, self._config, self._clock())
         found: list[DepositAddress] = []
         stored: dict[KeyChain, StoredAddress] = {}
         for asset, network in self._config.offers:
@@ -157,12 +161,36 @@ class PaymentsApi:
                 stored[keychain] = await self._repository.assign_address(
                     account_id, keychain, partial(self._config.derive_from, keychain)
                 )
-            found.append(
-                DepositAddress(
-                    asset=asset.value, network=network.value, address=stored[keychain].address
-                )
-            )
+            found.append(self._address_view(asset, network, stored[keychain].address, rates))
         return AddressesReply(addresses=found)
+
+    def _address_view(
+        self, asset: Asset, network: ChainNetwork, address: str, rates: RateLookup
+    ) -> DepositAddress:
+        """The address with what a payer needs to know (the dashboard's top-up card)."""
+        chain = self._config.chain(network)
+        rate = rates(asset, self._clock())
+        token = next((t for t in chain.tokens if t.asset is asset), None) if chain else None
+        needed: int | None = None
+        finality: Literal["finalized", "confirmations"] | None = None
+        if chain is not None:
+            finality = "finalized" if chain.finality.tag else "confirmations"
+            needed = chain.finality.confirmations
+        elif network is ChainNetwork.BITCOIN and self._config.bitcoin is not None:
+            # The default; a large deposit may need more (each deposit says what it needs).
+            finality, needed = "confirmations", self._config.bitcoin.policy.required(0)
+        return DepositAddress(
+            asset=asset.value,
+            network=network.value,
+            address=address,
+            chain_id=chain.chain_id if chain else None,
+            token_contract=token.shown if token else None,
+            minimum_usd=self._config.minimum(asset),
+            confirmations=needed,
+            finality=finality,
+            rate_usd=rate.rate_nano_usd if rate else None,
+            rate_source=rate.source if rate else None,
+        )
 
     async def _deposits(self, data: bytes) -> DepositsReply:
         account_id = self._account(data)

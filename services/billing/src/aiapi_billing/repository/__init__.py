@@ -8,6 +8,7 @@
 * ``prices`` and ``catalogue``: the price table and the live catalogue;
 * ``outbox``: events queued in the transaction that made them true;
 * ``queries``: the read side (balance, ledger page, one request, daily totals);
+* ``request_log``: the customer's request log (keyset pages) and per-key daily totals;
 * ``audit``: the ledger's invariants as queries.
 
 Every function takes the caller's connection and runs inside the caller's transaction: the

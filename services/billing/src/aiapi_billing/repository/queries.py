@@ -66,7 +66,8 @@ _USAGE_COLUMNS = (
 )
 
 
-def _usage(values: tuple[int, ...]) -> Usage:
+def usage_of(values: tuple[int, ...]) -> Usage:
+    """The six meter columns (in ``_USAGE_COLUMNS`` order) as a ``Usage``."""
     i, o, cr, c5, c1, t = (int(v) for v in values)
     return Usage(
         input_tokens=i,
@@ -95,7 +96,7 @@ async def request_record(conn: Conn, q: RequestRecordQuery) -> RequestRecordRepl
         route=str(route),
         created_at=started,
         status=str(outcome),
-        usage=_usage(tuple(usage)),
+        usage=usage_of(tuple(usage)),
         cost_usd=int(cost),
     )
 
@@ -118,7 +119,7 @@ async def daily_usage(conn: Conn, q: DailyUsageQuery) -> DailyUsageReply:
                 day=day,
                 model=str(model),
                 requests=int(count),
-                usage=_usage(tuple(rest[:6])),
+                usage=usage_of(tuple(rest[:6])),
                 cost=int(rest[6]),
             )
         )

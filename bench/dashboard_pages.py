@@ -1,0 +1,179 @@
+"""Dashboard benchmark: page load latency (p50/p95) for a customer with a year of busy usage.
+
+Runs on loopback: an embedded PostgreSQL and nats-server in a temporary directory, and
+``python -m aiapi_billing`` and ``python -m aiapi_accounts`` as processes (payments is not
+started: the top-up page answers at once with "no deposit address"). One customer signs up; the
+bench writes a year of their usage straight into billing's tables (``--per-day`` requests a day,
+default 2,000: 730,000 usage records and as many ledger transfers, over 3 keys and 3 models),
+then fetches each page ``--samples`` times, one after another, with the session cookie. Usage::
+
+    .venv/bin/python bench/dashboard_pages.py [--per-day 2000] [--samples 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+import psycopg
+from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
+from aiapi_cli.ports import free_port
+
+PASSWORD = "bench password 0123456789"
+PAGES = (
+    "/", "/keys", "/usage", "/usage?days=366", "/billing", "/top-up", "/account", "/plan",
+    # what the pages are made of: the request log's first page and the per-key totals
+    "/api/v1/account/requests?limit=50", "/api/v1/account/usage/by-key?days=90",
+    "/api/v1/account/ledger?limit=500",
+)  # fmt: skip
+MODELS = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7")
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 (loopback)
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def _customer(client: httpx.Client) -> tuple[str, list[str]]:
+    creds = {"email": "busy@example.com", "password": PASSWORD}
+    assert client.post("/api/v1/auth/sign-up", json=creds).status_code == 202
+    signed = client.post("/api/v1/auth/sign-in", json=creds)
+    assert signed.status_code == 200, signed.text
+    csrf = {"x-csrf-token": signed.json()["csrf_token"]}
+    keys = []
+    for name in ("laptop", "server", "ci"):
+        made = client.post("/api/v1/account/keys", json={"name": name}, headers=csrf)
+        assert made.status_code == 201, made.text
+        keys.append(made.json()["id"])
+    account_id: str = signed.json()["account"]["id"]
+    return account_id, keys
+
+
+def _fill(database_url: str, account_id: str, keys: list[str], per_day: int) -> int:
+    """A year of usage and its ledger, written in bulk (what settlement would have written)."""
+    total = per_day * 365
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET search_path = billing, public")
+        conn.execute(
+            "INSERT INTO accounts (account_id, known, credits, debits)"
+            " VALUES (%s, true, %s, %s)"
+            " ON CONFLICT (account_id) DO UPDATE SET credits = EXCLUDED.credits,"
+            " debits = EXCLUDED.debits",
+            (account_id, 10**15, total * 5000),
+        )
+        conn.execute(
+            "INSERT INTO usage_records (request_id, account_id, key_id, model, plan, route,"
+            " outcome, status_code, started_at, finished_at, input_tokens, output_tokens,"
+            " cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, thinking_tokens,"
+            " cost, content_hash)"
+            " SELECT 'req_bench_' || i, %(account)s, (%(keys)s::text[])[1 + i %% 3],"
+            " (%(models)s::text[])[1 + (i / 7) %% 3], 'basic', 'anthropic', 'ok', 200,"
+            " now() - (i * interval '1 second' * 86400 / %(per_day)s),"
+            " now() - (i * interval '1 second' * 86400 / %(per_day)s) + interval '2 seconds',"
+            " 1000 + i %% 500, 200 + i %% 300, i %% 2000, 0, 0, 0, 4000 + i %% 2000, 'h'"
+            " FROM generate_series(1, %(total)s) AS i",
+            {"account": account_id, "keys": keys, "models": list(MODELS),
+             "per_day": per_day, "total": total},
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO transfers (transfer_key, kind, account_id, from_account, to_account,"
+            " amount, balance_after, reference, created_at)"
+            " SELECT 'usage:req_bench_' || i, 'usage', %(account)s, 'cust:' || %(account)s,"
+            " 'sys:revenue', 4000 + i %% 2000, 1000000000000000 - i::bigint * 5000,"
+            " 'req_bench_' || i,"
+            " now() - (i * interval '1 second' * 86400 / %(per_day)s)"
+            " FROM generate_series(%(total)s, 1, -1) AS i",
+            {"account": account_id, "per_day": per_day, "total": total},
+        )
+        conn.execute("ANALYZE usage_records")
+        conn.execute("ANALYZE transfers")
+    return total
+
+
+def _measure(client: httpx.Client, samples: int) -> None:
+    for path in PAGES:
+        for _ in range(5):  # warm-up: connections, caches, the first template compilation
+            client.get(path)
+        times = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            answer = client.get(path)
+            times.append(time.perf_counter() - t0)
+            assert answer.status_code == 200, (path, answer.status_code)
+        times.sort()
+        p50 = statistics.median(times) * 1000
+        p95 = times[int(len(times) * 0.95) - 1] * 1000
+        print(f"{path:<18} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   ({samples} loads)")
+
+
+def run(per_day: int, samples: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="aiapi-bench-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        pg = EmbeddedPostgres(root / "pg", durable=True)
+        nats = EmbeddedNats(root / "nats")
+        pg.start()
+        nats.start()
+        ports = {"billing": free_port("127.0.0.1"), "accounts": free_port("127.0.0.1")}
+        env = {
+            **os.environ,
+            "AIAPI_DATABASE_URL": pg.url,
+            "AIAPI_NATS_URL": nats.url,
+            "AIAPI_BILLING_PORT": str(ports["billing"]),
+            "AIAPI_ACCOUNTS_PORT": str(ports["accounts"]),
+            "AIAPI_ADMIN_TOKEN": "bench-operator-token-0123456789",
+            "AIAPI_COOKIE_SECURE": "false",
+            "AIAPI_LOG_LEVEL": "ERROR",
+        }
+        procs = []
+        try:
+            for name in ("billing", "accounts"):
+                proc = subprocess.Popen([sys.executable, "-m", f"aiapi_{name}"], env=env)
+                procs.append(proc)
+                _wait_healthy(f"http://127.0.0.1:{ports[name]}/healthz", proc)
+            base = f"http://127.0.0.1:{ports['accounts']}"
+            with httpx.Client(base_url=base, timeout=30) as client:
+                account_id, keys = _customer(client)
+                t0 = time.perf_counter()
+                rows = _fill(pg.url, account_id, keys, per_day)
+                print(
+                    f"data: {rows:,} usage records and {rows:,} ledger transfers over 365 days "
+                    f"({per_day:,} requests a day, 3 keys, 3 models); written in "
+                    f"{time.perf_counter() - t0:.0f} s"
+                )
+                _measure(client, samples)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=30)
+            nats.stop()
+            pg.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--per-day", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    run(args.per_day, args.samples)
+
+
+if __name__ == "__main__":
+    main()
