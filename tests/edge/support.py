@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import secrets
-import socket
 import string
 import threading
 import time
@@ -19,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
+import uvloop
+from aiapi_cli.ports import free_port
 from aiapi_edge.app import EdgeApp, create_app
 from aiapi_edge.http_guard import guarded_protocol
 from aiapi_edge.mirrors import key_digest
@@ -29,6 +29,7 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, KEYS_BUCKET, BalanceSnapshot, KeyRecord
 from aiapi_shared.events.usage_v1 import UsageRecorded
+from aiapi_shared.runner import Listener, Plan, serve
 
 ALNUM = string.ascii_letters + string.digits
 UPSTREAM_KEY = "sk-ant-upstream-test-0001"
@@ -96,36 +97,38 @@ class Billing:
         return reply.model_dump_json().encode()
 
 
-def bind_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    return sock
-
-
 class EdgeThread:
-    """A real edge (uvicorn, uvloop, httptools) serving on a free port in a background thread."""
+    """A real edge under the shared runner (uvicorn, uvloop, httptools), on free ports, in a
+    background thread: its public listener at ``base_url``, its probes at ``internal_url``."""
 
     def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.app: EdgeApp = create_app(settings, catalogue)
-        self._sock = bind_socket()
-        self.port = self._sock.getsockname()[1]
+        self.port, internal_port = free_port(), free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            loop="uvloop",
-            http=guarded_protocol(settings),
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-            server_header=False,
+        self.internal_url = f"http://127.0.0.1:{internal_port}"
+        self._plan = Plan(
+            name="edge",
+            service=self.app.service,
+            listeners=(
+                Listener(
+                    "public", self.app, "127.0.0.1", self.port, {"http": guarded_protocol(settings)}
+                ),
+            ),
+            internal=("127.0.0.1", internal_port),
+            instance_id="edge-thread",
+            graceful_s=2.0,
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.exit_code: int | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> int:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            return await serve(self._plan, self._stop)
+
+        self.exit_code = uvloop.run(main())
 
     def start(self) -> EdgeThread:
         self._thread.start()
@@ -134,7 +137,7 @@ class EdgeThread:
             if not self._thread.is_alive():
                 raise RuntimeError("the edge stopped while starting")
             try:
-                with urllib.request.urlopen(self.base_url + "/readyz", timeout=1) as answer:
+                with urllib.request.urlopen(self.internal_url + "/readyz", timeout=1) as answer:
                     if answer.status == 200:
                         return self
             except OSError:
@@ -142,9 +145,11 @@ class EdgeThread:
         raise RuntimeError("the edge did not become ready")
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        if not self._thread.is_alive():
+            return  # stopped already (a test may stop it before its fixture does)
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=15)
-        self._sock.close()
 
 
 def edge_settings(nats_url: str, upstream_url: str, spool_dir: Path, **extra: Any) -> EdgeSettings:

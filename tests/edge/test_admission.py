@@ -180,15 +180,16 @@ async def test_health_readiness_and_metrics(env: EdgeEnv) -> None:
     assert (await post(env)).status_code == 200
     await usage_events(env.bus, 1)
     async with httpx.AsyncClient(timeout=10) as http:
-        assert (await http.get(env.url + "/healthz")).status_code == 200
-        assert (await http.get(env.url + "/readyz")).status_code == 200
+        probes = env.edge.internal_url
+        assert (await http.get(probes + "/livez")).status_code == 200
+        assert (await http.get(probes + "/readyz")).status_code == 200
 
         async def drained() -> bool:
-            metrics = (await http.get(env.url + "/metrics")).text
+            metrics = (await http.get(probes + "/metrics")).text
             return "aiapi_edge_spool_depth 0.0" in metrics
 
         await wait_for(drained, timeout_s=5, step_s=0.1)
-        metrics = (await http.get(env.url + "/metrics")).text
+        metrics = (await http.get(probes + "/metrics")).text
     assert 'aiapi_edge_requests_total{route="anthropic",status="200"} 1.0' in metrics
     assert 'aiapi_edge_upstream_keys{health="healthy"} 1.0' in metrics
     assert "aiapi_edge_usage_published_total 1.0" in metrics

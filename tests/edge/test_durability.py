@@ -14,6 +14,7 @@ import pytest
 from aiapi_cli.embedded import EmbeddedNats
 from aiapi_cli.ports import free_port
 from aiapi_testkit.plugin import SpawnFn
+from aiapi_testkit.process import internal_env
 
 from .conftest import EdgeEnv
 from .support import (
@@ -85,15 +86,21 @@ async def test_nats_stopped_during_200_requests_gives_exactly_200_events(
 
 
 def edge_env(nats_url: str, sim_url: str, spool: Path, port: int) -> dict[str, str]:
-    return {
-        "AIAPI_NATS_URL": nats_url,
-        "AIAPI_UPSTREAM_URL": sim_url,
-        "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
-        "AIAPI_EDGE_PORT": str(port),
-        "AIAPI_EDGE_SPOOL_DIR": str(spool),
-        "AIAPI_EDGE_ADMISSION_TIMEOUT_S": "0.2",
-        "AIAPI_LOG_LEVEL": "DEBUG",
-    }
+    return internal_env(
+        {
+            "AIAPI_NATS_URL": nats_url,
+            "AIAPI_UPSTREAM_URL": sim_url,
+            "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
+            "AIAPI_EDGE_PORT": str(port),
+            "AIAPI_EDGE_SPOOL_DIR": str(spool),
+            "AIAPI_EDGE_ADMISSION_TIMEOUT_S": "0.2",
+            "AIAPI_LOG_LEVEL": "DEBUG",
+        }
+    )[0]
+
+
+def ready_url(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['AIAPI_INTERNAL_PORT']}/readyz"
 
 
 @pytest.mark.slow
@@ -108,7 +115,7 @@ async def test_a_killed_edge_publishes_its_spooled_event_once_after_restart(
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "aiapi_edge"]
     environment = edge_env(nats_server.url, sim_url, tmp_path / "spool", port)
-    edge = spawn(argv, env=environment, health_url=url + "/healthz", name="edge")
+    edge = spawn(argv, env=environment, health_url=ready_url(environment), name="edge")
     async with httpx.AsyncClient(timeout=10) as http:
         nats_server.stop()
         answer = await post(http, url, key)  # admitted on the allowance; spooled, not published
@@ -149,7 +156,7 @@ async def test_no_log_line_of_a_full_run_holds_a_key(
     edge = spawn(
         [sys.executable, "-m", "aiapi_edge"],
         env=environment,
-        health_url=url + "/healthz",
+        health_url=ready_url(environment),
         name="edge",
     )
     stream = orjson.dumps(
@@ -171,7 +178,7 @@ async def test_no_log_line_of_a_full_run_holds_a_key(
         assert (await post(http, url, key)).status_code == 200
         nats_server.start()
         await wait_for(lambda: _count_at_least(bus, 3), timeout_s=15)
-        metrics = (await http.get(url + "/metrics")).text
+        metrics = (await http.get(edge.probe_url("/metrics"))).text
     assert "aiapi_edge_spool_depth" in metrics
     edge.stop()
     logs = edge.log_text()

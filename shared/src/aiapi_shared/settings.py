@@ -71,6 +71,15 @@ class BaseServiceSettings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".data")
     log_level: str = "INFO"
     host: str = "127.0.0.1"
+    # The internal listener (liveness, readiness, metrics; docs/operations.md): never public.
+    # Each service sets its own default port.
+    internal_host: str = "127.0.0.1"
+    internal_port: int = Field(default=9080, ge=0, le=65535)
+    # Named in the internal health answers; ``aiapi up`` sets it to tell its processes from
+    # another stack's. Unset: a random one per process.
+    instance_id: str = ""
+    # A start that takes longer (NATS or PostgreSQL unreachable) exits 3; the supervisor retries.
+    start_timeout_s: float = Field(default=120.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

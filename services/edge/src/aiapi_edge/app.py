@@ -15,7 +15,6 @@ import orjson
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.records_v1 import KeyRecord
 
-from aiapi_edge import metrics as metrics_module
 from aiapi_edge.asgi import (
     BodyReader,
     ClientGone,
@@ -122,33 +121,11 @@ class EdgeApp:
             self._chat: "openai",
             self._responses: "responses",
         }
-        self._infra: dict[str, Handler] = {
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            "/metrics": self._metrics,
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # No lifespan: the runner (aiapi_shared.runner) starts and stops the service.
         if scope["type"] == "http":
             await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.service.start()
-                except Exception as exc:
-                    log.exception("edge failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.service.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _customer(self, path: str) -> bool:
         """A customer route's path (the ones browsers may call; not health or metrics)."""
@@ -164,7 +141,7 @@ class EdgeApp:
             return self._model
         if path.startswith("/v1/usage/requests/"):
             return self._usage_record
-        return self._infra.get(path)
+        return None  # health and metrics are on the internal listener only
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -288,22 +265,6 @@ class EdgeApp:
             self.settings.edge_admission_timeout_s * 4,
         )
         await call.json(200, body)
-
-    async def _healthz(self, call: Call) -> None:
-        ok = self.service.nats_connected
-        await call.json(200 if ok else 503, b'{"status":"ok"}' if ok else b'{"status":"nats down"}')
-
-    async def _readyz(self, call: Call) -> None:
-        ready = self.service.keys_ready.is_set() and self.service.messages is not None
-        await call.json(
-            200 if ready else 503, b'{"status":"ready"}' if ready else b'{"status":"starting"}'
-        )
-
-    async def _metrics(self, call: Call) -> None:
-        body = self.service.metrics.render(self.service.refresh_metrics)
-        await send_whole(
-            call.send, 200, body, call.id_headers(), content_type=metrics_module.CONTENT_TYPE
-        )
 
 
 def create_app(settings: EdgeSettings | None = None, catalogue: Catalogue | None = None) -> EdgeApp:

@@ -73,7 +73,7 @@ class EdgeService:
             wait_budget_s=settings.edge_overload_retry_s,
         )
         self.keys_ready = asyncio.Event()
-        self.fatal = asyncio.Event()
+        self.failed = asyncio.Event()  # never set today: the runner watches NATS itself
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._bus: Bus | None = None
@@ -93,6 +93,13 @@ class EdgeService:
     def bus(self) -> Bus:
         assert self._bus is not None, "EdgeService.start() first"
         return self._bus
+
+    async def ready(self) -> bool:
+        """It can serve: started, the key records mirrored, NATS connected."""
+        return self.nats_connected and self.keys_ready.is_set() and self.messages is not None
+
+    def render_metrics(self) -> bytes:
+        return self.metrics.render(self.refresh_metrics)
 
     @property
     def nats_connected(self) -> bool:
@@ -157,7 +164,6 @@ class EdgeService:
         self._spawn(
             release_settled(allowance, bus, self._stop, timeout_s=s.edge_admission_timeout_s * 4)
         )
-        self._spawn(self._watch_bus())
         if self.leases is not None:
             self._spawn(self.leases.sweep(self._stop))
         with contextlib.suppress(TimeoutError):
@@ -179,12 +185,6 @@ class EdgeService:
     async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         await self.bus.publish(subject, payload, msg_id, timeout_s=2.0)
         self.metrics.usage_published.inc()
-
-    async def _watch_bus(self) -> None:
-        await self.bus.closed.wait()
-        if not self._stop.is_set():
-            log.error("NATS connection closed for good; exiting")
-            self.fatal.set()
 
     async def stop(self) -> None:
         if self.leases is not None and self.bus.is_connected:

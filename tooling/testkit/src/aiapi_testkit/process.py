@@ -1,4 +1,8 @@
-"""Run an aiapi service (or any program) as a subprocess a test can kill and restart."""
+"""Run an aiapi service (or any program) as a subprocess a test can kill and restart.
+
+A service's health is on its internal listener (docs/operations.md): :func:`internal_env` gives
+a service environment a free ``AIAPI_INTERNAL_PORT`` and the readiness URL to wait on.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,16 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiapi_cli.ports import free_port
+
+
+def internal_env(env: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """``env`` with a free internal port (unless it names one), and that listener's readiness
+    URL (``/readyz``: started and able to serve)."""
+    port = env.get("AIAPI_INTERNAL_PORT") or str(free_port())
+    return {**env, "AIAPI_INTERNAL_PORT": port}, f"http://127.0.0.1:{port}/readyz"
 
 
 class ServiceProcess:
@@ -27,6 +41,12 @@ class ServiceProcess:
         self.health_url = health_url
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def probe_url(self, path: str) -> str:
+        """``path`` (``/livez``, ``/metrics``) on the listener of the health URL."""
+        assert self.health_url is not None
+        parts = urlsplit(self.health_url)
+        return f"{parts.scheme}://{parts.netloc}{path}"
 
     @property
     def pid(self) -> int | None:

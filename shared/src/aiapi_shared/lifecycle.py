@@ -1,0 +1,55 @@
+"""What a service process promises the runner (pure: a protocol, an exception, exit codes).
+
+The runner (:mod:`aiapi_shared.runner`) owns the process: signals, start-up and shutdown order,
+the listeners and the exit status. A service only starts, stops and says whether it can serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import IntEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from aiapi_shared.bus import Bus
+
+
+class ExitCode(IntEnum):
+    """The process exit status every aiapi service uses (docs/operations.md)."""
+
+    STOPPED = 0  # a graceful stop (SIGTERM or SIGINT)
+    FAILED = 1  # failed while running: NATS closed for good, a task died
+    REFUSED = 2  # refused to start: invalid settings or a configuration it will not run with
+    START_FAILED = 3  # start-up failed otherwise (a dependency unreachable, a port taken)
+
+
+class StartupRefused(Exception):
+    """Settings or configuration the service will not run with; the message names settings,
+    never their values."""
+
+
+class Service(Protocol):
+    """A service's lifecycle as the runner drives it.
+
+    ``start`` raises :class:`StartupRefused` (exit 2) or anything else (exit 3); ``stop`` is
+    called once whatever happened, also after a failed start. ``failed`` is set by the service
+    when it can no longer run (exit 1). ``bus`` is watched after start: its closing for good
+    (not during ``stop``) also means exit 1.
+    """
+
+    failed: asyncio.Event
+
+    @property
+    def bus(self) -> Bus | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ready(self) -> bool:
+        """Whether it can serve now (readiness); may touch NATS or PostgreSQL."""
+        ...
+
+    def render_metrics(self) -> bytes:
+        """Prometheus text exposition of the process's metrics (empty: none kept)."""
+        ...

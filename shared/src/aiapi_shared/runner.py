@@ -1,0 +1,287 @@
+"""The one way an aiapi service process runs (I/O: signals, sockets, uvicorn).
+
+Order: the internal listener (liveness, readiness, metrics) opens first, so an orchestrator
+sees a live process while it starts; then ``service.start()``; then the public listeners.
+It runs until SIGTERM or SIGINT, the service's ``failed`` event, NATS closing for good, or a
+listener stopping by itself. Then readiness turns 503, the public listeners stop accepting and
+drain (bounded by ``graceful_s``), the service stops, and the internal listener closes last.
+Exit status: :class:`~aiapi_shared.lifecycle.ExitCode`.
+
+uvicorn's options live here once: uvloop (the runner's loop), httptools, no access log, no
+``server`` header, no log config of its own (the JSON logs of :mod:`aiapi_shared.logs`), no
+lifespan (the runner starts and stops the service), and no signal handling (the runner's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+import uvicorn
+import uvloop
+from pydantic import ValidationError
+
+from aiapi_shared.lifecycle import ExitCode, Service, StartupRefused
+from aiapi_shared.logs import configure_logging
+from aiapi_shared.probes import Probes
+from aiapi_shared.settings import BaseServiceSettings
+
+log = logging.getLogger("aiapi.runner")
+
+S = TypeVar("S", bound=BaseServiceSettings)
+
+_UVICORN: dict[str, Any] = {
+    "loop": "none",  # the runner's uvloop is already running
+    "http": "httptools",
+    "lifespan": "off",
+    "access_log": False,
+    "log_config": None,
+    "server_header": False,
+    "proxy_headers": False,  # no X-Forwarded-* rewriting on every request
+}
+_INTERNAL_GRACE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One HTTP listener: an ASGI app on an address, with uvicorn options of its own."""
+
+    name: str
+    app: Any
+    host: str
+    port: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one process runs: its service, its listeners, its internal listener's address."""
+
+    name: str
+    service: Service
+    listeners: tuple[Listener, ...]
+    internal: tuple[str, int] | None
+    instance_id: str
+    log_level: str = "INFO"
+    start_timeout_s: float = 120.0
+    graceful_s: float = 10.0
+
+    @classmethod
+    def of(
+        cls, settings: BaseServiceSettings, service: Service, *listeners: Listener, **extra: Any
+    ) -> Plan:
+        return cls(
+            name=settings.service_name,
+            service=service,
+            listeners=listeners,
+            internal=(settings.internal_host, settings.internal_port),
+            instance_id=settings.instance_id or secrets.token_hex(8),
+            log_level=settings.log_level,
+            start_timeout_s=settings.start_timeout_s,
+            **extra,
+        )
+
+
+def load_settings(settings_type: type[S]) -> S:
+    """The settings from the environment; invalid or missing ones refuse the start, by name
+    and error type only (pydantic's own message would repeat the value, maybe a secret)."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"AIAPI_{'.'.join(str(p) for p in e['loc']).upper()}: {e['type']}"
+            for e in error.errors()
+        )
+        raise StartupRefused(f"invalid or missing settings: {problems}") from None
+
+
+def launch(build: Callable[[], Plan]) -> NoReturn:
+    """``python -m aiapi_<service>``: build the plan (refusals exit 2), run it, exit."""
+    configure_logging("INFO")
+    try:
+        plan = build()
+    except StartupRefused as refusal:
+        log.error("refusing to start: %s", refusal)
+        sys.exit(ExitCode.REFUSED)
+    configure_logging(plan.log_level)
+    sys.exit(uvloop.run(serve(plan)))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0: a free one), bound before serving so a taken port is a
+    start-up failure the runner reports, not uvicorn's ``sys.exit`` inside a task."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(4096)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: the runner owns SIGTERM and SIGINT (uvicorn would
+    re-raise the signal after a graceful stop, and the process would not exit 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class _Serving:
+    server: _Server
+    task: asyncio.Task[None]
+    sock: socket.socket
+
+    @classmethod
+    def open(cls, app: Any, sock: socket.socket, grace_s: float, **options: Any) -> _Serving:
+        config = uvicorn.Config(
+            app, **{**_UVICORN, "timeout_graceful_shutdown": grace_s, **options}
+        )
+        server = _Server(config)
+        return cls(server, asyncio.create_task(server.serve(sockets=[sock])), sock)
+
+    async def close(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await self.task
+        self.sock.close()
+
+
+@dataclass
+class _State:
+    started: bool = False
+    stopping: bool = False
+
+
+async def serve(plan: Plan, stop: asyncio.Event | None = None) -> int:
+    """Run ``plan`` until it stops; the exit status. ``stop`` (tests running a service in a
+    thread, where signals cannot be caught) asks for the graceful stop a signal would."""
+    loop = asyncio.get_running_loop()
+    stopping = stop or asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT) if _main_thread() else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stopping.set)
+    state = _State()
+    internal: _Serving | None = None
+    try:
+        if plan.internal is not None:
+            try:
+                sock = listen(*plan.internal)
+            except OSError as error:
+                log.error("cannot listen on %s:%s (internal): %s", *plan.internal, error)
+                return ExitCode.START_FAILED
+            internal = _Serving.open(_probes(plan, state), sock, _INTERNAL_GRACE_S)
+        return await _run(plan, stopping, state)
+    finally:
+        if internal is not None:
+            await internal.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _probes(plan: Plan, state: _State) -> Probes:
+    async def ready() -> bool:
+        return state.started and not state.stopping and await plan.service.ready()
+
+    return Probes(plan.name, plan.instance_id, ready, plan.service.render_metrics)
+
+
+async def _run(plan: Plan, stopping: asyncio.Event, state: _State) -> int:
+    service = plan.service
+    stop_requested = asyncio.create_task(stopping.wait())
+    watchers: set[asyncio.Task[Any]] = {stop_requested}
+    try:
+        code = await _start(plan, stop_requested)
+        if code is not None:
+            await _stop(plan)
+            return code
+        try:
+            serving = [
+                _Serving.open(lst.app, listen(lst.host, lst.port), plan.graceful_s, **lst.options)
+                for lst in plan.listeners
+            ]
+        except OSError as error:
+            log.error("%s cannot listen: %s", plan.name, error)
+            await _stop(plan)
+            return ExitCode.START_FAILED
+        state.started = True
+        log.info(
+            "%s serving",
+            plan.name,
+            extra={"listeners": {lst.name: lst.port for lst in plan.listeners}},
+        )
+        failed = asyncio.create_task(service.failed.wait())
+        watchers |= {failed, *(s.task for s in serving)}
+        bus = service.bus
+        closed = asyncio.create_task(bus.closed.wait()) if bus is not None else None
+        if closed is not None:
+            watchers.add(closed)
+        await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+        code = ExitCode.STOPPED if stopping.is_set() else ExitCode.FAILED
+        if code is ExitCode.FAILED:
+            reason = "NATS connection closed for good" if closed and closed.done() else (
+                "the service failed" if failed.done() else "a listener stopped"
+            )  # fmt: skip
+            log.error("%s: %s; exiting", plan.name, reason)
+        state.stopping = True
+        await asyncio.gather(*(s.close() for s in serving))
+        await _stop(plan)
+        log.info("%s stopped", plan.name, extra={"exit_code": int(code)})
+        return code
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+
+
+async def _start(plan: Plan, stop_requested: asyncio.Task[Any]) -> ExitCode | None:
+    """``service.start()``, unless a signal or the start-up time limit comes first (NATS
+    connects retrying forever, so an unreachable NATS is caught here); None when it started."""
+    starting = asyncio.create_task(plan.service.start())
+    await asyncio.wait(
+        {starting, stop_requested},
+        timeout=plan.start_timeout_s,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(BaseException):
+            await starting
+        if stop_requested.done():
+            log.info("%s stopped while starting", plan.name)
+            return ExitCode.STOPPED
+        log.error("%s could not start: not started after %.0f s", plan.name, plan.start_timeout_s)
+        return ExitCode.START_FAILED
+    error = starting.exception()
+    if error is None:
+        return None
+    if isinstance(error, StartupRefused):
+        log.error("%s refuses to start: %s", plan.name, error)
+        return ExitCode.REFUSED
+    log.error("%s could not start", plan.name, exc_info=error)
+    return ExitCode.START_FAILED
+
+
+async def _stop(plan: Plan) -> None:
+    try:
+        await plan.service.stop()
+    except Exception:
+        log.exception("%s failed while stopping", plan.name)
