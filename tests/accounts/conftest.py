@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiapi_accounts.app import create_app
+from aiapi_accounts.app import create_admin_app, create_app
 from aiapi_accounts.service import Service
 from aiapi_accounts.settings import AccountsSettings
 from aiapi_shared.bus import Bus, BusTimeout, KeyValue
@@ -39,14 +39,18 @@ def make_settings(database_url: str, nats_url: str, **overrides: object) -> Acco
 
 @dataclass
 class Running:
+    """The service started, with a client on its public app and one on its operator app."""
+
     client: httpx.AsyncClient
+    admin: httpx.AsyncClient
     service: Service
     kv: KeyValue
     bus: Bus
-    app: Starlette
+    app: Starlette  # the public app
+    admin_app: Starlette
 
     async def new_account(self, email: str = "alice@example.com", plan: str = "basic") -> str:
-        answer = await self.client.post(
+        answer = await self.admin.post(
             "/admin/v1/accounts", json={"email": email, "plan": plan}, headers=ADMIN
         )
         assert answer.status_code == 201, answer.text
@@ -54,7 +58,7 @@ class Running:
         return account_id
 
     async def new_key(self, account_id: str, name: str = "laptop") -> dict[str, str]:
-        answer = await self.client.post(
+        answer = await self.admin.post(
             f"/admin/v1/accounts/{account_id}/keys", json={"name": name}, headers=ADMIN
         )
         assert answer.status_code == 201, answer.text
@@ -82,25 +86,39 @@ async def running(database_url: str, nats_url: str, bus: Bus) -> AsyncIterator[R
 
 
 class run_app:  # noqa: N801 (used like a function: ``async with run_app(...)``)
+    """The service started as the runner starts it, its two apps behind ASGI clients."""
+
     def __init__(self, settings: AccountsSettings, bus: Bus) -> None:
         self._service = Service(settings)
-        self._app = create_app(settings, self._service)
+        self._public = create_app(settings, self._service)
+        self._admin = create_admin_app(settings, self._service)
         self._bus = bus
-        self._lifespan = self._app.router.lifespan_context(self._app)
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
+
+    def _client(self, app: Starlette) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://accounts.test"
+        )
+        self._clients.append(client)
+        return client
 
     async def __aenter__(self) -> Running:
-        await self._lifespan.__aenter__()
-        self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self._app), base_url="https://accounts.test"
-        )
+        await self._service.start()
         kv = await self._bus.ensure_kv(KEYS_BUCKET)
-        return Running(self._client, self._service, kv, self._bus, self._app)
+        return Running(
+            self._client(self._public),
+            self._client(self._admin),
+            self._service,
+            kv,
+            self._bus,
+            self._public,
+            self._admin,
+        )
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._client is not None
-        await self._client.aclose()
-        await self._lifespan.__aexit__(None, None, None)
+        for client in self._clients:
+            await client.aclose()
+        await self._service.stop()
 
 
 async def respond(

@@ -14,7 +14,7 @@ from aiapi_shared import apikeys
 from aiapi_testkit.plugin import SpawnFn
 
 from tests.accounts.conftest import ADMIN_TOKEN
-from tests.accounts.test_process import ARGV, service_env
+from tests.accounts.test_process import ARGV, admin_url, ready_url, service_env
 
 
 async def run(
@@ -28,14 +28,9 @@ async def run(
 async def test_every_admin_subcommand_calls_its_route(
     database_url: str, nats_url: str, spawn: SpawnFn, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = free_port()
-    spawn(
-        ARGV,
-        env=service_env(database_url, nats_url, port),
-        health_url=f"http://127.0.0.1:{port}/healthz",
-        name="accounts",
-    )
-    env = {"AIAPI_ACCOUNTS_URL": f"http://127.0.0.1:{port}", "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN}
+    service = service_env(database_url, nats_url, free_port())
+    spawn(ARGV, env=service, health_url=ready_url(service), name="accounts")
+    env = {"AIAPI_ADMIN_URL": admin_url(service), "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN}
 
     code, created = await run(
         capsys, env, "accounts", "create", "--email", "cli@example.com", "--plan", "pro"
@@ -69,7 +64,7 @@ async def test_admin_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> Non
     assert admin_main(["nonsense"], environ={"AIAPI_ADMIN_TOKEN": "t"}) == 2
     unreachable = {
         "AIAPI_ADMIN_TOKEN": "t",
-        "AIAPI_ACCOUNTS_URL": f"http://127.0.0.1:{free_port()}",
+        "AIAPI_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
     }
     assert admin_main(["accounts", "get", "x"], environ=unreachable) == 2
     err = capsys.readouterr().err

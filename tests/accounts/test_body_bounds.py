@@ -45,7 +45,8 @@ async def call(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await running.app(scope(path, headers), receive, send)
+    app = running.admin_app if path.startswith("/admin/") else running.app
+    await app(scope(path, headers), receive, send)
     status = sent[0]["status"]
     body = b"".join(m.get("body", b"") for m in sent[1:])
     return status, body

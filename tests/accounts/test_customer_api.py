@@ -241,7 +241,7 @@ async def test_customers_cannot_touch_other_accounts_keys(running: Running) -> N
 async def test_a_suspended_account_cannot_create_keys_or_upgrade(running: Running) -> None:
     token = await running.signed_in()
     account_id = (await running.client.get("/api/v1/account")).json()["id"]
-    await running.client.patch(
+    await running.admin.patch(
         f"/admin/v1/accounts/{account_id}", json={"status": "suspended"}, headers=ADMIN
     )
     keys = await running.client.post(

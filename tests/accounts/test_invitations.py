@@ -23,15 +23,13 @@ from tests.accounts.conftest import (
     make_settings,
     run_app,
 )
-from tests.accounts.test_process import ARGV, service_env
+from tests.accounts.test_process import ARGV, admin_url, ready_url, service_env
 
 ACCEPT = "/api/v1/auth/accept-invitation"
 
 
 async def invite(running: Running, account_id: str) -> str:
-    answer = await running.client.post(
-        f"/admin/v1/accounts/{account_id}/invitations", headers=ADMIN
-    )
+    answer = await running.admin.post(f"/admin/v1/accounts/{account_id}/invitations", headers=ADMIN)
     assert answer.status_code == 201, answer.text
     assert answer.json()["expires_at"]
     token: str = answer.json()["token"]
@@ -85,10 +83,10 @@ async def test_accepting_ends_every_other_session(running: Running) -> None:
 
 
 async def test_unknown_account_is_404(running: Running) -> None:
-    answer = await running.client.post("/admin/v1/accounts/acc_missing/invitations", headers=ADMIN)
+    answer = await running.admin.post("/admin/v1/accounts/acc_missing/invitations", headers=ADMIN)
     assert answer.status_code == 404
     assert answer.json()["error"]["type"] == "not_found_error"
-    no_token = await running.client.post("/admin/v1/accounts/acc_missing/invitations")
+    no_token = await running.admin.post("/admin/v1/accounts/acc_missing/invitations")
     assert no_token.status_code == 401
 
 
@@ -168,9 +166,12 @@ async def test_bad_tokens_are_throttled_per_address(
 
 
 async def test_openapi_lists_both_routes(running: Running) -> None:
-    paths = (await running.client.get("/openapi.json")).json()["paths"]
-    assert "post" in paths["/admin/v1/accounts/{id}/invitations"]
-    assert "post" in paths[ACCEPT]
+    operator = (await running.admin.get("/openapi.json")).json()["paths"]
+    assert "post" in operator["/admin/v1/accounts/{id}/invitations"]
+    assert ACCEPT not in operator
+    customer = (await running.client.get("/openapi.json")).json()["paths"]
+    assert "post" in customer[ACCEPT]
+    assert not [path for path in customer if path.startswith("/admin/")]
 
 
 async def test_cli_invite_and_the_token_never_reaches_the_logs(
@@ -178,16 +179,16 @@ async def test_cli_invite_and_the_token_never_reaches_the_logs(
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = spawn(
-        ARGV,
-        env=service_env(database_url, nats_url, port),
-        health_url=f"{base}/healthz",
-        name="accounts",
-    )
-    env = {"AIAPI_ACCOUNTS_URL": base, "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN}
+    service = service_env(database_url, nats_url, port)
+    proc = spawn(ARGV, env=service, health_url=ready_url(service), name="accounts")
+    env = {"AIAPI_ADMIN_URL": admin_url(service), "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN}
     async with httpx.AsyncClient(base_url=base) as client:
         account = (
-            await client.post("/admin/v1/accounts", json={"email": "o@example.com"}, headers=ADMIN)
+            await client.post(
+                admin_url(service) + "/admin/v1/accounts",
+                json={"email": "o@example.com"},
+                headers=ADMIN,
+            )
         ).json()
         code = await asyncio.to_thread(
             admin_main, ["accounts", "invite", account["id"]], environ=env

@@ -37,16 +37,16 @@ async def test_revoke_suspend_and_plan_change_rewrite_the_records_before_answeri
     account_id = await running.new_account()
     first, second = await running.new_key(account_id, "a"), await running.new_key(account_id, "b")
     url = f"/admin/v1/accounts/{account_id}"
-    await running.client.delete(f"{url}/keys/{first['id']}", headers=ADMIN)
+    await running.admin.delete(f"{url}/keys/{first['id']}", headers=ADMIN)
     assert (await record(running, first["key"])).key_status == "revoked"
     assert (await record(running, second["key"])).usable
 
-    await running.client.patch(url, json={"status": "suspended"}, headers=ADMIN)
+    await running.admin.patch(url, json={"status": "suspended"}, headers=ADMIN)
     assert (await record(running, second["key"])).account_status == "suspended"
     assert not (await record(running, second["key"])).usable
 
-    await running.client.patch(url, json={"status": "active"}, headers=ADMIN)
-    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)
+    await running.admin.patch(url, json={"status": "active"}, headers=ADMIN)
+    await running.admin.patch(url, json={"plan": "pro"}, headers=ADMIN)
     rec = await record(running, second["key"])
     assert (rec.plan, rec.requests_per_minute, rec.usable) == ("pro", 500, True)
     # The revoked key stays revoked whatever else changes.
@@ -59,10 +59,10 @@ async def test_changes_are_published_once_each_with_the_event_id_as_msg_id(
     account_id = await running.new_account()
     key = await running.new_key(account_id, "ci")
     url = f"/admin/v1/accounts/{account_id}"
-    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)
-    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)  # no change, no event
-    await running.client.patch(url, json={"status": "suspended"}, headers=ADMIN)
-    await running.client.delete(f"{url}/keys/{key['id']}", headers=ADMIN)
+    await running.admin.patch(url, json={"plan": "pro"}, headers=ADMIN)
+    await running.admin.patch(url, json={"plan": "pro"}, headers=ADMIN)  # no change, no event
+    await running.admin.patch(url, json={"status": "suspended"}, headers=ADMIN)
+    await running.admin.delete(f"{url}/keys/{key['id']}", headers=ADMIN)
     events = await stream_events(running.bus)
     assert [s for s, _, _ in events] == [
         "accounts.v1.account.created",

@@ -43,20 +43,20 @@ async def test_every_operator_route_requires_the_operator_token(
 ) -> None:
     headers = {"authorization": header} if header else {}
     for method, path in ROUTES:
-        answer = await running.client.request(method, path, json={}, headers=headers)
+        answer = await running.admin.request(method, path, json={}, headers=headers)
         assert answer.status_code == 401, (method, path)
         assert answer.json()["error"]["type"] == "authentication_error"
 
 
 async def test_create_account_answers_201_with_id_email_plan(running: Running) -> None:
-    answer = await running.client.post(
+    answer = await running.admin.post(
         "/admin/v1/accounts", json={"email": " Carol@Example.COM ", "plan": "pro"}, headers=ADMIN
     )
     assert answer.status_code == 201
     body = answer.json()
     assert body["id"].startswith("acc_")
     assert (body["email"], body["plan"], body["status"]) == ("carol@example.com", "pro", "active")
-    basic = await running.client.post(
+    basic = await running.admin.post(
         "/admin/v1/accounts", json={"email": "dan@example.com"}, headers=ADMIN
     )
     assert basic.json()["plan"] == "basic"
@@ -74,14 +74,14 @@ async def test_create_account_answers_201_with_id_email_plan(running: Running) -
 )
 async def test_create_account_refuses_a_bad_body(running: Running, body: Any) -> None:
     kwargs: dict[str, Any] = {"content": body} if isinstance(body, str) else {"json": body}
-    answer = await running.client.post("/admin/v1/accounts", headers=ADMIN, **kwargs)
+    answer = await running.admin.post("/admin/v1/accounts", headers=ADMIN, **kwargs)
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "invalid_request_error"
 
 
 async def test_create_account_with_a_taken_email_is_a_conflict(running: Running) -> None:
     await running.new_account("erin@example.com")
-    answer = await running.client.post(
+    answer = await running.admin.post(
         "/admin/v1/accounts", json={"email": "ERIN@example.com"}, headers=ADMIN
     )
     assert answer.status_code == 409
@@ -91,7 +91,7 @@ async def test_create_account_with_a_taken_email_is_a_conflict(running: Running)
 async def test_get_account_carries_plan_status_and_balances_from_billing(running: Running) -> None:
     account_id = await running.new_account()
     seen = await respond(running.bus, billing_api.ACCOUNT_SUBJECT, balance_reply)
-    answer = await running.client.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
+    answer = await running.admin.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
     assert answer.status_code == 200
     body = answer.json()
     assert body["id"] == account_id
@@ -101,14 +101,14 @@ async def test_get_account_carries_plan_status_and_balances_from_billing(running
 
 
 async def test_get_unknown_account_is_404(running: Running) -> None:
-    answer = await running.client.get("/admin/v1/accounts/acc_missing", headers=ADMIN)
+    answer = await running.admin.get("/admin/v1/accounts/acc_missing", headers=ADMIN)
     assert answer.status_code == 404
     assert answer.json()["error"]["type"] == "not_found_error"
 
 
 async def test_get_account_while_billing_is_down_is_503(running: Running) -> None:
     account_id = await running.new_account()
-    answer = await running.client.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
+    answer = await running.admin.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
     assert answer.status_code == 503
     assert answer.json()["error"]["type"] == "api_error"
 
@@ -117,12 +117,12 @@ async def test_patch_sets_plan_and_status(running: Running) -> None:
     account_id = await running.new_account()
     await respond(running.bus, billing_api.ACCOUNT_SUBJECT, balance_reply)
     url = f"/admin/v1/accounts/{account_id}"
-    answer = await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)
+    answer = await running.admin.patch(url, json={"plan": "pro"}, headers=ADMIN)
     assert answer.status_code == 200
     assert (answer.json()["plan"], answer.json()["balance_usd"]) == ("pro", "12.50")
-    answer = await running.client.patch(url, json={"status": "suspended"}, headers=ADMIN)
+    answer = await running.admin.patch(url, json={"status": "suspended"}, headers=ADMIN)
     assert (answer.json()["plan"], answer.json()["status"]) == ("pro", "suspended")
-    answer = await running.client.patch(
+    answer = await running.admin.patch(
         url, json={"status": "active", "plan": "basic"}, headers=ADMIN
     )
     assert (answer.json()["plan"], answer.json()["status"]) == ("basic", "active")
@@ -131,14 +131,12 @@ async def test_patch_sets_plan_and_status(running: Running) -> None:
 @pytest.mark.parametrize("body", [{}, {"status": "deleted"}, {"plan": "gold"}, {"email": "x@y.z"}])
 async def test_patch_refuses_a_bad_body(running: Running, body: dict[str, Any]) -> None:
     account_id = await running.new_account()
-    answer = await running.client.patch(
-        f"/admin/v1/accounts/{account_id}", json=body, headers=ADMIN
-    )
+    answer = await running.admin.patch(f"/admin/v1/accounts/{account_id}", json=body, headers=ADMIN)
     assert answer.status_code == 400
 
 
 async def test_patch_unknown_account_is_404(running: Running) -> None:
-    answer = await running.client.patch(
+    answer = await running.admin.patch(
         "/admin/v1/accounts/acc_missing", json={"plan": "pro"}, headers=ADMIN
     )
     assert answer.status_code == 404
@@ -155,13 +153,13 @@ async def test_adjustment_is_201_with_the_new_balance_and_forwards_the_idempoten
     seen = await respond(running.bus, billing_api.ADJUST_SUBJECT, adjust_reply)
     url = f"/admin/v1/accounts/{account_id}/adjustments"
     body = {"amount_usd": "10.00", "reason": "welcome credit"}
-    answer = await running.client.post(
+    answer = await running.admin.post(
         url, json=body, headers={**ADMIN, "Idempotency-Key": "retry-me"}
     )
     assert answer.status_code == 201
     assert answer.json()["balance_usd"] == "20.00"
     assert answer.json()["available_usd"] == "19.00"
-    await running.client.post(url, json=body, headers={**ADMIN, "Idempotency-Key": "retry-me"})
+    await running.admin.post(url, json=body, headers={**ADMIN, "Idempotency-Key": "retry-me"})
     assert seen[0]["amount"] == "10.00"
     assert seen[0]["reason"] == "welcome credit"
     # The same header gives billing the same key: billing applies it once.
@@ -174,7 +172,7 @@ async def test_adjustments_without_the_header_are_each_a_new_adjustment(running:
     seen = await respond(running.bus, billing_api.ADJUST_SUBJECT, adjust_reply)
     url = f"/admin/v1/accounts/{account_id}/adjustments"
     for _ in range(2):
-        answer = await running.client.post(
+        answer = await running.admin.post(
             url, json={"amount_usd": "-1.5", "reason": "refund"}, headers=ADMIN
         )
         assert answer.status_code == 201
@@ -195,7 +193,7 @@ async def test_adjustments_without_the_header_are_each_a_new_adjustment(running:
 )
 async def test_adjustment_refuses_a_bad_body(running: Running, body: dict[str, Any]) -> None:
     account_id = await running.new_account()
-    answer = await running.client.post(
+    answer = await running.admin.post(
         f"/admin/v1/accounts/{account_id}/adjustments", json=body, headers=ADMIN
     )
     assert answer.status_code == 400
@@ -207,13 +205,13 @@ async def test_adjustment_passes_billing_refusals_on_and_503_when_billing_is_dow
     account_id = await running.new_account()
     url = f"/admin/v1/accounts/{account_id}/adjustments"
     body = {"amount_usd": "-100.00", "reason": "debit"}
-    down = await running.client.post(url, json=body, headers=ADMIN)
+    down = await running.admin.post(url, json=body, headers=ADMIN)
     assert down.status_code == 503
     refusal = billing_api.ApiError(
         error="insufficient_balance", message="the balance cannot cover it", status=402
     )
     await respond(running.bus, billing_api.ADJUST_SUBJECT, lambda _: refusal)
-    answer = await running.client.post(url, json=body, headers=ADMIN)
+    answer = await running.admin.post(url, json=body, headers=ADMIN)
     assert answer.status_code == 402
     assert answer.json() == {
         "error": {"type": "insufficient_balance", "message": "the balance cannot cover it"}
@@ -221,7 +219,7 @@ async def test_adjustment_passes_billing_refusals_on_and_503_when_billing_is_dow
 
 
 async def test_adjustment_for_an_unknown_account_is_404(running: Running) -> None:
-    answer = await running.client.post(
+    answer = await running.admin.post(
         "/admin/v1/accounts/acc_missing/adjustments",
         json={"amount_usd": "1.00", "reason": "x"},
         headers=ADMIN,
@@ -235,21 +233,21 @@ async def test_issue_key_shows_a_well_formed_key_once(running: Running) -> None:
     assert body["id"].startswith("key_")
     assert apikeys.is_well_formed(body["key"])
     assert body["name"] == "ci"
-    listing = await running.client.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
+    listing = await running.admin.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
     assert body["key"] not in listing.text
 
 
 @pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": "x" * 101}])
 async def test_issue_key_refuses_a_bad_body(running: Running, body: dict[str, Any]) -> None:
     account_id = await running.new_account()
-    answer = await running.client.post(
+    answer = await running.admin.post(
         f"/admin/v1/accounts/{account_id}/keys", json=body, headers=ADMIN
     )
     assert answer.status_code == 400
 
 
 async def test_issue_key_for_an_unknown_account_is_404(running: Running) -> None:
-    answer = await running.client.post(
+    answer = await running.admin.post(
         "/admin/v1/accounts/acc_missing/keys", json={"name": "x"}, headers=ADMIN
     )
     assert answer.status_code == 404
@@ -260,18 +258,18 @@ async def test_revoke_key_is_204_and_unknown_keys_are_404(running: Running) -> N
     other_id = await running.new_account("other@example.com")
     key = await running.new_key(account_id)
     url = f"/admin/v1/accounts/{account_id}/keys/{key['id']}"
-    assert (await running.client.delete(url, headers=ADMIN)).status_code == 204
-    assert (await running.client.delete(url, headers=ADMIN)).status_code == 204  # idempotent
-    missing = await running.client.delete(
+    assert (await running.admin.delete(url, headers=ADMIN)).status_code == 204
+    assert (await running.admin.delete(url, headers=ADMIN)).status_code == 204  # idempotent
+    missing = await running.admin.delete(
         f"/admin/v1/accounts/{account_id}/keys/key_missing", headers=ADMIN
     )
     assert missing.status_code == 404
     # A key id under another account is not that account's key.
-    wrong_owner = await running.client.delete(
+    wrong_owner = await running.admin.delete(
         f"/admin/v1/accounts/{other_id}/keys/{key['id']}", headers=ADMIN
     )
     assert wrong_owner.status_code == 404
-    no_account = await running.client.delete(
+    no_account = await running.admin.delete(
         f"/admin/v1/accounts/acc_missing/keys/{key['id']}", headers=ADMIN
     )
     assert no_account.status_code == 404
@@ -280,7 +278,7 @@ async def test_revoke_key_is_204_and_unknown_keys_are_404(running: Running) -> N
 async def test_deposit_lists_are_503_while_payments_does_not_answer(running: Running) -> None:
     account_id = await running.new_account()
     for tail in ("deposit-addresses", "deposits"):
-        answer = await running.client.get(f"/admin/v1/accounts/{account_id}/{tail}", headers=ADMIN)
+        answer = await running.admin.get(f"/admin/v1/accounts/{account_id}/{tail}", headers=ADMIN)
         assert answer.status_code == 503, tail  # never "no deposits" for money that was sent
         assert answer.json()["error"]["type"] == "api_error"
 
@@ -292,7 +290,7 @@ async def test_deposit_lists_are_empty_where_payments_is_not_deployed(
     async with run_app(settings, bus) as running:
         account_id = await running.new_account()
         for tail in ("deposit-addresses", "deposits"):
-            answer = await running.client.get(
+            answer = await running.admin.get(
                 f"/admin/v1/accounts/{account_id}/{tail}", headers=ADMIN
             )
             assert (answer.status_code, answer.json()) == (200, [])
@@ -314,21 +312,21 @@ async def test_deposit_lists_come_from_payments(running: Running) -> None:
     await respond(running.bus, payments_api.ADDRESSES_SUBJECT, lambda _: {"addresses": [address]})
     await respond(running.bus, payments_api.DEPOSITS_SUBJECT, lambda _: {"deposits": [deposit]})
     base = f"/admin/v1/accounts/{account_id}"
-    addresses = await running.client.get(f"{base}/deposit-addresses", headers=ADMIN)
+    addresses = await running.admin.get(f"{base}/deposit-addresses", headers=ADMIN)
     assert addresses.json() == [address]
-    deposits = (await running.client.get(f"{base}/deposits", headers=ADMIN)).json()
+    deposits = (await running.admin.get(f"{base}/deposits", headers=ADMIN)).json()
     assert len(deposits) == 1
     assert {k: deposits[0][k] for k in deposit} == deposit
 
 
 async def test_deposit_lists_of_an_unknown_account_are_404(running: Running) -> None:
     for tail in ("deposit-addresses", "deposits"):
-        answer = await running.client.get(f"/admin/v1/accounts/acc_missing/{tail}", headers=ADMIN)
+        answer = await running.admin.get(f"/admin/v1/accounts/acc_missing/{tail}", headers=ADMIN)
         assert answer.status_code == 404
 
 
 async def test_set_rate_is_503_while_payments_is_not_running(running: Running) -> None:
-    answer = await running.client.post(
+    answer = await running.admin.post(
         "/admin/v1/rates", json={"asset": "ETH", "usd": "3000.00"}, headers=ADMIN
     )
     assert answer.status_code == 503
@@ -339,7 +337,7 @@ async def test_set_rate_forwards_to_payments_and_answers_201(running: Running) -
         return {**request, "set_at": datetime(2026, 11, 27, tzinfo=UTC).isoformat()}
 
     seen = await respond(running.bus, payments_api.SET_RATE_SUBJECT, reply)
-    answer = await running.client.post(
+    answer = await running.admin.post(
         "/admin/v1/rates", json={"asset": "ETH", "usd": "3000.00"}, headers=ADMIN
     )
     assert answer.status_code == 201
@@ -351,7 +349,7 @@ async def test_set_rate_forwards_to_payments_and_answers_201(running: Running) -
     "body", [{"asset": "DOGE", "usd": "1.00"}, {"asset": "BTC", "usd": 60000}, {"asset": "BTC"}]
 )
 async def test_set_rate_refuses_a_bad_body(running: Running, body: dict[str, Any]) -> None:
-    answer = await running.client.post("/admin/v1/rates", json=body, headers=ADMIN)
+    answer = await running.admin.post("/admin/v1/rates", json=body, headers=ADMIN)
     assert answer.status_code == 400
 
 
@@ -406,19 +404,20 @@ async def test_the_sweep_plan_forwards_the_destinations_and_passes_refusals_on(
 
 
 async def test_openapi_and_docs_are_served(running: Running) -> None:
-    spec = (await running.client.get("/openapi.json")).json()
+    spec = (await running.admin.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]["/admin/v1/accounts/{id}"]) == {"get", "patch"}
     assert "201" in spec["paths"]["/admin/v1/accounts/{id}/adjustments"]["post"]["responses"]
     assert "AdjustmentBody" in spec["components"]["schemas"]
-    docs = await running.client.get("/docs")
+    docs = await running.admin.get("/docs")
     assert docs.status_code == 200
     assert "/admin/v1/rates" in docs.text
+    assert "/api/v1/" not in docs.text  # the customer API is documented on its own port
 
 
 async def test_unknown_routes_and_methods_answer_json_errors(running: Running) -> None:
-    missing = await running.client.get("/admin/v1/nothing", headers=ADMIN)
+    missing = await running.admin.get("/admin/v1/nothing", headers=ADMIN)
     assert (missing.status_code, missing.json()["error"]["type"]) == (404, "not_found_error")
-    wrong = await running.client.put("/admin/v1/accounts", headers=ADMIN)
+    wrong = await running.admin.put("/admin/v1/accounts", headers=ADMIN)
     assert wrong.status_code == 405
     assert "error" in wrong.json()

@@ -1,6 +1,7 @@
 """`python -m aiapi_accounts` as a real process: it refuses to start without an operator token,
-resyncs the key records in KV at start after a crash, stops gracefully on SIGTERM, and its logs
-hold no key, password, session cookie or operator token."""
+serves the operator API on its admin port only, resyncs the key records in KV at start after a
+crash, stops gracefully on SIGTERM, and its logs hold no key, password, session cookie or
+operator token."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ ARGV = [sys.executable, "-m", "aiapi_accounts"]
 
 
 def service_env(database_url: str, nats_url: str, port: int) -> dict[str, str]:
+    """The process's environment: the customer API on ``port``, free admin and internal ports."""
     return {
         "AIAPI_DATABASE_URL": database_url,
         "AIAPI_NATS_URL": nats_url,
         "AIAPI_ACCOUNTS_PORT": str(port),
+        "AIAPI_ADMIN_PORT": str(free_port()),
+        "AIAPI_INTERNAL_PORT": str(free_port()),
         "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN,
         "AIAPI_ARGON2_TIME_COST": "1",
         "AIAPI_ARGON2_MEMORY_KIB": "1024",
@@ -33,26 +37,58 @@ def service_env(database_url: str, nats_url: str, port: int) -> dict[str, str]:
     }
 
 
+def admin_url(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['AIAPI_ADMIN_PORT']}"
+
+
+def ready_url(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env['AIAPI_INTERNAL_PORT']}/readyz"
+
+
 def test_refuses_to_start_without_an_operator_token(database_url: str, nats_url: str) -> None:
     env = service_env(database_url, nats_url, free_port())
     env["AIAPI_ADMIN_TOKEN"] = ""
     done = subprocess.run(ARGV, env=env, capture_output=True, timeout=60, check=False)
-    assert done.returncode != 0
-    assert b"admin_token" in done.stderr
+    assert done.returncode == 2  # refused to start
+    assert b"AIAPI_ADMIN_TOKEN" in done.stderr
+
+
+async def test_the_operator_api_is_on_the_admin_port_only(
+    database_url: str, nats_url: str, spawn: SpawnFn
+) -> None:
+    port = free_port()
+    env = service_env(database_url, nats_url, port)
+    proc = spawn(ARGV, env=env, health_url=ready_url(env), name="accounts")
+    public = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(timeout=10) as http:
+        for path in ("/admin/v1/accounts", "/admin/v1/catalogue", "/healthz", "/metrics"):
+            answer = await http.get(public + path, headers=ADMIN)
+            assert answer.status_code == 404, path
+            assert answer.json()["error"]["type"] == "not_found_error"  # the accounts shape
+        created = await http.post(
+            admin_url(env) + "/admin/v1/accounts", json={"email": "p@example.com"}, headers=ADMIN
+        )
+        assert created.status_code == 201
+        assert (await http.get(admin_url(env) + "/api/v1/account")).status_code == 404
+        operator_docs = (await http.get(admin_url(env) + "/openapi.json")).json()
+        assert "/admin/v1/accounts" in operator_docs["paths"]
+        customer_docs = (await http.get(public + "/openapi.json")).json()
+        assert "/api/v1/account" in customer_docs["paths"]
+        assert (await http.get(proc.probe_url("/livez"))).status_code == 200
+    assert proc.listening_ports() == {
+        port,
+        int(env["AIAPI_ADMIN_PORT"]),
+        int(env["AIAPI_INTERNAL_PORT"]),
+    }
+    assert proc.stop() == 0
 
 
 async def test_a_restart_after_a_crash_resyncs_every_key_record(
     database_url: str, nats_url: str, bus: Bus, spawn: SpawnFn
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = spawn(
-        ARGV,
-        env=service_env(database_url, nats_url, port),
-        health_url=f"{base}/healthz",
-        name="accounts",
-    )
-    async with httpx.AsyncClient(base_url=base, headers=ADMIN) as client:
+    env = service_env(database_url, nats_url, free_port())
+    proc = spawn(ARGV, env=env, health_url=ready_url(env), name="accounts")
+    async with httpx.AsyncClient(base_url=admin_url(env), headers=ADMIN) as client:
         account = (await client.post("/admin/v1/accounts", json={"email": "k@example.com"})).json()
         url = f"/admin/v1/accounts/{account['id']}/keys"
         kept = (await client.post(url, json={"name": "kept"})).json()
@@ -84,22 +120,18 @@ async def test_logs_of_a_full_run_hold_no_secrets(
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = spawn(
-        ARGV,
-        env=service_env(database_url, nats_url, port),
-        health_url=f"{base}/healthz",
-        name="accounts",
-    )
+    env = service_env(database_url, nats_url, port)
+    proc = spawn(ARGV, env=env, health_url=ready_url(env), name="accounts")
     creds = {"email": "secret@example.com", "password": PASSWORD}
-    async with httpx.AsyncClient(base_url=base) as client:
-        assert (await client.get("/readyz")).status_code == 200
+    async with (
+        httpx.AsyncClient(base_url=base) as client,
+        httpx.AsyncClient(base_url=admin_url(env), headers=ADMIN) as operator,
+    ):
         account = (
-            await client.post("/admin/v1/accounts", json={"email": "a@example.com"}, headers=ADMIN)
+            await operator.post("/admin/v1/accounts", json={"email": "a@example.com"})
         ).json()
         issued = (
-            await client.post(
-                f"/admin/v1/accounts/{account['id']}/keys", json={"name": "k"}, headers=ADMIN
-            )
+            await operator.post(f"/admin/v1/accounts/{account['id']}/keys", json={"name": "k"})
         ).json()
         await client.post("/api/v1/auth/sign-up", json=creds)
         await client.post("/api/v1/auth/sign-in", json={**creds, "password": "wrong " + PASSWORD})
@@ -112,7 +144,9 @@ async def test_logs_of_a_full_run_hold_no_secrets(
                 "/api/v1/account/keys", json={"name": "m"}, headers={"x-csrf-token": csrf}
             )
         ).json()
-        await client.get("/admin/v1/accounts/x", headers={"authorization": f"Bearer {mine['key']}"})
+        await operator.get(
+            "/admin/v1/accounts/x", headers={"authorization": f"Bearer {mine['key']}"}
+        )
     assert proc.stop() == 0  # SIGTERM: a clean exit
     log = proc.log_text()
     assert "accounts service started" in log

@@ -9,5 +9,5 @@ async def test_smoke(running: Running) -> None:
     assert key["key"].startswith("sk-cc-")
     answer = await running.client.get("/openapi.json")
     assert answer.status_code == 200
-    answer = await running.client.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
+    answer = await running.admin.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
     assert answer.status_code == 503, answer.text

@@ -39,7 +39,7 @@ def billing_settings(database_url: str, nats_url: str, **overrides: Any) -> Bill
     values: dict[str, Any] = {
         "database_url": database_url,
         "nats_url": nats_url,
-        "billing_port": free_port("127.0.0.1"),
+        "internal_port": free_port("127.0.0.1"),
         "hold_sweep_interval_s": 0.2,
         **overrides,
     }
@@ -50,7 +50,7 @@ def billing_env(database_url: str, nats_url: str, port: int, **extra: str) -> di
     return {
         "AIAPI_DATABASE_URL": database_url,
         "AIAPI_NATS_URL": nats_url,
-        "AIAPI_BILLING_PORT": str(port),
+        "AIAPI_INTERNAL_PORT": str(port),
         "AIAPI_HOLD_SWEEP_INTERVAL_S": "0.2",
         **extra,
     }

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import httpx
 import psycopg
 from aiapi_billing.service import SCHEMA
 from aiapi_cli.embedded import EmbeddedPostgres
@@ -48,7 +49,7 @@ async def test_killed_after_commit_before_ack_bills_once_after_restart(
     spawn: SpawnFn, migrated: str, nats_url: str, bus: Bus
 ) -> None:
     port = free_port("127.0.0.1")
-    health = f"http://127.0.0.1:{port}/healthz"
+    health = f"http://127.0.0.1:{port}/readyz"
     env = billing_env(migrated, nats_url, port, AIAPI_CONSUMER_ACK_WAIT_S="2")
     crashing = spawn(
         BILLING, env={**env, "AIAPI_BILLING_CRASH_AFTER_COMMITS": "1"}, health_url=health,
@@ -75,7 +76,7 @@ async def test_postgres_outage_under_load_pauses_settlement_and_bills_every_even
     url = restartable_postgres.url
     port = free_port("127.0.0.1")
     env = billing_env(url, nats_url, port, AIAPI_CONSUMER_ACK_WAIT_S="5")
-    spawn(BILLING, env=env, health_url=f"http://127.0.0.1:{port}/healthz", name="billing-pg")
+    spawn(BILLING, env=env, health_url=f"http://127.0.0.1:{port}/readyz", name="billing-pg")
     events = [usage_event(f"acc_{i % 7}", output_tokens=100 + i) for i in range(300)]
 
     async def publish_all() -> None:
@@ -104,3 +105,31 @@ async def test_postgres_outage_under_load_pauses_settlement_and_bills_every_even
     assert stream.state.messages == len(events)  # nothing was terminated or lost on the way
     result = _audit(url)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_a_database_it_refuses_to_start_with_exit_2(nats_url: str) -> None:
+    env = billing_env("", nats_url, free_port("127.0.0.1"))
+    del env["AIAPI_DATABASE_URL"]
+    done = subprocess.run(BILLING, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "AIAPI_DATABASE_URL is required" in done.stderr
+
+
+async def test_its_only_listener_is_internal_and_sigterm_exits_0(
+    spawn: SpawnFn, migrated: str, nats_url: str, bus: Bus
+) -> None:
+    port = free_port("127.0.0.1")
+    env = billing_env(migrated, nats_url, port, AIAPI_INSTANCE_ID="billing-1")
+    proc = spawn(BILLING, env=env, health_url=f"http://127.0.0.1:{port}/readyz", name="billing")
+    await bus.publish_event(usage_event("acc_m", output_tokens=10))
+    async with httpx.AsyncClient(timeout=10) as http:
+        live = (await http.get(proc.probe_url("/livez"))).json()
+        assert live == {"status": "live", "service": "billing", "instance": "billing-1"}
+
+        async def settled() -> bool:
+            metrics = await http.get(proc.probe_url("/metrics"))
+            return "aiapi_billing_commits_total 1" in metrics.text
+
+        await eventually(settled)
+    assert proc.listening_ports() == {port}  # no public port
+    assert proc.stop() == 0

@@ -1,11 +1,13 @@
-"""The Starlette application: routes from the endpoint tables, errors mapped in one place,
-health, OpenAPI and its docs page. ``create_app(settings)`` is the only way to build it."""
+"""The Starlette applications: the customer API on the public port, the operator API on the
+admin port (each with its OpenAPI document and docs page), errors mapped in one place.
+``create_app`` and ``create_admin_app`` are the only ways to build them; the service is started
+and stopped by the runner, not by an app's lifespan. Health and metrics are on neither: they
+are on the internal listener (aiapi_shared.probes)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -37,6 +39,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     + routes_topup.ENDPOINTS
     + routes_usage.ENDPOINTS
 )
+# The operator API is every /admin/ route; it is served on its own listener only.
+OPERATOR = tuple(e for e in ENDPOINTS if e.path.startswith("/admin/"))
+CUSTOMER = tuple(e for e in ENDPOINTS if not e.path.startswith("/admin/"))
+_OPERATOR_ABOUT = "Operator API (/admin/v1, Authorization: Bearer $AIAPI_ADMIN_TOKEN)."
+_CUSTOMER_ABOUT = "Customer API (/api/v1, session cookie + X-CSRF-Token on writes)."
 
 
 def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
@@ -67,17 +74,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal_error", "internal error"), 500)
 
 
-def _routes(service: Service) -> list[BaseRoute]:
-    spec = openapi_document(ENDPOINTS, version=version("aiapi-accounts"))
-    page = docs_page(ENDPOINTS)
-
-    async def healthz(request: Request) -> Response:
-        ok = await service.healthy()
-        return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
-
-    async def readyz(request: Request) -> Response:
-        ok = service.ready and await service.healthy()
-        return JSONResponse({"status": "ready" if ok else "not ready"}, 200 if ok else 503)
+def _routes(endpoints: Sequence[Endpoint], title: str, about: str) -> list[BaseRoute]:
+    spec = openapi_document(endpoints, version=version("aiapi-accounts"), title=title, about=about)
+    page = docs_page(endpoints)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)
@@ -85,14 +84,11 @@ def _routes(service: Service) -> list[BaseRoute]:
     async def docs(request: Request) -> Response:
         return HTMLResponse(page)
 
-    routes = [Route(e.path, e.handler, methods=[e.method]) for e in ENDPOINTS]
+    routes = [Route(e.path, e.handler, methods=[e.method]) for e in endpoints]
     return [
         *_merge_methods(routes),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
-        *page_routes(),  # the customer dashboard at /
     ]
 
 
@@ -116,20 +112,9 @@ def _merge_methods(routes: list[Route]) -> list[Route]:
     return merged
 
 
-def create_app(settings: AccountsSettings, service: Service | None = None) -> Starlette:
-    service = service or Service(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.ctx = await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
+def _app(service: Service, routes: list[BaseRoute]) -> Starlette:
     app = Starlette(
-        routes=_routes(service),
-        lifespan=lifespan,
+        routes=routes,
         exception_handlers={
             AccountsError: _domain_error,
             404: _http_error,
@@ -140,3 +125,14 @@ def create_app(settings: AccountsSettings, service: Service | None = None) -> St
     )
     app.state.service = service
     return app
+
+
+def create_app(settings: AccountsSettings, service: Service) -> Starlette:
+    """The public port: the customer API and the dashboard."""
+    routes = _routes(CUSTOMER, "aiapi accounts: customer API", _CUSTOMER_ABOUT)
+    return _app(service, [*routes, *page_routes()])  # the customer dashboard at /
+
+
+def create_admin_app(settings: AccountsSettings, service: Service) -> Starlette:
+    """The admin port: the operator API, bound to loopback unless AIAPI_ADMIN_HOST says not."""
+    return _app(service, _routes(OPERATOR, "aiapi accounts: operator API", _OPERATOR_ABOUT))

@@ -31,7 +31,9 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def context(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
+    # Set by the service's start, which the runner awaits before it opens any listener.
+    ctx: Context | None = request.app.state.service.ctx
+    assert ctx is not None, "Service.start() first"
     return ctx
 
 

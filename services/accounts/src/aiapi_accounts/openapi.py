@@ -59,7 +59,9 @@ def _models(endpoints: Sequence[Endpoint]) -> list[type[BaseModel]]:
     return list(found.values())
 
 
-def openapi_document(endpoints: Sequence[Endpoint], *, version: str) -> dict[str, Any]:
+def openapi_document(
+    endpoints: Sequence[Endpoint], *, version: str, title: str, about: str
+) -> dict[str, Any]:
     pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (m, "validation" if _is_body(m, endpoints) else "serialization") for m in _models(endpoints)
     ]
@@ -70,10 +72,9 @@ def openapi_document(endpoints: Sequence[Endpoint], *, version: str) -> dict[str
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "aiapi accounts",
+            "title": title,
             "version": version,
-            "description": "Operator API (/admin/v1, bearer token) and customer API (/api/v1, "
-            "session cookie + X-CSRF-Token on writes). Errors: "
+            "description": f"{about} Errors: "
             '{"error": {"type", "message"}}. USD amounts are decimal strings.',
         },
         "paths": paths,

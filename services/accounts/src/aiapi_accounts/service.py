@@ -10,6 +10,7 @@ from aiapi_shared.bus import Bus, KeyValue
 from aiapi_shared.catalogue import Catalogue, default_catalogue
 from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.events.records_v1 import KEYS_BUCKET
+from aiapi_shared.lifecycle import StartupRefused
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync, repository
@@ -30,11 +31,11 @@ _PRUNE_EVERY_S = 600.0
 
 
 class Service:
-    """Started by the app's lifespan; ``ready`` once the key records are resynced."""
+    """Started by the runner; ``started`` once the key records are resynced."""
 
     def __init__(self, settings: AccountsSettings, catalogue: Catalogue | None = None) -> None:
         if settings.database_url is None:
-            raise ValueError("AIAPI_DATABASE_URL is required")
+            raise StartupRefused("AIAPI_DATABASE_URL is required")
         self.settings = settings
         self.catalogue = catalogue or default_catalogue()
         self._database_url = settings.database_url.get_secret_value()
@@ -44,7 +45,8 @@ class Service:
         self.bus: Bus | None = None
         self.relay: Relay | None = None
         self.ctx: Context | None = None
-        self.ready = False
+        self.started = False
+        self.failed = asyncio.Event()  # never set today: the runner watches NATS itself
 
     async def start(self) -> Context:
         await migrate(self._database_url, schema=SCHEMA, package="aiapi_accounts.migrations")
@@ -88,7 +90,7 @@ class Service:
         ).start(self._stop)
         self._tasks.append(asyncio.create_task(self._prune(accounts), name="prune"))
         self.relay.kick()  # deliver whatever a previous run left in the outbox
-        self.ready = True
+        self.started = True
         log.info("accounts service started")
         return self.ctx
 
@@ -106,6 +108,12 @@ class Service:
             except Exception as exc:  # noqa: BLE001 (housekeeping; the next round retries)
                 log.warning("pruning sign-in failures failed: %s", type(exc).__name__)
 
+    async def ready(self) -> bool:
+        return self.started and await self.healthy()
+
+    def render_metrics(self) -> bytes:
+        return b""  # no metrics of its own yet
+
     async def healthy(self) -> bool:
         if self.bus is None or self.pool is None or not self.bus.is_connected:
             return False
@@ -117,7 +125,7 @@ class Service:
         return True
 
     async def stop(self) -> None:
-        self.ready = False
+        self.started = False
         self._stop.set()
         for task in self._tasks:
             with contextlib.suppress(Exception):

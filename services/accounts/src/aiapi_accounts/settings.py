@@ -15,6 +15,11 @@ class AccountsSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "accounts"
 
     accounts_port: int = Field(default=8081, ge=0, le=65535)
+    # The operator API (/admin/v1 and its docs) listens apart from the customer API, on loopback
+    # unless set otherwise: exposing it is a decision, not a default.
+    admin_port: int = Field(default=8088, ge=0, le=65535)
+    admin_host: str = "127.0.0.1"
+    internal_port: int = Field(default=9081, ge=0, le=65535)
     # Required: the operator API has no anonymous mode, so the service refuses to start without it.
     admin_token: SecretStr
     # `aiapi up` on plain-HTTP localhost sets this false; browsers drop Secure cookies over HTTP.

@@ -3,45 +3,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from datetime import datetime
 
-import uvicorn
 import uvloop
 from aiapi_shared.logs import configure_logging
+from aiapi_shared.runner import Plan, launch, load_settings
 
-from aiapi_billing.app import create_app
 from aiapi_billing.service import SCHEMA, Service, prepare_database
 from aiapi_billing.settings import BillingSettings
 
 
-async def _serve(settings: BillingSettings) -> int:
-    service = Service(settings)
-    config = uvicorn.Config(
-        create_app(settings, service),
-        host=settings.host,
-        port=settings.billing_port,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not serving.done():
-        await asyncio.wait([serving], timeout=0.5)
-        if (
-            service.bus is not None
-            and service.bus.closed.is_set()
-            and not service.stop_event.is_set()
-        ):
-            server.should_exit = (
-                True  # NATS closed for good: exit non-zero, the supervisor restarts
-            )
-            await serving
-            return 1
-    return 0 if service.bus is not None else 1
+def plan() -> Plan:
+    """The service: no public listener (its API is on NATS), the internal one only."""
+    settings = load_settings(BillingSettings)
+    return Plan.of(settings, Service(settings))
 
 
 async def _audit(settings: BillingSettings) -> int:
@@ -89,14 +66,14 @@ async def _price(settings: BillingSettings, args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if not args:
+        launch(plan)
     settings = BillingSettings()
     configure_logging(settings.log_level)
     if args[:1] == ["audit"]:
         code = uvloop.run(_audit(settings))
     elif args[:1] == ["price"] and len(args) == 5:
         code = uvloop.run(_price(settings, args[1:]))
-    elif not args:
-        code = uvloop.run(_serve(settings))
     else:
         print(__doc__, file=sys.stderr)
         code = 2

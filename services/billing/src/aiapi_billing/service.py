@@ -53,6 +53,7 @@ class Service:
         self.settings = settings
         self.catalogue = catalogue or default_catalogue()
         self.stop_event = asyncio.Event()
+        self.failed = asyncio.Event()  # never set today: the runner watches NATS itself
         self.bus: Bus | None = None
         self.pool: AsyncConnectionPool | None = None
         self.admit_pool: AsyncConnectionPool | None = None
@@ -141,6 +142,17 @@ class Service:
             ),
         ]
         log.info("billing started")
+
+    async def ready(self) -> bool:
+        return await self.healthy()
+
+    def render_metrics(self) -> bytes:
+        """The settlement counters and the consumers' redelivery and dead-letter counters
+        (``aiapi_consumer_*_total``), in Prometheus text."""
+        counters = vars(self.consumers.counters) if self.consumers else {}
+        lines = [f"aiapi_billing_{name}_total {value}\n" for name, value in counters.items()]
+        consumers = self.bus.metrics.render() if self.bus is not None else b""
+        return "".join(lines).encode() + consumers
 
     async def healthy(self) -> bool:
         if self.bus is None or self.pool is None or not self.bus.is_connected:

@@ -1,9 +1,10 @@
-"""Billing's settings: where its database is, its health port, hold and balance thresholds."""
+"""Billing's settings: where its database is, its internal port, hold and balance thresholds."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from aiapi_shared.lifecycle import StartupRefused
 from aiapi_shared.money import Money
 from aiapi_shared.settings import BaseServiceSettings
 from pydantic import Field
@@ -12,7 +13,8 @@ from pydantic import Field
 class BillingSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "billing"
 
-    billing_port: int = 8082
+    # Billing's only listener is the internal one (liveness, readiness, metrics): its API is NATS.
+    internal_port: int = Field(default=9082, ge=0, le=65535)
     hold_ttl_s: int = Field(default=600, ge=5, description="an unsettled hold expires after this")
     hold_sweep_interval_s: float = Field(default=5.0, gt=0)
     # A lease (docs/billing.md, Leases) is admitted with for this long, then expires hold_ttl_s
@@ -35,5 +37,5 @@ class BillingSettings(BaseServiceSettings):
 
     def database_dsn(self) -> str:
         if self.database_url is None:
-            raise ValueError("AIAPI_DATABASE_URL is required by billing")
+            raise StartupRefused("AIAPI_DATABASE_URL is required by billing")
         return self.database_url.get_secret_value()

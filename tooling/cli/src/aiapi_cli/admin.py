@@ -1,6 +1,8 @@
 """``aiapi admin ...``: the operator API from a shell (prints the JSON answer).
 
-Reads ``AIAPI_ACCOUNTS_URL`` (default ``http://127.0.0.1:8081``) and ``AIAPI_ADMIN_TOKEN``.
+Reads ``AIAPI_ADMIN_URL``, the accounts service's operator listener (default
+``http://127.0.0.1:8088``, ``AIAPI_ADMIN_PORT``'s default; ``aiapi up`` prints it), and
+``AIAPI_ADMIN_TOKEN``.
 Exit status: 0 for a 2xx answer, 1 for an error answer (its JSON is printed all the same),
 2 for a usage error or an unreachable service.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8081"
+DEFAULT_URL = "http://127.0.0.1:8088"
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def admin_main(
         print("aiapi admin: set AIAPI_ADMIN_TOKEN (printed by `aiapi up`)", file=sys.stderr)
         return 2
     call = to_call(args)
-    url = env.get("AIAPI_ACCOUNTS_URL", DEFAULT_URL).rstrip("/")
+    url = env.get("AIAPI_ADMIN_URL", DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {token}", **(call.headers or {})}
     try:
         with httpx.Client(base_url=url, timeout=call.timeout_s, transport=transport) as client:

@@ -6,6 +6,7 @@ a service environment a free ``AIAPI_INTERNAL_PORT`` and the readiness URL to wa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,6 +48,23 @@ class ServiceProcess:
         assert self.health_url is not None
         parts = urlsplit(self.health_url)
         return f"{parts.scheme}://{parts.netloc}{path}"
+
+    def listening_ports(self) -> set[int]:
+        """The TCP ports the process listens on (Linux: its sockets matched in /proc)."""
+        assert self.pid is not None
+        sockets = set()
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    sockets.add(target[len("socket:[") : -1])
+        ports = set()
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{self.pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in sockets:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        return ports
 
     @property
     def pid(self) -> int | None:
