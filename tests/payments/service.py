@@ -24,7 +24,7 @@ def payments_env(database_url: str, nats_url: str, **extra: str) -> dict[str, st
     return {
         "AIAPI_DATABASE_URL": database_url,
         "AIAPI_NATS_URL": nats_url,
-        "AIAPI_PAYMENTS_PORT": str(port),
+        "AIAPI_INTERNAL_PORT": str(port),
         "AIAPI_PRICE_SOURCES": "",
         "AIAPI_ETH_POLL_INTERVAL_S": "0.2",
         "AIAPI_BTC_POLL_INTERVAL_S": "0.2",
@@ -34,7 +34,8 @@ def payments_env(database_url: str, nats_url: str, **extra: str) -> dict[str, st
 
 
 def health_url(env: Mapping[str, str]) -> str:
-    return f"http://127.0.0.1:{env['AIAPI_PAYMENTS_PORT']}/healthz"
+    """Readiness on the internal listener, payments' only one."""
+    return f"http://127.0.0.1:{env['AIAPI_INTERNAL_PORT']}/readyz"
 
 
 def start(spawn: Callable[..., ServiceProcess], env: dict[str, str]) -> ServiceProcess:

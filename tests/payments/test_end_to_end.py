@@ -66,9 +66,9 @@ async def test_a_usdt_transfer_raises_the_billing_balance_exactly_once(
         env={
             "AIAPI_DATABASE_URL": database_url,
             "AIAPI_NATS_URL": nats_url,
-            "AIAPI_BILLING_PORT": str(billing_port),
+            "AIAPI_INTERNAL_PORT": str(billing_port),
         },
-        health_url=f"http://127.0.0.1:{billing_port}/healthz",
+        health_url=f"http://127.0.0.1:{billing_port}/readyz",
         name="billing",
     )
     token = await chain.deploy_token()

@@ -116,8 +116,9 @@ async def test_with_no_chain_configured_it_runs_and_answers_empty_lists(
     env = payments_env(database_url, nats_url)
     process = start(spawn, env)
     async with httpx.AsyncClient() as client:
-        ready = await client.get(health_url(env).replace("healthz", "readyz"))
-    assert ready.status_code == 200 and ready.json()["networks"] == []
+        ready = await client.get(health_url(env))
+    assert ready.status_code == 200 and ready.json()["service"] == "payments"
+    assert process.listening_ports() == {int(env["AIAPI_INTERNAL_PORT"])}  # no public port
     account = AccountQuery(account_id="acc_1")
     assert (await ask(bus, ADDRESSES_SUBJECT, account, AddressesReply)).addresses == []
     assert (await ask(bus, DEPOSITS_SUBJECT, account, DepositsReply)).deposits == []

@@ -72,6 +72,7 @@ class Plan:
     internal: tuple[str, int] | None
     instance_id: str
     log_level: str = "INFO"
+    redact: tuple[str, ...] = ()  # values never to appear in a log line (aiapi_shared.logs)
     start_timeout_s: float = 120.0
     graceful_s: float = 10.0
 
@@ -112,7 +113,7 @@ def launch(build: Callable[[], Plan]) -> NoReturn:
     except StartupRefused as refusal:
         log.error("refusing to start: %s", refusal)
         sys.exit(ExitCode.REFUSED)
-    configure_logging(plan.log_level)
+    configure_logging(plan.log_level, redact=plan.redact)
     sys.exit(uvloop.run(serve(plan)))
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from aiapi_shared.lifecycle import StartupRefused
+
 from aiapi_payments.addresses import (
     BitcoinNetwork,
     InvalidAddress,
@@ -46,10 +48,6 @@ from aiapi_payments.settings import PaymentsSettings
 from aiapi_payments.tickers import PriceSource, PriceSourceError, parse_price_sources
 
 ACCOUNT_DEPTH = 3  # m/purpose'/coin'/account'
-
-
-class StartupRefused(RuntimeError):
-    """The service must not start with these settings; the message says why (never a secret)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The composition root: `PaymentsService` wires the parts; `create_app` serves its health.
+"""The composition root: `PaymentsService` wires the parts; the shared runner runs it.
 
 Start-up order: migrations, the database pool, NATS (streams), the chain checks (chain id,
 genesis), then the API subjects and the tasks: one watch loop per enabled chain, the price
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -18,18 +18,15 @@ from typing import Any
 import httpx
 from aiapi_shared.bus import Bus
 from aiapi_shared.db import migrate, open_pool
+from aiapi_shared.lifecycle import StartupRefused
 from aiapi_shared.outbox import Outbox
 from psycopg_pool import AsyncConnectionPool
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from aiapi_payments.api import PaymentsApi
 from aiapi_payments.balances import BalanceReader
 from aiapi_payments.bitcoin import BitcoinWatcher, EsploraBackend, check_genesis
-from aiapi_payments.config import EvmChainConfig, PaymentsConfig, StartupRefused, build_config
+from aiapi_payments.config import EvmChainConfig, PaymentsConfig
 from aiapi_payments.depeg import DepegGuard
 from aiapi_payments.ethereum import ChainMismatch, check_chain_id
 from aiapi_payments.model import Asset
@@ -83,7 +80,6 @@ class PaymentsService:
         balances = BalanceReader(self.config, self._nodes, self._esplora)
         await PaymentsApi(repository, self.config, utc_now, balances).serve(self.bus)
         self._spawn("outbox", relay.run(self._stop, poll_s=self.settings.outbox_interval_s))
-        self._spawn("bus-watch", self._watch_bus(self.bus))
         for name, tracking, interval in filter(None, trackings):
             self._spawn(name, self._watch_loop(name, tracking, interval, relay))
         if self.config.price_sources and self._priced_assets():
@@ -133,12 +129,6 @@ class PaymentsService:
                 self.failed.set()
 
         self._tasks.append(asyncio.create_task(guarded(), name=f"payments-{name}"))
-
-    async def _watch_bus(self, bus: Bus) -> None:
-        await bus.closed.wait()
-        if not self._stop.is_set():
-            log.error("the NATS connection closed for good; the process exits")
-            self.failed.set()
 
     async def _watch_loop(self, name: str, tracking: Any, interval_s: float, relay: Outbox) -> None:
         """Poll until stopped; catch up without pausing; back off (bounded) after failures."""
@@ -193,6 +183,23 @@ class PaymentsService:
         """ETH and BTC for their rates; the stablecoins too when the depeg guard watches them."""
         return [a for a in self.config.assets if not a.pegged or self.guard is not None]
 
+    async def ready(self) -> bool:
+        return self.started and not self.failed.is_set() and await self.healthy()
+
+    def render_metrics(self) -> bytes:
+        """The enabled networks, the pegged assets the depeg guard paused, and the consumers'
+        redelivery and dead-letter counters (Prometheus text)."""
+        lines = [
+            f'aiapi_payments_network_enabled{{network="{n.value}"}} 1\n'
+            for n in self.config.networks
+        ]
+        if self.guard is not None:
+            for asset in sorted(a for a in self.config.assets if a.pegged):
+                paused = int(asset in self.guard.paused)
+                lines.append(f'aiapi_payments_depeg_paused{{asset="{asset.value}"}} {paused}\n')
+        consumers = self.bus.metrics.render() if self.bus is not None else b""
+        return "".join(lines).encode() + consumers
+
     async def healthy(self) -> bool:
         if self.bus is None or self.pool is None or not self.bus.is_connected:
             return False
@@ -212,46 +219,3 @@ class PaymentsService:
             with contextlib.suppress(Exception):
                 await close()
         self._closers.clear()
-
-
-def health_app(service: PaymentsService, lifespan: Any = None) -> Starlette:
-    """`/healthz` (the process is up, NATS and PostgreSQL connected) and `/readyz` (also started
-    and not failing)."""
-
-    async def healthz(_: Request) -> JSONResponse:
-        ok = await service.healthy()
-        return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
-
-    async def readyz(_: Request) -> JSONResponse:
-        ok = service.started and not service.failed.is_set() and await service.healthy()
-        networks = [n.value for n in service.config.networks]
-        paused = sorted(service.guard.paused) if service.guard else []
-        return JSONResponse(
-            {"ok": ok, "networks": networks, "depeg_paused": paused},
-            status_code=200 if ok else 503,
-        )
-
-    app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan
-    )
-    app.state.service = service
-    return app
-
-
-def create_app(settings: PaymentsSettings, config: PaymentsConfig | None = None) -> Starlette:
-    """The service as an ASGI app: its lifespan starts and stops the service."""
-    service = PaymentsService(settings, config or build_config(settings))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        try:
-            await service.start()
-        except BaseException:
-            await service.stop()
-            raise
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    return health_app(service, lifespan)

@@ -21,7 +21,8 @@ TRON_MAINNET_CHAIN_ID = 728126428  # what a TRON mainnet node's eth_chainId repo
 class PaymentsSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "payments"
 
-    payments_port: int = 8083
+    # Payments' only listener is the internal one (liveness, readiness, metrics): its API is NATS.
+    internal_port: int = Field(default=9083, ge=0, le=65535)
 
     # Ethereum (ETH and the canonical USDT contract).
     eth_rpc_url: str | None = None

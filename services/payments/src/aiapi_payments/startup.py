@@ -12,9 +12,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import ValidationError
+from aiapi_shared.lifecycle import StartupRefused
+from aiapi_shared.runner import load_settings
 
-from aiapi_payments.config import PaymentsConfig, StartupRefused, build_config
+from aiapi_payments.config import PaymentsConfig, build_config
 from aiapi_payments.secrets_guard import SecretInSettings, refuse_secrets
 from aiapi_payments.settings import PaymentsSettings
 
@@ -38,14 +39,7 @@ def load(environ: Mapping[str, str] | None = None) -> tuple[PaymentsSettings, Pa
         refuse_secrets(configured_values(os.environ if environ is None else environ))
     except SecretInSettings as error:
         raise StartupRefused(str(error)) from None
-    try:
-        settings = PaymentsSettings()
-    except ValidationError as error:
-        problems = "; ".join(
-            f"AIAPI_{'.'.join(str(p) for p in e['loc']).upper()}: {e['type']}"
-            for e in error.errors()
-        )
-        raise StartupRefused(f"invalid settings: {problems}") from None
+    settings = load_settings(PaymentsSettings)
     return settings, build_config(settings)
 
 
