@@ -29,7 +29,7 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, KEYS_BUCKET, BalanceSnapshot, KeyRecord
 from aiapi_shared.events.usage_v1 import UsageRecorded
-from aiapi_shared.runner import Listener, Plan, serve
+from aiapi_shared.runner import Listener, Plan, listen, serve
 
 ALNUM = string.ascii_letters + string.digits
 UPSTREAM_KEY = "sk-ant-upstream-test-0001"
@@ -103,7 +103,8 @@ class EdgeThread:
 
     def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.app: EdgeApp = create_app(settings, catalogue)
-        self.port, internal_port = free_port(), free_port()
+        sock = listen("127.0.0.1", 0)
+        self.port, internal_port = sock.getsockname()[1], free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.internal_url = f"http://127.0.0.1:{internal_port}"
         self._plan = Plan(
@@ -111,7 +112,12 @@ class EdgeThread:
             service=self.app.service,
             listeners=(
                 Listener(
-                    "public", self.app, "127.0.0.1", self.port, {"http": guarded_protocol(settings)}
+                    "public",
+                    self.app,
+                    "127.0.0.1",
+                    self.port,
+                    {"http": guarded_protocol(settings)},
+                    sock,
                 ),
             ),
             internal=("127.0.0.1", internal_port),

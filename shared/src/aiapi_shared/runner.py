@@ -53,13 +53,18 @@ _INTERNAL_GRACE_S = 1.0
 
 @dataclass(frozen=True)
 class Listener:
-    """One HTTP listener: an ASGI app on an address, with uvicorn options of its own."""
+    """One HTTP listener: an ASGI app on an address, with uvicorn options of its own. ``sock``
+    (tests, which bind port 0 first to learn the port) replaces binding ``host:port``."""
 
     name: str
     app: Any
     host: str
     port: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    sock: socket.socket | None = None
+
+    def open_socket(self) -> socket.socket:
+        return self.sock if self.sock is not None else listen(self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -217,7 +222,7 @@ async def _run(plan: Plan, stopping: asyncio.Event, state: _State) -> int:
             return code
         try:
             serving = [
-                _Serving.open(lst.app, listen(lst.host, lst.port), plan.graceful_s, **lst.options)
+                _Serving.open(lst.app, lst.open_socket(), plan.graceful_s, **lst.options)
                 for lst in plan.listeners
             ]
         except OSError as error:

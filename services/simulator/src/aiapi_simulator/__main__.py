@@ -6,8 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from aiapi_shared.runner import launch
+
 from aiapi_simulator.config import SimulatorConfig
-from aiapi_simulator.serve import build_server
+from aiapi_simulator.serve import plan
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    build_server(config, log_level="info").run()
+    launch(lambda: plan(config))
 
 
 if __name__ == "__main__":

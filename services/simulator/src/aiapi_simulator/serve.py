@@ -1,11 +1,15 @@
-"""Running the app under uvicorn (uvloop + httptools, no access log); used by the CLI and tests."""
+"""Running the app under the shared runner (uvloop, httptools, no access log); used by the CLI
+and by tests (in a thread). The simulator stands in for the upstream: it has no internal
+listener, its ``/healthz`` stays on its one port."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
-import uvicorn
+from aiapi_shared.bus import Bus
+from aiapi_shared.runner import Listener, Plan
 
 from aiapi_simulator.app import create_app
 from aiapi_simulator.config import SimulatorConfig
@@ -27,31 +31,41 @@ def _install_log_filter() -> None:
         logger.addFilter(_DisconnectFaultFilter())
 
 
-def build_server(config: SimulatorConfig, *, log_level: str = "warning") -> uvicorn.Server:
-    """A uvicorn server for the simulator app (not started)."""
+class Upstream:
+    """The simulator as the runner sees it: nothing to start, no NATS, always ready."""
+
+    bus: Bus | None = None
+
+    def __init__(self) -> None:
+        self.failed = asyncio.Event()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def ready(self) -> bool:
+        return True
+
+    def render_metrics(self) -> bytes:
+        return b""
+
+
+def plan(
+    config: SimulatorConfig, *, sock: socket.socket | None = None, log_level: str = "INFO"
+) -> Plan:
+    """The simulator's process plan; ``sock`` (already listening) replaces binding the port."""
     _install_log_filter()
-    uv_config = uvicorn.Config(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        server_header=False,
-        log_level=log_level,
-        lifespan="on",
-        timeout_graceful_shutdown=1,
-        timeout_keep_alive=30,
+    listener = Listener(
+        "public", create_app(config), config.host, config.port, {"timeout_keep_alive": 30}, sock
     )
-    return uvicorn.Server(uv_config)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0 picks a free one), so callers know the port before serving."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return Plan(
+        name="simulator",
+        service=Upstream(),
+        listeners=(listener,),
+        internal=None,
+        instance_id="simulator",
+        log_level=log_level,
+        graceful_s=1.0,
+    )

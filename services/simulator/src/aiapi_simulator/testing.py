@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import urllib.request
@@ -9,8 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+import uvloop
+from aiapi_shared.runner import listen, serve
+
 from aiapi_simulator.config import SimulatorConfig
-from aiapi_simulator.serve import bind_socket, build_server
+from aiapi_simulator.serve import plan
 
 _START_TIMEOUT = 10.0
 
@@ -40,11 +44,18 @@ def running_simulator(config: SimulatorConfig | None = None) -> Iterator[str]:
             client = anthropic.Anthropic(base_url=base_url, api_key="sk-ant-test")
     """
     config = replace(config or SimulatorConfig(), port=0)
-    sock = bind_socket(config.host, 0)
+    sock = listen(config.host, 0)
     port = sock.getsockname()[1]
-    server = build_server(replace(config, port=port))
+    running = plan(replace(config, port=port), sock=sock)
+    loop: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop.append((asyncio.get_running_loop(), stop))
+        return await serve(running, stop)
+
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="aiapi-simulator", daemon=True
+        target=uvloop.run, args=(main(),), name="aiapi-simulator", daemon=True
     )
     thread.start()
     host = f"[{config.host}]" if ":" in config.host else config.host
@@ -53,6 +64,8 @@ def running_simulator(config: SimulatorConfig | None = None) -> Iterator[str]:
         _wait_healthy(base_url, thread)
         yield base_url
     finally:
-        server.should_exit = True
+        if loop and thread.is_alive():
+            running_loop, stop = loop[0]
+            running_loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=10)
         sock.close()
