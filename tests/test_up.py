@@ -53,8 +53,7 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         "AIAPI_DATA_DIR": str(tmp_path / "data"),
         "AIAPI_EDGE_PORT": str(free_port()),
         "AIAPI_ACCOUNTS_PORT": str(free_port()),
-        "AIAPI_BILLING_PORT": str(free_port()),
-        "AIAPI_PAYMENTS_PORT": str(free_port()),
+        "AIAPI_ADMIN_PORT": str(free_port()),
     }
     for name in ("AIAPI_NATS_URL", "AIAPI_DATABASE_URL", "AIAPI_UPSTREAM_API_KEYS"):
         env.pop(name, None)
@@ -74,6 +73,8 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         key = re.search(r"Demo key \([0-9.]+ USD\)\s+(sk-cc-\S+)", output)
         simulator = re.search(r"Upstream simulator\s+(\S+)", output)
         assert edge and key and simulator, output
+        operator = f"http://127.0.0.1:{env['AIAPI_ADMIN_PORT']}"
+        assert f"Operator API                 {operator}/admin/v1" in output
 
         direct = closer.enter_context(
             anthropic.Anthropic(base_url=simulator.group(1), api_key="sk-ant-any")

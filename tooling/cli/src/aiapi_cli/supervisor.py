@@ -48,9 +48,11 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def healthy(self) -> bool:
+        """Ready, by the health answer of this very process (its instance id), not of whatever
+        else listens on the port."""
         try:
             with urllib.request.urlopen(self.spec.health_url, timeout=1) as answer:  # noqa: S310
-                return bool(answer.status == 200)
+                return self.spec.accepts(answer.status, answer.read())
         except OSError:
             return False
 
@@ -85,7 +87,7 @@ class Supervisor:
                 if not child.alive:
                     raise RuntimeError(f"{child.spec.name} exited; see {child.log_path}")
                 if child.healthy():
-                    print(f"aiapi: {child.spec.name} healthy on port {child.spec.port}", flush=True)
+                    print(f"aiapi: {child.spec.name} ready", flush=True)
                     pending.remove(child)
             stopping.wait(0.1)
 

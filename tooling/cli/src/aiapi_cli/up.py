@@ -28,7 +28,7 @@ from psycopg import sql
 
 from aiapi_cli.credentials import LocalCredentials, NatsUsers, read_or_create_secret
 from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
-from aiapi_cli.ports import free_port
+from aiapi_cli.ports import free_port, port_free
 from aiapi_cli.stack import ServiceSpec, StackPlan, plan_stack
 from aiapi_cli.supervisor import Supervisor
 
@@ -47,6 +47,15 @@ def _ensure_database(admin_url: str, name: str) -> str:
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def refuse_taken_ports(plan: StackPlan) -> None:
+    """The fixed ports must be free: a second ``aiapi up`` on the machine needs its own."""
+    for setting, port in plan.fixed_ports.items():
+        if not port_free("127.0.0.1", port):
+            raise RuntimeError(
+                f"port {port} is in use (another aiapi up?); choose another with {setting}"
+            )
 
 
 class Stack:
@@ -82,9 +91,11 @@ class Stack:
             database_url=database_url,
             data_dir=self.data_dir,
             admin_token=self.admin_token,
-            simulator_port=free_port(),
+            instance_id="up-" + secrets.token_hex(6),
+            pick_port=free_port,
             nats_logins=logins,
         )
+        refuse_taken_ports(self.plan)
         self.supervisor = Supervisor(self.plan.services, log_dir=self.data_dir / "logs")
         self.supervisor.start_all()
         return self.plan
@@ -110,14 +121,14 @@ class Stack:
             self.nats.stop()
 
 
-def ensure_demo(accounts_url: str, admin_token: str, data_dir: Path) -> dict[str, str]:
+def ensure_demo(admin_url: str, admin_token: str, data_dir: Path) -> dict[str, str]:
     """A demo account with a small balance and a key, created once and remembered."""
     memo = data_dir / "demo.json"
     if memo.exists():
         remembered: dict[str, str] = json.loads(memo.read_text("utf-8"))
         return remembered
     headers = {"Authorization": f"Bearer {admin_token}"}
-    with httpx.Client(base_url=accounts_url, headers=headers, timeout=15) as client:
+    with httpx.Client(base_url=admin_url, headers=headers, timeout=15) as client:
         account = client.post(
             "/admin/v1/accounts", json={"email": "demo@aiapi.localhost", "plan": "basic"}
         )
@@ -140,14 +151,16 @@ def ensure_demo(accounts_url: str, admin_token: str, data_dir: Path) -> dict[str
 
 def _banner(plan: StackPlan, stack: Stack, demo: dict[str, str] | None) -> str:
     edge = f"http://127.0.0.1:{plan.edge_port}"
+    operator = f"http://127.0.0.1:{plan.admin_port}"
     lines = [
         "",
         "aiapi is up.",
         f"  Anthropic SDKs, Claude Code  base URL: {edge}/api/proxy",
         f"  OpenAI SDKs and tools        base URL: {edge}/api/proxy/v1",
-        f"  Operator API                 http://127.0.0.1:{plan.accounts_port}/admin/v1"
-        f"   (docs: http://127.0.0.1:{plan.accounts_port}/docs)",
-        f"  Operator token               {stack.admin_token}",
+        f"  Operator API                 {operator}/admin/v1   (docs: {operator}/docs)",
+        f"  Customer API                 http://127.0.0.1:{plan.accounts_port}/api/v1",
+        f"  Operator token               {stack.admin_token}"
+        f"   (aiapi admin: AIAPI_ADMIN_URL={operator})",
         f"  Data directory               {stack.data_dir}",
     ]
     if demo:
@@ -191,8 +204,8 @@ def run_up(environ: Mapping[str, str] | None = None) -> int:
         stack.supervisor.wait_healthy(timeout_s=120, stopping=stopping)
         demo = None
         if not stopping.is_set():
-            accounts_url = f"http://127.0.0.1:{plan.accounts_port}"
-            demo = ensure_demo(accounts_url, stack.admin_token, data_dir)
+            admin_url = f"http://127.0.0.1:{plan.admin_port}"
+            demo = ensure_demo(admin_url, stack.admin_token, data_dir)
         print(_banner(plan, stack, demo), flush=True)
         while not stopping.wait(1.0):
             stack.supervisor.restart_dead()
