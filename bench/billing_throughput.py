@@ -152,12 +152,12 @@ def run(admissions: int, events: int) -> None:
             **os.environ,
             "AIAPI_DATABASE_URL": pg.url,
             "AIAPI_NATS_URL": nats.url,
-            "AIAPI_BILLING_PORT": str(port),
+            "AIAPI_INTERNAL_PORT": str(port),
             "AIAPI_LOG_LEVEL": "ERROR",
         }
         proc = subprocess.Popen([sys.executable, "-m", "aiapi_billing"], env=env)
         try:
-            _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+            _wait_healthy(f"http://127.0.0.1:{port}/readyz", proc)
             asyncio.run(measure(nats.url, admissions, events, proc.pid))
         finally:
             proc.terminate()

@@ -53,7 +53,7 @@ from aiapi_shared.admission import (
 )
 from aiapi_shared.bus import Bus
 from aiapi_shared.events.records_v1 import KEYS_BUCKET, KeyRecord
-from aiapi_testkit.process import ServiceProcess
+from aiapi_testkit.process import ServiceProcess, internal_env
 
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -134,7 +134,8 @@ def start_edge(
         "AIAPI_LOG_LEVEL": "WARNING",
     }
     url = f"http://127.0.0.1:{port}"
-    return url, start([PY, "-m", "aiapi_edge"], env, url + "/readyz", data / f"{name}.log")
+    env, ready = internal_env(env)
+    return url, start([PY, "-m", "aiapi_edge"], env, ready, data / f"{name}.log")
 
 
 def start_responder(nats_url: str, key: str) -> subprocess.Popen[bytes]:

@@ -46,7 +46,7 @@ from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd, parse_usd
 from aiapi_shared.nats_permissions import ADMIN_USER, SERVICES
 from aiapi_shared.settings import NatsConnectOptions
-from aiapi_testkit.process import ServiceProcess
+from aiapi_testkit.process import ServiceProcess, internal_env
 from pydantic import SecretStr
 
 PY = sys.executable
@@ -77,7 +77,7 @@ class Stack:
     procs: dict[str, ServiceProcess]
     sim_url: str = ""
     edge_url: str = ""
-    accounts_url: str = ""
+    admin_url: str = ""  # the operator API (accounts, AIAPI_ADMIN_PORT)
     admin_token: str = ""
     nats_users: NatsUsers | None = None
 
@@ -102,7 +102,7 @@ def start_stack(data: Path) -> Stack:
     pg.start()
     nats.start()
     stack = Stack(data, pg, nats, {}, admin_token=secrets.token_urlsafe(24), nats_users=users)
-    sim_port, billing_port, accounts_port, edge_port = (free_port() for _ in range(4))
+    sim_port, admin_port, accounts_port, edge_port = (free_port() for _ in range(4))
     common = {
         "AIAPI_NATS_URL": nats.url,
         "AIAPI_DATABASE_URL": pg.url,
@@ -110,11 +110,11 @@ def start_stack(data: Path) -> Stack:
         "AIAPI_ADMIN_TOKEN": stack.admin_token,
         "AIAPI_EDGE_PORT": str(edge_port),
         "AIAPI_ACCOUNTS_PORT": str(accounts_port),
-        "AIAPI_BILLING_PORT": str(billing_port),
+        "AIAPI_ADMIN_PORT": str(admin_port),
         "AIAPI_LOG_LEVEL": "WARNING",
     }
     stack.sim_url = f"http://127.0.0.1:{sim_port}"
-    stack.accounts_url = f"http://127.0.0.1:{accounts_port}"
+    stack.admin_url = f"http://127.0.0.1:{admin_port}"
     stack.edge_url = f"http://127.0.0.1:{edge_port}"
     stack.start(
         "simulator",
@@ -122,21 +122,18 @@ def start_stack(data: Path) -> Stack:
         {},
         stack.sim_url + "/healthz",
     )
-    stack.start(
-        "billing", [PY, "-m", "aiapi_billing"], common, f"http://127.0.0.1:{billing_port}/healthz"
-    )
+    stack.start("billing", [PY, "-m", "aiapi_billing"], *internal_env(common))
     stack.start(
         "accounts",
         [PY, "-m", "aiapi_accounts"],
-        {**common, "AIAPI_COOKIE_SECURE": "false"},
-        stack.accounts_url + "/healthz",
+        *internal_env({**common, "AIAPI_COOKIE_SECURE": "false"}),
     )
     edge_env = {
         **common,
         "AIAPI_UPSTREAM_URL": stack.sim_url,
         "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
     }
-    stack.start("edge", [PY, "-m", "aiapi_edge"], edge_env, stack.edge_url + "/readyz")
+    stack.start("edge", [PY, "-m", "aiapi_edge"], *internal_env(edge_env))
     return stack
 
 
@@ -187,7 +184,7 @@ class Customer:
 
 async def make_customers(http: aiohttp.ClientSession, stack: Stack, count: int) -> list[Customer]:
     auth = {"authorization": f"Bearer {stack.admin_token}"}
-    base = stack.accounts_url + "/admin/v1/accounts"
+    base = stack.admin_url + "/admin/v1/accounts"
 
     async def one(i: int) -> Customer:
         body = {"email": f"bench{i}@example.com", "plan": PLAN}
@@ -214,7 +211,7 @@ async def balances(
     auth = {"authorization": f"Bearer {stack.admin_token}"}
 
     async def one(c: Customer) -> tuple[str, tuple[int, int]]:
-        url = f"{stack.accounts_url}/admin/v1/accounts/{c.account_id}"
+        url = f"{stack.admin_url}/admin/v1/accounts/{c.account_id}"
         async with http.get(url, headers=auth) as answer:
             assert answer.status == 200, await answer.text()
             body = await answer.json()

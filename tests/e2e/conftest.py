@@ -13,6 +13,7 @@ from aiapi_cli.ports import free_port
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
 from aiapi_testkit.plugin import SpawnFn
+from aiapi_testkit.process import internal_env
 
 from .support import ADMIN_TOKEN, Deployment
 
@@ -49,7 +50,7 @@ def deploy(
     each logged in to NATS as itself."""
     names = ("billing", "accounts", "edge", *(("payments",) if payments else ()))
     with running_simulator(SimulatorConfig()) as upstream:
-        ports = {name: free_port() for name in names}
+        ports = {name: free_port() for name in ("edge", "accounts", "admin")}
         env = {
             "AIAPI_NATS_URL": nats_server.url,
             "AIAPI_DATABASE_URL": database_url,
@@ -57,28 +58,31 @@ def deploy(
             "AIAPI_DATA_DIR": str(tmp_path / "data"),
             "AIAPI_EDGE_PORT": str(ports["edge"]),
             "AIAPI_ACCOUNTS_PORT": str(ports["accounts"]),
-            "AIAPI_BILLING_PORT": str(ports["billing"]),
+            "AIAPI_ADMIN_PORT": str(ports["admin"]),
             "AIAPI_COOKIE_SECURE": "false",
             "AIAPI_UPSTREAM_URL": upstream,
             "AIAPI_UPSTREAM_API_KEYS": "sk-ant-e2e-upstream",
             "AIAPI_LEASE_ADMIT_FOR_S": LEASE_WINDOW_S,
             "AIAPI_LOG_LEVEL": "DEBUG",
-            **({"AIAPI_PAYMENTS_PORT": str(ports["payments"])} if payments else {}),
             **(extra_env or {}),
         }
-        processes = [
-            spawn(
-                [sys.executable, "-m", f"aiapi_{name}"],
-                env={**env, **nats_login(name)},
-                health_url=f"http://127.0.0.1:{ports[name]}/healthz",
-                name=name,
-                timeout_s=60,
+        processes = []
+        for name in names:
+            # each process its own NATS login and internal listener
+            own, ready = internal_env({**env, **nats_login(name)})
+            processes.append(
+                spawn(
+                    [sys.executable, "-m", f"aiapi_{name}"],
+                    env=own,
+                    health_url=ready,
+                    name=name,
+                    timeout_s=60,
+                )
             )
-            for name in names
-        ]
         yield Deployment(
             edge_url=f"http://127.0.0.1:{ports['edge']}",
             accounts_url=f"http://127.0.0.1:{ports['accounts']}",
+            admin_url=f"http://127.0.0.1:{ports['admin']}",
             processes=processes,
             env=env,
             logins={name: nats_login(name) for name in names},

@@ -25,6 +25,7 @@ HAIKU_BASIC_OUTPUT_NANO = 1500
 class Deployment:
     edge_url: str
     accounts_url: str
+    admin_url: str
     processes: list[ServiceProcess]
     env: dict[str, str] = field(default_factory=dict)
     # Each service's NATS login (a strict server: a process without one is refused).
@@ -36,7 +37,7 @@ class Deployment:
 
     def admin(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.accounts_url,
+            base_url=self.admin_url,
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             timeout=10,
         )
@@ -46,6 +47,10 @@ class Deployment:
         return anthropic.Anthropic(
             base_url=f"{self.edge_url}/api/proxy", api_key=key, max_retries=0
         )
+
+    def probe_url(self, name: str, path: str) -> str:
+        """``path`` on the internal listener of process ``name`` (billing, accounts, edge)."""
+        return next(p for p in self.processes if p.log_path.stem == name).probe_url(path)
 
     def logs(self) -> str:
         return "\n".join(p.log_text() for p in self.processes)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from aiapi_cli.ports import free_port
 from aiapi_testkit.plugin import SpawnFn
+from aiapi_testkit.process import internal_env
 
 from .support import (
     HAIKU_BASIC_INPUT_NANO,
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 def lease_admissions(deployment: Deployment) -> float:
     """How many requests the edge admitted under a lease (its Prometheus counter)."""
-    text = httpx.get(f"{deployment.edge_url}/metrics", timeout=10).text
+    text = httpx.get(deployment.probe_url("edge", "/metrics"), timeout=10).text
     found = re.search(r'^aiapi_edge_admissions_total\{decision="lease"\} (\S+)$', text, re.M)
     return float(found.group(1)) if found else 0.0
 
@@ -133,15 +134,17 @@ def test_two_edge_processes_share_one_accounts_requests_per_minute(
     deployment: Deployment, spawn: SpawnFn, tmp_path: Path
 ) -> None:
     port = free_port()
-    second_env = {
-        **deployment.env_of("edge"),
-        "AIAPI_EDGE_PORT": str(port),
-        "AIAPI_DATA_DIR": str(tmp_path / "second-edge"),
-    }
+    second_env, ready = internal_env(
+        {
+            **deployment.env_of("edge"),
+            "AIAPI_EDGE_PORT": str(port),
+            "AIAPI_DATA_DIR": str(tmp_path / "second-edge"),
+        }
+    )
     spawn(
         [sys.executable, "-m", "aiapi_edge"],
         env=second_env,
-        health_url=f"http://127.0.0.1:{port}/healthz",
+        health_url=ready,
         name="edge-2",
         timeout_s=60,
     )
