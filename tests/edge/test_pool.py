@@ -71,7 +71,7 @@ def arm(
 
 def key_health(env: EdgeEnv) -> dict[str, int]:
     """``aiapi_edge_upstream_keys{health}`` from the edge's /metrics."""
-    status, _, text = http_get(env.url + "/metrics")
+    status, _, text = http_get(env.edge.internal_url + "/metrics")
     assert status == 200
     counts: dict[str, int] = {}
     for line in text.decode().splitlines():
@@ -116,7 +116,7 @@ async def test_a_credit_balance_400_is_the_clients_answer_and_rests_no_key(env: 
         assert (await post(env, body())).status_code == 200
     assert keys_used(env).count(KEY_A) == 3
     assert key_health(env) == {"healthy": 2}
-    metrics = http_get(env.url + "/metrics")[2].decode()
+    metrics = http_get(env.edge.internal_url + "/metrics")[2].decode()
     assert 'aiapi_edge_upstream_client_errors_total{status="400"} 1.0' in metrics
 
 
