@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import psycopg
 from aiapi_billing.service import SCHEMA
-from aiapi_cli.embedded import EmbeddedPostgres
+from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
 from aiapi_testkit.plugin import SpawnFn
@@ -132,4 +132,23 @@ async def test_its_only_listener_is_internal_and_sigterm_exits_0(
 
         await eventually(settled)
     assert proc.listening_ports() == {port}  # no public port
+    assert proc.stop() == 0
+
+
+async def test_liveness_holds_and_readiness_drops_while_nats_is_down(
+    spawn: SpawnFn, migrated: str, nats_server: EmbeddedNats
+) -> None:
+    port = free_port("127.0.0.1")
+    env = billing_env(migrated, nats_server.url, port)
+    proc = spawn(BILLING, env=env, health_url=f"http://127.0.0.1:{port}/readyz", name="billing")
+    async with httpx.AsyncClient(timeout=10) as http:
+
+        async def readiness(status: int) -> bool:
+            return (await http.get(proc.probe_url("/readyz"))).status_code == status
+
+        nats_server.stop()
+        await eventually(lambda: readiness(503))  # its API is NATS: it cannot serve
+        assert (await http.get(proc.probe_url("/livez"))).status_code == 200  # not restarted
+        nats_server.start()
+        await eventually(lambda: readiness(200), timeout_s=30)
     assert proc.stop() == 0
