@@ -141,7 +141,7 @@ async def test_payments_is_asked_for_addresses_a_few_times_per_hour(
         # The operator always asks payments.
         for _ in range(3):
             state["up"] = True
-            direct = await app.client.get(
+            direct = await app.admin.get(
                 f"/admin/v1/accounts/{account_id}/deposit-addresses", headers=ADMIN
             )
             assert direct.json() == [address]

@@ -194,7 +194,7 @@ async def test_a_key_change_rewrites_only_that_keys_record(running: Running) -> 
     before = await revisions(running, keys)
     url = f"/admin/v1/accounts/{account_id}"
 
-    revoked = await running.client.delete(f"{url}/keys/{keys[2]['id']}", headers=ADMIN)
+    revoked = await running.admin.delete(f"{url}/keys/{keys[2]['id']}", headers=ADMIN)
     assert revoked.status_code == 204
     after_revoke = await revisions(running, keys)
     assert (await record(running, keys[2]["key"])).key_status == "revoked"
@@ -207,7 +207,7 @@ async def test_a_key_change_rewrites_only_that_keys_record(running: Running) -> 
     assert (await record(running, extra["key"])).usable
 
     # A plan change concerns every record (each carries the plan and its limits).
-    await running.client.patch(url, json={"plan": "pro"}, headers=ADMIN)
+    await running.admin.patch(url, json={"plan": "pro"}, headers=ADMIN)
     after_plan = await revisions(running, [*keys, extra])
     assert all(after_plan[k["id"]] > after_revoke.get(k["id"], 0) for k in keys)
     assert (await record(running, keys[0]["key"])).plan == "pro"

@@ -15,7 +15,7 @@ from aiapi_shared.bus import Bus
 from aiapi_testkit.plugin import SpawnFn
 
 from tests.accounts.conftest import PASSWORD, Running, make_settings, run_app
-from tests.accounts.test_process import ARGV, service_env
+from tests.accounts.test_process import ARGV, ready_url, service_env
 
 SIGN_IN = "/api/v1/auth/sign-in"
 WRONG = "wrong password here"
@@ -220,7 +220,7 @@ async def test_the_server_process_does_not_believe_forwarding_headers_by_itself(
     base = f"http://127.0.0.1:{port}"
     env = service_env(database_url, nats_url, port)
     env |= {"AIAPI_SIGN_IN_FREE_FAILURES_PER_IP": "2", "AIAPI_SIGN_IN_BASE_DELAY_S": "600"}
-    spawn(ARGV, env=env, health_url=f"{base}/healthz", name="accounts")
+    spawn(ARGV, env=env, health_url=ready_url(env), name="accounts")
     async with httpx.AsyncClient(base_url=base) as client:
         codes = [
             (
