@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from aiapi_cli.credentials import NATS_USERS, LocalCredentials
 from aiapi_cli.embedded import EmbeddedPostgres
+from aiapi_cli.ports import free_port
 from aiapi_cli.stack import plan_stack
 from aiapi_cli.supervisor import child_env
 from aiapi_shared.nats_permissions import SERVICES
@@ -57,7 +58,8 @@ def test_each_service_gets_only_its_own_secrets(tmp_path: Path) -> None:
         database_url="postgresql://postgres:pw@127.0.0.1:5432/aiapi",
         data_dir=tmp_path,
         admin_token="operator-token-" + "x1y2z3" * 4,
-        simulator_port=9999,
+        instance_id="up-test",
+        pick_port=free_port,
         nats_logins={s: credentials.nats.env(s) for s in SERVICES},
     )
     operator_env = {
