@@ -99,12 +99,18 @@ async def test_liveness_and_readiness_hold_while_nats_is_down(
     assert edge.stop() == 0
 
 
+_USERS = 'authorization {{ users = [{{ user: edge, password: "{password}" }}] }}\n'
+FIRST_PASSWORD = "first-edge-password-0123456789"
+
+
 @pytest.fixture
 def revocable_nats(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
-    """A nats-server run from a config file, which the test may rewrite and reload."""
+    """A nats-server with one user (the edge), run from a config file the test may rewrite and
+    reload."""
     port = free_port()
     config = tmp_path / "nats.conf"
-    config.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path}/js" }}\n')
+    base = f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path}/js" }}\n'
+    config.write_text(base + _USERS.format(password=FIRST_PASSWORD))
     server = subprocess.Popen([str(nats_server_binary()), "-c", str(config)])
     try:
         yield f"nats://127.0.0.1:{port}", config, server
@@ -117,10 +123,13 @@ async def test_nats_closing_for_good_exits_1(
     revocable_nats: tuple[str, Path, subprocess.Popen[bytes]], spawn: SpawnFn, tmp_path: Path
 ) -> None:
     url, config, server = revocable_nats
-    edge = start(spawn, edge_env(url, tmp_path))
-    # The operator rotates NATS credentials: the server drops the edge's connection with an
-    # authorization violation, which the client does not retry; the process must not limp on.
-    config.write_text(config.read_text() + 'authorization { token: "a-new-credential" }\n')
+    login = {"AIAPI_NATS_USER": "edge", "AIAPI_NATS_PASSWORD": FIRST_PASSWORD}
+    edge = start(spawn, edge_env(url, tmp_path, **login))
+    # The operator rotates the edge's NATS password: the server drops the connection with an
+    # authorization violation, which the client does not retry; the process must not limp on
+    # (its supervisor restarts it with the new password).
+    text = config.read_text().replace(FIRST_PASSWORD, "second-edge-password-9876543210")
+    config.write_text(text)
     server.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 30
     while edge.running:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from enum import IntEnum
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from aiapi_shared.bus import Bus
+from typing import Protocol
 
 
 class ExitCode(IntEnum):
@@ -28,6 +25,14 @@ class StartupRefused(Exception):
     never their values."""
 
 
+class ClosingBus(Protocol):
+    """What the runner watches of a service's NATS connection (``aiapi_shared.bus.Bus``):
+    ``closed`` is set when it closed for good."""
+
+    @property
+    def closed(self) -> asyncio.Event: ...
+
+
 class Service(Protocol):
     """A service's lifecycle as the runner drives it.
 
@@ -40,7 +45,7 @@ class Service(Protocol):
     failed: asyncio.Event
 
     @property
-    def bus(self) -> Bus | None: ...
+    def bus(self) -> ClosingBus | None: ...
 
     async def start(self) -> object: ...
 

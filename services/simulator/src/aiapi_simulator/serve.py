@@ -8,7 +8,7 @@ import asyncio
 import logging
 import socket
 
-from aiapi_shared.bus import Bus
+from aiapi_shared.lifecycle import ClosingBus
 from aiapi_shared.runner import Listener, Plan
 
 from aiapi_simulator.app import create_app
@@ -34,7 +34,7 @@ def _install_log_filter() -> None:
 class Upstream:
     """The simulator as the runner sees it: nothing to start, no NATS, always ready."""
 
-    bus: Bus | None = None
+    bus: ClosingBus | None = None
 
     def __init__(self) -> None:
         self.failed = asyncio.Event()
