@@ -112,7 +112,8 @@ class Service:
         return self.started and await self.healthy()
 
     def render_metrics(self) -> bytes:
-        return b""  # no metrics of its own yet
+        """The consumers' redelivery and dead-letter counters (none of its own yet)."""
+        return self.bus.metrics.render() if self.bus is not None else b""
 
     async def healthy(self) -> bool:
         if self.bus is None or self.pool is None or not self.bus.is_connected:
