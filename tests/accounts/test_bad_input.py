@@ -14,8 +14,10 @@ async def test_a_nul_character_anywhere_is_a_400(running: Running) -> None:
         await client.post(
             "/api/v1/auth/sign-up", json={"email": "a\x00@example.com", "password": "x" * 12}
         ),
-        await client.post("/admin/v1/accounts", json={"email": "b\x00@example.com"}, headers=ADMIN),
-        await client.get("/admin/v1/accounts/acc_%00", headers=ADMIN),
+        await running.admin.post(
+            "/admin/v1/accounts", json={"email": "b\x00@example.com"}, headers=ADMIN
+        ),
+        await running.admin.get("/admin/v1/accounts/acc_%00", headers=ADMIN),
     ]
     for answer in answers:
         assert answer.status_code == 400, (answer.request.url, answer.text)
@@ -24,7 +26,7 @@ async def test_a_nul_character_anywhere_is_a_400(running: Running) -> None:
 
 
 async def test_path_and_header_values_that_do_not_fit_a_command_are_a_400(running: Running) -> None:
-    client = running.client
+    client = running.admin
     model = {"display_name": "x", "context_window": 1, "max_output_tokens": 1}
     account_id = await running.new_account("fit@example.com")
     answers = [

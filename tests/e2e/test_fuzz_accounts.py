@@ -1,5 +1,5 @@
-"""Bad input never breaks accounts: schemathesis fuzzes every operation of its OpenAPI document
-(customer and operator APIs), from the schema (valid) and against it (invalid), with no
+"""Bad input never breaks accounts: schemathesis fuzzes every operation of its OpenAPI documents
+(the customer API on the public port, the operator API on the admin port), from the schema (valid) and against it (invalid), with no
 credentials, an operator token or a signed-in customer's session, against the real deployment
 (billing, payments and the edge running, so no peer is missing). Every answer is below 500, every error
 is ``{"error": {"type", "message"}}``, and accounts still serves afterwards. Budget:
@@ -15,8 +15,8 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from aiapi_cli.ports import free_port
 from aiapi_testkit.plugin import SpawnFn
+from aiapi_testkit.process import internal_env
 from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -59,14 +59,44 @@ def check(answer: Any, where: str) -> None:
         assert isinstance(error["message"], str), (where, error)
 
 
+def fuzz_operation(
+    operation: Any,
+    base: str,
+    session: requests.Session,
+    credentials: dict[str, tuple[dict[str, str], dict[str, str]]],
+    account_id: str,
+    key_id: str,
+) -> None:
+    """Valid and invalid examples of one operation, as each kind of caller."""
+    strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
+        GenerationMode.NEGATIVE
+    )
+
+    @fuzz_settings(EXAMPLES_PER_OPERATION)
+    @given(case=strategy, who=st.sampled_from(sorted(credentials)), real=st.booleans())
+    def run(case: Any, who: str, real: bool) -> None:
+        headers, jar = credentials[who]
+        if real and case.path_parameters:
+            # Real ids in the paths now and then, so that fuzzing reaches past "not found".
+            for name in case.path_parameters:
+                case.path_parameters[name] = key_id if name == "key_id" else account_id
+        answer = case.call(
+            base_url=base, session=session, headers=dict(headers), cookies=jar, timeout=30
+        )
+        where = f"{who} {case.method} {case.formatted_path} {case.body!r:.300}"
+        check(answer, f"{where} {case.headers!r:.200} {case.query!r:.200}")
+
+    run()
+
+
 @pytest.mark.slow
 def test_every_accounts_operation_answers_below_500(deployment: Deployment, spawn: SpawnFn) -> None:
     # Payments too: the operator's rates and the deposit lists ask it.
-    port = free_port()
+    env, ready = internal_env(deployment.env)
     spawn(
         [sys.executable, "-m", "aiapi_payments"],
-        env={**deployment.env, "AIAPI_PAYMENTS_PORT": str(port)},
-        health_url=f"http://127.0.0.1:{port}/healthz",
+        env=env,
+        health_url=ready,
         name="payments",
         timeout_s=60,
     )
@@ -74,55 +104,42 @@ def test_every_accounts_operation_answers_below_500(deployment: Deployment, spaw
     with deployment.admin() as admin:
         account_id, key_id, _ = open_account(admin, "5.00")
     cookies, csrf = signed_in(base)
-    spec = httpx.get(base + "/openapi.json", timeout=10).json()
-    # Real ids in the paths now and then, so that fuzzing reaches past "not found".
-    spec = schemathesis.openapi.from_dict(spec)
+    # Each listener's own document: the customer API on the public port, the operator API on
+    # the admin port.
+    apis = []
+    for url in (base, deployment.admin_url):
+        spec = schemathesis.openapi.from_dict(httpx.get(url + "/openapi.json", timeout=10).json())
+        apis.append((url, [result.ok() for result in spec.get_all_operations()]))
     credentials = {
         "none": ({}, {}),
         "operator": ({"authorization": f"Bearer {ADMIN_TOKEN}"}, {}),
         "session": (csrf, cookies),
     }
-    operations = [result.ok() for result in spec.get_all_operations()]
-    assert len(operations) >= 30
+    assert sum(len(operations) for _, operations in apis) >= 30
     with requests.Session() as session:
-        for operation in operations:
-            strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
-                GenerationMode.NEGATIVE
-            )
-
-            @fuzz_settings(EXAMPLES_PER_OPERATION)
-            @given(case=strategy, who=st.sampled_from(sorted(credentials)), real=st.booleans())
-            def run(case: Any, who: str, real: bool) -> None:
-                headers, jar = credentials[who]
-                if real and case.path_parameters:
-                    for name in case.path_parameters:
-                        case.path_parameters[name] = key_id if name == "key_id" else account_id
-                answer = case.call(
-                    base_url=base, session=session, headers=dict(headers), cookies=jar, timeout=30
-                )
-                where = f"{who} {case.method} {case.formatted_path} {case.body!r:.300}"
-                check(answer, f"{where} {case.headers!r:.200} {case.query!r:.200}")
-
-            run()
+        for url, operations in apis:
+            for operation in operations:
+                fuzz_operation(operation, url, session, credentials, account_id, key_id)
     # Bytes no schema describes, to every operation that takes a body.
-    with httpx.Client(base_url=base, timeout=30) as client:
-        for operation in operations:
-            if operation.method.upper() not in ("POST", "PUT", "PATCH"):
-                continue
-            path = operation.path.replace("{id}", account_id).replace("{key_id}", key_id)
-            for body in HOSTILE_BODIES:
-                for who, (headers, jar) in credentials.items():
-                    client.cookies.clear()
-                    client.cookies.update(jar)
-                    answer = client.request(
-                        operation.method.upper(),
-                        path,
-                        content=body,
-                        headers={**headers, "content-type": "application/json"},
-                    )
-                    check(answer, f"{who} {operation.method} {path} {body[:40]!r}")
+    for url, operations in apis:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for operation in operations:
+                if operation.method.upper() not in ("POST", "PUT", "PATCH"):
+                    continue
+                path = operation.path.replace("{id}", account_id).replace("{key_id}", key_id)
+                for body in HOSTILE_BODIES:
+                    for who, (headers, jar) in credentials.items():
+                        client.cookies.clear()
+                        client.cookies.update(jar)
+                        answer = client.request(
+                            operation.method.upper(),
+                            path,
+                            content=body,
+                            headers={**headers, "content-type": "application/json"},
+                        )
+                        check(answer, f"{who} {operation.method} {path} {body[:40]!r}")
     # Still serving, and the session still works unless the fuzz signed it out.
     with httpx.Client(base_url=base, timeout=10) as client:
-        assert client.get("/readyz").status_code == 200
+        assert httpx.get(deployment.probe_url("accounts", "/readyz")).status_code == 200
         plans = client.get("/api/v1/plans")
         assert plans.status_code == 200, plans.text
