@@ -176,6 +176,8 @@ async def test_refusals_carry_an_http_status(served: Served) -> None:
 
     assert (await refused(SET_RATE_SUBJECT, b'{"asset": "ETH", "usd": "0"}')).status == 400
     assert (await refused(SET_RATE_SUBJECT, b'{"asset": "USDT", "usd": "1"}')).status == 400
+    huge = b'{"asset": "BTC", "usd": "9300000000"}'  # past the bigint column, in nano-USD
+    assert (await refused(SET_RATE_SUBJECT, huge)).status == 400
     assert (await refused(ADDRESSES_SUBJECT, b'{"account_id": " "}')).status == 400
     assert (await refused(DEPOSITS_SUBJECT, b"not json")).status == 400
 

@@ -47,6 +47,9 @@ from aiapi_payments.tracking import rate_lookup
 
 log = logging.getLogger("aiapi.payments.api")
 QUEUE = "payments"
+# A manual rate per whole coin, in nano-USD, is stored as bigint: 10^9 USD leaves room (found by
+# fuzzing: a larger one failed in PostgreSQL and the request went unanswered).
+MAX_RATE = 10**18
 
 
 class ApiRefusal(Exception):
@@ -212,6 +215,8 @@ class PaymentsApi:
         command = SetRateCommand.model_validate_json(data)
         if command.usd <= 0:
             raise ApiRefusal("invalid_request", "a rate is a positive USD amount", 400)
+        if command.usd > MAX_RATE:
+            raise ApiRefusal("invalid_request", "a rate is at most 1000000000.00 USD", 400)
         rate = ManualRate(Asset(command.asset), command.usd, self._clock())
         priced = await self._repository.record_manual_rate(rate, command.actor)
         log.info(
