@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from aiapi_billing.app import create_app
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.service import Service
 from aiapi_shared.bus import Bus
 from aiapi_shared.events import DepositConfirmed, UsageRecorded
 from aiapi_shared.money import parse_usd
+from aiapi_shared.probes import Probes
 
 from tests.billing.conftest import eventually, scalar
 
@@ -72,7 +72,8 @@ async def test_undecodable_usage_is_set_aside_and_counted_on_metrics(
     assert [(x.consumer, x.subject, x.data) for x in letters] == [
         ("billing-settlement", UsageRecorded.subject, b'{"request_id": 7}')
     ]
-    app = create_app(billing.settings, service=billing)  # no lifespan: the running service
+    # The internal listener's app, over the running service.
+    app = Probes("billing", "test", billing.ready, billing.render_metrics)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://b") as http:
         metrics = (await http.get("/metrics")).text
     assert 'aiapi_consumer_dead_lettered_total{consumer="billing-settlement"} 1.0' in metrics

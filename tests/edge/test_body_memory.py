@@ -16,7 +16,7 @@ from aiapi_testkit.plugin import SpawnFn
 
 from .raw_http import connect, head, read_answer, send_raw
 from .support import key_record, make_key, put_key
-from .test_durability import edge_env
+from .test_durability import edge_env, ready_url
 
 UPLOADS = 40
 UPLOAD_BYTES = 30 * 1024 * 1024
@@ -53,10 +53,11 @@ async def test_forty_30_mib_uploads_without_a_key_cost_the_edge_no_memory(
     key = make_key()
     await put_key(bus, key, key_record("acct_memory"))
     port = free_port()
+    environment = edge_env(nats_server.url, sim_url, tmp_path / "spool", port)
     edge = spawn(
         [sys.executable, "-m", "aiapi_edge"],
-        env=edge_env(nats_server.url, sim_url, tmp_path / "spool", port),
-        health_url=f"http://127.0.0.1:{port}/healthz",
+        env=environment,
+        health_url=ready_url(environment),
         name="edge",
     )
     assert edge.pid is not None
