@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -234,10 +235,12 @@ async def test_the_process_follows_every_configured_network(
     assert "tron: the node reports chain id 31337, AIAPI_TRON_CHAIN_ID is 1" in done.stderr
 
     env = networks_env(database_url, nats_url, url, token.address)
-    start(spawn, env)
+    process = start(spawn, env)
     async with httpx.AsyncClient() as client:
-        ready = (await client.get(health_url(env).replace("healthz", "readyz"))).json()
-    assert (ready["networks"], ready["depeg_paused"]) == (["base", "tron"], [])
+        metrics = (await client.get(process.probe_url("/metrics"))).text
+    enabled = re.findall(r'^aiapi_payments_network_enabled\{network="(\w+)"\} 1$', metrics, re.M)
+    assert enabled == ["base", "tron"]
+    assert not re.search(r"^aiapi_payments_depeg_paused\{.*\} 1$", metrics, re.M)
     account = AccountQuery(account_id="acc_n")
     shown = (await ask(bus, ADDRESSES_SUBJECT, account, AddressesReply)).addresses
     assert [(a.asset, a.network, a.address) for a in shown] == [
