@@ -389,15 +389,15 @@ async def test_the_sweep_plan_forwards_the_destinations_and_passes_refusals_on(
 
     seen = await respond(running.bus, payments_api.SWEEP_PLAN_SUBJECT, reply)
     body = {"destinations": {"evm": "0x" + "ab" * 20}}
-    answer = await running.client.post("/admin/v1/sweep-plan", json=body, headers=ADMIN)
+    answer = await running.admin.post("/admin/v1/sweep-plan", json=body, headers=ADMIN)
     assert (answer.status_code, answer.json()["transfers"]) == (200, plan["transfers"])
     assert seen[0] == body
-    refused = await running.client.post(
+    refused = await running.admin.post(
         "/admin/v1/sweep-plan", json={"destinations": {"evm": "0x1234"}}, headers=ADMIN
     )
     assert refused.status_code == 400
     assert "evm destination" in refused.json()["error"]["message"]
-    unknown = await running.client.post(
+    unknown = await running.admin.post(
         "/admin/v1/sweep-plan", json={"destinations": {"doge": "D…"}}, headers=ADMIN
     )
     assert unknown.status_code == 400
