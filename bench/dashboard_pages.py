@@ -131,12 +131,12 @@ def run(per_day: int, samples: int) -> None:
         nats = EmbeddedNats(root / "nats")
         pg.start()
         nats.start()
-        ports = {"billing": free_port("127.0.0.1"), "accounts": free_port("127.0.0.1")}
+        ports = {"accounts": free_port("127.0.0.1")}
+        internal = {"billing": free_port("127.0.0.1"), "accounts": free_port("127.0.0.1")}
         env = {
             **os.environ,
             "AIAPI_DATABASE_URL": pg.url,
             "AIAPI_NATS_URL": nats.url,
-            "AIAPI_BILLING_PORT": str(ports["billing"]),
             "AIAPI_ACCOUNTS_PORT": str(ports["accounts"]),
             "AIAPI_ADMIN_TOKEN": "bench-operator-token-0123456789",
             "AIAPI_COOKIE_SECURE": "false",
@@ -145,9 +145,10 @@ def run(per_day: int, samples: int) -> None:
         procs = []
         try:
             for name in ("billing", "accounts"):
-                proc = subprocess.Popen([sys.executable, "-m", f"aiapi_{name}"], env=env)
+                own = {**env, "AIAPI_INTERNAL_PORT": str(internal[name])}
+                proc = subprocess.Popen([sys.executable, "-m", f"aiapi_{name}"], env=own)
                 procs.append(proc)
-                _wait_healthy(f"http://127.0.0.1:{ports[name]}/healthz", proc)
+                _wait_healthy(f"http://127.0.0.1:{internal[name]}/readyz", proc)
             base = f"http://127.0.0.1:{ports['accounts']}"
             with httpx.Client(base_url=base, timeout=30) as client:
                 account_id, keys = _customer(client)

@@ -280,7 +280,7 @@ def test_the_cli_sends_the_destinations_and_writes_the_plan(
     out = tmp_path / "plan.json"
     code = admin_main(
         ["sweep-plan", "--to-evm", DESTINATION, "--to-btc", "bc1qexample", "--out", str(out)],
-        environ={"AIAPI_ADMIN_TOKEN": "t", "AIAPI_ACCOUNTS_URL": "http://accounts"},
+        environ={"AIAPI_ADMIN_TOKEN": "t", "AIAPI_ADMIN_URL": "http://accounts"},
         transport=httpx.MockTransport(handler),
     )
     assert code == 0
