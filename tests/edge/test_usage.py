@@ -18,9 +18,15 @@ SYSTEM_1H = {
 }
 
 
-def expected_meters(usage: Any) -> dict[str, int]:
+def expected_meters(usage: Any) -> dict[str, int | str]:
     split = usage.cache_creation
+    tools = usage.server_tool_use
     return {
+        "web_search_requests": tools.web_search_requests if tools else 0,
+        "web_fetch_requests": tools.web_fetch_requests if tools else 0,
+        "service_tier": usage.service_tier or "",
+        "inference_geo": "",
+        "speed": "",
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cache_read_input_tokens": usage.cache_read_input_tokens or 0,
@@ -29,7 +35,7 @@ def expected_meters(usage: Any) -> dict[str, int]:
     }
 
 
-def meters(event: UsageRecorded) -> dict[str, int]:
+def meters(event: UsageRecorded) -> dict[str, int | str]:
     return event.usage.model_dump(exclude={"thinking_tokens"})
 
 

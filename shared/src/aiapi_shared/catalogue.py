@@ -77,11 +77,42 @@ class CacheMultipliers(_Frozen):
     cache_write_1h: int
 
 
+class MeterPoint(_Frozen):
+    """One effective-dated price of a meter beyond tokens.
+
+    A *unit* meter (a server tool's requests) costs ``usd_per_unit`` each; a *multiplier* meter
+    (a service tier, an inference region, a speed, the long-context premium) multiplies the
+    request's token cost by ``input_bps`` (input and cache tokens) and ``output_bps`` (output).
+    """
+
+    effective_from: datetime
+    usd_per_unit: Money = Field(default=0, ge=0)
+    input_bps: int = Field(default=10_000, ge=0)
+    output_bps: int = Field(default=10_000, ge=0)
+
+
+class LongContext(_Frozen):
+    """Requests whose input (cache reads and writes included) exceeds ``threshold_tokens`` are
+    priced with the ``long_context`` meter, on models whose context window exceeds it."""
+
+    threshold_tokens: int = Field(gt=0)
+
+
 class Catalogue(_Frozen):
     models: tuple[ModelEntry, ...]
     aliases: dict[str, str]
     plans: tuple[Plan, ...]
     cache_multipliers_bps: CacheMultipliers
+    meters: dict[str, tuple[MeterPoint, ...]] = Field(
+        default_factory=dict,
+        description="meter id -> prices; ids: see aiapi_shared.meters",
+    )
+    long_context: LongContext | None = None
+
+    def meter_at(self, meter: str, moment: datetime) -> MeterPoint | None:
+        """The price of ``meter`` in force at ``moment`` (None: the catalogue cannot price it)."""
+        in_force = [p for p in self.meters.get(meter, ()) if p.effective_from <= moment]
+        return max(in_force, key=lambda p: p.effective_from) if in_force else None
 
     def model(self, model_id: str) -> ModelEntry | None:
         """The sold model a requested id is served as (see the module's rules), or None."""

@@ -2,8 +2,9 @@
 
 Seeded from the shipped catalogue once; changed by an operator (request/reply or the CLI) without
 a deploy. ``load`` builds the :class:`Catalogue` the edge serves: a model is sold while it is
-``on_sale`` and has at least one price; an alias is served while its target is sold. Plans and
-cache multipliers stay those of the shipped catalogue (they are the product's terms). Every
+``on_sale`` and has at least one price; an alias is served while its target is sold. Plans, cache
+multipliers and the meters beyond tokens stay those of the catalogue billing was started with
+(they are the product's terms). Every
 function runs in the caller's transaction; the statements are ``repository/catalogue.py``'s and
 ``repository/prices.py``'s.
 """
@@ -77,6 +78,8 @@ async def load(conn: Conn, shipped: Catalogue) -> tuple[int, Catalogue]:
         aliases=aliases,
         plans=shipped.plans,
         cache_multipliers_bps=shipped.cache_multipliers_bps,
+        meters=shipped.meters,
+        long_context=shipped.long_context,
     )
 
 

@@ -1,4 +1,7 @@
-"""The cost of a request, in integer nano-USD, rounded once and up. Pure: no I/O.
+"""Token costs for holds and extensions, in integer nano-USD, rounded once and up. Pure: no I/O.
+
+A settled request is priced by ``aiapi_shared.pricing.request_cost`` (tokens and every meter
+beyond them); this module's ``cost_nano`` is its token part, which holds are estimated with.
 
 Prices are nano-USD per million tokens. Cache reads and writes are priced as multiples of the
 input price (basis points); thinking tokens are already inside ``output_tokens``. The plan's
@@ -8,30 +11,14 @@ so the only rounding is a single ceiling to the ledger unit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from aiapi_shared.catalogue import CacheMultipliers
 from aiapi_shared.events.usage_v1 import Usage
+from aiapi_shared.pricing import BPS, TOKENS_PER_PRICE_UNIT, Price
+from aiapi_shared.pricing import ceil_div as _ceil_div
 
-BPS = 10_000
-TOKENS_PER_PRICE_UNIT = 1_000_000
+__all__ = ["Price", "cost_nano", "extension_nano", "hold_nano", "rate_tokens"]
+
 _DENOMINATOR = TOKENS_PER_PRICE_UNIT * BPS * BPS
-
-
-@dataclass(frozen=True)
-class Price:
-    """One row of the price table: a model's prices from ``effective_from`` (until the next)."""
-
-    price_id: int
-    model: str
-    effective_from: datetime
-    input_nano_per_mtok: int
-    output_nano_per_mtok: int
-
-
-def _ceil_div(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
 
 
 def cost_nano(

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events import UsageRecorded
+from aiapi_shared.events.usage_v1 import Usage
+from aiapi_shared.pricing import UnpricedMeter, request_cost
 
 from aiapi_billing import pricing
 from aiapi_billing.errors import UnpricedModel
@@ -33,9 +35,21 @@ from aiapi_billing.repository import Conn, accounts, holds, outbox, prices, tran
 Outcome = str  # "settled" | "duplicate" | "conflict"
 
 
+_ADDED_USAGE_DEFAULTS = Usage().model_dump(
+    include={"web_search_requests", "web_fetch_requests", "service_tier", "inference_geo", "speed"}
+)
+
+
 def content_hash(event: UsageRecorded) -> str:
-    """A digest of what the event says (as this version of the contract reads it)."""
-    canonical = json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A digest of what the event says (as this version of the contract reads it). Usage fields
+    added later are left out while at their defaults, so a redelivered older event keeps its
+    digest."""
+    payload = event.model_dump(mode="json")
+    usage = payload["usage"]
+    for name, default in _ADDED_USAGE_DEFAULTS.items():
+        if usage.get(name) == default:
+            del usage[name]
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -46,6 +60,7 @@ class _Candidate:
     digest: str
     cost: int
     price: pricing.Price
+    list_cost: int  # the upstream's list price of the usage, before the plan's discount
 
 
 @dataclass
@@ -104,13 +119,21 @@ class Settler:
                 moment = event.started_at.isoformat()
                 result.outcomes[index] = UnpricedModel(f"{event.model} has no price at {moment}")
                 continue
-            cost = pricing.cost_nano(
-                event.usage,
-                price,
-                discount_bps=self.catalogue.plan(event.plan).discount_bps,
-                multipliers=self.catalogue.cache_multipliers_bps,
+            try:
+                cost = request_cost(
+                    event.usage,
+                    price,
+                    catalogue=self.catalogue,
+                    discount_bps=self.catalogue.plan(event.plan).discount_bps,
+                    moment=event.started_at,
+                )
+            except UnpricedMeter as exc:  # the operator prices it; the event waits, never lost
+                moment = event.started_at.isoformat()
+                result.outcomes[index] = UnpricedModel(f"meter {exc} has no price at {moment}")
+                continue
+            candidate = _Candidate(
+                index, event, content_hash(event), cost.cost, price, cost.list_cost
             )
-            candidate = _Candidate(index, event, content_hash(event), cost, price)
             (extras if event.request_id in seen else candidates).append(candidate)
             seen.add(event.request_id)
         return candidates, extras

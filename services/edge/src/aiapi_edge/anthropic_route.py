@@ -102,6 +102,7 @@ class MessagesRoute:
         caller: KeyRecord,
     ) -> None:
         body = read_messages_body(raw)
+        self._gw.check_priced(scope, body.raw)
         payload = self._with_model(body.raw, body.model)
         exchange = await self._gw.admit(
             request_id=request_id,

@@ -15,6 +15,7 @@ estimate when larger. Over-estimating is the safe side: an extension is asked fo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiapi_shared.catalogue import CacheMultipliers, PricePoint
@@ -28,18 +29,26 @@ BYTES_PER_TOKEN = 3
 MIN_CHUNK_TOKENS = 1024
 
 
+def _tokens(meters: Mapping[str, int | str], name: str) -> int:
+    value = meters.get(name, 0)
+    return value if isinstance(value, int) else 0
+
+
 def cost_of(
-    meters: dict[str, int], price: PricePoint, discount_bps: int, multipliers: CacheMultipliers
+    meters: Mapping[str, int | str],
+    price: PricePoint,
+    discount_bps: int,
+    multipliers: CacheMultipliers,
 ) -> int:
     """What ``meters`` cost in nano-USD at ``price`` less the plan's discount, rounded up once:
     the rule billing prices by (its ``pricing.cost_nano``)."""
     p_in, p_out, m = price.input_usd_per_mtok, price.output_usd_per_mtok, multipliers
     list_price_bps = (
-        meters.get("input_tokens", 0) * p_in * _BPS
-        + meters.get("cache_read_input_tokens", 0) * p_in * m.cache_read
-        + meters.get("cache_creation_5m_input_tokens", 0) * p_in * m.cache_write_5m
-        + meters.get("cache_creation_1h_input_tokens", 0) * p_in * m.cache_write_1h
-        + meters.get("output_tokens", 0) * p_out * _BPS
+        _tokens(meters, "input_tokens") * p_in * _BPS
+        + _tokens(meters, "cache_read_input_tokens") * p_in * m.cache_read
+        + _tokens(meters, "cache_creation_5m_input_tokens") * p_in * m.cache_write_5m
+        + _tokens(meters, "cache_creation_1h_input_tokens") * p_in * m.cache_write_1h
+        + _tokens(meters, "output_tokens") * p_out * _BPS
     )
     numerator = list_price_bps * (_BPS - discount_bps)
     return -(-numerator // (_BPS * _BPS * _PER_MTOK))
@@ -91,10 +100,11 @@ class HoldBudget:
         """The cost so far in nano-USD (rounded up, as billing rounds) of the upstream's
         reported ``usage`` with the estimated output tokens."""
         meters = meters_from_anthropic(usage)
-        meters["output_tokens"] = self.output_tokens(meters["output_tokens"])
+        reported = meters["output_tokens"]
+        meters["output_tokens"] = self.output_tokens(reported if isinstance(reported, int) else 0)
         return self.cost(meters)
 
-    def cost(self, meters: dict[str, int]) -> int:
+    def cost(self, meters: Mapping[str, int | str]) -> int:
         return cost_of(meters, self._price, self._discount_bps, self._multipliers)
 
     def chunk_cost(self, tokens: int) -> int:

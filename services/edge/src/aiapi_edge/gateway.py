@@ -11,7 +11,7 @@ import logging
 import random
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,11 +20,12 @@ from aiapi_shared.catalogue import Catalogue, ModelEntry
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
 
-from aiapi_edge import wire
+from aiapi_edge import priced_options, wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
 from aiapi_edge.allowance import estimate_input_tokens
 from aiapi_edge.asgi import Receive, Scope, header
-from aiapi_edge.beta_policy import BetaPolicy, refusal_message
+from aiapi_edge.beta_policy import BetaPolicy, refusal_message, requested_betas
+from aiapi_edge.body import parse_json_object
 from aiapi_edge.budget import HoldBudget, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
 from aiapi_edge.extension import HoldGuard
@@ -165,6 +166,7 @@ class Gateway:
         spool: Spool,
         edge_id: str,
         betas: BetaPolicy | None = None,
+        unpriced_allowed: frozenset[str] = frozenset(),
     ) -> None:
         self.keys = keys
         self.catalogue = catalogue
@@ -172,6 +174,7 @@ class Gateway:
         self.spool = spool
         self.edge_id = edge_id
         self.betas = betas or BetaPolicy()
+        self.unpriced_allowed = unpriced_allowed
 
     def authenticate(self, scope: Scope) -> KeyRecord:
         key = presented_key(scope)
@@ -194,6 +197,23 @@ class Gateway:
         refused = self.betas.refused(scope["headers"])
         if refused is not None:
             raise invalid_request(refusal_message(refused))
+
+    def check_priced(self, scope: Scope, raw: bytes, body: Mapping[str, Any] | None = None) -> None:
+        """Refuse a request asking for a tool, beta or option the catalogue cannot price
+        (:mod:`.priced_options`), before admission and before anything goes upstream."""
+        if body is None:
+            if not any(marker in raw for marker in priced_options.MARKERS):
+                return
+            body = parse_json_object(raw)
+        meter = priced_options.unpriced(
+            body,
+            requested_betas(scope["headers"]),
+            self.catalogue,
+            datetime.now(UTC),
+            self.unpriced_allowed,
+        )
+        if meter is not None:
+            raise invalid_request(priced_options.refusal(meter))
 
     def resolve_model(self, requested: str) -> ModelEntry:
         entry = self.catalogue.model(requested)

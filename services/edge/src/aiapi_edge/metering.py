@@ -1,4 +1,4 @@
-"""Usage as the upstream reports it, folded into the five meters (pure).
+"""Usage as the upstream reports it, folded into the meters (pure).
 
 Usage comes from a JSON message, or from a stream's ``message_start`` and ``message_delta``
 events; a later report replaces the earlier values, never adds to them. The cache-write total
@@ -21,13 +21,25 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+_OPTION_LIMIT = 64  # a reported tier/region/speed name longer than this is not one
+
+
+def _option(value: object) -> str:
+    return value if isinstance(value, str) and len(value) <= _OPTION_LIMIT else ""
+
+
 def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
-    """The five meters (and thinking tokens) of an Anthropic ``usage`` object."""
+    """Every meter of an Anthropic ``usage`` object (see :func:`meters_from_anthropic`)."""
     return Usage(**meters_from_anthropic(usage))
 
 
-def meters_from_anthropic(usage: Mapping[str, Any]) -> dict[str, int]:
-    """The same as a plain dict (the hot path serialises it without a model)."""
+def meters_from_anthropic(usage: Mapping[str, Any]) -> dict[str, int | str]:
+    """The meters as a plain dict (the hot path serialises it without a model): the five token
+    counts, thinking tokens, the server tools' requests (``server_tool_use``) and the priced
+    options the upstream reports (``service_tier``, ``inference_geo``, ``speed``)."""
+    tools = usage.get("server_tool_use")
+    if not isinstance(tools, Mapping):
+        tools = {}
     split = usage.get("cache_creation")
     split_5m = split_1h = 0
     if isinstance(split, Mapping):
@@ -42,6 +54,11 @@ def meters_from_anthropic(usage: Mapping[str, Any]) -> dict[str, int]:
         "cache_creation_5m_input_tokens": split_5m + unexplained,
         "cache_creation_1h_input_tokens": split_1h,
         "thinking_tokens": upstream_thinking_tokens(usage) or 0,
+        "web_search_requests": _count(tools.get("web_search_requests")),
+        "web_fetch_requests": _count(tools.get("web_fetch_requests")),
+        "service_tier": _option(usage.get("service_tier")),
+        "inference_geo": _option(usage.get("inference_geo")),
+        "speed": _option(usage.get("speed")),
     }
 
 
@@ -89,7 +106,7 @@ class UsageMeter:
     def result(self) -> Usage:
         return usage_from_anthropic(self.usage)
 
-    def meters(self) -> dict[str, int]:
+    def meters(self) -> dict[str, int | str]:
         return meters_from_anthropic(self.usage)
 
     def _merge(self, update: object) -> None:

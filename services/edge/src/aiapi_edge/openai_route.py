@@ -190,6 +190,7 @@ class OpenAIRoute:
         except TranslationError as exc:
             raise OpenAIError(400, exc.to_openai()) from None
         anthropic_body = dict(translated.anthropic_body, model=model.id)
+        self._gw.check_priced(scope, b"", anthropic_body)
         payload = orjson.dumps(anthropic_body)
         exchange = await self._gw.admit(
             request_id=request_id,

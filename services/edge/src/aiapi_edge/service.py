@@ -21,7 +21,7 @@ from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
 from aiapi_edge.allowance_settlement import release_settled
 from aiapi_edge.anthropic_route import MessagesRoute
-from aiapi_edge.beta_policy import BetaPolicy
+from aiapi_edge.beta_policy import BetaPolicy, parse_list
 from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
 from aiapi_edge.count_limit import PerKeyRate
@@ -139,6 +139,7 @@ class EdgeService:
             spool=self.spool,
             edge_id=self.edge_id,
             betas=BetaPolicy.from_settings(s.edge_beta_deny, s.edge_beta_allow),
+            unpriced_allowed=parse_list(s.edge_unpriced_allow),
         )
         timing = {"ping_interval": s.edge_ping_interval_s, "drain_s": s.edge_disconnect_drain_s}
         self.gateway = gateway

@@ -73,6 +73,9 @@ class EdgeSettings(BaseServiceSettings):
     # anthropic-beta values refused with a 400 (comma list); and, when set, the only ones passed.
     edge_beta_deny: str = ""
     edge_beta_allow: str = ""
+    # Tools, betas' meters and options served although the catalogue has no price for them
+    # (comma list of the names the 400 gives, e.g. "code_execution,service_tier:priority").
+    edge_unpriced_allow: str = ""
     # count_tokens requests per customer key per minute, on each replica.
     edge_count_tokens_per_minute: int = Field(default=600, ge=1)
     edge_id: str = ""

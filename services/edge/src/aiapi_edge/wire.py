@@ -8,6 +8,7 @@ test validates every document built here against the contract's models, field fo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -90,7 +91,7 @@ def usage_event(
     outcome: str,
     status_code: int,
     client_disconnected: bool,
-    usage: dict[str, int],
+    usage: Mapping[str, int | str],
     hold_id: str | None,
     admission: str,
     edge_id: str,

@@ -5,6 +5,11 @@
     [[tokens: 500]]                  a text block of exactly N output tokens of filler
     [[thinking: text]]               the thinking text, when thinking is on
     [[fail: kind key=value ...]]     a fault (see faults.py), e.g. [[fail: 429 retry_after=3]]
+    [[usage: key=value ...]]         usage to report beyond tokens, e.g. [[usage:
+                                     web_search_requests=3 service_tier=priority]]; keys:
+                                     web_search_requests, web_fetch_requests (server_tool_use),
+                                     service_tier, inference_geo, speed, and input_tokens (to
+                                     report a long-context request without sending one)
 
 The directives are removed from the text; what remains (stripped) is what the default reply
 echoes. Pure parsing, no I/O.
@@ -21,7 +26,9 @@ from aiapi_simulator.faults import Fault, FaultError, build_fault
 
 _OPEN = "[["
 _CLOSE = "]]"
-_HEAD = re.compile(r"\[\[\s*(reply|tool|tokens|thinking|fail)\s*:\s?")
+_HEAD = re.compile(r"\[\[\s*(reply|tool|tokens|thinking|fail|usage)\s*:\s?")
+USAGE_COUNTS = frozenset({"web_search_requests", "web_fetch_requests", "input_tokens"})
+USAGE_NAMES = frozenset({"service_tier", "inference_geo", "speed"})
 _TOOL_NAME = re.compile(r"\s*([A-Za-z0-9_.:-]+)\s*")
 _DECODER = json.JSONDecoder()
 
@@ -40,6 +47,7 @@ class Directives:
     tokens: int | None = None
     thinking: str | None = None
     fault: Fault | None = None
+    usage: dict[str, int | str] = field(default_factory=dict)
 
 
 def _parse_tool(source: str, start: int) -> tuple[tuple[str, dict[str, Any]], int]:
@@ -90,8 +98,25 @@ def _apply(found: Directives, name: str, argument: str) -> None:
             raise DirectiveError(f"[[tokens: N]] needs an integer, got {argument!r}") from None
         if found.tokens < 0:
             raise DirectiveError("[[tokens: N]] must not be negative")
+    elif name == "usage":
+        found.usage.update(_parse_usage(argument))
     else:
         found.fault = _parse_fault(argument)
+
+
+def _parse_usage(argument: str) -> dict[str, int | str]:
+    reported: dict[str, int | str] = {}
+    for word in argument.split():
+        key, sep, value = word.partition("=")
+        if not sep or key not in USAGE_COUNTS | USAGE_NAMES:
+            raise DirectiveError(f"[[usage: ...]] does not know {word!r}")
+        if key in USAGE_NAMES:
+            reported[key] = value
+            continue
+        if not value.isdigit():
+            raise DirectiveError(f"[[usage: ...]] {key} needs a count, got {value!r}")
+        reported[key] = int(value)
+    return reported
 
 
 def parse_directives(text: str) -> Directives:

@@ -50,6 +50,7 @@ class Usage:
     input_tokens: int
     output_tokens: int
     cache: CacheUsage
+    reported: tuple[tuple[str, int | str], ...] = ()  # beyond tokens, from [[usage: ...]]
 
 
 @dataclass(slots=True)
@@ -206,5 +207,12 @@ def build_reply(
             reply.stop_reason, reply.stop_sequence = "stop_sequence", stop[1]
         if reply.stop_reason in ("max_tokens", "stop_sequence"):
             break
-    reply.usage = Usage(input_tokens=input_tokens, output_tokens=used, cache=cache)
+    extra = dict(directives.usage)
+    counted = extra.pop("input_tokens", input_tokens)
+    reply.usage = Usage(
+        input_tokens=counted if isinstance(counted, int) else input_tokens,
+        output_tokens=used,
+        cache=cache,
+        reported=tuple(extra.items()),
+    )
     return reply

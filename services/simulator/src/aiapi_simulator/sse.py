@@ -28,6 +28,18 @@ def frame(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+_TOOL_COUNTS = ("web_search_requests", "web_fetch_requests")
+
+
+def reported_json(usage: Usage) -> dict[str, Any]:
+    """What a ``[[usage: ...]]`` directive asked to report beyond tokens, as the API shapes it."""
+    reported = dict(usage.reported)
+    shaped: dict[str, Any] = {k: v for k, v in reported.items() if k not in _TOOL_COUNTS}
+    if any(k in reported for k in _TOOL_COUNTS):
+        shaped["server_tool_use"] = {k: reported.get(k, 0) for k in _TOOL_COUNTS}
+    return shaped
+
+
 def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
     cache = usage.cache
     return {
@@ -40,7 +52,7 @@ def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
         },
         "output_tokens": output_tokens,
         "service_tier": "standard",
-    }
+    } | reported_json(usage)
 
 
 def _block_json(block: ThinkingOut | TextOut | ToolUseOut) -> dict[str, Any]:
@@ -172,7 +184,8 @@ def stream_script(reply: Reply) -> StreamScript:
                     "cache_creation_input_tokens": usage.cache.creation,
                     "cache_read_input_tokens": usage.cache.read,
                     "output_tokens": usage.output_tokens,
-                },
+                }
+                | reported_json(usage),
             },
         )
     )

@@ -11,7 +11,8 @@ from aiapi_shared.money import Money
 
 
 class Usage(Record):
-    """The five meters as the upstream reported them, plus thinking tokens (already in output)."""
+    """The meters as the upstream reported them: the five token counts, thinking tokens (already in
+    output), server-tool requests and the priced options (tier, region, speed)."""
 
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
@@ -19,6 +20,11 @@ class Usage(Record):
     cache_creation_5m_input_tokens: int = Field(default=0, ge=0)
     cache_creation_1h_input_tokens: int = Field(default=0, ge=0)
     thinking_tokens: int = Field(default=0, ge=0, description="part of output_tokens")
+    web_search_requests: int = Field(default=0, ge=0, description="server_tool_use")
+    web_fetch_requests: int = Field(default=0, ge=0, description="server_tool_use")
+    service_tier: str = Field(default="", description="as reported; empty: not reported")
+    inference_geo: str = Field(default="", description="as reported; empty: not reported")
+    speed: str = Field(default="", description="as reported; empty: not reported")
 
 
 Outcome = Literal["ok", "upstream_error", "client_disconnected", "stream_error", "gateway_error"]

@@ -64,12 +64,20 @@ _USAGE_COLUMNS = (
     "input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,"
     " cache_write_1h_tokens, thinking_tokens"
 )
+_METER_COLUMNS = "web_search_requests, web_fetch_requests, service_tier, inference_geo, speed"
 
 
-def usage_of(values: tuple[int, ...]) -> Usage:
-    """The six meter columns (in ``_USAGE_COLUMNS`` order) as a ``Usage``."""
-    i, o, cr, c5, c1, t = (int(v) for v in values)
+def usage_of(values: tuple[object, ...], meters: tuple[object, ...] = (0, 0, "", "", "")) -> Usage:
+    """The six token columns (in ``_USAGE_COLUMNS`` order), and the five ``_METER_COLUMNS``
+    when read, as a ``Usage``."""
+    i, o, cr, c5, c1, t = (int(str(v)) for v in values)
+    search, fetch, tier, geo, speed = meters
     return Usage(
+        web_search_requests=int(str(search)),
+        web_fetch_requests=int(str(fetch)),
+        service_tier=str(tier),
+        inference_geo=str(geo),
+        speed=str(speed),
         input_tokens=i,
         output_tokens=o,
         cache_read_input_tokens=cr,
@@ -82,7 +90,8 @@ def usage_of(values: tuple[int, ...]) -> Usage:
 async def request_record(conn: Conn, q: RequestRecordQuery) -> RequestRecordReply:
     """One request's priced record; another account's request is as unknown as a missing one."""
     cur = await conn.execute(
-        f"SELECT model, route, started_at, outcome, cost, {_USAGE_COLUMNS} FROM usage_records"  # noqa: S608
+        f"SELECT model, route, started_at, outcome, cost, {_USAGE_COLUMNS}, {_METER_COLUMNS}"  # noqa: S608
+        " FROM usage_records"
         " WHERE request_id = %s AND account_id = %s",
         (q.request_id, q.account_id),
     )
@@ -90,13 +99,14 @@ async def request_record(conn: Conn, q: RequestRecordQuery) -> RequestRecordRepl
     if row is None:
         raise NotFound(f"no settled request {q.request_id}")
     model, route, started, outcome, cost, *usage = row
+    tokens, meters = tuple(usage[:6]), tuple(usage[6:])
     return RequestRecordReply(
         id=q.request_id,
         model=str(model),
         route=str(route),
         created_at=started,
         status=str(outcome),
-        usage=usage_of(tuple(usage)),
+        usage=usage_of(tokens, meters),
         cost_usd=int(cost),
     )
 

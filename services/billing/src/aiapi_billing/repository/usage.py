@@ -22,20 +22,24 @@ class PricedUsage(Protocol):
     def price(self) -> Price: ...
     @property
     def digest(self) -> str: ...
+    @property
+    def list_cost(self) -> int: ...
 
 
 _INSERT_RECORDS = (
     "INSERT INTO usage_records (request_id, account_id, key_id, model, plan, route, outcome,"
     " status_code, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens,"
     " cache_write_5m_tokens, cache_write_1h_tokens, thinking_tokens, cost, price_id,"
-    " price_effective_from, hold_id, content_hash)"
+    " price_effective_from, hold_id, content_hash, web_search_requests, web_fetch_requests,"
+    " service_tier, inference_geo, speed, list_cost)"
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
     " %s::text[], %s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],"
     " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
-    " %s::bigint[], %s::timestamptz[], %s::text[], %s::text[])"
+    " %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],"
+    " %s::text[], %s::text[], %s::text[], %s::bigint[])"
     " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
-_RECORD_WIDTH = 21
+_RECORD_WIDTH = 27
 
 
 def _record_row(item: PricedUsage) -> tuple[object, ...]:
@@ -44,7 +48,9 @@ def _record_row(item: PricedUsage) -> tuple[object, ...]:
             e.status_code, e.started_at, e.finished_at, u.input_tokens, u.output_tokens,
             u.cache_read_input_tokens, u.cache_creation_5m_input_tokens,
             u.cache_creation_1h_input_tokens, u.thinking_tokens, item.cost, item.price.price_id,
-            item.price.effective_from, e.hold_id, item.digest)  # fmt: skip
+            item.price.effective_from, e.hold_id, item.digest, u.web_search_requests,
+            u.web_fetch_requests, u.service_tier, u.inference_geo, u.speed,
+            item.list_cost)  # fmt: skip
 
 
 async def insert_records(conn: Conn, items: Sequence[PricedUsage]) -> set[str]:
