@@ -246,3 +246,63 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
             timeout=10,
         )
         assert record.json()["model"] == "claude-next-5"
+
+
+def test_the_cost_header_equals_the_settled_debit_on_every_route(
+    deployment: Deployment, closer: contextlib.ExitStack
+) -> None:
+    with deployment.admin() as admin:
+        account_id, _, key = open_account(admin, "10.00")
+        claude = closer.enter_context(deployment.sdk(key))
+        gpt = closer.enter_context(
+            openai.OpenAI(
+                base_url=f"{deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
+            )
+        )
+        search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+
+        def anthropic_call(text: str) -> tuple[str, str]:
+            raw = claude.messages.with_raw_response.create(
+                model="claude-sonnet-4-6",
+                max_tokens=100,
+                messages=[{"role": "user", "content": text}],
+                tools=[search],  # type: ignore[list-item]
+            )
+            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
+
+        def chat_call() -> tuple[str, str]:
+            raw = gpt.chat.completions.with_raw_response.create(
+                model="claude-haiku-4-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": "[[reply: chat]]"}],
+            )
+            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
+
+        def responses_call() -> tuple[str, str]:
+            raw = gpt.responses.with_raw_response.create(
+                model="claude-haiku-4-5",
+                max_output_tokens=100,
+                input=[{"role": "user", "content": "[[reply: responses]]"}],
+                store=False,
+            )
+            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
+
+        calls = [
+            lambda: anthropic_call("[[usage: web_search_requests=2]] [[reply: searched]]"),
+            lambda: anthropic_call("[[usage: input_tokens=250000 inference_geo=us]] long"),
+            chat_call,
+            responses_call,
+        ]
+        for call in calls:
+            before = account_balance(admin, account_id)
+            request_id, header = call()
+            quoted = parse_usd(header)
+            assert quoted > 0
+            eventually(lambda before=before: account_balance(admin, account_id) != before)
+            assert before - account_balance(admin, account_id) == quoted
+            record = httpx.get(
+                f"{deployment.edge_url}/v1/usage/requests/{request_id}",
+                headers={"x-api-key": key},
+                timeout=10,
+            )
+            assert parse_usd(record.json()["cost_usd"]) == quoted, record.text

@@ -22,7 +22,11 @@ def test_client_tools_cost_only_tokens_and_server_tools_need_their_meter() -> No
             {"type": "code_execution_20250825", "name": "code_execution"},
         ]
     }
-    assert needed_meters(body, []) == ["web_search_requests", "web_fetch_requests", "code_execution"]
+    assert needed_meters(body, []) == [
+        "web_search_requests",
+        "web_fetch_requests",
+        "code_execution",
+    ]
     catalogue = default_catalogue()
     assert unpriced(body, [], catalogue, NOW, frozenset()) == "code_execution"
     assert unpriced(body, [], catalogue, NOW, frozenset({"code_execution"})) is None

@@ -16,7 +16,10 @@ BASIC, PRO = 7000, 8000
 
 
 def cost(
-    usage: Usage, discount: int = BASIC, catalogue: Catalogue | None = None
+    usage: Usage,
+    discount: int = BASIC,
+    catalogue: Catalogue | None = None,
+    window: int = 1_000_000,
 ) -> tuple[int, int]:
     priced = request_cost(
         usage,
@@ -24,6 +27,7 @@ def cost(
         catalogue=catalogue or default_catalogue(),
         discount_bps=discount,
         moment=MOMENT,
+        context_window=window,
     )
     return priced.cost, priced.list_cost
 
@@ -41,6 +45,8 @@ def test_input_over_the_threshold_prices_the_whole_request_at_long_context_rates
     # 250,000 x 6 USD/M + 1,000 x 22.50 USD/M = 1.5225 list.
     assert cost(long, discount=0) == (parse_usd("1.5225"), parse_usd("1.5225"))
     assert cost(long) == (parse_usd("0.45675"), parse_usd("1.5225"))
+    # A model whose window is the threshold never pays the premium (its input cannot exceed it).
+    assert cost(long, discount=0, window=200_000)[0] == parse_usd("0.765")
     at_threshold = Usage(input_tokens=200_000, output_tokens=1000)
     assert cost(at_threshold, discount=0)[0] == parse_usd("0.615")
     # Cache reads count towards the threshold (and keep their 0.1x multiple of the doubled rate).

@@ -7,7 +7,7 @@ the input price (basis points); thinking tokens are already inside ``output_toke
 Beyond tokens (docs/billing.md, "Meters beyond tokens"): each server-tool request costs its
 meter's unit price; the service tier, the inference region and the speed the upstream reports,
 and the long-context premium (input over the catalogue's threshold), multiply the token cost by
-their meters' basis points. The plan's discount applies to the whole. Every factor stays an
+their meters' basis points (long context: only on a model whose window exceeds the threshold). The plan's discount applies to the whole. Every factor stays an
 integer until the one division at the end, so the only rounding is a single ceiling.
 """
 
@@ -76,10 +76,21 @@ def _meter(catalogue: Catalogue, meter: str, moment: datetime) -> MeterPoint:
     return point
 
 
-def _multipliers(usage: Usage, catalogue: Catalogue, moment: datetime) -> tuple[int, int]:
+def long_context_applies(usage: Usage, catalogue: Catalogue, context_window: int) -> bool:
+    """Input over the threshold, on a model whose context window goes beyond it (1M)."""
+    threshold = catalogue.long_context
+    return (
+        threshold is not None
+        and context_window > threshold.threshold_tokens
+        and input_total(usage) > threshold.threshold_tokens
+    )
+
+
+def _multipliers(
+    usage: Usage, catalogue: Catalogue, moment: datetime, context_window: int
+) -> tuple[int, int]:
     """The input and output factors (each over BPS ** (1 + len(OPTION_METERS)))."""
-    long_context = catalogue.long_context
-    if long_context is not None and input_total(usage) > long_context.threshold_tokens:
+    if long_context_applies(usage, catalogue, context_window):
         premium = _meter(catalogue, LONG_CONTEXT, moment)
         input_factor, output_factor = premium.input_bps, premium.output_bps
     else:
@@ -95,7 +106,9 @@ def _multipliers(usage: Usage, catalogue: Catalogue, moment: datetime) -> tuple[
     return input_factor, output_factor
 
 
-def list_cost_units(usage: Usage, price: Price, catalogue: Catalogue, moment: datetime) -> int:
+def list_cost_units(
+    usage: Usage, price: Price, catalogue: Catalogue, moment: datetime, context_window: int
+) -> int:
     """The list price before any discount, in nano-USD / ``_TOKEN_DENOMINATOR`` (exact)."""
     multipliers: CacheMultipliers = catalogue.cache_multipliers_bps
     input_weighted_bps = (
@@ -104,7 +117,7 @@ def list_cost_units(usage: Usage, price: Price, catalogue: Catalogue, moment: da
         + usage.cache_creation_5m_input_tokens * multipliers.cache_write_5m
         + usage.cache_creation_1h_input_tokens * multipliers.cache_write_1h
     )
-    input_factor, output_factor = _multipliers(usage, catalogue, moment)
+    input_factor, output_factor = _multipliers(usage, catalogue, moment, context_window)
     tokens: int = (
         input_weighted_bps * price.input_nano_per_mtok * input_factor
         + usage.output_tokens * BPS * price.output_nano_per_mtok * output_factor
@@ -119,11 +132,19 @@ def list_cost_units(usage: Usage, price: Price, catalogue: Catalogue, moment: da
 
 
 def request_cost(
-    usage: Usage, price: Price, *, catalogue: Catalogue, discount_bps: int, moment: datetime
+    usage: Usage,
+    price: Price,
+    *,
+    catalogue: Catalogue,
+    discount_bps: int,
+    moment: datetime,
+    context_window: int,
 ) -> Cost:
     """What ``usage`` costs at ``price`` and the meters in force at ``moment``, with the plan's
-    discount, rounded up once to one nano-USD; raises UnpricedMeter for a meter without a price."""
-    units = list_cost_units(usage, price, catalogue, moment)
+    discount, rounded up once to one nano-USD; raises UnpricedMeter for a meter without a price.
+    ``context_window`` is the model's: the long-context premium applies only beyond a threshold
+    the model can exceed."""
+    units = list_cost_units(usage, price, catalogue, moment, context_window)
     return Cost(
         cost=ceil_div(units * (BPS - discount_bps), _TOKEN_DENOMINATOR * BPS),
         list_cost=ceil_div(units, _TOKEN_DENOMINATOR),

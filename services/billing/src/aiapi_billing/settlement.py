@@ -31,6 +31,7 @@ from aiapi_billing.notices import Totals
 from aiapi_billing.postings import Released, SettledEvent, announcements, post
 from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import Conn, accounts, holds, outbox, prices, transfers, usage
+from aiapi_billing.repository.catalogue import context_windows
 
 Outcome = str  # "settled" | "duplicate" | "conflict"
 
@@ -109,7 +110,9 @@ class Settler:
         """Price every event (the price table as this transaction reads it). The first event of
         each request id is a candidate for settlement; later ones with that id are extras."""
         book = PriceBook()
-        book.load(await prices.prices_of_models(conn, sorted({e.model for e in events})))
+        models = sorted({e.model for e in events})
+        book.load(await prices.prices_of_models(conn, models))
+        windows = await context_windows(conn, models)
         candidates: list[_Candidate] = []
         extras: list[_Candidate] = []
         seen: set[str] = set()
@@ -126,6 +129,7 @@ class Settler:
                     catalogue=self.catalogue,
                     discount_bps=self.catalogue.plan(event.plan).discount_bps,
                     moment=event.started_at,
+                    context_window=windows.get(event.model, 0),
                 )
             except UnpricedMeter as exc:  # the operator prices it; the event waits, never lost
                 moment = event.started_at.isoformat()

@@ -21,6 +21,7 @@ from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.headers import client_response_headers
 from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.openai.errors import openai_error_type
+from aiapi_edge.quote import cost_headers
 from aiapi_edge.sse import PING_EVENT, SseReader
 from aiapi_edge.upstream import Upstream, UpstreamAnswer
 
@@ -155,6 +156,7 @@ class MessagesRoute:
             exchange.meter.message(message)
         await self._gw.record(exchange)
         headers = client_response_headers(answer.headers, exchange.request_id.encode())
+        headers += cost_headers(self._gw.catalogue, exchange)
         await send_whole(send, 200, data, headers, content_type=None)
 
     async def _stream(

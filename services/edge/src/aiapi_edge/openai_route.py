@@ -32,6 +32,7 @@ from aiapi_edge.openai import (
     to_anthropic,
     to_openai_completion,
 )
+from aiapi_edge.quote import cost_headers
 from aiapi_edge.sse import SseReader
 from aiapi_edge.upstream import Upstream, UpstreamAnswer
 
@@ -246,7 +247,8 @@ class OpenAIRoute:
         exchange.meter.message(message)
         await self._gw.record(exchange)
         body = translated.completion(message, exchange)
-        await send_whole(send, 200, body, openai_headers(exchange.request_id))
+        headers = openai_headers(exchange.request_id) + cost_headers(self._gw.catalogue, exchange)
+        await send_whole(send, 200, body, headers)
 
     async def _stream(
         self,

@@ -1,0 +1,52 @@
+"""The ``aiapi-cost-usd`` header: a request's price, quoted by the edge (pure).
+
+It is computed with billing's own function (``aiapi_shared.pricing.request_cost``) from the usage
+the upstream reported, the model's price and the meters in force when the request started (the
+catalogue the edge sells from is billing's), and the plan's discount; so the debit billing
+settles equals it to the nano-USD. No header when a price is missing (billing then waits for the
+operator to add one, and the debit is not known yet).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.events.usage_v1 import Usage
+from aiapi_shared.money import format_usd
+from aiapi_shared.pricing import Price, UnpricedMeter, request_cost
+
+if TYPE_CHECKING:  # the type only: this module does no I/O
+    from aiapi_edge.gateway import Exchange
+
+COST_HEADER = b"aiapi-cost-usd"
+
+
+def quoted_cost(catalogue: Catalogue, exchange: Exchange) -> int | None:
+    """What billing will debit for ``exchange`` (nano-USD), or None when it cannot be priced."""
+    point = exchange.model.price_at(exchange.started_at)
+    if point is None:
+        return None
+    price = Price(
+        price_id=0,
+        model=exchange.model.id,
+        effective_from=point.effective_from,
+        input_nano_per_mtok=point.input_usd_per_mtok,
+        output_nano_per_mtok=point.output_usd_per_mtok,
+    )
+    try:
+        return request_cost(
+            Usage.model_validate(exchange.meter.meters()),
+            price,
+            catalogue=catalogue,
+            discount_bps=catalogue.plan(exchange.caller.plan).discount_bps,
+            moment=exchange.started_at,
+            context_window=exchange.model.context_window,
+        ).cost
+    except (UnpricedMeter, KeyError):
+        return None
+
+
+def cost_headers(catalogue: Catalogue, exchange: Exchange) -> list[tuple[bytes, bytes]]:
+    cost = quoted_cost(catalogue, exchange)
+    return [] if cost is None else [(COST_HEADER, format_usd(cost).encode())]
