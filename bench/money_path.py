@@ -14,7 +14,9 @@ same run measures the simulator directly, so every figure has its own baseline. 
 
 Prints: requests/s through the edge with every request settled, and the direct simulator's
 requests/s; p50/p99 latency at the chosen concurrency and at concurrency 1 (edge and direct, and
-the difference), and at concurrency 1 again once accounts' usage consumer is deleted (the
+the difference), the same load and latency with the meters beyond tokens (a server tool the edge
+checks, a search and a region billed: ``METERED_BODY``), and at concurrency 1 again once
+accounts' usage consumer is deleted (the
 last measurement; it isolates what that consumer costs the edge's latency); the CPU seconds each
 process spent during the loaded run.
 """
@@ -59,6 +61,22 @@ BODY = orjson.dumps(
         "model": MODEL,
         "max_tokens": 64,
         "messages": [{"role": "user", "content": "Benchmark [[reply: ok]]"}],
+    }
+)
+# The same request with the meters beyond tokens: a server tool the edge checks is priced, a
+# search and a region the upstream reports, priced by billing and quoted in aiapi-cost-usd.
+METERED_BODY = orjson.dumps(
+    {
+        "model": MODEL,
+        "max_tokens": 64,
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}],
+        "messages": [
+            {
+                "role": "user",
+                "content": "Benchmark [[usage: web_search_requests=1 inference_geo=us]]"
+                " [[reply: ok]]",
+            }
+        ],
     }
 )
 HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
@@ -233,13 +251,17 @@ def expected_cost(usage: dict[str, Any]) -> int:
     per_in = Fraction(price.input_usd_per_mtok, 10**6)  # nano-USD per token
     per_out = Fraction(price.output_usd_per_mtok, 10**6)
     created = usage.get("cache_creation") or {}
-    total = (
+    tokens = (
         usage.get("input_tokens", 0) * per_in
         + usage.get("cache_read_input_tokens", 0) * per_in / 10
         + created.get("ephemeral_5m_input_tokens", 0) * per_in * Fraction(5, 4)
         + created.get("ephemeral_1h_input_tokens", 0) * per_in * 2
         + usage.get("output_tokens", 0) * per_out
     )
+    # Meters beyond tokens at the shipped catalogue's official prices (docs/billing.md).
+    region = Fraction(11, 10) if usage.get("inference_geo") == "us" else Fraction(1)
+    searches = (usage.get("server_tool_use") or {}).get("web_search_requests", 0)
+    total = tokens * region + searches * Fraction(10**9, 100)  # 0.01 USD a search
     return ceil(total * (1 - _DISCOUNT))
 
 
@@ -248,13 +270,13 @@ def expected_cost(usage: dict[str, Any]) -> int:
 Shot = Callable[[aiohttp.ClientSession, int], Awaitable[tuple[float, int, int]]]
 
 
-def shot_to(url: str, keys: list[str]) -> Shot:
+def shot_to(url: str, keys: list[str], body: bytes = BODY) -> Shot:
     """POST /v1/messages with the i-th key; returns (seconds, status, cost in nano-USD)."""
 
     async def shot(http: aiohttp.ClientSession, i: int) -> tuple[float, int, int]:
         headers = {**HEADERS, "x-api-key": keys[i % len(keys)]}
         started = time.perf_counter()
-        async with http.post(url + "/v1/messages", data=BODY, headers=headers) as answer:
+        async with http.post(url + "/v1/messages", data=body, headers=headers) as answer:
             raw = await answer.read()
             status = answer.status
         elapsed = time.perf_counter() - started
@@ -385,8 +407,19 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
         cpu_after = cpu_snapshot(stack)
         after = await wait_settled(http, stack, customers, expected, released=True)
 
+        # The same load with the meters beyond tokens (METERED_BODY): their added cost.
+        metered = shot_to(stack.edge_url, keys, METERED_BODY)
+        m_started = time.perf_counter()
+        m_run = await drive(metered, count=requests, concurrency=concurrency)
+        m_expected = _expected_after({a: b for a, (b, _) in after.items()}, m_run, customers)
+        await wait_settled(http, stack, customers, m_expected)
+        m_rate = requests / (time.perf_counter() - m_started)
+        m_after = await wait_settled(http, stack, customers, m_expected, released=True)
+        m_moved = sum(b for b, _ in after.values()) - sum(b for b, _ in m_after.values())
+
         c1_direct = await drive(direct, count=1000, concurrency=1)
         c1_edge = await drive(edge, count=1000, concurrency=1)
+        c1_metered = await drive(metered, count=1000, concurrency=1)
         # The same, once accounts' usage consumer (keys' last-used times) is gone: it is what
         # the edge's latency at concurrency 1 depends on (docs/billing.md, Benchmark).
         bus = await Bus.connect(stack.nats.url, name="bench", options=_admin(stack))
@@ -400,6 +433,8 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
     moved = sum(b for b, _ in before.values()) - sum(b for b, _ in after.values())
     ok = through.statuses == {200: requests} and moved == through.cost
     ok = ok and all(after[a] == (b, b) for a, b in expected.items())
+    metered_ok = m_run.statuses == {200: requests} and m_moved == m_run.cost
+    metered_ok = metered_ok and all(m_after[a] == (b, b) for a, b in m_expected.items())
     settled_rate = requests / (settled_at - started)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {requests} requests, "
           f"concurrency {concurrency}, {accounts} Pro accounts, model {MODEL}\n")  # fmt: skip
@@ -417,15 +452,22 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
         f"books: balances moved by {format_usd(moved)} USD, the responses' usage costs"
         f" {format_usd(through.cost)} USD: {'exact, no hold left' if ok else 'MISMATCH'}"
     )
+    print(
+        f"edge + meters, all settled:   {m_rate:7,.0f} requests/s"
+        f" ({m_rate / settled_rate:.0%} of the plain run); books"
+        f" {format_usd(m_moved)} USD: {'exact, no hold left' if metered_ok else 'MISMATCH'}"
+    )
     print(latency_line(f"c={concurrency}", direct_run, through))
+    print(latency_line(f"c={concurrency}, with meters", direct_run, m_run))
     print(latency_line("c=1", c1_direct, c1_edge))
+    print(latency_line("c=1, with meters", c1_direct, c1_metered))
     print(latency_line("c=1, no acct. consumer", c1_direct, c1_bare))
     window = settled_at - started
     print(f"\nCPU seconds over the edge run until all settled ({window:.2f} s), by process:")
     for name, now in cpu_after.items():
         spent = sum(t - cpu_before[name].get(pid, 0.0) for pid, t in now.items())
         print(f"  {name:<10} {spent:6.2f} s  ({spent / window:4.0%} of one core)")
-    return ok
+    return ok and metered_ok
 
 
 def _expected_after(start: dict[str, int], run: Run, customers: list[Customer]) -> dict[str, int]:

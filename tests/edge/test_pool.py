@@ -17,7 +17,8 @@ KEY_A, KEY_B = "sk-ant-pool-key-aaaa", "sk-ant-pool-key-bbbb"
 
 @pytest.fixture
 def edge_settings_override() -> dict[str, Any]:
-    return {"upstream_api_keys": f"{KEY_A},{KEY_B}"}
+    # Round-robin: these tests are about key health, not conversation affinity (test_affinity.py).
+    return {"upstream_api_keys": f"{KEY_A},{KEY_B}", "edge_key_affinity": False}
 
 
 def body(text: str = "hello", **fields: object) -> bytes:

@@ -12,6 +12,7 @@ import logging
 import orjson
 from aiapi_shared.events.records_v1 import KeyRecord
 
+from aiapi_edge.affinity import conversation_of, metadata_of
 from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
 from aiapi_edge.body import parse_json_object, read_messages_body, replace_top_level_string
 from aiapi_edge.count_limit import PerKeyRate
@@ -114,7 +115,14 @@ class MessagesRoute:
             max_tokens=body.max_tokens,
         )
         try:
-            answer = await self._upstream.send("/v1/messages", payload, scope["headers"])
+            answer = await self._upstream.send(
+                "/v1/messages",
+                payload,
+                scope["headers"],
+                conversation=conversation_of(
+                    scope["headers"], metadata_of(payload), caller.account_id, caller.key_id
+                ),
+            )
         except GatewayError as error:
             exchange.status_code, exchange.outcome = error.status, "upstream_error"
             await self._gw.record(exchange)

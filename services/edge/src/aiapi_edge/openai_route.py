@@ -18,6 +18,7 @@ import orjson
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Route
 
+from aiapi_edge.affinity import conversation_of
 from aiapi_edge.asgi import EVENT_STREAM, Headers, Receive, Scope, Send, send_whole
 from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
 from aiapi_edge.errors import GatewayError, invalid_request
@@ -202,7 +203,14 @@ class OpenAIRoute:
             max_tokens=int(anthropic_body["max_tokens"]),
         )
         try:
-            answer = await self._upstream.send("/v1/messages", payload, scope["headers"])
+            answer = await self._upstream.send(
+                "/v1/messages",
+                payload,
+                scope["headers"],
+                conversation=conversation_of(
+                    scope["headers"], anthropic_body, caller.account_id, caller.key_id
+                ),
+            )
         except GatewayError as error:
             exchange.status_code, exchange.outcome = error.status, "upstream_error"
             await self._gw.record(exchange)

@@ -13,7 +13,9 @@ Health is kept per key, by error class (which answer is which class: :mod:`.verd
   taken out and an alert raised; it is probed again after ``disabled_recheck_s`` in case the
   operator fixed it.
 
-Keys are used round-robin among the healthy ones.
+Keys are used round-robin among the healthy ones; a request that names its conversation takes
+the first able key in that conversation's ranking instead (:mod:`.affinity`), so it keeps its
+organisation's prompt cache while that key is healthy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from aiapi_edge.affinity import ranking
 from aiapi_edge.settings import UpstreamKey
 
 Outcome = Literal[
@@ -52,8 +55,11 @@ class UpstreamPool:
         open_s: float = 5.0,
         max_open_s: float = 60.0,
         disabled_recheck_s: float = 300.0,
+        affinity: bool = True,
     ) -> None:
         self._states = [_KeyState(key) for key in keys]
+        self._keys = tuple(keys)
+        self._affinity = affinity  # False: round-robin whatever the conversation
         self._clock = clock
         self._threshold = failure_threshold
         self._open_s = open_s
@@ -67,10 +73,18 @@ class UpstreamPool:
     def key(self, index: int) -> UpstreamKey:
         return self._states[index].key
 
-    def acquire(self, tried: set[int], *, probe: bool = True) -> int | None:
+    def acquire(
+        self, tried: set[int], *, probe: bool = True, conversation: str | None = None
+    ) -> int | None:
         """The next key able to serve (not in ``tried``), or None when none is. With
-        ``probe=False`` (a caller that reports no verdict) only healthy keys are chosen."""
+        ``probe=False`` (a caller that reports no verdict) only healthy keys are chosen. With a
+        ``conversation``, the first able key in its ranking (:func:`.affinity.ranking`)."""
         now = self._clock()
+        if conversation is not None and self._affinity:
+            for index in ranking(conversation, self._keys):
+                if index not in tried and self._usable(self._states[index], now, probe):
+                    return index
+            return None
         count = len(self._states)
         for step in range(count):
             index = (self._next + step) % count

@@ -63,7 +63,7 @@ class EdgeService:
             fsync=settings.edge_spool_fsync,
             sync_interval_s=settings.edge_spool_sync_interval_s,
         )
-        self.pool = UpstreamPool(settings.upstream_keys())
+        self.pool = UpstreamPool(settings.upstream_keys(), affinity=settings.edge_key_affinity)
         self.upstream = Upstream(
             self.pool,
             self.metrics,

@@ -2,12 +2,16 @@
 
 ``AIAPI_UPSTREAM_API_KEYS`` is a comma-separated pool. An entry may carry its own base URL as
 ``url|key`` (for example ``https://eu.example.com|sk-ant-...``); entries without one use
-``AIAPI_UPSTREAM_URL``. Unset, the edge has no upstream key: ``aiapi up`` then points it at the
+``AIAPI_UPSTREAM_URL``. An entry may start with an organisation label, ``ORG=`` (letters,
+digits, ``.``, ``_``, ``-``): ``acme=sk-ant-...`` or ``acme=https://eu.example.com|sk-ant-...``.
+Keys of one organisation share its prompt cache, so a conversation may move between them without
+losing it (:mod:`aiapi_edge.affinity`); a key without a label is an organisation of its own. Unset, the edge has no upstream key: ``aiapi up`` then points it at the
 built-in simulator with a placeholder key.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +20,8 @@ from aiapi_shared.money import Money, parse_usd
 from aiapi_shared.settings import BaseServiceSettings
 from pydantic import Field, SecretStr
 
+_ORGANISATION = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,63})=")
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamKey:
@@ -23,6 +29,7 @@ class UpstreamKey:
 
     base_url: str
     api_key: str
+    organisation: str = ""  # "" : the key is an organisation of its own
 
     @property
     def label(self) -> str:
@@ -71,6 +78,9 @@ class EdgeSettings(BaseServiceSettings):
     # before the client gets the 529 (docs/edge.md); 0: no waiting.
     edge_overload_retry_s: float = Field(default=10.0, ge=0, le=120)
     # anthropic-beta values refused with a 400 (comma list); and, when set, the only ones passed.
+    # Route each conversation to the same upstream key while it is healthy (prompt caching,
+    # docs/edge.md "Upstream key affinity"); false: round-robin over the healthy keys.
+    edge_key_affinity: bool = True
     edge_beta_deny: str = ""
     edge_beta_allow: str = ""
     # Tools, betas' meters and options served although the catalogue has no price for them
@@ -107,7 +117,15 @@ class EdgeSettings(BaseServiceSettings):
             entry = raw.strip()
             if not entry:
                 continue
+            organisation = ""
+            label = _ORGANISATION.match(entry)
+            if label is not None:
+                organisation, entry = label.group(1), entry[label.end() :].strip()
             url, sep, key = entry.rpartition("|")
             base = url.strip() if sep and url.strip() else self.upstream_url
-            keys.append(UpstreamKey(base_url=base.rstrip("/"), api_key=key.strip()))
+            keys.append(
+                UpstreamKey(
+                    base_url=base.rstrip("/"), api_key=key.strip(), organisation=organisation
+                )
+            )
         return tuple(keys)

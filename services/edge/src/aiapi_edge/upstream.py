@@ -110,11 +110,13 @@ class Upstream:
         client_headers: Iterable[tuple[bytes, bytes]],
         *,
         verdicts: bool = True,
+        conversation: str | None = None,
     ) -> UpstreamAnswer:
         """POST to the first key able to answer; raises :class:`GatewayError` when none can.
 
         ``verdicts=False`` (``count_tokens``): the answers change no key's health (a free route
-        must not rest keys that paying traffic needs), and only healthy keys are used."""
+        must not rest keys that paying traffic needs), and only healthy keys are used.
+        ``conversation``: route by it (:mod:`.affinity`) rather than round-robin."""
         assert self._http is not None, "Upstream.start() first"
         headers_in = list(client_headers)
         tried: set[int] = set()
@@ -122,7 +124,7 @@ class Upstream:
         rate_limited: float | None = None  # the shortest retry-after of this request's 429s
         attempts = 0
         while attempts < self._attempts:
-            index = self.pool.acquire(tried, probe=verdicts)
+            index = self.pool.acquire(tried, probe=verdicts, conversation=conversation)
             if index is None:
                 rest = self.pool.rest_remaining()
                 if rest is None or not budget.take(rest):

@@ -1,0 +1,83 @@
+"""Which upstream key a conversation prefers, so its prompt cache survives the pool (pure).
+
+Anthropic's prompt cache belongs to an organisation: round-robin over keys of different
+organisations makes each turn write the cache again (1.25x the input price) where it would have
+read it (0.1x). So a request is routed by its conversation while the key is healthy:
+
+- the conversation is Claude Code's ``x-claude-code-session-id`` header (sent by Claude Code since
+  v2.1.86, one UUID per session), else the body's ``metadata.user_id``, else the customer's key;
+  scoped by account, so two customers' ids never collide;
+- the keys are ranked by rendezvous (highest random weight) hashing, first of the organisation
+  (every key of one organisation serves the same cache), then of the key within it. A key or an
+  organisation leaving the pool moves only the conversations it served; every edge replica ranks
+  alike, since the hash is keyed by nothing but the conversation and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from aiapi_edge.settings import UpstreamKey
+
+SESSION_HEADER = b"x-claude-code-session-id"
+_ID_LIMIT = 256  # a longer id is cut: it still identifies the conversation
+
+
+def _weight(conversation: str, member: str) -> int:
+    digest = hashlib.blake2b(f"{conversation}\x00{member}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def organisation_of(key: UpstreamKey) -> str:
+    """The cache a key serves: its organisation label, else the key itself (by a digest)."""
+    if key.organisation:
+        return "org:" + key.organisation
+    return "key:" + hashlib.sha256(key.api_key.encode()).hexdigest()[:32]
+
+
+def _member(key: UpstreamKey) -> str:
+    return hashlib.sha256(f"{key.base_url}|{key.api_key}".encode()).hexdigest()[:32]
+
+
+def ranking(conversation: str, keys: Sequence[UpstreamKey]) -> list[int]:
+    """The pool's indices in the order this conversation prefers them."""
+    return sorted(
+        range(len(keys)),
+        key=lambda i: (
+            _weight(conversation, organisation_of(keys[i])),
+            _weight(conversation, _member(keys[i])),
+        ),
+        reverse=True,
+    )
+
+
+def metadata_of(raw: bytes) -> Mapping[str, Any] | None:
+    """The body, parsed only when it may name a ``metadata.user_id`` (cheap byte test first)."""
+    if b'"metadata"' not in raw:
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def conversation_of(
+    headers: Iterable[tuple[bytes, bytes]],
+    body: Mapping[str, Any] | None,
+    account_id: str,
+    key_id: str,
+) -> str:
+    """The conversation a request belongs to, for routing (see the module's rules)."""
+    for name, value in headers:
+        if name.lower() == SESSION_HEADER and value.strip():
+            return f"{account_id}|session|{value.strip()[:_ID_LIMIT].decode('latin-1')}"
+    metadata = body.get("metadata") if body is not None else None
+    user = metadata.get("user_id") if isinstance(metadata, Mapping) else None
+    if isinstance(user, str) and user:
+        return f"{account_id}|user|{user[:_ID_LIMIT]}"
+    return f"{account_id}|key|{key_id}"
