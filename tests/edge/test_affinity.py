@@ -95,17 +95,21 @@ async def _turns(env: EdgeEnv, session: str, count: int) -> list[str]:
     return used
 
 
+async def _turns_after_disabling(env: EdgeEnv, session: str, key: str) -> list[str]:
+    """Ten turns after the upstream answers ``key``'s next request with a 401 (disabling it)."""
+    sim_post(env.sim_url, "/_sim/faults", {"fault": "401", "count": 1, "api_key": key})
+    return await _turns(env, session, 10)
+
+
 async def test_ten_turns_stay_on_one_organisation_and_move_when_its_keys_leave(
     env: EdgeEnv,
 ) -> None:
     session = _session_ranking_first(env.account_id, A1)
     assert await _turns(env, session, 10) == [A1] * 10
     # A1 is disabled (a 401): the conversation moves to the other key of its organisation.
-    sim_post(env.sim_url, "/_sim/faults", {"fault": "401", "count": 1, "api_key": A1})
-    assert await _turns(env, session, 10) == [A1] + [A2] * 10
+    assert await _turns_after_disabling(env, session, A1) == [A1] + [A2] * 10
     # A2 too: only now does it leave the organisation.
-    sim_post(env.sim_url, "/_sim/faults", {"fault": "401", "count": 1, "api_key": A2})
-    assert await _turns(env, session, 10) == [A2] + [B1] * 10
+    assert await _turns_after_disabling(env, session, A2) == [A2] + [B1] * 10
 
 
 async def test_a_conversation_on_a_single_key_organisation_moves_when_that_key_is_disabled(
@@ -113,7 +117,6 @@ async def test_a_conversation_on_a_single_key_organisation_moves_when_that_key_i
 ) -> None:
     session = _session_ranking_first(env.account_id, B1)
     assert await _turns(env, session, 10) == [B1] * 10
-    sim_post(env.sim_url, "/_sim/faults", {"fault": "401", "count": 1, "api_key": B1})
-    moved = await _turns(env, session, 10)
+    moved = await _turns_after_disabling(env, session, B1)
     assert moved[0] == B1 and len(set(moved[1:])) == 1 and moved[1] in (A1, A2)
     assert len(moved) == 11
