@@ -17,6 +17,7 @@ from aiapi_edge.asgi import EVENT_STREAM, Receive, Scope, Send, send_whole
 from aiapi_edge.body import parse_json_object, read_messages_body, replace_top_level_string
 from aiapi_edge.count_limit import PerKeyRate
 from aiapi_edge.errors import GatewayError, anthropic_error_body, invalid_request, sse_error_event
+from aiapi_edge.estimate import media_body
 from aiapi_edge.extension import INSUFFICIENT_BALANCE_MESSAGE
 from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.headers import client_response_headers
@@ -113,6 +114,7 @@ class MessagesRoute:
             requested_model=body.model,
             body_size=len(payload),
             max_tokens=body.max_tokens,
+            body=media_body(payload),
         )
         try:
             answer = await self._upstream.send(

@@ -28,6 +28,7 @@ from aiapi_edge.beta_policy import BetaPolicy, refusal_message, requested_betas
 from aiapi_edge.body import parse_json_object
 from aiapi_edge.budget import HoldBudget, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
+from aiapi_edge.estimate import estimate_input
 from aiapi_edge.extension import HoldGuard
 from aiapi_edge.lease import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
@@ -231,7 +232,10 @@ class Gateway:
         requested_model: str,
         body_size: int,
         max_tokens: int,
+        body: Mapping[str, Any] | None = None,
     ) -> Exchange:
+        """Admit a request; ``body`` (when the route parsed it, or it holds images or
+        documents) lets the input be estimated per content block (:mod:`.estimate`)."""
         model = self.resolve_model(requested_model)
         if not self.spool.has_room:
             raise GatewayError(503, "api_error", "Usage cannot be recorded now.", retry_after=5)
@@ -242,7 +246,11 @@ class Gateway:
             key_id=caller.key_id,
             plan=caller.plan,
             model=model.id,
-            estimated_input_tokens=estimate_input_tokens(body_size),
+            estimated_input_tokens=(
+                estimate_input_tokens(body_size)
+                if body is None
+                else estimate_input(body, body_size, model.context_window)
+            ),
             max_tokens=max_tokens,
             started_at=started_at,
         )

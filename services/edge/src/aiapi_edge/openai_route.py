@@ -201,6 +201,7 @@ class OpenAIRoute:
             requested_model=requested,
             body_size=len(payload),
             max_tokens=int(anthropic_body["max_tokens"]),
+            body=anthropic_body,
         )
         try:
             answer = await self._upstream.send(
