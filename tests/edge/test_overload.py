@@ -15,7 +15,12 @@ BUDGET_S = 2.0
 
 @pytest.fixture
 def edge_settings_override() -> dict[str, Any]:
-    return {"upstream_api_keys": f"{KEY_A},{KEY_B}", "edge_overload_retry_s": BUDGET_S}
+    # Round-robin: with conversation affinity a retry stays on the conversation's key.
+    return {
+        "upstream_api_keys": f"{KEY_A},{KEY_B}",
+        "edge_overload_retry_s": BUDGET_S,
+        "edge_key_affinity": False,
+    }
 
 
 async def test_a_burst_of_529s_is_waited_out_and_rests_no_key(env: EdgeEnv) -> None:

@@ -31,7 +31,6 @@ from aiapi_billing.notices import Totals
 from aiapi_billing.postings import Released, SettledEvent, announcements, post
 from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import Conn, accounts, holds, outbox, prices, transfers, usage
-from aiapi_billing.repository.catalogue import context_windows
 
 Outcome = str  # "settled" | "duplicate" | "conflict"
 
@@ -110,9 +109,8 @@ class Settler:
         """Price every event (the price table as this transaction reads it). The first event of
         each request id is a candidate for settlement; later ones with that id are extras."""
         book = PriceBook()
-        models = sorted({e.model for e in events})
-        book.load(await prices.prices_of_models(conn, models))
-        windows = await context_windows(conn, models)
+        table, windows = await prices.prices_and_windows(conn, sorted({e.model for e in events}))
+        book.load(table)
         candidates: list[_Candidate] = []
         extras: list[_Candidate] = []
         seen: set[str] = set()

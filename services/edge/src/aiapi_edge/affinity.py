@@ -40,7 +40,8 @@ def organisation_of(key: UpstreamKey) -> str:
 
 
 def _member(key: UpstreamKey) -> str:
-    return hashlib.sha256(f"{key.base_url}|{key.api_key}".encode()).hexdigest()[:32]
+    """The key's identity in the ranking: the key alone (its base URL may differ per replica)."""
+    return hashlib.sha256(key.api_key.encode()).hexdigest()[:32]
 
 
 def ranking(conversation: str, keys: Sequence[UpstreamKey]) -> list[int]:

@@ -5,7 +5,6 @@ The version is bumped by triggers on these tables and on ``prices`` (migration 0
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -68,14 +67,6 @@ async def aliases(conn: Conn) -> dict[str, str]:
     """Every alias and its target, by alias."""
     cur = await conn.execute("SELECT alias, target FROM catalogue_aliases ORDER BY alias")
     return {str(a): str(t) for a, t in await cur.fetchall()}
-
-
-async def context_windows(conn: Conn, model_ids: Sequence[str]) -> dict[str, int]:
-    """Each of these models' context window (the long-context premium applies only above it)."""
-    cur = await conn.execute(
-        "SELECT id, context_window FROM catalogue_models WHERE id = ANY(%s)", (list(model_ids),)
-    )
-    return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
 
 
 async def model_exists(conn: Conn, model_id: str) -> bool:

@@ -71,10 +71,21 @@ async def all_prices(conn: Conn) -> list[Price]:
     return [_price(row) for row in await cur.fetchall()]
 
 
-async def prices_of_models(conn: Conn, models: Sequence[str]) -> list[Price]:
+async def prices_and_windows(
+    conn: Conn, models: Sequence[str]
+) -> tuple[list[Price], dict[str, int]]:
+    """These models' prices and context windows (the long-context premium needs the window),
+    in one statement."""
     cur = await conn.execute(
-        f"SELECT {_COLUMNS} FROM prices WHERE model_id = ANY(%s)"
-        " ORDER BY model_id, lower(effective)",
+        f"SELECT {_COLUMNS}, (SELECT context_window FROM catalogue_models m WHERE m.id = model_id)"
+        " FROM prices WHERE model_id = ANY(%s) ORDER BY model_id, lower(effective)",
         (list(models),),
     )
-    return [_price(row) for row in await cur.fetchall()]
+    table: list[Price] = []
+    windows: dict[str, int] = {}
+    for *row, window in await cur.fetchall():
+        price = _price(tuple(row))
+        table.append(price)
+        if window is not None:
+            windows[price.model] = int(str(window))
+    return table, windows
