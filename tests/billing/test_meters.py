@@ -84,3 +84,16 @@ async def test_a_meter_without_a_price_waits_for_one_and_is_never_billed_at_a_gu
 
 async def _settled(db: psycopg.AsyncConnection[Any], count: int) -> bool:
     return int(await scalar(db, "SELECT count(*) FROM usage_records")) >= count
+
+
+async def test_the_hold_covers_the_server_tools_worst_case_after_the_discount(
+    billing: Service, bus: Bus
+) -> None:
+    from tests.billing.conftest import admission, admit
+
+    await credit(bus, "acc_h", "1.00")
+    plain = await admit(bus, admission("acc_h", max_tokens=100, estimated_input_tokens=100))
+    request = admission("acc_h", max_tokens=100, estimated_input_tokens=100)
+    tooled = await admit(bus, request.model_copy(update={"server_tools_nano": parse_usd("0.05")}))
+    # Basic plan: 5 searches at 0.01 USD list, 30% of it held on top of the tokens.
+    assert tooled.hold_amount - plain.hold_amount == parse_usd("0.015")

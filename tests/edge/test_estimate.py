@@ -134,3 +134,35 @@ async def test_the_admission_carries_the_per_block_estimate(env: EdgeEnv) -> Non
     [asked] = env.billing.requests
     # Far above the bytes / 4 of the body: the URL image at the maximum, the PNG by its area.
     assert asked.estimated_input_tokens > IMAGE_MAX_TOKENS + 2000
+
+
+def test_server_tools_are_held_at_their_worst_case() -> None:
+    from datetime import UTC, datetime
+
+    from aiapi_edge.estimate import UNBOUNDED_TOOL_USES, server_tools_worst
+    from aiapi_shared.catalogue import default_catalogue
+    from aiapi_shared.money import parse_usd
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    body = {
+        "tools": [
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+            {"type": "web_search_20250305", "name": "more_search"},
+            {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 3},
+            {"name": "client_tool", "input_schema": {}},
+        ]
+    }
+    searches = 5 + UNBOUNDED_TOOL_USES
+    assert server_tools_worst(body, default_catalogue(), now) == searches * parse_usd("0.01")
+
+
+async def test_the_admission_carries_the_server_tools_worst_case(env: EdgeEnv) -> None:
+    sdk = env.anthropic()
+    await sdk.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=20,
+        tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}],
+        messages=[{"role": "user", "content": "search"}],
+    )
+    [asked] = env.billing.requests
+    assert asked.server_tools_nano == 5 * 10_000_000

@@ -29,6 +29,12 @@ class AdmissionRequest(Record):
     estimated_input_tokens: int = Field(ge=0)
     max_tokens: int = Field(ge=1)
     started_at: AwareDatetime
+    server_tools_nano: Money = Field(
+        default=0,
+        ge=0,
+        description="the worst case of the server tools the request allows (max_uses x the"
+        " tool's price), at list price: held after the plan's discount",
+    )
 
 
 Decision = Literal[

@@ -55,6 +55,11 @@ def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
+def discounted(list_nano: int, discount_bps: int) -> int:
+    """A list price after the plan's discount, rounded up once."""
+    return ceil_div(list_nano * (BPS - discount_bps), BPS)
+
+
 def input_total(usage: Usage) -> int:
     """The input the long-context threshold is measured on: cache reads and writes included."""
     return (

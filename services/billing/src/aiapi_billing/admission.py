@@ -18,6 +18,7 @@ from aiapi_shared.admission import (
     HoldExtensionRequest,
 )
 from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.pricing import discounted
 from psycopg import OperationalError
 from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
@@ -83,7 +84,7 @@ class Admitter:
             price,
             discount_bps=plan.discount_bps,
             multipliers=self._catalogue.cache_multipliers_bps,
-        )
+        ) + discounted(req.server_tools_nano, plan.discount_bps)
         tokens = min(req.estimated_input_tokens + req.max_tokens, plan.tokens_per_minute)
         params = AdmitParams(req.request_id, req.account_id, req.model, req.plan, req.started_at,
                              hold, tokens, plan.requests_per_minute, plan.tokens_per_minute,

@@ -52,6 +52,7 @@ class AdmissionAsk:
     estimated_input_tokens: int
     max_tokens: int
     started_at: datetime
+    server_tools_nano: int = 0  # list price of the server tools' worst case
 
     def to_json(self) -> bytes:
         return wire.admission_request(
@@ -63,6 +64,7 @@ class AdmissionAsk:
             estimated_input_tokens=self.estimated_input_tokens,
             max_tokens=self.max_tokens,
             started_at=self.started_at,
+            server_tools_nano=self.server_tools_nano,
         )
 
 
@@ -161,7 +163,7 @@ class Admitter:
         if snapshot is None:  # nothing known of what the account can pay: no allowance
             self._metrics.admissions.labels("offline_no_snapshot").inc()
             raise _cannot_admit()
-        cost = estimated_cost(
+        cost = request.server_tools_nano + estimated_cost(
             model, request.started_at, request.estimated_input_tokens, request.max_tokens
         )
         if snapshot.available < cost:

@@ -12,6 +12,9 @@ under-counts lets a request spend more than its hold.
   at most ``PDF_MAX_PAGES``) at ``PDF_PAGE_TOKENS`` each. A PDF by URL or file id counts
   ``PDF_MAX_PAGES`` pages.
 - The total is at most the model's context window: the upstream reads no more.
+
+Beside the input, the server tools the request allows are held at their worst case
+(:func:`server_tools_worst`): ``max_uses`` of each priced tool at its price.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import binascii
 import re
 import struct
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import orjson
+from aiapi_shared.catalogue import Catalogue
+
+from aiapi_edge.priced_options import TOOL_METERS, tool_family
 
 IMAGE_MAX_TOKENS = 4_784  # the largest image a sold model reads (2,576 px long edge)
 TOKENS_PER_PIXEL_DIVISOR = 750  # Anthropic: tokens = width x height / 750
@@ -32,7 +39,10 @@ PDF_MAX_PAGES = 600
 PDF_MIN_PAGE_BYTES = 64  # a page object is at least this long: bounds a forged page count
 _HEADER_CHARS = 87_384  # base64 characters of the first 64 KiB (a JPEG's EXIF comes first)
 _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
-MARKERS = (b'"image"', b'"document"')
+# Bodies that may hold an image, a document or a priced server tool are parsed; others are not.
+MARKERS = (b'"image"', b'"document"', b'"web_search_', b'"web_fetch_')
+# A server tool without max_uses is held for this many uses (more are the request's excess).
+UNBOUNDED_TOOL_USES = 10
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -120,6 +130,23 @@ def _blocks(value: Any) -> Iterator[Mapping[str, Any]]:
     elif isinstance(value, list):
         for item in value:
             yield from _blocks(item)
+
+
+def server_tools_worst(body: Mapping[str, Any], catalogue: Catalogue, moment: datetime) -> int:
+    """The list price of every use the request's priced server tools allow (``max_uses``, else
+    ``UNBOUNDED_TOOL_USES``), at the catalogue's prices in force at ``moment``."""
+    tools = body.get("tools")
+    worst = 0
+    for tool in tools if isinstance(tools, list) else ():
+        kind = tool.get("type") if isinstance(tool, Mapping) else None
+        meter = TOOL_METERS.get(tool_family(kind)) if isinstance(kind, str) else None
+        point = catalogue.meter_at(meter, moment) if meter is not None else None
+        if point is None:
+            continue
+        uses = tool.get("max_uses")
+        bounded = isinstance(uses, int) and not isinstance(uses, bool) and uses > 0
+        worst += (uses if bounded else UNBOUNDED_TOOL_USES) * int(point.usd_per_unit)
+    return worst
 
 
 def media_body(raw: bytes) -> Mapping[str, Any] | None:

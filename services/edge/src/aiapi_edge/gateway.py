@@ -19,6 +19,7 @@ from typing import Any, Literal
 from aiapi_shared.catalogue import Catalogue, ModelEntry
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
+from aiapi_shared.pricing import discounted
 
 from aiapi_edge import priced_options, wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
@@ -28,7 +29,7 @@ from aiapi_edge.beta_policy import BetaPolicy, refusal_message, requested_betas
 from aiapi_edge.body import parse_json_object
 from aiapi_edge.budget import HoldBudget, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
-from aiapi_edge.estimate import estimate_input
+from aiapi_edge.estimate import estimate_input, server_tools_worst
 from aiapi_edge.extension import HoldGuard
 from aiapi_edge.lease import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
@@ -253,6 +254,9 @@ class Gateway:
             ),
             max_tokens=max_tokens,
             started_at=started_at,
+            server_tools_nano=(
+                0 if body is None else server_tools_worst(body, self.catalogue, started_at)
+            ),
         )
         ticket = await self.admitter.admit(request, model, self._demand(request, model))
         exchange = Exchange(request_id, route, caller, requested_model, model, started_at, ticket)
@@ -273,7 +277,7 @@ class Gateway:
             self.catalogue.cache_multipliers_bps,
             input_tokens=request.estimated_input_tokens,
             max_tokens=request.max_tokens,
-        )
+        ) + discounted(request.server_tools_nano, plan.discount_bps)
         return Demand(cost=cost, tokens=tokens)
 
     def hold_guard(self, exchange: Exchange) -> HoldGuard | None:

@@ -29,7 +29,7 @@ from typing import Any
 from aiapi_shared.catalogue import Catalogue
 
 CLIENT_TOOLS = frozenset({"custom", "bash", "text_editor", "computer", "memory"})
-_TOOL_METERS = {"web_search": "web_search_requests", "web_fetch": "web_fetch_requests"}
+TOOL_METERS = {"web_search": "web_search_requests", "web_fetch": "web_fetch_requests"}
 _DATE_SUFFIX = re.compile(r"_\d{8}$")
 _BETA_METERS = (("context-1m-", "long_context"), ("fast-mode-", "speed:fast"))
 # Cheap byte test before parsing a body the route did not parse: none of these, nothing to price.
@@ -50,7 +50,7 @@ def needed_meters(body: Mapping[str, Any], betas: Iterable[str]) -> list[str]:
         if isinstance(kind, str):
             family = tool_family(kind)
             if family not in CLIENT_TOOLS:
-                needed.append(_TOOL_METERS.get(family, family))
+                needed.append(TOOL_METERS.get(family, family))
     if body.get("container") is not None:
         needed.append("code_execution")
     if body.get("service_tier") == "auto":

@@ -32,9 +32,11 @@ def admission_request(
     estimated_input_tokens: int,
     max_tokens: int,
     started_at: datetime,
+    server_tools_nano: int = 0,
 ) -> bytes:
     return orjson.dumps(
         {
+            "server_tools_nano": server_tools_nano,
             "request_id": request_id,
             "account_id": account_id,
             "key_id": key_id,
