@@ -64,11 +64,11 @@ _USAGE_COLUMNS = (
     "input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens,"
     " cache_write_1h_tokens, thinking_tokens"
 )
-_METER_COLUMNS = "web_search_requests, web_fetch_requests, service_tier, inference_geo, speed"
+METER_COLUMNS = "web_search_requests, web_fetch_requests, service_tier, inference_geo, speed"
 
 
 def usage_of(values: tuple[object, ...], meters: tuple[object, ...] = (0, 0, "", "", "")) -> Usage:
-    """The six token columns (in ``_USAGE_COLUMNS`` order), and the five ``_METER_COLUMNS``
+    """The six token columns (in ``_USAGE_COLUMNS`` order), and the five ``METER_COLUMNS``
     when read, as a ``Usage``."""
     i, o, cr, c5, c1, t = (int(str(v)) for v in values)
     search, fetch, tier, geo, speed = meters
@@ -90,7 +90,7 @@ def usage_of(values: tuple[object, ...], meters: tuple[object, ...] = (0, 0, "",
 async def request_record(conn: Conn, q: RequestRecordQuery) -> RequestRecordReply:
     """One request's priced record; another account's request is as unknown as a missing one."""
     cur = await conn.execute(
-        f"SELECT model, route, started_at, outcome, cost, {_USAGE_COLUMNS}, {_METER_COLUMNS}"  # noqa: S608
+        f"SELECT model, route, started_at, outcome, cost, {_USAGE_COLUMNS}, {METER_COLUMNS}"  # noqa: S608
         " FROM usage_records"
         " WHERE request_id = %s AND account_id = %s",
         (q.request_id, q.account_id),

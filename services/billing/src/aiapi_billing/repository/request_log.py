@@ -21,7 +21,7 @@ from aiapi_shared.billing_api import (
 
 from aiapi_billing.errors import BillingError
 from aiapi_billing.repository import Conn
-from aiapi_billing.repository.queries import usage_of
+from aiapi_billing.repository.queries import METER_COLUMNS, usage_of
 
 _METERS = (
     "input_tokens",
@@ -55,6 +55,8 @@ async def request_list(conn: Conn, q: RequestListQuery) -> RequestListReply:
     cur = await conn.execute(
         "SELECT request_id, key_id, model, route, started_at, outcome, status_code, cost, "  # noqa: S608 (fixed column names; values are parameters)
         + ", ".join(_METERS)
+        + ", "
+        + METER_COLUMNS
         + " FROM usage_records WHERE "
         + " AND ".join(where)
         + " ORDER BY started_at DESC, request_id DESC LIMIT %s",
@@ -71,7 +73,7 @@ async def request_list(conn: Conn, q: RequestListQuery) -> RequestListReply:
             status=str(outcome),
             status_code=int(code),
             cost_usd=int(cost),
-            usage=usage_of(tuple(meters)),
+            usage=usage_of(tuple(meters[:6]), tuple(meters[6:])),
         )
         for rid, key_id, model, route, started, outcome, code, cost, *meters in rows[: q.limit]
     ]
