@@ -19,8 +19,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
+from aiapi_edge.peek import parsed_when
 from aiapi_edge.settings import UpstreamKey
 
 SESSION_HEADER = b"x-claude-code-session-id"
@@ -57,14 +56,8 @@ def ranking(conversation: str, keys: Sequence[UpstreamKey]) -> list[int]:
 
 
 def metadata_of(raw: bytes) -> Mapping[str, Any] | None:
-    """The body, parsed only when it may name a ``metadata.user_id`` (cheap byte test first)."""
-    if b'"metadata"' not in raw:
-        return None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return body if isinstance(body, dict) else None
+    """The body, parsed only when it may name a ``metadata.user_id``."""
+    return parsed_when(raw, (b'"metadata"',))
 
 
 def conversation_of(

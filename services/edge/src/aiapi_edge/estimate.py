@@ -27,9 +27,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
 from aiapi_shared.catalogue import Catalogue
 
+from aiapi_edge.peek import parsed_when
 from aiapi_edge.priced_options import TOOL_METERS, tool_family
 
 IMAGE_MAX_TOKENS = 4_784  # the largest image a sold model reads (2,576 px long edge)
@@ -152,13 +152,7 @@ def server_tools_worst(body: Mapping[str, Any], catalogue: Catalogue, moment: da
 def media_body(raw: bytes) -> Mapping[str, Any] | None:
     """The body parsed, only when its bytes may hold an image or a document (else None: the
     byte estimate is the same and parsing would only cost time)."""
-    if not any(marker in raw for marker in MARKERS):
-        return None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return body if isinstance(body, dict) else None
+    return parsed_when(raw, MARKERS)
 
 
 def estimate_input(body: Mapping[str, Any], body_size: int, context_window: int) -> int:
