@@ -65,7 +65,7 @@ def test_pdfs_cost_by_pages_bounded_by_their_size() -> None:
     three += b"1 0 obj << /Type /Pages /Count 3 >> endobj\n"
     assert pdf_tokens(base64.b64encode(three).decode()) == 3 * PDF_PAGE_TOKENS
     forged = b"/Type/Page" * 1000  # 10,000 bytes cannot hold 1,000 pages
-    assert pdf_tokens(base64.b64encode(forged).decode()) == (10_000 // 64) * PDF_PAGE_TOKENS
+    assert pdf_tokens(base64.b64encode(forged).decode()) == (10_000 // 24) * PDF_PAGE_TOKENS
     assert pdf_tokens(None) == PDF_MAX_PAGES * PDF_PAGE_TOKENS
 
 

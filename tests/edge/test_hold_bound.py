@@ -2,7 +2,8 @@
 taken by the edge's estimate (per content block, server tools at their worst case) and billing's
 hold rule, an account admitted only while its available balance covers the hold never ends
 below minus the documented excesses of the requests it had in flight together; and a request
-whose usage stays inside what the estimate foresees has no excess at all."""
+whose usage stays inside what the estimate foresees has no excess at all; text denser than the
+estimate and searches beyond the bound are the excess the docs name."""
 
 from __future__ import annotations
 
@@ -89,8 +90,12 @@ def requests(draw: st.DrawFn) -> Request:
     # What the upstream may report inside the estimate's envelope: the text at most one token a
     # character, each image at most its area's tokens, each PDF page at most its page tokens,
     # searches at most the tool's bound, output at most max_tokens (less when a stream is cut).
+    # Text may be denser than the estimate's four bytes a token (up to a token a character):
+    # what goes beyond is documented excess (a).
+    text_tokens = draw(st.integers(0, len(text)))
+    dense = max(0, text_tokens - len(text.encode()) // 4)
     seen = (
-        len(text)
+        text_tokens
         + sum(min(IMAGE_MAX_TOKENS, -(-w * h // 750)) for w, h in images)
         + urls * draw(st.integers(0, IMAGE_MAX_TOKENS))
         + sum(pages * draw(st.integers(0, PDF_PAGE_TOKENS)) for pages in pdfs)
@@ -102,8 +107,10 @@ def requests(draw: st.DrawFn) -> Request:
         output_tokens=draw(st.integers(0, max_tokens)),
         web_search_requests=searches,
     )
-    beyond = max(0, searches - bound) * int(CATALOGUE.meters["web_search_requests"][0].usd_per_unit)
-    return Request(body, usage, discounted(beyond, 7000))
+    search_price = int(CATALOGUE.meters["web_search_requests"][0].usd_per_unit)
+    beyond = max(0, searches - bound) * search_price
+    dense_nano = -(-dense * PRICE.input_nano_per_mtok // 1_000_000)
+    return Request(body, usage, discounted(beyond + dense_nano, 7000))
 
 
 def hold_of(request: Request) -> int:
@@ -130,7 +137,7 @@ def cost_of(request: Request) -> int:
     ).cost
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(request=requests())
 def test_a_request_costs_at_most_its_hold_plus_its_documented_excess(request: Request) -> None:
     assert cost_of(request) <= hold_of(request) + request.excess

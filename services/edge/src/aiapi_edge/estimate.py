@@ -36,7 +36,7 @@ IMAGE_MAX_TOKENS = 4_784  # the largest image a sold model reads (2,576 px long 
 TOKENS_PER_PIXEL_DIVISOR = 750  # Anthropic: tokens = width x height / 750
 PDF_PAGE_TOKENS = 3_000 + 1_600  # a page's text (up to 3,000) and the page as an image
 PDF_MAX_PAGES = 600
-PDF_MIN_PAGE_BYTES = 64  # a page object is at least this long: bounds a forged page count
+PDF_MIN_PAGE_BYTES = 24  # the shortest page object ("1 0 obj<</Type/Page>>endobj" is 27)
 _HEADER_CHARS = 87_384  # base64 characters of the first 64 KiB (a JPEG's EXIF comes first)
 _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 # Bodies that may hold an image, a document or a priced server tool are parsed; others are not.
