@@ -40,6 +40,7 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import (
+    APIError,
     BadRequestError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
@@ -55,6 +56,7 @@ from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus_metrics import ConsumerMetrics
 from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events.base import Event
+from aiapi_shared.jetstream_limits import JetStreamLimits, jetstream_limits
 from aiapi_shared.settings import BaseServiceSettings, NatsConnectOptions, nats_connect_options
 
 __all__ = [
@@ -92,10 +94,10 @@ BusTimeout = NatsTimeoutError
 
 @dataclass(frozen=True)
 class StreamSpec:
+    # Replicas, byte and age limits come from the bus's JetStreamLimits (settings).
     name: str
     subjects: tuple[str, ...]
     duplicate_window_s: float = 120.0
-    max_age_s: float = 30 * 24 * 3600.0
 
 
 # The streams of the product, by context. Each context owns its subjects.
@@ -151,13 +153,18 @@ class Bus:
         self.closed = closed
         self._serving: set[asyncio.Task[None]] = set()  # requests answered concurrently
         self.metrics = ConsumerMetrics()
+        # Replicas and limits of what this bus declares; a service sets its settings' own.
+        self.limits = JetStreamLimits()
 
     @classmethod
     async def connect_as(cls, settings: BaseServiceSettings, *, name: str) -> Bus:
-        """Connect with a service's settings: its URL, its credentials, its TLS, its inbox."""
-        return await cls.connect(
+        """Connect with a service's settings: its URL, its credentials, its TLS, its inbox, and
+        the replicas and limits of the streams and buckets it declares."""
+        bus = await cls.connect(
             settings.nats_url, name=name, options=nats_connect_options(settings)
         )
+        bus.limits = jetstream_limits(settings)
+        return bus
 
     @classmethod
     async def connect(
@@ -248,11 +255,16 @@ class Bus:
     # -- declarations -----------------------------------------------------------------------
 
     async def ensure_stream(self, spec: StreamSpec) -> None:
+        limits = self.limits.for_stream(spec.name)
         config = api.StreamConfig(
             name=spec.name,
             subjects=list(spec.subjects),
             duplicate_window=spec.duplicate_window_s,
-            max_age=spec.max_age_s,
+            max_age=limits.max_age_s,
+            max_bytes=limits.max_bytes,
+            # Full: refuse the publish (the publisher keeps the event and retries), never drop.
+            discard=api.DiscardPolicy.NEW,
+            num_replicas=self.limits.replicas,
             storage=api.StorageType.FILE,
         )
         try:
@@ -268,7 +280,12 @@ class Bus:
         try:
             return await self.js.key_value(bucket)
         except (NotFoundError, BadRequestError):
-            return await self.js.create_key_value(bucket=bucket, history=history)
+            return await self.js.create_key_value(
+                bucket=bucket,
+                history=history,
+                replicas=self.limits.replicas,
+                max_bytes=self.limits.kv_max_bytes,  # full: a put is refused (discard new)
+            )
 
     async def watch_kv(
         self,
@@ -322,6 +339,8 @@ class Bus:
             OSError,
         ) as exc:
             raise BusUnavailable(f"publish to {subject} failed: {type(exc).__name__}") from exc
+        except APIError as exc:  # the stream refused it (full: discard new); kept and retried
+            raise BusUnavailable(f"publish to {subject} refused: {exc.description}") from exc
 
     # -- request / reply ----------------------------------------------------------------------
 
