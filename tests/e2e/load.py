@@ -4,8 +4,9 @@ from threads through the official SDK, and the exact-books check of a finished r
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,6 +30,17 @@ class Customer:
     spent_nano: int = 0
     answered: int = 0
     failed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcomes:
+    """Every finished request in the order it finished: True answered, False failed."""
+
+    finished: list[bool] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __len__(self) -> int:
+        return len(self.finished)
 
 
 def open_customers(admin: httpx.Client, count: int, credit_usd: str) -> list[Customer]:
@@ -59,14 +71,14 @@ def send(
     customers: Sequence[Customer],
     per_customer: int,
     *,
+    outcomes: Outcomes | None = None,
     threads: int = 8,
-    between: Callable[[int], None] | None = None,
-) -> None:
+) -> Outcomes:
     """Send ``per_customer`` requests for every customer, round robin over the edges; record each
     answered request's exact cost (its usage at the Basic plan's haiku prices). A request that
     fails (an edge or NATS node going away mid-request) is recorded as failed, not retried here:
-    a failed request must not be billed, an answered one exactly once. ``between(n)`` runs in the
-    caller's thread after the n-th request has been submitted (to kill a node mid-run)."""
+    a failed request must not be billed, an answered one exactly once."""
+    outcomes = outcomes if outcomes is not None else Outcomes()
     clients = [
         anthropic.Anthropic(base_url=f"{url}/api/proxy", api_key="unused", max_retries=0)
         for url in edge_urls
@@ -81,26 +93,31 @@ def send(
                 messages=[{"role": "user", "content": f"[[reply: load {n}]]"}],
             )
         except anthropic.APIError as exc:
-            customer.failed.append(type(exc).__name__)
+            with outcomes.lock:
+                customer.failed.append(type(exc).__name__)
+                outcomes.finished.append(False)
             return
-        customer.answered += 1
-        customer.spent_nano += (
+        cost = (
             message.usage.input_tokens * HAIKU_BASIC_INPUT_NANO
             + message.usage.output_tokens * HAIKU_BASIC_OUTPUT_NANO
         )
+        with outcomes.lock:
+            customer.answered += 1
+            customer.spent_nano += cost
+            outcomes.finished.append(True)
 
     try:
         with ThreadPoolExecutor(threads) as pool:
-            futures = []
-            for n in range(per_customer * len(customers)):
-                futures.append(pool.submit(one, n, customers[n % len(customers)]))
-                if between is not None:
-                    between(n)
+            futures = [
+                pool.submit(one, n, customers[n % len(customers)])
+                for n in range(per_customer * len(customers))
+            ]
             for future in futures:
                 future.result()
     finally:
         for client in clients:
             client.close()
+    return outcomes
 
 
 def books_exact(admin: httpx.Client, customers: Sequence[Customer]) -> bool:

@@ -207,7 +207,7 @@ class Bus:
         # may start first), also when the credentials are refused: that one cannot get better.
         connecting = asyncio.ensure_future(
             connect(
-                url,
+                _servers(url),
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,
@@ -756,6 +756,12 @@ def _auth_arguments(options: NatsConnectOptions) -> dict[str, Any]:
     if options.inbox_prefix is not None:
         arguments["inbox_prefix"] = options.inbox_prefix
     return arguments
+
+
+def _servers(url: str) -> list[str]:
+    """``AIAPI_NATS_URL`` may list a cluster's nodes, comma-separated: the client tries each
+    (it also learns the others from the cluster once connected)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 async def _follow(
