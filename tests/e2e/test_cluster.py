@@ -21,6 +21,7 @@ from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
+from aiapi_testkit.dbroles import service_roles
 from aiapi_testkit.nats_cluster import NatsCluster, NatsNode
 from aiapi_testkit.plugin import SpawnFn
 
@@ -41,7 +42,8 @@ def _start(
     edges: int,
     billings: int,
 ) -> Deployment:
-    """billing x ``billings``, accounts, edge x ``edges``: each its own process and ports."""
+    """billing x ``billings``, accounts, edge x ``edges``: each its own process and ports, each
+    database user with its own role (``AIAPI_<SERVICE>_DATABASE_URL`` in ``env``)."""
     processes = []
     edge_urls = []
     accounts_url = ""
@@ -53,6 +55,8 @@ def _start(
                 f"AIAPI_{role.upper()}_PORT": str(port),
                 "AIAPI_DATA_DIR": str(tmp_path / f"{role}-{index}"),
             }
+            if f"AIAPI_{role.upper()}_DATABASE_URL" in env:  # the edge has no database
+                own["AIAPI_DATABASE_URL"] = env[f"AIAPI_{role.upper()}_DATABASE_URL"]
             processes.append(
                 spawn(
                     [sys.executable, "-m", f"aiapi_{role}"],
@@ -66,8 +70,10 @@ def _start(
                 edge_urls.append(f"http://127.0.0.1:{port}")
             if role == "accounts":
                 accounts_url = f"http://127.0.0.1:{port}"
+    # The auditor reads the books as billing does.
+    books = {**env, "AIAPI_DATABASE_URL": env["AIAPI_BILLING_DATABASE_URL"]}
     deployment = Deployment(
-        edge_url=edge_urls[0], accounts_url=accounts_url, processes=processes, env=env
+        edge_url=edge_urls[0], accounts_url=accounts_url, processes=processes, env=books
     )
     deployment.edge_urls = edge_urls  # type: ignore[attr-defined]
     return deployment
@@ -77,11 +83,17 @@ def _start(
 def cluster_env(
     nats_cluster: NatsCluster, database_url: str, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
-    with running_simulator(SimulatorConfig()) as upstream:
+    # As in production: the migrations job ran as the owner; each service has only data rights.
+    with (
+        service_roles(database_url, ["billing", "accounts"]) as roles,
+        running_simulator(SimulatorConfig()) as upstream,
+    ):
+        roles.migrate_all()
         yield {
             "AIAPI_NATS_URL": nats_cluster.url,
             "AIAPI_NATS_REPLICAS": "3",
-            "AIAPI_DATABASE_URL": database_url,
+            "AIAPI_BILLING_DATABASE_URL": roles.url("billing"),
+            "AIAPI_ACCOUNTS_DATABASE_URL": roles.url("accounts"),
             "AIAPI_ADMIN_TOKEN": ADMIN_TOKEN,
             "AIAPI_COOKIE_SECURE": "false",
             "AIAPI_UPSTREAM_URL": upstream,
