@@ -14,6 +14,7 @@ import anthropic
 import httpx
 from aiapi_shared.bus import Bus
 from aiapi_shared.money import parse_usd
+from aiapi_shared.settings import NatsConnectOptions
 
 from .support import HAIKU_BASIC_INPUT_NANO, HAIKU_BASIC_OUTPUT_NANO, balance
 
@@ -125,8 +126,8 @@ def books_exact(admin: httpx.Client, customers: Sequence[Customer]) -> bool:
     return all(balance(admin, c.account_id) == c.start_nano - c.spent_nano for c in customers)
 
 
-async def _stream_state(url: str) -> dict[str, tuple[int, int]]:
-    bus = await Bus.connect(url, name="aiapi-test-streams")
+async def _stream_state(url: str, options: NatsConnectOptions) -> dict[str, tuple[int, int]]:
+    bus = await Bus.connect(url, name="aiapi-test-streams", options=options)
     try:
         return {
             info.config.name: (int(info.state.bytes), int(info.state.messages))
@@ -136,6 +137,6 @@ async def _stream_state(url: str) -> dict[str, tuple[int, int]]:
         await bus.close()
 
 
-def streams(url: str) -> dict[str, tuple[int, int]]:
-    """(bytes, messages) of every stream."""
-    return asyncio.run(_stream_state(url))
+def streams(url: str, options: NatsConnectOptions) -> dict[str, tuple[int, int]]:
+    """(bytes, messages) of every stream (``options``: a login that may read them all)."""
+    return asyncio.run(_stream_state(url, options))

@@ -16,14 +16,18 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
+from aiapi_cli.credentials import NatsUsers
 from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
+from aiapi_shared.settings import NatsConnectOptions
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
 from aiapi_testkit.dbroles import service_roles
 from aiapi_testkit.nats_cluster import NatsCluster, NatsNode
-from aiapi_testkit.plugin import SpawnFn
+from aiapi_testkit.plugin import SpawnFn, admin_options
 
 from .conftest import LEASE_WINDOW_S
 from .load import REQUESTS_PER_ACCOUNT, Customer, Outcomes, books_exact, open_customers, send
@@ -41,6 +45,7 @@ def _start(
     *,
     edges: int,
     billings: int,
+    login: Callable[[str], dict[str, str]],
 ) -> Deployment:
     """billing x ``billings``, accounts, edge x ``edges``: each its own process and ports, each
     database user with its own role (``AIAPI_<SERVICE>_DATABASE_URL`` in ``env``)."""
@@ -73,7 +78,11 @@ def _start(
     # The auditor reads the books as billing does.
     books = {**env, "AIAPI_DATABASE_URL": env["AIAPI_BILLING_DATABASE_URL"]}
     deployment = Deployment(
-        edge_url=edge_urls[0], accounts_url=accounts_url, processes=processes, env=books
+        edge_url=edge_urls[0],
+        accounts_url=accounts_url,
+        processes=processes,
+        env=books,
+        logins={name: login(name) for name in ("billing", "accounts", "edge")},
     )
     deployment.edge_urls = edge_urls  # type: ignore[attr-defined]
     return deployment
@@ -102,18 +111,21 @@ def cluster_env(
         }
 
 
-async def _usage_leader(url: str) -> str | None:
-    bus = await Bus.connect(url, name="aiapi-test-leader")
+async def _usage_leader(url: str, options: NatsConnectOptions) -> str | None:
+    bus = await Bus.connect(url, name="aiapi-test-leader", options=options)
     try:
-        info = await bus.js.stream_info("USAGE")
+        try:
+            info = await bus.js.stream_info("USAGE")
+        except TimeoutError:  # a leader election in progress: ask again
+            return None
         assert info.config.num_replicas == 3
         return info.cluster.leader if info.cluster else None
     finally:
         await bus.close()
 
 
-def usage_leader(cluster: NatsCluster) -> NatsNode:
-    name = eventually(lambda: asyncio.run(_usage_leader(cluster.url)), timeout_s=30)
+def usage_leader(cluster: NatsCluster, options: NatsConnectOptions) -> NatsNode:
+    name = eventually(lambda: asyncio.run(_usage_leader(cluster.url, options)), timeout_s=30)
     return cluster.node(name)
 
 
@@ -149,9 +161,54 @@ def _run_in_phases(
     return outcomes
 
 
-def _settled_exactly_once(deployment: Deployment, customers: list[Customer]) -> None:
+def _books_report(
+    deployment: Deployment,
+    admin: httpx.Client,
+    customers: list[Customer],
+    options: NatsConnectOptions,
+) -> str:
+    """Why the books differ: per customer, what the client saw and what billing recorded."""
+    lines = [
+        "books not exact: answered, failed, unbilled nano | usage records, their cost, statuses"
+    ]
+    with psycopg.connect(deployment.env["AIAPI_DATABASE_URL"]) as conn:
+        for c in customers:
+            count, cost, statuses = conn.execute(
+                "SELECT count(*), coalesce(sum(cost), 0), array_agg(DISTINCT status_code)"
+                " FROM billing.usage_records WHERE account_id = %s",
+                (c.account_id,),
+            ).fetchone() or (0, 0, [])
+            unbilled = c.start_nano - c.spent_nano - balance(admin, c.account_id)
+            lines.append(
+                f"{c.answered}, {c.failed}, {unbilled} | {count}, {cost} vs {c.spent_nano}, {statuses}"
+            )
+    lines.append(asyncio.run(_consumer_report(deployment.env["AIAPI_NATS_URL"], options)))
+    return "\n".join(lines)
+
+
+async def _consumer_report(url: str, options: NatsConnectOptions) -> str:
+    bus = await Bus.connect(url, name="aiapi-test-report", options=options)
+    try:
+        stream = await bus.js.stream_info("USAGE")
+        consumer = await bus.js.consumer_info("USAGE", "billing-settlement")
+        return (
+            f"USAGE: {stream.state.messages} messages, leader {stream.cluster}; "
+            f"billing-settlement: pending {consumer.num_pending}, ack pending "
+            f"{consumer.num_ack_pending}, delivered {consumer.delivered}, ack floor "
+            f"{consumer.ack_floor}, waiting {consumer.num_waiting}, cluster {consumer.cluster}"
+        )
+    finally:
+        await bus.close()
+
+
+def _settled_exactly_once(
+    deployment: Deployment, customers: list[Customer], options: NatsConnectOptions
+) -> None:
     with deployment.admin() as admin:
-        eventually(lambda: books_exact(admin, customers), timeout_s=60, every_s=0.5)
+        try:
+            eventually(lambda: books_exact(admin, customers), timeout_s=60, every_s=0.5)
+        except AssertionError:
+            raise AssertionError(_books_report(deployment, admin, customers, options)) from None
         # No money left held: every hold settled or released, every lease handed back or expired.
         eventually(
             lambda: all(
@@ -166,11 +223,13 @@ def _settled_exactly_once(deployment: Deployment, customers: list[Customer]) -> 
 
 def test_losing_the_usage_leader_and_then_another_node_settles_every_request_once(
     nats_cluster: NatsCluster,
+    nats_users: NatsUsers,
     cluster_env: dict[str, str],
     spawn: SpawnFn,
     tmp_path: Path,
 ) -> None:
-    deployment = _start(spawn, cluster_env, tmp_path, edges=1, billings=1)
+    nats_admin = admin_options(nats_users)
+    deployment = _start(spawn, cluster_env, tmp_path, edges=1, billings=1, login=nats_users.env)
     with deployment.admin() as admin:
         customers = open_customers(admin, CUSTOMERS, "20.00")
     phase = CUSTOMERS * (REQUESTS_PER_ACCOUNT // 3)
@@ -183,7 +242,7 @@ def test_losing_the_usage_leader_and_then_another_node_settles_every_request_onc
 
         gates[0].set()
         finished(phase // 2)  # requests in flight: lose the USAGE leader
-        first = usage_leader(nats_cluster)
+        first = usage_leader(nats_cluster, nats_admin)
         first.kill()
         killed.append((first.name, len(outcomes)))
         finished(phase)
@@ -191,11 +250,11 @@ def test_losing_the_usage_leader_and_then_another_node_settles_every_request_onc
         finished(phase + phase // 2)
         nats_cluster.restart(first)  # back under load, catching up from the others
         finished(2 * phase)
-        gates[2].set()
-        finished(2 * phase + phase // 4)
-        second = usage_leader(nats_cluster)
+        second = usage_leader(nats_cluster, nats_admin)  # asked before the load resumes
         if second is first:  # it may have won the leadership back: lose another node anyway
             second = next(n for n in nats_cluster.nodes if n is not first)
+        gates[2].set()
+        finished(2 * phase + phase // 4)
         second.kill()
         killed.append((second.name, len(outcomes)))
         finished(total)
@@ -210,13 +269,13 @@ def test_losing_the_usage_leader_and_then_another_node_settles_every_request_onc
     answered = sum(c.answered for c in customers)
     print(f"answered {answered} of {total}; lost nodes {killed}")
     assert answered >= total * 9 // 10, [c.failed for c in customers]
-    _settled_exactly_once(deployment, customers)
+    _settled_exactly_once(deployment, customers, admin_options(nats_users))
 
 
 def test_two_edges_and_two_billing_replicas_on_the_cluster_keep_exact_books(
-    cluster_env: dict[str, str], spawn: SpawnFn, tmp_path: Path
+    cluster_env: dict[str, str], nats_users: NatsUsers, spawn: SpawnFn, tmp_path: Path
 ) -> None:
-    deployment = _start(spawn, cluster_env, tmp_path, edges=2, billings=2)
+    deployment = _start(spawn, cluster_env, tmp_path, edges=2, billings=2, login=nats_users.env)
     with deployment.admin() as admin:
         customers = open_customers(admin, CUSTOMERS, "20.00")
 
@@ -225,4 +284,4 @@ def test_two_edges_and_two_billing_replicas_on_the_cluster_keep_exact_books(
 
     outcomes = _run_in_phases(deployment, customers, 1, release)
     assert all(outcomes.finished), [c.failed for c in customers]
-    _settled_exactly_once(deployment, customers)
+    _settled_exactly_once(deployment, customers, admin_options(nats_users))

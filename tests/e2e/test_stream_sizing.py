@@ -5,7 +5,9 @@ fails and the documented figure (and the defaults derived from it) must be revis
 from __future__ import annotations
 
 import pytest
+from aiapi_cli.credentials import NatsUsers
 from aiapi_shared.jetstream_limits import BYTES_PER_REQUEST
+from aiapi_testkit.plugin import admin_options
 
 from .load import REQUESTS_PER_ACCOUNT, books_exact, open_customers, send, streams
 from .support import Deployment, eventually
@@ -16,17 +18,18 @@ CUSTOMERS = 5  # 200 requests
 
 
 def test_a_request_costs_the_jetstream_bytes_the_sizing_rule_assumes(
-    deployment: Deployment,
+    deployment: Deployment, nats_users: NatsUsers
 ) -> None:
     url = deployment.env["AIAPI_NATS_URL"]
+    nats_admin = admin_options(nats_users)
     with deployment.admin() as admin:
         customers = open_customers(admin, CUSTOMERS, "20.00")
-        before = streams(url)
+        before = streams(url, nats_admin)
         send([deployment.edge_url], customers, REQUESTS_PER_ACCOUNT)
         requests = sum(c.answered for c in customers)
         assert requests == CUSTOMERS * REQUESTS_PER_ACCOUNT, [c.failed for c in customers]
         eventually(lambda: books_exact(admin, customers), timeout_s=30)
-    after = streams(url)
+    after = streams(url, nats_admin)
     grown = {
         name: (
             after[name][0] - before.get(name, (0, 0))[0],

@@ -94,10 +94,12 @@ BusTimeout = NatsTimeoutError
 
 @dataclass(frozen=True)
 class StreamSpec:
-    # Replicas, byte and age limits come from the bus's JetStreamLimits (settings).
+    # Replicas, byte and age limits come from the bus's JetStreamLimits (settings); a stream
+    # whose retention is the product's own choice (the dead letters) names its age here.
     name: str
     subjects: tuple[str, ...]
     duplicate_window_s: float = 120.0
+    max_age_s: float | None = None
 
 
 # The streams of the product, by context. Each context owns its subjects.
@@ -260,7 +262,7 @@ class Bus:
             name=spec.name,
             subjects=list(spec.subjects),
             duplicate_window=spec.duplicate_window_s,
-            max_age=limits.max_age_s,
+            max_age=spec.max_age_s or limits.max_age_s,
             max_bytes=limits.max_bytes,
             # Full: refuse the publish (the publisher keeps the event and retries), never drop.
             discard=api.DiscardPolicy.NEW,
@@ -543,7 +545,9 @@ class Bus:
                     msgs = await sub.fetch(batch, timeout=1.0)
                 except NatsTimeoutError:
                     continue
-                except (ConnectionClosedError, NoRespondersError, OSError, NotFoundError) as exc:
+                except (ConnectionClosedError, NoRespondersError, OSError, APIError) as exc:
+                    # APIError: a status from the server (NotFound among them) while a node is
+                    # lost and the consumer's leader moves; the next fetch goes to the new one.
                     log.warning("consumer %s fetch failed (%s)", durable, type(exc).__name__)
                     await asyncio.sleep(0.5)
                     continue

@@ -232,11 +232,13 @@ def spawn(tmp_path: Path, nats_login: Callable[[str], dict[str, str]]) -> Iterat
 
 
 @pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """Three nats-server processes as one JetStream cluster on loopback (``url`` lists them)."""
-    cluster = NatsCluster(tmp_path / "nats-cluster")
+def nats_cluster(tmp_path: Path, nats_users: NatsUsers) -> Iterator[NatsCluster]:
+    """Three nats-server processes as one JetStream cluster on loopback (``url`` lists them),
+    with the per-service users and no anonymous access, as in production."""
+    cluster = NatsCluster(tmp_path / "nats-cluster", extra_config=nats_users.server_config())
     cluster.start()
     try:
         yield cluster
     finally:
         cluster.stop()
+    assert cluster.violations() == [], "NATS refused a service (aiapi_shared.nats_permissions)"
