@@ -8,8 +8,7 @@ import httpx
 from aiapi_testkit.plugin import SpawnFn
 
 from tests.payments.chain import Chain
-from tests.payments.service import health_url, payments_env, start
-from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPUB
+from tests.payments.service import anvil_env, health_url, start
 
 
 def _watched_at(env: dict[str, str]) -> dict[str, float]:
@@ -25,16 +24,7 @@ def _watched_at(env: dict[str, str]) -> dict[str, float]:
 async def test_each_completed_watch_cycle_is_exported(
     spawn: SpawnFn, chain: Chain, database_url: str, nats_url: str
 ) -> None:
-    env = payments_env(
-        database_url,
-        nats_url,
-        AIAPI_ETH_RPC_URL=chain.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
-        AIAPI_ETH_CHAIN_ID="31337",
-        AIAPI_ETH_XPUB=ETH_XPUB,
-        AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
-        AIAPI_ETH_START_BLOCK=str(await chain.head() + 1),
-        AIAPI_ETH_POLL_INTERVAL_S="0.2",
-    )
+    env = await anvil_env(database_url, nats_url, chain)
     start(spawn, env)
     first: dict[str, float] = {}
     for _ in range(200):
