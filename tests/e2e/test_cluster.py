@@ -28,6 +28,7 @@ from aiapi_simulator.testing import running_simulator
 from aiapi_testkit.dbroles import service_roles
 from aiapi_testkit.nats_cluster import NatsCluster, NatsNode
 from aiapi_testkit.plugin import SpawnFn, admin_options
+from aiapi_testkit.process import internal_env
 
 from .conftest import LEASE_WINDOW_S
 from .load import REQUESTS_PER_ACCOUNT, Customer, Outcomes, books_exact, open_customers, send
@@ -51,22 +52,25 @@ def _start(
     database user with its own role (``AIAPI_<SERVICE>_DATABASE_URL`` in ``env``)."""
     processes = []
     edge_urls = []
-    accounts_url = ""
+    accounts_url = admin_url = ""
     for role, count in (("billing", billings), ("accounts", 1), ("edge", edges)):
         for index in range(count):
-            port = free_port()
-            own = {
-                **env,
-                f"AIAPI_{role.upper()}_PORT": str(port),
-                "AIAPI_DATA_DIR": str(tmp_path / f"{role}-{index}"),
-            }
+            port, admin_port = free_port(), free_port()
+            own, ready = internal_env(  # each process its own internal listener
+                {
+                    **env,
+                    f"AIAPI_{role.upper()}_PORT": str(port),
+                    "AIAPI_ADMIN_PORT": str(admin_port),
+                    "AIAPI_DATA_DIR": str(tmp_path / f"{role}-{index}"),
+                }
+            )
             if f"AIAPI_{role.upper()}_DATABASE_URL" in env:  # the edge has no database
                 own["AIAPI_DATABASE_URL"] = env[f"AIAPI_{role.upper()}_DATABASE_URL"]
             processes.append(
                 spawn(
                     [sys.executable, "-m", f"aiapi_{role}"],
                     env=own,
-                    health_url=f"http://127.0.0.1:{port}/healthz",
+                    health_url=ready,
                     name=f"{role}-{index}",
                     timeout_s=60,
                 )
@@ -75,11 +79,13 @@ def _start(
                 edge_urls.append(f"http://127.0.0.1:{port}")
             if role == "accounts":
                 accounts_url = f"http://127.0.0.1:{port}"
+                admin_url = f"http://127.0.0.1:{admin_port}"
     # The auditor reads the books as billing does.
     books = {**env, "AIAPI_DATABASE_URL": env["AIAPI_BILLING_DATABASE_URL"]}
     deployment = Deployment(
         edge_url=edge_urls[0],
         accounts_url=accounts_url,
+        admin_url=admin_url,
         processes=processes,
         env=books,
         logins={name: login(name) for name in ("billing", "accounts", "edge")},
