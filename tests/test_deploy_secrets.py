@@ -22,13 +22,15 @@ from aiapi_shared.nats_permissions import (
 from aiapi_shared.settings import NatsConnectOptions
 from pydantic import SecretStr
 
+from tests.k8s_render import OVERLAYS, rendered
+
 ROOT = Path(__file__).resolve().parents[1]
 AUTH_CONF = ROOT / "deploy/nats/auth.conf"
 
 
 def _k8s() -> list[dict[str, Any]]:
-    text = (ROOT / "deploy/k8s/aiapi.yaml").read_text()
-    return [d for d in yaml.safe_load_all(text) if d]
+    """Every overlay's manifests, rendered (tests/test_k8s.py validates them)."""
+    return [doc for overlay in OVERLAYS for doc in rendered(overlay)]
 
 
 def _compose() -> dict[str, Any]:
@@ -39,8 +41,11 @@ def _compose() -> dict[str, Any]:
 def test_the_nats_configurations_are_generated_from_the_permission_model() -> None:
     expected = deployment_server_auth()
     assert AUTH_CONF.read_text() == expected, "regenerate deploy/nats/auth.conf"
-    maps = {d["metadata"]["name"]: d for d in _k8s() if d["kind"] == "ConfigMap"}
-    assert maps["nats-auth"]["data"]["auth.conf"] == expected, "regenerate the nats-auth ConfigMap"
+    assert (ROOT / "deploy/k8s/base/nats/auth.conf").read_text() == expected, (
+        "regenerate deploy/k8s/base/nats/auth.conf"
+    )
+    configs = [d for d in _k8s() if d["metadata"]["name"].startswith("nats-config")]
+    assert configs and all(d["data"]["auth.conf"] == expected for d in configs)
 
 
 async def test_nats_server_runs_the_deployment_configuration(
@@ -90,9 +95,16 @@ def test_kubernetes_gives_each_service_its_own_secret() -> None:
             continue
         service = doc["metadata"]["name"].removeprefix("aiapi-")
         pod = doc["spec"]["template"]["spec"]
-        secrets_used = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+        secrets_used = [
+            v["secret"]["secretName"]
+            for v in pod["volumes"]
+            if "secret" in v and "items" not in v["secret"]  # CA certificates: one file each
+        ]
         assert secrets_used == [f"aiapi-{service}-secrets"], service
+        for v in pod["volumes"]:
+            if "items" in v.get("secret", {}):
+                assert [i["key"] for i in v["secret"]["items"]] == ["ca.crt"], service
         (container,) = pod["containers"]
         assert {"name": "AIAPI_NATS_USER", "value": service} in container["env"], service
-    config = next(d for d in _k8s() if d["metadata"]["name"] == "aiapi-config")
+    config = next(d for d in _k8s() if d["metadata"]["name"].startswith("aiapi-config"))
     assert not any("TOKEN" in k or "PASSWORD" in k or "DATABASE" in k for k in config["data"])

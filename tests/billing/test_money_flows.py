@@ -68,6 +68,9 @@ async def test_a_deposit_credits_once_and_a_reversal_debits_it_back_once(
     await eventually(reversed_once)
     await eventually(lambda: billing.consumers and billing.consumers.counters.commits >= 4)
     assert (await _balance(bus, "acc_m")).balance == 0
+    # aiapi_billing_deposits_reversed_total (an alert): once, though the event came twice.
+    assert billing.consumers is not None
+    assert billing.consumers.counters.deposits_reversed == 1
 
 
 async def test_concurrent_deposits_and_usage_lose_no_update(

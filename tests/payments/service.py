@@ -15,6 +15,9 @@ from aiapi_shared.events.base import Record
 from aiapi_testkit.process import ServiceProcess
 from pydantic import BaseModel
 
+from tests.payments.chain import Chain
+from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPUB
+
 ARGV = [sys.executable, "-m", "aiapi_payments"]
 R = TypeVar("R", bound=BaseModel)
 
@@ -31,6 +34,21 @@ def payments_env(database_url: str, nats_url: str, **extra: str) -> dict[str, st
         "AIAPI_OUTBOX_INTERVAL_S": "0.2",
         **extra,
     }
+
+
+async def anvil_env(database_url: str, nats_url: str, chain: Chain, **extra: str) -> dict[str, str]:
+    """:func:`payments_env` following ``chain`` (anvil) from its next block, with the test wallet's
+    watch-only keys."""
+    return payments_env(
+        database_url,
+        nats_url,
+        AIAPI_ETH_RPC_URL=chain.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        AIAPI_ETH_CHAIN_ID="31337",
+        AIAPI_ETH_XPUB=ETH_XPUB,
+        AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
+        AIAPI_ETH_START_BLOCK=str(await chain.head() + 1),
+        **extra,
+    )
 
 
 def health_url(env: Mapping[str, str]) -> str:

@@ -26,8 +26,7 @@ from aiapi_testkit.process import ServiceProcess
 
 from tests.payments.anvil import FINALITY_LAG
 from tests.payments.chain import Chain
-from tests.payments.service import ask, payments_env, start
-from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPUB
+from tests.payments.service import anvil_env, ask, start
 
 Spawn = Callable[..., ServiceProcess]
 CONFIRMED = "payments.v1.deposit.confirmed"
@@ -72,16 +71,7 @@ async def test_a_usdt_transfer_raises_the_billing_balance_exactly_once(
         name="billing",
     )
     token = await chain.deploy_token()
-    env = payments_env(
-        database_url,
-        nats_url,
-        AIAPI_ETH_RPC_URL=chain.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
-        AIAPI_ETH_CHAIN_ID="31337",
-        AIAPI_ETH_XPUB=ETH_XPUB,
-        AIAPI_ETH_ADDRESS_0=ETH_ADDRESS_0,
-        AIAPI_USDT_CONTRACT=token.address,
-        AIAPI_ETH_START_BLOCK=str(await chain.head() + 1),
-    )
+    env = await anvil_env(database_url, nats_url, chain, AIAPI_USDT_CONTRACT=token.address)
     payments = start(spawn, env)
     account = AccountQuery(account_id="acc_e2e")
     addresses = await ask(bus, ADDRESSES_SUBJECT, account, AddressesReply)

@@ -40,6 +40,7 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import (
+    APIError,
     BadRequestError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
@@ -55,6 +56,7 @@ from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus_metrics import ConsumerMetrics
 from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events.base import Event
+from aiapi_shared.jetstream_limits import JetStreamLimits, jetstream_limits
 from aiapi_shared.settings import BaseServiceSettings, NatsConnectOptions, nats_connect_options
 
 __all__ = [
@@ -92,10 +94,12 @@ BusTimeout = NatsTimeoutError
 
 @dataclass(frozen=True)
 class StreamSpec:
+    # Replicas, byte and age limits come from the bus's JetStreamLimits (settings); a stream
+    # whose retention is the product's own choice (the dead letters) names its age here.
     name: str
     subjects: tuple[str, ...]
     duplicate_window_s: float = 120.0
-    max_age_s: float = 30 * 24 * 3600.0
+    max_age_s: float | None = None
 
 
 # The streams of the product, by context. Each context owns its subjects.
@@ -151,13 +155,18 @@ class Bus:
         self.closed = closed
         self._serving: set[asyncio.Task[None]] = set()  # requests answered concurrently
         self.metrics = ConsumerMetrics()
+        # Replicas and limits of what this bus declares; a service sets its settings' own.
+        self.limits = JetStreamLimits()
 
     @classmethod
     async def connect_as(cls, settings: BaseServiceSettings, *, name: str) -> Bus:
-        """Connect with a service's settings: its URL, its credentials, its TLS, its inbox."""
-        return await cls.connect(
+        """Connect with a service's settings: its URL, its credentials, its TLS, its inbox, and
+        the replicas and limits of the streams and buckets it declares."""
+        bus = await cls.connect(
             settings.nats_url, name=name, options=nats_connect_options(settings)
         )
+        bus.limits = jetstream_limits(settings)
+        return bus
 
     @classmethod
     async def connect(
@@ -200,7 +209,7 @@ class Bus:
         # may start first), also when the credentials are refused: that one cannot get better.
         connecting = asyncio.ensure_future(
             connect(
-                url,
+                _servers(url),
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,
@@ -248,11 +257,16 @@ class Bus:
     # -- declarations -----------------------------------------------------------------------
 
     async def ensure_stream(self, spec: StreamSpec) -> None:
+        limits = self.limits.for_stream(spec.name)
         config = api.StreamConfig(
             name=spec.name,
             subjects=list(spec.subjects),
             duplicate_window=spec.duplicate_window_s,
-            max_age=spec.max_age_s,
+            max_age=spec.max_age_s or limits.max_age_s,
+            max_bytes=limits.max_bytes,
+            # Full: refuse the publish (the publisher keeps the event and retries), never drop.
+            discard=api.DiscardPolicy.NEW,
+            num_replicas=self.limits.replicas,
             storage=api.StorageType.FILE,
         )
         try:
@@ -268,7 +282,12 @@ class Bus:
         try:
             return await self.js.key_value(bucket)
         except (NotFoundError, BadRequestError):
-            return await self.js.create_key_value(bucket=bucket, history=history)
+            return await self.js.create_key_value(
+                bucket=bucket,
+                history=history,
+                replicas=self.limits.replicas,
+                max_bytes=self.limits.kv_max_bytes,  # full: a put is refused (discard new)
+            )
 
     async def watch_kv(
         self,
@@ -322,6 +341,8 @@ class Bus:
             OSError,
         ) as exc:
             raise BusUnavailable(f"publish to {subject} failed: {type(exc).__name__}") from exc
+        except APIError as exc:  # the stream refused it (full: discard new); kept and retried
+            raise BusUnavailable(f"publish to {subject} refused: {exc.description}") from exc
 
     # -- request / reply ----------------------------------------------------------------------
 
@@ -524,7 +545,9 @@ class Bus:
                     msgs = await sub.fetch(batch, timeout=1.0)
                 except NatsTimeoutError:
                     continue
-                except (ConnectionClosedError, NoRespondersError, OSError, NotFoundError) as exc:
+                except (ConnectionClosedError, NoRespondersError, OSError, APIError) as exc:
+                    # APIError: a status from the server (NotFound among them) while a node is
+                    # lost and the consumer's leader moves; the next fetch goes to the new one.
                     log.warning("consumer %s fetch failed (%s)", durable, type(exc).__name__)
                     await asyncio.sleep(0.5)
                     continue
@@ -737,6 +760,12 @@ def _auth_arguments(options: NatsConnectOptions) -> dict[str, Any]:
     if options.inbox_prefix is not None:
         arguments["inbox_prefix"] = options.inbox_prefix
     return arguments
+
+
+def _servers(url: str) -> list[str]:
+    """``AIAPI_NATS_URL`` may list a cluster's nodes, comma-separated: the client tries each
+    (it also learns the others from the cluster once connected)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 async def _follow(

@@ -53,6 +53,40 @@ def load_migrations(package: str) -> list[Migration]:
 async def migrate(database_url: str, *, schema: str, package: str) -> list[str]:
     """Apply ``package``'s pending migrations inside ``schema``; return the names applied."""
     migrations = load_migrations(package)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        if await _up_to_date(conn, schema, migrations):
+            # Nothing to do, and no DDL done: a service whose role has no DDL rights starts
+            # once a migrations job (``python -m aiapi_shared.dbadmin``) has run before it.
+            return []
+    try:
+        return await _apply(database_url, schema, migrations)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MigrationError(
+            f"schema {schema} has migrations pending and this database role may not apply "
+            "them: run the migrations job (python -m aiapi_shared.dbadmin migrate) first"
+        ) from exc
+
+
+async def _up_to_date(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], schema: str, migrations: list[Migration]
+) -> bool:
+    """Every migration applied, unchanged (an edited one is an error, as in :func:`migrate`)."""
+    cur = await conn.execute("SELECT to_regclass(%s)", (f"{schema}.schema_migrations",))
+    row = await cur.fetchone()
+    if row is None or row[0] is None:
+        return False
+    table = sql.Identifier(schema, "schema_migrations")
+    cur = await conn.execute(sql.SQL("SELECT version, checksum FROM {}").format(table))
+    done = {int(str(v)): str(c) for v, c in await cur.fetchall()}
+    for migration in migrations:
+        if migration.version not in done:
+            return False
+        if done[migration.version] != migration.checksum:
+            raise MigrationError(f"{schema}/{migration.name} changed after it was applied")
+    return True
+
+
+async def _apply(database_url: str, schema: str, migrations: list[Migration]) -> list[str]:
     applied_now: list[str] = []
     lock_id = int.from_bytes(hashlib.sha256(f"aiapi:{schema}".encode()).digest()[:8], "big") >> 1
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
@@ -94,6 +128,31 @@ async def migrate(database_url: str, *, schema: str, package: str) -> list[str]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
     return applied_now
+
+
+async def grant_service_role(database_url: str, *, schema: str, role: str) -> None:
+    """Give ``role`` (a service's login role) the rights to use ``schema``'s data and nothing
+    more: no DDL, so a compromised service cannot change or drop its tables. Run as the schema's
+    owner (the migrations role), after :func:`migrate`; default privileges cover later tables."""
+    s, r = sql.Identifier(schema), sql.Identifier(role)
+    statements = [
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}"),
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}"),
+        sql.SQL("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {} TO {}"),
+        sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}"),
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} "
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+        ),
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
+        ),
+        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT EXECUTE ON FUNCTIONS TO {}"),
+    ]
+    # One transaction: the connection's block commits at its end, or rolls back on an error.
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for statement in statements:
+            await conn.execute(statement.format(s, r))
 
 
 def open_pool(

@@ -22,7 +22,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from aiapi_shared.jetstream_limits import DEFAULT_KV_MAX_BYTES, DEFAULT_STREAM_LIMITS
 from aiapi_shared.nats_permissions import SERVICES, inbox_prefix
+
+_USAGE, _BILLING = DEFAULT_STREAM_LIMITS["USAGE"], DEFAULT_STREAM_LIMITS["BILLING"]
+_PAYMENTS, _ACCOUNTS = DEFAULT_STREAM_LIMITS["PAYMENTS"], DEFAULT_STREAM_LIMITS["ACCOUNTS"]
 
 
 class _SecretFilesSource(PydanticBaseSettingsSource):
@@ -67,6 +71,19 @@ class BaseServiceSettings(BaseSettings):
     nats_ca_file: Path | None = None
     nats_cert_file: Path | None = None
     nats_key_file: Path | None = None
+    # JetStream storage (aiapi_shared.jetstream_limits; docs/operations.md "JetStream sizing"):
+    # copies of every stream and bucket, and each stream's byte and age limits (an hour at least:
+    # the age bounds the duplicate window, and a shorter one would expire unsettled usage).
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    nats_usage_max_bytes: int = Field(default=_USAGE.max_bytes, gt=0)
+    nats_usage_max_age_s: float = Field(default=_USAGE.max_age_s, ge=3600)
+    nats_billing_max_bytes: int = Field(default=_BILLING.max_bytes, gt=0)
+    nats_billing_max_age_s: float = Field(default=_BILLING.max_age_s, ge=3600)
+    nats_payments_max_bytes: int = Field(default=_PAYMENTS.max_bytes, gt=0)
+    nats_payments_max_age_s: float = Field(default=_PAYMENTS.max_age_s, ge=3600)
+    nats_accounts_max_bytes: int = Field(default=_ACCOUNTS.max_bytes, gt=0)
+    nats_accounts_max_age_s: float = Field(default=_ACCOUNTS.max_age_s, ge=3600)
+    nats_kv_max_bytes: int = Field(default=DEFAULT_KV_MAX_BYTES, gt=0)
     database_url: SecretStr | None = None
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".data")
     log_level: str = "INFO"

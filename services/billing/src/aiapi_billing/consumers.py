@@ -43,6 +43,7 @@ class Counters:
     duplicates: int = 0
     conflicts: int = 0
     deposits: int = 0
+    deposits_reversed: int = 0  # a confirmed deposit left the chain: an operator must look
     commits: int = 0
 
 
@@ -159,7 +160,8 @@ class Consumers:
             self.counters.deposits += 1
 
     async def _reverse(self, conn: Conn, event: DepositReversed) -> None:
-        await self.deposits.reverse(conn, event)
+        if await self.deposits.reverse(conn, event):
+            self.counters.deposits_reversed += 1
 
     async def on_account(self, msg: Msg) -> None:
         cls = EVENTS_BY_SUBJECT.get(msg.subject)

@@ -20,7 +20,7 @@ def plan() -> Plan:
         "backlog": 4096,
     }
     public = Listener("public", app, settings.host, settings.edge_port, http)
-    return Plan.of(settings, app.service, public, graceful_s=10.0)
+    return Plan.of(settings, app.service, public, graceful_s=settings.edge_graceful_timeout_s)
 
 
 def main() -> None:

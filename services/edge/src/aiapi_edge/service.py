@@ -192,9 +192,11 @@ class EdgeService:
         if self.leases is not None and self.bus.is_connected:
             # Hand the leases back so their unreserved money returns to the accounts now.
             await self.leases.close_all(timeout_s=2.0)
-        # Give the relay a moment to publish what is spooled; what remains goes after a restart.
-        for _ in range(40):  # at most 2 s
-            if not self.spool.depth or not self.bus.is_connected:
+        # Give the relay time to publish what is spooled (AIAPI_EDGE_SPOOL_DRAIN_S); what
+        # remains goes after a restart (the spool's volume outlives the process).
+        deadline = asyncio.get_running_loop().time() + self.settings.edge_spool_drain_s
+        while self.spool.depth and self.bus.is_connected:
+            if asyncio.get_running_loop().time() >= deadline:
                 break
             await asyncio.sleep(0.05)
         self._stop.set()

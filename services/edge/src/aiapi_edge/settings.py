@@ -44,6 +44,12 @@ class EdgeSettings(BaseServiceSettings):
     upstream_api_keys: SecretStr = SecretStr("")
     edge_port: int = 8080
     internal_port: int = Field(default=9080, ge=0, le=65535)
+    # On SIGTERM, how long streams in progress may run on before they are cut (Kubernetes: the
+    # pod's terminationGracePeriodSeconds is this plus the preStop delay plus a margin).
+    edge_graceful_timeout_s: int = Field(default=10, ge=1)
+    # Then, how long the edge waits for its spool to be published before it exits (a pod scaled
+    # away should leave no usage on its volume); what remains is published on its next start.
+    edge_spool_drain_s: float = Field(default=2.0, ge=0)
     edge_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     # Bounds against slow and oversized requests (docs/edge.md, "Bounds"): the whole body must
     # arrive within the timeout; at most ``edge_body_reads`` bodies longer than one read are

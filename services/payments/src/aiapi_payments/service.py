@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -52,6 +53,8 @@ class PaymentsService:
         self.config = config
         self.failed = asyncio.Event()  # set when the process must exit non-zero
         self.started = False
+        # network -> when its watcher last finished a cycle (the chain watcher lag alert)
+        self.watched_at: dict[str, float] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[Any]]] = []
@@ -137,6 +140,7 @@ class PaymentsService:
             try:
                 caught_up, events = await tracking.cycle()
                 failures = 0
+                self.watched_at[name] = time.time()
             except Exception as error:  # noqa: BLE001 (a node or database outage: retry)
                 failures += 1
                 log.warning(
@@ -197,6 +201,12 @@ class PaymentsService:
             for asset in sorted(a for a in self.config.assets if a.pegged):
                 paused = int(asset in self.guard.paused)
                 lines.append(f'aiapi_payments_depeg_paused{{asset="{asset.value}"}} {paused}\n')
+        # When each chain watcher last completed a cycle: a watcher that stops (node down,
+        # stuck) shows as a growing time() minus this value (the chain watcher lag alert).
+        for name, at in sorted(self.watched_at.items()):
+            lines.append(
+                f'aiapi_payments_watch_success_timestamp_seconds{{network="{name}"}} {at:.3f}\n'
+            )
         consumers = self.bus.metrics.render() if self.bus is not None else b""
         return "".join(lines).encode() + consumers
 

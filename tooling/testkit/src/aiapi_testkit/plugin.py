@@ -14,6 +14,7 @@
 * ``nats_url``: ``AIAPI_TEST_NATS_URL`` when set (wiped of streams and KV first), else
   ``nats_server``'s URL.
 * ``bus``: a connected :class:`aiapi_shared.bus.Bus` on ``nats_url``, as ``admin``.
+* ``nats_cluster``: three nats-server processes as one JetStream cluster, any node killable.
 * ``spawn``: starts :class:`ServiceProcess` children and stops every one at the test's end.
 """
 
@@ -38,6 +39,7 @@ from aiapi_shared.settings import NatsConnectOptions
 from psycopg import sql
 from pydantic import SecretStr
 
+from aiapi_testkit.nats_cluster import NatsCluster
 from aiapi_testkit.process import ServiceProcess
 
 
@@ -227,3 +229,16 @@ def spawn(tmp_path: Path, nats_login: Callable[[str], dict[str, str]]) -> Iterat
     finally:
         for proc in reversed(started):
             proc.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path, nats_users: NatsUsers) -> Iterator[NatsCluster]:
+    """Three nats-server processes as one JetStream cluster on loopback (``url`` lists them),
+    with the per-service users and no anonymous access, as in production."""
+    cluster = NatsCluster(tmp_path / "nats-cluster", extra_config=nats_users.server_config())
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+    assert cluster.violations() == [], "NATS refused a service (aiapi_shared.nats_permissions)"
