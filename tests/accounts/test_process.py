@@ -5,6 +5,8 @@ operator token."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 
@@ -154,3 +156,31 @@ async def test_logs_of_a_full_run_hold_no_secrets(
     for secret in (issued["key"], mine["key"], PASSWORD, ADMIN_TOKEN, session, csrf):
         assert secret not in log
     assert "sk-cc-" not in log
+
+
+async def test_request_heads_are_bounded_on_both_listeners(
+    database_url: str, nats_url: str, spawn: SpawnFn
+) -> None:
+    """Like the edge (aiapi_shared.http_guard): a head over 64 KiB is a 431 in the accounts
+    error shape, and a head that stops arriving is answered 408 and closed (slowloris)."""
+    port = free_port()
+    env = service_env(database_url, nats_url, port)
+    spawn(ARGV, env=env, health_url=ready_url(env), name="accounts")
+    for listener in (port, int(env["AIAPI_ADMIN_PORT"])):
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener)
+        # Just over the bound, in one write: the server reads all of it before it answers.
+        writer.write(
+            b"GET /api/v1/account HTTP/1.1\r\nhost: a\r\nx-pad: %s\r\n\r\n" % (b"a" * 66_000)
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431"), head
+        assert json.loads(body)["error"]["type"] == "invalid_request_error"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /api/v1/account HTTP/1.1\r\nhost: a\r\n")  # and then nothing
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 60)  # closed by the server, not by us
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]

@@ -4,11 +4,14 @@ docs/operations.md; no operator token refuses the start)."""
 
 from __future__ import annotations
 
+from aiapi_shared.http_guard import HeadGuardedProtocol
 from aiapi_shared.runner import Listener, Plan, launch, load_settings
 
 from aiapi_accounts.app import create_admin_app, create_app
 from aiapi_accounts.service import Service
 from aiapi_accounts.settings import AccountsSettings
+
+GUARDED = {"http": HeadGuardedProtocol}
 
 
 def plan() -> Plan:
@@ -19,8 +22,9 @@ def plan() -> Plan:
     return Plan.of(
         settings,
         service,
-        Listener("public", public, settings.host, settings.accounts_port),
-        Listener("admin", admin, settings.admin_host, settings.admin_port),
+        # Both listeners bound the request head (15 s, 64 KiB): aiapi_shared.http_guard.
+        Listener("public", public, settings.host, settings.accounts_port, GUARDED),
+        Listener("admin", admin, settings.admin_host, settings.admin_port, GUARDED),
         graceful_s=5.0,
     )
 

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from aiapi_shared.http_guard import WHOLE_REQUEST  # set once the whole request has arrived
+
 from aiapi_edge.errors import GatewayError
 
 Scope = MutableMapping[str, Any]
@@ -13,10 +15,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
-
-# A scope key the server protocol (:mod:`.http_guard`) sets once the whole request, body
-# included, has arrived: reading the body then needs no timeout.
-WHOLE_REQUEST = "aiapi.whole_request"
 
 JSON_TYPE = b"application/json"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"

@@ -1,182 +1,34 @@
-"""The edge's HTTP/1.1 server protocol: uvicorn's httptools protocol with the bounds it lacks.
-
-httptools (llhttp) keeps a request head in memory however long it grows, and uvicorn times out
-neither a connection that never sends a request nor a head that never ends (its keep-alive
-timeout only covers the quiet time after a response). Measured on uvicorn 0.54 with httptools:
-a 200 MiB header grew the process by 200 MiB, and a connection sending half a head stayed open
-for good. This protocol adds, before any of it reaches the application:
-
-* a head must be complete within ``header_timeout_s`` of the connection opening (for its first
-  request) or of its first byte (for a later request on a kept-alive connection; the quiet time
-  between requests stays uvicorn's keep-alive timeout), else 408 and the connection is closed;
-* a head over ``max_header_bytes`` gets 431 and the connection is closed;
-* a request the parser rejects (bad chunk sizes, conflicting ``content-length`` and
-  ``transfer-encoding``, a malformed request line) gets its 400 as JSON in the route's own error
-  format rather than uvicorn's ``text/plain``;
-* a WebSocket upgrade request is served as plain HTTP (the edge has no WebSocket route).
-
-The body's bounds (size, time, concurrent reads) are the application's: :class:`.BodyReader`.
-"""
+"""The edge's HTTP/1.1 server protocol: the shared head bounds (:mod:`aiapi_shared.http_guard`:
+header size and time, broken framing, no WebSocket), with refusals in the route's own format
+(Anthropic's, or OpenAI's on the OpenAI routes)."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import ClassVar
+from aiapi_shared.http_guard import HeadGuardedProtocol, bounded
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-
-from aiapi_edge.asgi import WHOLE_REQUEST
 from aiapi_edge.errors import GatewayError, anthropic_error_body, openai_error_body_for
 from aiapi_edge.gateway import new_request_id
 from aiapi_edge.settings import EdgeSettings
 
-_OPENAI_PATH = b"/chat/completions"
+_OPENAI_PATHS = (b"/chat/completions", b"/responses")
+_TYPE_BY_STATUS = {408: "invalid_request_error", 431: "invalid_request_error"}
 
 
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing a request already answered."""
+class GuardedHttpProtocol(HeadGuardedProtocol):
+    def refusal(self, status: int, message: str, url: bytes) -> tuple[bytes, bytes]:
+        error = GatewayError(status, _TYPE_BY_STATUS.get(status, "invalid_request_error"), message)
+        request_id = new_request_id().encode()
+        if any(path in url for path in _OPENAI_PATHS):
+            ids = b"request-id: %s\r\nx-request-id: %s\r\n" % (request_id, request_id)
+            return ids, openai_error_body_for(error)
+        ids = b"request-id: %s\r\n" % request_id
+        return ids, anthropic_error_body(error.type, message, request_id.decode())
 
 
-class GuardedHttpProtocol(HttpToolsProtocol):
-    header_timeout_s: ClassVar[float] = 15.0
-    max_header_bytes: ClassVar[int] = 64 * 1024
-
-    _head_timer: asyncio.TimerHandle | None = None
-    _in_head = True  # between requests, or inside a head
-    _head_begun = False  # some of a head has been parsed
-    _head_bytes = 0  # bytes of earlier reads into the current head
-    _segment = 0  # bytes of the read being parsed
-    _completed = 0
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self._segment = len(data)
-        completed = self._completed
-        super().data_received(data)
-        if not self._in_head or self.transport.is_closing():
-            return
-        # Bytes of a segment in which the previous request ended are not counted: the head that
-        # began in it is at most one read long so far.
-        if completed == self._completed:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_header_bytes:
-                self._refuse(self._head_too_large())
-                return
-        if self._head_begun:
-            # A head left unfinished by this read: from now on it is timed. (A head that
-            # arrives whole in one read, nearly every one, never needs a timer.)
-            self._arm_head_timer()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_begun = True
-
-    def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
-        self._in_head = self._head_begun = False
-        # A head is at most the bytes read since it began: measure it only when that could be
-        # over the bound (a head that arrived whole in one read was never counted above).
-        if self._head_bytes + self._segment > self.max_header_bytes:
-            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-            if size > self.max_header_bytes:
-                self._refuse(self._head_too_large())
-                raise _Refused  # stops the parser: the request never reaches the application
-        self._head_bytes = 0
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head, self._head_bytes = True, 0
-        self._completed += 1
-        if self.scope is not None:
-            self.scope[WHOLE_REQUEST] = True  # type: ignore[literal-required]
-
-    # The edge serves no WebSocket: an upgrade request is answered as the plain HTTP request it
-    # also is (uvicorn would otherwise hand it to its WebSocket protocol, which answers text).
-
-    def _should_upgrade_to_ws(self) -> bool:
-        return False
-
-    def _unsupported_upgrade_warning(self) -> None:
-        return None
-
-    def send_400_response(self, msg: str) -> None:
-        self._refuse(GatewayError(400, "invalid_request_error", f"Malformed HTTP request: {msg}"))
-
-    def _head_too_large(self) -> GatewayError:
-        message = f"Request headers exceed {self.max_header_bytes} bytes."
-        return GatewayError(431, "invalid_request_error", message)
-
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
-
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if not self._in_head or self.transport.is_closing():
-            return
-        if self.cycle is not None and not self.cycle.response_complete:
-            # A pipelined head behind a response still being written (a long stream): the
-            # client is not stalling, it is reading; time the head again from here.
-            self._arm_head_timer()
-            return
-        message = f"The request headers did not arrive within {self.header_timeout_s:g} s."
-        self._refuse(GatewayError(408, "invalid_request_error", message))
-
-    def _refuse(self, error: GatewayError) -> None:
-        """Answer ``error`` (unless a response is already under way) and close the connection."""
-        self._cancel_head_timer()
-        if self.transport.is_closing():
-            return
-        cycle = self.cycle
-        if cycle is None or cycle.response_complete or not cycle.response_started:
-            url: bytes = getattr(self, "url", b"")
-            self.transport.write(_error_response(error, openai=_OPENAI_PATH in url))
-        if cycle is not None and not cycle.response_complete:
-            # The application still serving this request sees the client gone: its reads end,
-            # its writes are dropped, so it cannot write after this answer.
-            cycle.disconnected = True
-            cycle.message_event.set()
-        self.transport.close()
-
-
-def _error_response(error: GatewayError, *, openai: bool) -> bytes:
-    request_id = new_request_id()
-    if openai:
-        body = openai_error_body_for(error)
-        ids = b"request-id: %s\r\nx-request-id: %s\r\n" % (request_id.encode(), request_id.encode())
-    else:
-        body = anthropic_error_body(error.type, error.message, request_id)
-        ids = b"request-id: %s\r\n" % request_id.encode()
-    return b"".join(
-        [
-            STATUS_LINE[error.status],
-            b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body),
-            ids,
-            b"connection: close\r\n\r\n",
-            body,
-        ]
-    )
-
-
-def guarded_protocol(settings: EdgeSettings) -> type[GuardedHttpProtocol]:
+def guarded_protocol(settings: EdgeSettings) -> type[HeadGuardedProtocol]:
     """The protocol class uvicorn's ``http=`` takes, with the bounds of ``settings``."""
-
-    class Configured(GuardedHttpProtocol):
-        header_timeout_s = settings.edge_header_timeout_s
-        max_header_bytes = settings.edge_max_header_bytes
-
-    return Configured
+    return bounded(
+        GuardedHttpProtocol,
+        header_timeout_s=settings.edge_header_timeout_s,
+        max_header_bytes=settings.edge_max_header_bytes,
+    )

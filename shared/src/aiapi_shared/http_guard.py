@@ -1,0 +1,188 @@
+"""An HTTP/1.1 server protocol for every public listener: uvicorn's httptools protocol with the
+bounds it lacks.
+
+httptools (llhttp) keeps a request head in memory however long it grows, and uvicorn times out
+neither a connection that never sends a request nor a head that never ends (its keep-alive
+timeout only covers the quiet time after a response). Measured on uvicorn 0.54 with httptools:
+a 200 MiB header grew the process by 200 MiB, and a connection sending half a head stayed open
+for good. This protocol adds, before any of it reaches the application:
+
+* a head must be complete within ``header_timeout_s`` of the connection opening (for its first
+  request) or of its first byte (for a later request on a kept-alive connection; the quiet time
+  between requests stays uvicorn's keep-alive timeout), else 408 and the connection is closed;
+* a head over ``max_header_bytes`` gets 431 and the connection is closed;
+* a request the parser rejects (bad chunk sizes, conflicting ``content-length`` and
+  ``transfer-encoding``, a malformed request line) gets its 400 as JSON in the service's own
+  error format (:meth:`HeadGuardedProtocol.refusal`) rather than uvicorn's ``text/plain``;
+* a WebSocket upgrade request is served as plain HTTP.
+
+Once a request has arrived whole, its scope carries ``WHOLE_REQUEST`` (a body reader then needs
+no timer). The body's own bounds (size, time) are each application's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+WHOLE_REQUEST = "aiapi.whole_request"
+
+
+def _json_str(text: str) -> bytes:
+    return orjson.dumps(text)
+
+
+def _response(status: int, headers: bytes, body: bytes) -> bytes:
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            headers,
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request already answered."""
+
+
+class HeadGuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with head bounds; a service subclasses it to say how a
+    refusal reads in its own error format (:meth:`refusal`)."""
+
+    header_timeout_s: ClassVar[float] = 15.0
+    max_header_bytes: ClassVar[int] = 64 * 1024
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _in_head = True  # between requests, or inside a head
+    _head_begun = False  # some of a head has been parsed
+    _head_bytes = 0  # bytes of earlier reads into the current head
+    _segment = 0  # bytes of the read being parsed
+    _completed = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._segment = len(data)
+        completed = self._completed
+        super().data_received(data)
+        if not self._in_head or self.transport.is_closing():
+            return
+        # Bytes of a segment in which the previous request ended are not counted: the head that
+        # began in it is at most one read long so far.
+        if completed == self._completed:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse(*self._head_too_large())
+                return
+        if self._head_begun:
+            # A head left unfinished by this read: from now on it is timed. (A head that
+            # arrives whole in one read, nearly every one, never needs a timer.)
+            self._arm_head_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_begun = True
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        self._in_head = self._head_begun = False
+        # A head is at most the bytes read since it began: measure it only when that could be
+        # over the bound (a head that arrived whole in one read was never counted above).
+        if self._head_bytes + self._segment > self.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.max_header_bytes:
+                self._refuse(*self._head_too_large())
+                raise _Refused  # stops the parser: the request never reaches the application
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0
+        self._completed += 1
+        if self.scope is not None:
+            self.scope[WHOLE_REQUEST] = True  # type: ignore[literal-required]
+
+    # No aiapi service serves a WebSocket: an upgrade request is answered as the plain HTTP
+    # request it also is (uvicorn would otherwise hand it to its WebSocket protocol).
+
+    def _should_upgrade_to_ws(self) -> bool:
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        return None
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, f"Malformed HTTP request: {msg}")
+
+    def _head_too_large(self) -> tuple[int, str]:
+        return 431, f"Request headers exceed {self.max_header_bytes} bytes."
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a response still being written (a long stream): the
+            # client is not stalling, it is reading; time the head again from here.
+            self._arm_head_timer()
+            return
+        message = f"The request headers did not arrive within {self.header_timeout_s:g} s."
+        self._refuse(408, message)
+
+    def refusal(self, status: int, message: str, url: bytes) -> tuple[bytes, bytes]:
+        """(extra header lines, JSON body) of a refusal, in the service's own error format."""
+        body = b'{"error":{"type":"invalid_request_error","message":%s}}' % _json_str(message)
+        return b"", body
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer (unless a response is already under way) and close the connection."""
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            url: bytes = getattr(self, "url", b"")
+            headers, body = self.refusal(status, message, url)
+            self.transport.write(_response(status, headers, body))
+        if cycle is not None and not cycle.response_complete:
+            # The application still serving this request sees the client gone: its reads end,
+            # its writes are dropped, so it cannot write after this answer.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def bounded(
+    base: type[HeadGuardedProtocol], *, header_timeout_s: float, max_header_bytes: int
+) -> type[HeadGuardedProtocol]:
+    """``base`` with these bounds: the class uvicorn's ``http=`` takes."""
+
+    class Configured(base):  # type: ignore[valid-type,misc]
+        pass
+
+    Configured.header_timeout_s = header_timeout_s
+    Configured.max_header_bytes = max_header_bytes
+    return Configured
