@@ -12,7 +12,8 @@ service gets only what its code does, derived from the subjects the contract mod
 * billing answers ``rpc.billing.>``, publishes ``billing.v1.>``, writes the balance and catalogue
   buckets and consumes usage, deposits and account events with its own durable consumers;
 * accounts publishes ``accounts.v1.>``, is the only writer of the key bucket, asks billing and
-  payments on the operator's and customers' behalf, and consumes usage and plan purchases;
+  payments on the operator's and customers' behalf, and consumes usage, plan purchases and (for
+  its notices by mail) credited deposits and low balances;
 * payments answers ``rpc.payments.>`` and is the only publisher of ``payments.v1.>``.
 
 JetStream is reached through subjects too (``$JS.API.>``), so those are narrowed the same way: a
@@ -66,6 +67,9 @@ DURABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "accounts": (
         ("USAGE", "accounts-key-last-used"),
         ("BILLING", "accounts-plan-purchased"),
+        # the notices by mail (started only when SMTP is configured)
+        ("BILLING", "accounts-notice-deposit-credited"),
+        ("BILLING", "accounts-notice-balance-low"),
     ),
 }
 

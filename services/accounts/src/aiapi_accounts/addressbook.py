@@ -10,27 +10,44 @@ payments directly).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiapi_shared.payments_api import DepositAddress
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import repository
-from aiapi_accounts.errors import PeerUnavailable, TooManyAttempts
+from aiapi_accounts.domain import Account
+from aiapi_accounts.errors import NotFound, PeerUnavailable, TooManyAttempts
 from aiapi_accounts.peers import Peers
 
 _HOUR_S = 3600
 
 
 class AddressBook:
-    def __init__(self, pool: AsyncConnectionPool, peers: Peers, *, requests_per_hour: int) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        peers: Peers,
+        *,
+        requests_per_hour: int,
+        check_verified: Callable[[Account], None] = lambda account: None,
+    ) -> None:
         self._pool = pool
+        self._check_verified = check_verified
         self._peers = peers
         self._requests_per_hour = requests_per_hour
 
     async def addresses(self, account_id: str) -> list[DepositAddress]:
         """Payments' answer while the account's hourly budget lasts, then the last answer
         remembered; 429 when the budget is spent and nothing is remembered yet. While payments
-        does not answer: the remembered addresses (they stay valid), or 503 when there are none."""
+        does not answer: the remembered addresses (they stay valid), or 503 when there are none.
+        403 while the account's email awaits verification: payments derives and watches an
+        address for good, so unverified sign-ups must not be able to make it do so."""
         async with self._pool.connection() as conn:
+            account = await repository.get_account(conn, account_id)
+            if account is None:
+                raise NotFound("no such account")
+            self._check_verified(account)
             wait = await repository.take_from_window(
                 conn, f"deposit-addresses:{account_id}", self._requests_per_hour, _HOUR_S
             )

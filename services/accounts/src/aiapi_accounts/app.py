@@ -21,6 +21,7 @@ from aiapi_accounts import (
     routes_admin,
     routes_catalogue,
     routes_customer,
+    routes_mail,
     routes_topup,
     routes_usage,
 )
@@ -36,6 +37,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     routes_admin.ENDPOINTS
     + routes_catalogue.ENDPOINTS
     + routes_customer.ENDPOINTS
+    + routes_mail.ENDPOINTS
     + routes_topup.ENDPOINTS
     + routes_usage.ENDPOINTS
 )

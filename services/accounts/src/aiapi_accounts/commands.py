@@ -3,6 +3,7 @@ then let the relay deliver. Routes and consumers call these; nothing here speaks
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +39,7 @@ from aiapi_accounts.domain import (
 )
 from aiapi_accounts.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     NotFound,
     TooManyAttempts,
@@ -53,6 +55,10 @@ WINDOWS_KEPT_S = 2 * 3600
 BAD_CREDENTIALS = "invalid email or password"
 # The only failure of accepting an invitation: unknown, used, superseded and expired alike.
 BAD_INVITATION = "invalid or expired invitation"
+UNVERIFIED = (
+    "verify your email address first: follow the link in the mail sent at sign-up "
+    "(the account page sends a new one)"
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class Accounts:
         *,
         session_ttl_s: int,
         invitation_ttl_s: int = 7 * 24 * 3600,
+        verification_required: bool = False,
     ) -> None:
         self._pool = pool
         self._relay = relay
@@ -93,11 +100,15 @@ class Accounts:
         self._limits = limits
         self._session_ttl_s = session_ttl_s
         self._invitation_ttl_s = invitation_ttl_s
+        self._verification_required = verification_required
 
     # -- accounts -------------------------------------------------------------------------------
 
-    async def create(self, email: str, plan: PlanName, password: str | None = None) -> Account:
-        """A new account (operator, or sign-up); Conflict when the email is taken."""
+    async def create(
+        self, email: str, plan: PlanName, password: str | None = None, *, verified: bool = True
+    ) -> Account:
+        """A new account (operator, or sign-up); Conflict when the email is taken. Operators'
+        accounts are verified (their owners come in through an invitation sent to the address)."""
         normalised = normalise_email(email)
         password_hash = None
         if password is not None:
@@ -105,7 +116,7 @@ class Accounts:
             password_hash = await self._passwords.hash(password)
         async with self._pool.connection() as conn:
             account = await repository.insert_account(
-                conn, new_account_id(), normalised, password_hash, plan
+                conn, new_account_id(), normalised, password_hash, plan, verified=verified
             )
             if account is None:
                 raise Conflict("an account with this email exists")
@@ -150,7 +161,9 @@ class Accounts:
         cap. The account row is locked first, so parallel requests cannot overshoot it."""
         secret = apikeys.generate_key()
         async with self._pool.connection() as conn:
-            await _existing(conn, account_id, for_update=True)
+            account = await _existing(conn, account_id, for_update=True)
+            if capped:
+                self.check_verified(account)
             cap = self._limits.max_keys_per_account
             if capped and await repository.count_active_keys(conn, account_id) >= cap:
                 raise Conflict(
@@ -209,15 +222,22 @@ class Accounts:
 
     # -- sign-up, sign-in, sessions ---------------------------------------------------------------
 
-    async def sign_up(self, email: str, password: str, ip: str) -> None:
+    def check_verified(self, account: Account) -> None:
+        """403 while the account's email awaits verification (when this deployment requires it)."""
+        if self._verification_required and not account.email_verified:
+            raise Forbidden(UNVERIFIED)
+
+    async def sign_up(
+        self, email: str, password: str, ip: str, *, verified: bool = True
+    ) -> Account | None:
         """Create a Basic account, or do nothing when the email is taken: the caller answers the
         same either way, so sign-up cannot be used to learn which emails have accounts. Each
         attempt costs a password hash, so each counts against the address's sign-up budget."""
         await self._admit(f"sign-up:{throttle_key(ip)}", self._throttle.per_address)
         try:
-            await self.create(email, "basic", password)
+            return await self.create(email, "basic", password, verified=verified)
         except Conflict:
-            return
+            return None
 
     async def sign_in(self, email: str, password: str, ip: str, user_agent: str) -> SignedIn:
         """Throttled before anything is evaluated: the client address first (an attempt at a
@@ -284,18 +304,40 @@ class Accounts:
         per client address like sign-in (a bad token is a failure); every bad token gets the
         same 401."""
         check_password_rules(password)
+        return await self.set_password_by_token(
+            lambda conn: repository.consume_invitation(conn, token_hash(token)),
+            password,
+            ip,
+            user_agent,
+            bad_token=BAD_INVITATION,
+        )
+
+    async def set_password_by_token(
+        self,
+        consume: Callable[[Conn], Awaitable[str | None]],
+        password: str,
+        ip: str,
+        user_agent: str,
+        *,
+        bad_token: str,
+    ) -> SignedIn:
+        """A one-time mailed token (invitation, password reset) sets the password: the token is
+        used up, every other session ends, the address counts as verified (the link reached it)
+        and a new session opens. Throttled per client address like sign-in."""
         scope = f"ip:{throttle_key(ip)}"
         await self._admit(scope, self._throttle.per_address)
         # Hashed before the lookup, so a bad token costs as much time as a good one.
         new_hash = await self._passwords.hash(password)
         async with self._pool.connection() as conn:
-            account_id = await repository.consume_invitation(conn, token_hash(token))
+            account_id = await consume(conn)
             account = await repository.get_account(conn, account_id) if account_id else None
             if account is None:
-                raise Unauthenticated(BAD_INVITATION)
+                raise Unauthenticated(bad_token)
             await repository.refund_attempt(conn, scope)
             await repository.update_account(conn, account.id, "password_hash", new_hash)
+            await repository.mark_email_verified(conn, account.id)
             await repository.revoke_sessions_except(conn, account.id, None)
+            account = await _existing(conn, account.id)
             return await self._open_session(conn, account, user_agent)
 
     async def session(self, token: str) -> tuple[Account, Session] | None:
@@ -340,6 +382,7 @@ class Accounts:
             await repository.prune_attempts(conn, self._throttle.forget_s)
             await repository.prune_windows(conn, WINDOWS_KEPT_S)
             await repository.prune_sessions(conn)
+            await repository.prune_email_tokens(conn)
 
 
 async def _existing(conn: Conn, account_id: str, *, for_update: bool = False) -> Account:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiapi_shared.catalogue import Catalogue
 
+from aiapi_accounts.account_mail import AccountMail
 from aiapi_accounts.addressbook import AddressBook
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.peers import Peers
@@ -19,3 +20,4 @@ class Context:
     peers: Peers
     catalogue: Catalogue
     addresses: AddressBook
+    mail: AccountMail

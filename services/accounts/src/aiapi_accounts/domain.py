@@ -70,6 +70,8 @@ class Account:
     created_at: datetime
     updated_at: datetime
     has_password: bool
+    # False only for a sign-up still waiting for its verification link to be followed.
+    email_verified: bool = True
 
 
 @dataclass(frozen=True)

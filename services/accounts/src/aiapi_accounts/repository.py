@@ -27,7 +27,8 @@ async def ping(conn: Conn) -> None:
 
 
 _ACCOUNT_COLUMNS = (
-    "id, email, plan, status, created_at, updated_at, password_hash IS NOT NULL AS has_password"
+    "id, email, plan, status, created_at, updated_at, password_hash IS NOT NULL AS has_password,"
+    " email_verified_at IS NOT NULL AS email_verified"
 )
 _KEY_COLUMNS = (
     "id, account_id, key_hash, name, hint, created_at, last_used_at, revoked_at, updated_at"
@@ -52,15 +53,21 @@ async def _all(conn: Conn, query: str, params: tuple[Any, ...]) -> list[dict[str
 
 
 async def insert_account(
-    conn: Conn, account_id: str, email: str, password_hash: str | None, plan: str
+    conn: Conn,
+    account_id: str,
+    email: str,
+    password_hash: str | None,
+    plan: str,
+    *,
+    verified: bool = True,
 ) -> Account | None:
     """The new account, or None when the email is taken."""
     row = await _one(
         conn,
-        "INSERT INTO accounts (id, email, password_hash, plan, status)"
-        " VALUES (%s, %s, %s, %s, 'active') ON CONFLICT (email) DO NOTHING"
-        f" RETURNING {_ACCOUNT_COLUMNS}",
-        (account_id, email, password_hash, plan),
+        "INSERT INTO accounts (id, email, password_hash, plan, status, email_verified_at)"
+        " VALUES (%s, %s, %s, %s, 'active', CASE WHEN %s THEN now() END)"
+        f" ON CONFLICT (email) DO NOTHING RETURNING {_ACCOUNT_COLUMNS}",
+        (account_id, email, password_hash, plan, verified),
     )
     return Account(**row) if row else None
 
@@ -164,7 +171,8 @@ async def all_key_hashes_with_accounts(conn: Conn) -> AsyncIterator[tuple[Accoun
     query = (
         "SELECT a.id AS a_id, a.email AS a_email, a.plan AS a_plan, a.status AS a_status,"
         " a.created_at AS a_created_at, a.updated_at AS a_updated_at,"
-        " a.password_hash IS NOT NULL AS a_has_password, "
+        " a.password_hash IS NOT NULL AS a_has_password,"
+        " a.email_verified_at IS NOT NULL AS a_email_verified, "
         f"{prefixed} FROM api_keys k JOIN accounts a ON a.id = k.account_id ORDER BY k.id"
     )
     async with conn.cursor(name="resync", row_factory=dict_row) as cur:
@@ -456,3 +464,98 @@ async def claim_key_syncs(conn: Conn, limit: int) -> list[tuple[int, str, str | 
 
 async def delete_key_syncs(conn: Conn, ids: list[int]) -> None:
     await conn.execute(b"DELETE FROM kv_sync_queue WHERE id = ANY(%s)", (ids,))
+
+
+async def account_by_email(conn: Conn, email: str) -> Account | None:
+    row = await _one(conn, f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email = %s", (email,))
+    return Account(**row) if row else None
+
+
+async def mark_email_verified(conn: Conn, account_id: str) -> None:
+    await conn.execute(
+        b"UPDATE accounts SET email_verified_at = coalesce(email_verified_at, now()),"
+        b" updated_at = clock_timestamp() WHERE id = %s",
+        (account_id,),
+    )
+
+
+# -- one-time email tokens -------------------------------------------------------------------------
+
+
+async def insert_email_token(
+    conn: Conn, account_id: str, purpose: str, token_hash: str, ttl_s: int
+) -> None:
+    """A new token; the account's older unused ones of the same purpose stop working."""
+    await conn.execute(
+        b"UPDATE email_tokens SET used_at = now() WHERE account_id = %s AND purpose = %s"
+        b" AND used_at IS NULL",
+        (account_id, purpose),
+    )
+    await conn.execute(
+        b"INSERT INTO email_tokens (token_hash, account_id, purpose, expires_at)"
+        b" VALUES (%s, %s, %s, now() + make_interval(secs => %s))",
+        (token_hash, account_id, purpose, ttl_s),
+    )
+
+
+async def live_email_token(conn: Conn, purpose: str, token_hash: str) -> str | None:
+    """The account of a live (unused, unexpired) token, without using it up."""
+    row = await _one(
+        conn,
+        "SELECT account_id FROM email_tokens WHERE token_hash = %s AND purpose = %s"
+        " AND used_at IS NULL AND expires_at > now()",
+        (token_hash, purpose),
+    )
+    return str(row["account_id"]) if row else None
+
+
+async def consume_email_token(conn: Conn, purpose: str, token_hash: str) -> str | None:
+    """Use a live token up (once: the row update is atomic); its account id, or None."""
+    row = await _one(
+        conn,
+        "UPDATE email_tokens SET used_at = now() WHERE token_hash = %s AND purpose = %s"
+        " AND used_at IS NULL AND expires_at > now() RETURNING account_id",
+        (token_hash, purpose),
+    )
+    return str(row["account_id"]) if row else None
+
+
+async def prune_email_tokens(conn: Conn) -> None:
+    await conn.execute(b"DELETE FROM email_tokens WHERE expires_at < now() - interval '1 day'")
+
+
+# -- mail outbox -----------------------------------------------------------------------------------
+
+
+async def enqueue_mail(conn: Conn, recipient: str, subject: str, body: str) -> None:
+    await conn.execute(
+        b"INSERT INTO mail_outbox (recipient, subject, body) VALUES (%s, %s, %s)",
+        (recipient, subject, body),
+    )
+
+
+async def claim_mail(conn: Conn, limit: int, lease_s: float) -> list[dict[str, Any]]:
+    """Due mail, leased: its next attempt moves past the send, so another replica (or this one
+    after a crash mid-send) takes it only once the lease ran out."""
+    return await _all(
+        conn,
+        "UPDATE mail_outbox SET next_attempt_at = now() + make_interval(secs => %s),"
+        " attempts = attempts + 1 WHERE id IN (SELECT id FROM mail_outbox"
+        " WHERE given_up_at IS NULL AND next_attempt_at <= now() ORDER BY id LIMIT %s"
+        " FOR UPDATE SKIP LOCKED) RETURNING id, recipient, subject, body, attempts",
+        (lease_s, limit),
+    )
+
+
+async def delete_mail(conn: Conn, mail_id: int) -> None:
+    await conn.execute(b"DELETE FROM mail_outbox WHERE id = %s", (mail_id,))
+
+
+async def reschedule_mail(
+    conn: Conn, mail_id: int, delay_s: float, error: str, *, give_up: bool
+) -> None:
+    await conn.execute(
+        b"UPDATE mail_outbox SET next_attempt_at = now() + make_interval(secs => %s),"
+        b" last_error = %s, given_up_at = CASE WHEN %s THEN now() END WHERE id = %s",
+        (delay_s, error, give_up, mail_id),
+    )

@@ -40,7 +40,7 @@ from aiapi_accounts.schemas import (
 )
 
 
-async def _change(request: Request) -> tuple[Account, Session]:
+async def change(request: Request) -> tuple[Account, Session]:
     """The signed-in account making a change, counted against its writes per minute (429
     beyond). Ending sessions and signing out are not counted: they must always work."""
     account, session = await require_session(request)
@@ -50,7 +50,7 @@ async def _change(request: Request) -> tuple[Account, Session]:
 
 async def sign_up(request: Request) -> Response:
     body = await read_body(request, CredentialsBody)
-    await context(request).accounts.sign_up(body.email, body.password, client_address(request))
+    await context(request).mail.sign_up(body.email, body.password, client_address(request))
     return answer(SignUpAnswer(), 202)
 
 
@@ -62,10 +62,10 @@ async def sign_in(request: Request) -> Response:
         client_address(request),
         request.headers.get("user-agent", ""),
     )
-    return _signed_in(request, signed)
+    return signed_in(request, signed)
 
 
-def _signed_in(request: Request, signed: SignedIn) -> Response:
+def signed_in(request: Request, signed: SignedIn) -> Response:
     """The sign-in answer and cookies (sign-in and accepting an invitation answer alike)."""
     settings = context(request).settings
     response = answer(
@@ -94,7 +94,7 @@ async def accept_invitation(request: Request) -> Response:
         client_address(request),
         request.headers.get("user-agent", ""),
     )
-    return _signed_in(request, signed)
+    return signed_in(request, signed)
 
 
 async def sign_out(request: Request) -> Response:
@@ -128,7 +128,7 @@ async def profile(request: Request) -> Response:
 
 
 async def change_password(request: Request) -> Response:
-    account, session = await _change(request)
+    account, session = await change(request)
     body = await read_body(request, PasswordChangeBody)
     await context(request).accounts.change_password(
         account.id, session.id, body.current_password, body.new_password
@@ -155,7 +155,7 @@ async def list_keys(request: Request) -> Response:
 
 
 async def create_key(request: Request) -> Response:
-    account, _ = await _change(request)
+    account, _ = await change(request)
     if account.status != "active":
         raise Forbidden("the account is suspended")
     body = await read_body(request, KeyCreateBody)
@@ -172,7 +172,7 @@ async def create_key(request: Request) -> Response:
 
 
 async def revoke_key(request: Request) -> Response:
-    account, _ = await _change(request)
+    account, _ = await change(request)
     await context(request).accounts.revoke_key(account.id, request.path_params["key_id"])
     return no_content()
 
@@ -180,7 +180,7 @@ async def revoke_key(request: Request) -> Response:
 async def upgrade(request: Request) -> Response:
     """Billing debits the plan's price once and confirms; then the plan switches. If the reply
     is lost, billing's PlanPurchased event switches it (see consumers)."""
-    account, _ = await _change(request)
+    account, _ = await change(request)
     await read_body(request, UpgradeBody)
     if account.status != "active":
         raise Forbidden("the account is suspended")

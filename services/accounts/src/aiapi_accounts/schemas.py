@@ -75,6 +75,9 @@ class AccountAnswer(Answer):
     plan: PlanName
     status: AccountStatus
     created_at: datetime
+    email_verified: bool = Field(
+        description="false while a sign-up's verification link has not been followed"
+    )
 
     @classmethod
     def of(cls, account: Account) -> AccountAnswer:
@@ -84,6 +87,7 @@ class AccountAnswer(Answer):
             plan=account.plan,
             status=account.status,
             created_at=account.created_at,
+            email_verified=account.email_verified,
         )
 
 
@@ -136,13 +140,29 @@ class AcceptInvitationBody(Body):
     password: str = Field(max_length=1024)
 
 
+class TokenBody(Body):
+    token: str = Field(max_length=200)
+
+
+class EmailBody(Body):
+    email: str = Field(max_length=254)
+
+
+class MailAcceptedAnswer(Answer):
+    status: Literal["accepted"] = "accepted"
+    message: str
+
+
 class UpgradeBody(Body):
     plan: Literal["pro"]
 
 
 class SignUpAnswer(Answer):
     status: Literal["accepted"] = "accepted"
-    message: str = "If this email was free, its account exists now: sign in to use it."
+    message: str = (
+        "If this email was free, its account exists now: sign in to use it (and follow the"
+        " verification link mailed to it, when this deployment asks for one)."
+    )
 
 
 class SignInAnswer(Answer):

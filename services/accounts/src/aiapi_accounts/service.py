@@ -14,15 +14,19 @@ from aiapi_shared.lifecycle import StartupRefused
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync, repository
+from aiapi_accounts.account_mail import AccountMail
 from aiapi_accounts.addressbook import AddressBook
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.consumers import Consumers
 from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Backoff, Limits, Throttle
+from aiapi_accounts.mailer import MailSender
+from aiapi_accounts.notices import Notices
 from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.peers import Peers
 from aiapi_accounts.relay import Relay
 from aiapi_accounts.settings import AccountsSettings
+from aiapi_accounts.smtp_url import parse_smtp_url
 
 log = logging.getLogger("aiapi.accounts")
 
@@ -78,12 +82,31 @@ class Service:
             Limits(s.max_keys_per_account, s.account_writes_per_minute),
             session_ttl_s=s.session_ttl_s,
             invitation_ttl_s=s.invitation_ttl_s,
+            verification_required=s.verification_required,
         )
         peers = Peers(self.bus, timeout_s=s.peer_timeout_s, payments_enabled=s.payments_enabled)
         addresses = AddressBook(
-            self.pool, peers, requests_per_hour=s.deposit_address_requests_per_hour
+            self.pool,
+            peers,
+            requests_per_hour=s.deposit_address_requests_per_hour,
+            check_verified=accounts.check_verified,
         )
-        self.ctx = Context(s, accounts, peers, self.catalogue, addresses)
+        sender = self._mail_sender()
+        mail = AccountMail(
+            self.pool,
+            accounts,
+            enabled=sender is not None,
+            verification_required=s.verification_required,
+            base_url=s.public_dashboard_url or "",
+            verify_ttl_s=s.email_token_ttl_s,
+            reset_ttl_s=s.password_reset_ttl_s,
+            requests_per_hour=s.mail_requests_per_hour,
+            kick=sender.kick if sender is not None else lambda: None,
+        )
+        self.ctx = Context(s, accounts, peers, self.catalogue, addresses, mail)
+        if sender is not None:
+            self._tasks.append(asyncio.create_task(sender.run(self._stop), name="mail"))
+            self._tasks += Notices(self.bus, mail).start(self._stop)
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
         self._tasks += Consumers(
             self.bus, accounts, last_used_resolution_s=s.last_used_resolution_s
@@ -93,6 +116,22 @@ class Service:
         self.started = True
         log.info("accounts service started")
         return self.ctx
+
+    def _mail_sender(self) -> MailSender | None:
+        s = self.settings
+        if s.smtp_url is None or s.smtp_from is None:
+            return None
+        assert self.pool is not None
+        return MailSender(
+            self.pool,
+            parse_smtp_url(s.smtp_url.get_secret_value()),
+            s.smtp_from,
+            poll_s=s.mail_poll_s,
+            retry_base_s=s.mail_retry_base_s,
+            retry_max_s=s.mail_retry_max_s,
+            max_attempts=s.mail_max_attempts,
+            timeout_s=s.smtp_timeout_s,
+        )
 
     async def _resync(self, kv: KeyValue) -> None:
         assert self.pool is not None

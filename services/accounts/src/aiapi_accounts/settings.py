@@ -9,6 +9,7 @@ from aiapi_shared.settings import BaseServiceSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from aiapi_accounts.clientaddr import ForwardedHeader, Network, parse_networks
+from aiapi_accounts.smtp_url import parse_smtp_url
 
 
 class AccountsSettings(BaseServiceSettings):
@@ -63,6 +64,28 @@ class AccountsSettings(BaseServiceSettings):
     # Block explorer links on the top-up page: network -> URL with ``{tx}`` for the transaction
     # hash, as JSON (``{"ethereum": "https://etherscan.io/tx/{tx}"}``). Empty: no links.
     explorer_tx_urls: dict[str, str] = Field(default_factory=dict)
+    # Account mail (docs/accounts.md "Email"): ``smtp://user:pass@host:587`` (STARTTLS when the
+    # server offers it) or ``smtps://user:pass@host:465`` (TLS from the start). Unset: no mail
+    # at all. A secret (the password): also readable from the secrets directory, never logged.
+    smtp_url: SecretStr | None = None
+    smtp_from: str | None = None
+    # The dashboard's public base URL (``https://dash.example``): the links in mails point there.
+    # Required with SMTP: a link built from a request's Host header could point anywhere.
+    public_dashboard_url: str | None = None
+    # New sign-ups verify their email before creating keys or getting deposit addresses.
+    # Unset: on exactly when SMTP is configured.
+    require_email_verification: bool | None = None
+    email_token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    password_reset_ttl_s: int = Field(default=3600, gt=0)
+    # Per account (resend) or per email (password reset): mails asked for per hour.
+    mail_requests_per_hour: int = Field(default=3, ge=1)
+    # The mail sender: how often it looks for pending mail, the first retry's delay (doubling
+    # up to the cap), and how many attempts a mail gets before it is given up (logged).
+    mail_poll_s: float = Field(default=5.0, gt=0)
+    mail_retry_base_s: float = Field(default=10.0, gt=0)
+    mail_retry_max_s: float = Field(default=3600.0, gt=0)
+    mail_max_attempts: int = Field(default=25, ge=1)
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("explorer_tx_urls")
     @classmethod
@@ -87,6 +110,30 @@ class AccountsSettings(BaseServiceSettings):
         ):
             raise ValueError("AIAPI_SIGN_IN_FORGET_S must be longer than both maximum delays")
         return self
+
+    @model_validator(mode="after")
+    def _mail_complete(self) -> AccountsSettings:
+        if self.smtp_url is not None:
+            parse_smtp_url(self.smtp_url.get_secret_value())
+            if not self.smtp_from:
+                raise ValueError("AIAPI_SMTP_FROM is required with AIAPI_SMTP_URL")
+            if not (self.public_dashboard_url or "").startswith(("https://", "http://")):
+                raise ValueError(
+                    "AIAPI_PUBLIC_DASHBOARD_URL (http(s)://...) is required with AIAPI_SMTP_URL"
+                )
+        elif self.require_email_verification:
+            raise ValueError("AIAPI_REQUIRE_EMAIL_VERIFICATION needs AIAPI_SMTP_URL")
+        return self
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.smtp_url is not None
+
+    @property
+    def verification_required(self) -> bool:
+        if self.require_email_verification is None:
+            return self.mail_enabled
+        return self.require_email_verification
 
     @property
     def proxy_networks(self) -> tuple[Network, ...]:

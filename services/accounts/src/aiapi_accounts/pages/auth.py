@@ -115,7 +115,7 @@ async def sign_up(request: Request, pages: Pages) -> Response:
     if password != form.get("password_again", password):
         return again(400, "The two passwords differ.")
     try:
-        await ctx.accounts.sign_up(email, password, client_address(request))
+        await ctx.mail.sign_up(email, password, client_address(request))
     except AccountsError as exc:
         response = again(exc.status, exc.message)
         response.headers.update(exc.headers)
@@ -128,7 +128,12 @@ async def sign_up(request: Request, pages: Pages) -> Response:
         next="/plan" if plan == "pro" else "/",
         email=email,
         error=None,
-        notice="If this email was free, its account exists now: sign in to use it.",
+        notice="If this email was free, its account exists now: sign in to use it."
+        + (
+            " A link to verify the address is on its way; follow it before creating API keys."
+            if ctx.mail.verification_required
+            else ""
+        ),
     )
 
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from aiapi_accounts.pages import auth, billing, keys, overview, topup, usage
+from aiapi_accounts.pages import auth, billing, keys, mail, overview, topup, usage
 from aiapi_accounts.pages.render import Renderer
 from aiapi_accounts.pages.view import Pages
 
@@ -25,6 +25,12 @@ _TABLE: tuple[tuple[str, str, PageHandler], ...] = (
     ("GET", "/account", auth.account_page),
     ("POST", "/account/password", auth.change_password),
     ("POST", "/account/sessions/{session_id}/end", auth.end_session),
+    ("POST", "/account/verify-email", mail.resend_verification),
+    ("GET", "/verify-email", mail.verify_email),
+    ("GET", "/forgot-password", mail.forgot_page),
+    ("POST", "/forgot-password", mail.forgot),
+    ("GET", "/reset-password", mail.reset_page),
+    ("POST", "/reset-password", mail.reset),
     ("GET", "/plan", overview.plan_page),
     ("POST", "/plan", overview.upgrade),
     ("GET", "/keys", keys.keys_page),

@@ -89,6 +89,9 @@ class Pages:
             {
                 "me": me.account,
                 "csrf": me.session.csrf_token,
+                # A banner on every page while the account must still verify its email.
+                "unverified": context(request).mail.verification_required
+                and not me.account.email_verified,
                 "active": active,
                 "path": request.url.path,
                 "error": None,
@@ -107,6 +110,7 @@ class Pages:
             {
                 "me": None,
                 "csrf": token,
+                "mail": context(request).mail.enabled,
                 "active": "",
                 "path": request.url.path,
                 "error": None,
