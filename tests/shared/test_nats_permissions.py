@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from aiapi_accounts.consumers import PLAN_DURABLE, USAGE_DURABLE
+from aiapi_accounts.notices import BALANCE_LOW_DURABLE, DEPOSIT_DURABLE
 from aiapi_billing import consumers as billing_consumers
 from aiapi_shared import billing_api, payments_api
 from aiapi_shared.admission import ADMIT_SUBJECT
@@ -45,6 +46,8 @@ def test_the_streams_are_the_bus_streams() -> None:
 def test_the_durables_are_the_consumers_the_services_declare() -> None:
     assert ("USAGE", USAGE_DURABLE) in DURABLES["accounts"]
     assert ("BILLING", PLAN_DURABLE) in DURABLES["accounts"]
+    assert ("BILLING", DEPOSIT_DURABLE) in DURABLES["accounts"]
+    assert ("BILLING", BALANCE_LOW_DURABLE) in DURABLES["accounts"]
     # billing's are literals in its consumers module; read them from there
     source = Path(billing_consumers.__file__).read_text("utf-8")
     for stream, durable in DURABLES["billing"]:

@@ -110,6 +110,7 @@ class Pages:
             {
                 "me": None,
                 "csrf": token,
+                "unverified": False,
                 "mail": context(request).mail.enabled,
                 "active": "",
                 "path": request.url.path,
