@@ -10,10 +10,12 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from aiapi_cli.ports import free_port
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -107,3 +109,14 @@ def token_in(message: EmailMessage) -> str:
     from urllib.parse import parse_qs, urlsplit
 
     return parse_qs(urlsplit(link_in(message)).query)["token"][0]
+
+
+@pytest.fixture
+def smtp() -> Iterator[MailServer]:
+    """A running server (import this fixture into a test module to use it)."""
+    server = MailServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

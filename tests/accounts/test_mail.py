@@ -4,7 +4,7 @@ resend, password reset, notices of credited deposits and low balances, and SMTP 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiapi_accounts.settings import AccountsSettings
@@ -16,22 +16,14 @@ from pydantic import SecretStr, ValidationError
 from tests.accounts.conftest import ADMIN, PASSWORD, Running, make_settings, respond, run_app
 from tests.accounts.smtp import PASSWORD as SMTP_PASSWORD
 from tests.accounts.smtp import USER as SMTP_USER
-from tests.accounts.smtp import MailServer, body_of, link_in, token_in
+from tests.accounts.smtp import MailServer, body_of, link_in, smtp, token_in
+
+__all__ = ["smtp"]  # the fixture
 
 DASHBOARD = "https://dash.example"
 VERIFY = "Confirm your email address"
 RESET = "Reset your password"
 NEW_PASSWORD = "a different horse battery"
-
-
-@pytest.fixture
-def smtp() -> Iterator[MailServer]:
-    server = MailServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def mail_settings(

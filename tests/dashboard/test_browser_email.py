@@ -13,27 +13,18 @@ from aiapi_cli.embedded import EmbeddedNats
 from aiapi_testkit.plugin import SpawnFn
 from playwright.sync_api import Browser, Page, expect
 
-from tests.accounts.smtp import MailServer, link_in
+from tests.accounts.smtp import MailServer, link_in, smtp
 from tests.dashboard.conftest import PASSWORD, check_accessibility, opened_page, sign_up_and_in
 from tests.e2e.conftest import deploy
 from tests.e2e.support import Deployment
 
+__all__ = ["smtp"]  # the fixture
 pytestmark = pytest.mark.slow
 
 # What the mails' links start with: the public URL a proxy would serve; the test opens the
 # same path on the process it started.
 PUBLIC = "https://dashboard.example"
 NEW_PASSWORD = "a brand new horse battery"
-
-
-@pytest.fixture
-def smtp() -> Iterator[MailServer]:
-    server = MailServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from aiapi_accounts.commands import SignedIn
 from aiapi_accounts.errors import AccountsError, InvalidRequest, NotFound
 from aiapi_accounts.http import (
     clear_session_cookies,
@@ -66,13 +67,19 @@ async def sign_in(request: Request, pages: Pages) -> Response:
         )
         response.headers.update(exc.headers)
         return response
+    return signed_in_to(request, signed, target)
+
+
+def signed_in_to(request: Request, signed: SignedIn, target: str) -> Response:
+    """The redirect after signing in (sign-in, password reset), with the session cookies."""
+    settings = context(request).settings
     response = see_other(target)
     set_session_cookies(
         response,
         signed.token,
         signed.session.csrf_token,
-        ctx.settings.session_ttl_s,
-        ctx.settings.cookie_secure,
+        settings.session_ttl_s,
+        settings.cookie_secure,
     )
     return response
 

@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aiapi_accounts.errors import AccountsError, InvalidRequest
-from aiapi_accounts.http import client_address, context, set_session_cookies
+from aiapi_accounts.http import client_address, context
+from aiapi_accounts.pages.auth import signed_in_to
 from aiapi_accounts.pages.forms import read_form
 from aiapi_accounts.pages.guard import anonymous_form_ok
-from aiapi_accounts.pages.view import Pages, see_other
+from aiapi_accounts.pages.view import Pages
 from aiapi_accounts.routes_mail import RESET_ASKED, VERIFICATION_SENT
 
 _MAX_TOKEN = 200
@@ -123,12 +124,4 @@ async def reset(request: Request, pages: Pages) -> Response:
         )
         response.headers.update(exc.headers)
         return response
-    response = see_other("/")
-    set_session_cookies(
-        response,
-        signed.token,
-        signed.session.csrf_token,
-        ctx.settings.session_ttl_s,
-        ctx.settings.cookie_secure,
-    )
-    return response
+    return signed_in_to(request, signed, "/")
