@@ -4,6 +4,9 @@ resend, password reset, notices of credited deposits and low balances, and SMTP 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -289,3 +292,25 @@ def test_mail_settings_are_checked_without_showing_the_password(
         make_settings(database_url, nats_url, require_email_verification=True)
     off = make_settings(database_url, nats_url)
     assert not off.mail_enabled and not off.verification_required
+
+
+def test_the_service_refuses_incomplete_mail_settings_naming_them_not_the_password(
+    database_url: str, nats_url: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAPI_")} | {
+        "AIAPI_DATABASE_URL": database_url,
+        "AIAPI_NATS_URL": nats_url,
+        "AIAPI_ADMIN_TOKEN": ADMIN["authorization"].removeprefix("Bearer "),
+        "AIAPI_SMTP_URL": "smtps://mailer:hunter2-secret@mail.example",
+        "AIAPI_PUBLIC_DASHBOARD_URL": DASHBOARD,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "aiapi_accounts"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "AIAPI_SMTP_FROM is required" in done.stderr
+    assert "hunter2-secret" not in done.stderr + done.stdout

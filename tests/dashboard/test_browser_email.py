@@ -67,6 +67,8 @@ def test_sign_up_verify_by_mail_then_create_a_key(
         page.get_by_role("button", name="Create key").click()
         expect(page.locator(".message.error")).to_contain_text("verify your email address first")
         expect(page.locator("#new-key-value")).to_have_count(0)
+        page.get_by_role("navigation").get_by_role("link", name="Top up").click()
+        expect(page.locator(".message.error")).to_contain_text("verify your email address first")
 
         mail = smtp.wait_for("verify@example.com", "Confirm your email address")
         follow(page, link_in(mail))

@@ -103,9 +103,13 @@ def load_settings(settings_type: type[S]) -> S:
     try:
         return settings_type()
     except ValidationError as error:
+        # A check across fields (a model validator) has no field to name: its own message is
+        # shown instead; those messages are ours and never hold a value.
         problems = "; ".join(
             f"AIAPI_{'.'.join(str(p) for p in e['loc']).upper()}: {e['type']}"
-            for e in error.errors()
+            if e["loc"]
+            else str(e["msg"])
+            for e in error.errors(include_input=False)
         )
         raise StartupRefused(f"invalid or missing settings: {problems}") from None
 
