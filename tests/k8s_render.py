@@ -11,18 +11,23 @@ from typing import Any
 
 import pytest
 import yaml
+from aiapi_testkit.apt import ensure_package
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAYS = ("small", "ha")
 
 
 def kustomize_command() -> list[str] | None:
-    """kubectl's built-in kustomize, else a standalone kustomize; None when neither is here."""
+    """kubectl's built-in kustomize (installed from Debian when missing and root, as CI is),
+    else a standalone kustomize; None when neither can be had."""
     if shutil.which("kubectl"):
         return ["kubectl", "kustomize"]
     if shutil.which("kustomize"):
         return ["kustomize", "build"]
-    return None
+    try:
+        return [str(ensure_package(Path("/usr/bin/kubectl"), "kubectl")), "kustomize"]
+    except RuntimeError:
+        return None
 
 
 @functools.cache
