@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from aiapi_shared.catalogue import ModelEntry
-from aiapi_shared.errors import Problem
+from aiapi_shared.errors import Problem, problem_for_status
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Route
 
@@ -29,7 +29,6 @@ from aiapi_edge.errors import (
     GatewayError,
     anthropic_error_body,
     invalid_request,
-    problem_for_status,
     sse_error_event,
 )
 from aiapi_edge.estimate import media_body

@@ -1,11 +1,12 @@
-"""The edge's own error family and its one table: each domain error's status and its type in
-the Anthropic and the OpenAI error shapes (pure).
+"""The edge's own error family and its one table: each domain error's type in the Anthropic
+and the OpenAI error shapes (pure).
 
 Every refusal the gateway itself makes is a :class:`GatewayError` naming a
-:class:`~aiapi_shared.errors.Problem`; :data:`WIRE` says what that is on the wire, and
-:func:`anthropic_error_body` / :func:`openai_error_body_for` write it in the route's shape. An
-upstream or peer answer that carries only a status maps into the same set
-(:func:`problem_for_status`). ``retry-after`` is whole seconds, between 1 and 60.
+:class:`~aiapi_shared.errors.Problem` (which carries its HTTP status); :data:`WIRE` says what
+it is called on each route family, and :func:`anthropic_error_body` /
+:func:`openai_error_body_for` write it in the route's shape. An upstream or peer answer that
+carries only a status maps into the same set (:func:`~aiapi_shared.errors.problem_for_status`).
+``retry-after`` is whole seconds, between 1 and 60.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from aiapi_shared.errors import Problem
 
 @dataclass(frozen=True, slots=True)
 class Wire:
-    """One domain error on the wire: its HTTP status, Anthropic ``error.type``, OpenAI
-    ``error.type`` and OpenAI ``error.code`` (which some OpenAI clients switch on)."""
+    """One domain error on the wire (its status is :attr:`Problem.status`): the Anthropic
+    ``error.type``, the OpenAI ``error.type`` and ``error.code`` (which some OpenAI clients
+    switch on)."""
 
-    status: int
     anthropic: str
     openai: str
     code: str | None = None
@@ -36,48 +37,31 @@ _INVALID = "invalid_request_error"
 # ``insufficient_balance`` as it is on both routes (never a 429 type).
 WIRE: Final = MappingProxyType(
     {
-        Problem.INVALID_REQUEST: Wire(400, _INVALID, _INVALID),
+        Problem.INVALID_REQUEST: Wire(_INVALID, _INVALID),
         Problem.UNAUTHENTICATED: Wire(
-            401, "authentication_error", "authentication_error", "invalid_api_key"
+            "authentication_error", "authentication_error", "invalid_api_key"
         ),
         Problem.INSUFFICIENT_BALANCE: Wire(
-            402, "insufficient_balance", "insufficient_balance", "insufficient_balance"
+            "insufficient_balance", "insufficient_balance", "insufficient_balance"
         ),
-        Problem.FORBIDDEN: Wire(403, "permission_error", "permission_error"),
+        Problem.FORBIDDEN: Wire("permission_error", "permission_error"),
         # OpenAI's API calls its 404s (an unknown model, say) ``invalid_request_error``.
-        Problem.NOT_FOUND: Wire(404, "not_found_error", _INVALID),
-        Problem.REQUEST_TIMEOUT: Wire(408, _INVALID, _INVALID),
-        Problem.CONFLICT: Wire(409, _INVALID, _INVALID),
-        Problem.TOO_LARGE: Wire(413, "request_too_large", "request_too_large", "request_too_large"),
-        Problem.RATE_LIMITED: Wire(
-            429, "rate_limit_error", "rate_limit_error", "rate_limit_exceeded"
-        ),
-        Problem.HEADERS_TOO_LARGE: Wire(431, _INVALID, _INVALID),
-        Problem.INTERNAL: Wire(500, "internal_error", "internal_error"),
-        Problem.BAD_GATEWAY: Wire(502, "api_error", "api_error"),
-        Problem.UNAVAILABLE: Wire(503, "api_error", "api_error"),
-        Problem.OVERLOADED: Wire(529, "overloaded_error", "overloaded_error", "overloaded"),
+        Problem.NOT_FOUND: Wire("not_found_error", _INVALID),
+        Problem.REQUEST_TIMEOUT: Wire(_INVALID, _INVALID),
+        Problem.CONFLICT: Wire(_INVALID, _INVALID),
+        Problem.TOO_LARGE: Wire("request_too_large", "request_too_large", "request_too_large"),
+        Problem.RATE_LIMITED: Wire("rate_limit_error", "rate_limit_error", "rate_limit_exceeded"),
+        Problem.HEADERS_TOO_LARGE: Wire(_INVALID, _INVALID),
+        Problem.INTERNAL: Wire("internal_error", "internal_error"),
+        Problem.BAD_GATEWAY: Wire("api_error", "api_error"),
+        Problem.UNAVAILABLE: Wire("api_error", "api_error"),
+        Problem.OVERLOADED: Wire("overloaded_error", "overloaded_error", "overloaded"),
     }
-)
-
-# A bare status (an upstream body without a type, a peer's error reply) names the problem whose
-# status it is; the gateway's own 500 is not what an upstream 500 means (that is the upstream's
-# fault, ``api_error`` as Anthropic calls it).
-_BY_STATUS: Final = MappingProxyType(
-    {wire.status: problem for problem, wire in WIRE.items() if problem is not Problem.INTERNAL}
 )
 # OpenAI codes by OpenAI type, for an upstream error that names its type.
 _CODE_BY_OPENAI_TYPE: Final = MappingProxyType(
     {wire.openai: wire.code for wire in WIRE.values() if wire.code is not None}
 )
-
-
-def problem_for_status(status: int) -> Problem:
-    """The domain error a bare status stands for: its own, else by class (4xx the client's)."""
-    problem = _BY_STATUS.get(status)
-    if problem is not None:
-        return problem
-    return Problem.INVALID_REQUEST if 400 <= status < 500 else Problem.BAD_GATEWAY
 
 
 def openai_code(openai_type: str) -> str | None:
@@ -114,7 +98,7 @@ class GatewayError(Exception):
 
     @property
     def status(self) -> int:
-        return self.wire.status
+        return self.problem.status
 
     @property
     def type(self) -> str:

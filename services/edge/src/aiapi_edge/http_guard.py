@@ -4,14 +4,10 @@ header size and time, broken framing, no WebSocket), with refusals in the route'
 
 from __future__ import annotations
 
+from aiapi_shared.errors import problem_for_status
 from aiapi_shared.http_guard import HeadGuardedProtocol, bounded
 
-from aiapi_edge.errors import (
-    GatewayError,
-    anthropic_error_body,
-    openai_error_body_for,
-    problem_for_status,
-)
+from aiapi_edge.errors import GatewayError, anthropic_error_body, openai_error_body_for
 from aiapi_edge.gateway import new_request_id
 from aiapi_edge.settings import EdgeSettings
 

@@ -12,9 +12,9 @@ from aiapi_shared.billing_api import (
     RequestRecordReply,
 )
 from aiapi_shared.bus import Bus, BusUnavailable, ErrorReply, InvalidReply
-from aiapi_shared.errors import Problem
+from aiapi_shared.errors import Problem, problem_for_status
 
-from aiapi_edge.errors import GatewayError, not_found, problem_for_status
+from aiapi_edge.errors import GatewayError, not_found
 
 
 async def request_record(bus: Bus, account_id: str, request_id: str, timeout_s: float) -> bytes:

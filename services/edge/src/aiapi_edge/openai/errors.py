@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from aiapi_edge.errors import WIRE, openai_code, problem_for_status
+from aiapi_shared.errors import problem_for_status
+
+from aiapi_edge.errors import WIRE, openai_code
 from aiapi_edge.errors import openai_error_body as openai_error_body
 
 OpenAIErrorBody = dict[str, Any]
