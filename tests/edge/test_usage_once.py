@@ -80,40 +80,33 @@ async def test_an_answer(env: EdgeEnv, route: str, stream: bool) -> None:
     assert await only_event(env, appends, request_id) == ("ok", 200)
 
 
-@pytest.mark.parametrize("route", ROUTES)
-async def test_an_upstream_refusal_about_the_request(env: EdgeEnv, route: str) -> None:
-    appends = count_appends(env.edge.app.service.spool)
-    arm(env, "credit_balance_too_low")
-    status, request_id = await send(env, route, "hello", stream=True)
-    assert status == 400
-    assert await only_event(env, appends, request_id) == ("upstream_error", 400)
+STALL = "x [[tokens: 30]] [[fail: stall after=2 seconds=0.8 pings=off]]"
+# (fault armed at the simulator, prompt, stream, leave at the first delta, status, event)
+FAILURES = {
+    "upstream refusal": ("credit_balance_too_low", "hi", True, False, 400, ("upstream_error", 400)),
+    "no upstream": ("500", "hi", False, False, 502, ("upstream_error", 502)),
+    "stream error": (
+        None,
+        "x [[tokens: 20]] [[fail: stream_error after=5]]",
+        True,
+        False,
+        200,
+        ("stream_error", 200),
+    ),
+    "client gone": (None, STALL, True, True, 200, ("client_disconnected", 200)),
+}
 
 
 @pytest.mark.parametrize("route", ROUTES)
-async def test_no_upstream_able_to_answer(env: EdgeEnv, route: str) -> None:
+@pytest.mark.parametrize("case", FAILURES)
+async def test_a_failure(env: EdgeEnv, route: str, case: str) -> None:
+    fault, text, stream, leave, status, event = FAILURES[case]
     appends = count_appends(env.edge.app.service.spool)
-    arm(env, "500", count=10)
-    status, request_id = await send(env, route, "hello", stream=False)
-    assert status == 502
-    assert await only_event(env, appends, request_id) == ("upstream_error", 502)
-
-
-@pytest.mark.parametrize("route", ROUTES)
-async def test_a_stream_error(env: EdgeEnv, route: str) -> None:
-    appends = count_appends(env.edge.app.service.spool)
-    text = "x [[tokens: 20]] [[fail: stream_error after=5]]"
-    status, request_id = await send(env, route, text, stream=True)
-    assert status == 200
-    assert await only_event(env, appends, request_id) == ("stream_error", 200)
-
-
-@pytest.mark.parametrize("route", ROUTES)
-async def test_a_client_gone_mid_stream(env: EdgeEnv, route: str) -> None:
-    appends = count_appends(env.edge.app.service.spool)
-    text = "x [[tokens: 30]] [[fail: stall after=2 seconds=0.8 pings=off]]"
-    status, request_id = await send(env, route, text, stream=True, leave=True)
-    assert status == 200
-    assert await only_event(env, appends, request_id) == ("client_disconnected", 200)
+    if fault is not None:
+        arm(env, fault, count=10)
+    answered, request_id = await send(env, route, text, stream=stream, leave=leave)
+    assert answered == status
+    assert await only_event(env, appends, request_id) == event
 
 
 @pytest.mark.parametrize("route", ROUTES)
