@@ -1,4 +1,4 @@
-"""Every admitted request spools exactly one usage event, on every path and on both routes: an
+"""Every admitted request spools exactly one usage event, on every path and every route: an
 answer, an upstream refusal, no upstream able to answer, a stream error, a client gone
 mid-stream, a hold extension refused, and a fault of the gateway itself. A request refused
 before admission spools none. The spool's appends are counted in the edge's own process."""
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiapi_edge import anthropic_route, openai_route
+from aiapi_edge import anthropic_route, openai_route, responses_route
 from aiapi_edge.spool import Spool
 
 from .conftest import EdgeEnv
@@ -19,8 +19,14 @@ from .support import usage_events
 from .test_hold_extension import LONG_STREAM, serve_extensions, small_hold
 from .test_pool import arm
 
-ROUTES = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
+ROUTES = {
+    "anthropic": "/v1/messages",
+    "openai": "/v1/chat/completions",
+    "responses": "/v1/responses",
+}
 HEADERS = {"anthropic-version": "2023-06-01"}
+# What the first piece of generated text looks like on each route.
+DELTAS = (b"content_block_delta", b'"content"', b"response.output_text.delta")
 
 
 def count_appends(spool: Spool) -> Counter[str]:
@@ -41,11 +47,11 @@ async def send(
 ) -> tuple[int, str]:
     """One request; the status and the request id. ``leave``: drop the stream at its first
     content delta."""
-    body: dict[str, Any] = {
-        "model": model or "claude-haiku-4-5",
-        "max_tokens": 4096,
-        "messages": [{"role": "user", "content": text}],
-    }
+    body: dict[str, Any] = {"model": model or "claude-haiku-4-5"}
+    if route == "responses":
+        body |= {"max_output_tokens": 4096, "input": text}
+    else:
+        body |= {"max_tokens": 4096, "messages": [{"role": "user", "content": text}]}
     if stream:
         body["stream"] = True
     headers = {"x-api-key": env.key, **HEADERS}
@@ -56,7 +62,7 @@ async def send(
         request_id = answer.headers["request-id"]
         try:
             async for piece in answer.aiter_bytes():
-                if leave and (b"content_block_delta" in piece or b'"content"' in piece):
+                if leave and any(delta in piece for delta in DELTAS):
                     break
         except httpx.RemoteProtocolError:
             pass  # a stream the edge had to abandon (a fault of the gateway) is cut short
@@ -136,8 +142,10 @@ async def test_a_fault_of_the_gateway(
             monkeypatch.setattr(anthropic_route, "client_response_headers", broken)
     elif stream:
         monkeypatch.setattr(openai_route._TranslatedStream, "feed", broken)
-    else:
+    elif route == "openai":
         monkeypatch.setattr(openai_route, "to_openai_completion", broken)
+    else:
+        monkeypatch.setattr(responses_route, "to_response", broken)
     appends = count_appends(env.edge.app.service.spool)
     status, request_id = await send(env, route, "hello", stream=stream)
     assert status == (200 if stream else 500)  # a stream had started
