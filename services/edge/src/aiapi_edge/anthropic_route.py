@@ -90,7 +90,7 @@ class _PassthroughStream:
         return separator + sse_error_event(error.type, error.message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Passthrough:
     """One Messages request, as the skeleton (:class:`.inference.Inference`) runs it."""
 

@@ -42,7 +42,7 @@ _ENDED_EARLY = upstream_failed("The upstream stream ended early.")
 _CONNECTION_FAILED = upstream_failed("The upstream connection failed.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ending:
     """The last of an answer, sent once its usage is recorded: a whole response, or (``headers``
     None) the last bytes of a response already started."""

@@ -182,7 +182,7 @@ class _TranslatedStream:
         return self._writer.failure(error.message, wire.openai, error.code or wire.code)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _OpenAIRequest:
     """One translated request, as the skeleton (:class:`.inference.Inference`) runs it."""
 
