@@ -13,8 +13,8 @@ import pytest
 from aiapi_billing.pricing import Price, hold_nano
 from aiapi_cli.embedded import EmbeddedNats
 from aiapi_edge.budget import worst_case
-from aiapi_edge.lease import Demand, Lease, next_ask
-from aiapi_edge.leasing import Leases
+from aiapi_edge.lease_client import Leases
+from aiapi_edge.lease_math import Demand, Lease, next_ask
 from aiapi_edge.metrics import Metrics
 from aiapi_shared.admission import (
     LEASE_CLOSE_SUBJECT,

@@ -12,6 +12,7 @@ from importlib.metadata import version
 from typing import Any
 
 import psycopg
+from aiapi_shared.errors import Problem, problem_for_status
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -25,7 +26,7 @@ from aiapi_accounts import (
     routes_topup,
     routes_usage,
 )
-from aiapi_accounts.errors import AccountsError
+from aiapi_accounts.errors import ERROR_TYPES, AccountsError
 from aiapi_accounts.openapi import Endpoint, docs_page, openapi_document
 from aiapi_accounts.pages import page_routes
 from aiapi_accounts.service import Service
@@ -59,7 +60,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
-    kind = {404: "not_found_error", 405: "invalid_request_error"}.get(status, "api_error")
+    kind = ERROR_TYPES[problem_for_status(status)]
     return JSONResponse(error_body(kind, str(getattr(exc, "detail", "error"))), status)
 
 
@@ -68,12 +69,16 @@ async def _unstorable(request: Request, exc: Exception) -> Response:
     request: the caller's error, said without echoing the value."""
     log.warning("refused unstorable input on %s %s", request.method, request.url.path)
     message = "the request holds a value that cannot be stored (a NUL character?)"
-    return JSONResponse(error_body("invalid_request_error", message), 400)
+    return JSONResponse(
+        error_body(ERROR_TYPES[Problem.INVALID_REQUEST], message), Problem.INVALID_REQUEST.status
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return JSONResponse(error_body("internal_error", "internal error"), 500)
+    return JSONResponse(
+        error_body(ERROR_TYPES[Problem.INTERNAL], "internal error"), Problem.INTERNAL.status
+    )
 
 
 def _routes(endpoints: Sequence[Endpoint], title: str, about: str) -> list[BaseRoute]:

@@ -153,4 +153,4 @@ def _refusal(peer: str, error: ApiError) -> PeerRefused | PeerUnavailable:
     # A peer's 5xx is its own fault; the caller sees 503 with the peer's message.
     if error.status >= 500:
         return PeerUnavailable(f"{peer}: {error.message}")
-    return PeerRefused(error.message, status=error.status, error_type=error.error)
+    return PeerRefused(error.message, status=error.status)

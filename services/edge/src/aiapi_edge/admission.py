@@ -5,7 +5,7 @@ the account, counts the plan's limits across replicas and takes a hold. Its repl
 contract's errors here and nowhere else. When billing cannot be reached the request may still go
 on the offline allowance (:mod:`.allowance`); its usage event then says ``admission="allowance"``.
 Before all that, a request is admitted with no round trip when its account has a lease here that
-covers it (:mod:`.leasing`); its usage event then says ``admission="lease"``.
+covers it (:mod:`.lease_client`); its usage event then says ``admission="lease"``.
 
 Hold extension for long streams (``EXTEND_SUBJECT``) is :meth:`Admitter.extend`, called by
 :mod:`.extension` while a stream runs.
@@ -26,12 +26,13 @@ from aiapi_shared.admission import (
 )
 from aiapi_shared.bus import Bus, BusError
 from aiapi_shared.catalogue import ModelEntry
+from aiapi_shared.errors import Problem
 
 from aiapi_edge import wire
 from aiapi_edge.allowance import OfflineAllowance, estimated_cost
 from aiapi_edge.errors import GatewayError
-from aiapi_edge.lease import Demand
-from aiapi_edge.leasing import Leases, LeaseShare
+from aiapi_edge.lease_client import Leases, LeaseShare
+from aiapi_edge.lease_math import Demand
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.mirrors import BalanceMirror
 
@@ -78,8 +79,7 @@ class Ticket:
 
 def _cannot_admit() -> GatewayError:
     return GatewayError(
-        503,
-        "api_error",
+        Problem.UNAVAILABLE,
         "The gateway cannot admit requests safely right now.",
         retry_after=OFFLINE_RETRY_AFTER_S,
     )
@@ -87,7 +87,7 @@ def _cannot_admit() -> GatewayError:
 
 def insufficient_balance(message: str = "") -> GatewayError:
     return GatewayError(
-        402, "insufficient_balance", message or "Your balance is too low for this request."
+        Problem.INSUFFICIENT_BALANCE, message or "Your balance is too low for this request."
     )
 
 
@@ -98,16 +98,15 @@ def refusal(reply: dict[str, Any]) -> GatewayError:
         return insufficient_balance(message)
     if decision == "rate_limited":
         return GatewayError(
-            429,
-            "rate_limit_error",
+            Problem.RATE_LIMITED,
             message or "Your plan's rate limit is spent.",
             retry_after=min(reply["retry_after_s"] or 1, 60),
         )
     if decision == "account_inactive":
-        return GatewayError(401, "authentication_error", message or "account suspended")
+        return GatewayError(Problem.UNAUTHENTICATED, message or "account suspended")
     if decision == "unknown_model":
-        return GatewayError(400, "invalid_request_error", message or "unknown model")
-    return GatewayError(500, "internal_error", "unexpected admission decision")
+        return GatewayError(Problem.INVALID_REQUEST, message or "unknown model")
+    return GatewayError(Problem.INTERNAL, "unexpected admission decision")
 
 
 class Admitter:

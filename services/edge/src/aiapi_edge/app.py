@@ -11,8 +11,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
 
 from aiapi_edge.asgi import (
@@ -36,7 +36,7 @@ from aiapi_edge.errors import (
     openai_error_body_for,
 )
 from aiapi_edge.gateway import new_request_id
-from aiapi_edge.openai_route import OpenAIError, openai_headers
+from aiapi_edge.openai_route import openai_headers
 from aiapi_edge.service import EdgeService
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.usage_route import request_record
@@ -164,15 +164,13 @@ class EdgeApp:
             await handler(call)
         except GatewayError as error:
             await self._gateway_error(call, error)
-        except OpenAIError as error:
-            await call.json(error.status, orjson.dumps(error.body))
         except ClientGone:
             return
         except Exception:
             log.exception("request failed", extra={"request_id": call.request_id, "path": path})
             if not call.started:
                 await self._gateway_error(
-                    call, GatewayError(500, "internal_error", "The gateway failed.")
+                    call, GatewayError(Problem.INTERNAL, "The gateway failed.")
                 )
         route = self._metered.get(handler)
         if route is not None:
@@ -250,7 +248,7 @@ class EdgeApp:
         body = self.service.models.one(model_id)
         if body is None and call.openai:
             message = f"The model '{model_id}' does not exist."
-            raise GatewayError(404, "invalid_request_error", message, param="model")
+            raise GatewayError(Problem.NOT_FOUND, message, param="model")
         if body is None:
             raise not_found(f"model: {model_id}")
         await call.json(200, body)

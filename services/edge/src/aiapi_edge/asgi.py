@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from aiapi_shared.errors import Problem
 from aiapi_shared.http_guard import WHOLE_REQUEST  # set once the whole request has arrived
 
 from aiapi_edge.errors import GatewayError
@@ -32,7 +33,7 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def too_large(limit: int) -> GatewayError:
-    return GatewayError(413, "request_too_large", f"Request body exceeds {limit} bytes.")
+    return GatewayError(Problem.TOO_LARGE, f"Request body exceeds {limit} bytes.")
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -95,7 +96,7 @@ class BodyReader:
                 await self._slots.acquire()
         except TimeoutError:
             raise GatewayError(
-                503, "api_error", "Too many request bodies are being read.", retry_after=1
+                Problem.UNAVAILABLE, "Too many request bodies are being read.", retry_after=1
             ) from None
 
     async def _rest(self, receive: Receive, first: bytes) -> bytes:
@@ -120,8 +121,7 @@ class BodyReader:
 
 def body_timeout(timeout_s: float) -> GatewayError:
     return GatewayError(
-        408,
-        "invalid_request_error",
+        Problem.REQUEST_TIMEOUT,
         f"The request body did not arrive within {timeout_s:g} s.",
         close=True,
     )

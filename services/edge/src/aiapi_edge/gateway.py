@@ -1,8 +1,10 @@
-"""What every inference route shares: authenticate, resolve the model, admit, record the usage.
+"""The parts of an inference request every route uses: authenticate, resolve the model, admit,
+watch the hold while streaming, spool the usage event.
 
-The routes (:mod:`.anthropic_route`, :mod:`.openai_route`) differ only in how they read the
-request and write the answer; an OpenAI request is therefore admitted, metered and billed exactly
-like the same request on the Anthropic route (only ``route`` differs in its usage event).
+The request skeleton that calls them in order is :mod:`.inference`; the routes
+(:mod:`.anthropic_route`, :mod:`.openai_route`) differ only in how they read the request and
+write the answer, so an OpenAI request is admitted, metered and billed exactly like the same
+request on the Anthropic route (only ``route`` differs in its usage event).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import logging
 import random
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from aiapi_shared.catalogue import Catalogue, ModelEntry
+from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
 from aiapi_shared.pricing import discounted
@@ -24,19 +27,17 @@ from aiapi_shared.pricing import discounted
 from aiapi_edge import priced_options, wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
 from aiapi_edge.allowance import estimate_input_tokens
-from aiapi_edge.asgi import Receive, Scope, header
+from aiapi_edge.asgi import Scope, header
 from aiapi_edge.beta_policy import BetaPolicy, refusal_message, requested_betas
 from aiapi_edge.body import parse_json_object
 from aiapi_edge.budget import HoldBudget, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
 from aiapi_edge.estimate import estimate_input, server_tools_worst
 from aiapi_edge.extension import HoldGuard
-from aiapi_edge.lease import UNCOVERABLE, Demand
+from aiapi_edge.lease_math import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
 from aiapi_edge.mirrors import KeyMirror, key_digest
 from aiapi_edge.spool import Spool, SpoolFull
-from aiapi_edge.streaming import PumpResult, pump
-from aiapi_edge.upstream import UpstreamAnswer
 
 log = logging.getLogger("aiapi.edge")
 
@@ -69,9 +70,6 @@ def well_shaped(key: str) -> bool:
     return key.startswith(KEY_PREFIX) and 0 < len(key) <= _MAX_KEY_LENGTH and body.isalnum()
 
 
-StreamEnd = Literal["complete", "cut", "client_left", "upstream_error", "truncated"]
-
-
 @dataclass(slots=True)
 class Exchange:
     """One admitted inference request, from admission to its usage event."""
@@ -87,64 +85,7 @@ class Exchange:
     status_code: int = 200
     outcome: Outcome = "ok"
     client_disconnected: bool = False
-    recorded: bool = False
     max_tokens: int = 0
-
-    def end_stream(
-        self, *, client_left: bool, cut: bool, upstream_error: bool, complete: bool
-    ) -> StreamEnd:
-        """Record how a stream ended (both routes share the rule); the route tells the client
-        what it still needs to hear, in its own format: a cut and a truncation get an error."""
-        self.client_disconnected = client_left
-        if cut:
-            self.outcome = "client_disconnected" if client_left else "stream_error"
-            return "cut"
-        if client_left:
-            self.outcome = "client_disconnected"
-            return "client_left"
-        if upstream_error or not complete:
-            self.outcome = "stream_error"
-            return "upstream_error" if upstream_error else "truncated"
-        return "complete"
-
-    async def pump_stream(
-        self,
-        answer: UpstreamAnswer,
-        receive: Receive,
-        guard: HoldGuard | None,
-        *,
-        on_chunk: Callable[[bytes, bool], Awaitable[bool]],
-        on_idle: Callable[[], Awaitable[None]],
-        is_complete: Callable[[], bool],
-        ping_interval: float,
-        drain_s: float,
-    ) -> tuple[StreamEnd, PumpResult]:
-        """Both routes' stream loop: read the upstream to its end (:func:`.streaming.pump`),
-        then record how the stream ended; a cut stream's output is metered from the guard's
-        estimate. The route renders what the client still needs to hear."""
-        try:
-            result, client_left = await pump(
-                answer,
-                receive,
-                on_chunk=on_chunk,
-                on_idle=on_idle,
-                is_complete=is_complete,
-                ping_interval=ping_interval,
-                drain_s=drain_s,
-            )
-        finally:
-            if guard is not None:
-                guard.close()
-        cut = result == "cut" and guard is not None
-        end = self.end_stream(
-            client_left=client_left,
-            cut=cut,
-            upstream_error=self.meter.error is not None,
-            complete=self.meter.complete,
-        )
-        if cut and guard is not None:
-            guard.meter_cut()
-        return end, result
 
 
 def _lease_fields(ticket: Ticket) -> dict[str, Any]:
@@ -231,15 +172,16 @@ class Gateway:
         route: Route,
         caller: KeyRecord,
         requested_model: str,
+        model: ModelEntry,
         body_size: int,
         max_tokens: int,
         body: Mapping[str, Any] | None = None,
     ) -> Exchange:
-        """Admit a request; ``body`` (when the route parsed it, or it holds images or
-        documents) lets the input be estimated per content block (:mod:`.estimate`)."""
-        model = self.resolve_model(requested_model)
+        """Admit a request for ``model`` (the route resolved ``requested_model`` to it);
+        ``body`` (when the route parsed it, or it holds images or documents) lets the input be
+        estimated per content block (:mod:`.estimate`)."""
         if not self.spool.has_room:
-            raise GatewayError(503, "api_error", "Usage cannot be recorded now.", retry_after=5)
+            raise GatewayError(Problem.UNAVAILABLE, "Usage cannot be recorded now.", retry_after=5)
         started_at = datetime.now(UTC)
         request = AdmissionAsk(
             request_id=request_id,
@@ -315,10 +257,8 @@ class Gateway:
         return HoldGuard(extend, budget, exchange.meter, hold_id=hold_id)
 
     async def record(self, exchange: Exchange) -> None:
-        """Spool the usage event (durably) once per exchange; it is published by the relay."""
-        if exchange.recorded:
-            return
-        exchange.recorded = True
+        """Spool the usage event (durably); it is published by the relay. Called once per
+        admitted request, by :meth:`.inference.Inference.serve`."""
         payload = wire.usage_event(
             request_id=exchange.request_id,
             account_id=exchange.caller.account_id,

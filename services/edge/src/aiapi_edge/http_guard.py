@@ -4,6 +4,7 @@ header size and time, broken framing, no WebSocket), with refusals in the route'
 
 from __future__ import annotations
 
+from aiapi_shared.errors import problem_for_status
 from aiapi_shared.http_guard import HeadGuardedProtocol, bounded
 
 from aiapi_edge.errors import GatewayError, anthropic_error_body, openai_error_body_for
@@ -11,12 +12,12 @@ from aiapi_edge.gateway import new_request_id
 from aiapi_edge.settings import EdgeSettings
 
 _OPENAI_PATHS = (b"/chat/completions", b"/responses")
-_TYPE_BY_STATUS = {408: "invalid_request_error", 431: "invalid_request_error"}
 
 
 class GuardedHttpProtocol(HeadGuardedProtocol):
     def refusal(self, status: int, message: str, url: bytes) -> tuple[bytes, bytes]:
-        error = GatewayError(status, _TYPE_BY_STATUS.get(status, "invalid_request_error"), message)
+        # The shared guard names a status (408, 431, 400): the same domain error here.
+        error = GatewayError(problem_for_status(status), message)
         request_id = new_request_id().encode()
         if any(path in url for path in _OPENAI_PATHS):
             ids = b"request-id: %s\r\nx-request-id: %s\r\n" % (request_id, request_id)

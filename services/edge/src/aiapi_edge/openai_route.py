@@ -1,30 +1,33 @@
 """The OpenAI routes: ``POST /v1/chat/completions`` and ``POST /v1/responses``, OpenAI in, Claude
 upstream, OpenAI out.
 
-The pure translations are :mod:`aiapi_edge.openai`; this module loads, calls and writes, the same
-way for both routes: a :class:`Dialect` says how one route translates a request and renders its
-answer. Admission, the upstream pool, metering and the spool are the Anthropic route's
-(:class:`.Gateway`), and the meter reads the upstream's own usage, so the usage event equals the
-Anthropic route's for the same request but for ``route``.
+The pure translations are :mod:`aiapi_edge.openai`; a :class:`Dialect` says how one route
+translates a request and renders its answer, and this module binds it to the request skeleton
+(:mod:`.inference`). Admission, the upstream pool, metering and the spool are the skeleton's, the
+same as the Anthropic route's, and the meter reads the upstream's own usage, so the usage event
+equals the Anthropic route's for the same request but for ``route``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from aiapi_shared.catalogue import ModelEntry
+from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Route
 
 from aiapi_edge.affinity import conversation_of
-from aiapi_edge.asgi import EVENT_STREAM, Headers, Receive, Scope, Send, send_whole
+from aiapi_edge.asgi import EVENT_STREAM, JSON_TYPE, Headers, Receive, Scope, Send
 from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
-from aiapi_edge.errors import GatewayError, invalid_request
-from aiapi_edge.extension import INSUFFICIENT_BALANCE_MESSAGE
+from aiapi_edge.errors import GatewayError, invalid_request, upstream_failed
 from aiapi_edge.gateway import Exchange, Gateway
-from aiapi_edge.http_client import HttpClientError
+from aiapi_edge.inference import Ending, Inference
+from aiapi_edge.metering import UsageMeter
 from aiapi_edge.openai import (
     ChunkTranslator,
     ModelTraits,
@@ -33,21 +36,11 @@ from aiapi_edge.openai import (
     to_anthropic,
     to_openai_completion,
 )
-from aiapi_edge.quote import cost_headers
-from aiapi_edge.sse import SseReader
-from aiapi_edge.upstream import Upstream, UpstreamAnswer
+from aiapi_edge.sse import SseEvent
+from aiapi_edge.upstream import UpstreamAnswer
 
 _DONE = b"data: [DONE]\n\n"
 _PING = b": ping\n\n"
-
-
-class OpenAIError(Exception):
-    """An error already in OpenAI form (a translation error or an upstream answer)."""
-
-    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
 
 
 def openai_headers(request_id: str) -> Headers:
@@ -149,23 +142,94 @@ class ChatDialect:
         return _ChatTranslation(body, traits)
 
 
+class _TranslatedStream:
+    """A :class:`StreamWriter` as the skeleton's :class:`.inference.StreamForm`: each upstream
+    event is parsed once, metered, and rendered by the dialect."""
+
+    __slots__ = ("_meter", "_request_id", "_writer")
+
+    def __init__(self, writer: StreamWriter, meter: UsageMeter, request_id: str) -> None:
+        self._writer = writer
+        self._meter = meter
+        self._request_id = request_id
+
+    def headers(self, answer: UpstreamAnswer) -> Headers:
+        headers = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache")]
+        return headers + openai_headers(self._request_id)
+
+    def feed(self, chunk: bytes, events: list[SseEvent]) -> bytes:
+        out: list[bytes] = []
+        for name, data in events:
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            event_name = name.decode("latin-1")
+            self._meter.event_json(event_name, event)
+            out.append(self._writer.frames(event_name, event))
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        return self._writer.end()
+
+    def ping(self, at_boundary: bool) -> bytes:
+        return _PING  # the client's frames are always whole
+
+    def failure(self, error: GatewayError, at_boundary: bool) -> bytes:
+        wire = error.wire
+        return self._writer.failure(error.message, wire.openai, error.code or wire.code)
+
+
+@dataclass(slots=True)
+class _OpenAIRequest:
+    """One translated request, as the skeleton (:class:`.inference.Inference`) runs it."""
+
+    requested_model: str
+    model: ModelEntry
+    payload: bytes
+    max_tokens: int
+    translation: Translation
+    estimate_body: Mapping[str, Any] | None
+    conversation: str
+
+    @property
+    def stream(self) -> bool:
+        return self.translation.stream
+
+    def answer(self, exchange: Exchange, answer: UpstreamAnswer, data: bytes) -> Ending:
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise upstream_failed() from exc
+        if not isinstance(message, dict):
+            message = {}
+        exchange.meter.message(message)
+        body = self.translation.completion(message, exchange)
+        return Ending(body, 200, openai_headers(exchange.request_id), JSON_TYPE)
+
+    def error(self, exchange: Exchange, answer: UpstreamAnswer, data: bytes) -> Ending:
+        try:
+            parsed: object = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            parsed = None
+        body = orjson.dumps(openai_error_from_anthropic(answer.status, parsed))
+        return Ending(body, answer.status, openai_headers(exchange.request_id), JSON_TYPE)
+
+    def stream_form(self, exchange: Exchange) -> _TranslatedStream:
+        writer = self.translation.stream_writer(exchange)
+        return _TranslatedStream(writer, exchange.meter, exchange.request_id)
+
+
 class OpenAIRoute:
     """An OpenAI route; its :class:`Dialect` says which one."""
 
-    def __init__(
-        self,
-        gateway: Gateway,
-        upstream: Upstream,
-        dialect: Dialect,
-        *,
-        ping_interval: float,
-        drain_s: float,
-    ) -> None:
+    def __init__(self, gateway: Gateway, inference: Inference, dialect: Dialect) -> None:
         self._gw = gateway
+        self._inference = inference
         self._dialect = dialect
-        self._upstream = upstream
-        self._ping_interval = ping_interval
-        self._drain_s = drain_s
+        self.route: Route = dialect.route
 
     async def handle(
         self,
@@ -176,6 +240,11 @@ class OpenAIRoute:
         request_id: str,
         caller: KeyRecord,
     ) -> None:
+        await self._inference.serve(self, scope, receive, send, raw, request_id, caller)
+
+    def prepare(
+        self, scope: Scope, raw: bytes, caller: KeyRecord, request_id: str
+    ) -> _OpenAIRequest:
         body = parse_json_object(raw)
         requested = body.get("model")
         if not isinstance(requested, str) or not requested:
@@ -190,134 +259,20 @@ class OpenAIRoute:
         try:
             translated = self._dialect.translate(body, traits, request_id, caller.account_id)
         except TranslationError as exc:
-            raise OpenAIError(400, exc.to_openai()) from None
+            raise GatewayError(
+                Problem.INVALID_REQUEST, exc.message, param=exc.param, code=exc.code
+            ) from None
         anthropic_body = dict(translated.anthropic_body, model=model.id)
         self._gw.check_priced(scope, b"", anthropic_body)
-        payload = orjson.dumps(anthropic_body)
-        exchange = await self._gw.admit(
-            request_id=request_id,
-            route=self._dialect.route,
-            caller=caller,
-            requested_model=requested,
-            body_size=len(payload),
-            max_tokens=int(anthropic_body["max_tokens"]),
-            body=anthropic_body,
+        conversation = conversation_of(
+            scope["headers"], anthropic_body, caller.account_id, caller.key_id
         )
-        try:
-            answer = await self._upstream.send(
-                "/v1/messages",
-                payload,
-                scope["headers"],
-                conversation=conversation_of(
-                    scope["headers"], anthropic_body, caller.account_id, caller.key_id
-                ),
-            )
-        except GatewayError as error:
-            exchange.status_code, exchange.outcome = error.status, "upstream_error"
-            await self._gw.record(exchange)
-            raise
-        try:
-            if answer.status != 200:
-                await self._error(exchange, answer)
-            elif translated.stream:
-                await self._stream(exchange, answer, receive, send, translated)
-            else:
-                await self._json(exchange, answer, send, translated)
-        except (GatewayError, OpenAIError):
-            raise
-        except BaseException:
-            exchange.outcome, exchange.status_code = "gateway_error", 500
-            raise
-        finally:
-            answer.close()
-            await self._gw.record(exchange)
-
-    async def _error(self, exchange: Exchange, answer: UpstreamAnswer) -> None:
-        exchange.status_code, exchange.outcome = answer.status, "upstream_error"
-        await self._gw.record(exchange)
-        data = await answer.read()
-        try:
-            parsed: object = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            parsed = None
-        raise OpenAIError(answer.status, openai_error_from_anthropic(answer.status, parsed))
-
-    async def _json(
-        self, exchange: Exchange, answer: UpstreamAnswer, send: Send, translated: Translation
-    ) -> None:
-        try:
-            data = await answer.read()
-            message = orjson.loads(data)
-        except (HttpClientError, orjson.JSONDecodeError) as exc:
-            exchange.status_code, exchange.outcome = 502, "upstream_error"
-            raise GatewayError(502, "api_error", "The upstream connection failed.") from exc
-        if not isinstance(message, dict):
-            message = {}
-        exchange.meter.message(message)
-        await self._gw.record(exchange)
-        body = translated.completion(message, exchange)
-        headers = openai_headers(exchange.request_id) + cost_headers(self._gw.catalogue, exchange)
-        await send_whole(send, 200, body, headers)
-
-    async def _stream(
-        self,
-        exchange: Exchange,
-        answer: UpstreamAnswer,
-        receive: Receive,
-        send: Send,
-        translated: Translation,
-    ) -> None:
-        reader = SseReader()
-        meter = exchange.meter
-        guard = self._gw.hold_guard(exchange)
-        writer = translated.stream_writer(exchange)
-        headers = [(b"content-type", EVENT_STREAM), (b"cache-control", b"no-cache")]
-        headers += openai_headers(exchange.request_id)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-
-        async def on_chunk(chunk: bytes, client_present: bool) -> bool:
-            if not client_present:
-                exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
-            out: list[bytes] = []
-            for name, data in reader.feed(chunk):
-                if guard is not None:
-                    guard.observe(name, data)
-                try:
-                    event = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                event_name = name.decode("latin-1")
-                meter.event_json(event_name, event)
-                out.append(writer.frames(event_name, event))
-            if meter.complete:
-                await self._gw.record(exchange)  # durable before the client sees the end
-                out.append(writer.end())
-            body = b"".join(out)
-            if client_present and body:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            return guard is not None and not meter.complete and guard.must_end()
-
-        async def on_idle() -> None:
-            await send({"type": "http.response.body", "body": _PING, "more_body": True})
-
-        end, _ = await exchange.pump_stream(
-            answer,
-            receive,
-            guard,
-            on_chunk=on_chunk,
-            on_idle=on_idle,
-            is_complete=lambda: meter.complete or meter.error is not None,
-            ping_interval=self._ping_interval,
-            drain_s=self._drain_s,
+        return _OpenAIRequest(
+            requested,
+            model,
+            orjson.dumps(anthropic_body),
+            int(anthropic_body["max_tokens"]),
+            translated,
+            anthropic_body,
+            conversation,
         )
-        tail = b""
-        if end == "cut":
-            tail = writer.failure(
-                INSUFFICIENT_BALANCE_MESSAGE, "insufficient_balance", "insufficient_balance"
-            )
-        elif end == "truncated":
-            tail = writer.failure("The upstream stream ended early.", "api_error", None)
-        await self._gw.record(exchange)
-        await send({"type": "http.response.body", "body": tail, "more_body": False})

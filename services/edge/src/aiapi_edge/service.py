@@ -26,7 +26,8 @@ from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
 from aiapi_edge.count_limit import PerKeyRate
 from aiapi_edge.gateway import Gateway
-from aiapi_edge.leasing import Leases
+from aiapi_edge.inference import Inference
+from aiapi_edge.lease_client import Leases
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.mirrors import BalanceMirror, KeyMirror
 from aiapi_edge.openai_route import ChatDialect, OpenAIRoute
@@ -141,19 +142,24 @@ class EdgeService:
             betas=BetaPolicy.from_settings(s.edge_beta_deny, s.edge_beta_allow),
             unpriced_allowed=parse_list(s.edge_unpriced_allow),
         )
-        timing = {"ping_interval": s.edge_ping_interval_s, "drain_s": s.edge_disconnect_drain_s}
         self.gateway = gateway
+        inference = Inference(
+            gateway,
+            self.upstream,
+            ping_interval=s.edge_ping_interval_s,
+            drain_s=s.edge_disconnect_drain_s,
+        )
         self.messages = MessagesRoute(
             gateway,
             self.upstream,
+            inference,
             count_rate=PerKeyRate(s.edge_count_tokens_per_minute),
-            **timing,
         )
-        self.chat = OpenAIRoute(gateway, self.upstream, ChatDialect(), **timing)
+        self.chat = OpenAIRoute(gateway, inference, ChatDialect())
         store = (
             ResponseStore(s.edge_responses_store_bytes) if s.edge_responses_store_bytes else None
         )
-        self.responses = OpenAIRoute(gateway, self.upstream, ResponsesDialect(store), **timing)
+        self.responses = OpenAIRoute(gateway, inference, ResponsesDialect(store))
         bus = self._bus
         self._spawn(
             bus.watch_kv(KEYS_BUCKET, self.keys.on_change, ready=self.keys_ready, stop=self._stop)

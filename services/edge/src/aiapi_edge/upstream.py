@@ -18,6 +18,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from aiapi_shared.errors import Problem
+
 from aiapi_edge.backoff import WaitBudget
 from aiapi_edge.errors import GatewayError
 from aiapi_edge.headers import upstream_request_headers
@@ -138,7 +140,7 @@ class Upstream:
                 wait = result.retry_after if result.retry_after is not None else budget.backoff()
                 if not budget.take(wait):
                     raise GatewayError(
-                        529, "overloaded_error", "The upstream API is overloaded.", retry_after=wait
+                        Problem.OVERLOADED, "The upstream API is overloaded.", retry_after=wait
                     )
                 await asyncio.sleep(wait)
                 continue  # a 529 spends the wait budget, not an attempt
@@ -217,6 +219,6 @@ class Upstream:
             rest = rate_limited
         if rest is not None:
             return GatewayError(
-                529, "overloaded_error", "Every upstream is overloaded.", retry_after=rest
+                Problem.OVERLOADED, "Every upstream is overloaded.", retry_after=rest
             )
-        return GatewayError(502, "api_error", "No upstream could serve the request.")
+        return GatewayError(Problem.BAD_GATEWAY, "No upstream could serve the request.")

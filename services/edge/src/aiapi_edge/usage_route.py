@@ -12,14 +12,9 @@ from aiapi_shared.billing_api import (
     RequestRecordReply,
 )
 from aiapi_shared.bus import Bus, BusUnavailable, ErrorReply, InvalidReply
+from aiapi_shared.errors import Problem, problem_for_status
 
 from aiapi_edge.errors import GatewayError, not_found
-
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-}
 
 
 async def request_record(bus: Bus, account_id: str, request_id: str, timeout_s: float) -> bytes:
@@ -30,13 +25,13 @@ async def request_record(bus: Bus, account_id: str, request_id: str, timeout_s: 
         )
     except BusUnavailable:
         raise GatewayError(
-            503, "api_error", "Usage records are unavailable.", retry_after=5
+            Problem.UNAVAILABLE, "Usage records are unavailable.", retry_after=5
         ) from None
     except InvalidReply:
-        raise GatewayError(502, "api_error", "Billing answered oddly.") from None
+        raise GatewayError(Problem.BAD_GATEWAY, "Billing answered oddly.") from None
     except ErrorReply as exc:
         if exc.error.status == 404:
             raise not_found(f"No request {request_id!r} for this account.") from None
-        type_ = _TYPE_BY_STATUS.get(exc.error.status, "api_error")
-        raise GatewayError(exc.error.status, type_, exc.error.message) from None
+        # Billing's refusal maps into the shared domain errors by its status.
+        raise GatewayError(problem_for_status(exc.error.status), exc.error.message) from None
     return reply.model_dump_json().encode()

@@ -58,7 +58,18 @@ SQL_OUTSIDE_REPOSITORY: dict[str, str] = {
 # A module listed here that does not exist is reported too, so the list stays true.
 PURE_MODULES: dict[str, tuple[str, ...]] = {
     "billing": ("ledger", "lease_rules", "notices", "postings", "pricing", "ratelimit"),
-    "edge": ("allowance", "budget", "headers", "lease", "metering", "openai", "pool", "wire"),
+    "edge": (
+        "allowance",
+        "budget",
+        "errors",
+        "headers",
+        "lease_math",
+        "metering",
+        "openai",
+        "pool",
+        "verdict",
+        "wire",
+    ),
     "payments": (
         "addresses",
         "announcements",

@@ -4,7 +4,8 @@
 Anthropic API; the caller answers it with status 400 and :meth:`TranslationError.to_openai`.
 ``openai_error_from_anthropic`` rewrites an Anthropic error body (from the upstream or from the
 gateway's own error family) into the body an OpenAI client expects, keeping the type names the
-contract promises (``insufficient_balance`` stays ``insufficient_balance``, never a 429 type).
+contract promises (``insufficient_balance`` stays ``insufficient_balance``, never a 429 type):
+types and codes come from the edge's one error table (:data:`aiapi_edge.errors.WIRE`).
 """
 
 from __future__ import annotations
@@ -12,23 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-OpenAIErrorBody = dict[str, Any]
+from aiapi_shared.errors import problem_for_status
 
-# The error type to assume when an upstream body carries none, by HTTP status.
-_TYPE_BY_STATUS: Final[Mapping[int, str]] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_balance",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "api_error",
-    504: "api_error",
-    529: "overloaded_error",
-}
+from aiapi_edge.errors import WIRE, openai_code
+from aiapi_edge.errors import openai_error_body as openai_error_body
+
+OpenAIErrorBody = dict[str, Any]
 
 # Anthropic error types whose OpenAI name differs. An upstream ``billing_error`` is about the
 # gateway's own upstream account, not the customer's balance, so the customer sees a server fault.
@@ -36,22 +26,6 @@ _RENAMED_TYPES: Final[Mapping[str, str]] = {
     "billing_error": "api_error",
     "timeout_error": "api_error",
 }
-
-# OpenAI-style ``code`` values, which some clients switch on.
-_CODE_BY_TYPE: Final[Mapping[str, str]] = {
-    "authentication_error": "invalid_api_key",
-    "rate_limit_error": "rate_limit_exceeded",
-    "insufficient_balance": "insufficient_balance",
-    "overloaded_error": "overloaded",
-    "request_too_large": "request_too_large",
-}
-
-
-def openai_error_body(
-    message: str, type_: str, param: str | None = None, code: str | None = None
-) -> OpenAIErrorBody:
-    """``{"error": {"message", "type", "param", "code"}}``, the OpenAI error shape."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class TranslationError(ValueError):
@@ -76,9 +50,7 @@ def openai_error_type(anthropic_type: str | None, status: int) -> str:
     """The OpenAI ``error.type`` for an Anthropic error type (or, lacking one, an HTTP status)."""
     if anthropic_type:
         return _RENAMED_TYPES.get(anthropic_type, anthropic_type)
-    if status in _TYPE_BY_STATUS:
-        return _TYPE_BY_STATUS[status]
-    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+    return WIRE[problem_for_status(status)].openai
 
 
 def openai_error_from_anthropic(status: int, body: object) -> OpenAIErrorBody:
@@ -99,4 +71,4 @@ def openai_error_from_anthropic(status: int, body: object) -> OpenAIErrorBody:
     type_ = openai_error_type(anthropic_type, status)
     if not message:
         message = f"The upstream API returned an error ({type_}, status {status})."
-    return openai_error_body(message, type_, None, _CODE_BY_TYPE.get(type_))
+    return openai_error_body(message, type_, None, openai_code(type_))

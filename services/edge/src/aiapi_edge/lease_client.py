@@ -1,4 +1,4 @@
-"""Admission leases: this edge's side of billing's lease subjects (the I/O around :mod:`.lease`).
+"""Admission leases: this edge's side of billing's lease subjects (the I/O around :mod:`.lease_math`).
 
 A request whose account has a usable lease here is admitted with no round trip. Otherwise, or
 when the lease runs low, one grant request per account goes to billing in the background, and
@@ -36,10 +36,10 @@ from aiapi_shared.admission import (
 from aiapi_shared.bus import Bus, BusError, NoResponders
 from aiapi_shared.events.base import Record
 
-from aiapi_edge.lease import UNCOVERABLE, Demand, Lease, next_ask
+from aiapi_edge.lease_math import UNCOVERABLE, Demand, Lease, next_ask
 from aiapi_edge.metrics import Metrics
 
-log = logging.getLogger("aiapi.edge.leasing")
+log = logging.getLogger("aiapi.edge.lease_client")
 
 R = TypeVar("R", bound=Record)
 
