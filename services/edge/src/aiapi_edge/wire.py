@@ -36,7 +36,8 @@ def admission_request(
 ) -> bytes:
     return orjson.dumps(
         {
-            "server_tools_nano": server_tools_nano,
+            # Money in the contract's JSON form (a decimal USD string), as billing's model dumps it.
+            "server_tools_nano": format_usd(server_tools_nano),
             "request_id": request_id,
             "account_id": account_id,
             "key_id": key_id,
