@@ -82,8 +82,8 @@ FAULTS = (
     "cut_stream",
 )
 # Streams paced (one token per 2.5 ms), and every request of the run recorded.
-SIMULATOR_ARGS = ("--tokens-per-second", "400", "--ping-interval", "0.5")
-SIMULATOR_ARGS = (*SIMULATOR_ARGS, "--max-recorded-requests", "2000000")
+SIMULATOR_ARGS: tuple[str, ...] = ("--tokens-per-second", "400", "--ping-interval", "0.5")
+SIMULATOR_ARGS += ("--max-recorded-requests", "2000000")
 MODELS = ("claude-haiku-4-5", "claude-sonnet-4-6")
 BALANCES_USD = ("0.002", "0.01", "0.05", "0.20", "1.00", "1.00")
 TAG = re.compile(rb"chaos:(\d{3}):([ao]):(\d{6})")
@@ -131,6 +131,8 @@ async def open_accounts(
 @dataclass
 class Load:
     statuses: Counter[str] = field(default_factory=Counter)
+    # Each request's outcome as its client saw it, by account index and sequence (``007:000042``).
+    outcomes: dict[str, str] = field(default_factory=dict)
     sent: int = 0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -196,6 +198,7 @@ async def customer_loop(
             outcome = type(exc).__name__
         load.sent += 1
         load.statuses[outcome] += 1
+        load.outcomes[f"{customer.index:03d}:{seq:06d}"] = outcome
         # An account run dry asks again now and then, not in a loop.
         pause = 5.0 if outcome == "402" else rng.expovariate(1 / pause_s)
         with contextlib.suppress(TimeoutError):
@@ -391,7 +394,16 @@ def served_requests(sim_url: str) -> list[dict[str, Any]]:
     return data
 
 
-def judge(recorded: list[dict[str, Any]], books: Books, customers: list[Customer]) -> Verdict:
+# What a client sees when the edge dies while answering it.
+CUT_OFF = {"ServerDisconnectedError", "ClientPayloadError", "ClientOSError"}
+
+
+def judge(
+    recorded: list[dict[str, Any]],
+    books: Books,
+    customers: list[Customer],
+    outcomes: dict[str, str],
+) -> Verdict:
     by_index = {c.index: c for c in customers}
     by_account = {c.account_id: c for c in customers}
     verdict = Verdict(open_holds=books.open_holds, live_leases=books.live_leases, held=books.held)
@@ -410,8 +422,9 @@ def judge(recorded: list[dict[str, Any]], books: Books, customers: list[Customer
         customer = by_index[int(tag.group(1))]
         meters = meters_of(answer["usage"])
         key = (customer.account_id, ROUTES[tag.group(2)], meters[0])
+        cut_off = outcomes.get(f"{tag.group(1).decode()}:{tag.group(3).decode()}") in CUT_OFF
         served.setdefault(key, []).append(
-            {**answer, "meters": meters, "tag": tag.group(0).decode()}
+            {**answer, "meters": meters, "tag": tag.group(0).decode(), "cut_off": cut_off}
         )
     verdict.served = len(served)
     billed: dict[tuple[str, str, int], list[Any]] = {}
@@ -426,7 +439,9 @@ def judge(recorded: list[dict[str, Any]], books: Books, customers: list[Customer
     for key, answers in served.items():
         rows = billed.get(key, [])
         if not rows:
-            if all(a["client_gone"] for a in answers):
+            # The edge died before it finished the answer: the upstream saw it go while pacing,
+            # or the client's connection was cut. Nothing metered it; reported apart.
+            if all(a["client_gone"] or a["cut_off"] for a in answers):
                 verdict.edge_died += 1
             else:
                 verdict.lost.append(f"{answers[0]['tag']} {key}")
@@ -460,7 +475,9 @@ def run_audit(stack: LocalStack) -> list[str]:
     return findings
 
 
-async def drain(stack: LocalStack, customers: list[Customer], timeout_s: float) -> Verdict:
+async def drain(
+    stack: LocalStack, customers: list[Customer], outcomes: dict[str, str], timeout_s: float
+) -> Verdict:
     """Until every served request is settled and nothing is held, or the time is up."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -471,7 +488,7 @@ async def drain(stack: LocalStack, customers: list[Customer], timeout_s: float) 
             print(f"  [drain] books unreadable: {exc!r}")
             await asyncio.sleep(2)
             continue
-        verdict = judge(recorded, books, customers)
+        verdict = judge(recorded, books, customers, outcomes)
         if verdict.ok or time.monotonic() > deadline:
             verdict.audit = await asyncio.to_thread(run_audit, stack)
             return verdict
@@ -508,7 +525,7 @@ async def chaos_run(stack: LocalStack, args: argparse.Namespace) -> tuple[Verdic
         await asyncio.gather(*workers)
     await asyncio.to_thread(recover, stack)
     await asyncio.to_thread(chaos.upstream_clear)
-    verdict = await drain(stack, customers, args.drain)
+    verdict = await drain(stack, customers, load.outcomes, args.drain)
     return verdict, chaos, load
 
 
