@@ -24,36 +24,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from fractions import Fraction
-from math import ceil
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import uvloop
-from aiapi_cli.credentials import NatsUsers
-from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
-from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
-from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd, parse_usd
-from aiapi_shared.nats_permissions import ADMIN_USER, SERVICES
-from aiapi_shared.settings import NatsConnectOptions
-from aiapi_testkit.process import ServiceProcess, internal_env
-from pydantic import SecretStr
+from aiapi_testkit import books
+from aiapi_testkit.stack import UPSTREAM_KEY, LocalStack, start_stack
 
-PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODEL = "claude-haiku-4-5"
 PLAN = "pro"
-UPSTREAM_KEY = "sk-ant-simulator-local"
 BODY = orjson.dumps(
     {
         "model": MODEL,
@@ -67,81 +56,6 @@ ACCOUNTS_USAGE_CONSUMER = "accounts-key-last-used"
 
 
 # -- processes ------------------------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    data: Path
-    pg: EmbeddedPostgres
-    nats: EmbeddedNats
-    procs: dict[str, ServiceProcess]
-    sim_url: str = ""
-    edge_url: str = ""
-    admin_url: str = ""  # the operator API (accounts, AIAPI_ADMIN_PORT)
-    admin_token: str = ""
-    nats_users: NatsUsers | None = None
-
-    def start(self, name: str, argv: list[str], env: dict[str, str], health: str) -> None:
-        if self.nats_users is not None and name in SERVICES:
-            env = {**env, **self.nats_users.env(name)}
-        proc = ServiceProcess(argv, env=env, health_url=health, log_path=self.data / f"{name}.log")
-        self.procs[name] = proc
-        proc.start(timeout_s=60)
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs.values()):
-            proc.stop(timeout_s=20)
-        self.nats.stop()
-        self.pg.stop()
-
-
-def start_stack(data: Path) -> Stack:
-    pg = EmbeddedPostgres(data / "pg", durable=True)
-    users = NatsUsers.generate()  # as in production: each service its own NATS user
-    nats = EmbeddedNats(data / "nats", authorization=users.server_config())
-    pg.start()
-    nats.start()
-    stack = Stack(data, pg, nats, {}, admin_token=secrets.token_urlsafe(24), nats_users=users)
-    sim_port, admin_port, accounts_port, edge_port = (free_port() for _ in range(4))
-    common = {
-        "AIAPI_NATS_URL": nats.url,
-        "AIAPI_DATABASE_URL": pg.url,
-        "AIAPI_DATA_DIR": str(data / "services"),
-        "AIAPI_ADMIN_TOKEN": stack.admin_token,
-        "AIAPI_EDGE_PORT": str(edge_port),
-        "AIAPI_ACCOUNTS_PORT": str(accounts_port),
-        "AIAPI_ADMIN_PORT": str(admin_port),
-        "AIAPI_LOG_LEVEL": "WARNING",
-    }
-    stack.sim_url = f"http://127.0.0.1:{sim_port}"
-    stack.admin_url = f"http://127.0.0.1:{admin_port}"
-    stack.edge_url = f"http://127.0.0.1:{edge_port}"
-    stack.start(
-        "simulator",
-        [PY, "-m", "aiapi_simulator", "--port", str(sim_port)],
-        {},
-        stack.sim_url + "/healthz",
-    )
-    stack.start("billing", [PY, "-m", "aiapi_billing"], *internal_env(common))
-    stack.start(
-        "accounts",
-        [PY, "-m", "aiapi_accounts"],
-        *internal_env({**common, "AIAPI_COOKIE_SECURE": "false"}),
-    )
-    edge_env = {
-        **common,
-        "AIAPI_UPSTREAM_URL": stack.sim_url,
-        "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
-    }
-    stack.start("edge", [PY, "-m", "aiapi_edge"], *internal_env(edge_env))
-    return stack
-
-
-def _admin(stack: Stack) -> NatsConnectOptions | None:
-    if stack.nats_users is None:
-        return None
-    password = SecretStr(stack.nats_users.passwords[ADMIN_USER])
-    return NatsConnectOptions(user=ADMIN_USER, password=password)
 
 
 def _descendants(root: int) -> list[int]:
@@ -182,9 +96,11 @@ class Customer:
     key: str
 
 
-async def make_customers(http: aiohttp.ClientSession, stack: Stack, count: int) -> list[Customer]:
+async def make_customers(
+    http: aiohttp.ClientSession, stack: LocalStack, count: int
+) -> list[Customer]:
     auth = {"authorization": f"Bearer {stack.admin_token}"}
-    base = stack.admin_url + "/admin/v1/accounts"
+    base = stack.accounts_url + "/admin/v1/accounts"
 
     async def one(i: int) -> Customer:
         body = {"email": f"bench{i}@example.com", "plan": PLAN}
@@ -205,13 +121,13 @@ async def make_customers(http: aiohttp.ClientSession, stack: Stack, count: int) 
 
 
 async def balances(
-    http: aiohttp.ClientSession, stack: Stack, customers: list[Customer]
+    http: aiohttp.ClientSession, stack: LocalStack, customers: list[Customer]
 ) -> dict[str, tuple[int, int]]:
     """Each account's (balance, available) as billing holds them, read through accounts."""
     auth = {"authorization": f"Bearer {stack.admin_token}"}
 
     async def one(c: Customer) -> tuple[str, tuple[int, int]]:
-        url = f"{stack.admin_url}/admin/v1/accounts/{c.account_id}"
+        url = f"{stack.accounts_url}/admin/v1/accounts/{c.account_id}"
         async with http.get(url, headers=auth) as answer:
             assert answer.status == 200, await answer.text()
             body = await answer.json()
@@ -222,25 +138,10 @@ async def balances(
 
 # -- the cost of a response, computed independently ----------------------------------------
 
-CAT = default_catalogue()
-_PRICE = next(m for m in CAT.models if m.id == MODEL).prices
-_DISCOUNT = Fraction(CAT.plan(PLAN).discount_bps, 10_000)
-
 
 def expected_cost(usage: dict[str, Any]) -> int:
-    """Nano-USD: the contract's meters in exact fractions, rounded up once."""
-    price = max(_PRICE, key=lambda p: p.effective_from)  # the bench runs after every start date
-    per_in = Fraction(price.input_usd_per_mtok, 10**6)  # nano-USD per token
-    per_out = Fraction(price.output_usd_per_mtok, 10**6)
-    created = usage.get("cache_creation") or {}
-    total = (
-        usage.get("input_tokens", 0) * per_in
-        + usage.get("cache_read_input_tokens", 0) * per_in / 10
-        + created.get("ephemeral_5m_input_tokens", 0) * per_in * Fraction(5, 4)
-        + created.get("ephemeral_1h_input_tokens", 0) * per_in * 2
-        + usage.get("output_tokens", 0) * per_out
-    )
-    return ceil(total * (1 - _DISCOUNT))
+    """Nano-USD: the contract's meters in exact fractions, rounded up once (not billing's code)."""
+    return books.expected_cost(MODEL, PLAN, books.meters_of(usage))
 
 
 # -- load -----------------------------------------------------------------------------------
@@ -306,7 +207,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def wait_settled(
     http: aiohttp.ClientSession,
-    stack: Stack,
+    stack: LocalStack,
     customers: list[Customer],
     expected: dict[str, int],
     timeout_s: float = 180.0,
@@ -327,7 +228,7 @@ async def wait_settled(
 
 
 async def wait_quiet(
-    http: aiohttp.ClientSession, stack: Stack, customers: list[Customer]
+    http: aiohttp.ClientSession, stack: LocalStack, customers: list[Customer]
 ) -> dict[str, tuple[int, int]]:
     """The books once the warm-up settled: no hold open, two readings 0.5 s apart equal."""
     last: dict[str, tuple[int, int]] = {}
@@ -358,14 +259,14 @@ async def warm_up(edge: Shot, keys: list[str]) -> None:
     raise RuntimeError(f"the edge never accepted every key: {warm.statuses}")
 
 
-def cpu_snapshot(stack: Stack) -> dict[str, dict[int, float]]:
+def cpu_snapshot(stack: LocalStack) -> dict[str, dict[int, float]]:
     roots = {name: p.pid or 0 for name, p in stack.procs.items()}
     roots["postgres"] = stack.pg.pid or 0
     roots["nats"] = stack.nats.pid or 0
     return {name: cpu_seconds(pid) for name, pid in roots.items()}
 
 
-async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) -> bool:
+async def bench(stack: LocalStack, requests: int, concurrency: int, accounts: int) -> bool:
     async with aiohttp.ClientSession() as http:
         customers = await make_customers(http, stack, accounts)
         keys = [c.key for c in customers]
@@ -389,7 +290,7 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
         c1_edge = await drive(edge, count=1000, concurrency=1)
         # The same, once accounts' usage consumer (keys' last-used times) is gone: it is what
         # the edge's latency at concurrency 1 depends on (docs/billing.md, Benchmark).
-        bus = await Bus.connect(stack.nats.url, name="bench", options=_admin(stack))
+        bus = await Bus.connect(stack.nats.url, name="bench", options=stack.admin_options())
         try:
             await bus.js.delete_consumer("USAGE", ACCOUNTS_USAGE_CONSUMER)
         finally:
