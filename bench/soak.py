@@ -220,7 +220,7 @@ def main() -> None:
     first, last = rows[1] if len(rows) > 2 else rows[0], rows[-1]
     answered = max(1.0, last["requests"] - first["requests"])
     print(f"{last['requests']:.0f} requests ({last['ok']:.0f} ok) in {args.minutes:g} min")
-    for column in columns[3:]:
+    for column in (c for c in columns if "." in c or c == "pg_mib"):
         growth = (last.get(column, 0) - first.get(column, 0)) / answered * 1000
         print(
             f"  {column:<28} {first.get(column, 0):>10} -> {last.get(column, 0):>10}  ({growth:+.3f} per 1k requests)"
