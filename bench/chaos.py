@@ -64,6 +64,7 @@ import orjson
 from aiapi_shared.bus import Bus
 from aiapi_testkit.books import Books, expected_cost, meters_of, read_books
 from aiapi_testkit.stack import LocalStack, start_stack
+from customers import open_account
 
 LEASE_WINDOW_S = 3.0  # AIAPI_LEASE_ADMIT_FOR_S: a freeze lasts longer
 ACK_WAIT_S = 5.0  # billing's consumers: a frozen replica's batch goes to the other one
@@ -104,24 +105,14 @@ class Customer:
 async def open_accounts(
     http: aiohttp.ClientSession, stack: LocalStack, count: int, rng: random.Random
 ) -> list[Customer]:
-    auth = {"authorization": f"Bearer {stack.admin_token}"}
-    base = stack.accounts_url + "/admin/v1/accounts"
     customers = []
     for i in range(count):
         plan = "basic" if i % 2 == 0 else "pro"
-        body = {"email": f"chaos{i}@example.com", "plan": plan}
-        async with http.post(base, json=body, headers=auth) as answer:
-            assert answer.status == 201, await answer.text()
-            account_id = (await answer.json())["id"]
-        credit = {"amount_usd": rng.choice(BALANCES_USD), "reason": "chaos run"}
-        headers = {**auth, "idempotency-key": f"chaos-{i}"}
-        async with http.post(f"{base}/{account_id}/adjustments", json=credit, headers=headers) as a:
-            assert a.status == 201, await a.text()
-        async with http.post(
-            f"{base}/{account_id}/keys", json={"name": "chaos"}, headers=auth
-        ) as a:
-            assert a.status == 201, await a.text()
-            customers.append(Customer(i, account_id, (await a.json())["key"], plan))
+        credit = rng.choice(BALANCES_USD)
+        account_id, key = await open_account(
+            http, stack, label=f"chaos{i}", plan=plan, credit_usd=credit
+        )
+        customers.append(Customer(i, account_id, key, plan))
     return customers
 
 

@@ -39,6 +39,7 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.money import format_usd, parse_usd
 from aiapi_testkit import books
 from aiapi_testkit.stack import UPSTREAM_KEY, LocalStack, start_stack
+from customers import open_account
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODEL = "claude-haiku-4-5"
@@ -99,23 +100,9 @@ class Customer:
 async def make_customers(
     http: aiohttp.ClientSession, stack: LocalStack, count: int
 ) -> list[Customer]:
-    auth = {"authorization": f"Bearer {stack.admin_token}"}
-    base = stack.accounts_url + "/admin/v1/accounts"
-
     async def one(i: int) -> Customer:
-        body = {"email": f"bench{i}@example.com", "plan": PLAN}
-        async with http.post(base, json=body, headers=auth) as answer:
-            assert answer.status == 201, await answer.text()
-            account_id = (await answer.json())["id"]
-        credit = {"amount_usd": START_USD, "reason": "benchmark"}
-        headers = {**auth, "idempotency-key": f"bench-{i}"}
-        async with http.post(f"{base}/{account_id}/adjustments", json=credit, headers=headers) as a:
-            assert a.status == 201, await a.text()
-        async with http.post(
-            f"{base}/{account_id}/keys", json={"name": "bench"}, headers=auth
-        ) as a:
-            assert a.status == 201, await a.text()
-            return Customer(account_id, (await a.json())["key"])
+        made = await open_account(http, stack, label=f"bench{i}", plan=PLAN, credit_usd=START_USD)
+        return Customer(*made)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 

@@ -29,6 +29,7 @@ import orjson
 import psycopg
 from aiapi_shared.bus import Bus
 from aiapi_testkit.stack import LocalStack, start_stack
+from customers import open_account
 
 STREAMS = ("USAGE", "BILLING", "ACCOUNTS", "PAYMENTS")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -44,19 +45,11 @@ def fds(pid: int) -> int:
 
 
 async def open_accounts(http: aiohttp.ClientSession, stack: LocalStack, count: int) -> list[str]:
-    auth = {"authorization": f"Bearer {stack.admin_token}"}
-    base = stack.accounts_url + "/admin/v1/accounts"
     keys = []
     for i in range(count):
-        body = {"email": f"soak{i}@example.com", "plan": "pro" if i % 2 else "basic"}
-        async with http.post(base, json=body, headers=auth) as answer:
-            account_id = (await answer.json())["id"]
-        credit = {"amount_usd": "1000.00", "reason": "soak"}
-        headers = {**auth, "idempotency-key": f"soak-{i}"}
-        async with http.post(f"{base}/{account_id}/adjustments", json=credit, headers=headers):
-            pass
-        async with http.post(f"{base}/{account_id}/keys", json={"name": "soak"}, headers=auth) as a:
-            keys.append((await a.json())["key"])
+        plan = "pro" if i % 2 else "basic"
+        _, key = await open_account(http, stack, label=f"soak{i}", plan=plan, credit_usd="1000.00")
+        keys.append(key)
     return keys
 
 
