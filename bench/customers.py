@@ -13,7 +13,7 @@ async def open_account(
 ) -> tuple[str, str]:
     """A new account (``<label>@example.com``) credited ``credit_usd``: (account id, API key)."""
     auth = {"authorization": f"Bearer {stack.admin_token}"}
-    base = stack.accounts_url + "/admin/v1/accounts"
+    base = stack.admin_url + "/admin/v1/accounts"
     body = {"email": f"{label}@example.com", "plan": plan}
     async with http.post(base, json=body, headers=auth) as answer:
         assert answer.status == 201, await answer.text()

@@ -114,7 +114,7 @@ async def balances(
     auth = {"authorization": f"Bearer {stack.admin_token}"}
 
     async def one(c: Customer) -> tuple[str, tuple[int, int]]:
-        url = f"{stack.accounts_url}/admin/v1/accounts/{c.account_id}"
+        url = f"{stack.admin_url}/admin/v1/accounts/{c.account_id}"
         async with http.get(url, headers=auth) as answer:
             assert answer.status == 200, await answer.text()
             body = await answer.json()

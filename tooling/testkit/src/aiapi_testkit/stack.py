@@ -25,7 +25,7 @@ from aiapi_shared.nats_permissions import ADMIN_USER
 from aiapi_shared.settings import NatsConnectOptions
 from pydantic import SecretStr
 
-from aiapi_testkit.process import ServiceProcess
+from aiapi_testkit.process import ServiceProcess, internal_env
 
 PY = sys.executable
 UPSTREAM_KEY = "sk-ant-simulator-local"
@@ -42,7 +42,8 @@ class LocalStack:
     admin_token: str
     # Services by process name (``simulator``, ``billing-1``, ``accounts``, ``edge-2``, ...).
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
-    # Base URLs of what a client calls: ``simulator``, ``accounts``, each ``edge-N``.
+    # Base URLs of what a client calls: ``simulator``, ``accounts``, ``admin`` (the operator
+    # API, on accounts' own listener), each ``edge-N``.
     urls: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -52,6 +53,10 @@ class LocalStack:
     @property
     def accounts_url(self) -> str:
         return self.urls["accounts"]
+
+    @property
+    def admin_url(self) -> str:
+        return self.urls["admin"]
 
     @property
     def edge_urls(self) -> list[str]:
@@ -122,13 +127,14 @@ def start_stack(
     pg.start()
     nats.start()
     stack = LocalStack(data, pg, nats, users, admin_token=secrets.token_urlsafe(24))
-    accounts_port = free_port()
+    accounts_port, admin_port = free_port(), free_port()
     common = {
         "AIAPI_NATS_URL": nats.url,
         "AIAPI_DATABASE_URL": pg.url,
         "AIAPI_DATA_DIR": str(data / "services"),
         "AIAPI_ADMIN_TOKEN": stack.admin_token,
         "AIAPI_ACCOUNTS_PORT": str(accounts_port),
+        "AIAPI_ADMIN_PORT": str(admin_port),
         "AIAPI_LOG_LEVEL": "WARNING",
         **(env or {}),
     }
@@ -141,36 +147,18 @@ def start_stack(
         f"{stack.sim_url}/healthz",
     )
 
-    def service(name: str, module: str, login: str, extra: dict[str, str], health: str) -> None:
-        env = {**common, **users.env(login), **extra}
-        stack.start(name, [PY, "-m", module], env, health)
+    def service(name: str, module: str, login: str, extra: dict[str, str]) -> None:
+        # Each process its own internal listener (health, metrics): its readiness is waited on.
+        env, ready = internal_env({**common, **users.env(login), **extra})
+        stack.start(name, [PY, "-m", module], env, ready)
 
     for n in range(1, billings + 1):
-        port = free_port()
-        service(
-            f"billing-{n}",
-            "aiapi_billing",
-            "billing",
-            {"AIAPI_BILLING_PORT": str(port)},
-            f"http://127.0.0.1:{port}/healthz",
-        )
+        service(f"billing-{n}", "aiapi_billing", "billing", {})
     stack.urls["accounts"] = f"http://127.0.0.1:{accounts_port}"
-    service(
-        "accounts",
-        "aiapi_accounts",
-        "accounts",
-        {"AIAPI_COOKIE_SECURE": "false"},
-        f"{stack.accounts_url}/healthz",
-    )
+    stack.urls["admin"] = f"http://127.0.0.1:{admin_port}"
+    service("accounts", "aiapi_accounts", "accounts", {"AIAPI_COOKIE_SECURE": "false"})
     if payments:
-        port = free_port()
-        service(
-            "payments",
-            "aiapi_payments",
-            "payments",
-            {"AIAPI_PAYMENTS_PORT": str(port)},
-            f"http://127.0.0.1:{port}/healthz",
-        )
+        service("payments", "aiapi_payments", "payments", {})
     for n in range(1, edges + 1):
         port = free_port()
         name = f"edge-{n}"
@@ -187,6 +175,5 @@ def start_stack(
                 "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
                 **(edge_env or {}),
             },
-            f"{stack.urls[name]}/readyz",
         )
     return stack
