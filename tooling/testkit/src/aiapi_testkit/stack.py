@@ -124,9 +124,27 @@ def start_stack(
     pg = EmbeddedPostgres(data / "pg", durable=True)
     users = NatsUsers.generate()  # as in production: each service its own NATS user
     nats = EmbeddedNats(data / "nats", authorization=users.server_config())
+    stack = LocalStack(data, pg, nats, users, admin_token=secrets.token_urlsafe(24))
+    try:
+        _start_all(stack, edges, billings, payments, simulator_args, env or {}, edge_env or {})
+    except BaseException:
+        stack.stop()  # nothing left behind (a server holding its caller's pipes open, ...)
+        raise
+    return stack
+
+
+def _start_all(
+    stack: LocalStack,
+    edges: int,
+    billings: int,
+    payments: bool,
+    simulator_args: tuple[str, ...],
+    env: dict[str, str],
+    edge_env: dict[str, str],
+) -> None:
+    data, pg, nats, users = stack.data, stack.pg, stack.nats, stack.nats_users
     pg.start()
     nats.start()
-    stack = LocalStack(data, pg, nats, users, admin_token=secrets.token_urlsafe(24))
     accounts_port, admin_port = free_port(), free_port()
     common = {
         "AIAPI_NATS_URL": nats.url,
@@ -136,7 +154,7 @@ def start_stack(
         "AIAPI_ACCOUNTS_PORT": str(accounts_port),
         "AIAPI_ADMIN_PORT": str(admin_port),
         "AIAPI_LOG_LEVEL": "WARNING",
-        **(env or {}),
+        **env,
     }
     sim_port = free_port()
     stack.urls["simulator"] = f"http://127.0.0.1:{sim_port}"
@@ -173,7 +191,6 @@ def start_stack(
                 "AIAPI_DATA_DIR": str(data / name),  # its own spool
                 "AIAPI_UPSTREAM_URL": stack.sim_url,
                 "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
-                **(edge_env or {}),
+                **edge_env,
             },
         )
-    return stack
