@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from aiapi_cli.embedded import EmbeddedNats
+from aiapi_shared import bus as bus_module
 from aiapi_shared import deadletter
 from aiapi_shared.billing_api import AccountQuery, ApiError
 from aiapi_shared.bus import (
@@ -168,6 +169,45 @@ async def test_a_consumer_survives_a_nats_restart(nats_server: EmbeddedNats) -> 
         assert seen[0] == b"before" and len(seen) == len(set(seen))
     finally:
         await bus.close()
+
+
+async def test_a_fetch_that_never_returns_is_replaced(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos run (bench/chaos.py --seed 2 --faults nats,spool_full): across NATS
+    restarts, nats-py's fetch sometimes never returned (its own timeout did not fire), so a
+    consumer stopped for good while its messages piled up on the server (billing's settlement:
+    usage never billed). Here the first subscription's fetch hangs forever, as it did there."""
+    monkeypatch.setattr(bus_module, "FETCH_BOUND_S", 0.5)
+    await bus.ensure_stream(SPEC)
+    real_pull_subscribe = bus.js.pull_subscribe
+    subscriptions = 0
+
+    async def pull_subscribe(*args: object, **kwargs: object) -> object:
+        nonlocal subscriptions
+        sub = await real_pull_subscribe(*args, **kwargs)  # type: ignore[arg-type]
+        subscriptions += 1
+        if subscriptions == 1:
+
+            async def hang(*_: object, **__: object) -> list[Msg]:
+                await asyncio.Event().wait()
+                return []
+
+            sub.fetch = hang  # type: ignore[method-assign]
+        return sub
+
+    monkeypatch.setattr(bus.js, "pull_subscribe", pull_subscribe)
+    seen: list[bytes] = []
+
+    async def handler(msg: Msg) -> None:
+        seen.append(msg.data)
+
+    task, stop = _start_consumer(bus, handler)
+    await bus.publish("test.v1.thing.done", b"settle me", "1")
+    await _eventually(lambda: seen == [b"settle me"])
+    stop.set()
+    await task
+    assert subscriptions == 2
 
 
 async def test_request_reply_and_its_timeout(bus: Bus) -> None:

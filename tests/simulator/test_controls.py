@@ -94,3 +94,35 @@ def test_unknown_routes_are_404_in_the_anthropic_shape(http: httpx.Client) -> No
 
 def test_healthz(http: httpx.Client) -> None:
     assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_recorded_requests_say_what_each_answer_delivered(http: httpx.Client) -> None:
+    """The record a gateway's books are checked against: the usage each answer carried."""
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "[[tokens: 5]]"}],
+    }
+    http.post("/v1/messages", headers=HEADERS, json=body)
+    http.post("/v1/messages", headers=HEADERS, json={**body, "stream": True})
+    http.post("/_sim/faults", json={"fault": "stream_error", "after": 2})
+    http.post("/v1/messages", headers=HEADERS, json={**body, "stream": True})
+    http.post("/_sim/faults", json={"fault": "529"})
+    http.post("/v1/messages", headers=HEADERS, json=body)
+    http.post("/_sim/faults", json={"fault": "disconnect"})
+    with pytest.raises(httpx.HTTPError):
+        http.post("/v1/messages", headers=HEADERS, json=body)
+    recorded = http.get("/_sim/requests").json()["data"]
+    served = [r["served"] for r in recorded]
+    assert all(r["id"].startswith("req_") for r in recorded)
+    assert len({r["id"] for r in recorded}) == len(recorded)
+    final = {"input_tokens": 4, "output_tokens": 5}
+    assert served[0] is not None and served[0]["complete"] and not served[0]["stream"]
+    assert {k: served[0]["usage"][k] for k in final} == final
+    assert served[1] is not None and served[1]["complete"] and served[1]["stream"]
+    assert {k: served[1]["usage"][k] for k in final} == final
+    # Cut after two deltas: only message_start's usage left (output 1), not complete.
+    assert served[2] is not None and not served[2]["complete"]
+    assert {k: served[2]["usage"][k] for k in final} == {"input_tokens": 4, "output_tokens": 1}
+    assert served[3] is None  # a 529 serves nothing
+    assert served[4] == {"stream": False, "usage": None, "complete": False, "client_gone": False}

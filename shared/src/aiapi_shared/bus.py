@@ -78,6 +78,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("aiapi.bus")
+# A consumer's fetch waits 1 s for messages; one that has not returned after this long is stuck.
+FETCH_BOUND_S = 10.0
 
 E = TypeVar("E", bound=Event)
 M = TypeVar("M", bound=BaseModel)
@@ -542,8 +544,21 @@ class Bus:
         try:
             while not stop.is_set() and not self.closed.is_set():
                 try:
-                    msgs = await sub.fetch(batch, timeout=1.0)
+                    # nats-py's fetch can hang for good across a NATS restart (its timeout never
+                    # fires, no pull request reaches the server again, messages pile up: found
+                    # by bench/chaos.py), so it is bounded here and a stuck one is replaced.
+                    msgs = await asyncio.wait_for(sub.fetch(batch, timeout=1.0), FETCH_BOUND_S)
                 except NatsTimeoutError:
+                    continue
+                except TimeoutError:
+                    log.warning(
+                        "consumer %s: a fetch outlived its timeout; pulling afresh", durable
+                    )
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    sub = await self._pull_subscribe(stream, durable, subject, config, stop)
+                    if sub is None:
+                        return
                     continue
                 except (ConnectionClosedError, NoRespondersError, OSError, APIError) as exc:
                     # APIError: a status from the server (NotFound among them) while a node is

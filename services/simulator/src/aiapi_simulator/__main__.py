@@ -43,6 +43,12 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     parser.add_argument(
         "--strict-models", action="store_true", help="answer 404 for models not listed"
     )
+    parser.add_argument(
+        "--max-recorded-requests",
+        type=int,
+        default=1000,
+        help="how many requests GET /_sim/requests keeps (oldest dropped first)",
+    )
     args = parser.parse_args(argv)
     return SimulatorConfig(
         host=args.host,
@@ -52,6 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         ping_interval=args.ping_interval,
         api_keys=frozenset(args.api_key),
         strict_models=args.strict_models,
+        max_recorded_requests=args.max_recorded_requests,
     )
 
 

@@ -22,7 +22,7 @@ from aiapi_simulator.errors import ApiError, fault_error, invalid_request, unkno
 from aiapi_simulator.faults import STATUS_KINDS, Fault
 from aiapi_simulator.playback import play_message, play_stream
 from aiapi_simulator.responder import Reply, build_reply, prompt_text
-from aiapi_simulator.sse import message_json, stream_script
+from aiapi_simulator.sse import message_json, stream_script, usage_json
 from aiapi_simulator.state import RecordedRequest, SimulatorState
 from aiapi_simulator.tokens import count_prompt
 from aiapi_simulator.validation import validate_messages
@@ -37,7 +37,7 @@ _BETA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 class Request:
     """One HTTP exchange as the handlers see it."""
 
-    __slots__ = ("body", "id", "receive", "scope", "send")
+    __slots__ = ("body", "id", "receive", "record", "scope", "send")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, body: bytes, id_: str) -> None:
         self.scope = scope
@@ -45,6 +45,7 @@ class Request:
         self.send = send
         self.body = body
         self.id = id_
+        self.record: RecordedRequest | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.scope["headers"]:
@@ -105,7 +106,7 @@ class Simulator:
         method, path = scope["method"], scope["path"]
         handler = self._routes.get((method, path))
         if path.startswith("/v1/"):
-            self._record(scope, body, method, path)
+            request.record = self._record(scope, body, method, path, request.id)
             if handler is None and method == "GET" and path.startswith("/v1/models/"):
                 handler = self._get_model
         try:
@@ -117,14 +118,16 @@ class Simulator:
                 self.state.stats.by_status[error.status] += 1
             await self.wire.send_error(send, error, request.id)
 
-    def _record(self, scope: Scope, body: bytes, method: str, path: str) -> None:
+    def _record(
+        self, scope: Scope, body: bytes, method: str, path: str, id_: str
+    ) -> RecordedRequest:
         headers = [(bytes(k), bytes(v)) for k, v in scope["headers"]]
-        self.state.recorded.append(
-            RecordedRequest(method, path, scope.get("query_string", b""), headers, body)
-        )
+        record = RecordedRequest(method, path, scope.get("query_string", b""), headers, body, id_)
+        self.state.recorded.append(record)
         stats = self.state.stats
         stats.requests += 1
         stats.by_route[f"{method} {path}"] += 1
+        return record
 
     def _authenticate(self, request: Request) -> str:
         key = request.api_key()
@@ -189,7 +192,17 @@ class Simulator:
             headers = self.wire.headers(request.id, JSON, len(payload))
             tps = self.config.tokens_per_second
             delay = reply.usage.output_tokens / tps if tps > 0 else 0.0
-            await play_message(request.send, request.receive, headers, payload, fault, delay)
+            delivery = await play_message(
+                request.send, request.receive, headers, payload, fault, delay
+            )
+            if request.record is not None:
+                whole = delivery.sent == 1
+                request.record.serve(
+                    stream=False,
+                    usage=usage_json(reply.usage, reply.usage.output_tokens) if whole else None,
+                    complete=whole,
+                    client_gone=delivery.client_gone,
+                )
 
     def _strike(self, fault: Fault | None) -> Fault | None:
         """Count a fault that applies; a status fault is answered right away."""
@@ -205,18 +218,26 @@ class Simulator:
         stats = self.state.stats
         stats.streams += 1
         stats.active_streams += 1
+        script = stream_script(reply)
         try:
-            await play_stream(
+            delivery = await play_stream(
                 request.send,
                 request.receive,
                 headers,
-                stream_script(reply),
+                script,
                 fault,
                 self.config.tokens_per_second,
                 self.config.ping_interval,
             )
         finally:
             stats.active_streams -= 1
+        if request.record is not None:
+            request.record.serve(
+                stream=True,
+                usage=_usage_carried(reply, delivery.sent, len(script.frames)),
+                complete=delivery.sent == len(script.frames),
+                client_gone=delivery.client_gone,
+            )
 
     def _count_usage(self, input_tokens: int, output_tokens: int, cache: CacheUsage) -> None:
         stats = self.state.stats
@@ -267,6 +288,16 @@ class Simulator:
         if model_id not in self._models:
             raise ApiError(404, "not_found_error", f"model: {model_id}")
         await self._ok(request, self._model_json(model_id))
+
+
+def _usage_carried(reply: Reply, sent: int, frames: int) -> dict[str, Any] | None:
+    """The last usage a stream cut after ``sent`` of its ``frames`` carried: ``message_delta``'s
+    (the one before last), else ``message_start``'s (the first), else none."""
+    if sent >= frames - 1:
+        return usage_json(reply.usage, reply.usage.output_tokens)
+    if sent >= 1:
+        return usage_json(reply.usage, min(1, reply.usage.output_tokens))
+    return None
 
 
 def _check_betas(request: Request) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 from starlette.types import Receive, Send
 
@@ -76,6 +77,15 @@ def strike_index(script: StreamScript, after: int) -> int:
     return len(script.frames) - 2
 
 
+@dataclass(slots=True)
+class Delivery:
+    """What an answer got out: ``sent`` frames of a stream (a JSON body: 1 when whole, else 0)
+    were handed to the server; ``client_gone``: the client left before the answer ended."""
+
+    sent: int = 0
+    client_gone: bool = False
+
+
 async def play_stream(
     send: Send,
     receive: Receive,
@@ -84,18 +94,20 @@ async def play_stream(
     fault: Fault | None,
     tokens_per_second: float,
     ping_interval: float,
-) -> None:
+) -> Delivery:
     """Send a 200 event stream. A `disconnect` fault returns without completing the response,
     which makes the server close the connection mid-body."""
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     if fault is None and tokens_per_second <= 0:
         await send({"type": "http.response.body", "body": b"".join(script.frames)})
-        return
+        return Delivery(len(script.frames))
     watch = ClientWatch(receive)
+    delivery = Delivery()
     try:
-        await _play(send, script, fault, tokens_per_second, ping_interval, watch)
+        await _play(send, script, fault, tokens_per_second, ping_interval, watch, delivery)
     finally:
         watch.close()
+    return delivery
 
 
 async def _play(
@@ -105,17 +117,23 @@ async def _play(
     tokens_per_second: float,
     ping_interval: float,
     watch: ClientWatch,
+    delivery: Delivery,
 ) -> None:
     loop = asyncio.get_running_loop()
     strike = strike_index(script, fault.after) if fault is not None else -1
     interval = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
     next_at = loop.time()
     batch: list[bytes] = []
+
+    async def flush() -> None:
+        if batch:
+            await _send_more(send, b"".join(batch))
+            delivery.sent += len(batch)
+            batch.clear()
+
     for index, frame in enumerate(script.frames):
         if index == strike and fault is not None:
-            if batch:
-                await _send_more(send, b"".join(batch))
-                batch.clear()
+            await flush()
             if fault.kind == "stream_error":
                 await send({"type": "http.response.body", "body": OVERLOADED})
                 return
@@ -123,19 +141,20 @@ async def _play(
                 return
             stall_pings = ping_interval if fault.pings else 0.0
             if not await pause(watch, send, fault.seconds, stall_pings):
+                delivery.client_gone = True
                 return
             next_at = loop.time()
         if interval and script.deltas[index]:
             next_at += interval
             delay = next_at - loop.time()
             if delay > 0:
-                if batch:
-                    await _send_more(send, b"".join(batch))
-                    batch.clear()
+                await flush()
                 if not await pause(watch, send, delay, ping_interval):
+                    delivery.client_gone = True
                     return
         batch.append(frame)
     await send({"type": "http.response.body", "body": b"".join(batch)})
+    delivery.sent += len(batch)
 
 
 async def play_message(
@@ -145,7 +164,7 @@ async def play_message(
     body: bytes,
     fault: Fault | None,
     delay: float,
-) -> None:
+) -> Delivery:
     """Send a 200 JSON message after `delay` seconds (plus a stall fault's seconds); a
     `disconnect` fault sends half the body and drops the connection."""
     if fault is not None and fault.kind == "stall":
@@ -154,11 +173,12 @@ async def play_message(
         watch = ClientWatch(receive)
         try:
             if not await watch.sleep(delay):
-                return
+                return Delivery(0, client_gone=True)
         finally:
             watch.close()
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     if fault is not None and fault.kind == "disconnect":
         await _send_more(send, body[: len(body) // 2])
-        return
+        return Delivery(0)
     await send({"type": "http.response.body", "body": body})
+    return Delivery(1)

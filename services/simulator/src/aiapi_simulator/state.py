@@ -15,23 +15,42 @@ from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.faults import FaultQueue
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordedRequest:
-    """A request exactly as it arrived (the body as raw bytes)."""
+    """A request exactly as it arrived (the body as raw bytes), with its request id, and, once a
+    message was answered with 200, what the answer delivered (:meth:`serve`): the record a
+    gateway's books are checked against."""
 
     method: str
     path: str
     query: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    id: str = ""
+    served: dict[str, Any] | None = None
+
+    def serve(
+        self, *, stream: bool, usage: dict[str, Any] | None, complete: bool, client_gone: bool
+    ) -> None:
+        """``usage``: the last usage object the response carried in full (a stream cut after
+        ``message_start`` carries that event's; none when no usage left); ``complete``: the
+        whole response was handed to the server; ``client_gone``: the client left first."""
+        self.served = {
+            "stream": stream,
+            "usage": usage,
+            "complete": complete,
+            "client_gone": client_gone,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "method": self.method,
             "path": self.path,
             "query": self.query.decode("latin-1"),
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
             "body": base64.b64encode(self.body).decode(),
+            "served": self.served,
         }
 
 
