@@ -85,3 +85,15 @@ async def set_aside(conn: Conn, conflicts: Sequence[PricedUsage]) -> None:
             [c.event.model_dump_json() for c in conflicts],
         ),
     )
+
+
+async def total_cost(conn: Conn, request_ids: Sequence[str]) -> int:
+    """What these requests' records cost together (the ones that exist)."""
+    if not request_ids:
+        return 0
+    cur = await conn.execute(
+        "SELECT COALESCE(sum(cost), 0) FROM usage_records WHERE request_id = ANY(%s)",
+        (list(request_ids),),
+    )
+    row = await cur.fetchone()
+    return 0 if row is None else int(row[0])
