@@ -61,7 +61,6 @@ class BatchOpenCommand(Record):
     account_id: str
     key_id: str
     plan: Literal["basic", "pro"]
-    upstream_key: str = Field(description="which pool key creates it (a digest, never the key)")
     started_at: AwareDatetime = Field(description="the batch is priced at the prices of then")
     items: list[BatchItemAsk] = Field(min_length=1)
 
@@ -78,6 +77,7 @@ class BatchBindCommand(Record):
 
     batch_id: str
     upstream_id: str
+    upstream_key: str = Field(description="which pool key created it (a digest, never the key)")
     snapshot: dict[str, Any]
 
 
@@ -155,11 +155,14 @@ class BatchItemResult(Record):
 
 
 class BatchSettleCommand(Record):
-    """The batch ended upstream: bill every succeeded request once and release the hold."""
+    """The batch ended upstream: bill every succeeded request once. Results come in chunks
+    (a message stays small whatever the batch's size); the ``final`` one releases the hold and
+    marks the batch settled."""
 
     batch_id: str
     snapshot: dict[str, Any]
     results: list[BatchItemResult]
+    final: bool = True
 
 
 class BatchSettleReply(Record):

@@ -72,7 +72,6 @@ class BatchCommands:
                 account_id=cmd.account_id,
                 key_id=cmd.key_id,
                 plan=cmd.plan,
-                upstream_key=cmd.upstream_key,
                 items=cmd.items,
                 hold_amount=amount,
                 started_at=cmd.started_at,
@@ -121,7 +120,7 @@ class BatchCommands:
 
     async def bind(self, cmd: api.BatchBindCommand) -> api.BatchRecord:
         async with self._pool.connection(timeout=5.0) as conn, conn.transaction():
-            await batches.bind(conn, cmd.batch_id, cmd.upstream_id, cmd.snapshot)
+            await batches.bind(conn, cmd.batch_id, cmd.upstream_id, cmd.upstream_key, cmd.snapshot)
             locked = await batches.lock(conn, cmd.batch_id)
         if locked is None:
             raise NotFound(f"no batch {cmd.batch_id}")
@@ -190,9 +189,9 @@ class BatchCommands:
         return api.BatchSettleReply(billed_items=0, cost=0)
 
     async def settle(self, cmd: api.BatchSettleCommand) -> api.BatchSettleReply:
-        """Bill each succeeded request once, release the hold, mark the batch ended: one
-        transaction. A request whose model or meter has no price fails the whole settlement
-        (retried by the tracker), never bills it at zero."""
+        """Bill each succeeded request of a chunk of results once; the final chunk also releases
+        the hold and marks the batch ended, in the same transaction. A request whose model or
+        meter has no price fails the chunk (the tracker tries again), never bills it at zero."""
         async with self._pool.connection(timeout=10.0) as conn, conn.transaction():
             account_id = await batches.account_of(conn, cmd.batch_id)
             if account_id is None:
@@ -206,20 +205,19 @@ class BatchCommands:
             events = batch_rules.item_events(record, models, cmd.results, datetime.now(UTC))
             outcome = await self._settler.settle_batch(conn, events)
             unpriced = [o for o in outcome.outcomes if isinstance(o, UnpricedModel)]
-            if unpriced:  # the operator prices it; the tracker tries again
+            if unpriced:
                 raise BillingError(str(unpriced[0]))
-            cost = await usage.total_cost(conn, [e.request_id for e in events])
-            await self._release_hold(conn, record)
-            await batches.finish(
-                conn,
-                cmd.batch_id,
-                "ended",
-                snapshot=cmd.snapshot,
-                cost=cost,
-                billed_items=len(events),
+            billed, cost = await usage.cost_under(
+                conn, batch_rules.item_request_id(cmd.batch_id, "")
             )
+            if cmd.final:
+                await self._release_hold(conn, record)
+                await batches.finish(
+                    conn, cmd.batch_id, "ended", snapshot=cmd.snapshot, cost=cost,
+                    billed_items=billed,
+                )  # fmt: skip
         self._after_commit(account_id)
-        return api.BatchSettleReply(billed_items=len(events), cost=cost)
+        return api.BatchSettleReply(billed_items=billed, cost=cost)
 
     @staticmethod
     async def _release_hold(conn: Conn, record: api.BatchRecord) -> None:

@@ -11,7 +11,7 @@ CREATE TABLE batches (
     account_id     text NOT NULL REFERENCES accounts (account_id),
     key_id         text NOT NULL,
     plan           text NOT NULL,
-    upstream_key   text NOT NULL,
+    upstream_key   text NOT NULL DEFAULT '',
     upstream_id    text,
     state          text NOT NULL DEFAULT 'opening'
                    CHECK (state IN ('opening', 'in_progress', 'ended', 'failed')),

@@ -42,7 +42,6 @@ async def insert(
     account_id: str,
     key_id: str,
     plan: str,
-    upstream_key: str,
     items: Sequence[BatchItemAsk],
     hold_amount: int,
     started_at: datetime,
@@ -50,10 +49,9 @@ async def insert(
     """A new batch in state ``opening``; False when the id exists (a retried open)."""
     models = {item.custom_id: [item.requested_model, item.model] for item in items}
     cur = await conn.execute(
-        "INSERT INTO batches (batch_id, account_id, key_id, plan, upstream_key, items,"
-        " hold_amount, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (batch_id) DO NOTHING RETURNING 1",
-        (batch_id, account_id, key_id, plan, upstream_key, Jsonb(models), hold_amount, started_at),
+        "INSERT INTO batches (batch_id, account_id, key_id, plan, items, hold_amount, started_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (batch_id) DO NOTHING RETURNING 1",
+        (batch_id, account_id, key_id, plan, Jsonb(models), hold_amount, started_at),
     )
     return await cur.fetchone() is not None
 
@@ -74,12 +72,15 @@ async def account_of(conn: Conn, batch_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-async def bind(conn: Conn, batch_id: str, upstream_id: str, snapshot: dict[str, Any]) -> bool:
+async def bind(
+    conn: Conn, batch_id: str, upstream_id: str, upstream_key: str, snapshot: dict[str, Any]
+) -> bool:
     """The upstream accepted it: ``opening`` becomes ``in_progress``."""
     cur = await conn.execute(
-        "UPDATE batches SET upstream_id = %s, snapshot = %s, state = 'in_progress',"
-        " next_poll_at = now() WHERE batch_id = %s AND state = 'opening' RETURNING 1",
-        (upstream_id, Jsonb(snapshot), batch_id),
+        "UPDATE batches SET upstream_id = %s, upstream_key = %s, snapshot = %s,"
+        " state = 'in_progress', next_poll_at = now()"
+        " WHERE batch_id = %s AND state = 'opening' RETURNING 1",
+        (upstream_id, upstream_key, Jsonb(snapshot), batch_id),
     )
     return await cur.fetchone() is not None
 

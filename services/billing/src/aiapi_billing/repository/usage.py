@@ -87,13 +87,12 @@ async def set_aside(conn: Conn, conflicts: Sequence[PricedUsage]) -> None:
     )
 
 
-async def total_cost(conn: Conn, request_ids: Sequence[str]) -> int:
-    """What these requests' records cost together (the ones that exist)."""
-    if not request_ids:
-        return 0
+async def cost_under(conn: Conn, prefix: str) -> tuple[int, int]:
+    """How many records have ids starting with ``prefix`` (a batch's requests) and their cost."""
     cur = await conn.execute(
-        "SELECT COALESCE(sum(cost), 0) FROM usage_records WHERE request_id = ANY(%s)",
-        (list(request_ids),),
+        "SELECT count(*), COALESCE(sum(cost), 0) FROM usage_records"
+        " WHERE left(request_id, %s) = %s",
+        (len(prefix), prefix),
     )
     row = await cur.fetchone()
-    return 0 if row is None else int(row[0])
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))

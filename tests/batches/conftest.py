@@ -1,0 +1,114 @@
+"""Fixtures of the Message Batches tests: the real billing service (PostgreSQL, NATS) and real
+edges (threads) in front of the simulator, whose batches end a fraction of a second after
+they are created (a test may slow them down through ``/_sim/batches``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+from aiapi_billing.service import SCHEMA, Service, prepare_database
+from aiapi_shared.catalogue import default_catalogue
+from aiapi_shared.billing_api import ACCOUNT_SUBJECT, AccountBalanceReply, AccountQuery
+from aiapi_shared.bus import Bus
+from aiapi_simulator import SimulatorConfig
+from aiapi_simulator.testing import running_simulator
+
+from tests.billing.conftest import assert_books_balance, billing_settings, credit
+from tests.edge.support import EdgeThread, edge_settings, key_record, make_key, put_key, sim_post
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    with running_simulator(SimulatorConfig(batch_processing_s=0.3)) as url:
+        yield url
+
+
+@pytest.fixture
+async def migrated(database_url: str) -> str:
+    await prepare_database(database_url, default_catalogue())
+    return database_url
+
+
+@pytest.fixture
+async def billing(migrated: str, nats_url: str) -> AsyncIterator[Service]:
+    service = Service(billing_settings(migrated, nats_url))
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+        await assert_books_balance(migrated)  # the auditor's invariants, after every test
+
+
+@dataclass
+class Customer:
+    account_id: str
+    key: str
+
+
+@dataclass
+class BatchEnv:
+    bus: Bus
+    sim_url: str
+    nats_url: str
+    tmp_path: Path
+    edges: list[EdgeThread] = field(default_factory=list)
+    clients: list[anthropic.AsyncAnthropic] = field(default_factory=list)
+
+    def start_edge(self, **settings: Any) -> EdgeThread:
+        spool = self.tmp_path / f"spool-{len(self.edges)}"
+        values: dict[str, Any] = {
+            "edge_batch_tick_s": 0.1,
+            "edge_batch_poll_s": 0.1,
+            "edge_batch_lease_s": 5.0,
+            **settings,
+        }
+        edge = EdgeThread(edge_settings(self.nats_url, self.sim_url, spool, **values)).start()
+        self.edges.append(edge)
+        return edge
+
+    async def customer(self, credit_usd: str) -> Customer:
+        key = make_key()
+        account_id = "acct_" + make_key()[-10:]
+        await put_key(self.bus, key, key_record(account_id))
+        if credit_usd != "0":
+            await credit(self.bus, account_id, credit_usd)
+        return Customer(account_id, key)
+
+    def sdk(self, edge: EdgeThread, key: str) -> anthropic.AsyncAnthropic:
+        client = anthropic.AsyncAnthropic(
+            base_url=edge.base_url + "/api/proxy", api_key=key, max_retries=0
+        )
+        self.clients.append(client)
+        return client
+
+    async def account(self, account_id: str) -> AccountBalanceReply:
+        return await self.bus.call(
+            ACCOUNT_SUBJECT,
+            AccountQuery(account_id=account_id),
+            AccountBalanceReply,
+            timeout_s=5.0,
+        )
+
+    def slow_batches(self, seconds: float) -> None:
+        sim_post(self.sim_url, "/_sim/batches", {"processing_s": seconds})
+
+
+@pytest.fixture
+async def batch_env(
+    bus: Bus, nats_url: str, sim_url: str, billing: Service, tmp_path: Path
+) -> AsyncIterator[BatchEnv]:
+    sim_post(sim_url, "/_sim/reset")
+    env = BatchEnv(bus, sim_url, nats_url, tmp_path)
+    try:
+        yield env
+    finally:
+        for client in env.clients:
+            await client.close()
+        for edge in env.edges:
+            edge.stop()
