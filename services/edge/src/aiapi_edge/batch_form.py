@@ -20,7 +20,7 @@ from aiapi_shared.batches_api import BatchItemAsk, BatchItemResult
 from aiapi_shared.catalogue import Catalogue, ModelEntry
 
 from aiapi_edge.body import DEFAULT_MAX_TOKENS, parse_json_object
-from aiapi_edge.errors import invalid_request
+from aiapi_edge.errors import GatewayError, invalid_request
 from aiapi_edge.estimate import estimate_input, server_tools_worst
 from aiapi_edge.metering import usage_from_anthropic
 
@@ -66,7 +66,12 @@ def plan_batch(
         seen.add(custom_id)
         if not isinstance(params, dict):
             raise invalid_request(f"{where}.params: Field required", f"{where}.params")
-        item, params = _item(params, custom_id, where, resolve, check_priced, catalogue, moment)
+        try:
+            item, params = _item(params, custom_id, where, resolve, check_priced, catalogue, moment)
+        except GatewayError as error:  # name the request the refusal is about
+            if error.message.startswith(where):
+                raise
+            raise invalid_request(f"{where}.params: {error.message}", f"{where}.params") from None
         items.append(item)
         sent.append({**request, "params": params})
     return BatchPlan(orjson.dumps({**body, "requests": sent}), items)

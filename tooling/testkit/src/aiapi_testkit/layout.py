@@ -68,6 +68,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "edge": (
         "allowance",
+        "batch_form",
         "budget",
         "errors",
         "headers",

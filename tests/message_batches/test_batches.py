@@ -17,7 +17,7 @@ import pytest
 from aiapi_billing.service import SCHEMA
 from anthropic.types.messages import MessageBatch
 
-from tests.batches.conftest import BatchEnv
+from tests.message_batches.conftest import BatchEnv
 
 # claude-haiku-4-5 on the Basic plan in nano-USD per token: list 1 / 5 USD per MTok, 70% off,
 # then the batch tier's half: 0.15 / 0.75 USD per MTok.
