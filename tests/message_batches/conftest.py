@@ -11,10 +11,10 @@ from typing import Any
 
 import anthropic
 import pytest
-from aiapi_billing.service import SCHEMA, Service, prepare_database
-from aiapi_shared.catalogue import default_catalogue
+from aiapi_billing.service import Service, prepare_database
 from aiapi_shared.billing_api import ACCOUNT_SUBJECT, AccountBalanceReply, AccountQuery
 from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import default_catalogue
 from aiapi_simulator import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
 
@@ -60,15 +60,16 @@ class BatchEnv:
     edges: list[EdgeThread] = field(default_factory=list)
     clients: list[anthropic.AsyncAnthropic] = field(default_factory=list)
 
-    def start_edge(self, **settings: Any) -> EdgeThread:
+    def start_edge(self, upstream_url: str | None = None, **settings: Any) -> EdgeThread:
         spool = self.tmp_path / f"spool-{len(self.edges)}"
+        upstream = upstream_url or self.sim_url
         values: dict[str, Any] = {
             "edge_batch_tick_s": 0.1,
             "edge_batch_poll_s": 0.1,
             "edge_batch_lease_s": 5.0,
             **settings,
         }
-        edge = EdgeThread(edge_settings(self.nats_url, self.sim_url, spool, **values)).start()
+        edge = EdgeThread(edge_settings(self.nats_url, upstream, spool, **values)).start()
         self.edges.append(edge)
         return edge
 

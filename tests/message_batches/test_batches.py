@@ -90,7 +90,9 @@ async def test_a_batch_of_three_is_billed_once_at_the_batch_price(
 
     ended = await _ended(client, created.id)
     assert ended.request_counts.succeeded == 3
-    assert ended.results_url == f"{edge.base_url}/api/proxy/v1/messages/batches/{created.id}/results"
+    assert (
+        ended.results_url == f"{edge.base_url}/api/proxy/v1/messages/batches/{created.id}/results"
+    )
     results = [r async for r in await client.messages.batches.results(created.id)]
     assert sorted(r.custom_id for r in results) == ["q0", "q1", "q2"]
     expected = 0
@@ -224,3 +226,48 @@ async def test_a_batch_ends_and_is_billed_once_after_its_edge_restarts(
 async def _billed(database_url: str, batch_id: str, count: int) -> list[tuple[Any, ...]] | None:
     records = await _records(database_url, batch_id)
     return records if len(records) == count else None
+
+
+async def test_a_malformed_batch_is_refused_naming_the_request(batch_env: BatchEnv) -> None:
+    edge = batch_env.start_edge()
+    customer = await batch_env.customer("5.00")
+    bad_bodies: list[tuple[Any, str]] = [
+        ({"requests": []}, "requests"),
+        ({"requests": [*_requests(1), *_requests(1)]}, "requests.1.custom_id"),
+        ({"requests": [{"custom_id": "a"}]}, "requests.0.params"),
+        ({"requests": [{"custom_id": "a", "params": {"model": "gpt-9", "messages": []}}]},
+         "requests.0.params"),
+        ({"requests": [{"custom_id": "a", "params": {"model": "claude-haiku-4-5",
+                                                      "max_tokens": 0, "messages": []}}]},
+         "requests.0.params.max_tokens"),
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=edge.base_url) as http:
+        for body, where in bad_bodies:
+            answer = await http.post(
+                "/v1/messages/batches", json=body, headers={"x-api-key": customer.key}
+            )
+            assert answer.status_code == 400, answer.text
+            error = answer.json()
+            assert error["type"] == "error"
+            assert error["error"]["type"] == "invalid_request_error"
+            assert error["error"]["message"].startswith(where), (where, error)
+        missing = await http.get(
+            "/v1/messages/batches/msgbatch_nope", headers={"x-api-key": customer.key}
+        )
+        assert missing.status_code == 404
+        unknown = await http.put("/v1/messages/batches/x", headers={"x-api-key": customer.key})
+        assert unknown.status_code == 404
+    account = await batch_env.account(customer.account_id)
+    assert account.open_holds == 0
+
+
+async def test_a_batch_no_upstream_takes_releases_its_hold(batch_env: BatchEnv) -> None:
+    edge = batch_env.start_edge(upstream_url="http://127.0.0.1:9", edge_upstream_attempts=1)
+    customer = await batch_env.customer("5.00")
+    client = batch_env.sdk(edge, customer.key)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await client.messages.batches.create(requests=_requests(2))
+    assert caught.value.status_code == 502
+    account = await batch_env.account(customer.account_id)
+    assert account.open_holds == 0 and account.available == account.balance
+    assert (await client.messages.batches.list()).data == []
