@@ -11,38 +11,26 @@ from typing import Any
 
 import anthropic
 import pytest
-from aiapi_billing.service import Service, prepare_database
+from aiapi_billing.service import Service
 from aiapi_shared.billing_api import ACCOUNT_SUBJECT, AccountBalanceReply, AccountQuery
 from aiapi_shared.bus import Bus
-from aiapi_shared.catalogue import default_catalogue
 from aiapi_simulator import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
 
-from tests.billing.conftest import assert_books_balance, billing_settings, credit
+from tests.billing import conftest as billing_fixtures
 from tests.edge.support import EdgeThread, edge_settings, key_record, make_key, put_key, sim_post
+
+# The real billing service (and the auditor's invariants after every test) as billing's own
+# tests have it.
+migrated = billing_fixtures.migrated
+billing = billing_fixtures.billing
+credit = billing_fixtures.credit
 
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
     with running_simulator(SimulatorConfig(batch_processing_s=0.3)) as url:
         yield url
-
-
-@pytest.fixture
-async def migrated(database_url: str) -> str:
-    await prepare_database(database_url, default_catalogue())
-    return database_url
-
-
-@pytest.fixture
-async def billing(migrated: str, nats_url: str) -> AsyncIterator[Service]:
-    service = Service(billing_settings(migrated, nats_url))
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
-        await assert_books_balance(migrated)  # the auditor's invariants, after every test
 
 
 @dataclass

@@ -1,16 +1,16 @@
 """Asking billing about Message Batches (``aiapi_shared.batches_api``), its refusals mapped to
-the customer's errors: an unknown batch, or another account's, is a 404 like any unknown one."""
+the customer's errors (:mod:`.billing_ask`): an unknown batch, or
+another account's, is a 404 like any unknown one."""
 
 from __future__ import annotations
 
 from typing import TypeVar
 
 from aiapi_shared import batches_api as api
-from aiapi_shared.bus import Bus, BusUnavailable, ErrorReply, InvalidReply
-from aiapi_shared.errors import Problem, problem_for_status
+from aiapi_shared.bus import Bus
 from aiapi_shared.events.base import Record
 
-from aiapi_edge.errors import GatewayError, not_found
+from aiapi_edge.billing_ask import ask_billing
 
 R = TypeVar("R", bound=Record)
 
@@ -21,18 +21,15 @@ class BatchBilling:
         self._timeout_s = timeout_s
 
     async def _call(self, subject: str, request: Record, reply: type[R], batch_id: str = "") -> R:
-        try:
-            return await self._bus.call(subject, request, reply, timeout_s=self._timeout_s)
-        except BusUnavailable:
-            raise GatewayError(
-                Problem.UNAVAILABLE, "Batches are unavailable right now.", retry_after=5
-            ) from None
-        except InvalidReply:
-            raise GatewayError(Problem.BAD_GATEWAY, "Billing answered oddly.") from None
-        except ErrorReply as exc:
-            if exc.error.status == 404:
-                raise not_found(f"message_batch: {batch_id} not found") from None
-            raise GatewayError(problem_for_status(exc.error.status), exc.error.message) from None
+        return await ask_billing(
+            self._bus,
+            subject,
+            request,
+            reply,
+            timeout_s=self._timeout_s,
+            unavailable="Batches are unavailable right now.",
+            missing=f"message_batch: {batch_id} not found",
+        )
 
     async def open(self, command: api.BatchOpenCommand) -> api.BatchOpenReply:
         return await self._call(api.BATCH_OPEN_SUBJECT, command, api.BatchOpenReply)

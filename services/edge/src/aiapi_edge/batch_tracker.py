@@ -92,9 +92,15 @@ class BatchTracker:
     async def look(
         self, record: api.BatchRecord, headers: Iterable[tuple[bytes, bytes]] = ()
     ) -> dict[str, Any]:
-        """The upstream's batch object now; a batch that ended is settled before the answer."""
+        """The upstream's batch object now; a batch that ended is settled before the answer
+        (a settlement that fails is left to the trackers: the answer is not withheld)."""
         snapshot = await read_object(await self.call(record, "GET", headers=headers))
-        await self.observe(record, snapshot)
+        try:
+            await self.observe(record, snapshot)
+        except (GatewayError, UpstreamAnswered) as exc:
+            log.warning(
+                "batch not settled yet", extra={"batch_id": record.batch_id, "detail": str(exc)}
+            )
         return snapshot
 
     async def observe(self, record: api.BatchRecord, snapshot: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ ends, by whichever of the customer's retrieve or a tracker sees the end first.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from aiapi_edge.upstream import Upstream
 PREFIX = "/api/proxy"
 PATH = "/v1/messages/batches"
 JSONL = b"application/x-jsonl"
+BIND_ATTEMPTS = 4
 
 
 def new_batch_id() -> str:
@@ -121,7 +123,7 @@ class BatchesRoute:
             )
             return
         snapshot = orjson.loads(data)
-        await self._billing.bind(
+        await self._bind(
             api.BatchBindCommand(
                 batch_id=batch_id,
                 upstream_id=str(snapshot["id"]),
@@ -130,6 +132,18 @@ class BatchesRoute:
             )
         )
         await self._json(send, request_id, public_batch(snapshot, batch_id, base_url(scope)))
+
+    async def _bind(self, command: api.BatchBindCommand) -> None:
+        """Record the upstream's id; retried a few times, because a batch the upstream runs but
+        billing never learns of is abandoned (its hold released) and would run unbilled."""
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                await self._billing.bind(command)
+                return
+            except GatewayError:
+                if attempt == BIND_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
 
     async def page(self, scope: Scope, send: Send, request_id: str, caller: KeyRecord) -> None:
         query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
