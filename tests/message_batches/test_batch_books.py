@@ -33,7 +33,14 @@ async def _call(bus: Bus, subject: str, request: Any, reply: Any) -> Any:
     return await bus.call(subject, request, reply, timeout_s=10.0)
 
 
-async def _open(env: BatchEnv, account_id: str, batch_id: str, *items: api.BatchItemAsk) -> Any:
+async def _open(
+    env: BatchEnv,
+    account_id: str,
+    batch_id: str,
+    *items: api.BatchItemAsk,
+    final: bool = True,
+    total: int | None = None,
+) -> Any:
     command = api.BatchOpenCommand(
         batch_id=batch_id,
         account_id=account_id,
@@ -41,6 +48,8 @@ async def _open(env: BatchEnv, account_id: str, batch_id: str, *items: api.Batch
         plan="basic",
         started_at=datetime.now(UTC),
         items=list(items),
+        final=final,
+        total_items=len(items) if total is None else total,
     )
     return await _call(env.bus, api.BATCH_OPEN_SUBJECT, command, api.BatchOpenReply)
 
@@ -92,6 +101,24 @@ async def test_the_hold_is_the_worst_case_at_the_batch_price_and_taken_once(
         batch_env.bus,
         api.BATCH_ABANDON_SUBJECT,
         api.BatchAbandonCommand(batch_id="msgbatch_hold"),
+        api.BatchSettleReply,
+    )
+    assert (await batch_env.account(customer.account_id)).open_holds == 0
+
+
+async def test_a_batch_staged_in_chunks_is_held_for_all_its_requests(batch_env: BatchEnv) -> None:
+    customer = await batch_env.customer("1.00")
+    staged = await _open(batch_env, customer.account_id, "msgbatch_big", _item("a"), final=False)
+    assert staged.decision == "staged"
+    assert (await batch_env.account(customer.account_id)).open_holds == 0  # nothing held yet
+    opened = await _open(batch_env, customer.account_id, "msgbatch_big", _item("b"), total=2)
+    assert (opened.decision, opened.hold_amount) == ("admit", 2 * (10 * 150 + 100 * 750))
+    with pytest.raises(ErrorReply):  # a count that disagrees with what was staged
+        await _open(batch_env, customer.account_id, "msgbatch_odd", _item("a"), total=3)
+    await _call(
+        batch_env.bus,
+        api.BATCH_ABANDON_SUBJECT,
+        api.BatchAbandonCommand(batch_id="msgbatch_big"),
         api.BatchSettleReply,
     )
     assert (await batch_env.account(customer.account_id)).open_holds == 0

@@ -228,6 +228,30 @@ async def _billed(database_url: str, batch_id: str, count: int) -> list[tuple[An
     return records if len(records) == count else None
 
 
+async def test_a_batch_larger_than_one_message_is_held_and_billed_whole(
+    batch_env: BatchEnv, migrated: str
+) -> None:
+    """Requests go to billing in chunks (here of 2): five are staged in three messages and their
+    results settled in three."""
+    edge = batch_env.start_edge(edge_batch_chunk=2)
+    customer = await batch_env.customer("10.00")
+    client = batch_env.sdk(edge, customer.key)
+    before = await batch_env.account(customer.account_id)
+    created = await client.messages.batches.create(requests=_requests(5, max_tokens=4))
+    held = await batch_env.account(customer.account_id)
+    assert held.open_holds >= 5 * 4 * HAIKU_BATCH_OUTPUT_NANO
+    await _ended(client, created.id)
+    expected = 0
+    async for line in await client.messages.batches.results(created.id):
+        usage = line.result.message.usage  # type: ignore[union-attr]
+        expected += (
+            usage.input_tokens * HAIKU_BATCH_INPUT_NANO
+            + usage.output_tokens * HAIKU_BATCH_OUTPUT_NANO
+        )
+    await _until(lambda: _settled(batch_env, customer.account_id, before.balance - expected))
+    assert len(await _records(migrated, created.id)) == 5
+
+
 async def test_a_malformed_batch_is_refused_naming_the_request(batch_env: BatchEnv) -> None:
     edge = batch_env.start_edge()
     customer = await batch_env.customer("5.00")

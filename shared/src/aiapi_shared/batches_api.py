@@ -39,7 +39,7 @@ BATCH_SUBJECTS: tuple[str, ...] = (
     BATCH_DELETE_SUBJECT,
 )
 
-BatchState = Literal["opening", "in_progress", "ended", "failed"]
+BatchState = Literal["staging", "opening", "in_progress", "ended", "failed"]
 ItemOutcome = Literal["succeeded", "errored", "canceled", "expired"]
 
 
@@ -55,7 +55,11 @@ class BatchItemAsk(Record):
 
 
 class BatchOpenCommand(Record):
-    """Hold the worst case of every request at the batch price, before the upstream sees it."""
+    """Hold the worst case of every request at the batch price, before the upstream sees it.
+
+    A batch's requests come in chunks (a NATS message stays small whatever the batch's size):
+    each chunk but the last is staged (``final`` false; answered ``staged``); the last one says
+    how many requests the batch has in all and takes the hold for all of them, or refuses."""
 
     batch_id: str = Field(min_length=1, max_length=64)
     account_id: str
@@ -63,10 +67,12 @@ class BatchOpenCommand(Record):
     plan: Literal["basic", "pro"]
     started_at: AwareDatetime = Field(description="the batch is priced at the prices of then")
     items: list[BatchItemAsk] = Field(min_length=1)
+    final: bool = True
+    total_items: int = Field(default=0, ge=0, description="with the final chunk: the count")
 
 
 class BatchOpenReply(Record):
-    decision: Literal["admit", "insufficient_balance", "account_inactive", "unpriced"]
+    decision: Literal["admit", "staged", "insufficient_balance", "account_inactive", "unpriced"]
     hold_amount: Money = 0
     available: Money | None = None
     message: str = ""

@@ -47,62 +47,90 @@ class BatchCommands:
         self._opening_timeout_s = opening_timeout_s
 
     async def open(self, cmd: api.BatchOpenCommand) -> api.BatchOpenReply:
-        """Hold the batch's worst case at the batch price, if the available balance covers it."""
+        """Stage a chunk of the batch's requests; with the final one, hold the worst case of
+        them all at the batch price if the available balance covers it."""
         async with self._pool.connection(timeout=5.0) as conn, conn.transaction():
             account = await accounts.lock_account(conn, cmd.account_id)
             if account.status != "active":
                 return api.BatchOpenReply(
                     decision="account_inactive", message="the account is suspended"
                 )
-            amount = await self._worst_case(conn, cmd)
-            if amount is None:
-                return api.BatchOpenReply(
-                    decision="unpriced", message="the batch price is not in the catalogue"
-                )
-            available = account.totals.balance - account.totals.holds
-            if available < amount:
-                return api.BatchOpenReply(
-                    decision="insufficient_balance",
-                    available=available,
-                    message="the balance cannot cover this batch",
-                )
-            fresh = await batches.insert(
+            await batches.stage(
                 conn,
                 batch_id=cmd.batch_id,
                 account_id=cmd.account_id,
                 key_id=cmd.key_id,
                 plan=cmd.plan,
                 items=cmd.items,
-                hold_amount=amount,
                 started_at=cmd.started_at,
             )
-            if fresh:  # a retried open finds its batch and its hold already there
-                await holds.open_hold(
-                    conn,
-                    request_id=cmd.batch_id,
-                    account_id=cmd.account_id,
-                    model=cmd.items[0].model,
-                    plan=cmd.plan,
-                    started_at=cmd.started_at,
-                    amount=amount,
-                    ttl=self._hold_ttl,
+            if not cmd.final:
+                return api.BatchOpenReply(decision="staged")
+            locked = await batches.lock(conn, cmd.batch_id)
+            if locked is None or locked[0].account_id != cmd.account_id:
+                raise NotFound(f"no batch {cmd.batch_id}")
+            record, stored = locked
+            available = account.totals.balance - account.totals.holds
+            if record.state != "staging":  # a retried final chunk: the hold is there already
+                return api.BatchOpenReply(
+                    decision="admit", hold_amount=record.hold_amount, available=available
                 )
-                await accounts.hold_more(conn, cmd.account_id, amount)
+            items = batches.stored_items(stored)
+            if len(items) != cmd.total_items:
+                raise BillingError(f"{len(items)} requests staged, {cmd.total_items} announced")
+            refusal, amount = await self._hold_for(conn, record, items, available)
+            if refusal is not None:
+                await batches.discard(conn, cmd.batch_id)
+                return refusal
+            await holds.open_hold(
+                conn,
+                request_id=cmd.batch_id,
+                account_id=cmd.account_id,
+                model=items[0].model,
+                plan=cmd.plan,
+                started_at=cmd.started_at,
+                amount=amount,
+                ttl=self._hold_ttl,
+            )
+            await accounts.hold_more(conn, cmd.account_id, amount)
+            await batches.hold_taken(conn, cmd.batch_id, amount)
         self._after_commit(cmd.account_id)
         return api.BatchOpenReply(
             decision="admit", hold_amount=amount, available=available - amount
         )
 
-    async def _worst_case(self, conn: Conn, cmd: api.BatchOpenCommand) -> int | None:
+    async def _hold_for(
+        self,
+        conn: Conn,
+        record: api.BatchRecord,
+        items: list[api.BatchItemAsk],
+        available: int,
+    ) -> tuple[api.BatchOpenReply | None, int]:
+        """The batch's worst case, or the refusal when it has no price or is not covered."""
+        amount = await self._worst_case(conn, record, items)
+        if amount is None:
+            message = "the batch price is not in the catalogue"
+            return api.BatchOpenReply(decision="unpriced", message=message), 0
+        if available < amount:
+            return api.BatchOpenReply(
+                decision="insufficient_balance",
+                available=available,
+                message="the balance cannot cover this batch",
+            ), 0
+        return None, amount
+
+    async def _worst_case(
+        self, conn: Conn, record: api.BatchRecord, items: list[api.BatchItemAsk]
+    ) -> int | None:
         book = PriceBook()
         table, windows = await prices.prices_and_windows(
-            conn, sorted({item.model for item in cmd.items})
+            conn, sorted({item.model for item in items})
         )
         book.load(table)
-        discount = self._catalogue.plan(cmd.plan).discount_bps
+        discount = self._catalogue.plan(record.plan).discount_bps
         total = 0
-        for item in cmd.items:
-            price = book.price_at(item.model, cmd.started_at)
+        for item in items:
+            price = book.price_at(item.model, record.started_at)
             if price is None:
                 return None
             try:
@@ -111,7 +139,7 @@ class BatchCommands:
                     price,
                     catalogue=self._catalogue,
                     discount_bps=discount,
-                    moment=cmd.started_at,
+                    moment=record.started_at,
                     context_window=windows.get(item.model, 0),
                 )
             except UnpricedMeter:
@@ -129,7 +157,7 @@ class BatchCommands:
     async def abandon(self, cmd: api.BatchAbandonCommand) -> api.BatchSettleReply:
         """Release the hold of a batch the upstream never took; nothing is billed."""
         async with self._pool.connection(timeout=5.0) as conn, conn.transaction():
-            account_id = await self._release(conn, cmd.batch_id, {"opening"}, "failed")
+            account_id = await self._release(conn, cmd.batch_id, {"staging", "opening"}, "failed")
         if account_id is not None:
             self._after_commit(account_id)
         return api.BatchSettleReply(billed_items=0, cost=0, already_settled=account_id is None)

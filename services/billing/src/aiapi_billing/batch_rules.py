@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from aiapi_shared.batches_api import BatchItemAsk, BatchItemResult, BatchRecord
 from aiapi_shared.catalogue import Catalogue
@@ -55,7 +56,7 @@ def item_hold(
 
 def item_events(
     batch: BatchRecord,
-    models: Mapping[str, Sequence[str]],
+    models: Mapping[str, Sequence[Any]],
     results: Sequence[BatchItemResult],
     finished_at: datetime,
 ) -> list[UsageRecorded]:
@@ -69,7 +70,7 @@ def item_events(
         pair = models.get(result.custom_id)
         if pair is None:
             continue
-        requested, sold = pair[0], pair[1]
+        requested, sold = str(pair[0]), str(pair[1])
         request_id = item_request_id(batch.batch_id, result.custom_id)
         events.append(
             UsageRecorded(

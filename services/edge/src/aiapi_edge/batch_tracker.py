@@ -28,8 +28,6 @@ from aiapi_edge.upstream import Upstream, UpstreamAnswer
 
 log = logging.getLogger("aiapi.edge.batches")
 
-SETTLE_CHUNK = 1000  # results per settle message: well under NATS's message size limit
-
 
 class UpstreamAnswered(Exception):
     """The upstream refused a batch call; its status and body go back to the customer."""
@@ -65,7 +63,9 @@ class BatchTracker:
         tick_s: float,
         poll_s: float,
         lease_s: float,
+        chunk: int = 1000,
     ) -> None:
+        self.chunk = chunk  # results per settle message (requests per open message: the route)
         self._billing = billing
         self._upstream = upstream
         self._edge_id = edge_id
@@ -126,7 +126,7 @@ class BatchTracker:
             while data := await answer.read_chunk():
                 *lines, pending = (pending + data).split(b"\n")
                 chunk.extend(r for r in map(read_result, lines) if r is not None)
-                if len(chunk) >= SETTLE_CHUNK:
+                if len(chunk) >= self.chunk:
                     await self._settle(record, snapshot, chunk, final=False)
                     chunk = []
         finally:

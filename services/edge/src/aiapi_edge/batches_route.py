@@ -95,18 +95,7 @@ class BatchesRoute:
             moment=moment,
         )
         batch_id = new_batch_id()
-        reply = await self._billing.open(
-            api.BatchOpenCommand(
-                batch_id=batch_id,
-                account_id=caller.account_id,
-                key_id=caller.key_id,
-                plan=caller.plan,
-                started_at=moment,
-                items=plan.items,
-            )
-        )
-        if reply.decision != "admit":
-            raise _refusal(reply)
+        await self._hold(batch_id, caller, moment, plan.items)
         try:
             answer = await self._upstream.send(PATH, plan.payload, scope["headers"])
         except GatewayError:
@@ -132,6 +121,33 @@ class BatchesRoute:
             )
         )
         await self._json(send, request_id, public_batch(snapshot, batch_id, base_url(scope)))
+
+    async def _hold(
+        self,
+        batch_id: str,
+        caller: KeyRecord,
+        moment: datetime,
+        items: list[api.BatchItemAsk],
+    ) -> None:
+        """Stage the requests with billing in chunks, then take the hold (or raise the refusal)."""
+        size = self._tracker.chunk
+        chunks = [items[at : at + size] for at in range(0, len(items), size)]
+        for index, chunk in enumerate(chunks):
+            final = index == len(chunks) - 1
+            reply = await self._billing.open(
+                api.BatchOpenCommand(
+                    batch_id=batch_id,
+                    account_id=caller.account_id,
+                    key_id=caller.key_id,
+                    plan=caller.plan,
+                    started_at=moment,
+                    items=chunk,
+                    final=final,
+                    total_items=len(items),
+                )
+            )
+            if reply.decision not in ("admit", "staged"):
+                raise _refusal(reply)
 
     async def _bind(self, command: api.BatchBindCommand) -> None:
         """Record the upstream's id; retried a few times, because a batch the upstream runs but

@@ -172,6 +172,7 @@ class EdgeService:
             tick_s=s.edge_batch_tick_s,
             poll_s=s.edge_batch_poll_s,
             lease_s=s.edge_batch_lease_s,
+            chunk=s.edge_batch_chunk,
         )
         self.batches = BatchesRoute(gateway, self.upstream, batch_billing, tracker)
         bus = self._bus

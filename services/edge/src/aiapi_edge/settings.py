@@ -115,6 +115,9 @@ class EdgeSettings(BaseServiceSettings):
     edge_batch_tick_s: float = Field(default=5.0, gt=0)
     edge_batch_poll_s: float = Field(default=60.0, ge=0)
     edge_batch_lease_s: float = Field(default=120.0, gt=0)
+    # Requests (or results) per message to billing: a batch's are sent in chunks, well under
+    # NATS's 1 MB payload whatever the batch's size.
+    edge_batch_chunk: int = Field(default=1000, ge=1, le=2000)
 
     @property
     def spool_dir(self) -> Path:

@@ -35,7 +35,32 @@ def _record(row: Sequence[Any]) -> BatchRecord:
     return BatchRecord.model_validate(dict(zip(_NAMES, row, strict=True)))
 
 
-async def insert(
+def _item_row(item: BatchItemAsk) -> list[Any]:
+    return [
+        item.requested_model,
+        item.model,
+        item.estimated_input_tokens,
+        item.max_tokens,
+        item.server_tools_nano,
+    ]
+
+
+def stored_items(items: dict[str, list[Any]]) -> list[BatchItemAsk]:
+    """The batch's requests as staged (``items`` from :func:`lock`)."""
+    return [
+        BatchItemAsk(
+            custom_id=custom_id,
+            requested_model=row[0],
+            model=row[1],
+            estimated_input_tokens=row[2],
+            max_tokens=row[3],
+            server_tools_nano=row[4],
+        )
+        for custom_id, row in items.items()
+    ]
+
+
+async def stage(
     conn: Conn,
     *,
     batch_id: str,
@@ -43,21 +68,36 @@ async def insert(
     key_id: str,
     plan: str,
     items: Sequence[BatchItemAsk],
-    hold_amount: int,
     started_at: datetime,
-) -> bool:
-    """A new batch in state ``opening``; False when the id exists (a retried open)."""
-    models = {item.custom_id: [item.requested_model, item.model] for item in items}
-    cur = await conn.execute(
-        "INSERT INTO batches (batch_id, account_id, key_id, plan, items, hold_amount, started_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (batch_id) DO NOTHING RETURNING 1",
-        (batch_id, account_id, key_id, plan, Jsonb(models), hold_amount, started_at),
+) -> None:
+    """Add requests to a batch being staged (created on the first chunk); a chunk sent again
+    replaces its own entries (keyed by custom_id). Nothing changes once it left ``staging``."""
+    chunk = {item.custom_id: _item_row(item) for item in items}
+    await conn.execute(
+        "INSERT INTO batches (batch_id, account_id, key_id, plan, items, started_at, state)"
+        " VALUES (%s, %s, %s, %s, %s, %s, 'staging') ON CONFLICT (batch_id) DO UPDATE"
+        " SET items = batches.items || EXCLUDED.items"
+        " WHERE batches.state = 'staging' AND batches.account_id = EXCLUDED.account_id",
+        (batch_id, account_id, key_id, plan, Jsonb(chunk), started_at),
     )
-    return await cur.fetchone() is not None
 
 
-async def lock(conn: Conn, batch_id: str) -> tuple[BatchRecord, dict[str, list[str]]] | None:
-    """The batch and its items' ``[requested, sold]`` models, locked until commit."""
+async def hold_taken(conn: Conn, batch_id: str, amount: int) -> None:
+    """The hold is taken: ``staging`` becomes ``opening``."""
+    await conn.execute(
+        "UPDATE batches SET state = 'opening', hold_amount = %s WHERE batch_id = %s",
+        (amount, batch_id),
+    )
+
+
+async def discard(conn: Conn, batch_id: str) -> None:
+    """A batch refused at its hold leaves nothing behind."""
+    await conn.execute("DELETE FROM batches WHERE batch_id = %s AND state = 'staging'", (batch_id,))
+
+
+async def lock(conn: Conn, batch_id: str) -> tuple[BatchRecord, dict[str, list[Any]]] | None:
+    """The batch and its items (per custom_id: ``[requested model, sold model, estimated input,
+    max_tokens, server tools' worst case]``), locked until commit."""
     cur = await conn.execute(
         _SELECT_WITH_ITEMS + " WHERE batch_id = %s FOR UPDATE",
         (batch_id,),
@@ -143,9 +183,10 @@ async def page(
 
 
 async def stale_openings(conn: Conn, older_than_s: float, limit: int) -> list[str]:
-    """Batches never bound to an upstream id (the edge stopped between hold and upstream)."""
+    """Batches never bound to an upstream id (the edge stopped while staging, or between the
+    hold and the upstream's answer)."""
     cur = await conn.execute(
-        "SELECT batch_id FROM batches WHERE state = 'opening'"
+        "SELECT batch_id FROM batches WHERE state IN ('staging', 'opening')"
         " AND created_at < now() - make_interval(secs => %s) LIMIT %s",
         (older_than_s, limit),
     )
