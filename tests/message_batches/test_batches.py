@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 from aiapi_billing.service import SCHEMA
+from aiapi_shared.money import parse_usd
 from anthropic.types.messages import MessageBatch
 
 from tests.message_batches.conftest import BatchEnv
@@ -116,6 +117,16 @@ async def test_a_batch_of_three_is_billed_once_at_the_batch_price(
     assert sum(r[6] for r in records) == expected == sum(r[7] for r in records)
     for _, _, _, _, tokens_in, tokens_out, cost, _ in records:
         assert cost == tokens_in * HAIKU_BATCH_INPUT_NANO + tokens_out * HAIKU_BATCH_OUTPUT_NANO
+    # Each request's priced record, as for any request (the id: batch id and custom_id).
+    async with httpx.AsyncClient(base_url=edge.base_url) as http:
+        record = await http.get(
+            f"/v1/usage/requests/{created.id}:q0", headers={"x-api-key": customer.key}
+        )
+    assert record.status_code == 200, record.text
+    assert record.json()["route"] == "batch"
+    assert parse_usd(record.json()["cost_usd"]) == next(
+        r[6] for r in records if r[0].endswith(":q0")
+    )
 
     # Listed (newest first, paged like the upstream), retrieved again: still billed once.
     second = await client.messages.batches.create(requests=_requests(1))
