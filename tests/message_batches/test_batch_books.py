@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
+from aiapi_billing.service import SCHEMA
 from aiapi_shared import batches_api as api
 from aiapi_shared.bus import Bus, ErrorReply
 from aiapi_shared.events.usage_v1 import Usage
@@ -65,6 +67,11 @@ async def _bind(env: BatchEnv, batch_id: str, upstream_key: str = "fp-a") -> api
     return record
 
 
+async def _abandon(env: BatchEnv, batch_id: str) -> None:
+    command = api.BatchAbandonCommand(batch_id=batch_id)
+    await _call(env.bus, api.BATCH_ABANDON_SUBJECT, command, api.BatchSettleReply)
+
+
 def _succeeded(custom_id: str, tokens_in: int = 10, tokens_out: int = 20) -> api.BatchItemResult:
     return api.BatchItemResult(
         custom_id=custom_id,
@@ -97,12 +104,7 @@ async def test_the_hold_is_the_worst_case_at_the_batch_price_and_taken_once(
     assert again.decision == "admit"
     account = await batch_env.account(customer.account_id)
     assert account.open_holds == opened.hold_amount  # a retried open holds nothing more
-    await _call(
-        batch_env.bus,
-        api.BATCH_ABANDON_SUBJECT,
-        api.BatchAbandonCommand(batch_id="msgbatch_hold"),
-        api.BatchSettleReply,
-    )
+    await _abandon(batch_env, "msgbatch_hold")
     assert (await batch_env.account(customer.account_id)).open_holds == 0
 
 
@@ -115,12 +117,7 @@ async def test_a_batch_staged_in_chunks_is_held_for_all_its_requests(batch_env: 
     assert (opened.decision, opened.hold_amount) == ("admit", 2 * (10 * 150 + 100 * 750))
     with pytest.raises(ErrorReply):  # a count that disagrees with what was staged
         await _open(batch_env, customer.account_id, "msgbatch_odd", _item("a"), total=3)
-    await _call(
-        batch_env.bus,
-        api.BATCH_ABANDON_SUBJECT,
-        api.BatchAbandonCommand(batch_id="msgbatch_big"),
-        api.BatchSettleReply,
-    )
+    await _abandon(batch_env, "msgbatch_big")
     assert (await batch_env.account(customer.account_id)).open_holds == 0
 
 
@@ -201,3 +198,26 @@ async def test_another_account_finds_no_batch(batch_env: BatchEnv) -> None:
     page = api.BatchListQuery(account_id=other.account_id)
     assert (await _call(batch_env.bus, api.BATCH_LIST_SUBJECT, page, api.BatchListReply)).data == []
     await _settle(batch_env, "msgbatch_mine", [])
+
+
+async def test_a_batch_its_edge_never_bound_is_abandoned_and_its_hold_released(
+    batch_env: BatchEnv, migrated: str
+) -> None:
+    """The edge stopped between the hold and the upstream's answer: the next claim, once the
+    opening timeout has passed, releases the hold."""
+    customer = await batch_env.customer("1.00")
+    await _open(batch_env, customer.account_id, "msgbatch_orphan", _item("a"))
+    assert (await batch_env.account(customer.account_id)).open_holds > 0
+    async with await psycopg.AsyncConnection.connect(
+        migrated, autocommit=True, options=f"-c search_path={SCHEMA},public"
+    ) as conn:
+        await conn.execute(
+            "UPDATE batches SET created_at = now() - interval '1 hour'"
+            " WHERE batch_id = 'msgbatch_orphan'"
+        )
+    claim = api.BatchClaimCommand(edge_id="edge-a", upstream_keys=["fp-a"])
+    await _call(batch_env.bus, api.BATCH_CLAIM_SUBJECT, claim, api.BatchListReply)
+    assert (await batch_env.account(customer.account_id)).open_holds == 0
+    query = api.BatchQuery(account_id=customer.account_id, batch_id="msgbatch_orphan")
+    with pytest.raises(ErrorReply):
+        await _call(batch_env.bus, api.BATCH_GET_SUBJECT, query, api.BatchRecord)
