@@ -186,7 +186,7 @@ class BatchCommands:
             raise NotFound(f"message_batch: {q.batch_id} not found")
         return record
 
-    async def list(self, q: api.BatchListQuery) -> api.BatchListReply:
+    async def page(self, q: api.BatchListQuery) -> api.BatchListReply:
         async with self._pool.connection(timeout=2.0) as conn:
             data, more = await batches.page(conn, q.account_id, q.limit, q.before_id, q.after_id)
         return api.BatchListReply(data=data, has_more=more)
@@ -262,7 +262,7 @@ def batch_routes(commands: BatchCommands) -> list[tuple[str, Handler]]:
         (api.BATCH_BIND_SUBJECT, _handler(api.BatchBindCommand, commands.bind)),
         (api.BATCH_ABANDON_SUBJECT, _handler(api.BatchAbandonCommand, commands.abandon)),
         (api.BATCH_GET_SUBJECT, _handler(api.BatchQuery, commands.get)),
-        (api.BATCH_LIST_SUBJECT, _handler(api.BatchListQuery, commands.list)),
+        (api.BATCH_LIST_SUBJECT, _handler(api.BatchListQuery, commands.page)),
         (api.BATCH_CLAIM_SUBJECT, _handler(api.BatchClaimCommand, commands.claim)),
         (api.BATCH_UPDATE_SUBJECT, _handler(api.BatchUpdateCommand, commands.update)),
         (api.BATCH_SETTLE_SUBJECT, _handler(api.BatchSettleCommand, commands.settle)),
