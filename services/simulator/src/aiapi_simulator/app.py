@@ -299,11 +299,12 @@ class Simulator:
 
     # The Message Batches API (:mod:`.batches`).
 
-    def _batch_answer(self, params: dict[str, Any], custom_id: str) -> dict[str, Any]:
-        """One batch request's result, as the Messages API would have answered it (no prompt
-        cache, no faults), with the batch's service tier in its usage."""
+    def _batch_answer(self, params: dict[str, Any], betas: frozenset[str]) -> dict[str, Any]:
+        """One batch request's result, as the Messages API would have answered it with the
+        batch's ``anthropic-beta`` values (no prompt cache, no faults), with the batch's service
+        tier in its usage."""
         try:
-            body = validate_messages(params, needs_max_tokens=True)
+            body = validate_messages(params, needs_max_tokens=True, betas=betas)
             if self.config.strict_models and body["model"] not in self._models:
                 raise ApiError(404, "not_found_error", f"model: {body['model']}")
             directives = parse_directives(prompt_text(body))
@@ -329,8 +330,12 @@ class Simulator:
 
     async def _create_batch(self, request: Request) -> None:
         owner = self._authenticate(request)
+        betas = _betas(request)
         batch = self.batches.create(
-            owner, self._json(request), self.ids.next("msgbatch"), self._batch_answer
+            owner,
+            self._json(request),
+            self.ids.next("msgbatch"),
+            lambda params: self._batch_answer(params, betas),
         )
         await self._ok(request, batch.to_json(self.batches.now(), self._results_base(request)))
 

@@ -26,8 +26,8 @@ EXPIRY = timedelta(hours=24)
 MAX_REQUESTS = 100_000
 _CUSTOM_ID_MAX = 64
 
-# What a request's answer is: its whole result object ({"type": "succeeded", "message": …}).
-Answer = Callable[[dict[str, Any], str], dict[str, Any]]
+# A request's params → its whole result object ({"type": "succeeded", "message": …}).
+Answer = Callable[[Any], dict[str, Any]]
 
 
 def _rfc3339(moment: float) -> str:
@@ -156,7 +156,7 @@ class BatchBook:
             for index, (custom_id, params) in enumerate(pairs)
         ]
         for item in items:
-            item.result = answer(item.params, item.custom_id)
+            item.result = answer(item.params)
         self._seq += 1
         batch = Batch(batch_id, owner, now, items, self._seq, end_at=now + self.processing_s)
         self._batches[batch_id] = batch
