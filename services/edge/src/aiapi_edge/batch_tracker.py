@@ -20,10 +20,12 @@ from typing import Any
 
 import orjson
 from aiapi_shared import batches_api as api
+from pydantic import ValidationError
 
 from aiapi_edge.batch_billing import BatchBilling
 from aiapi_edge.batch_form import read_result
 from aiapi_edge.errors import GatewayError, upstream_failed
+from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.upstream import Upstream, UpstreamAnswer
 
 log = logging.getLogger("aiapi.edge.batches")
@@ -39,6 +41,10 @@ class UpstreamAnswered(Exception):
         self.headers = headers
 
 
+# What a look at one batch may fail with; the batch is looked at again later, nothing is lost.
+LOOK_FAILURES = (GatewayError, UpstreamAnswered, HttpClientError, ValidationError)
+
+
 async def read_object(answer: UpstreamAnswer) -> dict[str, Any]:
     """The answer's JSON object, or :class:`UpstreamAnswered` when it is not a success."""
     try:
@@ -47,7 +53,10 @@ async def read_object(answer: UpstreamAnswer) -> dict[str, Any]:
         answer.close()
     if answer.status != 200:
         raise UpstreamAnswered(answer.status, data, answer.headers)
-    parsed = orjson.loads(data)
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
     if not isinstance(parsed, dict):
         raise upstream_failed("The upstream sent an unreadable batch.")
     return parsed
@@ -97,7 +106,7 @@ class BatchTracker:
         snapshot = await read_object(await self.call(record, "GET", headers=headers))
         try:
             await self.observe(record, snapshot)
-        except (GatewayError, UpstreamAnswered) as exc:
+        except LOOK_FAILURES as exc:
             log.warning(
                 "batch not settled yet", extra={"batch_id": record.batch_id, "detail": str(exc)}
             )
@@ -166,7 +175,7 @@ class BatchTracker:
         for record in claimed.data:
             try:
                 await self.look(record)
-            except (GatewayError, UpstreamAnswered, ValueError) as exc:
+            except LOOK_FAILURES as exc:
                 # The lease runs out and the batch is looked at again; nothing is lost.
                 log.warning(
                     "batch look failed", extra={"batch_id": record.batch_id, "detail": str(exc)}

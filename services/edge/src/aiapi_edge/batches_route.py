@@ -28,9 +28,15 @@ from aiapi_edge.asgi import Headers, Scope, Send, header, send_whole
 from aiapi_edge.batch_billing import BatchBilling
 from aiapi_edge.batch_form import plan_batch, public_batch
 from aiapi_edge.batch_tracker import BatchTracker, UpstreamAnswered, read_object
-from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
+from aiapi_edge.errors import (
+    GatewayError,
+    authentication_failed,
+    invalid_request,
+    upstream_failed,
+)
 from aiapi_edge.gateway import Gateway
 from aiapi_edge.headers import client_response_headers
+from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.upstream import Upstream
 
 PREFIX = "/api/proxy"
@@ -61,6 +67,16 @@ def _refusal(reply: api.BatchOpenReply) -> GatewayError:
     if reply.decision == "account_inactive":
         return authentication_failed("This account is suspended.")
     return invalid_request(reply.message or "This batch cannot be priced.")
+
+
+def _batch_object(data: bytes) -> dict[str, Any] | None:
+    """The upstream's new batch, or None for an answer that is not one (no id)."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    ok = isinstance(parsed, dict) and isinstance(parsed.get("id"), str)
+    return parsed if ok else None
 
 
 class BatchesRoute:
@@ -103,6 +119,9 @@ class BatchesRoute:
             raise
         try:
             data = await answer.read()
+        except HttpClientError as exc:
+            await self._billing.abandon(batch_id, "the upstream's answer was cut")
+            raise upstream_failed() from exc
         finally:
             answer.close()
         if answer.status != 200:
@@ -111,7 +130,10 @@ class BatchesRoute:
                 send, request_id, UpstreamAnswered(answer.status, data, answer.headers)
             )
             return
-        snapshot = orjson.loads(data)
+        snapshot = _batch_object(data)
+        if snapshot is None:
+            await self._billing.abandon(batch_id, "the upstream's answer was not a batch")
+            raise upstream_failed("The upstream answered oddly.")
         await self._bind(
             api.BatchBindCommand(
                 batch_id=batch_id,
