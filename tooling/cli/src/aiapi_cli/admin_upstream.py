@@ -22,7 +22,10 @@ def add_parser(groups: Any) -> None:
     upstream = groups.add_parser(GROUP, help="the upstream pool: add, change, disable, test keys")
     actions = upstream.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every key (hint only), health per edge, errors, spend")
-    add = actions.add_parser("add", help="add a key (read from --key-file or standard input)")
+    # No abbreviations: ``--key`` must not pass for ``--key-file`` (a key on the command line).
+    add = actions.add_parser(
+        "add", help="add a key (read from --key-file or standard input)", allow_abbrev=False
+    )
     add.add_argument("--key-file", help="a file holding the key (else: standard input)")
     _options(add)
     add.add_argument("--disabled", action="store_true", help="add it without traffic")
@@ -55,8 +58,11 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 
 def read_key(key_file: str | None, stdin: TextIO | None = None) -> str:
     if key_file:
-        with open(key_file, encoding="utf-8") as handle:
-            key = handle.read().strip()
+        try:
+            with open(key_file, encoding="utf-8") as handle:
+                key = handle.read().strip()
+        except OSError as exc:
+            raise KeyInputError(f"aiapi admin: cannot read {key_file}: {exc.strerror}") from None
     else:
         source = stdin or sys.stdin
         if source.isatty():
