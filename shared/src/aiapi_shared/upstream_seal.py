@@ -74,3 +74,13 @@ def _raw(text: str) -> bytes:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def main() -> None:
+    private, public = generate_keypair()
+    print(f"AIAPI_UPSTREAM_SEAL_PRIVATE_KEY={private}")
+    print(f"AIAPI_UPSTREAM_SEAL_PUBLIC_KEY={public}")
+
+
+if __name__ == "__main__":
+    main()
