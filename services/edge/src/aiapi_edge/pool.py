@@ -13,8 +13,9 @@ Health is kept per key, by error class (which answer is which class: :mod:`.verd
   taken out and an alert raised; it is probed again after ``disabled_recheck_s`` in case the
   operator fixed it.
 
-Keys are used by smooth weighted round-robin among the healthy ones (a key of weight 3 serves
-three requests where one of weight 1 serves one); a request that names its conversation takes
+Keys take turns in a weighted order (smooth weighted round-robin, nginx's: a key of weight 3
+has three turns where one of weight 1 has one, spread out), a request taking the next turn whose
+key is able to serve it; with equal weights that is plain round-robin. A request that names its conversation takes
 the first able key in that conversation's weighted ranking instead (:mod:`.affinity`), so it keeps
 its organisation's prompt cache while that key is healthy. A key with a model list serves only
 those models.
@@ -27,6 +28,7 @@ when that key left meanwhile, to nobody. A key that stays keeps its health and c
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -75,7 +77,6 @@ class _KeyState:
     open_s: float = 0.0
     probing: bool = False
     disabled_until: float = 0.0
-    current: int = 0  # smooth weighted round-robin's running credit
     counters: KeyCounters = field(default_factory=KeyCounters)
 
 
@@ -102,6 +103,8 @@ class UpstreamPool:
     ) -> None:
         self._states: dict[int, _KeyState] = {}
         self._slots = 0  # the next slot number; slots are never reused
+        self._turns: list[int] = []  # the weighted order of the slots, one entry per turn
+        self._next = 0
         self._affinity = affinity  # False: round-robin whatever the conversation
         self._clock = clock
         self._threshold = failure_threshold
@@ -135,6 +138,8 @@ class UpstreamPool:
                 state.key = key
                 states[slot] = state
         self._states = states
+        self._turns = _weighted_turns({slot: state.key.weight for slot, state in states.items()})
+        self._next = 0
 
     def acquire(
         self,
@@ -149,37 +154,29 @@ class UpstreamPool:
         are chosen. With a ``conversation``, the first able key in its ranking
         (:func:`.affinity.ranking`)."""
         now = self._clock()
-        able = [
-            slot
-            for slot, state in self._states.items()
-            if slot not in tried and state.key.serves(model) and self._able(state, now, probe)
-        ]
-        if not able:
-            return None
+
+        def able(slot: int) -> bool:
+            state = self._states[slot]
+            return slot not in tried and state.key.serves(model) and self._able(state, now, probe)
+
+        chosen: int | None = None
         if conversation is not None and self._affinity:
-            order = ranking(conversation, [self._states[slot].key for slot in able])
-            chosen = able[order[0]]
+            candidates = [slot for slot in self._states if able(slot)]
+            if candidates:
+                order = ranking(conversation, [self._states[slot].key for slot in candidates])
+                chosen = candidates[order[0]]
         else:
-            chosen = self._weighted_next(able)
+            count = len(self._turns)
+            for step in range(count):
+                turn = (self._next + step) % count
+                if able(self._turns[turn]):
+                    chosen, self._next = self._turns[turn], (turn + 1) % count
+                    break
+        if chosen is None:
+            return None
         state = self._states[chosen]
         if state.disabled_until or state.open_until:
             state.probing = True  # the rest is over: this request probes whether the key is back
-        return chosen
-
-    def _weighted_next(self, able: list[int]) -> int:
-        """Smooth weighted round-robin (nginx's): each able key gains its weight, the richest is
-        chosen and pays the total back; equal weights take turns."""
-        total = 0
-        best: _KeyState | None = None
-        chosen = able[0]
-        for slot in able:
-            state = self._states[slot]
-            state.current += state.key.weight
-            total += state.key.weight
-            if best is None or state.current > best.current:
-                best, chosen = state, slot
-        assert best is not None
-        best.current -= total
         return chosen
 
     @staticmethod
@@ -272,3 +269,22 @@ class UpstreamPool:
         if state.rest_until > now:
             return "resting"
         return "healthy"
+
+
+def _weighted_turns(weights: dict[int, int]) -> list[int]:
+    """The slots in smooth weighted round-robin order over one cycle (as many turns as the
+    weights add up to): each round every slot gains its weight, the richest takes the turn and
+    pays the total back, so a heavy key's turns are spread out, not bunched. Weights are divided
+    by their greatest common divisor first (2 and 4 make a cycle of 3 turns, not 6)."""
+    divisor = math.gcd(*weights.values()) if weights else 1
+    weights = {slot: weight // divisor for slot, weight in weights.items()}
+    total = sum(weights.values())
+    credit = dict.fromkeys(weights, 0)
+    turns: list[int] = []
+    for _ in range(total):
+        for slot, weight in weights.items():
+            credit[slot] += weight
+        richest = max(credit, key=lambda slot: credit[slot])  # the first of equals: slot order
+        credit[richest] -= total
+        turns.append(richest)
+    return turns
