@@ -178,6 +178,8 @@ async def test_the_edges_own_keys_are_listed_from_their_reports_and_changed_by_r
         bus, "edge-a", _env_status("healthy", 7, {}).model_copy(update={"id": env_key_id})
     )
     await _eventually_listed(sealed, env_key_id)
+    twice = await sealed.admin.post(U, json={"key": ENV_SECRET}, headers=ADMIN)
+    assert twice.status_code == 409  # in the pool already, through the setting
     assert (await sealed.admin.delete(f"{U}/{env_key_id}", headers=ADMIN)).status_code == 204
     back = await sealed.admin.post(U, json={"key": ENV_SECRET}, headers=ADMIN)
     assert back.status_code == 201, back.text

@@ -129,10 +129,13 @@ class UpstreamPool:
         async with self._pool.connection() as conn, conn.transaction():
             if await repository.upstream_key_by_fingerprint(conn, digest) is not None:
                 raise Conflict("this upstream key is in the pool already")
-            env = await repository.get_upstream_key(conn, ENV_PREFIX + digest, for_update=True)
-            if env is not None or self.status.env_key(ENV_PREFIX + digest) is not None:
-                # A key of the edges' own setting: bring it back rather than store it twice.
-                stored = await self._put_env(conn, ENV_PREFIX + digest, env, change, True)
+            env_id = ENV_PREFIX + digest
+            env = await repository.get_upstream_key(conn, env_id, for_update=True)
+            if env is not None or self.status.env_key(env_id) is not None:
+                # A key of the edges' own setting: brought back if removed, never stored twice.
+                if env is None or not env.removed:
+                    raise Conflict("this upstream key is in the pool already")
+                stored = await self._put_env(conn, env_id, env, change, True)
             else:
                 stored = await repository.put_upstream_key(conn, self._new_row(change, digest))
         await self._publish(stored)
@@ -241,9 +244,15 @@ class UpstreamPool:
                 stored = None
         if stored is not None:
             await self._publish(stored)
-        else:
-            with contextlib.suppress(BusUnavailable, OSError):
-                await self._kv.delete(key_id)
+            return
+        try:
+            await self._kv.delete(key_id)
+        except Exception as exc:  # noqa: BLE001 (committed; the resync deletes the entry)
+            log.warning(
+                "upstream key record not deleted yet: %s",
+                type(exc).__name__,
+                extra={"key_id": key_id},
+            )
 
     async def test(self, key_id: str) -> UpstreamTestReply:
         await self.entry(key_id)  # 404 for a key nobody knows

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import orjson
-from aiapi_shared.bus import Bus
+from aiapi_shared.bus import Bus, KeyValue
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.edge_api import UpstreamTestQuery, UpstreamTestReply
 from aiapi_shared.events.base import utc_now
@@ -121,9 +121,10 @@ class UpstreamStatus:
         return build_report(self._edge_id, self._started_at, self._upstream.pool.views(), idle)
 
     async def run(self, stop: asyncio.Event) -> None:
+        kv: KeyValue | None = None
         while not stop.is_set():
             try:
-                kv = await self._bus.ensure_kv(UPSTREAM_STATUS_BUCKET)
+                kv = kv or await self._bus.ensure_kv(UPSTREAM_STATUS_BUCKET)
                 await kv.put(self._edge_id, self.report().model_dump_json().encode())
             except Exception as exc:  # noqa: BLE001 (a report is best effort; the next one follows)
                 log.warning("upstream status report not written: %s", type(exc).__name__)
