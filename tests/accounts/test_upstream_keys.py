@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from aiapi_accounts.upstream_view import pool_entries
 from aiapi_shared.bus import Bus, KeyNotFound, KeyValue
 from aiapi_shared.events.records_v1 import (
     UPSTREAM_KEYS_BUCKET,
@@ -208,3 +209,11 @@ async def test_the_test_action_needs_an_edge_and_the_bucket_is_repaired_from_the
     assert (await _record(kv, added["id"])).id == added["id"]
     with pytest.raises(KeyNotFound):
         await kv.get("uk_stale")
+
+
+def test_a_removed_operator_key_an_edge_still_reports_is_not_listed() -> None:
+    now = datetime.now(UTC)
+    gone = _env_status("healthy", 1, {}).model_copy(update={"id": "uk_gone", "source": "operator"})
+    report = UpstreamStatusReport(edge_id="e", reported_at=now, started_at=now,
+                                  keys=(gone, _env_status("healthy", 1, {})))  # fmt: skip
+    assert [entry.id for entry in pool_entries([], [report])] == [ENV_ID]

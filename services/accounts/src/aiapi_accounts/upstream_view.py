@@ -2,7 +2,7 @@
 added up into one entry per key.
 
 A key is listed when accounts stores it (an operator's key, or a change to one of the edges' own
-keys) or when an edge reports it (a key of ``AIAPI_UPSTREAM_API_KEYS`` nobody changed yet). Its
+keys) or when an edge reports one of its own keys (``AIAPI_UPSTREAM_API_KEYS``) nobody changed. Its
 health is each reporting edge's; requests, errors, tokens and cost at list price are summed over
 the edges (each counts from its own start); the recent errors are the newest few of all edges.
 No entry ever holds a key: only its hint.
@@ -118,7 +118,9 @@ def pool_entries(
     entries = [_entry(row, seen.get(row.id, [])) for row in stored if not row.removed]
     known = {row.id for row in stored}
     for key_id, statuses in seen.items():
-        if key_id not in known:
+        # An operator's key the table does not hold was removed: an edge may report it until
+        # its next report. Only the edges' own keys are listed from the reports alone.
+        if key_id not in known and statuses[0][1].source == "env":
             entries.append(_entry(None, statuses))
     return entries
 
