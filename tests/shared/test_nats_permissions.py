@@ -12,8 +12,8 @@ from aiapi_billing import consumers as billing_consumers
 from aiapi_shared import billing_api, payments_api
 from aiapi_shared.admission import ADMIT_SUBJECT
 from aiapi_shared.bus import STREAMS
-from aiapi_shared.events import ALL_EVENTS
 from aiapi_shared.edge_api import UPSTREAM_TEST_SUBJECT
+from aiapi_shared.events import ALL_EVENTS
 from aiapi_shared.events.records_v1 import (
     BALANCES_BUCKET,
     CATALOGUE_BUCKET,
