@@ -85,7 +85,7 @@ async def test_a_stream_on_a_removed_key_finishes_and_new_requests_leave_it(env:
     await _put(env)
     await wait_for(lambda: _async("uk_added" in _serving(env)))
     sim_post(env.sim_url, "/_sim/faults",
-             {"fault": "stall", "after": 1, "seconds": 1.5, "api_key": ADDED})  # fmt: skip
+             {"fault": "stall", "after": 1, "seconds": 3, "api_key": ADDED})  # fmt: skip
     headers = {"x-api-key": env.key, "anthropic-version": "2023-06-01"}
     async with httpx.AsyncClient(base_url=env.url, timeout=20) as http:
 
