@@ -15,10 +15,11 @@ Health is kept per key, by error class (which answer is which class: :mod:`.verd
 
 Keys take turns in a weighted order (smooth weighted round-robin, nginx's: a key of weight 3
 has three turns where one of weight 1 has one, spread out), a request taking the next turn whose
-key is able to serve it; with equal weights that is plain round-robin. A request that names its conversation takes
-the first able key in that conversation's weighted ranking instead (:mod:`.affinity`), so it keeps
-its organisation's prompt cache while that key is healthy. A key with a model list serves only
-those models.
+key is able to serve it; with equal weights that is plain round-robin. A request that names its
+conversation takes the first able key in that conversation's weighted ranking instead
+(:mod:`.affinity`), so it keeps its organisation's prompt cache while that key is healthy. A key
+with a model list serves only those models. (The recent errors carry the wall-clock time, for
+the operator; every rule runs on the injected clock.)
 
 The pool changes while it serves (:meth:`UpstreamPool.replace`, fed by the operator's records,
 :mod:`.upstream_keys`): each key has a *slot*, a number that stays its own for as long as it is in
