@@ -143,14 +143,14 @@ class UpstreamPool:
         self._next = 0
 
     def find(self, fingerprint: str) -> int | None:
-        """The index of the key with this :attr:`UpstreamKey.fingerprint`, if it is in the pool."""
-        for index, state in enumerate(self._states):
+        """The slot of the key with this :attr:`UpstreamKey.fingerprint`, if it is in the pool."""
+        for slot, state in self._states.items():
             if state.key.fingerprint == fingerprint:
-                return index
+                return slot
         return None
 
     def fingerprints(self) -> list[str]:
-        return [state.key.fingerprint for state in self._states]
+        return [state.key.fingerprint for state in self._states.values()]
 
     def acquire(
         self,
