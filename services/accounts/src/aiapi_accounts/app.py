@@ -119,7 +119,9 @@ def _merge_methods(routes: list[Route]) -> list[Route]:
         table = {m: r.endpoint for m, r in methods.items()}
 
         async def dispatch(request: Request, table: dict[str, Any] = table) -> Response:
-            response: Response = await table[request.method](request)
+            # Starlette serves HEAD wherever GET is; the GET handler answers it.
+            method = "GET" if request.method == "HEAD" else request.method
+            response: Response = await table[method](request)
             return response
 
         merged.append(Route(path, dispatch, methods=list(table)))

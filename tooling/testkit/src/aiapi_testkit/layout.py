@@ -86,7 +86,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "sweep",
         "tickers",
     ),
-    "accounts": ("clientaddr", "domain", "schemas"),
+    "accounts": ("clientaddr", "domain", "operators.audit", "operators.domain", "schemas"),
     "simulator": ("faults",),
 }
 
