@@ -142,3 +142,24 @@ async def test_the_log_refuses_update_delete_and_truncate(
             await conn.execute(statement.encode())
         cur = await conn.execute(b"SELECT count(*), max(reason) FROM accounts.audit_log")
         assert await cur.fetchone() == (1, None)
+
+
+async def test_hostile_writes_are_refused_and_still_recorded(running: Running) -> None:
+    hostile = [
+        ("/admin/v1/accounts", b'{"email": "a\\u0000@example.com"}'),
+        ("/admin/v1/accounts", b"[" * 20_000 + b"]" * 20_000),
+        ("/admin/v1/accounts/acc_%00x/keys", b'{"name": "k"}'),
+        ("/admin/v1/accounts", b"x" * 70_000),
+    ]
+    statuses = []
+    for path, body in hostile:
+        answer = await running.admin.post(
+            path, content=body, headers={**ADMIN, "content-type": "application/json"}
+        )
+        assert answer.status_code < 500, (path, answer.text[:200])
+        assert answer.json()["error"]["type"]
+        statuses.append(answer.status_code)
+    entries = await audit(running.admin)
+    assert [e["status"] for e in reversed(entries)] == statuses
+    assert statuses[-1] == 413
+    assert entries[1]["target"] == {"id": "acc_\ufffdx"}

@@ -68,3 +68,10 @@ def test_the_account_acted_on_and_the_cursor() -> None:
     assert audit.decode_cursor(audit.encode_cursor(42)) == 42
     assert audit.decode_cursor("nope") is None
     assert audit.decode_cursor(audit.encode_cursor(42)[:-2]) is None
+
+
+def test_nul_characters_and_deep_nesting_cannot_break_the_entry() -> None:
+    assert audit.summary(b'{"na\\u0000me": "a\\u0000b"}', JSON) == {"na\ufffdme": "a\ufffdb"}
+    deep = b"[" * 5000 + b"]" * 5000
+    assert audit.summary(deep, JSON) == {"_body": "10000 bytes, not JSON or a form"}
+    assert audit.reason(b"", JSON, "x%00y") == "x\ufffdy"

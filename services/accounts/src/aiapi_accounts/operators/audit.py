@@ -29,6 +29,12 @@ _SECRET_PREFIXES = ("sk-", "aiapi_op_", "xprv", "tprv", "-----BEGIN")
 _FORM = "application/x-www-form-urlencoded"
 
 
+def text(value: str) -> str:
+    """Text PostgreSQL can hold: a NUL character (which a text or jsonb value refuses) becomes
+    U+FFFD, so a hostile body is recorded instead of failing its own audit entry."""
+    return value.replace("\x00", "\ufffd")
+
+
 def secret_field(name: str) -> bool:
     lowered = name.lower()
     if lowered in _SECRET_NAMES or lowered.endswith(("_key", "-key")):
@@ -40,14 +46,14 @@ def _clean(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         if value.startswith(_SECRET_PREFIXES):
             return REDACTED
-        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "..."
+        return text(value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "...")
     if isinstance(value, bool | int | float) or value is None:
         return value
     if depth >= _MAX_DEPTH:
         return "[...]"
     if isinstance(value, Mapping):
         return {
-            str(k): REDACTED if secret_field(str(k)) else _clean(v, depth + 1)
+            text(str(k)[:_MAX_TEXT]): REDACTED if secret_field(str(k)) else _clean(v, depth + 1)
             for k, v in list(value.items())[:_MAX_ITEMS]
         }
     if isinstance(value, list):
@@ -61,11 +67,11 @@ def parsed_body(body: bytes, content_type: str) -> Any:
         return None
     kind = content_type.split(";", 1)[0].strip().lower()
     try:
-        text = body.decode("utf-8")
+        decoded = body.decode("utf-8")
         if kind == _FORM:
-            return dict(parse_qsl(text, keep_blank_values=True))
-        return json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+            return dict(parse_qsl(decoded, keep_blank_values=True))
+        return json.loads(decoded)
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: unreadable too
         return None
 
 
@@ -89,7 +95,7 @@ def reason(body: bytes, content_type: str, header: str | None) -> str | None:
         given = unquote(header) if header else None
     if given is None or not given.strip():
         return None
-    return given.strip()[:MAX_REASON]
+    return text(given.strip()[:MAX_REASON])
 
 
 def account_of(route: str, params: Mapping[str, str], created_id: str | None) -> str | None:

@@ -89,10 +89,9 @@ def route_of(scope: Scope) -> tuple[str, dict[str, str]]:
         match, child = route.matches(scope)
         if match != Match.NONE:
             params = child.get("path_params", {})
-            return str(getattr(route, "path", scope["path"])), {
-                k: str(v) for k, v in params.items()
-            }
-    return str(scope["path"]), {}
+            template = str(getattr(route, "path", scope["path"]))
+            return template, {k: audit.text(str(v)) for k, v in params.items()}
+    return audit.text(str(scope["path"])), {}
 
 
 class OperatorGate:
@@ -262,7 +261,7 @@ class _Recorder:
 def _created_id(answer: bytes) -> str | None:
     try:
         data: Any = json.loads(answer) if answer else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     found = data.get("id") if isinstance(data, dict) else None
     return found if isinstance(found, str) else None
