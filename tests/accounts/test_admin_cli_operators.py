@@ -4,28 +4,17 @@ token reads through the CLI and its writes are refused; `--reason` lands in the 
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-from typing import Any
 
 import pytest
-from aiapi_cli.admin import admin_main
 from aiapi_cli.ports import free_port
 from aiapi_testkit.plugin import SpawnFn
 
 from tests.accounts.conftest import ADMIN_TOKEN
+from tests.accounts.test_admin_cli import run
 from tests.accounts.test_process import ARGV, admin_url, ready_url, service_env
 
 CONSOLE_PASSWORD = "a console password from stdin"
-
-
-async def run(
-    capsys: pytest.CaptureFixture[str], env: dict[str, str], *argv: str, stdin: str = ""
-) -> tuple[int, Any]:
-    code = await asyncio.to_thread(admin_main, list(argv), environ=env, stdin=io.StringIO(stdin))
-    out = capsys.readouterr().out
-    return code, json.loads(out) if out.strip() else None
 
 
 async def test_operators_tokens_and_the_audit_log_from_the_cli(

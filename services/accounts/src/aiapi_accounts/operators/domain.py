@@ -11,7 +11,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["admin", "support"]
 Via = Literal["bootstrap", "token", "session"]
@@ -107,16 +107,24 @@ class Acting:
 
 
 @dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: datetime
+class AuditRecord:
+    """What the gate appends for one write through the operator listener."""
+
     operator_id: str
     operator_name: str
-    source: str
+    source: str  # the client address
     method: str
-    route: str
-    target: dict[str, str]
+    route: str  # the route template
+    target: dict[str, str]  # the path parameters, and the id of what a 201 created
     account_id: str | None
-    status: int
-    summary: dict[str, object]
+    status: int  # the answer's HTTP status
+    summary: dict[str, Any]  # the body with every secret replaced
     reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry(AuditRecord):
+    """An entry of the log: the record, its place and its time."""
+
+    id: int
+    at: datetime

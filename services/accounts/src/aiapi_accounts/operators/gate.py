@@ -43,8 +43,7 @@ from aiapi_accounts.http import (
     error_body,
 )
 from aiapi_accounts.operators import audit
-from aiapi_accounts.operators.domain import READ_METHODS, Acting, may
-from aiapi_accounts.operators.repository import NewAuditEntry
+from aiapi_accounts.operators.domain import READ_METHODS, Acting, AuditRecord, may
 from aiapi_accounts.pages.guard import tokens_match
 
 log = logging.getLogger("aiapi.accounts.operators")
@@ -142,7 +141,7 @@ class OperatorGate:
     async def _write(
         self, scope: Scope, receive: Receive, send: Send, request: Request, who: Acting
     ) -> None:
-        body, complete = await _bounded(receive)
+        body, complete = await _bounded(request, receive)
         refusal = _check(scope["method"], scope["path"], request, who, body, complete)
         recorder = _Recorder(send, request, who, body)
         if refusal is not None:
@@ -177,8 +176,12 @@ def _form_field(body: bytes, request: Request, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def _bounded(receive: Receive) -> tuple[bytes, bool]:
-    """The request body, at most MAX_BODY_BYTES of it; False when there was more."""
+async def _bounded(request: Request, receive: Receive) -> tuple[bytes, bool]:
+    """The request body, at most MAX_BODY_BYTES of it; False when there was more (a declared
+    length over the bound is refused without reading anything)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return b"", False
     body = bytearray()
     while True:
         message = await receive()
@@ -234,7 +237,7 @@ class _Recorder:
         target: dict[str, str] = dict(params)
         if created_id is not None:
             target["created_id"] = created_id
-        entry = NewAuditEntry(
+        entry = AuditRecord(
             operator_id=who.operator.id,
             operator_name=who.operator.name,
             source=client_address(request),

@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from aiapi_accounts.operators.domain import (
     AuditEntry,
+    AuditRecord,
     Operator,
     OperatorSession,
     OperatorToken,
@@ -227,21 +228,7 @@ async def prune_sessions(conn: Conn) -> None:
 # -- the audit log -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NewAuditEntry:
-    operator_id: str
-    operator_name: str
-    source: str
-    method: str
-    route: str
-    target: dict[str, str]
-    account_id: str | None
-    status: int
-    summary: dict[str, Any]
-    reason: str | None
-
-
-async def append_audit(conn: Conn, entry: NewAuditEntry) -> int:
+async def append_audit(conn: Conn, entry: AuditRecord) -> int:
     row = await _one(
         conn,
         "INSERT INTO audit_log (operator_id, operator_name, source, method, route, target,"

@@ -18,7 +18,6 @@ from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.operators import audit
 from aiapi_accounts.operators.repository import AuditFilter
 from aiapi_accounts.operators.schemas import (
-    AuditEntryAnswer,
     AuditPageAnswer,
     CreateOperatorBody,
     CreateTokenBody,
@@ -131,7 +130,7 @@ async def list_audit(request: Request) -> Response:
     more = len(found) > where.limit
     return answer(
         AuditPageAnswer(
-            data=[AuditEntryAnswer.of(e) for e in page],
+            data=page,
             next_cursor=audit.encode_cursor(page[-1].id) if more and page else None,
         )
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import Field
 
@@ -100,25 +99,6 @@ class TokenListAnswer(Answer):
     data: list[TokenAnswer]
 
 
-class AuditEntryAnswer(Answer):
-    id: int
-    at: datetime
-    operator_id: str
-    operator_name: str
-    source: str
-    method: str
-    route: str
-    target: dict[str, str]
-    account_id: str | None
-    status: int
-    summary: dict[str, Any]
-    reason: str | None
-
-    @classmethod
-    def of(cls, entry: AuditEntry) -> AuditEntryAnswer:
-        return cls(**entry.__dict__)
-
-
 class AuditPageAnswer(Answer):
-    data: list[AuditEntryAnswer]
+    data: list[AuditEntry]
     next_cursor: str | None = Field(description="pass as cursor for older entries; null at the end")

@@ -26,6 +26,7 @@ from aiapi_accounts.operators.domain import (
     TOKEN_PREFIX,
     Acting,
     AuditEntry,
+    AuditRecord,
     Operator,
     OperatorSession,
     OperatorToken,
@@ -36,7 +37,7 @@ from aiapi_accounts.operators.domain import (
     new_token_id,
     token_hint,
 )
-from aiapi_accounts.operators.repository import AuditFilter, NewAuditEntry
+from aiapi_accounts.operators.repository import AuditFilter
 from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.repository import Conn
 
@@ -197,7 +198,7 @@ class Operators:
 
     # -- the audit log -------------------------------------------------------------------------
 
-    async def record(self, entry: NewAuditEntry) -> int:
+    async def record(self, entry: AuditRecord) -> int:
         async with self._pool.connection() as conn:
             return await repository.append_audit(conn, entry)
 
