@@ -7,9 +7,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+from aiapi_accounts.app import OPERATOR
+from aiapi_accounts.errors import Unauthenticated
+from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.operators.domain import READ_METHODS
 from aiapi_accounts.operators.gate import ANY_ROLE, is_anonymous
 from aiapi_shared import billing_api
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -111,3 +116,12 @@ async def test_a_support_operator_reads_but_its_account_creation_never_happens(
     assert suspended.status_code == 403
     after = await running.admin.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
     assert after.json()["status"] == "active"
+
+
+@pytest.mark.parametrize("endpoint", OPERATOR, ids=lambda e: f"{e.method} {e.path}")
+async def test_every_operator_route_asks_for_the_operator_first(endpoint: Endpoint) -> None:
+    """A route reached without the gate (mounted elsewhere by mistake) refuses before it does
+    anything: each handler's first act is ``acting(request)``."""
+    scope = {"type": "http", "method": endpoint.method, "path": endpoint.path, "headers": []}
+    with pytest.raises(Unauthenticated):
+        await endpoint.handler(Request(scope))

@@ -38,6 +38,9 @@ async def test_signed_out_console_pages_redirect_to_sign_in(running: Running) ->
     assert root.headers["location"] == "/admin/"
     api = await running.admin.get("/admin/v1/operators")
     assert api.status_code == 401  # the API answers, it does not redirect
+    for path in ("/api/v1/account", "/admin/nothing-here", "/admin/v1/nothing-here"):
+        unknown = await running.admin.get(path)
+        assert (unknown.status_code, unknown.json()["error"]["type"]) == (404, "not_found_error")
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_and_the_page_shows_the_operator(

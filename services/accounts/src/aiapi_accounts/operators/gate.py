@@ -3,7 +3,8 @@
 1. **Who**: ``Authorization: Bearer`` with the bootstrap token (``AIAPI_ADMIN_TOKEN``) or an
    operator's token, else the console's session cookie. Without one: 401 in the operator API's
    error format (a console page redirects to the sign-in page instead). Only the paths in
-   :data:`ANONYMOUS` (sign-in, the API description, static files) are open.
+   :data:`ANONYMOUS` (sign-in, the API description, static files) are open, and a path no
+   route serves gets the app's plain 404.
 2. **CSRF**: a write authenticated by the session cookie must carry the session's CSRF token,
    in the ``X-CSRF-Token`` header or the form's ``csrf_token`` field (read here, so no console
    page can forget it).
@@ -81,8 +82,8 @@ def _is_page(path: str) -> bool:
     return not path.startswith(API_PREFIX)
 
 
-def route_of(scope: Scope) -> tuple[str, dict[str, str]]:
-    """The route template a request matches (its path when none does) and its path values."""
+def route_of(scope: Scope) -> tuple[str, dict[str, str]] | None:
+    """The route template a request matches and its path values; None when no route does."""
     app = scope.get("app")
     for route in getattr(app, "routes", ()):
         match, child = route.matches(scope)
@@ -90,7 +91,7 @@ def route_of(scope: Scope) -> tuple[str, dict[str, str]]:
             params = child.get("path_params", {})
             template = str(getattr(route, "path", scope["path"]))
             return template, {k: audit.text(str(v)) for k, v in params.items()}
-    return audit.text(str(scope["path"])), {}
+    return None
 
 
 class OperatorGate:
@@ -102,6 +103,9 @@ class OperatorGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_anonymous(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if route_of(scope) is None:  # nothing is served there: the app's plain 404
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
@@ -232,7 +236,7 @@ class _Recorder:
     async def record(self, status: int, created_id: str | None) -> None:
         self.recorded = True
         request, who = self._request, self._who
-        route, params = route_of(request.scope)
+        route, params = route_of(request.scope) or (audit.text(request.url.path), {})
         kind = request.headers.get("content-type", "")
         target: dict[str, str] = dict(params)
         if created_id is not None:
