@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import httpx
 import psycopg
 import pytest
 from aiapi_shared import billing_api
 from aiapi_shared.bus import Bus
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from tests.accounts.conftest import ADMIN, Running, make_settings, respond, run_app
 from tests.accounts.operators import audit, bearer, new_operator
@@ -163,3 +166,24 @@ async def test_hostile_writes_are_refused_and_still_recorded(running: Running) -
     assert [e["status"] for e in reversed(entries)] == statuses
     assert statuses[-1] == 413
     assert entries[1]["target"] == {"id": "acc_\ufffdx"}
+
+
+async def test_a_write_that_crashes_is_recorded_as_a_500(running: Running) -> None:
+    route = next(
+        r
+        for r in running.admin_app.routes
+        if isinstance(r, Route) and r.path == "/admin/v1/accounts/{id}/invitations"
+    )
+
+    async def crash(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("boom")
+
+    route.app = crash
+    transport = httpx.ASGITransport(app=running.admin_app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://accounts.test") as client:
+        answer = await client.post(
+            "/admin/v1/accounts/acc_1/invitations", headers={**ADMIN, "aiapi-reason": "lost"}
+        )
+    assert (answer.status_code, answer.json()["error"]["type"]) == (500, "internal_error")
+    [entry] = await audit(running.admin)
+    assert (entry["status"], entry["reason"], entry["account_id"]) == (500, "lost", "acc_1")
