@@ -163,7 +163,7 @@ class Simulator:
             await asyncio.sleep(self.config.latency_ms / 1000)
         raw = self._json(request)
         fault = self._strike(self.state.faults.take(api_key))
-        body = validate_messages(raw, needs_max_tokens=True)
+        body = validate_messages(raw, needs_max_tokens=True, betas=_betas(request))
         if self.config.strict_models and body["model"] not in self._models:
             raise ApiError(404, "not_found_error", f"model: {body['model']}")
         try:
@@ -250,7 +250,7 @@ class Simulator:
     async def _count_tokens(self, request: Request) -> None:
         api_key = self._authenticate(request)
         self._strike(self.state.faults.take(api_key, "count_tokens"))
-        body = validate_messages(self._json(request), needs_max_tokens=False)
+        body = validate_messages(self._json(request), needs_max_tokens=False, betas=_betas(request))
         await self._ok(request, {"input_tokens": count_prompt(body).total})
 
     def _model_json(self, model_id: str) -> dict[str, str]:
@@ -300,15 +300,21 @@ def _usage_carried(reply: Reply, sent: int, frames: int) -> dict[str, Any] | Non
     return None
 
 
+def _betas(request: Request) -> frozenset[str]:
+    """The betas a request asked for (every `anthropic-beta` header, comma-separated)."""
+    names: set[str] = set()
+    for name, raw in request.scope["headers"]:
+        if name == b"anthropic-beta":
+            names.update(v.strip() for v in bytes(raw).decode("latin-1").split(","))
+    names.discard("")
+    return frozenset(names)
+
+
 def _check_betas(request: Request) -> None:
     """Refuse `anthropic-beta` values that cannot be a beta's name, echoing them as the real API
     echoes any value it does not know (the simulator cannot know every real beta, so it accepts
     every name-shaped one)."""
-    unknown: list[str] = []
-    for name, raw in request.scope["headers"]:
-        if name == b"anthropic-beta":
-            values = (v.strip() for v in bytes(raw).decode("latin-1").split(","))
-            unknown.extend(v for v in values if v and not _BETA_NAME.fullmatch(v))
+    unknown = sorted(v for v in _betas(request) if not _BETA_NAME.fullmatch(v))
     if unknown:
         raise unknown_betas(unknown)
 
