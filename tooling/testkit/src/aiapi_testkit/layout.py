@@ -96,7 +96,14 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "sweep",
         "tickers",
     ),
-    "accounts": ("clientaddr", "domain", "schemas", "upstream_view"),
+    "accounts": (
+        "clientaddr",
+        "domain",
+        "operators.audit",
+        "operators.domain",
+        "schemas",
+        "upstream_view",
+    ),
     "simulator": ("faults",),
 }
 
