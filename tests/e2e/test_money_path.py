@@ -6,13 +6,19 @@ upstream, the official SDKs as clients. This is the contract a reseller relies o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 
 import httpx
 import openai
 import pytest
+from aiapi_cli.credentials import NatsUsers
+from aiapi_cli.embedded import EmbeddedNats
+from aiapi_shared.bus import Bus
+from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.money import parse_usd
+from aiapi_testkit.plugin import admin_options
 
 from .support import (
     HAIKU_BASIC_INPUT_NANO,
@@ -306,3 +312,82 @@ def test_the_cost_header_equals_the_settled_debit_on_every_route(
                 timeout=10,
             )
             assert parse_usd(record.json()["cost_usd"]) == quoted, record.text
+
+
+async def _published_balance(nats: EmbeddedNats, users: NatsUsers, account_id: str) -> int | None:
+    """The balance billing last published for the account (the snapshot the edge mirrors)."""
+    bus = await Bus.connect(nats.url, name="aiapi-test-balances", options=admin_options(users))
+    seen: dict[str, bytes | None] = {}
+    ready, stop = asyncio.Event(), asyncio.Event()
+    watch = asyncio.create_task(
+        bus.watch_kv(BALANCES_BUCKET, seen.__setitem__, ready=ready, stop=stop)
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=10)
+    finally:
+        stop.set()
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+        await bus.close()
+    value = seen.get(account_id)
+    return None if value is None else BalanceSnapshot.model_validate_json(value).balance
+
+
+def test_the_balance_header_is_the_settled_balance_after_the_debit(
+    deployment: Deployment,
+    closer: contextlib.ExitStack,
+    strict_nats_server: EmbeddedNats,
+    nats_users: NatsUsers,
+) -> None:
+    """One request at a time, nothing else in flight: ``aiapi-balance-usd`` (read through the
+    official SDKs' raw response API) is the balance billing settles to once the request's debit
+    is in, on the Anthropic route and both OpenAI routes."""
+    with deployment.admin() as admin:
+        account_id, _, key = open_account(admin, "5.00")
+        claude = closer.enter_context(deployment.sdk(key))
+        gpt = closer.enter_context(
+            openai.OpenAI(
+                base_url=f"{deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
+            )
+        )
+
+        def anthropic_call() -> tuple[str, str]:
+            raw = claude.messages.with_raw_response.create(
+                model="claude-haiku-4-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": "[[usage: input_tokens=1234]] hi"}],
+            )
+            return raw.headers["aiapi-cost-usd"], raw.headers["aiapi-balance-usd"]
+
+        def chat_call() -> tuple[str, str]:
+            raw = gpt.chat.completions.with_raw_response.create(
+                model="claude-haiku-4-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": "[[reply: chat]]"}],
+            )
+            return raw.headers["aiapi-cost-usd"], raw.headers["aiapi-balance-usd"]
+
+        def responses_call() -> tuple[str, str]:
+            raw = gpt.responses.with_raw_response.create(
+                model="claude-haiku-4-5",
+                max_output_tokens=100,
+                input=[{"role": "user", "content": "[[reply: responses]]"}],
+                store=False,
+            )
+            return raw.headers["aiapi-cost-usd"], raw.headers["aiapi-balance-usd"]
+
+        for call in (anthropic_call, chat_call, responses_call):
+            before = account_balance(admin, account_id)
+            # The plain case: the edge has heard billing's settled balance before the request.
+            eventually(
+                lambda before=before: (
+                    asyncio.run(_published_balance(strict_nats_server, nats_users, account_id))
+                    == before
+                )
+            )
+            cost, left = (parse_usd(value) for value in call())
+            assert cost > 0
+            assert left == before - cost
+            eventually(lambda before=before: account_balance(admin, account_id) != before)
+            assert account_balance(admin, account_id) == left

@@ -36,7 +36,7 @@ from aiapi_edge.estimate import estimate_input, server_tools_worst
 from aiapi_edge.extension import HoldGuard
 from aiapi_edge.lease_math import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
-from aiapi_edge.mirrors import KeyMirror, key_digest
+from aiapi_edge.mirrors import BalanceMirror, KeyMirror, key_digest
 from aiapi_edge.spool import Spool, SpoolFull
 
 log = logging.getLogger("aiapi.edge")
@@ -110,8 +110,11 @@ class Gateway:
         edge_id: str,
         betas: BetaPolicy | None = None,
         unpriced_allowed: frozenset[str] = frozenset(),
+        balances: BalanceMirror | None = None,
     ) -> None:
         self.keys = keys
+        # Billing's balance snapshots, for the balance-left header (:mod:`.quote`).
+        self.balances = balances or BalanceMirror()
         self.catalogue = catalogue
         self.admitter = admitter
         self.spool = spool
