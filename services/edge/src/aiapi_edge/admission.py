@@ -171,8 +171,9 @@ class Admitter:
         cost = request.server_tools_nano + estimated_cost(
             model,
             request.started_at,
-            request.estimated_input_tokens * request.input_premium_bps // BPS + 1,
-            request.max_tokens * request.output_premium_bps // BPS + 1,
+            request.estimated_input_tokens,
+            request.max_tokens,
+            (request.input_premium_bps, request.output_premium_bps),
         )
         if snapshot.available < cost:
             self._metrics.admissions.labels("offline_insufficient_balance").inc()
