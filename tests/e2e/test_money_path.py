@@ -19,6 +19,7 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.money import parse_usd
 from aiapi_testkit.plugin import admin_options
+from httpx import Headers
 
 from .support import (
     HAIKU_BASIC_INPUT_NANO,
@@ -254,66 +255,6 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
         assert record.json()["model"] == "claude-next-5"
 
 
-def test_the_cost_header_equals_the_settled_debit_on_every_route(
-    deployment: Deployment, closer: contextlib.ExitStack
-) -> None:
-    with deployment.admin() as admin:
-        account_id, _, key = open_account(admin, "10.00")
-        claude = closer.enter_context(deployment.sdk(key))
-        gpt = closer.enter_context(
-            openai.OpenAI(
-                base_url=f"{deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
-            )
-        )
-        search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
-
-        def anthropic_call(text: str) -> tuple[str, str]:
-            raw = claude.messages.with_raw_response.create(
-                model="claude-sonnet-4-6",
-                max_tokens=100,
-                messages=[{"role": "user", "content": text}],
-                tools=[search],  # type: ignore[list-item]
-            )
-            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
-
-        def chat_call() -> tuple[str, str]:
-            raw = gpt.chat.completions.with_raw_response.create(
-                model="claude-haiku-4-5",
-                max_tokens=100,
-                messages=[{"role": "user", "content": "[[reply: chat]]"}],
-            )
-            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
-
-        def responses_call() -> tuple[str, str]:
-            raw = gpt.responses.with_raw_response.create(
-                model="claude-haiku-4-5",
-                max_output_tokens=100,
-                input=[{"role": "user", "content": "[[reply: responses]]"}],
-                store=False,
-            )
-            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
-
-        calls = [
-            lambda: anthropic_call("[[usage: web_search_requests=2]] [[reply: searched]]"),
-            lambda: anthropic_call("[[usage: input_tokens=250000 inference_geo=us]] long"),
-            chat_call,
-            responses_call,
-        ]
-        for call in calls:
-            before = account_balance(admin, account_id)
-            request_id, header = call()
-            quoted = parse_usd(header)
-            assert quoted > 0
-            eventually(lambda before=before: account_balance(admin, account_id) != before)
-            assert before - account_balance(admin, account_id) == quoted
-            record = httpx.get(
-                f"{deployment.edge_url}/v1/usage/requests/{request_id}",
-                headers={"x-api-key": key},
-                timeout=10,
-            )
-            assert parse_usd(record.json()["cost_usd"]) == quoted, record.text
-
-
 async def _published_balance(nats: EmbeddedNats, users: NatsUsers, account_id: str) -> int | None:
     """The balance billing last published for the account (the snapshot the edge mirrors)."""
     bus = await Bus.connect(nats.url, name="aiapi-test-balances", options=admin_options(users))
@@ -334,60 +275,77 @@ async def _published_balance(nats: EmbeddedNats, users: NatsUsers, account_id: s
     return None if value is None else BalanceSnapshot.model_validate_json(value).balance
 
 
-def test_the_balance_header_is_the_settled_balance_after_the_debit(
+def test_the_cost_and_balance_headers_equal_the_settled_debit_and_balance_on_every_route(
     deployment: Deployment,
     closer: contextlib.ExitStack,
     strict_nats_server: EmbeddedNats,
     nats_users: NatsUsers,
 ) -> None:
-    """One request at a time, nothing else in flight: ``aiapi-balance-usd`` (read through the
-    official SDKs' raw response API) is the balance billing settles to once the request's debit
-    is in, on the Anthropic route and both OpenAI routes."""
+    """One request at a time (nothing else in flight, the plain case of ``aiapi-balance-usd``),
+    read through the official SDKs' raw response API: ``aiapi-cost-usd`` is the debit billing
+    settles, ``aiapi-balance-usd`` the balance it settles to."""
     with deployment.admin() as admin:
-        account_id, _, key = open_account(admin, "5.00")
+        account_id, _, key = open_account(admin, "10.00")
         claude = closer.enter_context(deployment.sdk(key))
         gpt = closer.enter_context(
             openai.OpenAI(
                 base_url=f"{deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
             )
         )
+        search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
 
-        def anthropic_call() -> tuple[str, str]:
+        def anthropic_call(text: str) -> Headers:
             raw = claude.messages.with_raw_response.create(
-                model="claude-haiku-4-5",
+                model="claude-sonnet-4-6",
                 max_tokens=100,
-                messages=[{"role": "user", "content": "[[usage: input_tokens=1234]] hi"}],
+                messages=[{"role": "user", "content": text}],
+                tools=[search],  # type: ignore[list-item]
             )
-            return raw.headers["aiapi-cost-usd"], raw.headers["aiapi-balance-usd"]
+            return raw.headers
 
-        def chat_call() -> tuple[str, str]:
+        def chat_call() -> Headers:
             raw = gpt.chat.completions.with_raw_response.create(
                 model="claude-haiku-4-5",
                 max_tokens=100,
                 messages=[{"role": "user", "content": "[[reply: chat]]"}],
             )
-            return raw.headers["aiapi-cost-usd"], raw.headers["aiapi-balance-usd"]
+            return raw.headers
 
-        def responses_call() -> tuple[str, str]:
+        def responses_call() -> Headers:
             raw = gpt.responses.with_raw_response.create(
                 model="claude-haiku-4-5",
                 max_output_tokens=100,
                 input=[{"role": "user", "content": "[[reply: responses]]"}],
                 store=False,
             )
-            return raw.headers["aiapi-cost-usd"], raw.headers["aiapi-balance-usd"]
+            return raw.headers
 
-        for call in (anthropic_call, chat_call, responses_call):
+        calls = [
+            lambda: anthropic_call("[[usage: web_search_requests=2]] [[reply: searched]]"),
+            lambda: anthropic_call("[[usage: input_tokens=250000 inference_geo=us]] long"),
+            chat_call,
+            responses_call,
+        ]
+        for call in calls:
             before = account_balance(admin, account_id)
-            # The plain case: the edge has heard billing's settled balance before the request.
+            # The edge has heard billing's settled balance (its KV snapshot) before the request.
             eventually(
                 lambda before=before: (
                     asyncio.run(_published_balance(strict_nats_server, nats_users, account_id))
                     == before
                 )
             )
-            cost, left = (parse_usd(value) for value in call())
-            assert cost > 0
-            assert left == before - cost
+            headers = call()
+            request_id, quoted = headers["request-id"], parse_usd(headers["aiapi-cost-usd"])
+            left = parse_usd(headers["aiapi-balance-usd"])
+            assert quoted > 0
+            assert left == before - quoted
             eventually(lambda before=before: account_balance(admin, account_id) != before)
+            assert before - account_balance(admin, account_id) == quoted
             assert account_balance(admin, account_id) == left
+            record = httpx.get(
+                f"{deployment.edge_url}/v1/usage/requests/{request_id}",
+                headers={"x-api-key": key},
+                timeout=10,
+            )
+            assert parse_usd(record.json()["cost_usd"]) == quoted, record.text

@@ -4,10 +4,13 @@ budget with an error event, and the usage generated until then is recorded."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import orjson
 import pytest
+from aiapi_edge.budget import HoldBudget
 from aiapi_shared.admission import (
     EXTEND_SUBJECT,
     AdmissionReply,
@@ -15,6 +18,7 @@ from aiapi_shared.admission import (
     HoldExtensionRequest,
 )
 from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import default_catalogue
 
 from .conftest import EdgeEnv
 from .support import usage_events
@@ -140,24 +144,25 @@ async def test_a_stream_without_a_known_hold_is_never_cut(env: EdgeEnv, hold: in
     assert extensions.requests == []
 
 
-def test_the_budget_prices_like_billing_and_estimates_output_from_delta_bytes() -> None:
-    from datetime import UTC, datetime
-
-    from aiapi_edge.budget import HoldBudget
-    from aiapi_shared.catalogue import default_catalogue
-
+def haiku_budget(held: int, max_tokens: int, **more: Any) -> HoldBudget:
+    """A budget of claude-haiku-4-5 on the Basic plan (0.30 USD/Mtok in, 1.50 out)."""
     catalogue = default_catalogue()
     haiku = catalogue.model("claude-haiku-4-5")
     assert haiku is not None
     price = haiku.price_at(datetime.now(UTC))
     assert price is not None
-    budget = HoldBudget(
-        held=2_000_000,
+    return HoldBudget(
+        held=held,
         price=price,
         discount_bps=catalogue.plan("basic").discount_bps,
         multipliers=catalogue.cache_multipliers_bps,
-        max_tokens=8192,
+        max_tokens=max_tokens,
+        **more,
     )
+
+
+def test_the_budget_prices_like_billing_and_estimates_output_from_delta_bytes() -> None:
+    budget = haiku_budget(2_000_000, 8192)
     assert budget.chunk_tokens == 2048  # a quarter of max_tokens, at least 1,024
     # Basic haiku: 0.30 USD/Mtok in, 1.50 out; a 1-hour cache write costs 2x input.
     usage = {
@@ -236,22 +241,9 @@ async def test_a_refused_extension_for_server_tools_cuts_the_stream_and_bills_th
 
 
 def test_the_budget_counts_server_tools_and_premiums_and_asks_for_what_covers_them() -> None:
-    from datetime import UTC, datetime
-
-    from aiapi_edge.budget import HoldBudget
-    from aiapi_shared.catalogue import default_catalogue
-
-    catalogue = default_catalogue()
-    haiku = catalogue.model("claude-haiku-4-5")
-    assert haiku is not None
-    price = haiku.price_at(datetime.now(UTC))
-    assert price is not None
-    budget = HoldBudget(
-        held=10_000_000,
-        price=price,
-        discount_bps=catalogue.plan("basic").discount_bps,
-        multipliers=catalogue.cache_multipliers_bps,
-        max_tokens=4096,
+    budget = haiku_budget(
+        10_000_000,
+        4096,
         premium=(11_000, 11_000),  # asked for inference_geo "us"
         reported_premium=lambda meters: (10_000, 20_000 if meters.get("speed") else 10_000),
         tool_prices={"web_search_requests": 10_000_000},
