@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 
 import httpx
 import openai
@@ -19,7 +20,6 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.money import parse_usd
 from aiapi_testkit.plugin import admin_options
-from httpx import Headers
 
 from .support import (
     HAIKU_BASIC_INPUT_NANO,
@@ -294,7 +294,7 @@ def test_the_cost_and_balance_headers_equal_the_settled_debit_and_balance_on_eve
         )
         search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
 
-        def anthropic_call(text: str) -> Headers:
+        def anthropic_call(text: str) -> Mapping[str, str]:
             raw = claude.messages.with_raw_response.create(
                 model="claude-sonnet-4-6",
                 max_tokens=100,
@@ -303,7 +303,7 @@ def test_the_cost_and_balance_headers_equal_the_settled_debit_and_balance_on_eve
             )
             return raw.headers
 
-        def chat_call() -> Headers:
+        def chat_call() -> Mapping[str, str]:
             raw = gpt.chat.completions.with_raw_response.create(
                 model="claude-haiku-4-5",
                 max_tokens=100,
@@ -311,7 +311,7 @@ def test_the_cost_and_balance_headers_equal_the_settled_debit_and_balance_on_eve
             )
             return raw.headers
 
-        def responses_call() -> Headers:
+        def responses_call() -> Mapping[str, str]:
             raw = gpt.responses.with_raw_response.create(
                 model="claude-haiku-4-5",
                 max_output_tokens=100,
@@ -328,19 +328,22 @@ def test_the_cost_and_balance_headers_equal_the_settled_debit_and_balance_on_eve
         ]
         for call in calls:
             before = account_balance(admin, account_id)
+
+            def published(expected: int = before) -> bool:
+                seen = asyncio.run(_published_balance(strict_nats_server, nats_users, account_id))
+                return seen == expected
+
+            def settled(previous: int = before) -> bool:
+                return account_balance(admin, account_id) != previous
+
             # The edge has heard billing's settled balance (its KV snapshot) before the request.
-            eventually(
-                lambda before=before: (
-                    asyncio.run(_published_balance(strict_nats_server, nats_users, account_id))
-                    == before
-                )
-            )
+            eventually(published)
             headers = call()
             request_id, quoted = headers["request-id"], parse_usd(headers["aiapi-cost-usd"])
             left = parse_usd(headers["aiapi-balance-usd"])
             assert quoted > 0
             assert left == before - quoted
-            eventually(lambda before=before: account_balance(admin, account_id) != before)
+            eventually(settled)
             assert before - account_balance(admin, account_id) == quoted
             assert account_balance(admin, account_id) == left
             record = httpx.get(
