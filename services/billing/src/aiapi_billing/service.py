@@ -16,6 +16,7 @@ from aiapi_billing import catalogue_store
 from aiapi_billing.admission import Admitter
 from aiapi_billing.catalogue_publisher import CataloguePublisher
 from aiapi_billing.catalogue_rpc import catalogue_routes
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.commands import Commands
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
@@ -92,9 +93,12 @@ class Service:
             relay.wake()
 
         prices = PriceBook()
+        live = LiveCatalogue(self.catalogue)
+        async with pool.connection() as conn:
+            await live.fresh(conn)
         admitter = Admitter(
             pool,
-            self.catalogue,
+            live,
             prices,
             hold_ttl_s=self.settings.hold_ttl_s,
             admit_pool=admit_pool,
@@ -102,7 +106,7 @@ class Service:
         self.consumers = Consumers(
             pool=pool,
             bus=bus,
-            settler=Settler(self.catalogue, low),
+            settler=Settler(live, low),
             deposits=DepositBook(low),
             after_commit=after_commit,
             crash_after_commits=self.settings.billing_crash_after_commits,
@@ -114,12 +118,12 @@ class Service:
         rpc = Rpc(
             pool,
             admitter,
-            Commands(self.catalogue, low),
+            Commands(live, low),
             after_commit,
             snapshots.mark,
             leases=LeaseCommands(
                 pool,
-                self.catalogue,
+                live,
                 hold_ttl_s=self.settings.hold_ttl_s,
                 admit_for_s=self.settings.lease_admit_for_s,
                 share_bps=self.settings.lease_balance_share_bps,
@@ -127,7 +131,9 @@ class Service:
             concurrency=self.settings.rpc_concurrency,
         )
         await rpc.serve(bus)
-        publisher = CataloguePublisher(pool, bus, self.catalogue)
+        publisher = CataloguePublisher(
+            pool, bus, live, interval_s=self.settings.catalogue_poll_s
+        )
         for subject, handler in catalogue_routes(pool, publisher):
             await bus.serve(subject, handler, queue=QUEUE)
         await snapshots.mark_recent()

@@ -208,19 +208,23 @@ class Gateway:
     def _demand(self, request: AdmissionAsk, model: ModelEntry) -> Demand:
         """What billing would hold and count for this request (a lease must cover the same);
         a model without a price now gets a demand no lease covers: billing decides."""
-        plan = self.catalogue.plan(request.plan)
+        try:
+            terms = self.catalogue.terms(request.plan, request.account_id, request.started_at)
+        except KeyError:  # a plan this edge has not heard of yet: billing decides
+            return Demand(cost=UNCOVERABLE, tokens=0)
+        basis = (terms.requests_per_minute, terms.tokens_per_minute, terms.discount_bps)
         price = model.price_at(request.started_at)
-        tokens = min(request.estimated_input_tokens + request.max_tokens, plan.tokens_per_minute)
+        tokens = min(request.estimated_input_tokens + request.max_tokens, terms.tokens_per_minute)
         if price is None:
-            return Demand(cost=UNCOVERABLE, tokens=tokens)
+            return Demand(cost=UNCOVERABLE, tokens=tokens, terms=basis)
         cost = worst_case(
             price,
-            plan.discount_bps,
+            terms.discount_bps,
             self.catalogue.cache_multipliers_bps,
             input_tokens=request.estimated_input_tokens,
             max_tokens=request.max_tokens,
-        ) + discounted(request.server_tools_nano, plan.discount_bps)
-        return Demand(cost=cost, tokens=tokens)
+        ) + discounted(request.server_tools_nano, terms.discount_bps)
+        return Demand(cost=cost, tokens=tokens, terms=basis)
 
     def hold_guard(self, exchange: Exchange) -> HoldGuard | None:
         """The hold extension watch of a stream with a known hold (billing's, or its share of a
@@ -231,10 +235,13 @@ class Gateway:
         price = exchange.model.price_at(exchange.started_at)
         if price is None:
             return None
+        caller = exchange.caller
         budget = HoldBudget(
             held=ticket.hold_amount,
             price=price,
-            discount_bps=self.catalogue.plan(exchange.caller.plan).discount_bps,
+            discount_bps=self.catalogue.terms(
+                caller.plan, caller.account_id, exchange.started_at
+            ).discount_bps,
             multipliers=self.catalogue.cache_multipliers_bps,
             max_tokens=exchange.max_tokens,
         )

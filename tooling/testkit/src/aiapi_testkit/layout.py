@@ -57,7 +57,15 @@ SQL_OUTSIDE_REPOSITORY: dict[str, str] = {
 # Each service's modules of pure logic (a name is a module, or a package with all its modules).
 # A module listed here that does not exist is reported too, so the list stays true.
 PURE_MODULES: dict[str, tuple[str, ...]] = {
-    "billing": ("ledger", "lease_rules", "notices", "postings", "pricing", "ratelimit"),
+    "billing": (
+        "ledger",
+        "lease_rules",
+        "notices",
+        "postings",
+        "pricing",
+        "ratelimit",
+        "term_versions",
+    ),
     "edge": (
         "allowance",
         "budget",
