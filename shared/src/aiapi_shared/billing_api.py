@@ -8,7 +8,6 @@ nano-USD in Python and decimal USD strings on the wire.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
 
 from pydantic import AwareDatetime, Field
 

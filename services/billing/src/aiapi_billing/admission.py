@@ -133,8 +133,9 @@ class Admitter:
             extra = pricing.extension_nano(
                 req.additional_output_tokens,
                 price,
-                discount_bps=catalogue.terms(hold.plan, req.account_id, hold.started_at)
-                .discount_bps,
+                discount_bps=catalogue.terms(
+                    hold.plan, req.account_id, hold.started_at
+                ).discount_bps,
                 multipliers=catalogue.cache_multipliers_bps,
             )
             if not await accounts.hold_more_if_covered(conn, req.account_id, extra):

@@ -16,11 +16,11 @@ from aiapi_billing import catalogue_store
 from aiapi_billing.admission import Admitter
 from aiapi_billing.catalogue_publisher import CataloguePublisher
 from aiapi_billing.catalogue_rpc import catalogue_routes
-from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.commands import Commands
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.lease_commands import LeaseCommands
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.outbox import POLL_S, SnapshotWriter, outbox_relay
 from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import ping
@@ -131,9 +131,7 @@ class Service:
             concurrency=self.settings.rpc_concurrency,
         )
         await rpc.serve(bus)
-        publisher = CataloguePublisher(
-            pool, bus, live, interval_s=self.settings.catalogue_poll_s
-        )
+        publisher = CataloguePublisher(pool, bus, live, interval_s=self.settings.catalogue_poll_s)
         for subject, handler in catalogue_routes(pool, publisher):
             await bus.serve(subject, handler, queue=QUEUE)
         await snapshots.mark_recent()
