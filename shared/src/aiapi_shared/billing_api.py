@@ -240,12 +240,15 @@ class PutMeterPriceCommand(Record):
 
 class PutAccountTermsCommand(Record):
     """An account's own limits and discount from ``effective_from`` (billing's now when None;
-    never in the past); a field left None follows the plan's (all None: back to the plan)."""
+    never in the past). ``set_limits``: both limits become these (null: the plan's);
+    ``set_discount``: the discount becomes this (null: the plan's); what is not set is kept."""
 
     account_id: str = Field(min_length=1, max_length=100)
     effective_from: AwareDatetime | None = None
+    set_limits: bool = False
     requests_per_minute: int | None = Field(default=None, gt=0, le=10_000_000)
     tokens_per_minute: int | None = Field(default=None, gt=0, le=10_000_000_000)
+    set_discount: bool = False
     discount_bps: int | None = Field(default=None, ge=0, le=10_000)
 
 

@@ -23,6 +23,7 @@ from aiapi_accounts import (
     routes_catalogue,
     routes_customer,
     routes_mail,
+    routes_plans,
     routes_topup,
     routes_usage,
 )
@@ -37,6 +38,7 @@ log = logging.getLogger("aiapi.accounts.http")
 ENDPOINTS: tuple[Endpoint, ...] = (
     routes_admin.ENDPOINTS
     + routes_catalogue.ENDPOINTS
+    + routes_plans.ENDPOINTS
     + routes_customer.ENDPOINTS
     + routes_mail.ENDPOINTS
     + routes_topup.ENDPOINTS

@@ -152,6 +152,8 @@ async def put_meter_price(conn: Conn, cmd: api.PutMeterPriceCommand) -> None:
 
 
 async def put_account_terms(conn: Conn, cmd: api.PutAccountTermsCommand) -> None:
-    """An account's own limits and discount from ``effective_from`` or now."""
-    version = term_versions.account_terms_version(cmd, await terms.clock(conn))
+    """An account's own limits and discount from ``effective_from`` or now (what the command
+    leaves out is kept)."""
+    versions = (await terms.all_account_terms(conn)).get(cmd.account_id, ())
+    version = term_versions.account_terms_version(versions, cmd, await terms.clock(conn))
     await terms.put_account_terms(conn, cmd.account_id, version)

@@ -55,10 +55,19 @@ def meter_version(cmd: api.PutMeterPriceCommand, now: datetime) -> MeterPoint:
     )
 
 
-def account_terms_version(cmd: api.PutAccountTermsCommand, now: datetime) -> AccountTerms:
-    return AccountTerms(
-        effective_from=starting_moment(cmd.effective_from, now),
-        requests_per_minute=cmd.requests_per_minute,
-        tokens_per_minute=cmd.tokens_per_minute,
-        discount_bps=cmd.discount_bps,
-    )
+def account_terms_version(
+    versions: tuple[AccountTerms, ...], cmd: api.PutAccountTermsCommand, now: datetime
+) -> AccountTerms:
+    """The account's next version: what ``cmd`` sets (null: back to the plan's) over the version
+    in force then; what it does not set is kept."""
+    start = starting_moment(cmd.effective_from, now)
+    base = latest_in_force(versions, start) or AccountTerms(effective_from=start)
+    update: dict[str, object] = {"effective_from": start}
+    if cmd.set_limits:
+        update |= {
+            "requests_per_minute": cmd.requests_per_minute,
+            "tokens_per_minute": cmd.tokens_per_minute,
+        }
+    if cmd.set_discount:
+        update["discount_bps"] = cmd.discount_bps
+    return base.model_copy(update=update)
