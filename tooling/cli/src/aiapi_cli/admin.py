@@ -14,21 +14,16 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from aiapi_cli import admin_terms
+from aiapi_cli.calls import Call
+
+__all__ = ["Call", "admin_main", "to_call"]
+
 DEFAULT_URL = "http://127.0.0.1:8088"
-
-
-@dataclass(frozen=True)
-class Call:
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] | None = None
-    timeout_s: float = 30.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,11 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     acc = accounts.add_subparsers(dest="action", required=True)
     create = acc.add_parser("create")
     create.add_argument("--email", required=True)
-    create.add_argument("--plan", choices=["basic", "pro"], default="basic")
+    create.add_argument("--plan", default="basic", help="a plan's name (aiapi admin plans list)")
     acc.add_parser("get").add_argument("id")
     set_plan = acc.add_parser("set-plan")
     set_plan.add_argument("id")
-    set_plan.add_argument("plan", choices=["basic", "pro"])
+    set_plan.add_argument("plan")
     acc.add_parser("suspend").add_argument("id")
     acc.add_parser("activate").add_argument("id")
     acc.add_parser(
@@ -83,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     rate_set.add_argument("asset", choices=["ETH", "BTC"])
     rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
     _catalogue_parser(groups)
+    admin_terms.add_parsers(groups)
     return parser
 
 
@@ -157,6 +153,9 @@ def to_call(args: argparse.Namespace) -> Call:
         return _accounts_call(args)
     if args.group == "catalogue":
         return _catalogue_call(args)
+    terms = admin_terms.to_call(args)
+    if terms is not None:
+        return terms
     if args.group == "adjust":
         headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
         body = {"amount_usd": args.amount, "reason": args.reason}
