@@ -29,8 +29,11 @@ class LiveCatalogue:
         if version >= self.version:
             self.version, self.current = version, catalogue
 
-    async def fresh(self, conn: Conn) -> Catalogue:
-        """The catalogue as the caller's transaction reads the tables (one query when unchanged)."""
-        if await catalogue_tables.version(conn) != self.version:
+    async def fresh(self, conn: Conn, version: int | None = None) -> Catalogue:
+        """The catalogue as the caller's transaction reads the tables: re-read when their
+        ``version`` (read here unless the caller read it already) is not the one held."""
+        if version is None:
+            version = await catalogue_tables.version(conn)
+        if version != self.version:
             self.use(*await catalogue_store.load(conn, self.shipped))
         return self.current

@@ -80,10 +80,7 @@ class Settler:
     async def settle_batch(self, conn: Conn, events: Sequence[UsageRecorded]) -> BatchResult:
         """Settle ``events`` inside the caller's transaction; the caller commits, then acks."""
         result = BatchResult(outcomes=["duplicate"] * len(events))
-        # The terms as this transaction reads them: each event is priced by the versions in
-        # force when it started, so a change made since its admission leaves its price alone.
-        catalogue = await self.catalogue.fresh(conn)
-        candidates, extras = await self._price(conn, catalogue, events, result)
+        candidates, extras, catalogue = await self._price(conn, events, result)
         if not candidates:
             return result
         locked = await accounts.lock_accounts(conn, [c.event.account_id for c in candidates])
@@ -108,16 +105,16 @@ class Settler:
         return result
 
     async def _price(
-        self,
-        conn: Conn,
-        catalogue: Catalogue,
-        events: Sequence[UsageRecorded],
-        result: BatchResult,
-    ) -> tuple[list[_Candidate], list[_Candidate]]:
-        """Price every event (the price table as this transaction reads it). The first event of
-        each request id is a candidate for settlement; later ones with that id are extras."""
+        self, conn: Conn, events: Sequence[UsageRecorded], result: BatchResult
+    ) -> tuple[list[_Candidate], list[_Candidate], Catalogue]:
+        """Price every event (the price table and the terms as this transaction reads them:
+        each event by the versions in force when it started, so a change made since its
+        admission leaves its price alone). The first event of each request id is a candidate
+        for settlement; later ones with that id are extras."""
         book = PriceBook()
-        table, windows = await prices.prices_and_windows(conn, sorted({e.model for e in events}))
+        models = sorted({e.model for e in events})
+        table, windows, version = await prices.prices_and_windows(conn, models)
+        catalogue = await self.catalogue.fresh(conn, version)
         book.load(table)
         candidates: list[_Candidate] = []
         extras: list[_Candidate] = []
@@ -148,7 +145,7 @@ class Settler:
             )
             (extras if event.request_id in seen else candidates).append(candidate)
             seen.add(event.request_id)
-        return candidates, extras
+        return candidates, extras, catalogue
 
     @staticmethod
     def _compare(c: _Candidate, stored: dict[str, str]) -> Outcome:
