@@ -49,8 +49,12 @@ class CataloguePublisher:
         self._wake.set()
 
     async def current(self) -> tuple[int, Catalogue]:
+        """The catalogue as the tables hold it now; this replica prices and limits with it from
+        here on (an operator's change applies here before the answer leaves)."""
         async with self._pool.connection() as conn:
-            return await catalogue_store.load(conn, self._shipped)
+            version, catalogue = await catalogue_store.load(conn, self._shipped)
+        self._live.use(version, catalogue)
+        return version, catalogue
 
     async def publish_if_changed(self) -> bool:
         async with self._pool.connection() as conn:
