@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Account
-from aiapi_accounts.errors import InvalidRequest
+from aiapi_accounts.errors import InvalidRequest, PeerUnavailable
 from aiapi_accounts.http import answer, build, context, read_body, require_admin
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.schemas import Answer, Body, PatchAccountBody
@@ -153,12 +153,13 @@ def terms_now(catalogue: Catalogue, account: Account) -> dict[str, int]:
 
 
 async def known_plan(ctx: Context, name: str) -> None:
-    """400 unless ``name`` is a plan (billing is asked when this copy has not heard of it)."""
+    """400 unless ``name`` is a plan: this copy of the catalogue knows it, or billing does (a
+    plan created a moment ago); a billing that cannot be asked knows of no more plans."""
     if ctx.catalogue.plan(name) is not None:
         return
     try:
         (await ctx.peers.catalogue()).catalogue.plan(name)
-    except KeyError:
+    except (KeyError, PeerUnavailable):
         raise InvalidRequest(f"plan: there is no {name!r} plan (GET /admin/v1/plans)") from None
 
 
