@@ -85,12 +85,13 @@ async def prices_and_windows(
     )
     table: list[Price] = []
     windows: dict[str, int] = {}
-    version = 0
-    for version, *row, window in await cur.fetchall():
+    rows = await cur.fetchall()
+    version = int(rows[0][0]) if rows else 0  # one row at least: the version's
+    for _, *row, window in rows:
         if row[0] is None:  # no price of these models: the version alone
             continue
         price = _price(tuple(row))
         table.append(price)
         if window is not None:
             windows[price.model] = int(str(window))
-    return table, windows, int(version)
+    return table, windows, version
