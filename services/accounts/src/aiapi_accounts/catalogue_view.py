@@ -8,16 +8,12 @@ them and refuses a plan customers may not choose before asking billing to sell i
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from aiapi_shared.catalogue import Catalogue, Plan
-from aiapi_shared.events.records_v1 import CATALOGUE_KEY, CatalogueSnapshot
-from pydantic import ValidationError
+from aiapi_shared.events.records_v1 import newer_snapshot
 
 from aiapi_accounts.errors import InvalidRequest
-
-log = logging.getLogger("aiapi.accounts.catalogue")
 
 
 class CatalogueView:
@@ -26,14 +22,8 @@ class CatalogueView:
         self.version = -1
 
     def on_change(self, key: str, value: bytes | None) -> None:
-        if key != CATALOGUE_KEY or value is None:
-            return
-        try:
-            snapshot = CatalogueSnapshot.model_validate_json(value)
-        except ValidationError:
-            log.error("unreadable catalogue snapshot ignored")
-            return
-        if snapshot.version > self.version:
+        snapshot = newer_snapshot(key, value, self.version)
+        if snapshot is not None:
             self.version, self.current = snapshot.version, snapshot.catalogue
 
     def choosable(self, moment: datetime | None = None) -> tuple[Plan, ...]:

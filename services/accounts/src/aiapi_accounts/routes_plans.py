@@ -17,6 +17,7 @@ from aiapi_shared.billing_api import (
     PutPlanCommand,
 )
 from aiapi_shared.catalogue import Catalogue, MeterPoint, Plan, PricePoint
+from aiapi_shared.events.base import Record
 from aiapi_shared.money import Money
 from pydantic import AwareDatetime, Field
 from starlette.requests import Request
@@ -102,30 +103,34 @@ def _prices(catalogue: Catalogue) -> PricesAnswer:
     )
 
 
-async def list_plans(request: Request) -> Response:
+async def _catalogue(request: Request, command: Record | None = None) -> Catalogue:
+    """The catalogue billing sells: now, or after ``command`` (an operator's change)."""
     require_admin(request)
-    return answer(_plans((await context(request).peers.catalogue()).catalogue))
+    peers = context(request).peers
+    reply = await (peers.catalogue() if command is None else peers.change_catalogue(command))
+    return reply.catalogue
+
+
+async def list_plans(request: Request) -> Response:
+    return answer(_plans(await _catalogue(request)))
 
 
 async def put_plan(request: Request) -> Response:
     require_admin(request)
     body = await read_body(request, PlanBody)
     command = build(PutPlanCommand, id=request.path_params["name"], **body.model_dump())
-    reply = await context(request).peers.change_catalogue(command)
-    return answer(_plans(reply.catalogue))
+    return answer(_plans(await _catalogue(request, command)))
 
 
 async def list_prices(request: Request) -> Response:
-    require_admin(request)
-    return answer(_prices((await context(request).peers.catalogue()).catalogue))
+    return answer(_prices(await _catalogue(request)))
 
 
 async def put_meter_price(request: Request) -> Response:
     require_admin(request)
     body = await read_body(request, MeterPriceBody)
     command = build(PutMeterPriceCommand, meter=request.path_params["meter"], **body.model_dump())
-    reply = await context(request).peers.change_catalogue(command)
-    return answer(_prices(reply.catalogue))
+    return answer(_prices(await _catalogue(request, command)))
 
 
 async def put_model_price(request: Request) -> Response:
@@ -134,8 +139,7 @@ async def put_model_price(request: Request) -> Response:
     fields = body.model_dump()
     fields["effective_from"] = body.effective_from or datetime.now(UTC)
     command = build(AddPriceCommand, model=request.path_params["model"], **fields)
-    reply = await context(request).peers.change_catalogue(command)
-    return answer(_prices(reply.catalogue))
+    return answer(_prices(await _catalogue(request, command)))
 
 
 def terms_now(catalogue: Catalogue, account: Account) -> dict[str, int]:
