@@ -77,6 +77,14 @@ async def test_a_plan_change_is_forwarded_to_billing_and_answered_with_every_ver
         ("/admin/v1/plans/basic", {"rpm": 5}),
         ("/admin/v1/prices/meters/speed:fast", {"input_bps": -1}),
         ("/admin/v1/prices/meters/Bad Meter", {}),
+        (
+            "/admin/v1/prices/models/claude-haiku-4-5",
+            {
+                "input_usd_per_mtok": "1.00",
+                "output_usd_per_mtok": "5.00",
+                "effective_from": "2020-01-01T00:00:00Z",
+            },
+        ),
     ],
 )
 async def test_bad_plan_and_price_changes_are_400_before_billing_is_asked(

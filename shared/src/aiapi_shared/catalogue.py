@@ -18,12 +18,11 @@ snapshot of it); the most specific is the one with the longest text before its f
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from functools import cache, cached_property
 from importlib import resources
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -93,8 +92,7 @@ class AccountTerms(_Frozen):
     discount_bps: int | None = Field(default=None, ge=0, le=10_000)
 
 
-@dataclass(frozen=True, slots=True)
-class Terms:
+class Terms(NamedTuple):  # a tuple: built on every request at the edge, cheaply
     """What one account pays and may spend at one moment: its plan's terms, its own overrides
     applied (what admission, leases and settlement all use)."""
 
@@ -179,22 +177,30 @@ class Catalogue(_Frozen):
 
     def plan(self, plan_id: str, moment: datetime | None = None) -> Plan:
         """The version of ``plan_id`` in force at ``moment`` (now when not given)."""
-        found = latest_in_force(
-            (p for p in self.plans if p.id == plan_id), moment or datetime.now(UTC)
-        )
+        found = latest_in_force(self._versions(plan_id), moment or datetime.now(UTC))
         if found is None:
             raise KeyError(plan_id)
         return found
+
+    def _versions(self, plan_id: str) -> tuple[Plan, ...]:
+        """``plan_id``'s versions, grouped once per catalogue (the edge asks on every request;
+        a ``model_copy(update=...)`` with other plans is grouped afresh)."""
+        index = self.__dict__.get("_plan_index")
+        if index is None or index[0] is not self.plans:
+            grouped: dict[str, list[Plan]] = {}
+            for version in self.plans:
+                grouped.setdefault(version.id, []).append(version)
+            index = (self.plans, {name: tuple(found) for name, found in grouped.items()})
+            self.__dict__["_plan_index"] = index
+        versions: tuple[Plan, ...] = index[1].get(plan_id, ())
+        return versions
 
     def plans_at(self, moment: datetime | None = None) -> tuple[Plan, ...]:
         """Every plan as it is at ``moment`` (now when not given), in the catalogue's order."""
         at = moment or datetime.now(UTC)
         names = dict.fromkeys(p.id for p in self.plans)
-        return tuple(
-            plan for plan in (latest_in_force((p for p in self.plans if p.id == n), at)
-                              for n in names)
-            if plan is not None
-        )  # fmt: skip
+        in_force = (latest_in_force(self._versions(name), at) for name in names)
+        return tuple(plan for plan in in_force if plan is not None)
 
     def terms(self, plan_id: str, account_id: str, moment: datetime) -> Terms:
         """What ``account_id`` on ``plan_id`` pays and may spend at ``moment``: the plan's

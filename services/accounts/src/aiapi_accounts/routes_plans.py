@@ -70,7 +70,7 @@ class MeterPriceBody(Body):
 
 class ModelPriceBody(Body):
     effective_from: AwareDatetime | None = Field(
-        default=None, description="when it starts (default: now)"
+        default=None, description="when it starts (default: now; never in the past)"
     )
     input_usd_per_mtok: Money
     output_usd_per_mtok: Money
@@ -136,8 +136,10 @@ async def put_meter_price(request: Request) -> Response:
 async def put_model_price(request: Request) -> Response:
     require_admin(request)
     body = await read_body(request, ModelPriceBody)
-    fields = body.model_dump()
-    fields["effective_from"] = body.effective_from or datetime.now(UTC)
+    fields, now = body.model_dump(), datetime.now(UTC)
+    if body.effective_from is not None and body.effective_from < now:
+        raise InvalidRequest("effective_from is in the past; a price starts now or later")
+    fields["effective_from"] = body.effective_from or now
     command = build(AddPriceCommand, model=request.path_params["model"], **fields)
     return answer(_prices(await _catalogue(request, command)))
 
