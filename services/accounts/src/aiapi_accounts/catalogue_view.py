@@ -37,11 +37,10 @@ class CatalogueView:
         except KeyError:
             return None
 
-    def choosable_plan(self, plan_id: str, current: str) -> Plan:
-        """The plan ``plan_id`` if customers may choose it now and the account (on ``current``)
-        is not on it already; else a 400 naming the choices."""
-        if plan_id == current:
-            raise InvalidRequest(f"plan: the account is on the {plan_id} plan already")
+    def choosable_plan(self, plan_id: str) -> Plan:
+        """The plan ``plan_id`` if customers may choose it now; else a 400 naming the choices.
+        (Choosing the plan the account is on is billing's to answer: ``already_owned``, so that
+        a retried choice is answered like the first.)"""
         plan = self.plan(plan_id)
         if plan is None or not plan.choosable:
             offered = ", ".join(p.id for p in self.choosable())

@@ -185,7 +185,7 @@ async def upgrade(request: Request) -> Response:
     if account.status != "active":
         raise Forbidden("the account is suspended")
     ctx = context(request)
-    plan = ctx.catalogue.choosable_plan(body.plan, account.plan)
+    plan = ctx.catalogue.choosable_plan(body.plan)
     reply = await ctx.peers.purchase_plan(account.id, plan.id)
     account = await ctx.accounts.set_plan(account.id, plan.id)
     return answer(

@@ -109,7 +109,7 @@ async def upgrade(request: Request, pages: Pages) -> Response:
         return _plan(request, pages, me, error="The account is suspended.", status=403)
     ctx = context(request)
     try:
-        plan = ctx.catalogue.choosable_plan(form.get("plan", "pro"), me.account.plan)
+        plan = ctx.catalogue.choosable_plan(form.get("plan", "pro"))
         reply = await ctx.peers.purchase_plan(me.account.id, plan.id)
         account = await ctx.accounts.set_plan(me.account.id, plan.id)
     except AccountsError as exc:
