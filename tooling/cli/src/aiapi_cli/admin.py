@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from aiapi_cli import admin_terms
+from aiapi_cli import admin_terms, admin_upstream
 from aiapi_cli.calls import Call
 
 __all__ = ["Call", "admin_main", "to_call"]
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
     _catalogue_parser(groups)
     admin_terms.add_parsers(groups)
+    admin_upstream.add_parser(groups)
     return parser
 
 
@@ -156,6 +157,9 @@ def to_call(args: argparse.Namespace) -> Call:
     terms = admin_terms.to_call(args)
     if terms is not None:
         return terms
+    if args.group == admin_upstream.GROUP:
+        method, path, body, timeout_s = admin_upstream.to_request(args)
+        return Call(method, path, body, None, timeout_s)
     if args.group == "adjust":
         headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
         body = {"amount_usd": args.amount, "reason": args.reason}
@@ -189,7 +193,11 @@ def admin_main(
     if not token:
         print("aiapi admin: set AIAPI_ADMIN_TOKEN (printed by `aiapi up`)", file=sys.stderr)
         return 2
-    call = to_call(args)
+    try:
+        call = to_call(args)
+    except admin_upstream.KeyInputError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     url = env.get("AIAPI_ADMIN_URL", DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {token}", **(call.headers or {})}
     try:
