@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -134,7 +135,12 @@ def run(per_day: int, samples: int) -> None:
                     f" over 365 days ({per_day:,} requests a day), {len(keys)} keys,"
                     f" {len(MODELS)} models; written in {time.perf_counter() - t0:.0f} s"
                 )
+                load = os.getloadavg()[0]
                 _measure(client, samples)
+                print(
+                    f"machine: {os.cpu_count()} cores, load average {load:.1f} before the loads"
+                    f" and {os.getloadavg()[0]:.1f} after (other work slows every figure)"
+                )
         finally:
             stack.stop()
 

@@ -6,7 +6,6 @@ block anvil reorganises away (orphaned). Payments watches both chains as a proce
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 import threading
@@ -17,26 +16,24 @@ from typing import TypeVar
 
 import pytest
 import uvicorn
-import zxingcpp
-from aiapi_cli.embedded import EmbeddedNats
 from aiapi_cli.ports import free_port
 from aiapi_payments.addresses import BitcoinNetwork, decode_segwit_v0_address
-from aiapi_testkit.plugin import SpawnFn
-from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect
 from web3.types import RPCEndpoint
 
 from tests.dashboard.conftest import (
     ETH_CONFIRMATIONS,
     Chain,
+    PaymentsDeploy,
+    anvil_payments_env,
+    decoded_qr,
     opened_page,
     shoot,
     sign_up_and_in,
 )
-from tests.e2e.conftest import deploy
 from tests.e2e.support import Deployment
 from tests.payments.fake_esplora import FakeEsplora
-from tests.payments.wallets import BTC_ADDRESS_0, BTC_VPUB, ETH_ADDRESS_0, ETH_XPUB
+from tests.payments.wallets import BTC_ADDRESS_0, BTC_VPUB
 
 pytestmark = pytest.mark.slow
 
@@ -95,40 +92,21 @@ def esplora() -> Iterator[EsploraThread]:
 
 @pytest.fixture
 def two_chain_deployment(
-    database_url: str,
-    strict_nats_server: EmbeddedNats,
-    nats_login: Callable[[str], dict[str, str]],
-    spawn: SpawnFn,
-    tmp_path: Path,
-    chain: Chain,
-    anvil: str,
-    esplora: EsploraThread,
+    payments_deploy: PaymentsDeploy, chain: Chain, anvil: str, esplora: EsploraThread
 ) -> Iterator[Deployment]:
     """Payments watching anvil (USDT and ETH, 3 confirmations) and the fake Esplora (BTC on
     regtest, 2 confirmations)."""
     extra = {
-        "AIAPI_ETH_RPC_URL": anvil,
-        "AIAPI_ETH_CHAIN_ID": "31337",
-        "AIAPI_ETH_XPUB": ETH_XPUB,
-        "AIAPI_ETH_ADDRESS_0": ETH_ADDRESS_0,
-        "AIAPI_USDT_CONTRACT": chain.token.address,
-        "AIAPI_ETH_START_BLOCK": str(chain.w3.eth.block_number + 1),
-        "AIAPI_ETH_FINALITY": str(ETH_CONFIRMATIONS),
-        "AIAPI_ETH_POLL_INTERVAL_S": "0.2",
+        **anvil_payments_env(chain, anvil),
         "AIAPI_BTC_ESPLORA_URL": esplora.url,
         "AIAPI_BTC_NETWORK": "regtest",
         "AIAPI_BTC_XPUB": BTC_VPUB,
         "AIAPI_BTC_ADDRESS_0": BTC_ADDRESS_0,
         "AIAPI_BTC_CONFIRMATIONS": str(BTC_CONFIRMATIONS),
         "AIAPI_BTC_POLL_INTERVAL_S": "0.2",
-        "AIAPI_PRICE_SOURCES": "",
-        "AIAPI_OUTBOX_INTERVAL_S": "0.2",
         "AIAPI_EXPLORER_TX_URLS": json.dumps({"bitcoin": "https://mempool.example/tx/{tx}"}),
     }
-    with deploy(
-        database_url, strict_nats_server, nats_login, spawn, tmp_path,
-        extra_env=extra, payments=True,
-    ) as running:  # fmt: skip
+    with payments_deploy(extra) as running:
         yield running
 
 
@@ -143,14 +121,6 @@ def row_of(page: Page, asset: str, amount: str) -> Locator:
     rows = page.locator("#deposits tbody tr").filter(has_text=asset)
     exact = re.compile(rf"^{re.escape(amount)}(\.?0*)$")
     return rows.filter(has=page.locator("td.num").get_by_text(exact))
-
-
-def decoded_qr(page: Page, asset: str) -> str:
-    png = page.locator(f".asset[data-asset={asset}] svg.qr").screenshot()
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1, f"{len(found)} QR codes read on the {asset} card"
-    text: str = found[0].text
-    return text
 
 
 def test_btc_below_minimum_and_orphaned_deposits_follow_live(

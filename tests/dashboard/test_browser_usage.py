@@ -72,10 +72,9 @@ def test_requests_appear_with_their_exact_cost_in_the_log_charts_api_and_csv(
     laptop_cost = made[next(iter(made))]  # the first request; the server key made the others
     assert [parse_usd(v) for v in by_key[:2]] == [laptop_cost, sum(made.values()) - laptop_cost]
     # Dark mode: the axes take the stylesheet's dark colours when the system scheme changes.
-    page.emulate_media(color_scheme="dark")
-    assert page.evaluate(_TICK_COLOUR) == "#a9a9b4"
-    page.emulate_media(color_scheme="light")
-    assert page.evaluate(_TICK_COLOUR) == "#55555f"
+    for scheme, muted in (("dark", "#a9a9b4"), ("light", "#55555f")):  # app.css's --muted
+        page.emulate_media(color_scheme=scheme)
+        page.wait_for_function(f"() => ({_TICK_COLOUR})() === '{muted}'", timeout=5_000)
     assert not [m for m in console if "Content Security Policy" in m], console
     shoot(page, screenshots, "usage")
 

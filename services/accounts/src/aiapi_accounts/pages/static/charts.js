@@ -15,6 +15,12 @@
     };
   }
 
+  // Axis labels in plain decimals (a day's cost may be millionths of a dollar); the exact
+  // values are in the tooltips and the table.
+  function axisNumber(value) {
+    return Number(value).toLocaleString("en-US", { maximumSignificantDigits: 4 });
+  }
+
   function options(spec) {
     var colours = ink();
     return {
@@ -25,7 +31,7 @@
       scales: {
         x: { stacked: true, ticks: { color: colours.text, maxTicksLimit: 8, maxRotation: 0 },
              grid: { display: false } },
-        y: { stacked: true, beginAtZero: true, ticks: { color: colours.text },
+        y: { stacked: true, beginAtZero: true, ticks: { color: colours.text, callback: axisNumber },
              grid: { color: colours.grid }, title: { display: true, text: spec.unit, color: colours.text } },
       },
       plugins: {
