@@ -136,7 +136,9 @@ async def usage_series(conn: Conn, q: DailyUsageQuery) -> UsageSeriesReply:
         if not 0 <= i < q.days:
             continue  # a record dated ahead of this database's clock
         group, name = (groups[0], model) if model is not None else (groups[1], key_id)
-        arrays = group.setdefault(str(name), tuple([0] * q.days for _ in values))
+        arrays = group.get(str(name))
+        if arrays is None:
+            arrays = group[str(name)] = tuple([0] * q.days for _ in values)
         for array, value in zip(arrays, values, strict=True):
             array[i] = int(value)
     by_model, by_key = (
