@@ -7,7 +7,9 @@ keys; the bench writes a year of their usage straight into billing's tables (wha
 would have written: ``--per-day`` requests a day, default 2,000, so 730,000 usage records and as
 many ledger transfers, over 3 keys and 3 models; the ``usage_daily`` rollup fills by its
 trigger), then fetches each page ``--samples`` times, one after another, with the session cookie,
-and prints p50/p95 per page. Usage::
+and prints p50/p95 per page and the CPU time each load cost the stack's processes (services,
+PostgreSQL backends, NATS): on a shared machine the wall times move with everyone else's work, the
+CPU time much less. Usage::
 
     .venv/bin/python bench/dashboard_pages.py [--per-day 2000] [--samples 200]
 """
@@ -103,21 +105,40 @@ def _half_a_year_back() -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _measure(client: httpx.Client, samples: int) -> None:
+def _cpu_seconds(roots: set[int]) -> float:
+    """CPU time (user + system) used so far by the stack's processes and their children (the
+    PostgreSQL backends): what a page costs the server, whatever else the machine is doing."""
+    used = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat.parent.name) in roots or int(fields[1]) in roots:
+            used += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(client: httpx.Client, samples: int, roots: set[int]) -> None:
     for page in PAGES:
         path = page.format(half_a_year_back=_half_a_year_back())
         for _ in range(5):  # warm-up: connections, caches, the first template compilation
             client.get(path)
         times = []
+        cpu_before = _cpu_seconds(roots)
         for _ in range(samples):
             t0 = time.perf_counter()
             answer = client.get(path)
             times.append(time.perf_counter() - t0)
             assert answer.status_code == 200, (path, answer.status_code)
+        cpu_ms = (_cpu_seconds(roots) - cpu_before) / samples * 1000
         times.sort()
         p50 = statistics.median(times) * 1000
         p95 = times[int(len(times) * 0.95) - 1] * 1000
-        print(f"{page:<40} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   ({samples} loads)")
+        print(
+            f"{page:<40} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  server CPU {cpu_ms:5.1f} ms a load"
+            f"  ({samples} loads)"
+        )
 
 
 def run(per_day: int, samples: int) -> None:
@@ -136,7 +157,7 @@ def run(per_day: int, samples: int) -> None:
                     f" {len(MODELS)} models; written in {time.perf_counter() - t0:.0f} s"
                 )
                 load = os.getloadavg()[0]
-                _measure(client, samples)
+                _measure(client, samples, set(stack.pids().values()))
                 print(
                     f"machine: {os.cpu_count()} cores, load average {load:.1f} before the loads"
                     f" and {os.getloadavg()[0]:.1f} after (other work slows every figure)"

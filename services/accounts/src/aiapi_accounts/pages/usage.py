@@ -39,20 +39,26 @@ async def usage_page(request: Request, pages: Pages) -> Response:
     next_link = None
     found: RequestRecordReply | None = None
     looked_for = params.get("request_id", "").strip()[:200]
+
+    async def look_up() -> RequestRecordReply | None:
+        if not looked_for:
+            return None
+        try:
+            return await ctx.peers.request_record(me.account.id, looked_for)
+        except PeerRefused as exc:
+            if exc.status != 404:
+                raise
+            return None
+
     try:
-        if looked_for:
-            try:
-                found = await ctx.peers.request_record(me.account.id, looked_for)
-            except PeerRefused as exc:
-                if exc.status != 404:
-                    raise
         query = list_query(
             me.account.id,
             {**filters, **({"cursor": params["cursor"]} if params.get("cursor") else {})},
             limit=PAGE_SIZE,
         )
-        # Two independent questions to billing: asked at once, answered in one round trip.
-        series, page = await asyncio.gather(
+        # Independent questions to billing: asked at once, answered in one round trip's wait.
+        found, series, page = await asyncio.gather(
+            look_up(),
             ctx.peers.usage_series(DailyUsageQuery(account_id=me.account.id, days=days)),
             ctx.peers.request_list(query),
         )
