@@ -59,10 +59,15 @@ async def top_up_view(ctx: Context, account_id: str) -> TopUpAnswer:
     """Addresses through the address book (payments asked a few times an hour, the answer
     remembered in between: a remembered address comes without its minimum, rate and URI),
     deposits from payments."""
-    # Independent questions to payments: asked at once.
+    # Independent questions to payments: asked at once. The addresses' refusal (an unverified
+    # email, the budget) is the one to answer with when both fail.
     addresses, deposits = await asyncio.gather(
-        ctx.addresses.addresses(account_id), deposits_view(ctx, account_id)
+        ctx.addresses.addresses(account_id), deposits_view(ctx, account_id), return_exceptions=True
     )
+    if isinstance(addresses, BaseException):
+        raise addresses
+    if isinstance(deposits, BaseException):
+        raise deposits
     return TopUpAnswer(
         assets=[
             TopUpAsset(
