@@ -22,6 +22,7 @@ from aiapi_shared.payments_api import (
     DEPOSITS_SUBJECT,
     SET_RATE_SUBJECT,
     AccountQuery,
+    AddressesQuery,
     AddressesReply,
     DepositsReply,
     SetRateCommand,
@@ -96,6 +97,24 @@ async def test_one_address_per_enabled_asset_stable_and_never_shared(served: Ser
         derive = eth_deposit_address if keychain == "evm" else btc_deposit_address
         assert index >= 1 and derive(index) == address
     assert ETH_ADDRESS_0 not in eth and BTC_ADDRESS_0 not in btc
+
+
+async def test_without_allocate_only_the_addresses_given_are_read(served: Served) -> None:
+    async def read(account_id: str) -> AddressesReply:
+        query = AddressesQuery(account_id=account_id, allocate=False)
+        return await ask(served.bus, ADDRESSES_SUBJECT, query, AddressesReply)
+
+    untouched = await read("acc_new")
+    assert (untouched.addresses, untouched.missing) == ([], 4)
+    count = "SELECT count(*) FROM payments.addresses WHERE account_id = 'acc_new'"
+    assert await query(served.database_url, count) == [(0,)]  # nothing derived
+    given = await addresses(served.bus, "acc_new")
+    again = await read("acc_new")
+    assert again.missing == 0
+    assert {f"{a.asset}/{a.network}": a.address for a in again.addresses} == given
+    # With what the top-up card shows: the minimum (USDT's rate is par; no price source here).
+    usdt = next(a for a in again.addresses if a.asset == "USDT")
+    assert usdt.minimum_usd is not None and usdt.rate_source == "par"
 
 
 def waiting_eth(tx: str, amount: int) -> AccountDeposit:

@@ -24,6 +24,7 @@ LEDGER_SUBJECT = "rpc.billing.v1.ledger.list"
 DAILY_USAGE_SUBJECT = "rpc.billing.v1.usage.daily"
 REQUEST_LIST_SUBJECT = "rpc.billing.v1.request.list"
 DAILY_KEY_USAGE_SUBJECT = "rpc.billing.v1.usage.daily_by_key"
+USAGE_SERIES_SUBJECT = "rpc.billing.v1.usage.series"
 
 
 class ApiError(Record):
@@ -163,6 +164,27 @@ class DailyKeyUsageReply(Record):
     """Like ``DailyUsageReply``, one row per day, model and key."""
 
     rows: list[DailyKeyUsageRow]
+
+
+class UsageSeries(Record):
+    """One model's or one key's usage per UTC day, a value per day of the reply's span (oldest
+    first; 0 on a day without usage)."""
+
+    name: str = Field(description="the model id, or the key id")
+    requests: list[int]
+    tokens: list[int] = Field(description="every metered token (thinking is part of output)")
+    cost: list[Money]
+
+
+class UsageSeriesReply(Record):
+    """The dashboard's charts: usage per day grouped by model and, separately, by key. Arrays,
+    not a row per day, model and key: a year of a busy account stays a small message (the rows
+    of ``DailyKeyUsageReply`` for 366 days outgrow NATS's 1 MiB payload)."""
+
+    first_day: date
+    days: int
+    by_model: list[UsageSeries]
+    by_key: list[UsageSeries]
 
 
 CATALOGUE_GET_SUBJECT = "rpc.billing.v1.catalogue.get"

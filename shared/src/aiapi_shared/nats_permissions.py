@@ -116,6 +116,7 @@ ACCOUNTS_REQUESTS: tuple[str, ...] = (
     billing_api.REQUEST_RECORD_SUBJECT,  # the dashboard's lookup by request-id
     billing_api.REQUEST_LIST_SUBJECT,
     billing_api.DAILY_KEY_USAGE_SUBJECT,
+    billing_api.USAGE_SERIES_SUBJECT,  # the dashboard's charts
     billing_api.CATALOGUE_GET_SUBJECT,
     billing_api.CATALOGUE_MODEL_SUBJECT,
     billing_api.CATALOGUE_ALIAS_SUBJECT,

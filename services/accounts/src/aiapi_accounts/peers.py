@@ -114,19 +114,32 @@ class Peers:
             "billing", billing_api.DAILY_KEY_USAGE_SUBJECT, query, billing_api.DailyKeyUsageReply
         )
 
+    async def usage_series(
+        self, query: billing_api.DailyUsageQuery
+    ) -> billing_api.UsageSeriesReply:
+        return await self._call(
+            "billing", billing_api.USAGE_SERIES_SUBJECT, query, billing_api.UsageSeriesReply
+        )
+
     # -- payments -----------------------------------------------------------------------------
     # A deployment without payments (AIAPI_PAYMENTS_ENABLED=false) has no addresses and no
     # deposits. Otherwise a payments that does not answer is an error (503): a customer must
     # never read "no deposits" for money they sent while payments is down.
 
     async def deposit_addresses(self, account_id: str) -> list[payments_api.DepositAddress]:
+        """Every enabled asset's address, a new one derived where the account has none yet."""
+        return (await self.given_addresses(account_id, allocate=True)).addresses
+
+    async def given_addresses(
+        self, account_id: str, *, allocate: bool
+    ) -> payments_api.AddressesReply:
+        """With ``allocate`` false, only the addresses given before (and how many are missing)."""
         if not self._payments_enabled:
-            return []
-        query = payments_api.AccountQuery(account_id=account_id)
-        reply = await self._call(
+            return payments_api.AddressesReply(addresses=[])
+        query = payments_api.AddressesQuery(account_id=account_id, allocate=allocate)
+        return await self._call(
             "payments", payments_api.ADDRESSES_SUBJECT, query, payments_api.AddressesReply
         )
-        return reply.addresses
 
     async def deposits(self, account_id: str) -> list[payments_api.Deposit]:
         if not self._payments_enabled:

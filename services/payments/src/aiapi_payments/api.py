@@ -22,6 +22,7 @@ from aiapi_shared.payments_api import (
     SET_RATE_SUBJECT,
     SWEEP_PLAN_SUBJECT,
     AccountQuery,
+    AddressesQuery,
     AddressesReply,
     DepositAddress,
     DepositsReply,
@@ -153,19 +154,31 @@ class PaymentsApi:
 
     async def _addresses(self, data: bytes) -> AddressesReply:
         """One address per enabled asset and network; every EVM network shares the account's
-        one coin-60 address (deposits are told apart by the network they arrive on)."""
+        one coin-60 address (deposits are told apart by the network they arrive on). Without
+        ``allocate``, only the addresses already given (a read: the top-up page asks on every
+        load) and how many offers still have none."""
+        query = AddressesQuery.model_validate_json(data)
         account_id = self._account(data)
         rates = await rate_lookup(self._repository, self._config, self._clock())
         found: list[DepositAddress] = []
-        stored: dict[KeyChain, StoredAddress] = {}
+        stored: dict[KeyChain, StoredAddress | None] = {}
+        missing = 0
         for asset, network in self._config.offers:
             keychain = self._config.keychain(network)
             if keychain not in stored:
-                stored[keychain] = await self._repository.assign_address(
-                    account_id, keychain, partial(self._config.derive_from, keychain)
+                stored[keychain] = (
+                    await self._repository.assign_address(
+                        account_id, keychain, partial(self._config.derive_from, keychain)
+                    )
+                    if query.allocate
+                    else await self._repository.address(account_id, keychain)
                 )
-            found.append(self._address_view(asset, network, stored[keychain].address, rates))
-        return AddressesReply(addresses=found)
+            given = stored[keychain]
+            if given is None:
+                missing += 1
+                continue
+            found.append(self._address_view(asset, network, given.address, rates))
+        return AddressesReply(addresses=found, missing=missing)
 
     def _address_view(
         self, asset: Asset, network: ChainNetwork, address: str, rates: RateLookup

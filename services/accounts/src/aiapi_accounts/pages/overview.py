@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from aiapi_shared.billing_api import DailyUsageQuery
@@ -41,9 +42,12 @@ async def overview_page(request: Request, pages: Pages) -> Response:
     today = datetime.now(UTC).date()
     balance = spend = None
     try:
-        balance = await ctx.peers.balance(me.account.id)
-        usage = await ctx.peers.daily_key_usage(
-            DailyUsageQuery(account_id=me.account.id, days=days_back_to_month_start(today))
+        # Independent questions to billing: asked at once, one round trip's wait.
+        balance, usage = await asyncio.gather(
+            ctx.peers.balance(me.account.id),
+            ctx.peers.daily_key_usage(
+                DailyUsageQuery(account_id=me.account.id, days=days_back_to_month_start(today))
+            ),
         )
         spend = spend_of(usage.rows, today)
     except PeerUnavailable:
