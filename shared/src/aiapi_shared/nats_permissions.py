@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiapi_shared import billing_api, payments_api
+from aiapi_shared import billing_api, console_api, payments_api
 from aiapi_shared.admission import (
     ADMIT_SUBJECT,
     EXTEND_SUBJECT,
@@ -111,6 +111,12 @@ ACCOUNTS_REQUESTS: tuple[str, ...] = (
     payments_api.DEPOSITS_SUBJECT,
     payments_api.SET_RATE_SUBJECT,
     payments_api.SWEEP_PLAN_SUBJECT,
+    # the operator console
+    console_api.ACCOUNT_LIST_SUBJECT,
+    console_api.REQUEST_OWNER_SUBJECT,
+    console_api.USAGE_REPORT_SUBJECT,
+    console_api.LIVE_SUBJECT,
+    console_api.DEPOSIT_OWNERS_SUBJECT,
 )
 # Services answering requests, on these subjects (queue groups).
 ANSWERS: dict[str, str] = {"billing": "rpc.billing.>", "payments": "rpc.payments.>"}

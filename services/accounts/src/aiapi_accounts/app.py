@@ -23,6 +23,8 @@ from aiapi_accounts import (
     routes_catalogue,
     routes_customer,
     routes_mail,
+    routes_reports,
+    routes_search,
     routes_topup,
     routes_usage,
 )
@@ -36,6 +38,8 @@ log = logging.getLogger("aiapi.accounts.http")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     routes_admin.ENDPOINTS
+    + routes_search.ENDPOINTS
+    + routes_reports.ENDPOINTS
     + routes_catalogue.ENDPOINTS
     + routes_customer.ENDPOINTS
     + routes_mail.ENDPOINTS

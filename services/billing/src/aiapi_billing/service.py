@@ -17,6 +17,7 @@ from aiapi_billing.admission import Admitter
 from aiapi_billing.catalogue_publisher import CataloguePublisher
 from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
+from aiapi_billing.console_rpc import console_routes
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.lease_commands import LeaseCommands
@@ -129,6 +130,8 @@ class Service:
         await rpc.serve(bus)
         publisher = CataloguePublisher(pool, bus, self.catalogue)
         for subject, handler in catalogue_routes(pool, publisher):
+            await bus.serve(subject, handler, queue=QUEUE)
+        for subject, handler in console_routes(pool, bus):
             await bus.serve(subject, handler, queue=QUEUE)
         await snapshots.mark_recent()
         stop = self.stop_event

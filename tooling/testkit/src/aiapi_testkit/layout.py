@@ -86,7 +86,14 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "sweep",
         "tickers",
     ),
-    "accounts": ("clientaddr", "domain", "schemas"),
+    "accounts": (
+        "account_search",
+        "clientaddr",
+        "domain",
+        "live_view",
+        "schemas",
+        "usage_report",
+    ),
     "simulator": ("faults",),
 }
 
