@@ -14,21 +14,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from aiapi_cli.admin_call import Call
+from aiapi_cli.admin_console import console_call, console_parsers
+
 DEFAULT_URL = "http://127.0.0.1:8088"
-
-
-@dataclass(frozen=True)
-class Call:
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] | None = None
-    timeout_s: float = 30.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     acc.add_parser(
         "invite", help="a one-time token that lets the owner set a password"
     ).add_argument("id")
+    console_parsers(groups, acc)
 
     adjust = groups.add_parser("adjust", help="credit (positive) or debit (negative) USD")
     adjust.add_argument("id")
@@ -139,6 +133,8 @@ def _catalogue_call(args: argparse.Namespace) -> Call:
 
 def _accounts_call(args: argparse.Namespace) -> Call:
     base = "/admin/v1/accounts"
+    if args.action in ("search", "show"):
+        return console_call(args)
     builders: dict[str, Callable[[], Call]] = {
         "create": lambda: Call("POST", base, {"email": args.email, "plan": args.plan}),
         "get": lambda: Call("GET", f"{base}/{args.id}"),
@@ -157,6 +153,8 @@ def to_call(args: argparse.Namespace) -> Call:
         return _accounts_call(args)
     if args.group == "catalogue":
         return _catalogue_call(args)
+    if args.group in ("reports", "live"):
+        return console_call(args)
     if args.group == "adjust":
         headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
         body = {"amount_usd": args.amount, "reason": args.reason}
@@ -195,7 +193,9 @@ def admin_main(
     headers = {"Authorization": f"Bearer {token}", **(call.headers or {})}
     try:
         with httpx.Client(base_url=url, timeout=call.timeout_s, transport=transport) as client:
-            answer = client.request(call.method, call.path, json=call.body, headers=headers)
+            answer = client.request(
+                call.method, call.path, json=call.body, headers=headers, params=call.params
+            )
     except httpx.HTTPError as exc:
         print(f"aiapi admin: cannot reach {url}: {type(exc).__name__}", file=sys.stderr)
         return 2
@@ -210,6 +210,9 @@ def admin_main(
 
 
 def _print(answer: httpx.Response) -> None:
+    if answer.headers.get("content-type", "").startswith("text/csv"):
+        sys.stdout.write(answer.text)  # as the API wrote it, for a file or a spreadsheet
+        return
     if answer.status_code == 204 or not answer.content:
         print(json.dumps({"status": answer.status_code}))
         return
