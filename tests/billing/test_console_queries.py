@@ -73,7 +73,7 @@ async def ask(bus: Bus, subject: str, query: Record, reply: type[Any]) -> Any:
 
 
 async def report(bus: Bus, group_by: str, since: datetime, until: datetime) -> Any:
-    query = api.UsageReportQuery(since=since, until=until, group_by=group_by)  # type: ignore[arg-type]
+    query = api.UsageReportQuery(since=since, until=until, group_by=group_by)
     return await ask(bus, api.USAGE_REPORT_SUBJECT, query, api.UsageReportReply)
 
 
@@ -156,7 +156,7 @@ async def test_deposits_by_asset_and_plan_sales_are_reported_when_booked(
     for account, asset, usd, deposit_id in deposits:
         await bus.publish_event(
             DepositConfirmed(
-                deposit_id=deposit_id, account_id=account, asset=asset,  # type: ignore[arg-type]
+                deposit_id=deposit_id, account_id=account, asset=asset,
                 network="ethereum", tx_hash=deposit_id.split(":")[2], position=0, amount=usd,
                 usd=parse_usd(usd), rate_usd=parse_usd("1.00"),
             )
@@ -179,9 +179,7 @@ async def test_deposits_by_asset_and_plan_sales_are_reported_when_booked(
         totals.update(row.deposits)
     assert totals == {"USDT": parse_usd("30.00"), "ETH": parse_usd("30.00")}
 
-    accounts = {
-        r.key: r for r in (await report(bus, "account", now - timedelta(days=1), now)).rows
-    }
+    accounts = {r.key: r for r in (await report(bus, "account", now - timedelta(days=1), now)).rows}
     assert accounts["acc_da"].deposits == {"USDT": parse_usd("25.5"), "ETH": parse_usd("30.00")}
     assert accounts["acc_da"].plan_sales == parse_usd("19.00")
     assert accounts["acc_db"].requests == 0  # a row for its deposit alone
@@ -217,7 +215,7 @@ async def test_accounts_rank_by_balance_and_spend_in_pages(
         while True:
             query = api.AccountListQuery(
                 account_ids=sorted(balances), sort=sort, order=order, limit=1, **position
-            )  # type: ignore[arg-type]
+            )
             page = await ask(bus, api.ACCOUNT_LIST_SUBJECT, query, api.AccountListReply)
             walked += page.rows
             if not page.more:
