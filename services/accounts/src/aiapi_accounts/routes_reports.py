@@ -126,6 +126,11 @@ def _remember(request: Request, look: _Look) -> tuple[_Look | None, _Look]:
 
 async def live(request: Request) -> Response:
     require_admin(request)
+    return answer(await live_figures(request))
+
+
+async def live_figures(request: Request) -> LiveAnswer:
+    """The live view's figures (the console's page uses them too)."""
     ctx = context(request)
     urls = [u.strip() for u in ctx.settings.console_edge_metrics_urls.split(",") if u.strip()]
     texts, billing = await asyncio.gather(_scrape(urls), _billing_live(request))
@@ -150,7 +155,7 @@ async def live(request: Request) -> Response:
         spool_depth=now.sample.spool_depth,
         spool_unwritten=now.sample.spool_unwritten,
     )
-    return answer(LiveAnswer(edges=edges, billing=billing))
+    return LiveAnswer(edges=edges, billing=billing)
 
 
 async def _billing_live(request: Request) -> LiveReply | None:

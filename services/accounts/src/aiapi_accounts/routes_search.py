@@ -145,6 +145,11 @@ async def _matches(
 
 async def search(request: Request) -> Response:
     require_admin(request)
+    return answer(await find_accounts(request))
+
+
+async def find_accounts(request: Request) -> AccountPageAnswer:
+    """The page of accounts the query string asks for (the console's page uses it too)."""
     ctx = context(request)
     params = search_params(request.query_params)
     unsearched: list[str] = []
@@ -153,7 +158,7 @@ async def search(request: Request) -> Response:
         matched = await _matches(ctx, directory(request), params.text, unsearched)
     ids = None if matched is None else sorted(matched)
     if ids == []:
-        return answer(AccountPageAnswer(data=[], next_cursor=None, unsearched=unsearched))
+        return AccountPageAnswer(data=[], next_cursor=None, unsearched=unsearched)
     if params.sort == "created":
         page, more, figures = await _by_created(ctx, directory(request), params, ids, unsearched)
     else:
@@ -176,7 +181,7 @@ async def search(request: Request) -> Response:
             value = getattr(figures[last.id], params.sort)
         order = "desc" if params.descending else "asc"
         cursor = encode_cursor(params.sort, order, Position(value, last.id))
-    return answer(AccountPageAnswer(data=rows, next_cursor=cursor, unsearched=unsearched))
+    return AccountPageAnswer(data=rows, next_cursor=cursor, unsearched=unsearched)
 
 
 async def _by_created(
@@ -223,11 +228,15 @@ async def _by_figure(
 
 
 async def overview(request: Request) -> Response:
+    require_admin(request)
+    return answer(await account_overview(request, request.path_params["id"]))
+
+
+async def account_overview(request: Request, account_id: str) -> AccountOverviewAnswer:
     """Everything about one account an operator looks at first; each peer's part is null while
     that peer does not answer (the rest is still shown)."""
-    require_admin(request)
     ctx = context(request)
-    account = await ctx.accounts.get(request.path_params["id"])
+    account = await ctx.accounts.get(account_id)
     missing: list[str] = []
     keys, sessions = await asyncio.gather(
         ctx.accounts.list_keys(account.id), ctx.accounts.sessions(account.id)
@@ -247,29 +256,27 @@ async def overview(request: Request) -> Response:
         _try(ctx.peers.deposits(account.id), "payments", missing),
     )
     row = figures.rows[0] if figures and figures.rows else None
-    return answer(
-        AccountOverviewAnswer(
-            account=AccountAnswer.of(account),
-            balance_usd=row.balance if row else None,
-            available_usd=row.available if row else None,
-            held_usd=row.holds if row else None,
-            spend_usd=row.spend if row else None,
-            keys=[KeyAnswer.of(k) for k in keys],
-            sessions=[
-                SessionRowAnswer(
-                    id=s.id,
-                    user_agent=s.user_agent,
-                    created_at=s.created_at,
-                    last_seen_at=s.last_seen_at,
-                    expires_at=s.expires_at,
-                )
-                for s in sessions
-            ],
-            ledger=ledger.entries if ledger else None,
-            usage=usage.rows if usage else None,
-            deposits=deposits,
-            unavailable=sorted(set(missing)),
-        )
+    return AccountOverviewAnswer(
+        account=AccountAnswer.of(account),
+        balance_usd=row.balance if row else None,
+        available_usd=row.available if row else None,
+        held_usd=row.holds if row else None,
+        spend_usd=row.spend if row else None,
+        keys=[KeyAnswer.of(k) for k in keys],
+        sessions=[
+            SessionRowAnswer(
+                id=s.id,
+                user_agent=s.user_agent,
+                created_at=s.created_at,
+                last_seen_at=s.last_seen_at,
+                expires_at=s.expires_at,
+            )
+            for s in sessions
+        ],
+        ledger=ledger.entries if ledger else None,
+        usage=usage.rows if usage else None,
+        deposits=deposits,
+        unavailable=sorted(set(missing)),
     )
 
 

@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from aiapi_shared.billing_api import DailyUsageQuery, RequestRecordReply
+from aiapi_shared.billing_api import DailyKeyUsageRow, DailyUsageQuery, RequestRecordReply
 from aiapi_shared.events import Usage
 from aiapi_shared.money import format_usd
 from starlette.requests import Request
@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from aiapi_accounts.errors import AccountsError, PeerRefused
 from aiapi_accounts.http import context
-from aiapi_accounts.pages.charts import day_range, series_by, stacked_bars
+from aiapi_accounts.pages.charts import Chart, day_range, series_by, stacked_bars
 from aiapi_accounts.pages.view import Pages
 from aiapi_accounts.request_filter import encode_cursor, list_query
 
@@ -66,18 +66,7 @@ async def usage_page(request: Request, pages: Pages) -> Response:
             ctx.peers.daily_key_usage(DailyUsageQuery(account_id=me.account.id, days=days)),
             ctx.peers.request_list(query),
         )
-        span = day_range(datetime.now(UTC).date(), days)
-        rows = daily.rows
-        charts = [
-            stacked_bars("Cost per day by model", span,
-                         series_by(((r.day, r.model, r.cost) for r in rows), span), usd_text),
-            stacked_bars("Tokens per day by model", span,
-                         series_by(((r.day, r.model, _tokens(r.usage)) for r in rows), span),
-                         tokens_text),
-            stacked_bars("Cost per day by key", span,
-                         series_by(((r.day, names.get(r.key_id, r.key_id), r.cost) for r in rows),
-                                   span), usd_text),
-        ]  # fmt: skip
+        charts = usage_charts(daily.rows, names, days)
         records = page.records
         if page.more:
             next_link = "/usage?" + urlencode(
@@ -93,6 +82,22 @@ async def usage_page(request: Request, pages: Pages) -> Response:
         csv_link="/api/v1/account/requests?" + urlencode({**filters, "format": "csv"}),
         looked_for=looked_for, found=found, not_found=bool(looked_for) and found is None and not error,
     )  # fmt: skip
+
+
+def usage_charts(rows: list[DailyKeyUsageRow], names: dict[str, str], days: int) -> list[Chart]:
+    """The usage charts of ``days`` days up to today (UTC): cost and tokens by model, cost by
+    key (named by ``names``). The operator console shows an account the same ones."""
+    span = day_range(datetime.now(UTC).date(), days)
+    return [
+        stacked_bars("Cost per day by model", span,
+                     series_by(((r.day, r.model, r.cost) for r in rows), span), usd_text),
+        stacked_bars("Tokens per day by model", span,
+                     series_by(((r.day, r.model, _tokens(r.usage)) for r in rows), span),
+                     tokens_text),
+        stacked_bars("Cost per day by key", span,
+                     series_by(((r.day, names.get(r.key_id, r.key_id), r.cost) for r in rows),
+                               span), usd_text),
+    ]  # fmt: skip
 
 
 def _tokens(usage: Usage) -> int:
