@@ -26,6 +26,7 @@ from aiapi_accounts import (
     routes_reports,
     routes_search,
     routes_topup,
+    routes_upstream,
     routes_usage,
 )
 from aiapi_accounts.errors import ERROR_TYPES, AccountsError
@@ -45,6 +46,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     + routes_mail.ENDPOINTS
     + routes_topup.ENDPOINTS
     + routes_usage.ENDPOINTS
+    + routes_upstream.ENDPOINTS
 )
 # The operator API is every /admin/ route; it is served on its own listener only.
 OPERATOR = tuple(e for e in ENDPOINTS if e.path.startswith("/admin/"))

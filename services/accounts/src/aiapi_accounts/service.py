@@ -9,7 +9,7 @@ import logging
 from aiapi_shared.bus import Bus, KeyValue
 from aiapi_shared.catalogue import Catalogue, default_catalogue
 from aiapi_shared.db import migrate, open_pool
-from aiapi_shared.events.records_v1 import KEYS_BUCKET
+from aiapi_shared.events.records_v1 import KEYS_BUCKET, UPSTREAM_KEYS_BUCKET
 from aiapi_shared.lifecycle import StartupRefused
 from psycopg_pool import AsyncConnectionPool
 
@@ -27,6 +27,7 @@ from aiapi_accounts.peers import Peers
 from aiapi_accounts.relay import Relay
 from aiapi_accounts.settings import AccountsSettings
 from aiapi_accounts.smtp_url import parse_smtp_url
+from aiapi_accounts.upstream_pool import UpstreamPool
 
 log = logging.getLogger("aiapi.accounts")
 
@@ -49,6 +50,7 @@ class Service:
         self.bus: Bus | None = None
         self.relay: Relay | None = None
         self.ctx: Context | None = None
+        self.upstream_pool: UpstreamPool | None = None
         self.started = False
         self.failed = asyncio.Event()  # never set today: the runner watches NATS itself
 
@@ -62,6 +64,13 @@ class Service:
         await self._resync(kv)
         self.relay = Relay(self.pool, self.bus, kv, self.catalogue)
         s = self.settings
+        self.upstream_pool = UpstreamPool(
+            self.pool,
+            self.bus,
+            await self.bus.ensure_kv(UPSTREAM_KEYS_BUCKET),
+            public_key=s.upstream_seal_public_key,
+        )
+        await self.upstream_pool.resync()
         accounts = Accounts(
             self.pool,
             self.relay,
@@ -112,6 +121,9 @@ class Service:
             self.bus, accounts, last_used_resolution_s=s.last_used_resolution_s
         ).start(self._stop)
         self._tasks.append(asyncio.create_task(self._prune(accounts), name="prune"))
+        self._tasks.append(
+            asyncio.create_task(self.upstream_pool.run(self._stop), name="upstream-pool")
+        )
         self.relay.kick()  # deliver whatever a previous run left in the outbox
         self.started = True
         log.info("accounts service started")

@@ -15,12 +15,21 @@ from typing import Any
 
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue, default_catalogue
-from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
+from aiapi_shared.edge_api import UPSTREAM_TEST_SUBJECT
+from aiapi_shared.events.records_v1 import (
+    BALANCES_BUCKET,
+    CATALOGUE_BUCKET,
+    KEYS_BUCKET,
+    UPSTREAM_KEYS_BUCKET,
+)
 
 from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
 from aiapi_edge.allowance_settlement import release_settled
 from aiapi_edge.anthropic_route import MessagesRoute
+from aiapi_edge.batch_billing import BatchBilling
+from aiapi_edge.batch_tracker import BatchTracker
+from aiapi_edge.batches_route import BatchesRoute
 from aiapi_edge.beta_policy import BetaPolicy, parse_list
 from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
@@ -37,6 +46,8 @@ from aiapi_edge.responses_route import ResponsesDialect
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.spool import Spool
 from aiapi_edge.upstream import Upstream
+from aiapi_edge.upstream_keys import UpstreamKeys
+from aiapi_edge.upstream_status import UpstreamStatus
 
 log = logging.getLogger("aiapi.edge")
 
@@ -65,6 +76,15 @@ class EdgeService:
             sync_interval_s=settings.edge_spool_sync_interval_s,
         )
         self.pool = UpstreamPool(settings.upstream_keys(), affinity=settings.edge_key_affinity)
+        seal = settings.upstream_seal_private_key
+        # The operator's changes to the pool (aiapi_upstream_keys) replace its keys as they come.
+        self.upstream_keys = UpstreamKeys(
+            settings.upstream_keys(),
+            default_base_url=settings.upstream_url,
+            private_key=seal.get_secret_value() if seal is not None else None,
+            apply=self.pool.replace,
+        )
+        self.upstream_keys_ready = asyncio.Event()
         self.upstream = Upstream(
             self.pool,
             self.metrics,
@@ -81,6 +101,7 @@ class EdgeService:
         self.messages: MessagesRoute | None = None
         self.chat: OpenAIRoute | None = None
         self.responses: OpenAIRoute | None = None
+        self.batches: BatchesRoute | None = None
 
     def _use_catalogue(self, catalogue: Catalogue) -> None:
         """Swap what is sold: each request reads these attributes once, so it sees one or the
@@ -109,8 +130,6 @@ class EdgeService:
 
     async def start(self) -> None:
         s = self.settings
-        if not len(self.pool):
-            log.warning("no upstream key configured: every inference request will get 502")
         self._bus = await Bus.connect_as(s, name=self.edge_id)
         await self._bus.ensure_streams()
         await self.spool.open()
@@ -160,7 +179,19 @@ class EdgeService:
             ResponseStore(s.edge_responses_store_bytes) if s.edge_responses_store_bytes else None
         )
         self.responses = OpenAIRoute(gateway, inference, ResponsesDialect(store))
+        batch_billing = BatchBilling(self._bus, s.edge_admission_timeout_s * 4)
+        tracker = BatchTracker(
+            batch_billing,
+            self.upstream,
+            edge_id=self.edge_id,
+            tick_s=s.edge_batch_tick_s,
+            poll_s=s.edge_batch_poll_s,
+            lease_s=s.edge_batch_lease_s,
+            chunk=s.edge_batch_chunk,
+        )
+        self.batches = BatchesRoute(gateway, self.upstream, batch_billing, tracker)
         bus = self._bus
+        self._spawn(tracker.run(self._stop))
         self._spawn(
             bus.watch_kv(KEYS_BUCKET, self.keys.on_change, ready=self.keys_ready, stop=self._stop)
         )
@@ -168,6 +199,24 @@ class EdgeService:
         self._spawn(
             bus.watch_kv(CATALOGUE_BUCKET, self.catalogue_mirror.on_change, stop=self._stop)
         )
+        self._spawn(
+            bus.watch_kv(
+                UPSTREAM_KEYS_BUCKET,
+                self.upstream_keys.on_change,
+                ready=self.upstream_keys_ready,
+                stop=self._stop,
+            )
+        )
+        status = UpstreamStatus(
+            bus,
+            self.upstream,
+            self.upstream_keys,
+            lambda: self.catalogue,
+            edge_id=self.edge_id,
+            every_s=s.edge_upstream_report_s,
+        )
+        await bus.serve(UPSTREAM_TEST_SUBJECT, status.test, queue="edge", concurrency=4)
+        self._spawn(status.run(self._stop))
         self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
         self._spawn(
             release_settled(allowance, bus, self._stop, timeout_s=s.edge_admission_timeout_s * 4)
@@ -177,6 +226,11 @@ class EdgeService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_MIRROR_WAIT_S):
                 await self.keys_ready.wait()
+                await self.upstream_keys_ready.wait()
+        if not len(self.pool):
+            log.warning(
+                "no upstream key in the pool: inference requests get 502 until one is added"
+            )
         log.info(
             "edge started",
             extra={

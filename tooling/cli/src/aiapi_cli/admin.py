@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from aiapi_cli import admin_upstream
 from aiapi_cli.admin_call import Call
 from aiapi_cli.admin_console import console_call, console_parsers
 
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     rate_set.add_argument("asset", choices=["ETH", "BTC"])
     rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
     _catalogue_parser(groups)
+    admin_upstream.add_parser(groups)
     return parser
 
 
@@ -153,6 +155,9 @@ def to_call(args: argparse.Namespace) -> Call:
         return _accounts_call(args)
     if args.group == "catalogue":
         return _catalogue_call(args)
+    if args.group == admin_upstream.GROUP:
+        method, path, body, timeout_s = admin_upstream.to_request(args)
+        return Call(method, path, body, None, timeout_s)
     if args.group in ("reports", "live"):
         return console_call(args)
     if args.group == "adjust":
@@ -188,7 +193,11 @@ def admin_main(
     if not token:
         print("aiapi admin: set AIAPI_ADMIN_TOKEN (printed by `aiapi up`)", file=sys.stderr)
         return 2
-    call = to_call(args)
+    try:
+        call = to_call(args)
+    except admin_upstream.KeyInputError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     url = env.get("AIAPI_ADMIN_URL", DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {token}", **(call.headers or {})}
     try:

@@ -24,6 +24,7 @@ import httpx
 import platformdirs
 import psycopg
 from aiapi_shared.nats_permissions import SERVICES
+from aiapi_shared.upstream_seal import public_of
 from psycopg import sql
 
 from aiapi_cli.credentials import LocalCredentials, NatsUsers, read_or_create_secret
@@ -94,11 +95,19 @@ class Stack:
             instance_id="up-" + secrets.token_hex(6),
             pick_port=free_port,
             nats_logins=logins,
+            upstream_seal=self._upstream_seal(credentials),
         )
         refuse_taken_ports(self.plan)
         self.supervisor = Supervisor(self.plan.services, log_dir=self.data_dir / "logs")
         self.supervisor.start_all()
         return self.plan
+
+    def _upstream_seal(self, credentials: LocalCredentials) -> tuple[str, str]:
+        """The operator's own pair when the environment gives one, else the data directory's."""
+        private = self.environ.get("AIAPI_UPSTREAM_SEAL_PRIVATE_KEY")
+        if private:
+            return private, self.environ.get("AIAPI_UPSTREAM_SEAL_PUBLIC_KEY") or public_of(private)
+        return credentials.upstream_seal_private, credentials.upstream_seal_public
 
     def _start_nats(self, users: NatsUsers) -> str:
         self.nats = EmbeddedNats(self.data_dir / "nats", authorization=users.server_config())
