@@ -77,6 +77,7 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert edge and key and simulator, output
         operator = f"http://127.0.0.1:{env['AIAPI_ADMIN_PORT']}"
         assert f"Operator API                 {operator}/admin/v1" in output
+        assert f"Operator console             {operator}/admin/" in output
 
         direct = closer.enter_context(
             anthropic.Anthropic(base_url=simulator.group(1), api_key="sk-ant-any")

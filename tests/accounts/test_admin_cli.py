@@ -22,9 +22,10 @@ from tests.accounts.test_process import ARGV, admin_url, ready_url, service_env
 
 
 async def run(
-    capsys: pytest.CaptureFixture[str], env: dict[str, str], *argv: str
+    capsys: pytest.CaptureFixture[str], env: dict[str, str], *argv: str, stdin: str = ""
 ) -> tuple[int, Any]:
-    code = await asyncio.to_thread(admin_main, list(argv), environ=env)
+    """The command's exit status and printed JSON; ``stdin`` is what it may read."""
+    code = await asyncio.to_thread(admin_main, list(argv), environ=env, stdin=io.StringIO(stdin))
     out = capsys.readouterr().out
     return code, json.loads(out) if out.strip() else None
 

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from aiapi_accounts.directory import directory
 from aiapi_accounts.errors import InvalidRequest, PeerUnavailable
-from aiapi_accounts.http import answer, context, require_admin
+from aiapi_accounts.http import acting, answer, context
 from aiapi_accounts.live_view import EdgeSample, error_share, parse_edges, per_second
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.schemas import Answer
@@ -52,7 +52,7 @@ async def build_report(request: Request) -> ReportAnswer:
 
 
 async def usage_report(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     kind = request.query_params.get("format", "json")
     if kind not in ("json", "csv"):
         raise InvalidRequest("format is json or csv")
@@ -125,7 +125,7 @@ def _remember(request: Request, look: _Look) -> tuple[_Look | None, _Look]:
 
 
 async def live(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     return answer(await live_figures(request))
 
 

@@ -46,7 +46,7 @@ from aiapi_accounts.context import Context
 from aiapi_accounts.directory import Directory, directory
 from aiapi_accounts.domain import Account
 from aiapi_accounts.errors import InvalidRequest, PeerUnavailable
-from aiapi_accounts.http import answer, context, require_admin
+from aiapi_accounts.http import acting, answer, context
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.routes_usage import RequestPageAnswer, request_page
 from aiapi_accounts.schemas import AccountAnswer, Answer, KeyAnswer
@@ -144,7 +144,7 @@ async def _matches(
 
 
 async def search(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     return answer(await find_accounts(request))
 
 
@@ -228,7 +228,7 @@ async def _by_figure(
 
 
 async def overview(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     return answer(await account_overview(request, request.path_params["id"]))
 
 
@@ -282,13 +282,13 @@ async def account_overview(request: Request, account_id: str) -> AccountOverview
 
 async def requests(request: Request) -> Response:
     """The account's request log exactly as its owner sees it (the same filters, pages, CSV)."""
-    require_admin(request)
+    acting(request)
     account = await context(request).accounts.get(request.path_params["id"])
     return await request_page(request, account.id)
 
 
 async def ledger(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     ctx = context(request)
     account = await ctx.accounts.get(request.path_params["id"])
     raw_limit = request.query_params.get("limit", "50")

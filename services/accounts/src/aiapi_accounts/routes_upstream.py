@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aiapi_accounts.http import answer, no_content, read_body, require_admin
+from aiapi_accounts.http import acting, answer, no_content, read_body
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.upstream_pool import KeyChange, UpstreamPool
 from aiapi_accounts.upstream_view import PoolEntry
@@ -171,33 +171,33 @@ def _pool(request: Request) -> UpstreamPool:
 
 
 async def list_keys(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     entries = await _pool(request).entries()
     return answer(UpstreamKeyList(data=[UpstreamKeyAnswer.of(e) for e in entries]))
 
 
 async def add_key(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, UpstreamKeyCreateBody)
     entry = await _pool(request).add(body.change())
     return answer(UpstreamKeyAnswer.of(entry), 201)
 
 
 async def patch_key(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, UpstreamKeyPatchBody)
     entry = await _pool(request).change(request.path_params["id"], body.change())
     return answer(UpstreamKeyAnswer.of(entry))
 
 
 async def remove_key(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     await _pool(request).remove(request.path_params["id"])
     return no_content()
 
 
 async def test_key(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     reply = await _pool(request).test(request.path_params["id"])
     return answer(
         UpstreamTestAnswer(

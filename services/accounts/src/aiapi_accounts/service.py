@@ -22,6 +22,7 @@ from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Backoff, Limits, Throttle
 from aiapi_accounts.mailer import MailSender
 from aiapi_accounts.notices import Notices
+from aiapi_accounts.operators.service import Operators
 from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.peers import Peers
 from aiapi_accounts.relay import Relay
@@ -71,23 +72,25 @@ class Service:
             public_key=s.upstream_seal_public_key,
         )
         await self.upstream_pool.resync()
+        passwords = Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib)
+        throttle = Throttle(
+            per_email=Backoff(
+                s.sign_in_free_failures_per_email,
+                s.sign_in_base_delay_s,
+                s.sign_in_max_delay_per_email_s,
+            ),
+            per_address=Backoff(
+                s.sign_in_free_failures_per_ip,
+                s.sign_in_base_delay_s,
+                s.sign_in_max_delay_per_ip_s,
+            ),
+            forget_s=s.sign_in_forget_s,
+        )
         accounts = Accounts(
             self.pool,
             self.relay,
-            Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib),
-            Throttle(
-                per_email=Backoff(
-                    s.sign_in_free_failures_per_email,
-                    s.sign_in_base_delay_s,
-                    s.sign_in_max_delay_per_email_s,
-                ),
-                per_address=Backoff(
-                    s.sign_in_free_failures_per_ip,
-                    s.sign_in_base_delay_s,
-                    s.sign_in_max_delay_per_ip_s,
-                ),
-                forget_s=s.sign_in_forget_s,
-            ),
+            passwords,
+            throttle,
             Limits(s.max_keys_per_account, s.account_writes_per_minute),
             session_ttl_s=s.session_ttl_s,
             invitation_ttl_s=s.invitation_ttl_s,
@@ -112,7 +115,14 @@ class Service:
             requests_per_hour=s.mail_requests_per_hour,
             kick=sender.kick if sender is not None else lambda: None,
         )
-        self.ctx = Context(s, accounts, peers, self.catalogue, addresses, mail)
+        operators = Operators(
+            self.pool,
+            passwords,
+            throttle,
+            bootstrap_token=s.admin_token.get_secret_value(),
+            session_ttl_s=s.operator_session_ttl_s,
+        )
+        self.ctx = Context(s, accounts, peers, self.catalogue, addresses, mail, operators)
         if sender is not None:
             self._tasks.append(asyncio.create_task(sender.run(self._stop), name="mail"))
             self._tasks += Notices(self.bus, mail).start(self._stop)
@@ -120,7 +130,7 @@ class Service:
         self._tasks += Consumers(
             self.bus, accounts, last_used_resolution_s=s.last_used_resolution_s
         ).start(self._stop)
-        self._tasks.append(asyncio.create_task(self._prune(accounts), name="prune"))
+        self._tasks.append(asyncio.create_task(self._prune(accounts, operators), name="prune"))
         self._tasks.append(
             asyncio.create_task(self.upstream_pool.run(self._stop), name="upstream-pool")
         )
@@ -150,12 +160,13 @@ class Service:
         async with self.pool.connection() as conn:
             await keysync.full_resync(kv, conn, self.catalogue)
 
-    async def _prune(self, accounts: Accounts) -> None:
+    async def _prune(self, accounts: Accounts, operators: Operators) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=_PRUNE_EVERY_S)
             try:
                 await accounts.prune()
+                await operators.prune()
             except Exception as exc:  # noqa: BLE001 (housekeeping; the next round retries)
                 log.warning("pruning sign-in failures failed: %s", type(exc).__name__)
 

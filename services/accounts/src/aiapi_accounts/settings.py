@@ -30,6 +30,8 @@ class AccountsSettings(BaseServiceSettings):
     # `aiapi up` on plain-HTTP localhost sets this false; browsers drop Secure cookies over HTTP.
     cookie_secure: bool = True
     session_ttl_s: int = Field(default=14 * 24 * 3600, gt=0)
+    # An operator's console session (the operator listener's cookie) lasts a working day.
+    operator_session_ttl_s: int = Field(default=12 * 3600, gt=0)
     # Sign-in throttling (docs/accounts.md): per email and per client address, a number of free
     # failures, then each failure doubles the wait before the next attempt is even evaluated,
     # from the base delay up to a cap. The per-email cap is low on purpose, so that nobody can

@@ -17,7 +17,7 @@ from aiapi_shared.money import Money, format_usd
 from pydantic import Field
 
 from aiapi_accounts.errors import InvalidRequest
-from aiapi_accounts.request_filter import parse_moment
+from aiapi_accounts.request_filter import moment
 from aiapi_accounts.schemas import Answer
 
 GROUPINGS: tuple[Grouping, ...] = ("day", "week", "month", "model", "plan", "account")
@@ -58,11 +58,11 @@ def report_query(params: Mapping[str, str], now: datetime) -> UsageReportQuery:
     today = datetime(now.year, now.month, now.day, tzinfo=UTC)
     raw_from, raw_to = params.get("from"), params.get("to")
     since = (
-        parse_moment(raw_from, "from", end_of_day=False)
+        moment(raw_from, "from", end_of_day=False)
         if raw_from
         else today - timedelta(days=DEFAULT_DAYS - 1)
     )
-    until = parse_moment(raw_to, "to", end_of_day=True) if raw_to else today + timedelta(days=1)
+    until = moment(raw_to, "to", end_of_day=True) if raw_to else today + timedelta(days=1)
     if until <= since:
         raise InvalidRequest("to must be after from")
     if until - since > timedelta(days=MAX_DAYS):

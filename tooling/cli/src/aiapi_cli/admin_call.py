@@ -1,4 +1,4 @@
-"""One operator API call, as ``aiapi admin`` builds it from a command line."""
+"""One call of the operator API, as a command line stands for it."""
 
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ class Call:
     body: dict[str, Any] | None = None
     headers: dict[str, str] | None = None
     timeout_s: float = 30.0
-    params: dict[str, str] | None = None
+    params: dict[str, str] | None = None  # the query string

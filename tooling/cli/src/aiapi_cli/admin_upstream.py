@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any, TextIO
 
+from aiapi_cli.admin_operators import with_reason
+
 BASE = "/admin/v1/upstream-keys"
 GROUP = "upstream-keys"
 
@@ -23,17 +25,21 @@ def add_parser(groups: Any) -> None:
     actions = upstream.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every key (hint only), health per edge, errors, spend")
     # No abbreviations: ``--key`` must not pass for ``--key-file`` (a key on the command line).
-    add = actions.add_parser(
-        "add", help="add a key (read from --key-file or standard input)", allow_abbrev=False
+    add = with_reason(
+        actions.add_parser(
+            "add", help="add a key (read from --key-file or standard input)", allow_abbrev=False
+        )
     )
     add.add_argument("--key-file", help="a file holding the key (else: standard input)")
     _options(add)
     add.add_argument("--disabled", action="store_true", help="add it without traffic")
-    change = actions.add_parser("set", help="change a key's weight, models, organisation, URL")
+    change = with_reason(
+        actions.add_parser("set", help="change a key's weight, models, organisation, URL")
+    )
     change.add_argument("id")
     _options(change)
     for action in ("disable", "enable", "remove", "test"):
-        actions.add_parser(action).add_argument("id")
+        with_reason(actions.add_parser(action)).add_argument("id")
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -74,13 +80,15 @@ def read_key(key_file: str | None, stdin: TextIO | None = None) -> str:
     return key
 
 
-def to_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None, float]:
+def to_request(
+    args: argparse.Namespace, stdin: TextIO | None = None
+) -> tuple[str, str, dict[str, Any] | None, float]:
     """(method, path, body, timeout) of an ``upstream-keys`` command line."""
     action = args.action
     if action == "list":
         return "GET", BASE, None, 30.0
     if action == "add":
-        body = {"key": read_key(args.key_file), **_changes(args)}
+        body = {"key": read_key(args.key_file, stdin), **_changes(args)}
         if args.disabled:
             body["enabled"] = False
         return "POST", BASE, body, 30.0

@@ -167,6 +167,8 @@ def _banner(plan: StackPlan, stack: Stack, demo: dict[str, str] | None) -> str:
         f"  Anthropic SDKs, Claude Code  base URL: {edge}/api/proxy",
         f"  OpenAI SDKs and tools        base URL: {edge}/api/proxy/v1",
         f"  Operator API                 {operator}/admin/v1   (docs: {operator}/docs)",
+        f"  Operator console             {operator}/admin/"
+        "   (aiapi admin operators create ... --password-stdin)",
         f"  Customer API                 http://127.0.0.1:{plan.accounts_port}/api/v1",
         f"  Operator token               {stack.admin_token}"
         f"   (aiapi admin: AIAPI_ADMIN_URL={operator})",

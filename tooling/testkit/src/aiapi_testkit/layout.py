@@ -101,6 +101,8 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "clientaddr",
         "domain",
         "live_view",
+        "operators.audit",
+        "operators.domain",
         "schemas",
         "upstream_view",
         "usage_report",
