@@ -30,6 +30,7 @@ from aiapi_shared.console_api import (
 
 from aiapi_billing.errors import BillingError
 from aiapi_billing.repository import Conn
+from aiapi_billing.repository.request_log import TOKEN_METERS
 
 # -- accounts ranked --------------------------------------------------------------------------
 
@@ -119,16 +120,8 @@ _BOOKED_KEYS = {
     "month": _period("created_at", "month"),
     "account": "account_id",
 }
-_METER_SUMS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "thinking_tokens",
-    "web_search_requests",
-    "web_fetch_requests",
-)
+# The columns summed into ``Meters``, under the same names.
+_METER_SUMS = (*TOKEN_METERS, "web_search_requests", "web_fetch_requests")
 
 
 async def usage_report(conn: Conn, q: UsageReportQuery) -> UsageReportReply:
