@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiapi_shared import batches_api, billing_api, edge_api, payments_api
+from aiapi_shared import batches_api, billing_api, console_api, edge_api, payments_api
 from aiapi_shared.admission import (
     ADMIT_SUBJECT,
     EXTEND_SUBJECT,
@@ -129,6 +129,12 @@ ACCOUNTS_REQUESTS: tuple[str, ...] = (
     payments_api.SET_RATE_SUBJECT,
     payments_api.SWEEP_PLAN_SUBJECT,
     edge_api.UPSTREAM_TEST_SUBJECT,
+    # the operator console
+    console_api.ACCOUNT_LIST_SUBJECT,
+    console_api.REQUEST_OWNER_SUBJECT,
+    console_api.USAGE_REPORT_SUBJECT,
+    console_api.LIVE_SUBJECT,
+    console_api.DEPOSIT_OWNERS_SUBJECT,
 )
 # Services answering requests, on these subjects (queue groups).
 ANSWERS: dict[str, str] = {

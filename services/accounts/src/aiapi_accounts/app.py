@@ -25,6 +25,8 @@ from aiapi_accounts import (
     routes_customer,
     routes_mail,
     routes_plans,
+    routes_reports,
+    routes_search,
     routes_topup,
     routes_upstream,
     routes_usage,
@@ -44,6 +46,8 @@ log = logging.getLogger("aiapi.accounts.http")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     routes_admin.ENDPOINTS
+    + routes_search.ENDPOINTS
+    + routes_reports.ENDPOINTS
     + operator_routes.ENDPOINTS
     + routes_catalogue.ENDPOINTS
     + routes_plans.ENDPOINTS

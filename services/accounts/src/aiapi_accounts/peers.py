@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from aiapi_shared import billing_api, payments_api
+from aiapi_shared import billing_api, console_api, payments_api
 from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus import Bus, BusUnavailable, ErrorReply, InvalidReply
 from aiapi_shared.events.base import Record
@@ -14,6 +14,7 @@ from aiapi_accounts.errors import PeerRefused, PeerUnavailable
 
 R = TypeVar("R", bound=BaseModel)
 SWEEP_PLAN_TIMEOUT_S = 60.0
+REPORT_TIMEOUT_S = 30.0
 
 
 class Peers:
@@ -120,6 +121,49 @@ class Peers:
         return await self._call(
             "billing", billing_api.USAGE_SERIES_SUBJECT, query, billing_api.UsageSeriesReply
         )
+
+    # -- the operator console (aiapi_shared.console_api) --------------------------------------
+
+    async def account_figures(
+        self, query: console_api.AccountListQuery
+    ) -> console_api.AccountListReply:
+        return await self._call(
+            "billing", console_api.ACCOUNT_LIST_SUBJECT, query, console_api.AccountListReply
+        )
+
+    async def request_owner(self, request_id: str) -> str | None:
+        query = console_api.RequestOwnerQuery(request_id=request_id)
+        reply = await self._call(
+            "billing", console_api.REQUEST_OWNER_SUBJECT, query, console_api.RequestOwnerReply
+        )
+        return reply.account_id
+
+    async def usage_report(
+        self, query: console_api.UsageReportQuery
+    ) -> console_api.UsageReportReply:
+        """A long period groups many records: billing is given more time than a page read."""
+        return await self._call(
+            "billing",
+            console_api.USAGE_REPORT_SUBJECT,
+            query,
+            console_api.UsageReportReply,
+            timeout_s=max(self._timeout_s, REPORT_TIMEOUT_S),
+        )
+
+    async def live(self, query: console_api.LiveQuery) -> console_api.LiveReply:
+        return await self._call("billing", console_api.LIVE_SUBJECT, query, console_api.LiveReply)
+
+    async def deposit_owners(self, text: str) -> list[console_api.DepositOwner]:
+        if not self._payments_enabled:
+            return []
+        query = console_api.DepositOwnersQuery(text=text)
+        reply = await self._call(
+            "payments",
+            console_api.DEPOSIT_OWNERS_SUBJECT,
+            query,
+            console_api.DepositOwnersReply,
+        )
+        return reply.owners
 
     # -- payments -----------------------------------------------------------------------------
     # A deployment without payments (AIAPI_PAYMENTS_ENABLED=false) has no addresses and no

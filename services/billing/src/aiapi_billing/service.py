@@ -18,6 +18,7 @@ from aiapi_billing.batch_commands import BatchCommands, batch_routes
 from aiapi_billing.catalogue_publisher import CataloguePublisher
 from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
+from aiapi_billing.console_rpc import console_routes
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.lease_commands import LeaseCommands
@@ -146,6 +147,8 @@ class Service:
             )
         publisher = CataloguePublisher(pool, bus, live, interval_s=self.settings.catalogue_poll_s)
         for subject, handler in catalogue_routes(pool, publisher):
+            await bus.serve(subject, handler, queue=QUEUE)
+        for subject, handler in console_routes(pool, bus):
             await bus.serve(subject, handler, queue=QUEUE)
         await snapshots.mark_recent()
         stop = self.stop_event

@@ -15,6 +15,12 @@ from typing import Literal
 import psycopg
 from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus import Bus
+from aiapi_shared.console_api import (
+    DEPOSIT_OWNERS_SUBJECT,
+    DepositOwner,
+    DepositOwnersQuery,
+    DepositOwnersReply,
+)
 from aiapi_shared.events.base import Record
 from aiapi_shared.payments_api import (
     ADDRESSES_SUBJECT,
@@ -135,6 +141,7 @@ class PaymentsApi:
             DEPOSITS_SUBJECT: self._deposits,
             SET_RATE_SUBJECT: self._set_rate,
             SWEEP_PLAN_SUBJECT: self._sweep_plan,
+            DEPOSIT_OWNERS_SUBJECT: self._owners,
         }
         for subject, handle in routes.items():
 
@@ -223,6 +230,19 @@ class PaymentsApi:
             for record in records
         ]
         return DepositsReply(deposits=views)
+
+    async def _owners(self, data: bytes) -> DepositOwnersReply:
+        """Whose deposit address or transaction this is (the operator console's search)."""
+        query = DepositOwnersQuery.model_validate_json(data)
+        found = await self._repository.deposit_owners(query.text)
+        return DepositOwnersReply(
+            owners=[
+                DepositOwner(
+                    account_id=account_id, matched="address" if kind == "address" else "tx_hash"
+                )
+                for account_id, kind in found
+            ]
+        )
 
     async def _set_rate(self, data: bytes) -> SetRateReply:
         command = SetRateCommand.model_validate_json(data)

@@ -23,6 +23,7 @@ import httpx
 
 from aiapi_cli import admin_operators, admin_terms, admin_upstream
 from aiapi_cli.admin_call import Call
+from aiapi_cli.admin_console import console_call, console_parsers
 from aiapi_cli.admin_operators import with_reason
 
 __all__ = ["Call", "admin_main", "to_call"]
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     with_reason(
         acc.add_parser("invite", help="a one-time token that lets the owner set a password")
     ).add_argument("id")
+    console_parsers(groups, acc)
 
     adjust = groups.add_parser("adjust", help="credit (positive) or debit (negative) USD")
     adjust.add_argument("id")
@@ -145,6 +147,8 @@ def _catalogue_call(args: argparse.Namespace) -> Call:
 
 def _accounts_call(args: argparse.Namespace) -> Call:
     base = "/admin/v1/accounts"
+    if args.action in ("search", "show"):
+        return console_call(args)
     builders: dict[str, Callable[[], Call]] = {
         "create": lambda: Call("POST", base, {"email": args.email, "plan": args.plan}),
         "get": lambda: Call("GET", f"{base}/{args.id}"),
@@ -171,6 +175,8 @@ def to_call(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Call:
     if args.group == admin_upstream.GROUP:
         method, path, body, timeout_s = admin_upstream.to_request(args, stdin)
         return Call(method, path, body, None, timeout_s)
+    if args.group in ("reports", "live"):
+        return console_call(args)
     if args.group == "adjust":
         headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
         body = {"amount_usd": args.amount, "reason": args.reason}
@@ -234,6 +240,9 @@ def admin_main(
 
 
 def _print(answer: httpx.Response) -> None:
+    if answer.headers.get("content-type", "").startswith("text/csv"):
+        sys.stdout.write(answer.text)  # as the API wrote it, for a file or a spreadsheet
+        return
     if answer.status_code == 204 or not answer.content:
         print(json.dumps({"status": answer.status_code}))
         return

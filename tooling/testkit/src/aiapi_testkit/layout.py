@@ -98,12 +98,15 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "tickers",
     ),
     "accounts": (
+        "account_search",
         "clientaddr",
         "domain",
+        "live_view",
         "operators.audit",
         "operators.domain",
         "schemas",
         "upstream_view",
+        "usage_report",
     ),
     "simulator": ("faults",),
 }

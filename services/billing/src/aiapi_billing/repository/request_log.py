@@ -25,7 +25,7 @@ from aiapi_billing.errors import BillingError
 from aiapi_billing.repository import Conn
 from aiapi_billing.repository.queries import METER_COLUMNS, usage_of
 
-_METERS = (
+TOKEN_METERS = (
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
@@ -56,7 +56,7 @@ async def request_list(conn: Conn, q: RequestListQuery) -> RequestListReply:
     params.append(q.limit + 1)  # one more tells whether another page follows
     cur = await conn.execute(
         "SELECT request_id, key_id, model, route, started_at, outcome, status_code, cost, "  # noqa: S608 (fixed column names; values are parameters)
-        + ", ".join(_METERS)
+        + ", ".join(TOKEN_METERS)
         + ", "
         + METER_COLUMNS
         + " FROM usage_records WHERE "
@@ -86,7 +86,7 @@ async def daily_key_usage(conn: Conn, q: DailyUsageQuery) -> DailyKeyUsageReply:
     """From the ``usage_daily`` rollup (migration 0016), kept as records are inserted."""
     cur = await conn.execute(
         "SELECT day, model, key_id, requests, "  # noqa: S608 (fixed column names)
-        + ", ".join(_METERS)
+        + ", ".join(TOKEN_METERS)
         + ", cost FROM usage_daily WHERE account_id = %s"
         " AND day >= (now() AT TIME ZONE 'UTC')::date - (%s::int - 1)"
         " ORDER BY day, model, key_id",
