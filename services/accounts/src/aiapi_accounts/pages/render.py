@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
+from aiapi_shared.events import Usage
 from aiapi_shared.money import format_usd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
@@ -39,6 +40,29 @@ def when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def extras(usage: Usage) -> str:
+    """What a request was billed for beyond tokens, e.g. ``web search 3, tier priority``: the
+    server tools it used and the priced options the upstream reported (empty: none)."""
+    parts = [
+        f"{name} {count}"
+        for name, count in (
+            ("web search", usage.web_search_requests),
+            ("web fetch", usage.web_fetch_requests),
+        )
+        if count
+    ]
+    parts += [
+        f"{name} {value}"
+        for name, value, plain in (
+            ("tier", usage.service_tier, "standard"),
+            ("region", usage.inference_geo, "global"),
+            ("speed", usage.speed, "standard"),
+        )
+        if value and value != plain
+    ]
+    return ", ".join(parts)
+
+
 class Renderer:
     def __init__(self) -> None:
         self._env = Environment(
@@ -52,6 +76,7 @@ class Renderer:
         )
         self._env.filters["usd"] = usd
         self._env.filters["when"] = when
+        self._env.filters["extras"] = extras
         # Static files change with the release: the version in their URL defeats stale caches.
         self._env.globals["asset_version"] = version("aiapi-accounts")
 
