@@ -32,7 +32,7 @@ class Chain:
         self.accounts = list(await self.w3.eth.accounts)
 
     async def rpc(self, method: str, *params: Any) -> Any:
-        response = await self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+        response = await self.w3.provider.make_request(method, list(params))
         if "error" in response:
             raise RuntimeError(f"{method}: {response['error']}")
         return response.get("result")
