@@ -204,6 +204,14 @@ async def usage_events(bus: Bus, expected: int, *, timeout_s: float = 15.0) -> l
     return events
 
 
+async def billed_once(bus: Bus, billing: Billing) -> list[UsageRecorded]:
+    """The usage events once every request ``billing`` admitted has one: exactly one each."""
+    admitted = sorted(r.request_id for r in billing.requests)
+    events = await usage_events(bus, len(admitted))
+    assert sorted(e.request_id for e in events) == admitted, (admitted, events)
+    return events
+
+
 # The usage event's fields that decide what a request costs: equal for the same request on any route.
 BILLED = frozenset(
     {

@@ -19,12 +19,11 @@ from typing import Any
 
 import orjson
 import pytest
-from aiapi_shared.events.usage_v1 import UsageRecorded
 from aiapi_simulator.thinking import sign_thinking
 from aiapi_testkit.npm import npm_install
 
 from .conftest import EdgeEnv
-from .support import sim_requests, usage_events
+from .support import billed_once, sim_requests
 
 CODEX_PACKAGE = "@openai/codex@0.171.0"
 TOOLS = Path(__file__).resolve().parents[2] / ".tools"
@@ -90,14 +89,6 @@ def items(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     ]
 
 
-async def billed(env: EdgeEnv) -> list[UsageRecorded]:
-    """The usage events once every request the edge admitted has one: exactly one each."""
-    admitted = sorted(r.request_id for r in env.billing.requests)
-    events = await usage_events(env.bus, len(admitted))
-    assert sorted(e.request_id for e in events) == admitted, (admitted, events)
-    return events
-
-
 def turn_usage(events: list[dict[str, Any]]) -> dict[str, Any]:
     [done] = [e for e in events if e["type"] == "turn.completed"]
     usage: dict[str, Any] = done["usage"]
@@ -116,7 +107,7 @@ async def test_codex_answers_a_prompt_and_the_request_is_billed(
     # web_search, which Codex offers by default, is not offered upstream; its functions are.
     assert "exec_command" in [t["name"] for t in body["tools"]]
     assert "web_search" not in [t["name"] for t in body["tools"]]
-    [event] = await billed(env)
+    [event] = await billed_once(env.bus, env.billing)
     assert (event.route, event.outcome, event.status_code) == ("responses", "ok", 200)
     usage = turn_usage(events)  # what Codex read from response.completed is what is billed
     assert usage["input_tokens"] == event.usage.input_tokens
@@ -149,7 +140,7 @@ async def test_codex_runs_a_tool_call_with_thinking_and_each_request_is_billed(
     assert result["type"] == "tool_result" and result["tool_use_id"] == tool_use["id"]
     assert "codex-tool-ran" in str(result["content"])
     # One usage event per upstream request, all billed; together what Codex counted.
-    recorded = await billed(env)
+    recorded = await billed_once(env.bus, env.billing)
     assert [(e.route, e.outcome) for e in recorded] == [("responses", "ok")] * 2
     usage = turn_usage(events)
     assert usage["input_tokens"] == sum(e.usage.input_tokens for e in recorded)

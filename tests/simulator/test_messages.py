@@ -262,3 +262,26 @@ def test_malformed_json_gets_400(http: httpx.Client) -> None:
     response = http.post("/v1/messages", headers=HEADERS, content=b"{not json")
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_system_turns_need_the_per_turn_control_beta(http: httpx.Client) -> None:
+    messages = [
+        {"role": "user", "content": "hello"},
+        {"role": "system", "content": [{"type": "text", "text": "Answer briefly."}]},
+        {"role": "user", "content": "Hi [[reply: ok]]"},
+    ]
+    body = {"model": MODEL, "max_tokens": 20, "messages": messages}
+    plain = http.post("/v1/messages", headers=HEADERS, json=body)
+    assert plain.status_code == 400
+    assert "messages.1.role" in plain.json()["error"]["message"]
+    beta = {**HEADERS, "anthropic-beta": "per-turn-control-2026-07-01"}
+    answered = http.post("/v1/messages", headers=beta, json=body)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["content"][0]["text"] == "ok"
+    broken = {
+        **body,
+        "messages": [*messages[:1], {"role": "system", "content": [{"type": "image"}]}],
+    }
+    refused = http.post("/v1/messages", headers=beta, json=broken)
+    assert refused.status_code == 400
+    assert "messages.1.content.0" in refused.json()["error"]["message"]

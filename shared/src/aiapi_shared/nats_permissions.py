@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiapi_shared import billing_api, payments_api
+from aiapi_shared import batches_api, billing_api, payments_api
 from aiapi_shared.admission import (
     ADMIT_SUBJECT,
     EXTEND_SUBJECT,
@@ -93,6 +93,7 @@ EDGE_REQUESTS: tuple[str, ...] = (
     LEASE_TOP_UP_SUBJECT,
     LEASE_CLOSE_SUBJECT,
     billing_api.REQUEST_RECORD_SUBJECT,
+    *batches_api.BATCH_SUBJECTS,
 )
 ACCOUNTS_REQUESTS: tuple[str, ...] = (
     billing_api.ACCOUNT_SUBJECT,

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from aiapi_billing import catalogue_store
 from aiapi_billing.admission import Admitter
+from aiapi_billing.batch_commands import BatchCommands, batch_routes
 from aiapi_billing.catalogue_publisher import CataloguePublisher
 from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
@@ -127,6 +128,18 @@ class Service:
             concurrency=self.settings.rpc_concurrency,
         )
         await rpc.serve(bus)
+        batch_commands = BatchCommands(
+            pool,
+            self.catalogue,
+            Settler(self.catalogue, low),
+            after_commit,
+            hold_ttl_s=self.settings.batch_hold_ttl_s,
+            opening_timeout_s=self.settings.batch_opening_timeout_s,
+        )
+        for subject, handler in batch_routes(batch_commands):
+            await bus.serve(
+                subject, handler, queue=QUEUE, concurrency=self.settings.rpc_concurrency
+            )
         publisher = CataloguePublisher(pool, bus, self.catalogue)
         for subject, handler in catalogue_routes(pool, publisher):
             await bus.serve(subject, handler, queue=QUEUE)

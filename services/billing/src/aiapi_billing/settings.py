@@ -16,6 +16,11 @@ class BillingSettings(BaseServiceSettings):
     # Billing's only listener is the internal one (liveness, readiness, metrics): its API is NATS.
     internal_port: int = Field(default=9082, ge=0, le=65535)
     hold_ttl_s: int = Field(default=600, ge=5, description="an unsettled hold expires after this")
+    # Message Batches (docs/billing.md, "Batches"): a batch's hold lasts past the upstream's 24 h
+    # expiry, so only a batch no edge can reach any more has its hold expire unbilled; a batch
+    # never bound to an upstream id (its edge stopped in between) is abandoned after the timeout.
+    batch_hold_ttl_s: int = Field(default=48 * 3600, ge=60)
+    batch_opening_timeout_s: float = Field(default=600.0, gt=0)
     hold_sweep_interval_s: float = Field(default=5.0, gt=0)
     # A lease (docs/billing.md, Leases) is admitted with for this long, then expires hold_ttl_s
     # later unless closed; it takes at most this share of the available balance.

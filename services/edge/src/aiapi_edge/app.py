@@ -47,6 +47,7 @@ PREFIX = "/api/proxy"
 # How long a request waits for a body read slot before it gets 503 (docs/edge.md).
 BODY_SLOT_WAIT_S = 1.0
 OPENAI_PATHS = ("/chat/completions", "/responses")
+BATCHES = "/v1/messages/batches"
 Handler = Callable[["Call"], Awaitable[None]]
 
 
@@ -113,6 +114,8 @@ class EdgeApp:
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
+            ("POST", BATCHES): self._batch_create,
+            ("GET", BATCHES): self._batch_list,
             ("GET", "/models"): self._models,  # OpenAI clients given a base without /v1
         }
         self._paths = frozenset(path for _, path in self._routes)
@@ -130,11 +133,13 @@ class EdgeApp:
     def _customer(self, path: str) -> bool:
         """A customer route's path (the ones browsers may call; not health or metrics)."""
         return path in self._paths or path.startswith(
-            ("/v1/models/", "/models/", "/v1/usage/requests/")
+            ("/v1/models/", "/models/", "/v1/usage/requests/", BATCHES + "/")
         )
 
     def _route(self, method: str, path: str) -> Handler | None:
         handler = self._routes.get((method, path))
+        if handler is None and path.startswith(BATCHES + "/"):
+            return self._batch_one  # it answers 404 for a method a batch path does not take
         if handler is not None or method != "GET":
             return handler
         if path.startswith(("/v1/models/", "/models/")):
@@ -230,6 +235,24 @@ class EdgeApp:
         await self.service.responses.handle(
             call.scope, call.receive, call.send, body, call.request_id, caller
         )
+
+    async def _batch_create(self, call: Call) -> None:
+        assert self.service.batches is not None
+        caller = self._caller(call)
+        body = await self.bodies.read(call.scope, call.receive)
+        await self.service.batches.create(call.scope, call.send, body, call.request_id, caller)
+
+    async def _batch_list(self, call: Call) -> None:
+        assert self.service.batches is not None
+        caller = self.service.gateway.authenticate(call.scope)
+        await self.service.batches.page(call.scope, call.send, call.request_id, caller)
+
+    async def _batch_one(self, call: Call) -> None:
+        assert self.service.batches is not None
+        caller = self.service.gateway.authenticate(call.scope)
+        path: str = call.scope["path"]
+        rest = path[path.index(BATCHES) + len(BATCHES) + 1 :]
+        await self.service.batches.one(call.scope, call.send, call.request_id, caller, rest)
 
     async def _models(self, call: Call) -> None:
         self.service.gateway.authenticate(call.scope)

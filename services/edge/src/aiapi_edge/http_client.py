@@ -347,8 +347,14 @@ class HttpClient:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
         """Send ``body``; returns once the answer's head arrived (its body is streamed)."""
+        return await self.request("POST", url, body, headers)
+
+    async def request(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> HttpResponse:
+        """Any method (the Message Batches routes GET and DELETE too); as :meth:`post`."""
         origin, path = split_url(url)
-        head = request_head("POST", origin, path, headers, len(body))
+        head = request_head(method, origin, path, headers, len(body))
         conn = self._take_idle(origin)
         if conn is not None:
             response = HttpResponse(conn, self._read_timeout_s)

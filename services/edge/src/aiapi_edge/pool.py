@@ -73,6 +73,16 @@ class UpstreamPool:
     def key(self, index: int) -> UpstreamKey:
         return self._states[index].key
 
+    def find(self, fingerprint: str) -> int | None:
+        """The index of the key with this :attr:`UpstreamKey.fingerprint`, if it is in the pool."""
+        for index, state in enumerate(self._states):
+            if state.key.fingerprint == fingerprint:
+                return index
+        return None
+
+    def fingerprints(self) -> list[str]:
+        return [state.key.fingerprint for state in self._states]
+
     def acquire(
         self, tried: set[int], *, probe: bool = True, conversation: str | None = None
     ) -> int | None:

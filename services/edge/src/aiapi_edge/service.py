@@ -23,6 +23,9 @@ from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
 from aiapi_edge.allowance_settlement import release_settled
 from aiapi_edge.anthropic_route import MessagesRoute
+from aiapi_edge.batch_billing import BatchBilling
+from aiapi_edge.batch_tracker import BatchTracker
+from aiapi_edge.batches_route import BatchesRoute
 from aiapi_edge.beta_policy import BetaPolicy, parse_list
 from aiapi_edge.catalogue_mirror import CatalogueMirror
 from aiapi_edge.catalogue_routes import ModelsCatalogue
@@ -93,6 +96,7 @@ class EdgeService:
         self.messages: MessagesRoute | None = None
         self.chat: OpenAIRoute | None = None
         self.responses: OpenAIRoute | None = None
+        self.batches: BatchesRoute | None = None
 
     def _use_catalogue(self, catalogue: Catalogue) -> None:
         """Swap what is sold: each request reads these attributes once, so it sees one or the
@@ -182,7 +186,19 @@ class EdgeService:
             ResponseStore(s.edge_responses_store_bytes) if s.edge_responses_store_bytes else None
         )
         self.responses = OpenAIRoute(gateway, inference, ResponsesDialect(store))
+        batch_billing = BatchBilling(self._bus, s.edge_admission_timeout_s * 4)
+        tracker = BatchTracker(
+            batch_billing,
+            self.upstream,
+            edge_id=self.edge_id,
+            tick_s=s.edge_batch_tick_s,
+            poll_s=s.edge_batch_poll_s,
+            lease_s=s.edge_batch_lease_s,
+            chunk=s.edge_batch_chunk,
+        )
+        self.batches = BatchesRoute(gateway, self.upstream, batch_billing, tracker)
         bus = self._bus
+        self._spawn(tracker.run(self._stop))
         self._spawn(self._declare_streams(bus))
         for bucket, on_change in watched.items():
             caught_up = self.keys_ready if bucket == KEYS_BUCKET else asyncio.Event()

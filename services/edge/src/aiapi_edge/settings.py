@@ -11,6 +11,7 @@ built-in simulator with a placeholder key.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,12 @@ class UpstreamKey:
     base_url: str
     api_key: str
     organisation: str = ""  # "" : the key is an organisation of its own
+
+    @property
+    def fingerprint(self) -> str:
+        """Which key this is, for records kept elsewhere (a Message Batch remembers the key that
+        created it): a digest that does not reveal the key."""
+        return hashlib.sha256(self.api_key.encode()).hexdigest()[:24]
 
     @property
     def label(self) -> str:
@@ -110,6 +117,14 @@ class EdgeSettings(BaseServiceSettings):
     # previous_response_id on /v1/responses: the bytes of finished responses kept in memory on
     # each replica (docs/edge.md); 0: no store, previous_response_id is a 400.
     edge_responses_store_bytes: int = Field(default=0, ge=0)
+    # Message Batches (docs/edge.md): how often the tracker asks billing for batches due a look,
+    # how long a batch waits between two looks while it processes, and the claim's lease.
+    edge_batch_tick_s: float = Field(default=5.0, gt=0)
+    edge_batch_poll_s: float = Field(default=60.0, ge=0)
+    edge_batch_lease_s: float = Field(default=120.0, gt=0)
+    # Requests (or results) per message to billing: a batch's are sent in chunks, well under
+    # NATS's 1 MB payload whatever the batch's size.
+    edge_batch_chunk: int = Field(default=1000, ge=1, le=2000)
 
     @property
     def spool_dir(self) -> Path:

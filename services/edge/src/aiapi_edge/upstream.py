@@ -153,6 +153,32 @@ class Upstream:
             tried.add(index)
         raise self._refusal(rate_limited)
 
+    async def call_key(
+        self,
+        fingerprint: str,
+        method: str,
+        path: str,
+        client_headers: Iterable[tuple[bytes, bytes]],
+        body: bytes = b"",
+    ) -> UpstreamAnswer:
+        """One call through the pool key with this fingerprint, whatever its health and without
+        retries on another key: a Message Batch lives in the organisation of the key that
+        created it, and no other key can read it."""
+        assert self._http is not None, "Upstream.start() first"
+        index = self.pool.find(fingerprint)
+        if index is None:
+            raise GatewayError(
+                Problem.BAD_GATEWAY, "The upstream key that created this batch is not configured."
+            )
+        key = self.pool.key(index)
+        headers = upstream_request_headers(list(client_headers), key.api_key)
+        try:
+            response = await self._http.request(method, key.base_url + path, body, headers)
+        except (HttpClientError, ValueError) as exc:
+            self._metrics.upstream_errors.labels("connection_error").inc()
+            raise GatewayError(Problem.BAD_GATEWAY, "The upstream could not be reached.") from exc
+        return UpstreamAnswer(response.status, response.headers, response, index)
+
     async def _attempt(
         self,
         index: int,

@@ -49,6 +49,12 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         default=1000,
         help="how many requests GET /_sim/requests keeps (oldest dropped first)",
     )
+    parser.add_argument(
+        "--batch-processing-s",
+        type=float,
+        default=0.3,
+        help="how long a Message Batch takes to end (POST /_sim/batches changes it at run time)",
+    )
     args = parser.parse_args(argv)
     return SimulatorConfig(
         host=args.host,
@@ -59,6 +65,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         api_keys=frozenset(args.api_key),
         strict_models=args.strict_models,
         max_recorded_requests=args.max_recorded_requests,
+        batch_processing_s=args.batch_processing_s,
     )
 
 

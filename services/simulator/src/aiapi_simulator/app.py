@@ -15,7 +15,8 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from aiapi_simulator import controls
-from aiapi_simulator.cache import CacheUsage
+from aiapi_simulator.batches import BatchBook, errored
+from aiapi_simulator.cache import NO_CACHE, CacheUsage
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.directives import DirectiveError, parse_directives
 from aiapi_simulator.errors import ApiError, fault_error, invalid_request, unknown_betas
@@ -32,6 +33,8 @@ Handler = Callable[["Request"], Awaitable[None]]
 
 # What a beta's name looks like (`interleaved-thinking-2025-05-14`, `claude-code-20250219`).
 _BETA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_BATCH_PREFIX = "/v1/messages/batches/"
+_JSONL = b"application/x-jsonl"
 
 
 class Request:
@@ -85,10 +88,13 @@ class Simulator:
         self.wire = Wire(config)
         self.ids = IdMaker()
         self._models = {model.id: model for model in config.models}
+        self.batches = BatchBook(config.batch_processing_s)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
             ("GET", "/v1/models"): self._list_models,
+            ("POST", "/v1/messages/batches"): self._create_batch,
+            ("GET", "/v1/messages/batches"): self._list_batches,
             ("GET", "/healthz"): self._healthz,
             **controls.routes(self),
         }
@@ -109,6 +115,8 @@ class Simulator:
             request.record = self._record(scope, body, method, path, request.id)
             if handler is None and method == "GET" and path.startswith("/v1/models/"):
                 handler = self._get_model
+            elif handler is None and path.startswith(_BATCH_PREFIX):
+                handler = self._batch
         try:
             if handler is None:
                 raise ApiError(404, "not_found_error", f"Not found: {method} {path}")
@@ -163,7 +171,7 @@ class Simulator:
             await asyncio.sleep(self.config.latency_ms / 1000)
         raw = self._json(request)
         fault = self._strike(self.state.faults.take(api_key))
-        body = validate_messages(raw, needs_max_tokens=True)
+        body = validate_messages(raw, needs_max_tokens=True, betas=_betas(request))
         if self.config.strict_models and body["model"] not in self._models:
             raise ApiError(404, "not_found_error", f"model: {body['model']}")
         try:
@@ -250,7 +258,7 @@ class Simulator:
     async def _count_tokens(self, request: Request) -> None:
         api_key = self._authenticate(request)
         self._strike(self.state.faults.take(api_key, "count_tokens"))
-        body = validate_messages(self._json(request), needs_max_tokens=False)
+        body = validate_messages(self._json(request), needs_max_tokens=False, betas=_betas(request))
         await self._ok(request, {"input_tokens": count_prompt(body).total})
 
     def _model_json(self, model_id: str) -> dict[str, str]:
@@ -289,6 +297,95 @@ class Simulator:
             raise ApiError(404, "not_found_error", f"model: {model_id}")
         await self._ok(request, self._model_json(model_id))
 
+    # The Message Batches API (:mod:`.batches`).
+
+    def _batch_answer(self, params: dict[str, Any], betas: frozenset[str]) -> dict[str, Any]:
+        """One batch request's result, as the Messages API would have answered it with the
+        batch's ``anthropic-beta`` values (no prompt cache, no faults), with the batch's service
+        tier in its usage."""
+        try:
+            body = validate_messages(params, needs_max_tokens=True, betas=betas)
+            if self.config.strict_models and body["model"] not in self._models:
+                raise ApiError(404, "not_found_error", f"model: {body['model']}")
+            directives = parse_directives(prompt_text(body))
+        except ApiError as error:
+            return errored(error)
+        except DirectiveError as exc:
+            return errored(invalid_request(f"simulator directive: {exc}"))
+        prompt = count_prompt(body)
+        reply = build_reply(
+            body, directives, message_id=self.ids.next("msg"), input_tokens=prompt.total,
+            cache=NO_CACHE,
+        )  # fmt: skip
+        self._count_usage(reply.usage.input_tokens, reply.usage.output_tokens, NO_CACHE)
+        message = orjson.loads(message_json(reply))
+        message["usage"]["service_tier"] = "batch"
+        return {"type": "succeeded", "message": message}
+
+    def _results_base(self, request: Request) -> str:
+        host = request.header(b"host")
+        return "http://" + (
+            host.decode("latin-1") if host else f"{self.config.host}:{self.config.port}"
+        )
+
+    async def _create_batch(self, request: Request) -> None:
+        owner = self._authenticate(request)
+        betas = _betas(request)
+        batch = self.batches.create(
+            owner,
+            self._json(request),
+            self.ids.next("msgbatch"),
+            lambda params: self._batch_answer(params, betas),
+        )
+        await self._ok(request, batch.to_json(self.batches.now(), self._results_base(request)))
+
+    async def _list_batches(self, request: Request) -> None:
+        owner = self._authenticate(request)
+        query = controls.query_params(request.scope)
+        limit = int(query["limit"]) if query.get("limit", "").isdigit() else 20
+        if not 1 <= limit <= 1000:
+            raise invalid_request("limit: Input should be between 1 and 1000")
+        page, has_more = self.batches.page(
+            owner, limit, query.get("after_id"), query.get("before_id")
+        )
+        now, base = self.batches.now(), self._results_base(request)
+        await self._ok(
+            request,
+            {
+                "data": [batch.to_json(now, base) for batch in page],
+                "has_more": has_more,
+                "first_id": page[0].id if page else None,
+                "last_id": page[-1].id if page else None,
+            },
+        )
+
+    async def _batch(self, request: Request) -> None:
+        """``/v1/messages/batches/{id}`` (GET, DELETE), ``…/cancel`` (POST), ``…/results``."""
+        owner = self._authenticate(request)
+        method = request.scope["method"]
+        batch_id, _, action = request.scope["path"][len(_BATCH_PREFIX) :].partition("/")
+        book = self.batches
+        if action == "" and method == "GET":
+            batch = book.get(owner, batch_id)
+        elif action == "" and method == "DELETE":
+            book.delete(owner, batch_id)
+            await self._ok(request, {"id": batch_id, "type": "message_batch_deleted"})
+            return
+        elif action == "cancel" and method == "POST":
+            batch = book.cancel(owner, batch_id)
+        elif action == "results" and method == "GET":
+            body = book.results(owner, batch_id)
+            self.state.stats.by_status[200] += 1
+            disposition = f"attachment; filename={batch_id}_results.jsonl".encode()
+            await self.wire.send_body(
+                request.send, 200, request.id, body, _JSONL,
+                [(b"content-disposition", disposition)],
+            )  # fmt: skip
+            return
+        else:
+            raise ApiError(404, "not_found_error", f"Not found: {method} {request.scope['path']}")
+        await self._ok(request, batch.to_json(book.now(), self._results_base(request)))
+
 
 def _usage_carried(reply: Reply, sent: int, frames: int) -> dict[str, Any] | None:
     """The last usage a stream cut after ``sent`` of its ``frames`` carried: ``message_delta``'s
@@ -300,15 +397,21 @@ def _usage_carried(reply: Reply, sent: int, frames: int) -> dict[str, Any] | Non
     return None
 
 
+def _betas(request: Request) -> frozenset[str]:
+    """The betas a request asked for (every `anthropic-beta` header, comma-separated)."""
+    names: set[str] = set()
+    for name, raw in request.scope["headers"]:
+        if name == b"anthropic-beta":
+            names.update(v.strip() for v in bytes(raw).decode("latin-1").split(","))
+    names.discard("")
+    return frozenset(names)
+
+
 def _check_betas(request: Request) -> None:
     """Refuse `anthropic-beta` values that cannot be a beta's name, echoing them as the real API
     echoes any value it does not know (the simulator cannot know every real beta, so it accepts
     every name-shaped one)."""
-    unknown: list[str] = []
-    for name, raw in request.scope["headers"]:
-        if name == b"anthropic-beta":
-            values = (v.strip() for v in bytes(raw).decode("latin-1").split(","))
-            unknown.extend(v for v in values if v and not _BETA_NAME.fullmatch(v))
+    unknown = sorted(v for v in _betas(request) if not _BETA_NAME.fullmatch(v))
     if unknown:
         raise unknown_betas(unknown)
 

@@ -32,6 +32,8 @@ class SimulatorConfig:
     strict_models: when true, `/v1/messages` answers 404 for a model not in `models`.
     require_anthropic_version: a request without `anthropic-version` gets 400, like the real API.
     max_recorded_requests: how many requests `GET /_sim/requests` keeps (oldest dropped first).
+    batch_processing_s: how long a Message Batch takes to end (changeable at run time through
+        `POST /_sim/batches`).
     organization_id: the value of the `anthropic-organization-id` header (a gateway must drop it).
     """
 
@@ -46,3 +48,4 @@ class SimulatorConfig:
     require_anthropic_version: bool = True
     max_recorded_requests: int = 1000
     organization_id: str = "00000000-0000-4000-8000-00000000a1a1"
+    batch_processing_s: float = 0.3

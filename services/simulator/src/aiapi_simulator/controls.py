@@ -76,11 +76,24 @@ def routes(sim: Simulator) -> dict[tuple[str, str], Handler]:
         state.cache.clear()
         await ok(request, {"cache_entries": 0})
 
+    async def batch_timing(request: Request) -> None:
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            raise invalid_request("body is not valid JSON") from None
+        seconds = body.get("processing_s") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise invalid_request('body must be {"processing_s": seconds >= 0}')
+        sim.batches.processing_s = float(seconds)
+        await ok(request, {"processing_s": sim.batches.processing_s})
+
     async def reset(request: Request) -> None:
         state.faults.clear()
         state.recorded.clear()
         state.stats.clear()
         state.cache.clear()
+        sim.batches.clear()
+        sim.batches.processing_s = sim.config.batch_processing_s
         await ok(request, state.stats_json())
 
     return {
@@ -93,4 +106,5 @@ def routes(sim: Simulator) -> dict[tuple[str, str], Handler]:
         ("DELETE", "/_sim/stats"): clear_stats,
         ("DELETE", "/_sim/cache"): clear_cache,
         ("POST", "/_sim/reset"): reset,
+        ("POST", "/_sim/batches"): batch_timing,
     }

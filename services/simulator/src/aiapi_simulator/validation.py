@@ -12,14 +12,19 @@ from aiapi_simulator.errors import invalid_request
 from aiapi_simulator.thinking import sign_thinking
 
 MIN_THINKING_BUDGET = 1024
+# The beta under which `messages` may hold `role: "system"` turns (system text given mid-way
+# through a conversation; Claude Code sends them when it can).
+SYSTEM_MESSAGES_BETA = "per-turn-control-2026-07-01"
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate_messages(body: Any, *, needs_max_tokens: bool) -> dict[str, Any]:
-    """Check a `/v1/messages` (or `count_tokens`) body and return it as a dict."""
+def validate_messages(
+    body: Any, *, needs_max_tokens: bool, betas: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Check a `/v1/messages` (or `count_tokens`) body, sent with ``betas``, as a dict."""
     if not isinstance(body, dict):
         raise invalid_request("body: Input should be a valid dictionary")
     model = body.get("model")
@@ -27,7 +32,7 @@ def validate_messages(body: Any, *, needs_max_tokens: bool) -> dict[str, Any]:
         raise invalid_request("model: Field required")
     if not isinstance(model, str) or not model:
         raise invalid_request("model: Input should be a valid string")
-    _check_messages(body.get("messages"))
+    _check_messages(body.get("messages"), SYSTEM_MESSAGES_BETA in betas)
     max_tokens = body.get("max_tokens")
     if needs_max_tokens:
         if max_tokens is None:
@@ -43,7 +48,7 @@ def validate_messages(body: Any, *, needs_max_tokens: bool) -> dict[str, Any]:
     return body
 
 
-def _check_messages(messages: Any) -> None:
+def _check_messages(messages: Any, system_turns: bool) -> None:
     if messages is None:
         raise invalid_request("messages: Field required")
     if not isinstance(messages, list):
@@ -53,6 +58,9 @@ def _check_messages(messages: Any) -> None:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise invalid_request(f"messages.{i}: Input should be a valid dictionary")
+        if message.get("role") == "system" and system_turns:
+            _check_system_turn(message.get("content"), f"messages.{i}.content")
+            continue
         if message.get("role") not in ("user", "assistant"):
             raise invalid_request(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         content = message.get("content")
@@ -64,6 +72,19 @@ def _check_messages(messages: Any) -> None:
             raise invalid_request(f"messages.{i}.content: Input should be a valid list")
         for j, block in enumerate(content):
             _check_block(block, f"messages.{i}.content.{j}", message["role"])
+
+
+def _check_system_turn(content: Any, where: str) -> None:
+    """A system turn holds text only: a string or a list of text blocks."""
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list) or not content:
+        raise invalid_request(f"{where}: Input should be a valid string or list of text blocks")
+    for j, block in enumerate(content):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise invalid_request(f"{where}.{j}: Input should be a text block")
+        if not isinstance(block.get("text"), str):
+            raise invalid_request(f"{where}.{j}.text: Field required")
 
 
 def _check_block(block: Any, where: str, role: str) -> None:

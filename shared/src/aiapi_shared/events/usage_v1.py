@@ -28,7 +28,7 @@ class Usage(Record):
 
 
 Outcome = Literal["ok", "upstream_error", "client_disconnected", "stream_error", "gateway_error"]
-Route = Literal["anthropic", "openai", "responses"]
+Route = Literal["anthropic", "openai", "responses", "batch"]
 Admission = Literal["billing", "allowance", "lease"]
 
 

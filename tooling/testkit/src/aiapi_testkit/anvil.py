@@ -14,6 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from aiapi_cli.ports import free_port, wait_for_port
+
 from aiapi_testkit.npm import npm_install
 
 ANVIL_PACKAGE = "@foundry-rs/anvil-linux-amd64@1.7.1"

@@ -57,9 +57,18 @@ SQL_OUTSIDE_REPOSITORY: dict[str, str] = {
 # Each service's modules of pure logic (a name is a module, or a package with all its modules).
 # A module listed here that does not exist is reported too, so the list stays true.
 PURE_MODULES: dict[str, tuple[str, ...]] = {
-    "billing": ("ledger", "lease_rules", "notices", "postings", "pricing", "ratelimit"),
+    "billing": (
+        "batch_rules",
+        "ledger",
+        "lease_rules",
+        "notices",
+        "postings",
+        "pricing",
+        "ratelimit",
+    ),
     "edge": (
         "allowance",
+        "batch_form",
         "budget",
         "errors",
         "headers",

@@ -106,3 +106,23 @@ async def expire_holds(conn: Conn, account_id: str) -> list[int]:
         (account_id,),
     )
     return [int(r[0]) for r in await cur.fetchall()]
+
+
+async def open_hold(
+    conn: Conn,
+    *,
+    request_id: str,
+    account_id: str,
+    model: str,
+    plan: str,
+    started_at: datetime,
+    amount: int,
+    ttl: timedelta,
+) -> None:
+    """A hold taken outside ``admit_request`` (a Message Batch's: its id is the request id); the
+    account's holds total was raised in the same transaction."""
+    await conn.execute(
+        "INSERT INTO holds (hold_id, request_id, account_id, model, plan, started_at, amount,"
+        " expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now() + %s)",
+        (request_id, request_id, account_id, model, plan, started_at, amount, ttl),
+    )

@@ -85,3 +85,14 @@ async def set_aside(conn: Conn, conflicts: Sequence[PricedUsage]) -> None:
             [c.event.model_dump_json() for c in conflicts],
         ),
     )
+
+
+async def cost_under(conn: Conn, prefix: str) -> tuple[int, int]:
+    """How many records have ids starting with ``prefix`` (a batch's requests) and their cost."""
+    cur = await conn.execute(
+        "SELECT count(*), COALESCE(sum(cost), 0) FROM usage_records"
+        " WHERE left(request_id, %s) = %s",
+        (len(prefix), prefix),
+    )
+    row = await cur.fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
