@@ -12,12 +12,18 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue, default_catalogue
-from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
+from aiapi_shared.edge_api import UPSTREAM_TEST_SUBJECT
+from aiapi_shared.events.records_v1 import (
+    BALANCES_BUCKET,
+    CATALOGUE_BUCKET,
+    KEYS_BUCKET,
+    UPSTREAM_KEYS_BUCKET,
+)
 
 from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
@@ -43,6 +49,8 @@ from aiapi_edge.responses_route import ResponsesDialect
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.spool import Spool
 from aiapi_edge.upstream import Upstream
+from aiapi_edge.upstream_keys import UpstreamKeys
+from aiapi_edge.upstream_status import UpstreamStatus
 
 log = logging.getLogger("aiapi.edge")
 
@@ -80,6 +88,15 @@ class EdgeService:
             sync_interval_s=settings.edge_spool_sync_interval_s,
         )
         self.pool = UpstreamPool(settings.upstream_keys(), affinity=settings.edge_key_affinity)
+        seal = settings.upstream_seal_private_key
+        # The operator's changes to the pool (aiapi_upstream_keys) replace its keys as they come.
+        self.upstream_keys = UpstreamKeys(
+            settings.upstream_keys(),
+            default_base_url=settings.upstream_url,
+            private_key=seal.get_secret_value() if seal is not None else None,
+            apply=self.pool.replace,
+        )
+        self.upstream_keys_ready = asyncio.Event()
         self.upstream = Upstream(
             self.pool,
             self.metrics,
@@ -126,8 +143,6 @@ class EdgeService:
 
     async def start(self) -> None:
         s = self.settings
-        if not len(self.pool):
-            log.warning("no upstream key configured: every inference request will get 502")
         self._bus = Bus.connecting_as(s, name=self.edge_id)
         await self.spool.open()
         watched = {
@@ -135,6 +150,10 @@ class EdgeService:
             BALANCES_BUCKET: self.mirror_store.tee(BALANCES_BUCKET, self.balances.on_change),
             CATALOGUE_BUCKET: self.mirror_store.tee(
                 CATALOGUE_BUCKET, self.catalogue_mirror.on_change
+            ),
+            # The operator's pool changes: sealed keys (never in clear), disabled env keys.
+            UPSTREAM_KEYS_BUCKET: self.mirror_store.tee(
+                UPSTREAM_KEYS_BUCKET, self.upstream_keys.on_change
             ),
         }
         restored_for_s = await self.mirror_store.restore()
@@ -200,8 +219,12 @@ class EdgeService:
         bus = self._bus
         self._spawn(tracker.run(self._stop))
         self._spawn(self._declare_streams(bus))
+        ready_events = {
+            KEYS_BUCKET: self.keys_ready,
+            UPSTREAM_KEYS_BUCKET: self.upstream_keys_ready,
+        }
         for bucket, on_change in watched.items():
-            caught_up = self.keys_ready if bucket == KEYS_BUCKET else asyncio.Event()
+            caught_up = ready_events.get(bucket) or asyncio.Event()
             self._spawn(bus.watch_kv(bucket, on_change, ready=caught_up, stop=self._stop))
             self._spawn(self._confirm(bucket, caught_up))
         self._spawn(
@@ -209,6 +232,16 @@ class EdgeService:
                 self._mirrors_live, self._stop, interval_s=s.edge_mirror_save_interval_s
             )
         )
+        status = UpstreamStatus(
+            bus,
+            self.upstream,
+            self.upstream_keys,
+            lambda: self.catalogue,
+            edge_id=self.edge_id,
+            every_s=s.edge_upstream_report_s,
+        )
+        self._spawn(self._serve_when_connected(UPSTREAM_TEST_SUBJECT, status.test))
+        self._spawn(status.run(self._stop))
         self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
         self._spawn(
             release_settled(allowance, bus, self._stop, timeout_s=s.edge_admission_timeout_s * 4)
@@ -219,6 +252,11 @@ class EdgeService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s):
                 await self.keys_ready.wait()
+                await self.upstream_keys_ready.wait()
+        if not len(self.pool):
+            log.warning(
+                "no upstream key in the pool: inference requests get 502 until one is added"
+            )
         log.info(
             "edge started",
             extra={
@@ -243,6 +281,14 @@ class EdgeService:
                 log.warning("streams not declared yet (%s); retrying", type(error).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=_STREAMS_RETRY_S)
+
+    async def _serve_when_connected(
+        self, subject: str, handler: Callable[[bytes], Awaitable[bytes]]
+    ) -> None:
+        """Answer ``subject`` from the first connection on (the client subscribes again after
+        each reconnect)."""
+        if await self.bus.until_connected(self._stop):
+            await self.bus.serve(subject, handler, queue="edge", concurrency=4)
 
     async def _confirm(self, bucket: str, caught_up: asyncio.Event) -> None:
         """Once ``bucket``'s watch delivered its current entries, the mirror is KV's again:

@@ -30,7 +30,7 @@ _NATS_LOGIN = (
     "AIAPI_NATS_CREDS_FILE",
     "AIAPI_NATS_NKEY_FILE",
 )
-_SECRETS = ("AIAPI_DATABASE_URL", "AIAPI_ADMIN_TOKEN")
+_SECRETS = ("AIAPI_DATABASE_URL", "AIAPI_ADMIN_TOKEN", "AIAPI_UPSTREAM_SEAL_PRIVATE_KEY")
 
 
 @dataclass(frozen=True)
@@ -123,12 +123,14 @@ def plan_stack(
     instance_id: str,
     pick_port: Callable[[], int],
     nats_logins: Mapping[str, Mapping[str, str]] | None = None,
+    upstream_seal: tuple[str, str] | None = None,
 ) -> StackPlan:
     """The processes of one machine's deployment, in start order (edge last: it needs the rest).
 
     Each service gets only the secrets it uses: ``nats_logins[service]`` (its own NATS login,
     when ``aiapi up`` runs the NATS server), the database URL (not the edge), the operator token
-    (accounts only)."""
+    (accounts only), the upstream pool's seal: ``upstream_seal`` = (private, public), the private
+    half to the edge only, the public half to accounts."""
     edge_port = _port(environ, "AIAPI_EDGE_PORT", 8080)
     accounts_port = _port(environ, "AIAPI_ACCOUNTS_PORT", 8081)
     admin_port = _port(environ, "AIAPI_ADMIN_PORT", 8088)
@@ -155,6 +157,9 @@ def plan_stack(
         "payments": {**database},
         "edge": {"AIAPI_EDGE_PORT": str(edge_port)},
     }
+    if upstream_seal is not None:
+        own["edge"]["AIAPI_UPSTREAM_SEAL_PRIVATE_KEY"] = upstream_seal[0]
+        own["accounts"]["AIAPI_UPSTREAM_SEAL_PUBLIC_KEY"] = upstream_seal[1]
     withheld = frozenset(_SECRETS + (_NATS_LOGIN if logins else ()))
     services: list[ServiceSpec] = []
     if uses_simulator:

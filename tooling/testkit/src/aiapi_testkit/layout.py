@@ -77,6 +77,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "mirror_snapshot",
         "openai",
         "pool",
+        "upstream_keys",
         "verdict",
         "wire",
     ),
@@ -96,7 +97,14 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "sweep",
         "tickers",
     ),
-    "accounts": ("clientaddr", "domain", "schemas"),
+    "accounts": (
+        "clientaddr",
+        "domain",
+        "operators.audit",
+        "operators.domain",
+        "schemas",
+        "upstream_view",
+    ),
     "simulator": ("faults",),
 }
 
