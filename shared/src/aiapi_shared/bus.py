@@ -158,8 +158,10 @@ class CredentialsRefused(BusUnavailable, StartupRefused):
     cannot help, so a service refuses to start (exit 2) rather than retry forever."""
 
 
-# Refusals of the credentials in a row (no connection between them) that are final: one alone
-# may be a server still loading its users while it restarts.
+_CANCEL_ATTEMPTS = 50  # a first connection attempt cancelled until it ends (see Bus.close)
+
+# Refusals of the credentials in a row after a reconnect that are final: one alone may be a
+# server still loading its users while it restarts.
 REFUSALS_FINAL = 3
 
 
@@ -169,9 +171,9 @@ class Bus:
 
     ``connected`` is set once the first connection is made; until then nothing reaches NATS
     (requests and publishes fail at once with :class:`BusUnavailable`, KV watches wait).
-    ``refused`` is set when NATS refused the credentials :data:`REFUSALS_FINAL` times in a row,
-    at the first connection or after a reconnect (the user was removed): the runner then exits
-    with the configuration error's status. ``closed`` is set when the connection closed for good.
+    ``refused`` is set when NATS refused the credentials: at the first connection, or
+    :data:`REFUSALS_FINAL` times in a row after a reconnect (the user was removed): the runner
+    then exits with the configuration error's status. ``closed`` is set when the connection closed for good.
     """
 
     def __init__(
@@ -258,7 +260,9 @@ class Bus:
             if "authorization violation" in text.lower():
                 refusals += 1
                 log.error("nats refused the credentials of %s", name)
-                if refusals >= REFUSALS_FINAL:
+                # At the first connection one refusal is final (nats-py may give up on the
+                # connection after it without a word); after a reconnect, a few in a row.
+                if refusals >= REFUSALS_FINAL or not connected.is_set():
                     refused.set()
             elif "permissions violation" in text.lower():
                 log.error("nats refused: %s", text[:300])
@@ -282,19 +286,27 @@ class Bus:
             # nats-py retries a first connection forever (we want that while NATS is away:
             # services may start first), also when the credentials are refused: ``refused``
             # tells that one apart, which cannot get better.
-            await connect(
-                _servers(url),
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                connect_timeout=max(1, int(connect_timeout_s)),
-                closed_cb=on_closed,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-                pending_size=8 * 1024 * 1024,
-                **_auth_arguments(options or NatsConnectOptions()),
-            )
+            try:
+                await connect(
+                    _servers(url),
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    connect_timeout=max(1, int(connect_timeout_s)),
+                    closed_cb=on_closed,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
+                    pending_size=8 * 1024 * 1024,
+                    **_auth_arguments(options or NatsConnectOptions()),
+                )
+            except (nats.errors.Error, OSError) as error:
+                log.error("nats connection of %s given up: %s", name, type(error).__name__)
+            if not nc.is_connected:  # given up without a connection: closed, never retried
+                if "authorization" in str(nc.last_error or "").lower():
+                    refused.set()
+                closed.set()
+                return
             refusals = 0
             connected.set()
 
@@ -303,19 +315,24 @@ class Bus:
 
     async def wait_connected(self) -> None:
         """Until the first connection is made; :class:`CredentialsRefused` (the bus closed)
-        when NATS refuses the credentials instead."""
+        when NATS refuses the credentials instead, :class:`BusUnavailable` when the client gave
+        up otherwise."""
         if self.connected.is_set():
             return
-        refusal = asyncio.ensure_future(self.refused.wait())
-        connected = asyncio.ensure_future(self.connected.wait())
+        waits = [
+            asyncio.ensure_future(e.wait()) for e in (self.connected, self.refused, self.closed)
+        ]
         try:
-            await asyncio.wait({connected, refusal}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            refusal.cancel()
-            connected.cancel()
-        if not self.connected.is_set():
-            await self.close()
+            for wait in waits:
+                wait.cancel()
+        if self.connected.is_set():
+            return
+        await self.close()
+        if self.refused.is_set():
             raise CredentialsRefused(f"NATS refused the credentials of {self.name}")
+        raise BusUnavailable(f"the NATS connection of {self.name} closed before it was made")
 
     async def until_connected(self, stop: asyncio.Event) -> bool:
         """Wait for the first connection (or ``stop``, or the bus closing); whether it came."""
@@ -336,9 +353,15 @@ class Bus:
 
     async def close(self) -> None:
         if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()  # never connected: nothing to drain
-            with contextlib.suppress(BaseException):
-                await self._connecting
+            # Never connected: nothing to drain. nats-py swallows a cancellation that lands in
+            # the cleanup between two attempts (and tries again), so it is cancelled until done.
+            for _ in range(_CANCEL_ATTEMPTS):
+                self._connecting.cancel()
+                await asyncio.wait({self._connecting}, timeout=0.1)
+                if self._connecting.done():
+                    if not self._connecting.cancelled():
+                        self._connecting.exception()  # retrieved: nothing left to report
+                    break
             with contextlib.suppress(Exception):
                 await self._nc.close()
             self.closed.set()
