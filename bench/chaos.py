@@ -13,7 +13,10 @@ consumers' ack wait, then SIGCONT), ``nats`` and ``postgres`` (stopped or killed
 again), ``spool_full`` (NATS away while the edges spool, an edge killed with its spool full,
 NATS back, the edge restarted), ``duplicate`` (usage events published again: with their
 ``Nats-Msg-Id``, and without it, as after the duplicate window), ``upstream_529`` (a burst of
-overloaded answers), ``cut_stream`` (streams ended by an error event mid-way).
+overloaded answers), ``cut_stream`` (streams ended by an error event mid-way). With
+``kill_payments_crediting`` (not in the default list: it needs anvil), payments follows an anvil
+chain, deposits are sent to the customers all along (``chaos_deposits``), and the fault sends a
+few at once, makes them final and kills payments while it confirms and credits them.
 
 Every prompt carries a tag (account, route, sequence) and a padding that makes each request's
 input tokens unique within its account, so that what the simulator served (``/_sim/requests``:
@@ -24,7 +27,8 @@ to one without trusting the edge. The verdict, after the drain:
 * double: a request settled more than once, or a settlement for a request never served;
 * wrong: a settlement whose meters differ from what was served, or whose cost is not the
   catalogue's price (computed here, in fractions: ``aiapi_testkit.books``);
-* held: holds or leases left open; audit: ``python -m aiapi_billing audit``'s findings.
+* held: holds or leases left open; audit: ``python -m aiapi_billing audit``'s findings;
+* with deposits: each transfer sent credited exactly once, to its account, at its value.
 
 Usage::
 
@@ -42,6 +46,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import inspect
 import json
 import os
 import random
@@ -62,8 +67,10 @@ from typing import Any
 import aiohttp
 import orjson
 from aiapi_shared.bus import Bus
-from aiapi_testkit.books import Books, expected_cost, meters_of, read_books
+from aiapi_testkit.anvil import running_anvil
+from aiapi_testkit.books import Books, expected_cost, meters_of, read_books, read_deposits
 from aiapi_testkit.stack import LocalStack, start_stack
+from chaos_deposits import Depositor, DepositVerdict, deploy_token, judge_deposits, payments_env
 from customers import open_account
 
 LEASE_WINDOW_S = 3.0  # AIAPI_LEASE_ADMIT_FOR_S: a freeze lasts longer
@@ -82,6 +89,9 @@ FAULTS = (
     "upstream_529",
     "cut_stream",
 )
+# Faults that need a chain (anvil): asked for by name, never in the default list (which the CI
+# seed's schedule is drawn from).
+CHAIN_FAULTS = ("kill_payments_crediting",)
 # Streams paced (one token per 2.5 ms), and every request of the run recorded.
 SIMULATOR_ARGS: tuple[str, ...] = ("--tokens-per-second", "400", "--ping-interval", "0.5")
 SIMULATOR_ARGS += ("--max-recorded-requests", "2000000")
@@ -205,6 +215,7 @@ class Chaos:
     rng: random.Random
     done: Counter[str] = field(default_factory=Counter)
     log: list[str] = field(default_factory=list)
+    depositor: Depositor | None = None
 
     def note(self, text: str) -> None:
         self.log.append(f"{time.strftime('%H:%M:%S')} {text}")
@@ -235,6 +246,16 @@ class Chaos:
     def kill_payments(self) -> str:
         self.kill("payments")
         return "payments"
+
+    async def kill_payments_crediting(self) -> str:
+        """Deposits made final at once, then payments killed while it confirms them, publishes
+        their credits and records that billing credited them."""
+        assert self.depositor is not None, "kill_payments_crediting needs the chain"
+        count = self.rng.randint(2, 5)
+        await self.depositor.send(count)
+        await asyncio.sleep(self.rng.uniform(0.0, 1.0))  # payments polls every 0.2 s
+        await asyncio.to_thread(self.kill, "payments")
+        return f"{count} deposits"
 
     def freeze(self) -> str:
         name = self.pick(self.rng.choice(("edge", "billing")))
@@ -310,8 +331,8 @@ class Chaos:
 
     async def strike(self, kind: str) -> None:
         self.note(f"{kind} ...")
-        if kind == "duplicate":
-            what = await asyncio.wait_for(self.duplicate(), 30)
+        if inspect.iscoroutinefunction(getattr(self, kind)):
+            what = await asyncio.wait_for(getattr(self, kind)(), 60)
         else:
             action: Callable[[], str] = getattr(self, kind)
             what = await asyncio.to_thread(action)
@@ -362,11 +383,15 @@ class Verdict:
     live_leases: int = 0
     held: int = 0
     audit: list[str] = field(default_factory=list)
+    deposits: DepositVerdict | None = None  # with the chain only
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.double or self.wrong or self.audit) and not (
-            self.open_holds or self.live_leases or self.held
+        deposits_ok = self.deposits is None or self.deposits.ok
+        return (
+            deposits_ok
+            and not (self.lost or self.double or self.wrong or self.audit)
+            and not (self.open_holds or self.live_leases or self.held)
         )
 
 
@@ -467,25 +492,34 @@ def run_audit(stack: LocalStack) -> list[str]:
 
 
 async def drain(
-    stack: LocalStack, customers: list[Customer], outcomes: dict[str, str], timeout_s: float
+    stack: LocalStack,
+    customers: list[Customer],
+    outcomes: dict[str, str],
+    timeout_s: float,
+    depositor: Depositor | None,
 ) -> Verdict:
-    """Until every served request is settled and nothing is held, or the time is up."""
+    """Until every served request is settled, every deposit credited and nothing is held, or
+    the time is up."""
     deadline = time.monotonic() + timeout_s
     while True:
         recorded = await asyncio.to_thread(served_requests, stack.sim_url)
         try:
             books = await asyncio.to_thread(read_books, stack.pg.url)
+            deposits = await asyncio.to_thread(read_deposits, stack.pg.url) if depositor else None
         except Exception as exc:  # PostgreSQL still coming back
             print(f"  [drain] books unreadable: {exc!r}")
             await asyncio.sleep(2)
             continue
         verdict = judge(recorded, books, customers, outcomes)
+        if depositor is not None and deposits is not None:
+            verdict.deposits = judge_deposits(depositor.sent, *deposits)
         if verdict.ok or time.monotonic() > deadline:
             verdict.audit = await asyncio.to_thread(run_audit, stack)
             return verdict
+        waiting = verdict.deposits.sent - verdict.deposits.credited if verdict.deposits else 0
         print(
             f"  [drain] lost {len(verdict.lost)} holds {verdict.open_holds}"
-            f" leases {verdict.live_leases} held {verdict.held}",
+            f" leases {verdict.live_leases} held {verdict.held} deposits waiting {waiting}",
             flush=True,
         )
         await asyncio.sleep(3)
@@ -494,10 +528,14 @@ async def drain(
 # -- the run ----------------------------------------------------------------------------------
 
 
-async def chaos_run(stack: LocalStack, args: argparse.Namespace) -> tuple[Verdict, Chaos, Load]:
+async def chaos_run(
+    stack: LocalStack, args: argparse.Namespace, chain: tuple[str, str] | None
+) -> tuple[Verdict, Chaos, Load]:
+    """``chain``: anvil's RPC URL and the USDT contract, when deposits are driven."""
     rng = random.Random(args.seed)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    depositor = None
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         customers = await open_accounts(http, stack, args.accounts, rng)
         await asyncio.sleep(2)  # the edges learn the keys from KV
@@ -507,7 +545,13 @@ async def chaos_run(stack: LocalStack, args: argparse.Namespace) -> tuple[Verdic
             asyncio.create_task(customer_loop(http, stack, c, args.seed, pause_s, load))
             for c in customers
         ]
-        chaos = Chaos(stack, rng)
+        if chain is not None:
+            accounts = [c.account_id for c in customers]
+            depositor = await Depositor.open(*chain, stack, accounts, args.seed)
+            workers.append(
+                asyncio.create_task(depositor.keep_sending(args.deposit_every, load.stop))
+            )
+        chaos = Chaos(stack, rng, depositor=depositor)
         kinds = [k for k in args.faults.split(",") if k]
         until = time.monotonic() + args.duration
         await run_faults(chaos, kinds, until, args.every)
@@ -516,7 +560,11 @@ async def chaos_run(stack: LocalStack, args: argparse.Namespace) -> tuple[Verdic
         await asyncio.gather(*workers)
     await asyncio.to_thread(recover, stack)
     await asyncio.to_thread(chaos.upstream_clear)
-    verdict = await drain(stack, customers, load.outcomes, args.drain)
+    try:
+        verdict = await drain(stack, customers, load.outcomes, args.drain, depositor)
+    finally:
+        if depositor is not None:
+            await depositor.close()
     return verdict, chaos, load
 
 
@@ -529,8 +577,20 @@ def verdict_line(args: argparse.Namespace, verdict: Verdict, chaos: Chaos, load:
         f" wrong={len(verdict.wrong)} edge_died={verdict.edge_died}"
         f" retried_upstream={verdict.retried_upstream} holds_left={verdict.open_holds}"
         f" leases_left={verdict.live_leases} audit={'clean' if not verdict.audit else len(verdict.audit)}"
+        f"{deposits_part(verdict.deposits)}"
         f" faults[{sum(chaos.done.values())}]={faults}"
         f" | replay: bench/chaos.py --seed {args.seed} --duration {args.duration:g}"
+        f"{' --faults ' + args.faults if args.faults != ','.join(FAULTS) else ''}"
+    )
+
+
+def deposits_part(deposits: DepositVerdict | None) -> str:
+    if deposits is None:
+        return ""
+    return (
+        f" deposits={deposits.sent} credited={deposits.credited}"
+        f" deposits_lost={len(deposits.lost)} deposits_double={len(deposits.double)}"
+        f" deposits_wrong={len(deposits.wrong)} deposits_unfinished={len(deposits.unfinished)}"
     )
 
 
@@ -542,16 +602,37 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=12.0, help="requests/s, all accounts")
     parser.add_argument("--every", type=float, default=8.0, help="mean seconds between faults")
     parser.add_argument("--drain", type=float, default=300.0, help="bound on the final drain, s")
-    parser.add_argument("--faults", default=",".join(FAULTS), help="kinds, comma-separated")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"kinds, comma-separated; also {', '.join(CHAIN_FAULTS)} (starts anvil)",
+    )
+    parser.add_argument(
+        "--deposit-every", type=float, default=5.0, help="mean seconds between deposits (chain)"
+    )
     parser.add_argument("--verdict-json", type=Path, help="write the verdict here too")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     args = parser.parse_args()
-    unknown = set(args.faults.split(",")) - set(FAULTS) - {""}
+    unknown = set(args.faults.split(",")) - set(FAULTS) - set(CHAIN_FAULTS) - {""}
     if unknown:
         parser.error(f"unknown faults: {sorted(unknown)}")
     data = Path(tempfile.mkdtemp(prefix="aiapi-chaos-"))
     data.chmod(0o755)
     print(f"chaos seed={args.seed} duration={args.duration:g}s data={data}", flush=True)
+    with contextlib.ExitStack() as anvil:
+        chain = None
+        chain_env: dict[str, str] = {}
+        if set(args.faults.split(",")) & set(CHAIN_FAULTS):
+            rpc_url = anvil.enter_context(running_anvil(data / "anvil.log"))
+            token, start_block = asyncio.run(deploy_token(rpc_url))
+            chain, chain_env = (rpc_url, token), payments_env(rpc_url, token, start_block)
+        ok = run(data, args, chain, chain_env)
+    sys.exit(0 if ok else 1)
+
+
+def run(
+    data: Path, args: argparse.Namespace, chain: tuple[str, str] | None, chain_env: dict[str, str]
+) -> bool:
     stack = start_stack(
         data,
         edges=2,
@@ -565,10 +646,11 @@ def main() -> None:
             "AIAPI_HOLD_SWEEP_INTERVAL_S": "1",
         },
         edge_env={"AIAPI_EDGE_SPOOL_MAX_ROWS": "400"},
+        payments_env=chain_env,
     )
     ok = False
     try:
-        verdict, chaos, load = asyncio.run(chaos_run(stack, args))
+        verdict, chaos, load = asyncio.run(chaos_run(stack, args, chain))
         ok = verdict.ok
         line = verdict_line(args, verdict, chaos, load)
         print(line, flush=True)
@@ -577,6 +659,7 @@ def main() -> None:
             ("double", verdict.double),
             ("wrong", verdict.wrong),
             ("audit", verdict.audit),
+            *(verdict.deposits.problems() if verdict.deposits is not None else ()),
         ):
             for item in items[:20]:
                 print(f"  {title}: {item}")
@@ -599,6 +682,16 @@ def main() -> None:
                         "live_leases": verdict.live_leases,
                         "held": verdict.held,
                         "audit": verdict.audit,
+                        "deposits": None
+                        if verdict.deposits is None
+                        else {
+                            "sent": verdict.deposits.sent,
+                            "credited": verdict.deposits.credited,
+                            "lost": verdict.deposits.lost,
+                            "double": verdict.deposits.double,
+                            "wrong": verdict.deposits.wrong,
+                            "unfinished": verdict.deposits.unfinished,
+                        },
                         "faults": dict(chaos.done),
                         "outcomes": dict(load.statuses),
                         "log": chaos.log,
@@ -613,7 +706,7 @@ def main() -> None:
             shutil.rmtree(data, ignore_errors=True)
         else:
             print(f"  logs kept in {data}")
-    sys.exit(0 if ok else 1)
+    return ok
 
 
 if __name__ == "__main__":

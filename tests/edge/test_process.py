@@ -51,13 +51,6 @@ def test_invalid_settings_refuse_the_start_with_exit_2(tmp_path: Path) -> None:
     assert "AIAPI_EDGE_MAX_BODY_BYTES" in done.stderr
 
 
-def test_unreachable_nats_at_start_fails_the_start_with_exit_3(tmp_path: Path) -> None:
-    unreachable = f"nats://127.0.0.1:{free_port()}"
-    done = run_to_exit(edge_env(unreachable, tmp_path, AIAPI_START_TIMEOUT_S="2"))
-    assert done.returncode == 3, done.stderr
-    assert "edge could not start" in done.stderr
-
-
 async def test_metrics_and_health_are_internal_and_sigterm_exits_0(
     nats_server: EmbeddedNats, spawn: SpawnFn, tmp_path: Path
 ) -> None:
@@ -101,42 +94,85 @@ async def test_liveness_and_readiness_hold_while_nats_is_down(
 
 _USERS = 'authorization {{ users = [{{ user: edge, password: "{password}" }}] }}\n'
 FIRST_PASSWORD = "first-edge-password-0123456789"
+SECOND_PASSWORD = "second-edge-password-9876543210"
+REFUSED = "NATS refuses its credentials"
+
+
+class RevocableNats:
+    """A nats-server with one user (the edge), run from a config file the test may rewrite,
+    then reload or restart on the same port."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.url = f"nats://127.0.0.1:{free_port()}"
+        self.config = tmp_path / "nats.conf"
+        self._base = f'listen: "{self.url[7:]}"\njetstream {{ store_dir: "{tmp_path}/js" }}\n'
+        self.config.write_text(self._base + _USERS.format(password=FIRST_PASSWORD))
+        self.server = subprocess.Popen([str(nats_server_binary()), "-c", str(self.config)])
+
+    def set_password(self, password: str) -> None:
+        self.config.write_text(self._base + _USERS.format(password=password))
+
+    def reload(self) -> None:
+        self.server.send_signal(signal.SIGHUP)
+
+    def restart(self) -> None:
+        self.stop()
+        self.server = subprocess.Popen([str(nats_server_binary()), "-c", str(self.config)])
+
+    def stop(self) -> None:
+        self.server.terminate()
+        self.server.wait(timeout=30)
 
 
 @pytest.fixture
-def revocable_nats(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
-    """A nats-server with one user (the edge), run from a config file the test may rewrite and
-    reload."""
-    port = free_port()
-    config = tmp_path / "nats.conf"
-    base = f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{tmp_path}/js" }}\n'
-    config.write_text(base + _USERS.format(password=FIRST_PASSWORD))
-    server = subprocess.Popen([str(nats_server_binary()), "-c", str(config)])
+def revocable_nats(tmp_path: Path) -> Iterator[RevocableNats]:
+    server = RevocableNats(tmp_path)
     try:
-        yield f"nats://127.0.0.1:{port}", config, server
+        yield server
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
 
 
-async def test_nats_closing_for_good_exits_1(
-    revocable_nats: tuple[str, Path, subprocess.Popen[bytes]], spawn: SpawnFn, tmp_path: Path
-) -> None:
-    url, config, server = revocable_nats
-    login = {"AIAPI_NATS_USER": "edge", "AIAPI_NATS_PASSWORD": FIRST_PASSWORD}
-    edge = start(spawn, edge_env(url, tmp_path, **login))
-    # The operator rotates the edge's NATS password: the server drops the connection with an
-    # authorization violation, which the client does not retry; the process must not limp on
-    # (its supervisor restarts it with the new password).
-    text = config.read_text().replace(FIRST_PASSWORD, "second-edge-password-9876543210")
-    config.write_text(text)
-    server.send_signal(signal.SIGHUP)
+async def wait_for_exit(edge: ServiceProcess) -> int | None:
     deadline = time.monotonic() + 30
     while edge.running:
-        assert time.monotonic() < deadline, "the edge kept running without NATS"
+        assert time.monotonic() < deadline, "the edge kept running, refused by NATS"
         await _pause()
-    assert edge.stop() == 1
-    assert "NATS connection closed for good" in edge.log_text()
+    return edge.stop()
+
+
+async def test_credentials_refused_while_connected_exit_2(
+    revocable_nats: RevocableNats, spawn: SpawnFn, tmp_path: Path
+) -> None:
+    login = {"AIAPI_NATS_USER": "edge", "AIAPI_NATS_PASSWORD": FIRST_PASSWORD}
+    edge = start(spawn, edge_env(revocable_nats.url, tmp_path, **login))
+    # The operator rotates the edge's NATS password: the server drops the connection with an
+    # authorization violation. A configuration error: the process exits with the status that
+    # says so (its supervisor restarts it with the new password), never limps on.
+    revocable_nats.set_password(SECOND_PASSWORD)
+    revocable_nats.reload()
+    assert await wait_for_exit(edge) == 2
+    assert REFUSED in edge.log_text()
+
+
+async def test_credentials_refused_on_reconnect_exit_2_rather_than_retry_forever(
+    revocable_nats: RevocableNats, spawn: SpawnFn, tmp_path: Path
+) -> None:
+    login = {"AIAPI_NATS_USER": "edge", "AIAPI_NATS_PASSWORD": FIRST_PASSWORD}
+    edge = start(spawn, edge_env(revocable_nats.url, tmp_path, **login))
+    # NATS comes back without the edge's user (removed while it was down): each reconnect is
+    # refused; retrying cannot help.
+    revocable_nats.set_password(SECOND_PASSWORD)
+    revocable_nats.restart()
+    assert await wait_for_exit(edge) == 2
+    assert REFUSED in edge.log_text()
+
+
+def test_credentials_refused_at_start_exit_2(revocable_nats: RevocableNats, tmp_path: Path) -> None:
+    login = {"AIAPI_NATS_USER": "edge", "AIAPI_NATS_PASSWORD": SECOND_PASSWORD}
+    done = run_to_exit(edge_env(revocable_nats.url, tmp_path, **login))
+    assert done.returncode == 2, done.stderr
+    assert REFUSED in done.stderr
 
 
 async def _pause() -> None:

@@ -58,6 +58,7 @@ from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events.base import Event
 from aiapi_shared.events.records_v1 import UPSTREAM_STATUS_BUCKET, UPSTREAM_STATUS_TTL_S
 from aiapi_shared.jetstream_limits import JetStreamLimits, jetstream_limits
+from aiapi_shared.lifecycle import StartupRefused
 from aiapi_shared.settings import BaseServiceSettings, NatsConnectOptions, nats_connect_options
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "BusError",
     "BusTimeout",
     "BusUnavailable",
+    "CredentialsRefused",
     "ErrorReply",
     "InvalidReply",
     "KeyChanged",
@@ -151,13 +153,48 @@ class ErrorReply(BusError):
         self.error = error
 
 
-class Bus:
-    """A connected NATS client with JetStream; build it with :meth:`connect`."""
+class CredentialsRefused(BusUnavailable, StartupRefused):
+    """NATS refused this service's credentials (a wrong password, a user removed): waiting
+    cannot help, so a service refuses to start (exit 2) rather than retry forever."""
 
-    def __init__(self, nc: NatsClient, closed: asyncio.Event) -> None:
+
+_CANCEL_ATTEMPTS = 50  # a first connection attempt cancelled until it ends (see Bus.close)
+
+# Refusals of the credentials in a row after a reconnect that are final: one alone may be a
+# server still loading its users while it restarts.
+REFUSALS_FINAL = 3
+
+
+class Bus:
+    """A NATS client with JetStream; build it with :meth:`connect` (waits until connected) or
+    :meth:`connecting` (at once: the connection is made in the background).
+
+    ``connected`` is set once the first connection is made; until then nothing reaches NATS
+    (requests and publishes fail at once with :class:`BusUnavailable`, KV watches wait).
+    ``refused`` is set when NATS refused the credentials: at the first connection, or
+    :data:`REFUSALS_FINAL` times in a row after a reconnect (the user was removed): the runner
+    then exits with the configuration error's status. ``closed`` is set when the connection closed for good.
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        closed: asyncio.Event,
+        *,
+        connected: asyncio.Event | None = None,
+        refused: asyncio.Event | None = None,
+        name: str = "",
+    ) -> None:
         self._nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.closed = closed
+        self.refused = refused or asyncio.Event()
+        self.name = name
+        if connected is None:
+            connected = asyncio.Event()
+            connected.set()
+        self.connected = connected
+        self._connecting: asyncio.Future[None] | None = None
         self._serving: set[asyncio.Task[None]] = set()  # requests answered concurrently
         self.metrics = ConsumerMetrics()
         # Replicas and limits of what this bus declares; a service sets its settings' own.
@@ -165,11 +202,17 @@ class Bus:
 
     @classmethod
     async def connect_as(cls, settings: BaseServiceSettings, *, name: str) -> Bus:
-        """Connect with a service's settings: its URL, its credentials, its TLS, its inbox, and
-        the replicas and limits of the streams and buckets it declares."""
-        bus = await cls.connect(
-            settings.nats_url, name=name, options=nats_connect_options(settings)
-        )
+        """Connect with a service's settings (see :meth:`connecting_as`), waiting for NATS while
+        it is away; raises :class:`CredentialsRefused` when NATS refuses the credentials."""
+        bus = cls.connecting_as(settings, name=name)
+        await bus.wait_connected()
+        return bus
+
+    @classmethod
+    def connecting_as(cls, settings: BaseServiceSettings, *, name: str) -> Bus:
+        """A bus with a service's settings (its URL, credentials, TLS, inbox, and the replicas
+        and limits of the streams and buckets it declares), connecting in the background."""
+        bus = cls.connecting(settings.nats_url, name=name, options=nats_connect_options(settings))
         bus.limits = jetstream_limits(settings)
         return bus
 
@@ -183,20 +226,44 @@ class Bus:
         options: NatsConnectOptions | None = None,
     ) -> Bus:
         """Connect (credentials and TLS from ``options``), waiting for NATS while it is away;
-        raises :class:`BusUnavailable` when NATS refuses the credentials."""
-        closed = asyncio.Event()
-        refused = asyncio.Event()
+        raises :class:`CredentialsRefused` when NATS refuses the credentials."""
+        bus = cls.connecting(url, name=name, connect_timeout_s=connect_timeout_s, options=options)
+        await bus.wait_connected()
+        return bus
+
+    @classmethod
+    def connecting(
+        cls,
+        url: str,
+        *,
+        name: str,
+        connect_timeout_s: float = 5.0,
+        options: NatsConnectOptions | None = None,
+    ) -> Bus:
+        """A bus whose first connection is made in the background (retried while NATS is
+        away); :meth:`wait_connected` waits for it. Call it with the event loop running."""
+        closed, connected, refused = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        refusals = 0
 
         async def on_closed() -> None:
+            # A server that drops a connected client whose user it no longer knows closes the
+            # connection for good; that too is a refusal, not an outage.
+            if "authorization" in str(nc.last_error or "").lower():
+                refused.set()
             closed.set()
 
         async def on_error(exc: Exception) -> None:
             # The server's own messages name a subject or say "Authorization Violation", never
             # a secret; a refusal means a grant or a credential is wrong, so it is said plainly.
+            nonlocal refusals
             text = str(exc)
             if "authorization violation" in text.lower():
-                refused.set()
+                refusals += 1
                 log.error("nats refused the credentials of %s", name)
+                # At the first connection one refusal is final (nats-py may give up on the
+                # connection after it without a word); after a reconnect, a few in a row.
+                if refusals >= REFUSALS_FINAL or not connected.is_set():
+                    refused.set()
             elif "permissions violation" in text.lower():
                 log.error("nats refused: %s", text[:300])
             else:
@@ -206,41 +273,75 @@ class Bus:
             log.warning("nats disconnected; reconnecting")
 
         async def on_reconnected() -> None:
+            nonlocal refusals
+            refusals = 0
             log.info("nats reconnected")
 
         nc = NatsClient()
-        connect: Callable[..., Awaitable[None]] = nc.connect  # its reconnect wait takes floats
-        # nats-py retries a first connection forever (we want that while NATS is away: services
-        # may start first), also when the credentials are refused: that one cannot get better.
-        connecting = asyncio.ensure_future(
-            connect(
-                _servers(url),
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                connect_timeout=max(1, int(connect_timeout_s)),
-                closed_cb=on_closed,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-                pending_size=8 * 1024 * 1024,
-                **_auth_arguments(options or NatsConnectOptions()),
-            )
-        )
-        refusal = asyncio.ensure_future(refused.wait())
+        bus = cls(nc, closed, connected=connected, refused=refused, name=name)
+
+        async def first_connection() -> None:
+            nonlocal refusals
+            connect: Callable[..., Awaitable[None]] = nc.connect  # reconnect wait takes floats
+            # nats-py retries a first connection forever (we want that while NATS is away:
+            # services may start first), also when the credentials are refused: ``refused``
+            # tells that one apart, which cannot get better.
+            try:
+                await connect(
+                    _servers(url),
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    connect_timeout=max(1, int(connect_timeout_s)),
+                    closed_cb=on_closed,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
+                    pending_size=8 * 1024 * 1024,
+                    **_auth_arguments(options or NatsConnectOptions()),
+                )
+            except (nats.errors.Error, OSError) as error:
+                log.error("nats connection of %s given up: %s", name, type(error).__name__)
+            if not nc.is_connected:  # given up without a connection: closed, never retried
+                if "authorization" in str(nc.last_error or "").lower():
+                    refused.set()
+                closed.set()
+                return
+            refusals = 0
+            connected.set()
+
+        bus._connecting = asyncio.ensure_future(first_connection())
+        return bus
+
+    async def wait_connected(self) -> None:
+        """Until the first connection is made; :class:`CredentialsRefused` (the bus closed)
+        when NATS refuses the credentials instead, :class:`BusUnavailable` when the client gave
+        up otherwise."""
+        if self.connected.is_set():
+            return
+        waits = [
+            asyncio.ensure_future(e.wait()) for e in (self.connected, self.refused, self.closed)
+        ]
         try:
-            await asyncio.wait({connecting, refusal}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            refusal.cancel()
-        if not connecting.done():
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connecting
-            with contextlib.suppress(Exception):
-                await nc.close()
-            raise BusUnavailable(f"NATS refused the credentials of {name}")
-        connecting.result()
-        return cls(nc, closed)
+            for wait in waits:
+                wait.cancel()
+        if self.connected.is_set():
+            return
+        await self.close()
+        if self.refused.is_set():
+            raise CredentialsRefused(f"NATS refused the credentials of {self.name}")
+        raise BusUnavailable(f"the NATS connection of {self.name} closed before it was made")
+
+    async def until_connected(self, stop: asyncio.Event) -> bool:
+        """Wait for the first connection (or ``stop``, or the bus closing); whether it came."""
+        while not self.connected.is_set():
+            if stop.is_set() or self.closed.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), timeout=0.5)
+        return True
 
     @property
     def client(self) -> NatsClient:
@@ -251,6 +352,20 @@ class Bus:
         return bool(self._nc.is_connected)
 
     async def close(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            # Never connected: nothing to drain. nats-py swallows a cancellation that lands in
+            # the cleanup between two attempts (and tries again), so it is cancelled until done.
+            for _ in range(_CANCEL_ATTEMPTS):
+                self._connecting.cancel()
+                await asyncio.wait({self._connecting}, timeout=0.1)
+                if self._connecting.done():
+                    if not self._connecting.cancelled():
+                        self._connecting.exception()  # retrieved: nothing left to report
+                    break
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+            self.closed.set()
+            return
         if self._serving:  # let requests in flight answer before the connection drains
             await asyncio.wait(set(self._serving), timeout=5.0)
         try:
@@ -318,6 +433,8 @@ class Bus:
         delivers the current entries again, so a mirror catches up with what it missed.
         """
         stop = stop or asyncio.Event()
+        if not await self.until_connected(stop):
+            return
         while not stop.is_set() and not self.closed.is_set():
             try:
                 kv = await self.ensure_kv(bucket)
@@ -344,6 +461,8 @@ class Bus:
         self, subject: str, payload: bytes, msg_id: str, timeout_s: float = 5.0
     ) -> api.PubAck:
         """Publish to JetStream and wait for the stream's ack; ``duplicate`` says it was a retry."""
+        if not self.connected.is_set():
+            raise BusUnavailable(f"publish to {subject}: not connected to NATS yet")
         try:
             return await self.js.publish(
                 subject, payload, timeout=timeout_s, headers={"Nats-Msg-Id": msg_id}
@@ -396,6 +515,8 @@ class Bus:
         A model reply is validated straight from the JSON; only when that fails is the answer
         looked at as an error document, so a good answer costs one validation.
         """
+        if not self.connected.is_set():
+            raise BusUnavailable(f"request to {subject}: not connected to NATS yet")
         payload = request if isinstance(request, bytes) else request.model_dump_json().encode()
         # The request is made here rather than through :meth:`request`: one coroutine less on
         # the edge's hot path (a measurable share of an admission's own cost).

@@ -16,7 +16,7 @@ class ExitCode(IntEnum):
 
     STOPPED = 0  # a graceful stop (SIGTERM or SIGINT)
     FAILED = 1  # failed while running: NATS closed for good, a task died
-    REFUSED = 2  # refused to start: invalid settings or a configuration it will not run with
+    REFUSED = 2  # a configuration it will not run with: invalid settings, NATS credentials refused
     START_FAILED = 3  # start-up failed otherwise (a dependency unreachable, a port taken)
 
 
@@ -27,10 +27,14 @@ class StartupRefused(Exception):
 
 class ClosingBus(Protocol):
     """What the runner watches of a service's NATS connection (``aiapi_shared.bus.Bus``):
-    ``closed`` is set when it closed for good."""
+    ``closed`` is set when it closed for good, ``refused`` when NATS refuses the service's
+    credentials (a configuration error: retrying cannot help)."""
 
     @property
     def closed(self) -> asyncio.Event: ...
+
+    @property
+    def refused(self) -> asyncio.Event: ...
 
 
 class Service(Protocol):

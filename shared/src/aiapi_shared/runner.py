@@ -242,12 +242,21 @@ async def _run(plan: Plan, stopping: asyncio.Event, state: _State) -> int:
         failed = asyncio.create_task(service.failed.wait())
         watchers |= {failed, *(s.task for s in serving)}
         bus = service.bus
-        closed = asyncio.create_task(bus.closed.wait()) if bus is not None else None
-        if closed is not None:
-            watchers.add(closed)
+        closed = refused = None
+        if bus is not None:
+            closed = asyncio.create_task(bus.closed.wait())
+            refused = asyncio.create_task(bus.refused.wait())
+            watchers |= {closed, refused}
         await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
         code = ExitCode.STOPPED if stopping.is_set() else ExitCode.FAILED
-        if code is ExitCode.FAILED:
+        if refused is not None and refused.done() and code is ExitCode.FAILED:
+            code = ExitCode.REFUSED
+            log.error(
+                "%s: NATS refuses its credentials (its user removed or its password changed?); "
+                "a configuration error, retrying cannot help: exiting",
+                plan.name,
+            )
+        elif code is ExitCode.FAILED:
             reason = "NATS connection closed for good" if closed and closed.done() else (
                 "the service failed" if failed.done() else "a listener stopped"
             )  # fmt: skip

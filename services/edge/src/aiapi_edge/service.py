@@ -1,7 +1,9 @@
 """The composition root: builds the edge's parts from its settings and runs their lifecycles.
 
-Nothing happens at import time; :class:`EdgeService` connects on :meth:`start` (the ASGI
-lifespan) and drains on :meth:`stop`.
+Nothing happens at import time; :class:`EdgeService` starts on :meth:`start` and drains on
+:meth:`stop`. It does not wait for NATS (docs/edge.md, "Cold start"): its mirrors are restored
+from disk, NATS is connected in the background, and until it is there requests are served on
+the restored mirrors and the offline allowance, their usage spooled.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiapi_shared.bus import Bus
@@ -38,6 +40,7 @@ from aiapi_edge.gateway import Gateway
 from aiapi_edge.inference import Inference
 from aiapi_edge.lease_client import Leases
 from aiapi_edge.metrics import Metrics
+from aiapi_edge.mirror_store import MirrorStore
 from aiapi_edge.mirrors import BalanceMirror, KeyMirror
 from aiapi_edge.openai_route import ChatDialect, OpenAIRoute
 from aiapi_edge.pool import UpstreamPool
@@ -51,7 +54,11 @@ from aiapi_edge.upstream_status import UpstreamStatus
 
 log = logging.getLogger("aiapi.edge")
 
+# How long a start waits for the live key mirror: without a restored one, long enough for a
+# NATS that is up to deliver it; with one, a moment (the live one wins when NATS is there).
 _MIRROR_WAIT_S = 5.0
+_RESTORED_MIRROR_WAIT_S = 1.0
+_STREAMS_RETRY_S = 1.0
 
 
 class EdgeService:
@@ -67,6 +74,11 @@ class EdgeService:
         self.catalogue = catalogue or default_catalogue()
         self.models = ModelsCatalogue(self.catalogue, include_aliases=settings.edge_list_aliases)
         self.catalogue_mirror = CatalogueMirror(self._use_catalogue)
+        self.mirror_store = MirrorStore(
+            settings.spool_dir,
+            max_bytes=settings.edge_mirror_max_bytes,
+            max_age_s=settings.edge_mirror_max_age_s,
+        )
         self.spool = Spool(
             settings.spool_dir,
             max_rows=settings.edge_spool_max_rows,
@@ -117,9 +129,10 @@ class EdgeService:
         return self._bus
 
     async def ready(self) -> bool:
-        """It can serve: started and the key records mirrored. Not NATS: without it the edge
-        still serves, on the offline allowance, spooling usage (docs/edge.md)."""
-        return self.keys_ready.is_set() and self.messages is not None
+        """It can serve: started and the key records known, live or restored from a snapshot
+        still young enough. Not NATS: without it the edge still serves, on its leases and the
+        offline allowance, spooling usage (docs/edge.md)."""
+        return self.messages is not None and (self.keys.live or self.keys.restored_usable)
 
     def render_metrics(self) -> bytes:
         return self.metrics.render(self.refresh_metrics)
@@ -130,9 +143,22 @@ class EdgeService:
 
     async def start(self) -> None:
         s = self.settings
-        self._bus = await Bus.connect_as(s, name=self.edge_id)
-        await self._bus.ensure_streams()
+        self._bus = Bus.connecting_as(s, name=self.edge_id)
         await self.spool.open()
+        watched = {
+            KEYS_BUCKET: self.mirror_store.tee(KEYS_BUCKET, self.keys.on_change),
+            BALANCES_BUCKET: self.mirror_store.tee(BALANCES_BUCKET, self.balances.on_change),
+            CATALOGUE_BUCKET: self.mirror_store.tee(
+                CATALOGUE_BUCKET, self.catalogue_mirror.on_change
+            ),
+            # The operator's pool changes: sealed keys (never in clear), disabled env keys.
+            UPSTREAM_KEYS_BUCKET: self.mirror_store.tee(
+                UPSTREAM_KEYS_BUCKET, self.upstream_keys.on_change
+            ),
+        }
+        restored_for_s = await self.mirror_store.restore()
+        if restored_for_s is not None:
+            self.keys.restored(restored_for_s)
         await self.upstream.start()
         if s.edge_leases:
             self.leases = Leases(
@@ -193,19 +219,18 @@ class EdgeService:
         self.batches = BatchesRoute(gateway, self.upstream, batch_billing, tracker)
         bus = self._bus
         self._spawn(tracker.run(self._stop))
+        self._spawn(self._declare_streams(bus))
+        ready_events = {
+            KEYS_BUCKET: self.keys_ready,
+            UPSTREAM_KEYS_BUCKET: self.upstream_keys_ready,
+        }
+        for bucket, on_change in watched.items():
+            caught_up = ready_events.get(bucket) or asyncio.Event()
+            self._spawn(bus.watch_kv(bucket, on_change, ready=caught_up, stop=self._stop))
+            self._spawn(self._confirm(bucket, caught_up))
         self._spawn(
-            bus.watch_kv(KEYS_BUCKET, self.keys.on_change, ready=self.keys_ready, stop=self._stop)
-        )
-        self._spawn(bus.watch_kv(BALANCES_BUCKET, self.balances.on_change, stop=self._stop))
-        self._spawn(
-            bus.watch_kv(CATALOGUE_BUCKET, self.catalogue_mirror.on_change, stop=self._stop)
-        )
-        self._spawn(
-            bus.watch_kv(
-                UPSTREAM_KEYS_BUCKET,
-                self.upstream_keys.on_change,
-                ready=self.upstream_keys_ready,
-                stop=self._stop,
+            self.mirror_store.keep(
+                self._mirrors_live, self._stop, interval_s=s.edge_mirror_save_interval_s
             )
         )
         status = UpstreamStatus(
@@ -216,7 +241,7 @@ class EdgeService:
             edge_id=self.edge_id,
             every_s=s.edge_upstream_report_s,
         )
-        await bus.serve(UPSTREAM_TEST_SUBJECT, status.test, queue="edge", concurrency=4)
+        self._spawn(self._serve_when_connected(UPSTREAM_TEST_SUBJECT, status.test))
         self._spawn(status.run(self._stop))
         self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
         self._spawn(
@@ -224,8 +249,9 @@ class EdgeService:
         )
         if self.leases is not None:
             self._spawn(self.leases.sweep(self._stop))
+        wait_s = _MIRROR_WAIT_S if restored_for_s is None else _RESTORED_MIRROR_WAIT_S
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_MIRROR_WAIT_S):
+            async with asyncio.timeout(wait_s):
                 await self.keys_ready.wait()
                 await self.upstream_keys_ready.wait()
         if not len(self.pool):
@@ -237,10 +263,44 @@ class EdgeService:
             extra={
                 "edge_id": self.edge_id,
                 "keys": len(self.keys),
+                "key_mirror": "live" if self.keys.live else (
+                    "restored" if self.keys.restored_usable else "none: not ready until NATS"
+                ),
+                "nats_connected": self.nats_connected,
                 "upstream_keys": len(self.pool),
                 "spool_depth": self.spool.depth,
             },
-        )
+        )  # fmt: skip
+
+    async def _declare_streams(self, bus: Bus) -> None:
+        """The streams the relay publishes to, declared once NATS is there."""
+        while await bus.until_connected(self._stop):
+            try:
+                await bus.ensure_streams()
+                return
+            except Exception as error:  # noqa: BLE001 (NATS away again: the next round retries)
+                log.warning("streams not declared yet (%s); retrying", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=_STREAMS_RETRY_S)
+
+    async def _serve_when_connected(
+        self, subject: str, handler: Callable[[bytes], Awaitable[bytes]]
+    ) -> None:
+        """Answer ``subject`` from the first connection on (the client subscribes again after
+        each reconnect)."""
+        if await self.bus.until_connected(self._stop):
+            await self.bus.serve(subject, handler, queue="edge", concurrency=4)
+
+    async def _confirm(self, bucket: str, caught_up: asyncio.Event) -> None:
+        """Once ``bucket``'s watch delivered its current entries, the mirror is KV's again:
+        restored entries it did not deliver are gone, and the key mirror is live."""
+        await caught_up.wait()
+        self.mirror_store.confirm(bucket)
+        if bucket == KEYS_BUCKET:
+            self.keys.confirmed()
+
+    def _mirrors_live(self) -> bool:
+        return self.nats_connected and self.keys.live
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -264,6 +324,8 @@ class EdgeService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._mirrors_live():
+            await self.mirror_store.save()  # what a restart finds, as of now
         await self.upstream.close()
         await self.spool.close()
         if self._bus is not None:

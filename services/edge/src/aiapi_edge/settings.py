@@ -97,6 +97,13 @@ class EdgeSettings(BaseServiceSettings):
     edge_spool_max_bytes: int = Field(default=4 * 1024**3, gt=0)
     edge_spool_min_free_bytes: int = Field(default=256 * 1024**2, ge=0)
     edge_spool_fsync: bool = False
+    # The mirrors (key records by digest, balance snapshots, the catalogue) kept beside the spool
+    # so that a restart serves while NATS is away (docs/edge.md, "Cold start"): a snapshot is
+    # served from for at most this long after it was last known current (a key revoked meanwhile
+    # still works until then), never written over this size, rewritten or touched this often.
+    edge_mirror_max_age_s: float = Field(default=3600.0, ge=0)
+    edge_mirror_max_bytes: int = Field(default=256 * 1024**2, gt=0)
+    edge_mirror_save_interval_s: float = Field(default=5.0, gt=0)
     edge_spool_sync_interval_s: float = Field(default=0.05, gt=0, le=5)
     # The relay publishes usage events in rounds: wait this long for others to join the first.
     edge_relay_linger_s: float = Field(default=0.05, ge=0, le=1)

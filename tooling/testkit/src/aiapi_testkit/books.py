@@ -3,7 +3,8 @@
 ``expected_cost`` applies the contract's meters to the catalogue's prices in exact fractions and
 rounds up once (docs/billing.md), so a benchmark or a fault run can tell whether billing charged
 each request exactly. ``read_books`` reads the few tables a run's verdict needs, from PostgreSQL
-directly (the operator's view, not the customer's).
+directly (the operator's view, not the customer's); ``read_deposits`` what payments saw and
+billing credited of deposits.
 """
 
 from __future__ import annotations
@@ -111,4 +112,38 @@ def read_books(database_url: str) -> Books:
         int(holds[0]) if holds else 0,
         int(leases[0]) if leases else 0,
         int(held[0]) if held else 0,
+    )
+
+
+@dataclass(frozen=True)
+class DepositRow:
+    """A deposit as payments tracks it."""
+
+    deposit_id: str
+    tx_hash: str
+    account_id: str
+    state: str
+    usd_nano: int | None
+
+
+@dataclass(frozen=True)
+class DepositCredit:
+    """A deposit transfer in billing's ledger (its reference is the deposit id)."""
+
+    deposit_id: str
+    account_id: str
+    amount: int
+
+
+def read_deposits(database_url: str) -> tuple[list[DepositRow], list[DepositCredit]]:
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        tracked = conn.execute(
+            "SELECT deposit_id, tx_hash, account_id, state, usd_nano FROM payments.deposits"
+        ).fetchall()
+        credited = conn.execute(
+            "SELECT reference, account_id, amount FROM billing.transfers WHERE kind = 'deposit'"
+        ).fetchall()
+    return (
+        [DepositRow(r[0], r[1], r[2], r[3], r[4]) for r in tracked],
+        [DepositCredit(r[0], r[1], int(r[2])) for r in credited],
     )

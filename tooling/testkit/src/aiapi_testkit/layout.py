@@ -75,6 +75,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "headers",
         "lease_math",
         "metering",
+        "mirror_snapshot",
         "openai",
         "pool",
         "upstream_keys",

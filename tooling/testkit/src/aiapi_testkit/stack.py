@@ -118,15 +118,18 @@ def start_stack(
     simulator_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     edge_env: dict[str, str] | None = None,
+    payments_env: dict[str, str] | None = None,
 ) -> LocalStack:
     """Start everything in ``data`` (logs as ``<name>.log``), edges last: they need the rest.
-    ``env`` is added to every service's environment, ``edge_env`` to the edges' only."""
+    ``env`` is added to every service's environment, ``edge_env`` to the edges' only,
+    ``payments_env`` to payments' (its chains, for a run that drives deposits)."""
     pg = EmbeddedPostgres(data / "pg", durable=True)
     users = NatsUsers.generate()  # as in production: each service its own NATS user
     nats = EmbeddedNats(data / "nats", authorization=users.server_config())
     stack = LocalStack(data, pg, nats, users, admin_token=secrets.token_urlsafe(24))
     try:
-        _start_all(stack, edges, billings, payments, simulator_args, env or {}, edge_env or {})
+        extra = {"edge": edge_env or {}, "payments": payments_env or {}}
+        _start_all(stack, edges, billings, payments, simulator_args, env or {}, extra)
     except BaseException:
         stack.stop()  # nothing left behind (a server holding its caller's pipes open, ...)
         raise
@@ -140,7 +143,7 @@ def _start_all(
     payments: bool,
     simulator_args: tuple[str, ...],
     env: dict[str, str],
-    edge_env: dict[str, str],
+    extra: dict[str, dict[str, str]],
 ) -> None:
     data, pg, nats, users = stack.data, stack.pg, stack.nats, stack.nats_users
     pg.start()
@@ -176,7 +179,7 @@ def _start_all(
     stack.urls["admin"] = f"http://127.0.0.1:{admin_port}"
     service("accounts", "aiapi_accounts", "accounts", {"AIAPI_COOKIE_SECURE": "false"})
     if payments:
-        service("payments", "aiapi_payments", "payments", {})
+        service("payments", "aiapi_payments", "payments", extra["payments"])
     for n in range(1, edges + 1):
         port = free_port()
         name = f"edge-{n}"
@@ -191,6 +194,6 @@ def _start_all(
                 "AIAPI_DATA_DIR": str(data / name),  # its own spool
                 "AIAPI_UPSTREAM_URL": stack.sim_url,
                 "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
-                **edge_env,
+                **extra["edge"],
             },
         )
