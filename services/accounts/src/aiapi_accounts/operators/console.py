@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute
 
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import acting, client_address, context
-from aiapi_accounts.operators import console_upstream
+from aiapi_accounts.operators import console_operators, console_upstream
 from aiapi_accounts.operators.gate import OPERATOR_COOKIE, SIGN_IN_PATH
 from aiapi_accounts.pages.forms import read_form
 from aiapi_accounts.pages.guard import anonymous_form_ok
@@ -40,7 +40,11 @@ COOKIE_PATH = "/admin"
 _EXPIRED = "This form had expired; please try again."
 
 # The console's navigation, in order: (href, key, label). Console pages add theirs here.
-NAV: list[tuple[str, str, str]] = [(HOME, "home", "Home"), console_upstream.NAV]
+NAV: list[tuple[str, str, str]] = [
+    (HOME, "home", "Home"),
+    console_upstream.NAV,
+    *console_operators.NAV,
+]
 
 
 class Console:
@@ -161,6 +165,7 @@ PAGES: list[tuple[str, str, ConsoleHandler]] = [
     ("POST", SIGN_IN_PATH, sign_in),
     ("POST", "/admin/sign-out", sign_out),
     *console_upstream.PAGES,
+    *console_operators.PAGES,
 ]
 
 
