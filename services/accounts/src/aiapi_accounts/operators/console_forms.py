@@ -40,3 +40,14 @@ def number(value: str, field: str) -> int | None:
         return int(value)
     except ValueError:
         raise InvalidRequest(f"{field}: a whole number") from None
+
+
+def done_notice(request: Request, notices: dict[str, str]) -> str | None:
+    """The notice of a page a change redirected to (``?done=``, so that a reload does not post
+    the change again): one of the page's own texts, never the query's."""
+    return notices.get(request.query_params.get("done", ""))
+
+
+def kept(form: dict[str, str] | None, names: tuple[str, ...]) -> dict[str, str]:
+    """The fields a refused form shows again (never a secret one: it is not in ``names``)."""
+    return {name: (form or {}).get(name, "") for name in names}

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import acting, build, context
 from aiapi_accounts.operators.audit import encode_cursor
-from aiapi_accounts.operators.console_forms import change_form
+from aiapi_accounts.operators.console_forms import change_form, done_notice, kept
 from aiapi_accounts.operators.repository import AuditFilter
 from aiapi_accounts.operators.routes import audit_filter
 from aiapi_accounts.operators.schemas import CreateOperatorBody, CreateTokenBody
@@ -32,6 +32,7 @@ ACTIVE = "operators"
 AUDIT_ACTIVE = "audit"
 AUDIT_PAGE = 50
 _FILTERS = ("account_id", "operator", "from", "to")
+_KEPT = ("name", "email", "role")
 _DONE = {
     "created": "Created the operator.",
     "disabled": "Disabled: its console sessions ended and its tokens stopped.",
@@ -40,12 +41,8 @@ _DONE = {
 }
 
 
-def _done(request: Request) -> str | None:
-    return _DONE.get(request.query_params.get("done", ""))
-
-
 async def operators_page(request: Request, console: Console) -> Response:
-    return await _operators(request, console, notice=_done(request))
+    return await _operators(request, console, notice=done_notice(request, _DONE))
 
 
 async def _operators(
@@ -58,10 +55,9 @@ async def _operators(
     form: dict[str, str] | None = None,
 ) -> Response:
     found = await context(request).operators.all()
-    kept = {name: (form or {}).get(name, "") for name in ("name", "email", "role")}
     return console.show(
         request, "console/operators.html", ACTIVE, status,
-        operators=found, error=error, notice=notice, form=kept,
+        operators=found, error=error, notice=notice, form=kept(form, _KEPT),
     )  # fmt: skip
 
 
@@ -85,7 +81,7 @@ async def create_operator(request: Request, console: Console) -> Response:
 
 
 async def operator_page(request: Request, console: Console) -> Response:
-    return await _operator(request, console, notice=_done(request))
+    return await _operator(request, console, notice=done_notice(request, _DONE))
 
 
 async def _operator(
@@ -162,8 +158,8 @@ async def audit_page(request: Request, console: Console) -> Response:
     entries = found[:AUDIT_PAGE]
     older = None
     if len(found) > AUDIT_PAGE:
-        kept = {k: v for k, v in params.items() if v}
-        older = AUDIT_PATH + "?" + urlencode({**kept, "cursor": encode_cursor(entries[-1].id)})
+        given = {k: v for k, v in params.items() if v}
+        older = AUDIT_PATH + "?" + urlencode({**given, "cursor": encode_cursor(entries[-1].id)})
     return console.show(
         request, "console/audit.html", AUDIT_ACTIVE,
         entries=entries, filters=params, older=older,

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import build
-from aiapi_accounts.operators.console_forms import change_form, number, words
+from aiapi_accounts.operators.console_forms import change_form, done_notice, kept, number, words
 from aiapi_accounts.pages.view import see_other
 from aiapi_accounts.routes_upstream import UpstreamKeyCreateBody, UpstreamKeyPatchBody, pool_of
 from aiapi_accounts.upstream_pool import KeyChange
@@ -28,8 +28,6 @@ ACTIVE = "upstream"
 _KEPT = ("organization", "weight", "models", "base_url")
 
 
-# After a change the page redirects (so that a reload does not post it again) to itself with
-# ``?done=``, one of these; the notice is the page's own text, never the query's.
 _DONE = {
     "added": "Added the key: every edge uses it within a second.",
     "removed": "Removed the key from the pool: every edge stops using it within a second.",
@@ -39,12 +37,8 @@ _DONE = {
 }
 
 
-def _done(request: Request) -> str | None:
-    return _DONE.get(request.query_params.get("done", ""))
-
-
 async def pool_page(request: Request, console: Console) -> Response:
-    return await _pool(request, console, notice=_done(request))
+    return await _pool(request, console, notice=done_notice(request, _DONE))
 
 
 async def _pool(
@@ -57,10 +51,9 @@ async def _pool(
     form: dict[str, str] | None = None,
 ) -> Response:
     entries = await pool_of(request).entries()
-    kept = {name: (form or {}).get(name, "") for name in _KEPT}
     return console.show(
         request, "console/upstream.html", ACTIVE, status,
-        keys=entries, error=error, notice=notice, form=kept,
+        keys=entries, error=error, notice=notice, form=kept(form, _KEPT),
     )  # fmt: skip
 
 
@@ -83,7 +76,7 @@ async def add_key(request: Request, console: Console) -> Response:
 
 
 async def key_page(request: Request, console: Console) -> Response:
-    return await _key(request, console, notice=_done(request))
+    return await _key(request, console, notice=done_notice(request, _DONE))
 
 
 async def _key(
