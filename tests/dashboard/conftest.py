@@ -249,9 +249,12 @@ def make_operator(deployment: Deployment, name: str, email: str, role: str) -> s
 
 
 @contextlib.contextmanager
-def console_page(browser: Browser, deployment: Deployment, email: str) -> Iterator[Page]:
-    """A fresh browser context on the operator listener, signed in to the console as ``email``."""
-    context = browser.new_context(base_url=deployment.admin_url, viewport=DESKTOP)
+def console_page(
+    browser: Browser, deployment: Deployment, email: str, **options: Any
+) -> Iterator[Page]:
+    """A fresh browser context on the operator listener, signed in to the console as ``email``
+    (``options`` for the context: ``java_script_enabled=False``, say)."""
+    context = browser.new_context(base_url=deployment.admin_url, viewport=DESKTOP, **options)
     context.add_init_script(script=axe_source())
     try:
         page = context.new_page()

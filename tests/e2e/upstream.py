@@ -3,7 +3,6 @@ test share it) and how a test sees which upstream key traffic goes through."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,14 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from aiapi_cli.embedded import EmbeddedNats
-from aiapi_cli.ports import free_port
 from aiapi_shared.upstream_seal import generate_keypair
 from aiapi_testkit.plugin import SpawnFn
-from aiapi_testkit.process import internal_env
 
 from tests.edge.support import sim_post, sim_requests
 
-from .conftest import deploy
+from .conftest import deploy, second_edge
 from .support import Deployment, eventually
 
 # The key of AIAPI_UPSTREAM_API_KEYS in every e2e deployment.
@@ -47,17 +44,7 @@ def pool_deployment(
     with deploy(
         database_url, strict_nats_server, nats_login, spawn, tmp_path, extra_env=extra
     ) as deployment:
-        port = free_port()
-        second, ready = internal_env(
-            {
-                **deployment.env_of("edge"),
-                "AIAPI_EDGE_PORT": str(port),
-                "AIAPI_DATA_DIR": str(tmp_path / "second-edge"),
-            }
-        )
-        spawn([sys.executable, "-m", "aiapi_edge"], env=second, health_url=ready,
-              name="edge-2", timeout_s=60)  # fmt: skip
-        yield deployment, [deployment.edge_url, f"http://127.0.0.1:{port}"]
+        yield deployment, [deployment.edge_url, second_edge(deployment, spawn, tmp_path)]
 
 
 def ask(edge: str, key: str) -> None:
