@@ -92,7 +92,7 @@ BUCKET_WRITERS: dict[str, str] = {
 BUCKET_READERS: dict[str, tuple[str, ...]] = {
     KEYS_BUCKET: ("edge",),
     BALANCES_BUCKET: ("edge",),
-    CATALOGUE_BUCKET: ("edge",),
+    CATALOGUE_BUCKET: ("edge", "accounts"),  # accounts: the plans customers may choose
     UPSTREAM_KEYS_BUCKET: ("edge",),
     UPSTREAM_STATUS_BUCKET: ("accounts",),
 }
@@ -120,6 +120,9 @@ ACCOUNTS_REQUESTS: tuple[str, ...] = (
     billing_api.CATALOGUE_MODEL_SUBJECT,
     billing_api.CATALOGUE_ALIAS_SUBJECT,
     billing_api.CATALOGUE_PRICE_SUBJECT,
+    billing_api.CATALOGUE_PLAN_SUBJECT,
+    billing_api.CATALOGUE_METER_SUBJECT,
+    billing_api.ACCOUNT_TERMS_SUBJECT,
     payments_api.ADDRESSES_SUBJECT,
     payments_api.DEPOSITS_SUBJECT,
     payments_api.SET_RATE_SUBJECT,

@@ -24,6 +24,7 @@ from aiapi_accounts import (
     routes_catalogue,
     routes_customer,
     routes_mail,
+    routes_plans,
     routes_topup,
     routes_upstream,
     routes_usage,
@@ -45,6 +46,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     routes_admin.ENDPOINTS
     + operator_routes.ENDPOINTS
     + routes_catalogue.ENDPOINTS
+    + routes_plans.ENDPOINTS
     + routes_customer.ENDPOINTS
     + routes_mail.ENDPOINTS
     + routes_topup.ENDPOINTS

@@ -52,11 +52,15 @@ class Peers:
         )
 
     async def change_catalogue(self, command: Record) -> billing_api.CatalogueReply:
-        """A model, alias or price change; billing answers with the catalogue it now sells."""
+        """A change of the catalogue (a model, alias, price, plan, meter price or an account's
+        own terms); billing answers with the catalogue it now sells."""
         subjects = {
             billing_api.PutModelCommand: billing_api.CATALOGUE_MODEL_SUBJECT,
             billing_api.PutAliasCommand: billing_api.CATALOGUE_ALIAS_SUBJECT,
             billing_api.AddPriceCommand: billing_api.CATALOGUE_PRICE_SUBJECT,
+            billing_api.PutPlanCommand: billing_api.CATALOGUE_PLAN_SUBJECT,
+            billing_api.PutMeterPriceCommand: billing_api.CATALOGUE_METER_SUBJECT,
+            billing_api.PutAccountTermsCommand: billing_api.ACCOUNT_TERMS_SUBJECT,
         }
         subject = subjects[type(command)]
         return await self._call("billing", subject, command, billing_api.CatalogueReply)
@@ -72,8 +76,8 @@ class Peers:
             "billing", billing_api.ADJUST_SUBJECT, command, billing_api.AdjustReply
         )
 
-    async def purchase_plan(self, account_id: str) -> billing_api.PurchasePlanReply:
-        command = billing_api.PurchasePlanCommand(account_id=account_id, plan="pro")
+    async def purchase_plan(self, account_id: str, plan: str) -> billing_api.PurchasePlanReply:
+        command = billing_api.PurchasePlanCommand(account_id=account_id, plan=plan)
         return await self._call(
             "billing", billing_api.PURCHASE_PLAN_SUBJECT, command, billing_api.PurchasePlanReply
         )

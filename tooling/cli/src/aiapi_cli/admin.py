@@ -21,9 +21,11 @@ from urllib.parse import quote
 
 import httpx
 
-from aiapi_cli import admin_operators, admin_upstream
+from aiapi_cli import admin_operators, admin_terms, admin_upstream
 from aiapi_cli.admin_call import Call
 from aiapi_cli.admin_operators import with_reason
+
+__all__ = ["Call", "admin_main", "to_call"]
 
 DEFAULT_URL = "http://127.0.0.1:8088"
 
@@ -36,11 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     acc = accounts.add_subparsers(dest="action", required=True)
     create = with_reason(acc.add_parser("create"))
     create.add_argument("--email", required=True)
-    create.add_argument("--plan", choices=["basic", "pro"], default="basic")
+    create.add_argument("--plan", default="basic", help="a plan's name (aiapi admin plans list)")
     acc.add_parser("get").add_argument("id")
     set_plan = with_reason(acc.add_parser("set-plan"))
     set_plan.add_argument("id")
-    set_plan.add_argument("plan", choices=["basic", "pro"])
+    set_plan.add_argument("plan")
     with_reason(acc.add_parser("suspend")).add_argument("id")
     with_reason(acc.add_parser("activate")).add_argument("id")
     with_reason(
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     rate_set.add_argument("asset", choices=["ETH", "BTC"])
     rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
     _catalogue_parser(groups)
+    admin_terms.add_parsers(groups)
     admin_upstream.add_parser(groups)
     admin_operators.add_parsers(groups)
     return parser
@@ -162,6 +165,9 @@ def to_call(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Call:
         return _accounts_call(args)
     if args.group == "catalogue":
         return _catalogue_call(args)
+    terms = admin_terms.to_call(args)
+    if terms is not None:
+        return terms
     if args.group == admin_upstream.GROUP:
         method, path, body, timeout_s = admin_upstream.to_request(args, stdin)
         return Call(method, path, body, None, timeout_s)

@@ -65,6 +65,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "postings",
         "pricing",
         "ratelimit",
+        "term_versions",
     ),
     "edge": (
         "allowance",

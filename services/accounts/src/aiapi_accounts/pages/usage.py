@@ -85,7 +85,7 @@ async def usage_page(request: Request, pages: Pages) -> Response:
             )
     except AccountsError as exc:
         error = exc.message
-    models = [m.id for m in ctx.catalogue.models]
+    models = [m.id for m in ctx.catalogue.current.models]
     return pages.show(
         request, "usage.html", me, "usage", 400 if error and not charts else 200,
         charts=charts, records=records, names=names, keys=keys, models=models, filters=filters,
