@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute
 
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import acting, client_address, context
-from aiapi_accounts.operators import console_operators, console_upstream
+from aiapi_accounts.operators import console_operators, console_plans, console_upstream
 from aiapi_accounts.operators.gate import OPERATOR_COOKIE, SIGN_IN_PATH
 from aiapi_accounts.pages.forms import read_form
 from aiapi_accounts.pages.guard import anonymous_form_ok
@@ -43,6 +43,7 @@ _EXPIRED = "This form had expired; please try again."
 NAV: list[tuple[str, str, str]] = [
     (HOME, "home", "Home"),
     console_upstream.NAV,
+    console_plans.NAV,
     *console_operators.NAV,
 ]
 
@@ -165,6 +166,7 @@ PAGES: list[tuple[str, str, ConsoleHandler]] = [
     ("POST", SIGN_IN_PATH, sign_in),
     ("POST", "/admin/sign-out", sign_out),
     *console_upstream.PAGES,
+    *console_plans.PAGES,
     *console_operators.PAGES,
 ]
 
