@@ -37,7 +37,7 @@ def _whoami(deployment: Deployment, token: str) -> int:
 
 
 def _state(deployment: Deployment) -> dict[str, Any]:
-    """What a write could change: the operators, their tokens, the upstream pool."""
+    """What a write could change: the operators, their tokens, the upstream pool, the plans."""
     with deployment.admin() as admin:
         operators = admin.get("/admin/v1/operators").json()["data"]
         tokens = {
@@ -45,7 +45,9 @@ def _state(deployment: Deployment) -> dict[str, Any]:
             for o in operators
         }
         pool = admin.get("/admin/v1/upstream-keys").json()["data"]
+        plans = admin.get("/admin/v1/plans").json()
     return {
+        "plans": plans,
         "operators": operators,
         "tokens": tokens,
         "pool": [(k["id"], k["enabled"], k["weight"], k["models"]) for k in pool],
@@ -115,6 +117,8 @@ _FORMS = (
     ("/admin/operators/{me}", "Disable the operator"),
     ("/admin/operators/{me}", "Create the token"),
     ("/admin/operators/{other}", "Revoke laptop"),
+    ("/admin/plans", "Save the new terms"),
+    ("/admin/plans", "Save the account's terms"),
 )
 _FILLS = {"number": "2", "email": "new@ops.example", "password": "sk-ant-support-tried-this"}
 
