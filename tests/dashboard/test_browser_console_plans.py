@@ -1,7 +1,7 @@
 """The console's plans page in a real browser against the real processes and two edges: the
 plans now and every version; Basic's requests/min changed in the page holds on both edges within
 a second; a change without a reason, or with a start in the past, is refused and changes
-nothing; an account's own limit set in the page section holds. axe-core in light and dark."""
+nothing; an account's own limit set in the page's section holds, and "plan" drops it. axe-core in light and dark."""
 
 from __future__ import annotations
 
@@ -57,15 +57,19 @@ def test_an_operator_changes_basics_requests_per_minute_in_the_console_on_both_e
         expect(page.locator("#versions-table tr[data-plan=basic]")).to_have_count(2)
         shoot(page, screenshots, "console-plans")
 
-        # The account's own requests/min, over its plan's.
-        page.locator("#account-id").fill(account_id)
-        page.locator("#account-rpm").fill("2")
-        page.locator("#account-reason").fill("a customer of its own terms")
-        page.get_by_role("button", name="Save the account's terms").click()
-        expect(page.get_by_role("status")).to_contain_text("Saved the account's own terms")
+        # The account's own requests/min, over its plan's; then "plan": Basic's (3) again.
+        for rpm, reason, expected in (("2", "a customer of its own terms", 2),
+                                      ("plan", "back to Basic", 3)):  # fmt: skip
+            page.locator("#account-id").fill(account_id)
+            page.locator("#account-rpm").fill(rpm)
+            page.locator("#account-reason").fill(reason)
+            with page.expect_navigation():  # the same page and notice: wait for the new one
+                page.get_by_role("button", name="Save the account's terms").click()
+            expect(page.get_by_role("status")).to_contain_text("Saved the account's own terms")
+            with deployment.admin() as admin:
+                terms = admin.get(f"/admin/v1/accounts/{account_id}").json()
+            assert (terms["requests_per_minute"], terms["discount_bps"]) == (expected, 7000)
     with deployment.admin() as admin:
-        shown_account = admin.get(f"/admin/v1/accounts/{account_id}").json()
-        assert (shown_account["requests_per_minute"], shown_account["discount_bps"]) == (2, 7000)
         plans = admin.get("/admin/v1/plans").json()
         shown = next(p for p in plans["plans"] if p["id"] == "basic")
         assert (shown["requests_per_minute"], shown["discount_bps"]) == (3, 7000)
@@ -74,4 +78,5 @@ def test_an_operator_changes_basics_requests_per_minute_in_the_console_on_both_e
         ("/admin/plans", 400, "too early"),
         ("/admin/plans", 303, "Basic is abused; slow it down"),
         ("/admin/plans/account-terms", 303, "a customer of its own terms"),
+        ("/admin/plans/account-terms", 303, "back to Basic"),
     ]

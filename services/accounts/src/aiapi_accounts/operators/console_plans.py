@@ -115,8 +115,8 @@ async def change_plan(request: Request, console: Console) -> Response:
 async def change_account(request: Request, console: Console) -> Response:
     """An account's own limits and discount over its plan's (``PATCH /admin/v1/accounts/{id}``
     with ``limits`` and ``discount_bps``; ``aiapi admin account-terms``). The limits go
-    together: one left empty follows the plan's. An empty discount keeps the account's; "plan"
-    gives it the plan's again."""
+    together: one left empty follows the plan's, "plan" in either gives both the plan's again.
+    An empty discount keeps the account's; "plan" gives it the plan's again."""
     form: dict[str, str] = {}
     try:
         form = await change_form(request)
@@ -125,7 +125,9 @@ async def change_account(request: Request, console: Console) -> Response:
         fields: dict[str, object] = {"effective_from": starting(form.get("account_from", ""))}
         rpm = form.get("account_rpm", "").strip()
         tpm = form.get("account_tpm", "").strip()
-        if rpm or tpm:
+        if "plan" in (rpm, tpm):
+            fields["limits"] = {}  # both limits the plan's again
+        elif rpm or tpm:
             fields["limits"] = {
                 "requests_per_minute": number(rpm, "requests/min"),
                 "tokens_per_minute": number(tpm, "tokens/min"),
