@@ -57,10 +57,12 @@ def test_an_operator_changes_basics_requests_per_minute_in_the_console_on_both_e
         expect(page.locator("#versions-table tr[data-plan=basic]")).to_have_count(2)
         shoot(page, screenshots, "console-plans")
 
-        # The account's own requests/min, over its plan's; then "plan": Basic's (3) again.
+        # The account's own requests/min, over its plan's; then "plan": Basic's (3) again. An
+        # account's page links here with the account filled in.
+        page.goto(f"/admin/plans?account_id={account_id}#account-terms")
+        expect(page.locator("#account-id")).to_have_value(account_id)
         for rpm, reason, expected in (("2", "a customer of its own terms", 2),
                                       ("plan", "back to Basic", 3)):  # fmt: skip
-            page.locator("#account-id").fill(account_id)
             page.locator("#account-rpm").fill(rpm)
             page.locator("#account-reason").fill(reason)
             with page.expect_navigation():  # the same page and notice: wait for the new one

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from aiapi_shared.billing_api import PutPlanCommand
 from starlette.requests import Request
@@ -40,7 +41,10 @@ _DONE = {
 
 
 async def plans_page(request: Request, console: Console) -> Response:
-    return await _plans(request, console, notice=done_notice(request, _DONE))
+    """``?account_id=`` fills in the account's terms form (a link from an account's page:
+    ``/admin/plans?account_id=ID#account-terms``)."""
+    account = {"account_id": request.query_params.get("account_id", "")[:100]}
+    return await _plans(request, console, notice=done_notice(request, _DONE), form=account)
 
 
 async def _plans(
@@ -142,7 +146,8 @@ async def change_account(request: Request, console: Console) -> Response:
             raise InvalidRequest("give a limit or a discount")
     except AccountsError as exc:
         return await _plans(request, console, exc.status, error=exc.message, form=form)
-    return see_other(f"{PATH}?done=account")
+    query = urlencode({"done": "account", "account_id": account_id})
+    return see_other(f"{PATH}?{query}#account-terms")
 
 
 PAGES = [
