@@ -262,3 +262,35 @@ def paid_deployment(
 def paid_page(browser: Browser, paid_deployment: Deployment) -> Iterator[Page]:
     with opened_page(browser, paid_deployment) as opened:
         yield opened
+
+
+def make_operator(deployment: Deployment, name: str, email: str, role: str) -> str:
+    """An operator with a console password (made with the bootstrap token); its id."""
+    with deployment.admin() as admin:
+        made = admin.post(
+            "/admin/v1/operators",
+            json={"name": name, "email": email, "role": role, "password": PASSWORD},
+        )
+        assert made.status_code == 201, made.text
+        operator_id: str = made.json()["id"]
+        return operator_id
+
+
+@contextlib.contextmanager
+def console_page(
+    browser: Browser, deployment: Deployment, email: str, **options: Any
+) -> Iterator[Page]:
+    """A fresh browser context on the operator listener, signed in to the console as ``email``
+    (``options`` for the context: ``java_script_enabled=False``, say)."""
+    context = browser.new_context(base_url=deployment.admin_url, viewport=DESKTOP, **options)
+    context.add_init_script(script=axe_source())
+    try:
+        page = context.new_page()
+        page.goto("/admin/sign-in")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Operator console").wait_for()
+        yield page
+    finally:
+        context.close()

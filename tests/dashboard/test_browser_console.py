@@ -10,26 +10,23 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.dashboard.conftest import PASSWORD, axe_source, check_accessibility, shoot
+from tests.dashboard.conftest import (
+    PASSWORD,
+    axe_source,
+    check_accessibility,
+    make_operator,
+    shoot,
+)
 from tests.e2e.support import Deployment
 
 pytestmark = pytest.mark.slow
 
 
-def _operator(deployment: Deployment, name: str, email: str, role: str) -> None:
-    with deployment.admin() as admin:
-        made = admin.post(
-            "/admin/v1/operators",
-            json={"name": name, "email": email, "role": role, "password": PASSWORD},
-        )
-        assert made.status_code == 201, made.text
-
-
 def test_an_operator_signs_in_to_the_console_and_out(
     browser: Browser, deployment: Deployment, screenshots: Path
 ) -> None:
-    _operator(deployment, "Ada", "ada@ops.example", "admin")
-    _operator(deployment, "Sam", "sam@ops.example", "support")
+    make_operator(deployment, "Ada", "ada@ops.example", "admin")
+    make_operator(deployment, "Sam", "sam@ops.example", "support")
     context = browser.new_context(base_url=deployment.admin_url)
     context.add_init_script(script=axe_source())
     try:

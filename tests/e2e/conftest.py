@@ -91,6 +91,21 @@ def deploy(
     assert nats_server.violations() == []
 
 
+def second_edge(deployment: Deployment, spawn: SpawnFn, tmp_path: Path) -> str:
+    """Another edge of the deployment (its own port and data directory); its URL."""
+    port = free_port()
+    env, ready = internal_env(
+        {
+            **deployment.env_of("edge"),
+            "AIAPI_EDGE_PORT": str(port),
+            "AIAPI_DATA_DIR": str(tmp_path / "second-edge"),
+        }
+    )
+    spawn([sys.executable, "-m", "aiapi_edge"], env=env, health_url=ready, name="edge-2",
+          timeout_s=60)  # fmt: skip
+    return f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 def closer() -> Iterator[contextlib.ExitStack]:
     """Closes the SDK clients a test opened (an unclosed socket is an error under -W error)."""

@@ -108,3 +108,41 @@ def balance(admin: httpx.Client, account_id: str) -> int:
 
 def available(admin: httpx.Client, account_id: str) -> int:
     return parse_usd(account(admin, account_id)["available_usd"])
+
+
+# A small message the rate-limit tests send over and over.
+LIMIT_BODY = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 5,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+def traffic_on_every_edge(http: httpx.Client, edges: list[str], headers: dict[str, str]) -> None:
+    """A few admitted requests on each edge: each holds a lease under the terms of now."""
+    for n in range(6 * len(edges)):
+        answer = http.post(f"{edges[n % len(edges)]}/v1/messages", headers=headers, json=LIMIT_BODY)
+        assert answer.status_code == 200, answer.text
+
+
+def refused_on_every_edge_within(
+    http: httpx.Client, edges: list[str], headers: dict[str, str], seconds: float
+) -> None:
+    """After a lower requests/min: within ``seconds`` each edge answers 429 and, once it has,
+    admits nothing more (the minute is spent at the new rate)."""
+    changed = time.monotonic()
+    refused = {edge: False for edge in edges}
+    admitted_late = 0
+    while not all(refused.values()):
+        assert time.monotonic() - changed < seconds, f"still admitting: {refused}"
+        for edge in edges:
+            answer = http.post(f"{edge}/v1/messages", headers=headers, json=LIMIT_BODY)
+            if answer.status_code == 429:
+                refused[edge] = True
+                assert answer.json()["error"]["type"] == "rate_limit_error"
+            else:
+                assert answer.status_code == 200, answer.text
+                admitted_late += 1 if refused[edge] else 0
+    for edge in edges:
+        assert http.post(f"{edge}/v1/messages", headers=headers, json=LIMIT_BODY).status_code == 429
+    assert admitted_late == 0

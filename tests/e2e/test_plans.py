@@ -5,41 +5,29 @@ the operator prices it, billed at that price, with the cost header equal to the 
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from aiapi_cli.admin import admin_main
-from aiapi_cli.ports import free_port
 from aiapi_shared.money import parse_usd
 from aiapi_testkit.plugin import SpawnFn
-from aiapi_testkit.process import internal_env
 
-from .support import ADMIN_TOKEN, Deployment, balance, eventually, open_account
+from .conftest import second_edge
+from .support import (
+    ADMIN_TOKEN,
+    LIMIT_BODY,
+    Deployment,
+    balance,
+    eventually,
+    open_account,
+    refused_on_every_edge_within,
+    traffic_on_every_edge,
+)
 
 pytestmark = pytest.mark.slow
 
-BODY = {
-    "model": "claude-haiku-4-5",
-    "max_tokens": 5,
-    "messages": [{"role": "user", "content": "hi"}],
-}
-
-
-def second_edge(deployment: Deployment, spawn: SpawnFn, tmp_path: Path) -> str:
-    port = free_port()
-    env, ready = internal_env(
-        {
-            **deployment.env_of("edge"),
-            "AIAPI_EDGE_PORT": str(port),
-            "AIAPI_DATA_DIR": str(tmp_path / "second-edge"),
-        }
-    )
-    spawn([sys.executable, "-m", "aiapi_edge"], env=env, health_url=ready, name="edge-2",
-          timeout_s=60)  # fmt: skip
-    return f"http://127.0.0.1:{port}"
+BODY = LIMIT_BODY
 
 
 def cli(deployment: Deployment, *argv: str) -> int:
@@ -56,27 +44,9 @@ def test_basics_new_requests_per_minute_holds_on_both_edges_within_a_second(
     headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
     with httpx.Client(timeout=30) as http:
         # Traffic on both edges first: each holds a lease of Basic's 200 a minute by now.
-        for n in range(12):
-            answer = http.post(f"{edges[n % 2]}/v1/messages", headers=headers, json=BODY)
-            assert answer.status_code == 200, answer.text
+        traffic_on_every_edge(http, edges, headers)
         assert cli(deployment, "plans", "set", "basic", "--rpm", "3") == 0
-        changed = time.monotonic()
-        refused = {edge: False for edge in edges}
-        admitted_late = 0
-        while not all(refused.values()):
-            assert time.monotonic() - changed < 1.0, f"still admitting: {refused}"
-            for edge in edges:
-                answer = http.post(f"{edge}/v1/messages", headers=headers, json=BODY)
-                if answer.status_code == 429:
-                    refused[edge] = True
-                    assert answer.json()["error"]["type"] == "rate_limit_error"
-                else:
-                    assert answer.status_code == 200, answer.text
-                    admitted_late += 1 if refused[edge] else 0
-        # Once an edge refused, it admits nothing more: the minute is spent at 3 a minute.
-        for edge in edges:
-            assert http.post(f"{edge}/v1/messages", headers=headers, json=BODY).status_code == 429
-        assert admitted_late == 0
+        refused_on_every_edge_within(http, edges, headers, 1.0)
     with deployment.admin() as admin:
         plans = admin.get("/admin/v1/plans").json()
         basic = next(p for p in plans["plans"] if p["id"] == "basic")

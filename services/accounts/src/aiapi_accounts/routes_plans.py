@@ -81,7 +81,8 @@ class PricesAnswer(Answer):
     meters: dict[str, list[MeterPoint]]
 
 
-def _plans(catalogue: Catalogue) -> PlansAnswer:
+def plans_answer(catalogue: Catalogue) -> PlansAnswer:
+    """Every plan as it is now and every version (the API's answer and the console's page)."""
     now = datetime.now(UTC)
     current = catalogue.plans_at(now)
 
@@ -112,14 +113,14 @@ async def _catalogue(request: Request, command: Record | None = None) -> Catalog
 
 
 async def list_plans(request: Request) -> Response:
-    return answer(_plans(await _catalogue(request)))
+    return answer(plans_answer(await _catalogue(request)))
 
 
 async def put_plan(request: Request) -> Response:
     acting(request)
     body = await read_body(request, PlanBody)
     command = build(PutPlanCommand, id=request.path_params["name"], **body.model_dump())
-    return answer(_plans(await _catalogue(request, command)))
+    return answer(plans_answer(await _catalogue(request, command)))
 
 
 async def list_prices(request: Request) -> Response:

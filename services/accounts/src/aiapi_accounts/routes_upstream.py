@@ -164,7 +164,8 @@ class UpstreamTestAnswer(BaseModel):
     edge_id: str
 
 
-def _pool(request: Request) -> UpstreamPool:
+def pool_of(request: Request) -> UpstreamPool:
+    """The service's upstream pool (the API's routes and the console's pages)."""
     pool: UpstreamPool | None = request.app.state.service.upstream_pool
     assert pool is not None, "Service.start() first"
     return pool
@@ -172,33 +173,33 @@ def _pool(request: Request) -> UpstreamPool:
 
 async def list_keys(request: Request) -> Response:
     acting(request)
-    entries = await _pool(request).entries()
+    entries = await pool_of(request).entries()
     return answer(UpstreamKeyList(data=[UpstreamKeyAnswer.of(e) for e in entries]))
 
 
 async def add_key(request: Request) -> Response:
     acting(request)
     body = await read_body(request, UpstreamKeyCreateBody)
-    entry = await _pool(request).add(body.change())
+    entry = await pool_of(request).add(body.change())
     return answer(UpstreamKeyAnswer.of(entry), 201)
 
 
 async def patch_key(request: Request) -> Response:
     acting(request)
     body = await read_body(request, UpstreamKeyPatchBody)
-    entry = await _pool(request).change(request.path_params["id"], body.change())
+    entry = await pool_of(request).change(request.path_params["id"], body.change())
     return answer(UpstreamKeyAnswer.of(entry))
 
 
 async def remove_key(request: Request) -> Response:
     acting(request)
-    await _pool(request).remove(request.path_params["id"])
+    await pool_of(request).remove(request.path_params["id"])
     return no_content()
 
 
 async def test_key(request: Request) -> Response:
     acting(request)
-    reply = await _pool(request).test(request.path_params["id"])
+    reply = await pool_of(request).test(request.path_params["id"])
     return answer(
         UpstreamTestAnswer(
             id=reply.key_id,

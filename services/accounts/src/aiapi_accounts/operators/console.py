@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute
 
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import acting, client_address, context
+from aiapi_accounts.operators import console_operators, console_plans, console_upstream
 from aiapi_accounts.operators.gate import OPERATOR_COOKIE, SIGN_IN_PATH
 from aiapi_accounts.pages import console_accounts, console_reports
 from aiapi_accounts.pages.forms import read_form
@@ -45,6 +46,9 @@ NAV: list[tuple[str, str, str]] = [
     ("/admin/accounts", "accounts", "Accounts"),
     ("/admin/reports", "reports", "Reports"),
     ("/admin/live", "live", "Live"),
+    console_upstream.NAV,
+    console_plans.NAV,
+    *console_operators.NAV,
 ]
 
 
@@ -170,6 +174,9 @@ PAGES: list[tuple[str, str, ConsoleHandler]] = [
     ("POST", "/admin/accounts/{account_id}/adjust", console_accounts.adjust_balance),
     ("GET", "/admin/reports", console_reports.reports_page),
     ("GET", "/admin/live", console_reports.live_page),
+    *console_upstream.PAGES,
+    *console_plans.PAGES,
+    *console_operators.PAGES,
 ]
 
 
