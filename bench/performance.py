@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -49,9 +50,9 @@ from aiapi_testkit.stack import LocalStack, start_stack
 
 sys.path.insert(0, str(Path(__file__).parent))
 from customers import open_account
+from money_path import _descendants, cpu_seconds
 
 HERE = Path(__file__).parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MODEL = "claude-haiku-4-5"
 PLAN = "pro"  # 500 requests/min each: the load is spread over enough accounts
@@ -136,6 +137,7 @@ def wrk(url: str, keys: list[str], payload: bytes, *, conns: int, seconds: float
     script.write_text(LUA % {"keys": listed, "body": payload.decode()})
     threads = min(2, conns)
     argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency"]
+    argv += ["--timeout", "60s"]  # a slow answer is latency, not a socket error
     out = subprocess.run(
         [*argv, "-s", str(script), url + "/v1/messages"],
         capture_output=True,
@@ -274,54 +276,21 @@ async def timed(url: str, keys: list[str], payload: bytes, *, conns: int, second
 # -- CPU and memory from /proc -----------------------------------------------------------------
 
 
-def _children() -> dict[int, list[int]]:
-    found: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            found.setdefault(ppid, []).append(int(entry.name))
-    return found
-
-
-def _tree(root: int, children: dict[int, list[int]]) -> Iterator[int]:
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        yield pid
-        todo.extend(children.get(pid, []))
-
-
 def cpu_by_process(stack: LocalStack) -> dict[str, float]:
     """CPU seconds (user + system) so far of each product process with its children."""
-    children = _children()
-    spent: dict[str, float] = {}
-    for name, root in stack.pids().items():
-        if name in NOT_PRODUCT:
-            continue
-        total = 0.0
-        for pid in _tree(root, children):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-        spent[name] = total
-    return spent
+    return {
+        name: sum(cpu_seconds(root).values())
+        for name, root in stack.pids().items()
+        if name not in NOT_PRODUCT
+    }
 
 
 def edge_rss_bytes(stack: LocalStack) -> int:
-    children = _children()
     total = 0
     for name, root in stack.pids().items():
-        if name.startswith("edge"):
-            for pid in _tree(root, children):
-                try:
-                    total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-                except OSError:
-                    continue
+        for pid in _descendants(root) if name.startswith("edge") else ():
+            with contextlib.suppress(OSError):
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
     return total
 
 
@@ -588,12 +557,13 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     await warm_up(bench)
+    # At rest first: after the loads, leases and lingers of the last one would still be working.
+    idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else 12.0, args.profile)
     for n in range(args.rounds):
         print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
         await bench.round()
     rates = await bench.rates(args.rates) if args.rates else []
     long_runs = {conns: await bench.long_streams(conns) for conns in args.long}
-    idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else 12.0, args.profile)
 
     b = bench
     print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.rounds} round(s) of {args.seconds:g} s, medians\n")  # fmt: skip
