@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
+from aiapi_shared.catalogue import PlanId
 from aiapi_shared.events.base import Record
 from aiapi_shared.money import Money
 
@@ -24,7 +25,7 @@ class AdmissionRequest(Record):
     request_id: str
     account_id: str
     key_id: str
-    plan: Literal["basic", "pro"]
+    plan: PlanId
     model: str = Field(description="the sold model id (aliases already resolved)")
     estimated_input_tokens: int = Field(ge=0)
     max_tokens: int = Field(ge=1)
@@ -34,6 +35,15 @@ class AdmissionRequest(Record):
         ge=0,
         description="the worst case of the server tools the request allows (max_uses x the"
         " tool's price), at list price: held after the plan's discount",
+    )
+    input_premium_bps: int = Field(
+        default=10_000,
+        ge=10_000,
+        description="the factor (basis points) the long-context premium and the priced options"
+        " the request asks for (inference_geo, speed, service_tier) put on input tokens",
+    )
+    output_premium_bps: int = Field(
+        default=10_000, ge=10_000, description="the same factor on output tokens"
     )
 
 
@@ -88,7 +98,7 @@ class LeaseGrantRequest(Record):
 
     lease_id: str = Field(description="chosen by the edge, unique: 'lease_' + 32 hex")
     account_id: str
-    plan: Literal["basic", "pro"]
+    plan: PlanId
     edge_id: str
     amount: Money = Field(gt=0, description="the money the edge would like to admit against")
     min_amount: Money = Field(gt=0, description="a grant below this is useless: decline instead")
