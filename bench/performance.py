@@ -326,12 +326,15 @@ class Bench:
         if self.profile_dir is None:
             yield
             return
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            raise SystemExit("--profile needs py-spy in the venv: .venv/bin/pip install py-spy")
         spies = []
         for name, pid in self.stack.pids().items():
             if name in ("postgres", "nats", *NOT_PRODUCT):
                 continue
             out = self.profile_dir / f"{label}-{name}.svg"
-            argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking"]
+            argv = [str(spy), "record", "--nonblocking"]
             spies.append(
                 subprocess.Popen(
                     [*argv, "-r", "200", "-p", str(pid), "-o", str(out)],
