@@ -193,3 +193,36 @@ async def test_an_https_upstream_is_reached_over_tls_with_keep_alive(tmp_path: P
         await http.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_the_system_trust_store_is_loaded_once_not_per_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    made: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def counting(*args: object, **kwargs: object) -> ssl.SSLContext:
+        context = real()
+        made.append(context)
+        return context
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    strict = HttpClient(connect_timeout_s=5, read_timeout_s=5)  # the system trust store
+    try:
+        for _ in range(3):  # each a new connection: the self-signed certificate is refused
+            with pytest.raises(HttpClientError):
+                await strict.post(f"https://localhost:{port}/echo", b"{}", {})
+        assert len(made) == 1
+    finally:
+        await strict.close()
+        server.close()
+        await server.wait_closed()

@@ -51,3 +51,41 @@ async def test_acknowledged_events_are_deleted_and_the_spool_reopens_empty(tmp_p
     await reopened.open()
     assert reopened.depth == 0
     await reopened.close()
+
+
+async def test_an_idle_spool_does_not_wake_at_the_sync_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, max_rows=10, sync_interval_s=0.01, space_check_s=60)
+    measured: list[bool] = []
+    real = spool.check_space
+
+    def counting() -> bool:
+        measured.append(real())
+        return measured[-1]
+
+    monkeypatch.setattr(spool, "check_space", counting)
+    await spool.open()  # measures once
+    try:
+        await asyncio.sleep(0.3)  # thirty sync intervals with nothing committed
+        assert len(measured) == 1
+    finally:
+        await spool.close()
+
+
+async def test_a_commit_wakes_the_idle_sync_loop_for_its_checkpoint(tmp_path: Path) -> None:
+    # Idle, the loop sleeps for space_check_s; a commit must still be checkpointed (fsync'd)
+    # within sync_interval_s, not a minute later.
+    spool = Spool(tmp_path, max_rows=10, sync_interval_s=0.01, space_check_s=60)
+    await spool.open()
+    try:
+        await asyncio.sleep(0.05)  # the loop is asleep
+        await spool.append("req_a", "usage.v1.request.recorded", b"{}")
+        assert spool._dirty
+        for _ in range(500):  # bounded
+            if not spool._dirty:
+                break
+            await asyncio.sleep(0.01)
+        assert not spool._dirty
+    finally:
+        await spool.close()

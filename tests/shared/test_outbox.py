@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from aiapi_shared.bus import Bus, BusUnavailable, Msg, StreamSpec
 from aiapi_shared.db import open_pool
-from aiapi_shared.outbox import Conn, Outbox, OutboxRow, OutboxTable
+from aiapi_shared.outbox import Conn, IdleBackoff, Outbox, OutboxRow, OutboxTable
 from psycopg_pool import AsyncConnectionPool
 
 STREAM = StreamSpec("OUTBOXTEST", ("outboxtest.v1.>",))
@@ -194,3 +194,39 @@ async def _until(check: Any, timeout_s: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+def test_the_poll_stretches_while_idle_and_shortens_when_work_is_found() -> None:
+    backoff = IdleBackoff(0.2, 5.0)
+    assert [backoff.after(found_work=False) for _ in range(6)] == [0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    assert backoff.after(found_work=True) == 0.2
+    assert backoff.after(found_work=False) == 0.4
+
+
+async def test_an_idle_relay_polls_less_and_less_but_a_wake_relays_at_once(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bus.ensure_stream(STREAM)
+    relay = Outbox(pool, bus, DELETED)
+    passes: list[int] = []
+    real = relay.drain
+
+    async def counted() -> int:
+        passes.append(await real())
+        return passes[-1]
+
+    monkeypatch.setattr(relay, "drain", counted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, poll_s=0.01, idle_poll_s=60))
+    try:
+        await _until(lambda: len(passes) >= 8)  # 10 + 20 + ... + 1,280 ms: about 2.5 s
+        idle_passes = len(passes)
+        await asyncio.sleep(0.5)  # fifty short polls, or none at the stretched one
+        assert len(passes) <= idle_passes + 1
+        await _add(pool, [("evt_woken", SUBJECT)])
+        relay.wake()
+        await _until(lambda: 1 in passes)
+    finally:
+        stop.set()
+        relay.wake()
+        await task

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import uvicorn
 from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
 from aiapi_shared.lifecycle import ExitCode, StartupRefused
-from aiapi_shared.runner import Listener, Plan, serve
+from aiapi_shared.runner import Listener, Plan, _Server, serve
 
 
 class Recorder:
@@ -154,3 +155,26 @@ async def test_a_taken_port_fails_the_start_with_exit_3() -> None:
         assert service.calls == ["start", "stop"]  # started, then stopped: no listener
         internal_taken = Plan("recorder", Recorder(), (), ("127.0.0.1", port), "rec-1")
         assert await serve(internal_taken, asyncio.Event()) == ExitCode.START_FAILED
+
+
+async def test_an_idle_listener_ticks_once_a_second_and_a_stop_ends_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("no request is made")
+
+    server = _Server(uvicorn.Config(app, lifespan="off"))
+    ticks: list[int] = []
+    real = server.on_tick
+
+    async def counted(counter: int) -> bool:
+        ticks.append(counter)
+        return await real(counter)
+
+    monkeypatch.setattr(server, "on_tick", counted)
+    looping = asyncio.create_task(server.main_loop())
+    await asyncio.sleep(0.5)  # uvicorn's own loop would tick five or six times by now
+    assert len(ticks) == 1 and ticks[0] % 10 == 0  # each tick refreshes the Date header
+    server.should_exit = True
+    await asyncio.wait_for(looping, timeout=5)  # a stop does not wait for the next tick
+    assert server.should_exit

@@ -83,6 +83,9 @@ __all__ = [
 log = logging.getLogger("aiapi.bus")
 # A consumer's fetch waits 1 s for messages; one that has not returned after this long is stuck.
 FETCH_BOUND_S = 10.0
+# How often an idle KV watch wakes to look for a reconnect (after which it starts over): each
+# wake costs a timer, and a service watches several buckets.
+WATCH_POLL_S = 1.0
 
 E = TypeVar("E", bound=Event)
 M = TypeVar("M", bound=BaseModel)
@@ -931,7 +934,7 @@ async def _follow(
         if nc.stats["reconnects"] != reconnects:
             return
         try:
-            entry = await watcher.updates(timeout=0.25)
+            entry = await watcher.updates(timeout=WATCH_POLL_S)
         except NatsTimeoutError:
             continue
         if entry is None:

@@ -54,6 +54,29 @@ class OutboxRow:
 
 AfterPublish = Callable[[Conn, list[OutboxRow]], Awaitable[None]]
 
+# The longest wait between two polls of a table found empty again and again.
+IDLE_POLL_S = 10.0
+
+
+class IdleBackoff:
+    """How long a poll loop waits before its next pass: ``poll_s`` after a pass that found work,
+    twice as long after each pass that found none, up to ``idle_s``. The rows a process commits
+    wake its own relay at once; the poll is only the safety net for rows nobody announced (a
+    crashed replica's), so an idle service need not query PostgreSQL several times a second."""
+
+    def __init__(self, poll_s: float, idle_s: float = IDLE_POLL_S) -> None:
+        self._poll_s = poll_s
+        self._idle_s = max(poll_s, idle_s)
+        self._wait_s = poll_s
+
+    def after(self, found_work: bool) -> float:
+        """The wait before the next pass, after a pass that did (not) find work."""
+        if found_work:
+            self._wait_s = self._poll_s
+        else:
+            self._wait_s = min(self._idle_s, self._wait_s * 2)
+        return self._wait_s
+
 
 @dataclass(frozen=True)
 class OutboxTable:
@@ -108,8 +131,12 @@ class Outbox:
         """New rows were committed: relay them now rather than at the next poll."""
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event, *, poll_s: float = 1.0) -> None:
-        """Relay until ``stop``; an outage (NATS, PostgreSQL) pauses it, never ends it."""
+    async def run(
+        self, stop: asyncio.Event, *, poll_s: float = 1.0, idle_poll_s: float = IDLE_POLL_S
+    ) -> None:
+        """Relay until ``stop``; an outage (NATS, PostgreSQL) pauses it, never ends it. A
+        :meth:`wake` starts a pass at once; otherwise the table is polled (:class:`IdleBackoff`)."""
+        backoff = IdleBackoff(poll_s, idle_poll_s)
         while not stop.is_set():
             self._wake.clear()  # before the pass: rows committed during it wake the next one
             try:
@@ -117,12 +144,12 @@ class Outbox:
             except Exception as exc:  # noqa: BLE001 (the rows stay; the next pass retries)
                 # The type only: a driver's message may carry a connection string.
                 log.warning("outbox %s paused: %s", self._table.schema, type(exc).__name__)
-                moved = 0
+                moved = -1  # retried at the short poll
                 await asyncio.sleep(1.0)
-            if moved:
+            if moved > 0:
                 log.debug("outbox %s: published %d event(s)", self._table.schema, moved)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff.after(moved != 0))
 
     async def drain(self) -> int:
         """Relay passes until the table has nothing pending; returns how many rows left.

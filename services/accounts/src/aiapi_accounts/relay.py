@@ -14,7 +14,7 @@ import contextlib
 import logging
 
 from aiapi_shared.bus import Bus, KeyValue
-from aiapi_shared.outbox import Outbox, OutboxTable
+from aiapi_shared.outbox import IdleBackoff, Outbox, OutboxTable
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync, repository
@@ -58,24 +58,30 @@ class Relay:
         return True
 
     async def run(self, stop: asyncio.Event, *, poll_s: float = 1.0) -> None:
+        backoff = IdleBackoff(poll_s)
+        wait_s = poll_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
             self._wake.clear()
             ticket = self._requested
             try:
-                await self.drain()
+                moved = await self.drain()
             except Exception as exc:  # noqa: BLE001 (any outage: keep the rows, retry on the next poll)
                 log.warning("relay drain failed: %s", type(exc).__name__)
+                wait_s = backoff.after(found_work=True)  # retried at the short poll
                 continue
+            wait_s = backoff.after(found_work=moved > 0)
             async with self._done:
                 self._completed = max(self._completed, ticket)
                 self._done.notify_all()
 
-    async def drain(self) -> None:
-        while await self._drain_key_syncs() == _BATCH:
-            pass
-        await self._outbox.drain()
+    async def drain(self) -> int:
+        """Delivers what is queued; returns how many key records and events went."""
+        moved = 0
+        while (synced := await self._drain_key_syncs()) == _BATCH:
+            moved += synced
+        return moved + synced + await self._outbox.drain()
 
     async def _drain_key_syncs(self) -> int:
         async with self._pool.connection() as conn:

@@ -390,7 +390,10 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         tls: ssl.SSLContext | None = None
         if scheme == "https":
-            tls = self._ssl_context or ssl.create_default_context()
+            if self._ssl_context is None:
+                # Made once: loading the trust store costs milliseconds of CPU per connection.
+                self._ssl_context = ssl.create_default_context()
+            tls = self._ssl_context
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 _, conn = await loop.create_connection(

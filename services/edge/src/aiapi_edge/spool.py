@@ -22,7 +22,8 @@ acknowledged; with NATS down it retries, and rows left by a crash are published 
 Room. A request is admitted only while the spool can take its event (:attr:`Spool.has_room`):
 fewer than ``max_rows`` unpublished events, the spool's files under ``max_bytes``, at least
 ``min_free_bytes`` free on their filesystem (both checked by the sync loop, every
-``sync_interval_s``), and no write failing now. An append that fails anyway (the disk filled up
+``sync_interval_s`` while events arrive and every ``space_check_s`` when idle: an idle edge does
+not wake twenty times a second), and no write failing now. An append that fails anyway (the disk filled up
 between two checks, an I/O error) keeps the event in memory, hands it to the relay, retries the
 write from the sync loop, and closes admission until a write succeeds again: the edge refuses new
 requests (503) rather than serve them unbilled.
@@ -71,6 +72,7 @@ class Spool:
         min_free_bytes: int = 0,
         fsync: bool = False,
         sync_interval_s: float = 0.05,
+        space_check_s: float = 1.0,
     ) -> None:
         self._path = directory / "usage.sqlite3"
         self._max_rows = max_rows
@@ -80,12 +82,14 @@ class Spool:
         self._unwritten: list[Row] = []  # appends whose commit failed, retried by the sync loop
         self._fsync = fsync
         self._sync_interval_s = sync_interval_s
+        self._space_check_s = space_check_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-spool-sync")
         self._db: sqlite3.Connection | None = None  # the loop thread's: every write
         self._syncer_db: sqlite3.Connection | None = None  # the sync thread's: checkpoints only
         self._dirty = False  # committed since the last checkpoint started
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._sync_now = asyncio.Event()
+        self._woken = asyncio.Event()  # the idle sync loop has work: a commit, a failed write
         self._syncer: asyncio.Task[None] | None = None
         self._fresh: list[Row] = []
         self._acked: list[str] = []
@@ -175,6 +179,7 @@ class Spool:
             self._unwritten.append(row)
             self._fresh.append(row)
             self._new_rows.set()
+            self._woken.set()
             return
         self._fresh.append(row)
         self._new_rows.set()
@@ -209,17 +214,21 @@ class Spool:
             self._acked.extend(deletes)
             raise
         self._dirty = True
+        self._woken.set()
 
     # -- the sync thread -------------------------------------------------------------------
 
     async def _sync_loop(self) -> None:
-        """Checkpoint every ``sync_interval_s`` when dirty, or at once when an append waits."""
+        """Checkpoint within ``sync_interval_s`` of a commit, or at once when an append waits.
+        Idle (nothing committed since the last checkpoint), it sleeps until a commit, waking
+        only every ``space_check_s`` to measure the disk."""
         while True:
-            try:
-                async with asyncio.timeout(self._sync_interval_s):
-                    await self._sync_now.wait()
-            except TimeoutError:
-                pass
+            if not (self._dirty or self._unwritten or self._sync_waiters):
+                self._woken.clear()
+                if not await _wait_set(self._woken, self._space_check_s):
+                    self.check_space()
+                    continue
+            await _wait_set(self._sync_now, self._sync_interval_s)
             if self._unwritten:
                 self._retry_unwritten()
             if self._dirty or self._sync_waiters:
@@ -334,6 +343,16 @@ class Spool:
 
 def _failed(result: object) -> bool:
     return isinstance(result, BaseException)
+
+
+async def _wait_set(event: asyncio.Event, timeout_s: float) -> bool:
+    """Whether ``event`` was set within ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _wait_either(first: asyncio.Event, second: asyncio.Event, *, timeout_s: float) -> None:

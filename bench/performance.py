@@ -1,0 +1,641 @@
+"""The performance table of issue #20 for the whole product, against a direct baseline measured
+in the same run. Usage::
+
+    .venv/bin/python bench/performance.py [--quick] [--rounds 2] [--seconds 5]
+                                          [--long 1000,5000] [--rates 10,100,1000]
+
+The whole product runs as ``aiapi up`` runs it (``aiapi_testkit.stack``: PostgreSQL with fsync,
+NATS with per-service users, billing, accounts, the edge with admission leases and its spool),
+in front of ``bench/fake_upstream.js``: a Node.js server with canned answers, fast enough
+(~20k+ requests/s) not to be what is measured. The direct baseline calls a second instance of the
+same server. Load comes from ``wrk`` (installed with apt when missing) with a Lua script that
+spreads requests over the accounts' keys; first bytes are timed by a small asyncio client that
+reads raw sockets (wrk only times whole responses). Each figure is the median of ``--rounds``.
+
+CPU is the whole product's (edge, billing, accounts, NATS, PostgreSQL: every process and child,
+from /proc) over the run until billing has settled everything it caused, divided by the requests.
+At the end the books are checked: every request the product sent upstream is billed exactly once,
+at the catalogue's price, and every hold is released.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import aiohttp
+import orjson
+import uvloop
+from aiapi_cli.ports import free_port
+from aiapi_testkit.apt import ensure_package
+from aiapi_testkit.books import expected_cost, read_books
+from aiapi_testkit.stack import LocalStack, start_stack
+
+sys.path.insert(0, str(Path(__file__).parent))
+from customers import open_account
+from money_path import _descendants, cpu_seconds
+
+HERE = Path(__file__).parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MODEL = "claude-haiku-4-5"
+PLAN = "pro"  # 500 requests/min each: the load is spread over enough accounts
+UPSTREAM_KEY = "sk-ant-bench-fake"
+NOT_PRODUCT = ("simulator",)  # started by the stack, idle here: the fake upstream serves
+
+
+def body(*, stream: bool = False, delay_ms: int = 0, long: bool = False) -> bytes:
+    text = "Benchmark" + (f" [[delay:{delay_ms}]]" if delay_ms else "")
+    text += " [[long]]" if long else ""
+    message: dict[str, object] = {
+        "model": MODEL,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": text}],
+    }
+    if stream:
+        message["stream"] = True
+    return orjson.dumps(message)
+
+
+# -- the fake upstream and wrk ----------------------------------------------------------------
+
+
+def node_binary() -> str:
+    found = shutil.which("node") or str(Path(sys.executable).with_name("node"))
+    if not Path(found).exists():
+        raise SystemExit("bench/performance.py needs Node.js (node) for its fake upstream")
+    return found
+
+
+@dataclass
+class FakeUpstream:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(cls) -> FakeUpstream:
+        port = free_port()
+        proc = subprocess.Popen(
+            [node_binary(), str(HERE / "fake_upstream.js"), str(port)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        return cls(f"http://127.0.0.1:{port}", proc)
+
+    def count(self) -> int:
+        with urllib.request.urlopen(self.url + "/count", timeout=10) as answer:  # noqa: S310 (http)
+            return int(orjson.loads(answer.read())["started"])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+LUA = """
+local keys = {%(keys)s}
+local n = 0
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+wrk.headers["content-type"] = "application/json"
+wrk.headers["anthropic-version"] = "2023-06-01"
+request = function()
+  n = n + 1
+  wrk.headers["x-api-key"] = keys[(n %% #keys) + 1]
+  return wrk.format()
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    rate: float
+    requests: int
+    p50_ms: float
+    errors: int
+
+
+def wrk(url: str, keys: list[str], payload: bytes, *, conns: int, seconds: float, scratch: Path) -> WrkResult:  # fmt: skip
+    script = scratch / "bench.lua"
+    listed = ",".join(f'"{k}"' for k in keys)
+    script.write_text(LUA % {"keys": listed, "body": payload.decode()})
+    threads = min(2, conns)
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency"]
+    argv += ["--timeout", "60s"]  # a slow answer is latency, not a socket error
+    out = subprocess.run(
+        [*argv, "-s", str(script), url + "/v1/messages"],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
+    assert p50 is not None, out
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    failed = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    errors += sum(int(g) for g in failed.groups()) if failed else 0
+    served = total - (int(bad.group(1)) if bad else 0)  # a refusal (429) is no throughput
+    return WrkResult(rate * served / max(1, total), served, float(p50.group(1)) * unit, errors)
+
+
+# -- first bytes: a raw-socket client (wrk times whole responses only) ---------------------------
+
+
+class _Exchange(asyncio.Protocol):
+    """One keep-alive connection; each request's time to first byte and to its end."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.first: float | None = None
+        self.buffer = bytearray()
+        self.status = 0
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.buffer += data
+        if self._complete() and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _complete(self) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = bytes(self.buffer[:end]).lower()
+        self.status = int(head[9:12])
+        if b"transfer-encoding: chunked" in head:
+            return self.buffer.endswith(b"\r\n0\r\n\r\n")
+        length = re.search(rb"content-length: (\d+)", head)
+        return length is not None and len(self.buffer) - end - 4 >= int(length.group(1))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("closed"))
+
+    async def call(self, request: bytes) -> tuple[float, float, int]:
+        assert self.transport is not None
+        self.first, self.buffer = None, bytearray()
+        self.waiter = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        self.transport.write(request)
+        await self.waiter
+        assert self.first is not None
+        return self.first - started, time.perf_counter() - started, self.status
+
+
+def http_request(url: str, key: str, payload: bytes) -> bytes:
+    host = url.split("//", 1)[1]
+    return (
+        f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"anthropic-version: 2023-06-01\r\nx-api-key: {key}\r\n"
+        f"content-length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+@dataclass
+class Timings:
+    first: list[float] = field(default_factory=list)
+    whole: list[float] = field(default_factory=list)
+    failed: int = 0
+    seconds: float = 0.0
+
+    def p(self, q: float, which: str = "first") -> float:
+        values = sorted(getattr(self, which))
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else float("nan")
+
+    @property
+    def rate(self) -> float:
+        return len(self.whole) / self.seconds
+
+
+async def timed(url: str, keys: list[str], payload: bytes, *, conns: int, seconds: float, rate: float = 0.0) -> Timings:  # fmt: skip
+    """``conns`` connections, each sending requests back to back for ``seconds`` (or, with
+    ``rate``, requests started at that total rate: an open loop)."""
+    loop = asyncio.get_running_loop()
+    host, port = url.split("//", 1)[1].split(":")
+    requests = [http_request(url, k, payload) for k in keys]
+    out = Timings()
+    deadline = time.perf_counter() + seconds
+    gap = conns / rate if rate else 0.0
+
+    async def one(n: int) -> None:
+        _, conn = await loop.create_connection(_Exchange, host, int(port))
+        i = n
+        next_at = time.perf_counter() + (n * gap / conns if gap else 0.0)
+        while time.perf_counter() < deadline:
+            if gap:
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += gap
+            try:
+                first, whole, status = await conn.call(requests[i % len(requests)])
+            except ConnectionError:
+                out.failed += 1
+                _, conn = await loop.create_connection(_Exchange, host, int(port))
+                continue
+            i += conns
+            if status != 200:
+                out.failed += 1
+                continue
+            out.first.append(first)
+            out.whole.append(whole)
+        assert conn.transport is not None
+        conn.transport.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(conns)))
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+# -- CPU and memory from /proc -----------------------------------------------------------------
+
+
+def cpu_by_process(stack: LocalStack) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each product process with its children."""
+    return {
+        name: sum(cpu_seconds(root).values())
+        for name, root in stack.pids().items()
+        if name not in NOT_PRODUCT
+    }
+
+
+def edge_rss_bytes(stack: LocalStack) -> int:
+    total = 0
+    for name, root in stack.pids().items():
+        for pid in _descendants(root) if name.startswith("edge") else ():
+            with contextlib.suppress(OSError):
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    return total
+
+
+@contextmanager
+def cpu_meter(stack: LocalStack) -> Iterator[dict[str, float]]:
+    """Yields a dict filled on exit with each process's CPU seconds inside the block."""
+    spent: dict[str, float] = {}
+    before = cpu_by_process(stack)
+    yield spent
+    after = cpu_by_process(stack)
+    spent.update({name: after[name] - before.get(name, 0.0) for name in after})
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    stack: LocalStack
+    product: FakeUpstream
+    direct: FakeUpstream
+    keys: list[str]
+    seconds: float
+    scratch: Path
+    figures: dict[str, list[float]] = field(default_factory=dict)
+    errors: int = 0
+    profile_dir: Path | None = None  # --profile: py-spy flame graphs of the loads named below
+
+    @contextmanager
+    def profiled(self, label: str) -> Iterator[None]:
+        """With --profile, py-spy samples each Python service while the block runs and writes
+        ``<label>-<service>.svg`` (py-spy takes CPU too: figures of a profiled run are worse)."""
+        if self.profile_dir is None:
+            yield
+            return
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            raise SystemExit("--profile needs py-spy in the venv: .venv/bin/pip install py-spy")
+        spies = []
+        for name, pid in self.stack.pids().items():
+            if name in ("postgres", "nats", *NOT_PRODUCT):
+                continue
+            out = self.profile_dir / f"{label}-{name}.svg"
+            argv = [str(spy), "record", "--nonblocking"]
+            spies.append(
+                subprocess.Popen(
+                    [*argv, "-r", "200", "-p", str(pid), "-o", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(0.5)  # attached
+        try:
+            yield
+        finally:
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            for spy in spies:
+                spy.wait(timeout=60)
+
+    def note(self, name: str, value: float) -> None:
+        self.figures.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> float:
+        values = self.figures.get(name)
+        return statistics.median(values) if values else float("nan")
+
+    async def settled(self, timeout_s: float = 300.0) -> int:
+        """Waits until billing recorded every request the product sent upstream; returns that
+        count (or what was recorded at the deadline)."""
+        deadline = time.monotonic() + timeout_s
+        sent = await asyncio.to_thread(self.product.count)
+        while True:
+            billed = await asyncio.to_thread(_usage_count, self.stack.pg.url)
+            if billed >= sent or time.monotonic() > deadline:
+                return billed
+            await asyncio.sleep(0.05)
+
+    def load(self, url: str, payload: bytes, conns: int) -> WrkResult:
+        keys = self.keys if url == self.stack.edge_url else [UPSTREAM_KEY]
+        result = wrk(url, keys, payload, conns=conns, seconds=self.seconds, scratch=self.scratch)
+        self.errors += result.errors
+        return result
+
+    async def first_bytes(self, url: str, payload: bytes, conns: int, **kw: float) -> Timings:
+        keys = self.keys if url == self.stack.edge_url else [UPSTREAM_KEY]
+        kw.setdefault("seconds", self.seconds)
+        result = await timed(url, keys, payload, conns=conns, **kw)
+        self.errors += result.failed
+        return result
+
+    async def product_cpu(self, run: Callable[[], object]) -> tuple[object, float, dict[str, float]]:  # fmt: skip
+        """Runs ``run`` (a load on the product) and waits for its settlement: (its result, the
+        whole product's CPU seconds over both, per process)."""
+        with cpu_meter(self.stack) as spent:
+            result = run()
+            if asyncio.iscoroutine(result):
+                result = await result
+            await self.settled()
+        return result, sum(spent.values()), spent
+
+    async def round(self) -> None:
+        edge, direct = self.stack.edge_url, self.direct.url
+        json_fast, stream_fast = body(), body(stream=True)
+        json_slow, stream_slow = body(delay_ms=50), body(stream=True, delay_ms=50)
+
+        d = self.load(direct, json_fast, 1)
+        with self.profiled("json-c1"):
+            p = self.load(edge, json_fast, 1)
+        self.note("json_c1_direct", d.p50_ms)
+        self.note("json_c1_added", p.p50_ms - d.p50_ms)
+        for conns in (1, 16):
+            d_t = await self.first_bytes(direct, stream_fast, conns)
+            p_t = await self.first_bytes(edge, stream_fast, conns)
+            self.note(f"ttfb_c{conns}_direct", d_t.p(0.5))
+            self.note(f"ttfb_c{conns}_added", p_t.p(0.5) - d_t.p(0.5))
+        await self.settled()
+
+        for kind, payload in (("json", json_fast), ("stream", stream_fast)):
+            d = self.load(direct, payload, 64)
+            with self.profiled(f"{kind}-c64"):
+                res, cpu, split = await self.product_cpu(lambda pl=payload: self.load(edge, pl, 64))
+            assert isinstance(res, WrkResult)
+            for name, spent in split.items():
+                self.note(f"{kind}_c64_cpu_ms:{name}", spent * 1000 / max(1, res.requests))
+            self.note(f"{kind}_c64_direct", d.rate)
+            self.note(f"{kind}_c64_product", res.rate)
+            self.note(f"{kind}_c64_cpu_ms", cpu * 1000 / max(1, res.requests))
+
+        for kind, payload in (("json", json_slow), ("stream", stream_slow)):
+            d = self.load(direct, payload, 64)
+            p = self.load(edge, payload, 64)
+            self.note(f"slow_{kind}_share", p.rate / d.rate * 100)
+        await self.settled()
+
+        d = self.load(direct, json_slow, 1)
+        with self.profiled("slow-json-c1"):
+            res, cpu, split = await self.product_cpu(lambda: self.load(edge, json_slow, 1))
+        assert isinstance(res, WrkResult)
+        for name, spent in split.items():
+            self.note(f"slow_c1_cpu_ms:{name}", spent * 1000 / max(1, res.requests))
+        self.note("slow_c1_added_p50", res.p50_ms - d.p50_ms)
+        self.note("slow_c1_cpu_ms", cpu * 1000 / max(1, res.requests))
+        d_t = await self.first_bytes(direct, stream_slow, 1)
+        p_t = await self.first_bytes(edge, stream_slow, 1)
+        self.note("slow_c1_added_ttfb", p_t.p(0.5) - d_t.p(0.5))
+        await self.settled()
+        self.profile_dir = None  # the first round only
+
+    async def idle(
+        self, seconds: float, settle_s: float, profile: Path | None = None
+    ) -> dict[str, float]:
+        await asyncio.sleep(settle_s)  # what the last run left (lease windows: 10 s) ends
+        with cpu_meter(self.stack) as spent:
+            await asyncio.sleep(seconds)
+        if profile is not None:
+            self.profile_dir = profile
+            with self.profiled("idle"):
+                await asyncio.sleep(seconds)
+        return {name: s / seconds * 100 for name, s in spent.items()}
+
+    async def rates(self, rates: list[int]) -> list[tuple[int, float, float]]:
+        """(target rate, achieved rate, CPU ms per request) behind the 50 ms upstream."""
+        found = []
+        for rate in rates:
+            conns = max(1, min(256, rate // 10))
+            job = self.first_bytes(self.stack.edge_url, body(delay_ms=50), conns, rate=rate)
+            res, cpu, _ = await self.product_cpu(lambda j=job: j)  # type: ignore[misc]
+            assert isinstance(res, Timings)
+            found.append((rate, res.rate, cpu * 1000 / max(1, len(res.whole))))
+        return found
+
+    async def long_streams(self, conns: int) -> dict[str, float]:
+        payload = body(stream=True, delay_ms=50, long=True)
+        seconds = max(self.seconds, 6.0)  # a stream lasts 4 s
+        d = await timed(self.direct.url, [UPSTREAM_KEY], payload, conns=conns, seconds=seconds)
+        rss_before = edge_rss_bytes(self.stack)
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, edge_rss_bytes(self.stack))
+                await asyncio.sleep(0.5)
+
+        watcher = asyncio.create_task(watch())
+        p = await self.first_bytes(self.stack.edge_url, payload, conns, seconds=seconds)
+        watcher.cancel()
+        await self.settled()
+        return {
+            "share": p.rate / d.rate * 100 if d.rate else float("nan"),
+            "p99_added": p.p(0.99) - d.p(0.99),
+            "kib_per_stream": (peak - rss_before) / conns / 1024,
+            "failed": p.failed,
+            "direct_failed": d.failed,
+            "streams": len(p.whole),
+        }
+
+
+def _usage_count(database_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        row = conn.execute("SELECT count(*) FROM billing.usage_records").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def make_keys(stack: LocalStack, accounts: int) -> list[str]:
+    async with aiohttp.ClientSession() as http:
+        made = await asyncio.gather(
+            *(
+                open_account(http, stack, label=f"perf{i}", plan=PLAN, credit_usd="1000.00")
+                for i in range(accounts)
+            )
+        )
+    return [key for _, key in made]
+
+
+async def warm_up(bench: Bench) -> None:
+    """Every key through the edge once (it learns keys from accounts' KV records)."""
+    for _ in range(100):
+        res = await timed(bench.stack.edge_url, bench.keys, body(), conns=8, seconds=0.5)
+        if not res.failed and len(res.whole) >= len(bench.keys):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the edge never accepted every key")
+
+
+def check_books(stack: LocalStack, sent: int) -> tuple[bool, str]:
+    books = read_books(stack.pg.url)
+    ids = {row.request_id for row in books.usage}
+    wrong = [
+        r for r in books.usage if r.cost != expected_cost(r.model, r.plan, r.meters, r.started_at)
+    ]
+    ok = len(books.usage) == sent == len(ids) and not wrong and books.open_holds == 0
+    return ok, (
+        f"{sent} requests sent upstream by the product, {len(books.usage)} billed"
+        f" ({len(ids)} distinct), {len(wrong)} at a wrong price, {books.open_holds} holds open"
+    )
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def print_table(b: Bench) -> None:
+    m = b.median
+    rows = [
+        ("added p50, JSON, c=1", f"{m('json_c1_direct'):.2f} ms", f"{m('json_c1_added'):+.2f} ms", "≤ +0.3 ms"),
+        ("added first byte, stream, c=1", f"{m('ttfb_c1_direct'):.2f} ms", f"{m('ttfb_c1_added'):+.2f} ms", "≤ +0.3 ms"),
+        ("added first byte, stream, c=16", f"{m('ttfb_c16_direct'):.2f} ms", f"{m('ttfb_c16_added'):+.2f} ms", "≤ +1 ms"),
+        ("requests/s, JSON, c=64", f"{m('json_c64_direct'):,.0f}", f"{m('json_c64_product'):,.0f}", "≥ 5,000"),
+        ("requests/s, stream, c=64", f"{m('stream_c64_direct'):,.0f}", f"{m('stream_c64_product'):,.0f}", "≥ 3,000"),
+        ("CPU per JSON request, c=64", "–", f"{m('json_c64_cpu_ms'):.2f} ms", "≤ 0.4 ms"),
+        ("CPU per 26-event stream, c=64", "–", f"{m('stream_c64_cpu_ms'):.2f} ms", "≤ 0.8 ms"),
+        ("50 ms upstream, c=64: share, JSON / stream", "100%", f"{m('slow_json_share'):.0f}% / {m('slow_stream_share'):.0f}%", "≥ 98% / ≥ 98%"),
+        ("50 ms upstream, c=1: added p50 / first byte", "–", f"{m('slow_c1_added_p50'):+.2f} / {m('slow_c1_added_ttfb'):+.2f} ms", "≤ +0.3 ms"),
+        ("50 ms upstream, c=1: CPU per request", "–", f"{m('slow_c1_cpu_ms'):.2f} ms", "≤ 1 ms"),
+    ]  # fmt: skip
+    print("| figure | direct | aiapi | target |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream, direct: FakeUpstream, scratch: Path) -> bool:  # fmt: skip
+    keys = await make_keys(stack, args.accounts)
+    bench = Bench(stack, product, direct, keys, args.seconds, scratch, profile_dir=args.profile)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    await warm_up(bench)
+    # At rest first: after the loads, leases and lingers of the last one would still be working.
+    idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else 12.0, args.profile)
+    for n in range(args.rounds):
+        print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
+        await bench.round()
+    rates = await bench.rates(args.rates) if args.rates else []
+    long_runs = {conns: await bench.long_streams(conns) for conns in args.long}
+
+    b = bench
+    print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.rounds} round(s) of {args.seconds:g} s, medians\n")  # fmt: skip
+    print_table(bench)
+    print(f"\nidle CPU of the product: {sum(idle.values()):.2f}% of one core ("
+          + ", ".join(f"{n} {v:.2f}%" for n, v in sorted(idle.items(), key=lambda x: -x[1]))
+          + ")")  # fmt: skip
+    for figure in ("json_c64_cpu_ms", "stream_c64_cpu_ms", "slow_c1_cpu_ms"):
+        split = {k.split(":")[1]: b.median(k) for k in b.figures if k.startswith(figure + ":")}
+        print(f"{figure} by process: " + ", ".join(f"{n} {v:.2f}" for n, v in sorted(split.items(), key=lambda x: -x[1])))  # fmt: skip
+    for rate, got, cpu in rates:
+        print(f"50 ms upstream at {rate:>5} requests/s (got {got:,.0f}): {cpu:.2f} ms CPU per request")  # fmt: skip
+    for conns, f in long_runs.items():
+        print(
+            f"{conns} long streams (50 ms, 200 events 20 ms apart): {f['share']:.0f}% of direct"
+            f" streams/s, first byte p99 added {f['p99_added']:+.1f} ms,"
+            f" {f['kib_per_stream']:.1f} KiB per open stream; {f['streams']:.0f} streams,"
+            f" {f['failed']:.0f} failed (direct: {f['direct_failed']:.0f} failed)"
+        )
+    await asyncio.sleep(0 if args.quick else 11.0)  # lease windows end (10 s): holds released
+    billed = await bench.settled()
+    sent = await asyncio.to_thread(product.count)
+    ok, verdict = check_books(stack, sent)
+    deadline = time.monotonic() + 30
+    while not ok and billed >= sent and time.monotonic() < deadline:  # holds still closing
+        await asyncio.sleep(1.0)
+        ok, verdict = check_books(stack, sent)
+    print(f"books: {verdict}: {'BALANCED' if ok else 'MISMATCH'}")
+    print(f"client errors (non-2xx, socket errors): {bench.errors}")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load")
+    parser.add_argument(
+        "--accounts", type=int, default=40, help="Pro accounts the load is spread over"
+    )
+    parser.add_argument("--long", default="1000,5000", help="concurrent long streams, or ''")
+    parser.add_argument("--rates", default="10,100,1000", help="open-loop rates, or ''")
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--profile", type=Path, help="write py-spy flame graphs (SVG) here")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.accounts, args.idle_seconds = 1, 1.0, 8, 2.0
+        args.long, args.rates = "20", "20"
+    args.long = [int(n) for n in args.long.split(",") if n]
+    args.rates = [int(n) for n in args.rates.split(",") if n]
+    ensure_package(Path("/usr/bin/wrk"), "wrk")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of streams (children too)
+    with tempfile.TemporaryDirectory(prefix="aiapi-performance-") as tmp:
+        scratch = Path(tmp)
+        scratch.chmod(0o755)
+        product, direct = FakeUpstream.start(), FakeUpstream.start()
+        try:
+            edge_env = {"AIAPI_UPSTREAM_URL": product.url, "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY}
+            stack = start_stack(scratch, edge_env=edge_env)
+            try:
+                ok = uvloop.run(run(args, stack, product, direct, scratch))
+            finally:
+                stack.stop()
+        finally:
+            product.stop()
+            direct.stop()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
