@@ -39,7 +39,9 @@ from aiapi_edge.response_store import ResponseStore
 from aiapi_edge.responses_route import ResponsesDialect
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.spool import Spool
+from aiapi_edge.spool_claim import Claim, adopt_orphans, claim
 from aiapi_edge.upstream import Upstream
+from aiapi_edge.worker_process import report_started
 
 log = logging.getLogger("aiapi.edge")
 
@@ -49,7 +51,14 @@ _MIRROR_WAIT_S = 5.0
 class EdgeService:
     def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
-        self.edge_id = settings.edge_id or f"edge-{secrets.token_hex(4)}"
+        edge_id = settings.edge_id or f"edge-{secrets.token_hex(4)}"
+        # Each worker holds leases of its own: billing must tell them apart.
+        self.edge_id = (
+            f"{edge_id}-w{settings.edge_worker_index}"
+            if settings.edge_worker_count > 1
+            else edge_id
+        )
+        self._claim: Claim | None = None
         self.metrics = Metrics()
         self.keys = KeyMirror()
         self.balances = BalanceMirror()
@@ -115,6 +124,8 @@ class EdgeService:
         s = self.settings
         if not len(self.pool):
             log.warning("no upstream key configured: every inference request will get 502")
+        # This worker's spool is its own: wait for a predecessor of the same index to let go.
+        self._claim = await claim(s.spool_dir, timeout_s=s.start_timeout_s)
         self._bus = await Bus.connect_as(s, name=self.edge_id)
         await self._bus.ensure_streams()
         await self.spool.open()
@@ -186,6 +197,16 @@ class EdgeService:
         )
         self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
         self._spawn(
+            adopt_orphans(
+                s.spool_root,
+                s.edge_worker_index,
+                s.edge_worker_count,
+                self._publish,
+                self._stop,
+                max_rows=s.edge_spool_max_rows,
+            )
+        )
+        self._spawn(
             release_settled(allowance, bus, self._stop, timeout_s=s.edge_admission_timeout_s * 4)
         )
         if self.leases is not None:
@@ -193,10 +214,13 @@ class EdgeService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_MIRROR_WAIT_S):
                 await self.keys_ready.wait()
+        if s.edge_started_fd is not None:
+            report_started(s.edge_started_fd)
         log.info(
             "edge started",
             extra={
                 "edge_id": self.edge_id,
+                "worker": f"{s.edge_worker_index + 1}/{s.edge_worker_count}",
                 "keys": len(self.keys),
                 "upstream_keys": len(self.pool),
                 "spool_depth": self.spool.depth,
@@ -229,6 +253,8 @@ class EdgeService:
         await self.spool.close()
         if self._bus is not None:
             await self._bus.close()
+        if self._claim is not None:
+            self._claim.release()
 
     def refresh_metrics(self) -> None:
         self.metrics.spool_depth.set(self.spool.depth)
