@@ -80,5 +80,10 @@ def merge(expositions: Iterable[tuple[str, str]], label: str = "worker") -> str:
             if family is None:
                 family = families.setdefault("", _Family("untyped"))
             family.add(line, worker, label)
-    lines = [row for family in families.values() for row in family.lines()]
+    lines = [
+        row
+        for name, family in families.items()
+        if not name.endswith("_created")  # prometheus_client shows a counter's as a gauge
+        for row in family.lines()
+    ]
     return "\n".join(lines) + "\n" if lines else ""
