@@ -158,7 +158,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--accounts", type=int, default=100, help="Pro allows 500 requests/min")
+    parser.add_argument(
+        "--accounts", type=int, default=20, help="per burst; Pro allows 500 requests/min each"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="aiapi-cold-burst-") as tmp:
         data = Path(tmp)
