@@ -84,6 +84,9 @@ def test_compose_gives_each_service_its_own_secrets() -> None:
         assert service.get("env_file") in (None, [{"path": f".env.{name}", "required": False}])
         assert ("AIAPI_ADMIN_TOKEN" in env) == (name == "accounts"), name
         assert ("AIAPI_DATABASE_URL" in env) == (name != "edge"), name
+        # The seal of runtime upstream keys: opened by the edge alone, sealed by accounts.
+        assert ("AIAPI_UPSTREAM_SEAL_PRIVATE_KEY" in env) == (name == "edge"), name
+        assert ("AIAPI_UPSTREAM_SEAL_PUBLIC_KEY" in env) == (name == "accounts"), name
     nats_env = services["nats"]["environment"]
     assert set(nats_env) == {password_variable(u) for u in (*SERVICES, ADMIN_USER)}
     assert "/etc/nats/auth.conf" in services["nats"]["command"]

@@ -19,7 +19,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from aiapi_shared.nats_permissions import SERVICES, deployment_server_auth
+from aiapi_shared.nats_permissions import BUCKET_WRITERS, SERVICES, deployment_server_auth
 
 from tests.k8s_render import OVERLAYS, ROOT, all_documents, by_kind, pod_spec, rendered, workloads
 
@@ -178,7 +178,7 @@ def test_streams_fit_the_nats_store(overlay: str) -> None:
         int(config.get(f"AIAPI_NATS_{name}_MAX_BYTES", 0))
         for name in ("USAGE", "BILLING", "PAYMENTS", "ACCOUNTS")
     )
-    buckets = 3 * int(config["AIAPI_NATS_KV_MAX_BYTES"])
+    buckets = len(BUCKET_WRITERS) * int(config["AIAPI_NATS_KV_MAX_BYTES"])
     conf = next(d for d in rendered(overlay) if d["metadata"]["name"].startswith("nats-config"))
     store = re.search(r"max_file_store: (\d+)G", conf["data"]["nats.conf"])
     assert store is not None

@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import anthropic
+import httpx
 import pytest
 from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus, BusUnavailable
 
 pytestmark = pytest.mark.slow
+RUNTIME_KEY = "sk-ant-added-at-runtime-0001"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,6 +78,7 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert edge and key and simulator, output
         operator = f"http://127.0.0.1:{env['AIAPI_ADMIN_PORT']}"
         assert f"Operator API                 {operator}/admin/v1" in output
+        assert f"Operator console             {operator}/admin/" in output
 
         direct = closer.enter_context(
             anthropic.Anthropic(base_url=simulator.group(1), api_key="sk-ant-any")
@@ -101,6 +104,25 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert plain.content[0].text == "hello through the edge"
         assert [b.model_dump() for b in streamed.content] == [b.model_dump() for b in plain.content]
         assert streamed.usage.output_tokens == plain.usage.output_tokens
+        # The pool takes a key at runtime: `aiapi up` made the seal, accounts seals, the edge opens.
+        token = re.search(r"Operator token\s+(\S+)", output)
+        assert token, output
+        added = httpx.post(
+            f"{operator}/admin/v1/upstream-keys",
+            json={"key": RUNTIME_KEY, "weight": 1000},
+            headers={"Authorization": f"Bearer {token.group(1)}"},
+            timeout=10,
+        )
+        assert added.status_code == 201, added.text
+
+        def runtime_key_used() -> bool:
+            client.messages.create(**request)  # type: ignore[call-overload]
+            seen = httpx.get(simulator.group(1) + "/_sim/requests", timeout=10).json()["data"]
+            return any(["x-api-key", RUNTIME_KEY] in entry["headers"] for entry in seen)
+
+        deadline = time.monotonic() + 10
+        while not runtime_key_used():
+            assert time.monotonic() < deadline, "the key added at runtime never served"
         # Its NATS takes no anonymous client, and refused none of the services' own users.
         nats_url = re.search(r"started embedded NATS at (\S+)", output)
         assert nats_url, output
@@ -117,6 +139,8 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert [pid for pid in pids if _pid_alive(pid)] == []
     nats_log = (tmp_path / "data" / "nats" / "nats-server.log").read_text()
     assert "Violation" not in nats_log
+    logs = "".join(p.read_text() for p in (tmp_path / "data" / "logs").glob("*.log"))
+    assert logs and RUNTIME_KEY not in logs and RUNTIME_KEY not in rest
     secrets_dir = tmp_path / "data" / "secrets"
     assert {f.stat().st_mode & 0o777 for f in secrets_dir.iterdir()} == {0o600}
 

@@ -17,6 +17,7 @@ from aiapi_cli.ports import free_port
 from aiapi_cli.stack import plan_stack
 from aiapi_cli.supervisor import child_env
 from aiapi_shared.nats_permissions import SERVICES
+from aiapi_shared.upstream_seal import seal, unseal
 
 
 def _mode(path: Path) -> int:
@@ -27,7 +28,9 @@ def test_credentials_are_made_once_private_and_reused(tmp_path: Path) -> None:
     first = LocalCredentials.kept_in(tmp_path)
     assert _mode(first.directory) == 0o700
     files = sorted(first.directory.iterdir())
-    assert [f.name for f in files] == sorted([*(f"nats-{u}" for u in NATS_USERS), "postgres"])
+    assert [f.name for f in files] == sorted(
+        [*(f"nats-{u}" for u in NATS_USERS), "postgres", "upstream-seal"]
+    )
     assert all(_mode(f) == 0o600 for f in files)
     again = LocalCredentials.kept_in(tmp_path)
     assert again == first
@@ -61,11 +64,13 @@ def test_each_service_gets_only_its_own_secrets(tmp_path: Path) -> None:
         instance_id="up-test",
         pick_port=free_port,
         nats_logins={s: credentials.nats.env(s) for s in SERVICES},
+        upstream_seal=(credentials.upstream_seal_private, credentials.upstream_seal_public),
     )
     operator_env = {
         "AIAPI_DATABASE_URL": "postgresql://elsewhere",
         "AIAPI_ADMIN_TOKEN": "from-the-operator-shell",
         "AIAPI_NATS_PASSWORD": "someone-elses",
+        "AIAPI_UPSTREAM_SEAL_PRIVATE_KEY": "an-operators-private-key",
         "AIAPI_LOG_LEVEL": "DEBUG",
     }
     by_name = {spec.name: child_env(spec, operator_env) for spec in plan.services}
@@ -76,9 +81,16 @@ def test_each_service_gets_only_its_own_secrets(tmp_path: Path) -> None:
         assert env["AIAPI_LOG_LEVEL"] == "DEBUG"  # what is not a secret still passes
         assert ("AIAPI_ADMIN_TOKEN" in env) == (service == "accounts")
         assert ("AIAPI_DATABASE_URL" in env) == (service != "edge")
+        # The seal's private half opens every upstream key the operator adds: the edge only.
+        assert ("AIAPI_UPSTREAM_SEAL_PRIVATE_KEY" in env) == (service == "edge")
+        assert ("AIAPI_UPSTREAM_SEAL_PUBLIC_KEY" in env) == (service == "accounts")
+        assert "an-operators-private-key" not in env.values()
         assert "from-the-operator-shell" not in env.values()
     others = {credentials.nats.passwords[u] for u in NATS_USERS if u != "edge"}
     assert not others & set(by_name["edge"].values())
+    assert by_name["edge"]["AIAPI_UPSTREAM_SEAL_PRIVATE_KEY"] == credentials.upstream_seal_private
+    opened = seal(by_name["accounts"]["AIAPI_UPSTREAM_SEAL_PUBLIC_KEY"], "sk-ant-check")
+    assert unseal(credentials.upstream_seal_private, opened) == "sk-ant-check"
 
 
 @pytest.fixture

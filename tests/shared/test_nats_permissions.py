@@ -12,8 +12,15 @@ from aiapi_billing import consumers as billing_consumers
 from aiapi_shared import batches_api, billing_api, payments_api
 from aiapi_shared.admission import ADMIT_SUBJECT
 from aiapi_shared.bus import STREAMS
+from aiapi_shared.edge_api import UPSTREAM_TEST_SUBJECT
 from aiapi_shared.events import ALL_EVENTS
-from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
+from aiapi_shared.events.records_v1 import (
+    BALANCES_BUCKET,
+    CATALOGUE_BUCKET,
+    KEYS_BUCKET,
+    UPSTREAM_KEYS_BUCKET,
+    UPSTREAM_STATUS_BUCKET,
+)
 from aiapi_shared.nats_permissions import (
     DURABLES,
     REQUESTS,
@@ -71,16 +78,30 @@ def test_no_service_but_accounts_writes_key_records(service: str) -> None:
     assert may_publish("accounts", f"$KV.{KEYS_BUCKET}.anything")
 
 
-def test_the_edge_asks_but_never_adjusts_answers_or_writes() -> None:
+def test_the_edge_asks_but_never_adjusts_answers_billing_or_writes() -> None:
     assert may_publish("edge", ADMIT_SUBJECT)
     assert may_publish("edge", "usage.v1.request.recorded")
     assert not may_publish("edge", billing_api.ADJUST_SUBJECT)
     assert not may_publish("edge", billing_api.PURCHASE_PLAN_SUBJECT)
     assert not may_publish("edge", "payments.v1.deposit.confirmed")
     assert not may_subscribe("edge", ADMIT_SUBJECT)
-    for bucket in (BALANCES_BUCKET, CATALOGUE_BUCKET):
+    for bucket in (BALANCES_BUCKET, CATALOGUE_BUCKET, UPSTREAM_KEYS_BUCKET):
         assert not may_publish("edge", f"$KV.{bucket}.x")
-    assert not permissions_for("edge").allow_responses
+    # It answers one thing: the operator's test of an upstream key, asked by accounts alone.
+    assert permissions_for("edge").subscribe == ("_INBOX.edge.>", "rpc.edge.>")
+    for service in SERVICES:
+        assert may_publish(service, UPSTREAM_TEST_SUBJECT) == (service == "accounts")
+        assert may_subscribe(service, UPSTREAM_TEST_SUBJECT) == (service == "edge")
+
+
+def test_the_upstream_pool_is_written_by_accounts_and_its_status_by_the_edges() -> None:
+    for service in SERVICES:
+        assert may_publish(service, f"$KV.{UPSTREAM_KEYS_BUCKET}.uk_1") == (service == "accounts")
+        assert may_publish(service, f"$KV.{UPSTREAM_STATUS_BUCKET}.edge-1") == (service == "edge")
+    # Each reads (watches) the other's bucket.
+    assert may_publish("edge", f"$JS.API.CONSUMER.CREATE.KV_{UPSTREAM_KEYS_BUCKET}")
+    assert may_publish("accounts", f"$JS.API.CONSUMER.CREATE.KV_{UPSTREAM_STATUS_BUCKET}")
+    assert not may_publish("billing", f"$JS.API.CONSUMER.CREATE.KV_{UPSTREAM_KEYS_BUCKET}")
 
 
 def test_only_billing_answers_billing_and_only_payments_answers_payments() -> None:
@@ -139,9 +160,9 @@ def test_the_security_page_shows_the_grants_as_they_are() -> None:
 
 def test_every_request_subject_of_the_contract_is_granted_to_its_asker() -> None:
     # A new request subject must be given to the service that sends it, or NATS refuses it.
-    from aiapi_shared import admission
+    from aiapi_shared import admission, edge_api
 
-    modules = (billing_api, batches_api, payments_api, admission)
+    modules = (billing_api, batches_api, payments_api, admission, edge_api)
     constants = {v for m in modules for k, v in vars(m).items() if k.endswith("_SUBJECT")}
     asked = {subject for subjects in REQUESTS.values() for subject in subjects}
     assert constants == asked

@@ -56,6 +56,7 @@ from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus_metrics import ConsumerMetrics
 from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events.base import Event
+from aiapi_shared.events.records_v1 import UPSTREAM_STATUS_BUCKET, UPSTREAM_STATUS_TTL_S
 from aiapi_shared.jetstream_limits import JetStreamLimits, jetstream_limits
 from aiapi_shared.settings import BaseServiceSettings, NatsConnectOptions, nats_connect_options
 
@@ -117,6 +118,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     ),
 )
 _DEADLETTER = STREAMS[-1]
+# Buckets whose entries expire: reports rewritten by their writer while it lives.
+_KV_MAX_AGE_S: dict[str, float] = {UPSTREAM_STATUS_BUCKET: UPSTREAM_STATUS_TTL_S}
 
 
 class BusError(Exception):
@@ -287,6 +290,7 @@ class Bus:
             return await self.js.create_key_value(
                 bucket=bucket,
                 history=history,
+                ttl=_KV_MAX_AGE_S.get(bucket),
                 replicas=self.limits.replicas,
                 max_bytes=self.limits.kv_max_bytes,  # full: a put is refused (discard new)
             )

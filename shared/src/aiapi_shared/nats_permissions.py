@@ -8,10 +8,12 @@ confirmed deposit (``payments.v1.>``) or answer admissions (subscribing ``rpc.bi
 service gets only what its code does, derived from the subjects the contract modules name:
 
 * the edge publishes usage and asks billing for admissions, leases and request records; it reads
-  the key, balance and catalogue buckets and never writes one;
+  the key, balance, catalogue and upstream-key buckets, writes only its upstream status reports,
+  and answers the operator's test of an upstream key (``rpc.edge.>``);
 * billing answers ``rpc.billing.>``, publishes ``billing.v1.>``, writes the balance and catalogue
   buckets and consumes usage, deposits and account events with its own durable consumers;
-* accounts publishes ``accounts.v1.>``, is the only writer of the key bucket, asks billing and
+* accounts publishes ``accounts.v1.>``, is the only writer of the key and upstream-key buckets
+  (reading the edges' upstream status), asks the edges to test an upstream key, asks billing and
   payments on the operator's and customers' behalf, and consumes usage, plan purchases and (for
   its notices by mail) credited deposits and low balances;
 * payments answers ``rpc.payments.>`` and is the only publisher of ``payments.v1.>``.
@@ -31,7 +33,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiapi_shared import batches_api, billing_api, payments_api
+from aiapi_shared import batches_api, billing_api, edge_api, payments_api
 from aiapi_shared.admission import (
     ADMIT_SUBJECT,
     EXTEND_SUBJECT,
@@ -39,7 +41,13 @@ from aiapi_shared.admission import (
     LEASE_GRANT_SUBJECT,
     LEASE_TOP_UP_SUBJECT,
 )
-from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
+from aiapi_shared.events.records_v1 import (
+    BALANCES_BUCKET,
+    CATALOGUE_BUCKET,
+    KEYS_BUCKET,
+    UPSTREAM_KEYS_BUCKET,
+    UPSTREAM_STATUS_BUCKET,
+)
 
 SERVICES: tuple[str, ...] = ("edge", "billing", "accounts", "payments")
 ADMIN_USER = "admin"  # full rights: the operator's CLI, migrations of streams, the tests
@@ -78,11 +86,15 @@ BUCKET_WRITERS: dict[str, str] = {
     KEYS_BUCKET: "accounts",
     BALANCES_BUCKET: "billing",
     CATALOGUE_BUCKET: "billing",
+    UPSTREAM_KEYS_BUCKET: "accounts",
+    UPSTREAM_STATUS_BUCKET: "edge",
 }
 BUCKET_READERS: dict[str, tuple[str, ...]] = {
     KEYS_BUCKET: ("edge",),
     BALANCES_BUCKET: ("edge",),
     CATALOGUE_BUCKET: ("edge",),
+    UPSTREAM_KEYS_BUCKET: ("edge",),
+    UPSTREAM_STATUS_BUCKET: ("accounts",),
 }
 
 # Requests each service makes (core NATS request/reply), by subject.
@@ -112,9 +124,14 @@ ACCOUNTS_REQUESTS: tuple[str, ...] = (
     payments_api.DEPOSITS_SUBJECT,
     payments_api.SET_RATE_SUBJECT,
     payments_api.SWEEP_PLAN_SUBJECT,
+    edge_api.UPSTREAM_TEST_SUBJECT,
 )
 # Services answering requests, on these subjects (queue groups).
-ANSWERS: dict[str, str] = {"billing": "rpc.billing.>", "payments": "rpc.payments.>"}
+ANSWERS: dict[str, str] = {
+    "billing": "rpc.billing.>",
+    "payments": "rpc.payments.>",
+    "edge": "rpc.edge.>",  # the operator's test of one upstream key
+}
 REQUESTS: dict[str, tuple[str, ...]] = {"edge": EDGE_REQUESTS, "accounts": ACCOUNTS_REQUESTS}
 
 _API = "$JS.API"

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from aiapi_shared.errors import Problem, problem_for_status
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -24,11 +25,17 @@ from aiapi_accounts import (
     routes_customer,
     routes_mail,
     routes_topup,
+    routes_upstream,
     routes_usage,
 )
 from aiapi_accounts.errors import ERROR_TYPES, AccountsError
+from aiapi_accounts.http import error_body
 from aiapi_accounts.openapi import Endpoint, docs_page, openapi_document
+from aiapi_accounts.operators import routes as operator_routes
+from aiapi_accounts.operators.console import Console, console_routes
+from aiapi_accounts.operators.gate import OperatorGate
 from aiapi_accounts.pages import page_routes
+from aiapi_accounts.pages.render import Renderer
 from aiapi_accounts.service import Service
 from aiapi_accounts.settings import AccountsSettings
 
@@ -36,21 +43,23 @@ log = logging.getLogger("aiapi.accounts.http")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     routes_admin.ENDPOINTS
+    + operator_routes.ENDPOINTS
     + routes_catalogue.ENDPOINTS
     + routes_customer.ENDPOINTS
     + routes_mail.ENDPOINTS
     + routes_topup.ENDPOINTS
     + routes_usage.ENDPOINTS
+    + routes_upstream.ENDPOINTS
 )
 # The operator API is every /admin/ route; it is served on its own listener only.
 OPERATOR = tuple(e for e in ENDPOINTS if e.path.startswith("/admin/"))
 CUSTOMER = tuple(e for e in ENDPOINTS if not e.path.startswith("/admin/"))
-_OPERATOR_ABOUT = "Operator API (/admin/v1, Authorization: Bearer $AIAPI_ADMIN_TOKEN)."
+_OPERATOR_ABOUT = (
+    "Operator API (/admin/v1, Authorization: Bearer $AIAPI_ADMIN_TOKEN or an operator token; "
+    "the support role may only read; every write is in the audit log, with its reason from a "
+    '"reason" field or the Aiapi-Reason header).'
+)
 _CUSTOMER_ABOUT = "Customer API (/api/v1, session cookie + X-CSRF-Token on writes)."
-
-
-def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"type": error_type, "message": message}}
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
@@ -112,16 +121,21 @@ def _merge_methods(routes: list[Route]) -> list[Route]:
         table = {m: r.endpoint for m, r in methods.items()}
 
         async def dispatch(request: Request, table: dict[str, Any] = table) -> Response:
-            response: Response = await table[request.method](request)
+            # Starlette serves HEAD wherever GET is; the GET handler answers it.
+            method = "GET" if request.method == "HEAD" else request.method
+            response: Response = await table[method](request)
             return response
 
         merged.append(Route(path, dispatch, methods=list(table)))
     return merged
 
 
-def _app(service: Service, routes: list[BaseRoute]) -> Starlette:
+def _app(
+    service: Service, routes: list[BaseRoute], middleware: Sequence[Middleware] = ()
+) -> Starlette:
     app = Starlette(
         routes=routes,
+        middleware=middleware,
         exception_handlers={
             AccountsError: _domain_error,
             404: _http_error,
@@ -141,5 +155,10 @@ def create_app(settings: AccountsSettings, service: Service) -> Starlette:
 
 
 def create_admin_app(settings: AccountsSettings, service: Service) -> Starlette:
-    """The admin port: the operator API, bound to loopback unless AIAPI_ADMIN_HOST says not."""
-    return _app(service, _routes(OPERATOR, "aiapi accounts: operator API", _OPERATOR_ABOUT))
+    """The admin port: the operator API and the console, bound to loopback unless
+    AIAPI_ADMIN_HOST says not. Every request passes the operator gate first (who, the role by
+    method, the audit entry of every write): a route added here is covered without asking."""
+    console = Console(Renderer())
+    routes = _routes(OPERATOR, "aiapi accounts: operator API", _OPERATOR_ABOUT)
+    gate = Middleware(OperatorGate, refuse_page=console.refusal)
+    return _app(service, [*routes, *console_routes(console)], [gate])

@@ -263,13 +263,7 @@ class Accounts:
             return await self._open_session(conn, account, user_agent)
 
     async def _admit(self, scope: str, backoff: Backoff) -> None:
-        """Count an attempt of ``scope``, or refuse it (429) while the scope must wait. Each
-        scope in its own transaction: a refusal by a later scope keeps the earlier count."""
-        async with self._pool.connection() as conn:
-            admitted = await repository.claim_attempt(conn, scope, backoff, self._throttle.forget_s)
-            wait = 0 if admitted else await repository.attempt_wait_s(conn, scope, backoff)
-        if not admitted:
-            raise TooManyAttempts("too many attempts; try again later", retry_after_s=wait)
+        await admit_attempt(self._pool, scope, backoff, self._throttle.forget_s)
 
     async def _open_session(self, conn: Conn, account: Account, user_agent: str) -> SignedIn:
         token = new_secret_token()
@@ -383,6 +377,19 @@ class Accounts:
             await repository.prune_windows(conn, WINDOWS_KEPT_S)
             await repository.prune_sessions(conn)
             await repository.prune_email_tokens(conn)
+
+
+async def admit_attempt(
+    pool: AsyncConnectionPool, scope: str, backoff: Backoff, forget_s: int
+) -> None:
+    """Count an attempt of ``scope``, or refuse it (429) while the scope must wait. Each scope in
+    its own transaction: a refusal by a later scope keeps the earlier count. Customer and
+    operator sign-in share it (and the client address's scope)."""
+    async with pool.connection() as conn:
+        admitted = await repository.claim_attempt(conn, scope, backoff, forget_s)
+        wait = 0 if admitted else await repository.attempt_wait_s(conn, scope, backoff)
+    if not admitted:
+        raise TooManyAttempts("too many attempts; try again later", retry_after_s=wait)
 
 
 async def _existing(conn: Conn, account_id: str, *, for_update: bool = False) -> Account:

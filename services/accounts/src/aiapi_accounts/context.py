@@ -9,6 +9,7 @@ from aiapi_shared.catalogue import Catalogue
 from aiapi_accounts.account_mail import AccountMail
 from aiapi_accounts.addressbook import AddressBook
 from aiapi_accounts.commands import Accounts
+from aiapi_accounts.operators.service import Operators
 from aiapi_accounts.peers import Peers
 from aiapi_accounts.settings import AccountsSettings
 
@@ -21,3 +22,4 @@ class Context:
     catalogue: Catalogue
     addresses: AddressBook
     mail: AccountMail
+    operators: Operators

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the route modules: bodies in, JSON out, operator and session auth.
+"""HTTP plumbing shared by the route modules: bodies in, JSON out, the acting operator, session
+auth.
 
 CSRF: a session cookie alone never authorises a write. Sign-in returns a per-session CSRF token
 (in the answer and in the readable ``aiapi_csrf`` cookie); every POST/PATCH/DELETE authenticated
@@ -20,6 +21,7 @@ from aiapi_accounts.clientaddr import client_ip
 from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Account, Session
 from aiapi_accounts.errors import Forbidden, InvalidRequest, TooLarge, Unauthenticated
+from aiapi_accounts.operators.domain import Acting
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -94,12 +96,22 @@ def no_content() -> Response:
     return Response(status_code=204)
 
 
-def require_admin(request: Request) -> None:
-    expected = context(request).settings.admin_token.get_secret_value().encode()
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+ACTING = "acting"  # the request state's key for the operator the gate let in
+
+
+def acting(request: Request) -> Acting:
+    """The operator behind a request on the operator listener, as its gate established it
+    (:mod:`aiapi_accounts.operators.gate`: authenticated, the role allowed this method). Fails
+    closed (401) on a request that did not come through the gate."""
+    found = request.scope.get("state", {}).get(ACTING)
+    if not isinstance(found, Acting):
         raise Unauthenticated("a valid operator token is required (Authorization: Bearer ...)")
+    return found
+
+
+def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
+    """The customer and operator APIs' error shape."""
+    return {"error": {"type": error_type, "message": message}}
 
 
 async def require_session(request: Request) -> tuple[Account, Session]:

@@ -26,7 +26,7 @@ _ERROR_MEANING = {
     400: "invalid request",
     401: "not authenticated",
     402: "insufficient balance (from billing)",
-    403: "forbidden (CSRF token missing or wrong, or account suspended)",
+    403: "forbidden (CSRF token missing or wrong, account suspended, or a read-only operator)",
     404: "not found",
     409: "conflict",
     429: "too many attempts; see retry-after",
@@ -83,6 +83,7 @@ def openapi_document(
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "aiapi_session"},
+                "operator_session": {"type": "apiKey", "in": "cookie", "name": "aiapi_operator"},
             },
         },
     }
@@ -98,7 +99,10 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _operation(e: Endpoint) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": e.summary, "tags": [e.tag], "responses": {}}
-    if e.auth != "none":
+    if e.auth == "admin":
+        # A bearer token (bootstrap or operator), or the console's cookie.
+        op["security"] = [{"admin": []}, {"operator_session": []}]
+    elif e.auth != "none":
         op["security"] = [{e.auth: []}]
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -128,7 +132,10 @@ def _operation(e: Endpoint) -> dict[str, Any]:
             schema = {"type": "array", "items": schema}
         ok["content"] = {"application/json": {"schema": schema}}
     op["responses"][str(e.status)] = ok
-    for status in sorted(set(e.errors) | ({401} if e.auth != "none" else set())):
+    implied = {401} if e.auth != "none" else set()
+    if e.auth == "admin" and e.method not in ("GET", "HEAD"):
+        implied.add(403)  # the support role, or a console write without its CSRF token
+    for status in sorted(set(e.errors) | implied):
         op["responses"][str(status)] = {
             "description": _ERROR_MEANING.get(status, "error"),
             "content": {"application/json": {"schema": _ref(ErrorAnswer)}},

@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from aiapi_accounts.domain import Account, ApiKey, Backoff, Session
+from aiapi_accounts.upstream_view import StoredUpstreamKey
 
 Conn = AsyncConnection[Any]
 
@@ -559,3 +560,81 @@ async def reschedule_mail(
         b" last_error = %s, given_up_at = CASE WHEN %s THEN now() END WHERE id = %s",
         (delay_s, error, give_up, mail_id),
     )
+
+
+# -- the upstream pool (sealed keys only) ---------------------------------------------------------
+
+_UPSTREAM_COLUMNS = (
+    "id, source, sealed_key, fingerprint, hint, base_url, organization, weight, models, enabled,"
+    " removed, created_at, updated_at"
+)
+
+
+def _upstream(row: dict[str, Any]) -> StoredUpstreamKey:
+    return StoredUpstreamKey(**{**row, "models": tuple(row["models"])})
+
+
+async def list_upstream_keys(conn: Conn) -> list[StoredUpstreamKey]:
+    rows = await _all(
+        conn, f"SELECT {_UPSTREAM_COLUMNS} FROM upstream_keys ORDER BY created_at, id", ()
+    )
+    return [_upstream(row) for row in rows]
+
+
+async def get_upstream_key(
+    conn: Conn, key_id: str, *, for_update: bool = False
+) -> StoredUpstreamKey | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await _one(
+        conn, f"SELECT {_UPSTREAM_COLUMNS} FROM upstream_keys WHERE id = %s{lock}", (key_id,)
+    )
+    return _upstream(row) if row is not None else None
+
+
+async def upstream_key_by_fingerprint(conn: Conn, fingerprint: str) -> StoredUpstreamKey | None:
+    row = await _one(
+        conn,
+        f"SELECT {_UPSTREAM_COLUMNS} FROM upstream_keys WHERE fingerprint = %s",
+        (fingerprint,),
+    )
+    return _upstream(row) if row is not None else None
+
+
+async def put_upstream_key(conn: Conn, key: StoredUpstreamKey) -> StoredUpstreamKey:
+    """Insert the row, or replace every field of the row with the same id; ``updated_at`` is the
+    database's clock, so records reach the edges in the order the changes committed."""
+    row = await _one(
+        conn,
+        f"""INSERT INTO upstream_keys ({_UPSTREAM_COLUMNS})
+            VALUES (%(id)s, %(source)s, %(sealed_key)s, %(fingerprint)s, %(hint)s, %(base_url)s,
+                    %(organization)s, %(weight)s, %(models)s, %(enabled)s, %(removed)s,
+                    now(), clock_timestamp())
+            ON CONFLICT (id) DO UPDATE SET
+                sealed_key = EXCLUDED.sealed_key, fingerprint = EXCLUDED.fingerprint,
+                hint = EXCLUDED.hint, base_url = EXCLUDED.base_url,
+                organization = EXCLUDED.organization, weight = EXCLUDED.weight,
+                models = EXCLUDED.models, enabled = EXCLUDED.enabled,
+                removed = EXCLUDED.removed,
+                updated_at = greatest(clock_timestamp(), upstream_keys.updated_at)
+            RETURNING {_UPSTREAM_COLUMNS}""",
+        {
+            "id": key.id,
+            "source": key.source,
+            "sealed_key": key.sealed_key,
+            "fingerprint": key.fingerprint,
+            "hint": key.hint,
+            "base_url": key.base_url,
+            "organization": key.organization,
+            "weight": key.weight,
+            "models": list(key.models),
+            "enabled": key.enabled,
+            "removed": key.removed,
+        },
+    )
+    assert row is not None
+    return _upstream(row)
+
+
+async def delete_upstream_key(conn: Conn, key_id: str) -> bool:
+    cur = await conn.execute(b"DELETE FROM upstream_keys WHERE id = %s", (key_id,))
+    return cur.rowcount > 0

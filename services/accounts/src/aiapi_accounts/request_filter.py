@@ -23,7 +23,7 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def _moment(raw: str, name: str, *, end_of_day: bool) -> datetime:
+def moment(raw: str, name: str, *, end_of_day: bool) -> datetime:
     """ISO 8601 date or date-time; a date alone is that whole day (UTC) and a time without an
     offset is UTC."""
     try:
@@ -55,8 +55,8 @@ def list_query(
     account_id: str, params: Mapping[str, str], *, limit: int | None = None
 ) -> RequestListQuery:
     """The billing query of ``?key_id=&model=&from=&to=&cursor=&limit=``."""
-    since = _moment(params["from"], "from", end_of_day=False) if params.get("from") else None
-    until = _moment(params["to"], "to", end_of_day=True) if params.get("to") else None
+    since = moment(params["from"], "from", end_of_day=False) if params.get("from") else None
+    until = moment(params["to"], "to", end_of_day=True) if params.get("to") else None
     before = _decode_cursor(params["cursor"]) if params.get("cursor") else (None, None)
     if limit is None:
         raw = params.get("limit", str(DEFAULT_LIMIT))

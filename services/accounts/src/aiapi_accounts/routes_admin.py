@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aiapi_accounts.errors import InvalidRequest
-from aiapi_accounts.http import answer, build, context, no_content, read_body, require_admin
+from aiapi_accounts.http import acting, answer, build, context, no_content, read_body
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.schemas import (
     AccountAnswer,
@@ -35,7 +35,7 @@ from aiapi_accounts.schemas import (
 
 
 async def create_account(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, CreateAccountBody)
     account = await context(request).accounts.create(body.email, body.plan)
     return answer(AccountAnswer.of(account), 201)
@@ -55,12 +55,12 @@ async def _with_balance(request: Request, account_id: str) -> Response:
 
 
 async def get_account(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     return await _with_balance(request, request.path_params["id"])
 
 
 async def patch_account(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, PatchAccountBody)
     if body.plan is None and body.status is None:
         raise InvalidRequest('give "plan" or "status"')
@@ -76,7 +76,7 @@ async def patch_account(request: Request) -> Response:
 async def adjust(request: Request) -> Response:
     """Without an Idempotency-Key every call is a new adjustment (a fresh key is made here);
     with one, a retry of the same key returns the first result and moves no money."""
-    require_admin(request)
+    acting(request)
     body = await read_body(request, AdjustmentBody)
     ctx, account_id = context(request), request.path_params["id"]
     await ctx.accounts.get(account_id)
@@ -105,7 +105,7 @@ async def adjust(request: Request) -> Response:
 
 
 async def create_key(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, KeyCreateBody)
     # Operators are not held to the customer API's key cap.
     issued = await context(request).accounts.issue_key(
@@ -123,7 +123,7 @@ async def create_key(request: Request) -> Response:
 
 
 async def revoke_key(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     await context(request).accounts.revoke_key(
         request.path_params["id"], request.path_params["key_id"]
     )
@@ -131,34 +131,34 @@ async def revoke_key(request: Request) -> Response:
 
 
 async def invite(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     invitation = await context(request).accounts.invite(request.path_params["id"])
     return answer(InvitationAnswer(token=invitation.token, expires_at=invitation.expires_at), 201)
 
 
 async def deposit_addresses(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     ctx = context(request)
     account = await ctx.accounts.get(request.path_params["id"])
     return answer(await ctx.peers.deposit_addresses(account.id))
 
 
 async def deposits(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     ctx = context(request)
     account = await ctx.accounts.get(request.path_params["id"])
     return answer(await ctx.peers.deposits(account.id))
 
 
 async def set_rate(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, RateBody)
     reply = await context(request).peers.set_rate(SetRateCommand(asset=body.asset, usd=body.usd))
     return answer(RateAnswer(asset=reply.asset, usd=reply.usd, set_at=reply.set_at), 201)
 
 
 async def sweep_plan(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, SweepPlanBody)
     query = SweepPlanQuery(destinations=body.destinations)
     return answer(await context(request).peers.sweep_plan(query))

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aiapi_accounts.http import answer, build, context, read_body, require_admin
+from aiapi_accounts.http import acting, answer, build, context, read_body
 from aiapi_accounts.openapi import Endpoint
 from aiapi_accounts.schemas import Body
 
@@ -41,33 +41,33 @@ class PriceBody(Body):
 
 
 async def get_catalogue(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     return answer(await context(request).peers.catalogue())
 
 
 async def put_model(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, ModelBody)
     command = build(PutModelCommand, id=request.path_params["model_id"], **body.model_dump())
     return answer(await context(request).peers.change_catalogue(command))
 
 
 async def add_price(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, PriceBody)
     command = build(AddPriceCommand, model=request.path_params["model_id"], **body.model_dump())
     return answer(await context(request).peers.change_catalogue(command), 201)
 
 
 async def put_alias(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     body = await read_body(request, AliasBody)
     command = build(PutAliasCommand, alias=request.path_params["alias"], target=body.target)
     return answer(await context(request).peers.change_catalogue(command))
 
 
 async def delete_alias(request: Request) -> Response:
-    require_admin(request)
+    acting(request)
     command = build(PutAliasCommand, alias=request.path_params["alias"], target=None)
     return answer(await context(request).peers.change_catalogue(command))
 

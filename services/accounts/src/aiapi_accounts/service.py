@@ -9,7 +9,7 @@ import logging
 from aiapi_shared.bus import Bus, KeyValue
 from aiapi_shared.catalogue import Catalogue, default_catalogue
 from aiapi_shared.db import migrate, open_pool
-from aiapi_shared.events.records_v1 import KEYS_BUCKET
+from aiapi_shared.events.records_v1 import KEYS_BUCKET, UPSTREAM_KEYS_BUCKET
 from aiapi_shared.lifecycle import StartupRefused
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,11 +22,13 @@ from aiapi_accounts.context import Context
 from aiapi_accounts.domain import Backoff, Limits, Throttle
 from aiapi_accounts.mailer import MailSender
 from aiapi_accounts.notices import Notices
+from aiapi_accounts.operators.service import Operators
 from aiapi_accounts.passwords import Passwords
 from aiapi_accounts.peers import Peers
 from aiapi_accounts.relay import Relay
 from aiapi_accounts.settings import AccountsSettings
 from aiapi_accounts.smtp_url import parse_smtp_url
+from aiapi_accounts.upstream_pool import UpstreamPool
 
 log = logging.getLogger("aiapi.accounts")
 
@@ -49,6 +51,7 @@ class Service:
         self.bus: Bus | None = None
         self.relay: Relay | None = None
         self.ctx: Context | None = None
+        self.upstream_pool: UpstreamPool | None = None
         self.started = False
         self.failed = asyncio.Event()  # never set today: the runner watches NATS itself
 
@@ -62,23 +65,32 @@ class Service:
         await self._resync(kv)
         self.relay = Relay(self.pool, self.bus, kv, self.catalogue)
         s = self.settings
+        self.upstream_pool = UpstreamPool(
+            self.pool,
+            self.bus,
+            await self.bus.ensure_kv(UPSTREAM_KEYS_BUCKET),
+            public_key=s.upstream_seal_public_key,
+        )
+        await self.upstream_pool.resync()
+        passwords = Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib)
+        throttle = Throttle(
+            per_email=Backoff(
+                s.sign_in_free_failures_per_email,
+                s.sign_in_base_delay_s,
+                s.sign_in_max_delay_per_email_s,
+            ),
+            per_address=Backoff(
+                s.sign_in_free_failures_per_ip,
+                s.sign_in_base_delay_s,
+                s.sign_in_max_delay_per_ip_s,
+            ),
+            forget_s=s.sign_in_forget_s,
+        )
         accounts = Accounts(
             self.pool,
             self.relay,
-            Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib),
-            Throttle(
-                per_email=Backoff(
-                    s.sign_in_free_failures_per_email,
-                    s.sign_in_base_delay_s,
-                    s.sign_in_max_delay_per_email_s,
-                ),
-                per_address=Backoff(
-                    s.sign_in_free_failures_per_ip,
-                    s.sign_in_base_delay_s,
-                    s.sign_in_max_delay_per_ip_s,
-                ),
-                forget_s=s.sign_in_forget_s,
-            ),
+            passwords,
+            throttle,
             Limits(s.max_keys_per_account, s.account_writes_per_minute),
             session_ttl_s=s.session_ttl_s,
             invitation_ttl_s=s.invitation_ttl_s,
@@ -103,7 +115,14 @@ class Service:
             requests_per_hour=s.mail_requests_per_hour,
             kick=sender.kick if sender is not None else lambda: None,
         )
-        self.ctx = Context(s, accounts, peers, self.catalogue, addresses, mail)
+        operators = Operators(
+            self.pool,
+            passwords,
+            throttle,
+            bootstrap_token=s.admin_token.get_secret_value(),
+            session_ttl_s=s.operator_session_ttl_s,
+        )
+        self.ctx = Context(s, accounts, peers, self.catalogue, addresses, mail, operators)
         if sender is not None:
             self._tasks.append(asyncio.create_task(sender.run(self._stop), name="mail"))
             self._tasks += Notices(self.bus, mail).start(self._stop)
@@ -111,7 +130,10 @@ class Service:
         self._tasks += Consumers(
             self.bus, accounts, last_used_resolution_s=s.last_used_resolution_s
         ).start(self._stop)
-        self._tasks.append(asyncio.create_task(self._prune(accounts), name="prune"))
+        self._tasks.append(asyncio.create_task(self._prune(accounts, operators), name="prune"))
+        self._tasks.append(
+            asyncio.create_task(self.upstream_pool.run(self._stop), name="upstream-pool")
+        )
         self.relay.kick()  # deliver whatever a previous run left in the outbox
         self.started = True
         log.info("accounts service started")
@@ -138,12 +160,13 @@ class Service:
         async with self.pool.connection() as conn:
             await keysync.full_resync(kv, conn, self.catalogue)
 
-    async def _prune(self, accounts: Accounts) -> None:
+    async def _prune(self, accounts: Accounts, operators: Operators) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=_PRUNE_EVERY_S)
             try:
                 await accounts.prune()
+                await operators.prune()
             except Exception as exc:  # noqa: BLE001 (housekeeping; the next round retries)
                 log.warning("pruning sign-in failures failed: %s", type(exc).__name__)
 

@@ -23,9 +23,15 @@ class AccountsSettings(BaseServiceSettings):
     internal_port: int = Field(default=9081, ge=0, le=65535)
     # Required: the operator API has no anonymous mode, so the service refuses to start without it.
     admin_token: SecretStr
+    # The public half of the upstream pool's seal (base64): keys the operator adds are sealed
+    # with it and only the edges, holding the private half, can open them (docs/security.md).
+    # Unset: the pool's own keys may be changed but no key can be added at runtime.
+    upstream_seal_public_key: str | None = None
     # `aiapi up` on plain-HTTP localhost sets this false; browsers drop Secure cookies over HTTP.
     cookie_secure: bool = True
     session_ttl_s: int = Field(default=14 * 24 * 3600, gt=0)
+    # An operator's console session (the operator listener's cookie) lasts a working day.
+    operator_session_ttl_s: int = Field(default=12 * 3600, gt=0)
     # Sign-in throttling (docs/accounts.md): per email and per client address, a number of free
     # failures, then each failure doubles the wait before the next attempt is even evaluated,
     # from the base delay up to a cap. The per-email cap is low on purpose, so that nobody can

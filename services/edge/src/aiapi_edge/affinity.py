@@ -7,15 +7,20 @@ read it (0.1x). So a request is routed by its conversation while the key is heal
 - the conversation is Claude Code's ``x-claude-code-session-id`` header (sent by Claude Code since
   v2.1.86, one UUID per session), else the body's ``metadata.user_id``, else the customer's key;
   scoped by account, so two customers' ids never collide;
-- the keys are ranked by rendezvous (highest random weight) hashing, first of the organisation
-  (every key of one organisation serves the same cache), then of the key within it. A key or an
-  organisation leaving the pool moves only the conversations it served; every edge replica ranks
-  alike, since the hash is keyed by nothing but the conversation and the key.
+- the keys are ranked by weighted rendezvous (highest random weight) hashing, first of the
+  organisation (every key of one organisation serves the same cache), then of the key within it.
+  A key or an organisation leaving the pool moves only the conversations it served; every edge
+  replica ranks alike, since the hash is keyed by nothing but the conversation and the key.
+  Weights (the operator's, default 1) scale each member's score as ``-w / ln(u)`` for its
+  uniform hash ``u``, which gives each member a share of conversations proportional to ``w``
+  (Schindelhauer and Schomaker's weighted rendezvous); an organisation weighs what its heaviest
+  key weighs. With every weight 1 the order is that of the plain hash.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,9 +31,13 @@ SESSION_HEADER = b"x-claude-code-session-id"
 _ID_LIMIT = 256  # a longer id is cut: it still identifies the conversation
 
 
-def _weight(conversation: str, member: str) -> int:
+_SPAN = float(2**64)
+
+
+def _score(conversation: str, member: str, weight: int) -> float:
     digest = hashlib.blake2b(f"{conversation}\x00{member}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    uniform = (int.from_bytes(digest, "big") + 0.5) / _SPAN  # in (0, 1), never 0 or 1
+    return -weight / math.log(uniform)
 
 
 def organisation_of(key: UpstreamKey) -> str:
@@ -44,12 +53,16 @@ def _member(key: UpstreamKey) -> str:
 
 
 def ranking(conversation: str, keys: Sequence[UpstreamKey]) -> list[int]:
-    """The pool's indices in the order this conversation prefers them."""
+    """The indices of ``keys`` in the order this conversation prefers them."""
+    organisations = [organisation_of(key) for key in keys]
+    heaviest: dict[str, int] = {}
+    for key, organisation in zip(keys, organisations, strict=True):
+        heaviest[organisation] = max(heaviest.get(organisation, 0), key.weight)
     return sorted(
         range(len(keys)),
         key=lambda i: (
-            _weight(conversation, organisation_of(keys[i])),
-            _weight(conversation, _member(keys[i])),
+            _score(conversation, organisations[i], heaviest[organisations[i]]),
+            _score(conversation, _member(keys[i]), keys[i].weight),
         ),
         reverse=True,
     )

@@ -26,6 +26,7 @@ from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Route
 
 from aiapi_edge.asgi import Headers, Receive, Scope, Send, send_whole
+from aiapi_edge.budget import cost_of
 from aiapi_edge.errors import GatewayError, upstream_failed
 from aiapi_edge.extension import INSUFFICIENT_BALANCE_MESSAGE, HoldGuard
 from aiapi_edge.gateway import Exchange, Gateway
@@ -196,7 +197,11 @@ class Inference:
         self, exchange: Exchange, request: Prepared, scope: Scope, receive: Receive, send: Send
     ) -> Ending:
         answer = await self._upstream.send(
-            "/v1/messages", request.payload, scope["headers"], conversation=request.conversation
+            "/v1/messages",
+            request.payload,
+            scope["headers"],
+            conversation=request.conversation,
+            model=exchange.model.id,
         )
         try:
             if answer.status != 200:
@@ -216,6 +221,16 @@ class Inference:
             return ending
         finally:
             answer.close()
+            self._count_served(exchange, answer.key_index)
+
+    def _count_served(self, exchange: Exchange, slot: int) -> None:
+        """What the key served, for the operator's view of the pool: the usage as metered and
+        its cost at list price (the upstream's price, no plan discount)."""
+        meters = exchange.meter.meters()
+        price = exchange.model.price_at(exchange.started_at)
+        catalogue = self._gw.catalogue
+        cost = 0 if price is None else cost_of(meters, price, 0, catalogue.cache_multipliers_bps)
+        self._upstream.pool.served(slot, meters, cost)
 
     async def _stream(
         self,

@@ -15,7 +15,13 @@ from typing import Any
 
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue, default_catalogue
-from aiapi_shared.events.records_v1 import BALANCES_BUCKET, CATALOGUE_BUCKET, KEYS_BUCKET
+from aiapi_shared.edge_api import UPSTREAM_TEST_SUBJECT
+from aiapi_shared.events.records_v1 import (
+    BALANCES_BUCKET,
+    CATALOGUE_BUCKET,
+    KEYS_BUCKET,
+    UPSTREAM_KEYS_BUCKET,
+)
 
 from aiapi_edge.admission import Admitter
 from aiapi_edge.allowance import OfflineAllowance
@@ -41,6 +47,8 @@ from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.spool import Spool
 from aiapi_edge.spool_claim import Claim, adopt_orphans, claim
 from aiapi_edge.upstream import Upstream
+from aiapi_edge.upstream_keys import UpstreamKeys
+from aiapi_edge.upstream_status import UpstreamStatus
 from aiapi_edge.worker_process import report_started
 
 log = logging.getLogger("aiapi.edge")
@@ -77,6 +85,15 @@ class EdgeService:
             sync_interval_s=settings.edge_spool_sync_interval_s,
         )
         self.pool = UpstreamPool(settings.upstream_keys(), affinity=settings.edge_key_affinity)
+        seal = settings.upstream_seal_private_key
+        # The operator's changes to the pool (aiapi_upstream_keys) replace its keys as they come.
+        self.upstream_keys = UpstreamKeys(
+            settings.upstream_keys(),
+            default_base_url=settings.upstream_url,
+            private_key=seal.get_secret_value() if seal is not None else None,
+            apply=self.pool.replace,
+        )
+        self.upstream_keys_ready = asyncio.Event()
         self.upstream = Upstream(
             self.pool,
             self.metrics,
@@ -122,8 +139,6 @@ class EdgeService:
 
     async def start(self) -> None:
         s = self.settings
-        if not len(self.pool):
-            log.warning("no upstream key configured: every inference request will get 502")
         # This worker's spool is its own: wait for a predecessor of the same index to let go.
         self._claim = await claim(s.spool_dir, timeout_s=s.start_timeout_s)
         self._bus = await Bus.connect_as(s, name=self.edge_id)
@@ -195,6 +210,24 @@ class EdgeService:
         self._spawn(
             bus.watch_kv(CATALOGUE_BUCKET, self.catalogue_mirror.on_change, stop=self._stop)
         )
+        self._spawn(
+            bus.watch_kv(
+                UPSTREAM_KEYS_BUCKET,
+                self.upstream_keys.on_change,
+                ready=self.upstream_keys_ready,
+                stop=self._stop,
+            )
+        )
+        status = UpstreamStatus(
+            bus,
+            self.upstream,
+            self.upstream_keys,
+            lambda: self.catalogue,
+            edge_id=self.edge_id,
+            every_s=s.edge_upstream_report_s,
+        )
+        await bus.serve(UPSTREAM_TEST_SUBJECT, status.test, queue="edge", concurrency=4)
+        self._spawn(status.run(self._stop))
         self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
         self._spawn(
             adopt_orphans(
@@ -214,6 +247,11 @@ class EdgeService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_MIRROR_WAIT_S):
                 await self.keys_ready.wait()
+                await self.upstream_keys_ready.wait()
+        if not len(self.pool):
+            log.warning(
+                "no upstream key in the pool: inference requests get 502 until one is added"
+            )
         if s.edge_started_fd is not None:
             report_started(s.edge_started_fd)
         log.info(

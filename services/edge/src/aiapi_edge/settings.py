@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from aiapi_shared.money import Money, parse_usd
 from aiapi_shared.settings import BaseServiceSettings
+from aiapi_shared.upstream_seal import fingerprint, hint
 from pydantic import Field, SecretStr
 
 from aiapi_edge.worker_plan import worker_dir_name
@@ -26,13 +27,28 @@ from aiapi_edge.worker_plan import worker_dir_name
 _ORGANISATION = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,63})=")
 
 
+ENV_KEY_PREFIX = "env-"
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamKey:
-    """One upstream credential and the base URL it is used against."""
+    """One upstream credential, the base URL it is used against and how the pool uses it.
+
+    ``key_id`` names it in the operator API: an operator's key has the id accounts gave it; a
+    key of ``AIAPI_UPSTREAM_API_KEYS`` is ``env-`` and its fingerprint (the same on every edge).
+    """
 
     base_url: str
     api_key: str
     organisation: str = ""  # "" : the key is an organisation of its own
+    weight: int = 1  # its share of the traffic, relative to the others
+    models: tuple[str, ...] = ()  # empty: every model
+    key_id: str = ""
+    source: str = "env"  # or "operator"
+
+    def __post_init__(self) -> None:
+        if not self.key_id:
+            object.__setattr__(self, "key_id", ENV_KEY_PREFIX + fingerprint(self.api_key))
 
     @property
     def fingerprint(self) -> str:
@@ -43,7 +59,10 @@ class UpstreamKey:
     @property
     def label(self) -> str:
         """A name for logs and metrics that never reveals the key: its last four characters."""
-        return f"...{self.api_key[-4:]}" if len(self.api_key) > 8 else "..."
+        return hint(self.api_key)
+
+    def serves(self, model: str | None) -> bool:
+        return not self.models or model is None or model in self.models
 
 
 class EdgeSettings(BaseServiceSettings):
@@ -51,6 +70,12 @@ class EdgeSettings(BaseServiceSettings):
 
     upstream_url: str = "https://api.anthropic.com"
     upstream_api_keys: SecretStr = SecretStr("")
+    # The private half of the pool's seal (base64; a secret file): opens the upstream keys the
+    # operator adds at runtime (docs/security.md, "Upstream keys"). Unset: only the keys of
+    # AIAPI_UPSTREAM_API_KEYS serve; the operator may still weight, disable or remove those.
+    upstream_seal_private_key: SecretStr | None = None
+    # How often this edge reports its upstream keys' health and counters to the operator API.
+    edge_upstream_report_s: float = Field(default=2.0, gt=0, le=10)
     edge_port: int = 8080
     internal_port: int = Field(default=9080, ge=0, le=65535)
     # On SIGTERM, how long streams in progress may run on before they are cut (Kubernetes: the

@@ -26,6 +26,7 @@ from aiapi_edge.headers import upstream_request_headers
 from aiapi_edge.http_client import HttpClient, HttpClientError, HttpResponse
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.pool import Outcome, UpstreamPool
+from aiapi_edge.settings import UpstreamKey
 from aiapi_edge.verdict import classify
 
 log = logging.getLogger("aiapi.edge.upstream")
@@ -38,7 +39,7 @@ class UpstreamAnswer:
     status: int
     headers: list[tuple[bytes, bytes]]
     response: HttpResponse
-    key_index: int
+    key_index: int  # the key's slot in the pool (:mod:`.pool`)
     body: bytes | None = None
 
     async def read(self) -> bytes:
@@ -113,12 +114,14 @@ class Upstream:
         *,
         verdicts: bool = True,
         conversation: str | None = None,
+        model: str | None = None,
     ) -> UpstreamAnswer:
         """POST to the first key able to answer; raises :class:`GatewayError` when none can.
 
         ``verdicts=False`` (``count_tokens``): the answers change no key's health (a free route
         must not rest keys that paying traffic needs), and only healthy keys are used.
-        ``conversation``: route by it (:mod:`.affinity`) rather than round-robin."""
+        ``conversation``: route by it (:mod:`.affinity`) rather than round-robin. ``model``:
+        only keys that serve it (an operator's key may be limited to some models)."""
         assert self._http is not None, "Upstream.start() first"
         headers_in = list(client_headers)
         tried: set[int] = set()
@@ -126,7 +129,7 @@ class Upstream:
         rate_limited: float | None = None  # the shortest retry-after of this request's 429s
         attempts = 0
         while attempts < self._attempts:
-            index = self.pool.acquire(tried, probe=verdicts, conversation=conversation)
+            index = self.pool.acquire(tried, probe=verdicts, conversation=conversation, model=model)
             if index is None:
                 rest = self.pool.rest_remaining()
                 if rest is None or not budget.take(rest):
@@ -188,12 +191,13 @@ class Upstream:
         verdicts: bool,
     ) -> UpstreamAnswer | _Failed:
         assert self._http is not None
-        key = self.pool.key(index)
+        key = self.pool.key(index)  # read now: the key may leave the pool during the attempt
+        self.pool.attempted(index)
         headers = upstream_request_headers(headers_in, key.api_key)
         try:
             response = await self._http.post(key.base_url + path, body, headers)
         except (HttpClientError, ValueError) as exc:  # ValueError: a base URL that is not one
-            return self._fail(index, "connection_error", None, type(exc).__name__, verdicts)
+            return self._fail(index, key, "connection_error", None, type(exc).__name__, verdicts)
         raw_headers = response.headers
         if response.status == 200:
             if verdicts:
@@ -203,7 +207,7 @@ class Upstream:
             error_body = await response.read()
         except HttpClientError as exc:
             response.close()
-            return self._fail(index, "connection_error", None, type(exc).__name__, verdicts)
+            return self._fail(index, key, "connection_error", None, type(exc).__name__, verdicts)
         outcome = classify(response.status, error_body)
         if outcome is None:
             self._metrics.upstream_client_errors.labels(str(response.status)).inc()
@@ -212,20 +216,21 @@ class Upstream:
             return UpstreamAnswer(response.status, raw_headers, response, index, error_body)
         response.close()
         retry_after = _retry_after(response)
-        return self._fail(index, outcome, retry_after, str(response.status), verdicts)
+        return self._fail(index, key, outcome, retry_after, str(response.status), verdicts)
 
     def _fail(
         self,
         index: int,
+        key: UpstreamKey,
         outcome: Outcome,
         retry_after: float | None,
         detail: str,
         verdicts: bool,
     ) -> _Failed:
         self._metrics.upstream_errors.labels(outcome).inc()
-        label = self.pool.key(index).label
+        label = key.label
         if verdicts:
-            self.pool.record(index, outcome, retry_after)
+            self.pool.record(index, outcome, retry_after, detail)
         if verdicts and outcome == "key_rejected":
             # An alert: the operator must replace or top up this upstream key.
             log.error(
@@ -238,6 +243,17 @@ class Upstream:
                 extra={"upstream_key": label, "outcome": outcome, "detail": detail},
             )
         return _Failed(outcome, retry_after)
+
+    async def probe(self, key: UpstreamKey, path: str, body: bytes) -> tuple[int, bytes]:
+        """One request through ``key`` alone, outside the pool (the operator's test): no retry,
+        no verdict on its health. Raises :class:`HttpClientError` when no answer came."""
+        assert self._http is not None, "Upstream.start() first"
+        headers = upstream_request_headers((), key.api_key)
+        response = await self._http.post(key.base_url + path, body, headers)
+        try:
+            return response.status, await response.read()
+        finally:
+            response.close()
 
     def _refusal(self, rate_limited: float | None) -> GatewayError:
         rest = self.pool.rest_remaining()

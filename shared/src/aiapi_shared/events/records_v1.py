@@ -7,6 +7,15 @@ hashes what the client sends and looks the digest up; no key is ever stored). Wr
 billing; ``version`` only grows, and a reader keeps the newer of two.
 
 ``aiapi_catalogue``: one :class:`CatalogueSnapshot` under ``current``. Written by billing.
+
+``aiapi_upstream_keys``: one :class:`UpstreamKeyRecord` per upstream key of the pool, keyed by its
+id. Written by accounts (the operator API); the key itself travels sealed to the edges' public key
+(:mod:`aiapi_shared.upstream_seal`). A key of ``AIAPI_UPSTREAM_API_KEYS`` has no sealed key: its
+record only changes how the edges use it (weight, models, enabled, removed).
+
+``aiapi_upstream_status``: one :class:`UpstreamStatusReport` per edge replica, keyed by edge id,
+rewritten every few seconds: each key's health and what it served since that edge started.
+Written by the edges, read by accounts (the operator API adds them up).
 """
 
 from __future__ import annotations
@@ -61,3 +70,63 @@ class CatalogueSnapshot(Record):
     version: int = Field(ge=0)
     published_at: AwareDatetime
     catalogue: Catalogue
+
+
+UPSTREAM_KEYS_BUCKET = "aiapi_upstream_keys"
+UPSTREAM_STATUS_BUCKET = "aiapi_upstream_status"
+# A status report not rewritten for this long is gone (its edge stopped); the bucket's entries
+# expire after it too.
+UPSTREAM_STATUS_TTL_S = 30.0
+UpstreamKeySource = Literal["operator", "env"]
+
+
+class UpstreamKeyRecord(Record):
+    """How the edges use one upstream key. ``sealed_key`` is None for a key of the edges' own
+    ``AIAPI_UPSTREAM_API_KEYS`` (``source`` "env"; its id is the key's fingerprint)."""
+
+    id: str
+    source: UpstreamKeySource
+    sealed_key: str | None = None
+    hint: str
+    base_url: str | None = None  # None: the edge's AIAPI_UPSTREAM_URL
+    organization: str = ""
+    weight: int = Field(default=1, ge=1, le=1000)
+    enabled: bool = True
+    removed: bool = False  # only for an "env" key: the operator took it out of the pool
+    models: tuple[str, ...] = ()  # empty: every model
+    updated_at: AwareDatetime
+
+
+class UpstreamError(Record):
+    at: AwareDatetime
+    outcome: str
+    detail: str
+
+
+class UpstreamKeyStatus(Record):
+    """One key as one edge sees it; the counters run from that edge's start."""
+
+    id: str
+    source: UpstreamKeySource
+    hint: str
+    base_url: str
+    organization: str = ""
+    weight: int = 1
+    enabled: bool = True
+    models: tuple[str, ...] = ()
+    health: str
+    requests: int = 0
+    errors: dict[str, int] = Field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    list_cost: Money = 0
+    recent_errors: tuple[UpstreamError, ...] = ()
+
+
+class UpstreamStatusReport(Record):
+    edge_id: str
+    reported_at: AwareDatetime
+    started_at: AwareDatetime
+    keys: tuple[UpstreamKeyStatus, ...] = ()

@@ -2,7 +2,9 @@
 
 Reads ``AIAPI_ADMIN_URL``, the accounts service's operator listener (default
 ``http://127.0.0.1:8088``, ``AIAPI_ADMIN_PORT``'s default; ``aiapi up`` prints it), and
-``AIAPI_ADMIN_TOKEN``.
+``AIAPI_ADMIN_TOKEN``: the bootstrap token, or a named operator's own token (``aiapi admin
+tokens create``; a support operator's token works for every read). Each write command takes
+``--reason``, which the audit log keeps with the operator's name.
 Exit status: 0 for a 2xx answer, 1 for an error answer (its JSON is printed all the same),
 2 for a usage error or an unreachable service.
 """
@@ -14,21 +16,16 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
 
+from aiapi_cli import admin_operators, admin_upstream
+from aiapi_cli.admin_call import Call
+from aiapi_cli.admin_operators import with_reason
+
 DEFAULT_URL = "http://127.0.0.1:8088"
-
-
-@dataclass(frozen=True)
-class Call:
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] | None = None
-    timeout_s: float = 30.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,17 +34,17 @@ def _parser() -> argparse.ArgumentParser:
 
     accounts = groups.add_parser("accounts", help="create, show, change accounts")
     acc = accounts.add_subparsers(dest="action", required=True)
-    create = acc.add_parser("create")
+    create = with_reason(acc.add_parser("create"))
     create.add_argument("--email", required=True)
     create.add_argument("--plan", choices=["basic", "pro"], default="basic")
     acc.add_parser("get").add_argument("id")
-    set_plan = acc.add_parser("set-plan")
+    set_plan = with_reason(acc.add_parser("set-plan"))
     set_plan.add_argument("id")
     set_plan.add_argument("plan", choices=["basic", "pro"])
-    acc.add_parser("suspend").add_argument("id")
-    acc.add_parser("activate").add_argument("id")
-    acc.add_parser(
-        "invite", help="a one-time token that lets the owner set a password"
+    with_reason(acc.add_parser("suspend")).add_argument("id")
+    with_reason(acc.add_parser("activate")).add_argument("id")
+    with_reason(
+        acc.add_parser("invite", help="a one-time token that lets the owner set a password")
     ).add_argument("id")
 
     adjust = groups.add_parser("adjust", help="credit (positive) or debit (negative) USD")
@@ -58,19 +55,21 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = groups.add_parser("keys", help="issue and revoke API keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
-    key_create = key_actions.add_parser("create")
+    key_create = with_reason(key_actions.add_parser("create"))
     key_create.add_argument("id")
     key_create.add_argument("--name", required=True)
-    revoke = key_actions.add_parser("revoke")
+    revoke = with_reason(key_actions.add_parser("revoke"))
     revoke.add_argument("id")
     revoke.add_argument("key_id")
 
     groups.add_parser("deposit-addresses").add_argument("id")
     groups.add_parser("deposits").add_argument("id")
 
-    sweep = groups.add_parser(
-        "sweep-plan",
-        help="balances of the deposit addresses per network and asset, as an unsigned plan",
+    sweep = with_reason(
+        groups.add_parser(
+            "sweep-plan",
+            help="balances of the deposit addresses per network and asset, as an unsigned plan",
+        )
     )
     sweep.add_argument("--to-evm", help="destination on every EVM network (0x...)")
     sweep.add_argument("--to-tron", help="destination on TRON (T...)")
@@ -79,10 +78,12 @@ def _parser() -> argparse.ArgumentParser:
 
     rates = groups.add_parser("rates", help="manual ETH/BTC rates")
     rate_actions = rates.add_subparsers(dest="action", required=True)
-    rate_set = rate_actions.add_parser("set")
+    rate_set = with_reason(rate_actions.add_parser("set"))
     rate_set.add_argument("asset", choices=["ETH", "BTC"])
     rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
     _catalogue_parser(groups)
+    admin_upstream.add_parser(groups)
+    admin_operators.add_parsers(groups)
     return parser
 
 
@@ -90,7 +91,9 @@ def _catalogue_parser(groups: Any) -> None:
     catalogue = groups.add_parser("catalogue", help="models, prices and aliases on sale")
     actions = catalogue.add_subparsers(dest="action", required=True)
     actions.add_parser("show")
-    model = actions.add_parser("set-model", help="add a model (with prices) or change one")
+    model = with_reason(
+        actions.add_parser("set-model", help="add a model (with prices) or change one")
+    )
     model.add_argument("model_id")
     model.add_argument("--display-name", required=True)
     model.add_argument("--context-window", type=int, default=200_000)
@@ -98,15 +101,15 @@ def _catalogue_parser(groups: Any) -> None:
     model.add_argument("--input", help="USD per million input tokens (a new model needs it)")
     model.add_argument("--output", help="USD per million output tokens (a new model needs it)")
     model.add_argument("--off-sale", action="store_true", help="stop selling it")
-    price = actions.add_parser("add-price", help="a price from a moment on")
+    price = with_reason(actions.add_parser("add-price", help="a price from a moment on"))
     price.add_argument("model_id")
     price.add_argument("--from", dest="effective_from", required=True, help="ISO time with zone")
     price.add_argument("--input", required=True)
     price.add_argument("--output", required=True)
-    alias = actions.add_parser("alias", help="serve and price ALIAS as MODEL")
+    alias = with_reason(actions.add_parser("alias", help="serve and price ALIAS as MODEL"))
     alias.add_argument("alias")
     alias.add_argument("model_id")
-    actions.add_parser("unalias").add_argument("alias")
+    with_reason(actions.add_parser("unalias")).add_argument("alias")
 
 
 def _catalogue_call(args: argparse.Namespace) -> Call:
@@ -150,13 +153,18 @@ def _accounts_call(args: argparse.Namespace) -> Call:
     return builders[args.action]()
 
 
-def to_call(args: argparse.Namespace) -> Call:
+def to_call(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Call:
     """The HTTP call a parsed command line stands for."""
     base = "/admin/v1/accounts"
+    if args.group in admin_operators.GROUPS:
+        return admin_operators.to_call(args, stdin)
     if args.group == "accounts":
         return _accounts_call(args)
     if args.group == "catalogue":
         return _catalogue_call(args)
+    if args.group == admin_upstream.GROUP:
+        method, path, body, timeout_s = admin_upstream.to_request(args, stdin)
+        return Call(method, path, body, None, timeout_s)
     if args.group == "adjust":
         headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
         body = {"amount_usd": args.amount, "reason": args.reason}
@@ -180,6 +188,7 @@ def admin_main(
     *,
     environ: Mapping[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
+    stdin: TextIO | None = None,
 ) -> int:
     env = os.environ if environ is None else environ
     try:
@@ -190,12 +199,21 @@ def admin_main(
     if not token:
         print("aiapi admin: set AIAPI_ADMIN_TOKEN (printed by `aiapi up`)", file=sys.stderr)
         return 2
-    call = to_call(args)
+    try:
+        call = to_call(args, stdin or sys.stdin)
+    except admin_upstream.KeyInputError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     url = env.get("AIAPI_ADMIN_URL", DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {token}", **(call.headers or {})}
+    reason = getattr(args, "reason", None)
+    if reason and args.group != "adjust":  # an adjustment carries its reason in the body
+        headers["Aiapi-Reason"] = quote(reason, safe=" ")
     try:
         with httpx.Client(base_url=url, timeout=call.timeout_s, transport=transport) as client:
-            answer = client.request(call.method, call.path, json=call.body, headers=headers)
+            answer = client.request(
+                call.method, call.path, json=call.body, headers=headers, params=call.params
+            )
     except httpx.HTTPError as exc:
         print(f"aiapi admin: cannot reach {url}: {type(exc).__name__}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiapi_shared.nats_permissions import ADMIN_USER, SERVICES, quoted, render_server_auth
+from aiapi_shared.upstream_seal import generate_keypair, public_of
 
 NATS_USERS: tuple[str, ...] = (*SERVICES, ADMIN_USER)
 
@@ -74,6 +75,13 @@ class LocalCredentials:
     directory: Path
     nats: NatsUsers
     postgres_password: str
+    # The upstream pool's seal (docs/security.md): the private half goes to the edges only, the
+    # public half (derived) to accounts, which seals the keys the operator adds.
+    upstream_seal_private: str
+
+    @property
+    def upstream_seal_public(self) -> str:
+        return public_of(self.upstream_seal_private)
 
     @classmethod
     def kept_in(cls, data_dir: Path) -> LocalCredentials:
@@ -84,4 +92,7 @@ class LocalCredentials:
             directory=directory,
             nats=NatsUsers.kept_in(directory),
             postgres_password=read_or_create_secret(directory / "postgres"),
+            upstream_seal_private=read_or_create_secret(
+                directory / "upstream-seal", lambda: generate_keypair()[0]
+            ),
         )

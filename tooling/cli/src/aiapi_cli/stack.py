@@ -31,7 +31,7 @@ _NATS_LOGIN = (
     "AIAPI_NATS_CREDS_FILE",
     "AIAPI_NATS_NKEY_FILE",
 )
-_SECRETS = ("AIAPI_DATABASE_URL", "AIAPI_ADMIN_TOKEN")
+_SECRETS = ("AIAPI_DATABASE_URL", "AIAPI_ADMIN_TOKEN", "AIAPI_UPSTREAM_SEAL_PRIVATE_KEY")
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,14 @@ def plan_stack(
     pick_port: Callable[[], int],
     nats_logins: Mapping[str, Mapping[str, str]] | None = None,
     cpus: int | None = None,
+    upstream_seal: tuple[str, str] | None = None,
 ) -> StackPlan:
     """The processes of one machine's deployment, in start order (edge last: it needs the rest).
 
     Each service gets only the secrets it uses: ``nats_logins[service]`` (its own NATS login,
     when ``aiapi up`` runs the NATS server), the database URL (not the edge), the operator token
-    (accounts only)."""
+    (accounts only), the upstream pool's seal: ``upstream_seal`` = (private, public), the private
+    half to the edge only, the public half to accounts."""
     edge_port = _port(environ, "AIAPI_EDGE_PORT", 8080)
     # The edge runs a worker per CPU (docs/edge.md, "Workers") unless told otherwise; said here
     # so that the banner shows it.
@@ -161,6 +163,9 @@ def plan_stack(
         "payments": {**database},
         "edge": {"AIAPI_EDGE_PORT": str(edge_port), "AIAPI_EDGE_WORKERS": str(edge_workers)},
     }
+    if upstream_seal is not None:
+        own["edge"]["AIAPI_UPSTREAM_SEAL_PRIVATE_KEY"] = upstream_seal[0]
+        own["accounts"]["AIAPI_UPSTREAM_SEAL_PUBLIC_KEY"] = upstream_seal[1]
     withheld = frozenset(_SECRETS + (_NATS_LOGIN if logins else ()))
     services: list[ServiceSpec] = []
     if uses_simulator:

@@ -24,6 +24,7 @@ import httpx
 import platformdirs
 import psycopg
 from aiapi_shared.nats_permissions import SERVICES
+from aiapi_shared.upstream_seal import public_of
 from psycopg import sql
 
 from aiapi_cli.credentials import LocalCredentials, NatsUsers, read_or_create_secret
@@ -94,11 +95,19 @@ class Stack:
             instance_id="up-" + secrets.token_hex(6),
             pick_port=free_port,
             nats_logins=logins,
+            upstream_seal=self._upstream_seal(credentials),
         )
         refuse_taken_ports(self.plan)
         self.supervisor = Supervisor(self.plan.services, log_dir=self.data_dir / "logs")
         self.supervisor.start_all()
         return self.plan
+
+    def _upstream_seal(self, credentials: LocalCredentials) -> tuple[str, str]:
+        """The operator's own pair when the environment gives one, else the data directory's."""
+        private = self.environ.get("AIAPI_UPSTREAM_SEAL_PRIVATE_KEY")
+        if private:
+            return private, self.environ.get("AIAPI_UPSTREAM_SEAL_PUBLIC_KEY") or public_of(private)
+        return credentials.upstream_seal_private, credentials.upstream_seal_public
 
     def _start_nats(self, users: NatsUsers) -> str:
         self.nats = EmbeddedNats(self.data_dir / "nats", authorization=users.server_config())
@@ -158,6 +167,8 @@ def _banner(plan: StackPlan, stack: Stack, demo: dict[str, str] | None) -> str:
         f"  Anthropic SDKs, Claude Code  base URL: {edge}/api/proxy",
         f"  OpenAI SDKs and tools        base URL: {edge}/api/proxy/v1",
         f"  Operator API                 {operator}/admin/v1   (docs: {operator}/docs)",
+        f"  Operator console             {operator}/admin/"
+        "   (aiapi admin operators create ... --password-stdin)",
         f"  Customer API                 http://127.0.0.1:{plan.accounts_port}/api/v1",
         f"  Operator token               {stack.admin_token}"
         f"   (aiapi admin: AIAPI_ADMIN_URL={operator})",

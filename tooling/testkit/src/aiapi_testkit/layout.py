@@ -76,6 +76,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "metering",
         "openai",
         "pool",
+        "upstream_keys",
         "verdict",
         "wire",
     ),
@@ -95,7 +96,14 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "sweep",
         "tickers",
     ),
-    "accounts": ("clientaddr", "domain", "schemas"),
+    "accounts": (
+        "clientaddr",
+        "domain",
+        "operators.audit",
+        "operators.domain",
+        "schemas",
+        "upstream_view",
+    ),
     "simulator": ("faults",),
 }
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,6 +15,7 @@ from aiapi_accounts.pages.render import Renderer
 from aiapi_accounts.pages.view import Pages
 
 PageHandler = Callable[[Request, Pages], Awaitable[Response]]
+T = TypeVar("T")
 
 _TABLE: tuple[tuple[str, str, PageHandler], ...] = (
     ("GET", "/", overview.overview_page),
@@ -44,19 +46,33 @@ _TABLE: tuple[tuple[str, str, PageHandler], ...] = (
 
 
 def page_routes() -> list[BaseRoute]:
-    pages = Pages(Renderer())
-    by_path: dict[str, dict[str, PageHandler]] = {}
-    for method, path, handler in _TABLE:
+    return [*table_routes(_TABLE, Pages(Renderer())), static_files()]
+
+
+def table_routes(
+    table: Iterable[tuple[str, str, Callable[[Request, T], Awaitable[Response]]]], shared: T
+) -> list[BaseRoute]:
+    """One route per path, dispatching on the method to ``handler(request, shared)`` (HEAD is
+    answered as GET). The dashboard's and the operator console's tables are built alike."""
+    by_path: dict[str, dict[str, Callable[[Request, T], Awaitable[Response]]]] = {}
+    for method, path, handler in table:
         by_path.setdefault(path, {})[method] = handler
     routes: list[BaseRoute] = []
     for path, methods in by_path.items():
 
-        async def dispatch(request: Request, methods: dict[str, PageHandler] = methods) -> Response:
+        async def dispatch(
+            request: Request,
+            methods: dict[str, Callable[[Request, T], Awaitable[Response]]] = methods,
+        ) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
-            return await methods[method](request, pages)
+            return await methods[method](request, shared)
 
         routes.append(Route(path, dispatch, methods=list(methods)))
-    routes.append(
-        Mount("/static", StaticFiles(packages=[("aiapi_accounts", "pages/static")]), name="static")
-    )
     return routes
+
+
+def static_files() -> Mount:
+    """The stylesheet and script, at ``/static`` (the dashboard and the console share them)."""
+    return Mount(
+        "/static", StaticFiles(packages=[("aiapi_accounts", "pages/static")]), name="static"
+    )
