@@ -74,11 +74,13 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "headers",
         "lease_math",
         "metering",
+        "metrics_merge",
         "openai",
         "pool",
         "upstream_keys",
         "verdict",
         "wire",
+        "worker_plan",
     ),
     "payments": (
         "addresses",
