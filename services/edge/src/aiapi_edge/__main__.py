@@ -13,8 +13,6 @@ from pathlib import Path
 
 from aiapi_shared.runner import Listener, Plan, launch, load_settings
 
-from aiapi_edge.app import create_app
-from aiapi_edge.http_guard import guarded_protocol
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.supervisor import WorkerSupervisor
 from aiapi_edge.worker_plan import cpu_quota, worker_count
@@ -40,6 +38,10 @@ def plan() -> Plan:
 
 
 def _edge(settings: EdgeSettings) -> Plan:
+    # Imported here: a supervisor never loads the application (tens of MiB it would hold idle).
+    from aiapi_edge.app import create_app
+    from aiapi_edge.http_guard import guarded_protocol
+
     if settings.edge_supervisor_pid is not None:
         die_with(settings.edge_supervisor_pid)
     app = create_app(settings)
