@@ -151,6 +151,17 @@ async def bench(stack: Stack, seconds: float, concurrency: int, accounts: int) -
         f" responses' usage costs {format_usd(sum(cold.spent.values()))} USD:"
         f" {'exact, no hold left' if cold_ok else 'MISMATCH'}"
     )
+    if not cold_ok:
+        held = [
+            (settled[c.account_id][0] - settled[c.account_id][1], settled[c.account_id][0])
+            for c in cold_set
+        ]
+        print(
+            f"  not yet settled or released after 180 s: {sum(1 for h, _ in held if h)} accounts"
+            f" still hold {format_usd(sum(h for h, _ in held))} USD; balances off by"
+            f" {format_usd(sum(b for _, b in held) - sum(expected[c.account_id] for c in cold_set))}"
+            " USD (a lease or hold whose close was lost expires AIAPI_HOLD_TTL_S after its window)"
+        )
     return cold_ok
 
 
