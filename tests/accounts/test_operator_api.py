@@ -97,7 +97,22 @@ async def test_get_account_carries_plan_status_and_balances_from_billing(running
     assert body["id"] == account_id
     assert (body["plan"], body["status"]) == ("basic", "active")
     assert (body["balance_usd"], body["available_usd"]) == ("12.50", "10.25")
+    assert body["owed_usd"] == "0.00"
     assert seen == [{"account_id": account_id}]
+
+
+async def test_get_account_shows_what_an_account_below_zero_owes(running: Running) -> None:
+    account_id = await running.new_account()
+    below = {"balance": "-0.0044", "available": "-0.0044", "open_holds": "0", "version": 7}
+    await respond(
+        running.bus,
+        billing_api.ACCOUNT_SUBJECT,
+        lambda request: {"account_id": request["account_id"], **below},
+    )
+    answer = await running.admin.get(f"/admin/v1/accounts/{account_id}", headers=ADMIN)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["balance_usd"], body["owed_usd"]) == ("-0.0044", "0.0044")
 
 
 async def test_get_unknown_account_is_404(running: Running) -> None:

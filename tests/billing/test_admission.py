@@ -142,3 +142,14 @@ async def test_admission_recovers_at_once_after_postgres_restarts(
     finally:
         await service.stop()
     await assert_books_balance(restartable_postgres.url)
+
+
+async def test_the_hold_is_taken_at_the_premium_the_edge_names(billing: Service, bus: Bus) -> None:
+    await credit(bus, "acc_premium", "1.00")
+    # sonnet basic, inference_geo "us" over the long-context threshold: input 2.2x, output 1.65x.
+    asked = admission("acc_premium").model_copy(
+        update={"input_premium_bps": 22_000, "output_premium_bps": 16_500}
+    )
+    held = await admit(bus, asked)
+    assert held.decision == "admit"
+    assert held.hold_amount == parse_usd("0.0009") * 22 // 10 + parse_usd("0.0045") * 165 // 100

@@ -114,3 +114,18 @@ def test_rate_tokens_count_everything_but_cache_reads() -> None:
         cache_creation_1h_input_tokens=4,
     )
     assert rate_tokens(usage) == 37
+
+
+def test_hold_is_taken_at_the_requested_premium() -> None:
+    plain = hold_nano(2000, 1000, SONNET, discount_bps=7000, multipliers=MULT)
+    premium = hold_nano(
+        2000,
+        1000,
+        SONNET,
+        discount_bps=7000,
+        multipliers=MULT,
+        input_premium_bps=22_000,
+        output_premium_bps=16_500,
+    )
+    assert premium == parse_usd("0.0018") * 22 // 10 + parse_usd("0.0045") * 165 // 100
+    assert premium > plain

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 
 import httpx
+from aiapi_shared import billing_api
 from aiapi_shared.bus import Bus
 
-from tests.accounts.conftest import Running, make_settings, run_app, running
+from tests.accounts.conftest import Running, make_settings, respond, run_app, running
 
 __all__ = ["running"]
 from tests.dashboard.conftest import HIDDEN_CSRF, PASSWORD
@@ -257,3 +258,24 @@ async def test_page_changes_count_against_the_accounts_writes_per_minute(
         assert "account changes per minute" in third.text
         names = [k["name"] for k in (await app.client.get("/api/v1/account/keys")).json()]
         assert sorted(names) == ["one", "two"]
+
+
+async def test_the_overview_shows_what_an_account_below_zero_owes(running: Running) -> None:
+    await sign_up_and_in(running.client, "owen@example.com")
+    balances = {"balance": "1.25", "available": "1.25", "open_holds": "0", "version": 1}
+    await respond(
+        running.bus,
+        billing_api.ACCOUNT_SUBJECT,
+        lambda request: {"account_id": request["account_id"], **balances},
+    )
+    await respond(running.bus, billing_api.DAILY_KEY_USAGE_SUBJECT, lambda _: {"rows": []})
+    in_credit = await running.client.get("/")
+    assert in_credit.status_code == 200
+    assert 'id="balance">1.25<' in in_credit.text
+    assert 'id="owed"' not in in_credit.text
+
+    balances.update(balance="-0.0044", available="-0.0044", version=2)
+    owing = await running.client.get("/")
+    assert owing.status_code == 200
+    assert 'id="owed">0.0044<' in owing.text
+    assert 'href="/top-up"' in owing.text

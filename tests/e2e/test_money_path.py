@@ -6,13 +6,20 @@ upstream, the official SDKs as clients. This is the contract a reseller relies o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 
 import httpx
 import openai
 import pytest
+from aiapi_cli.credentials import NatsUsers
+from aiapi_cli.embedded import EmbeddedNats
+from aiapi_shared.bus import Bus
+from aiapi_shared.events.records_v1 import BALANCES_BUCKET, BalanceSnapshot
 from aiapi_shared.money import parse_usd
+from aiapi_testkit.plugin import admin_options
 
 from .support import (
     HAIKU_BASIC_INPUT_NANO,
@@ -248,9 +255,35 @@ def test_an_operator_sells_a_new_model_and_an_alias_without_a_deploy(
         assert record.json()["model"] == "claude-next-5"
 
 
-def test_the_cost_header_equals_the_settled_debit_on_every_route(
-    deployment: Deployment, closer: contextlib.ExitStack
+async def _published_balance(nats: EmbeddedNats, users: NatsUsers, account_id: str) -> int | None:
+    """The balance billing last published for the account (the snapshot the edge mirrors)."""
+    bus = await Bus.connect(nats.url, name="aiapi-test-balances", options=admin_options(users))
+    seen: dict[str, bytes | None] = {}
+    ready, stop = asyncio.Event(), asyncio.Event()
+    watch = asyncio.create_task(
+        bus.watch_kv(BALANCES_BUCKET, seen.__setitem__, ready=ready, stop=stop)
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=10)
+    finally:
+        stop.set()
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+        await bus.close()
+    value = seen.get(account_id)
+    return None if value is None else BalanceSnapshot.model_validate_json(value).balance
+
+
+def test_the_cost_and_balance_headers_equal_the_settled_debit_and_balance_on_every_route(
+    deployment: Deployment,
+    closer: contextlib.ExitStack,
+    strict_nats_server: EmbeddedNats,
+    nats_users: NatsUsers,
 ) -> None:
+    """One request at a time (nothing else in flight, the plain case of ``aiapi-balance-usd``),
+    read through the official SDKs' raw response API: ``aiapi-cost-usd`` is the debit billing
+    settles, ``aiapi-balance-usd`` the balance it settles to."""
     with deployment.admin() as admin:
         account_id, _, key = open_account(admin, "10.00")
         claude = closer.enter_context(deployment.sdk(key))
@@ -261,31 +294,31 @@ def test_the_cost_header_equals_the_settled_debit_on_every_route(
         )
         search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
 
-        def anthropic_call(text: str) -> tuple[str, str]:
+        def anthropic_call(text: str) -> Mapping[str, str]:
             raw = claude.messages.with_raw_response.create(
                 model="claude-sonnet-4-6",
                 max_tokens=100,
                 messages=[{"role": "user", "content": text}],
                 tools=[search],  # type: ignore[list-item]
             )
-            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
+            return raw.headers
 
-        def chat_call() -> tuple[str, str]:
+        def chat_call() -> Mapping[str, str]:
             raw = gpt.chat.completions.with_raw_response.create(
                 model="claude-haiku-4-5",
                 max_tokens=100,
                 messages=[{"role": "user", "content": "[[reply: chat]]"}],
             )
-            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
+            return raw.headers
 
-        def responses_call() -> tuple[str, str]:
+        def responses_call() -> Mapping[str, str]:
             raw = gpt.responses.with_raw_response.create(
                 model="claude-haiku-4-5",
                 max_output_tokens=100,
                 input=[{"role": "user", "content": "[[reply: responses]]"}],
                 store=False,
             )
-            return raw.headers["request-id"], raw.headers["aiapi-cost-usd"]
+            return raw.headers
 
         calls = [
             lambda: anthropic_call("[[usage: web_search_requests=2]] [[reply: searched]]"),
@@ -295,11 +328,24 @@ def test_the_cost_header_equals_the_settled_debit_on_every_route(
         ]
         for call in calls:
             before = account_balance(admin, account_id)
-            request_id, header = call()
-            quoted = parse_usd(header)
+
+            def published(expected: int = before) -> bool:
+                seen = asyncio.run(_published_balance(strict_nats_server, nats_users, account_id))
+                return seen == expected
+
+            def settled(previous: int = before) -> bool:
+                return account_balance(admin, account_id) != previous
+
+            # The edge has heard billing's settled balance (its KV snapshot) before the request.
+            eventually(published)
+            headers = call()
+            request_id, quoted = headers["request-id"], parse_usd(headers["aiapi-cost-usd"])
+            left = parse_usd(headers["aiapi-balance-usd"])
             assert quoted > 0
-            eventually(lambda before=before: account_balance(admin, account_id) != before)
+            assert left == before - quoted
+            eventually(settled)
             assert before - account_balance(admin, account_id) == quoted
+            assert account_balance(admin, account_id) == left
             record = httpx.get(
                 f"{deployment.edge_url}/v1/usage/requests/{request_id}",
                 headers={"x-api-key": key},

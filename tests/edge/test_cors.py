@@ -84,7 +84,13 @@ async def test_answers_carry_the_origin_and_expose_the_request_headers(env: Edge
     for answer in (ok, refused):  # errors too, or the page could not read them
         assert answer.headers["access-control-allow-origin"] == "*"
         exposed = answer.headers["access-control-expose-headers"].split(", ")
-        assert exposed == ["request-id", "x-request-id", "retry-after", "aiapi-cost-usd"]
+        assert exposed == [
+            "request-id",
+            "x-request-id",
+            "retry-after",
+            "aiapi-cost-usd",
+            "aiapi-balance-usd",
+        ]
     assert refused.status_code == 401
     assert "access-control-allow-origin" not in health.headers
 

@@ -166,3 +166,39 @@ async def test_the_admission_carries_the_server_tools_worst_case(env: EdgeEnv) -
     )
     [asked] = env.billing.requests
     assert asked.server_tools_nano == 5 * 10_000_000
+
+
+def test_a_hold_is_taken_at_the_premiums_the_request_asks_for() -> None:
+    from datetime import UTC, datetime
+
+    from aiapi_edge.estimate import hold_premium
+    from aiapi_shared.catalogue import default_catalogue
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    catalogue = default_catalogue()
+
+    def premium(body: dict[str, object], window: int, tokens: int) -> tuple[int, int]:
+        return hold_premium(body, catalogue, now, context_window=window, input_tokens=tokens)
+
+    assert premium({}, 200_000, 150_000) == (10_000, 10_000)
+    assert premium({"inference_geo": "us"}, 200_000, 150_000) == (11_000, 11_000)
+    assert premium({"inference_geo": "global"}, 200_000, 150_000) == (10_000, 10_000)
+    # Over the 200K threshold on a model whose window goes beyond it: 2x input, 1.5x output.
+    assert premium({}, 1_000_000, 200_001) == (20_000, 15_000)
+    assert premium({}, 1_000_000, 200_000) == (10_000, 10_000)
+    assert premium({}, 200_000, 200_001) == (10_000, 10_000)  # a 200K model: never
+    assert premium({"inference_geo": "us"}, 1_000_000, 300_000) == (22_000, 16_500)
+    # An option allowed unpriced (AIAPI_EDGE_UNPRICED_ALLOW) is held at 1x.
+    assert premium({"speed": "fast"}, 200_000, 10) == (10_000, 10_000)
+
+
+async def test_the_admission_carries_the_premium_and_billing_would_hold_it(env: EdgeEnv) -> None:
+    sdk = env.anthropic()
+    await sdk.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=20,
+        messages=[{"role": "user", "content": "where"}],
+        extra_body={"inference_geo": "us"},
+    )
+    [asked] = env.billing.requests
+    assert (asked.input_premium_bps, asked.output_premium_bps) == (11_000, 11_000)

@@ -4,10 +4,13 @@ budget with an error event, and the usage generated until then is recorded."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import orjson
 import pytest
+from aiapi_edge.budget import HoldBudget
 from aiapi_shared.admission import (
     EXTEND_SUBJECT,
     AdmissionReply,
@@ -15,6 +18,7 @@ from aiapi_shared.admission import (
     HoldExtensionRequest,
 )
 from aiapi_shared.bus import Bus
+from aiapi_shared.catalogue import default_catalogue
 
 from .conftest import EdgeEnv
 from .support import usage_events
@@ -86,10 +90,10 @@ async def test_a_refused_extension_ends_the_stream_at_the_held_budget(env: EdgeE
     assert last.startswith("event: error\ndata: ")
     error = orjson.loads(last.split("data: ", 1)[1])
     assert error["error"]["type"] == "insufficient_balance"
-    # One chunk asked for (a quarter of max_tokens), refused once, never asked again.
-    assert [(r.hold_id, r.additional_output_tokens) for r in extensions.requests] == [
-        ("hold_small", 1024)
-    ]
+    # One chunk asked for (a quarter of max_tokens, and what the stream had already spent past
+    # the hold), refused once, never asked again.
+    (asked,) = extensions.requests
+    assert asked.hold_id == "hold_small" and asked.additional_output_tokens >= 1024
     (event,) = await usage_events(env.bus, 1)
     assert event.outcome == "stream_error" and event.hold_id == "hold_small"
     # Metered up to the budget: some output, far from the 300 tokens the upstream would send.
@@ -106,7 +110,7 @@ async def test_granted_extensions_let_the_stream_finish(env: EdgeEnv) -> None:
         "event: message_stop" in text and "event: error" not in text
     )
     assert len(extensions.requests) >= 1
-    assert all(r.additional_output_tokens == 1024 for r in extensions.requests)
+    assert all(r.additional_output_tokens >= 1024 for r in extensions.requests)
     (event,) = await usage_events(env.bus, 1)
     assert event.outcome == "ok" and event.usage.output_tokens == 300
 
@@ -140,24 +144,25 @@ async def test_a_stream_without_a_known_hold_is_never_cut(env: EdgeEnv, hold: in
     assert extensions.requests == []
 
 
-def test_the_budget_prices_like_billing_and_estimates_output_from_delta_bytes() -> None:
-    from datetime import UTC, datetime
-
-    from aiapi_edge.budget import HoldBudget
-    from aiapi_shared.catalogue import default_catalogue
-
+def haiku_budget(held: int, max_tokens: int, **more: Any) -> HoldBudget:
+    """A budget of claude-haiku-4-5 on the Basic plan (0.30 USD/Mtok in, 1.50 out)."""
     catalogue = default_catalogue()
     haiku = catalogue.model("claude-haiku-4-5")
     assert haiku is not None
     price = haiku.price_at(datetime.now(UTC))
     assert price is not None
-    budget = HoldBudget(
-        held=2_000_000,
+    return HoldBudget(
+        held=held,
         price=price,
         discount_bps=catalogue.plan("basic").discount_bps,
         multipliers=catalogue.cache_multipliers_bps,
-        max_tokens=8192,
+        max_tokens=max_tokens,
+        **more,
     )
+
+
+def test_the_budget_prices_like_billing_and_estimates_output_from_delta_bytes() -> None:
+    budget = haiku_budget(2_000_000, 8192)
     assert budget.chunk_tokens == 2048  # a quarter of max_tokens, at least 1,024
     # Basic haiku: 0.30 USD/Mtok in, 1.50 out; a 1-hour cache write costs 2x input.
     usage = {
@@ -175,3 +180,87 @@ def test_the_budget_prices_like_billing_and_estimates_output_from_delta_bytes() 
     assert budget.projected({"input_tokens": 1000}) == 300_000 + 600_000
     assert budget.running_low(900_000)  # less than half a chunk (1,024 tokens) left
     assert not budget.running_low(300_000)
+
+
+# Haiku, Basic plan: a search costs 0.01 USD x 30% = 3,000,000 nano-USD. This hold covers the
+# tokens and the ten searches a web_search tool without max_uses is held for, not twelve.
+SEARCH_HOLD = 35_000_000
+SEARCH_NANO = 3_000_000
+
+
+def searching_body(searches: int, *, stall_in: int) -> dict[str, object]:
+    # "[[reply: ok]]" is one delta and each search's empty input one more (after its block's
+    # start), so a stall after 1 + (N - 1) deltas stops the stream inside the N-th search.
+    stall = f"[[fail: stall after={stall_in} seconds=2]]"
+    return {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 1000,
+        "stream": True,
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        "messages": [
+            {
+                "role": "user",
+                "content": "[[reply: ok]] " + "[[tool: web_search]] " * searches + stall,
+            }
+        ],
+    }
+
+
+async def test_server_tools_seen_mid_stream_extend_the_hold(env: EdgeEnv) -> None:
+    env.billing.reply = AdmissionReply(
+        decision="admit", hold_id="hold_search", hold_amount=SEARCH_HOLD
+    )
+    extensions = await serve_extensions(env.bus, grant=True)
+    text = await stream_text(env, "/v1/messages", searching_body(14, stall_in=12))
+    assert "event: message_stop" in text and "event: error" not in text
+    # Tokens alone never come near the hold: the searches past the tenth asked for more, enough
+    # (at the plain output price billing extends by) for what they had spent past the hold.
+    assert extensions.requests
+    first = extensions.requests[0]
+    assert first.hold_id == "hold_search"
+    assert first.additional_output_tokens * 1_500 >= 12 * SEARCH_NANO - SEARCH_HOLD
+    (event,) = await usage_events(env.bus, 1)
+    assert event.outcome == "ok" and event.usage.web_search_requests == 14
+
+
+async def test_a_refused_extension_for_server_tools_cuts_the_stream_and_bills_the_searches(
+    env: EdgeEnv,
+) -> None:
+    env.billing.reply = AdmissionReply(
+        decision="admit", hold_id="hold_search", hold_amount=SEARCH_HOLD
+    )
+    extensions = await serve_extensions(env.bus, grant=False)
+    text = await stream_text(env, "/v1/messages", searching_body(14, stall_in=12))
+    assert "event: message_stop" not in text
+    last = text.rstrip().rsplit("\n\n", 1)[-1]
+    assert orjson.loads(last.split("data: ", 1)[1])["error"]["type"] == "insufficient_balance"
+    assert [r.hold_id for r in extensions.requests] == ["hold_search"]
+    (event,) = await usage_events(env.bus, 1)
+    # Cut before the upstream's final count: the twelve searches the stream showed are billed.
+    assert event.outcome == "stream_error" and event.usage.web_search_requests == 12
+
+
+def test_the_budget_counts_server_tools_and_premiums_and_asks_for_what_covers_them() -> None:
+    budget = haiku_budget(
+        10_000_000,
+        4096,
+        premium=(11_000, 11_000),  # asked for inference_geo "us"
+        reported_premium=lambda meters: (10_000, 20_000 if meters.get("speed") else 10_000),
+        tool_prices={"web_search_requests": 10_000_000},
+    )
+    # 1,000 input tokens at 1.1x: 330,000 nano; three searches seen: 9,000,000.
+    for _ in range(3):
+        budget.server_tool("web_search_requests")
+    assert budget.projected({"input_tokens": 1000}) == 330_000 + 9_000_000
+    # The upstream's count replaces what was seen when larger.
+    reported = {"input_tokens": 1000, "server_tool_use": {"web_search_requests": 4}}
+    assert budget.projected(reported) == 330_000 + 12_000_000
+    # A premium the usage shows beyond the requested one is priced too (output 2x > 1.1x).
+    fast = {"output_tokens": 1000, "speed": "fast"}
+    assert budget.projected(fast) == 1_500_000 * 2 + 9_000_000
+    # Over the hold by 2,330,000: the extension covers that and a chunk (1,024 tokens) at 1.1x.
+    over = budget.projected(reported) - budget.held
+    tokens = budget.extension_tokens(budget.projected(reported))
+    assert tokens * 1_500 >= over + 1024 * 1_500 * 11_000 // 10_000
+    assert (tokens - 1) * 1_500 < over + 1024 * 1_500 * 11_000 // 10_000
+    assert budget.running_low(budget.projected(reported))

@@ -71,8 +71,12 @@ def test_an_admission_request_validates_as_the_contracts_request() -> None:
         estimated_input_tokens=100,
         max_tokens=4096,
         started_at=STARTED,
+        server_tools_nano=100_000_000,
+        input_premium_bps=22_000,
+        output_premium_bps=16_500,
     )
     request = AdmissionRequest.model_validate_json(raw)
+    assert (request.input_premium_bps, request.output_premium_bps) == (22_000, 16_500)
     assert orjson.loads(raw) == orjson.loads(request.model_dump_json())
 
 

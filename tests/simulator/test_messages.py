@@ -79,6 +79,29 @@ def test_several_tools_in_one_turn_stream_and_accumulate(client: anthropic.Anthr
     assert created.model_dump(exclude={"id"}) == final.model_dump(exclude={"id"})
 
 
+def test_a_declared_server_tool_is_a_server_tool_use_block_counted_in_usage(
+    client: anthropic.Anthropic,
+) -> None:
+    prompt = '[[reply: Searching.]] [[tool: web_search {"query": "a"}]] [[tool: web_search]]'
+    params: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 500,
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        "messages": user(prompt),
+    }
+    with client.messages.stream(**params) as stream:
+        started = [e.content_block.type for e in stream if e.type == "content_block_start"]
+        final = stream.get_final_message()
+    assert started == ["text", "server_tool_use", "server_tool_use"]
+    assert final.stop_reason == "end_turn"  # the upstream runs its own tools: the turn goes on
+    assert final.content[1].type == "server_tool_use"
+    assert final.content[1].id.startswith("srvtoolu_")
+    assert final.usage.server_tool_use is not None
+    assert final.usage.server_tool_use.web_search_requests == 2
+    created = client.messages.create(**params)
+    assert created.model_dump(exclude={"id"}) == final.model_dump(exclude={"id"})
+
+
 def test_forced_tool_choice_builds_input_from_the_schema(client: anthropic.Anthropic) -> None:
     message = client.messages.create(
         model=MODEL,

@@ -35,6 +35,15 @@ class AdmissionRequest(Record):
         description="the worst case of the server tools the request allows (max_uses x the"
         " tool's price), at list price: held after the plan's discount",
     )
+    input_premium_bps: int = Field(
+        default=10_000,
+        ge=10_000,
+        description="the factor (basis points) the long-context premium and the priced options"
+        " the request asks for (inference_geo, speed, service_tier) put on input tokens",
+    )
+    output_premium_bps: int = Field(
+        default=10_000, ge=10_000, description="the same factor on output tokens"
+    )
 
 
 Decision = Literal[

@@ -55,6 +55,11 @@ def format_usd(nano: int) -> str:
     return f"{sign}{whole}.{frac_text}"
 
 
+def owed(balance: int) -> int:
+    """What an account owes: the settled balance's shortfall below zero (0 when it is not)."""
+    return max(0, -balance)
+
+
 def _validate_money(value: Any) -> int:
     if isinstance(value, (bool, float)):
         raise MoneyFormatError("money is never a float or a bool")

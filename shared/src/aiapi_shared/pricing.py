@@ -13,6 +13,7 @@ integer until the one division at the end, so the only rounding is a single ceil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,32 +84,66 @@ def _meter(catalogue: Catalogue, meter: str, moment: datetime) -> MeterPoint:
 
 def long_context_applies(usage: Usage, catalogue: Catalogue, context_window: int) -> bool:
     """Input over the threshold, on a model whose context window goes beyond it (1M)."""
+    return over_long_context(input_total(usage), catalogue, context_window)
+
+
+def over_long_context(input_tokens: int, catalogue: Catalogue, context_window: int) -> bool:
     threshold = catalogue.long_context
     return (
         threshold is not None
         and context_window > threshold.threshold_tokens
-        and input_total(usage) > threshold.threshold_tokens
+        and input_tokens > threshold.threshold_tokens
     )
+
+
+def _factors(
+    points: list[MeterPoint | None],
+) -> tuple[int, int]:
+    """The input and output factors of the multiplier meters, one per slot (each over BPS; an
+    empty slot is 1x), so each product is over BPS ** (1 + len(OPTION_METERS))."""
+    input_factor = output_factor = 1
+    for point in points:
+        input_factor *= BPS if point is None else point.input_bps
+        output_factor *= BPS if point is None else point.output_bps
+    return input_factor, output_factor
 
 
 def _multipliers(
     usage: Usage, catalogue: Catalogue, moment: datetime, context_window: int
 ) -> tuple[int, int]:
     """The input and output factors (each over BPS ** (1 + len(OPTION_METERS)))."""
-    if long_context_applies(usage, catalogue, context_window):
-        premium = _meter(catalogue, LONG_CONTEXT, moment)
-        input_factor, output_factor = premium.input_bps, premium.output_bps
-    else:
-        input_factor = output_factor = BPS
+    points: list[MeterPoint | None] = [
+        _meter(catalogue, LONG_CONTEXT, moment)
+        if long_context_applies(usage, catalogue, context_window)
+        else None
+    ]
     for option, value in zip(OPTION_METERS, _options(usage), strict=True):
-        if value:  # not reported: the standard price
-            point = _meter(catalogue, f"{option}:{value}", moment)
-            input_factor *= point.input_bps
-            output_factor *= point.output_bps
-        else:
-            input_factor *= BPS
-            output_factor *= BPS
-    return input_factor, output_factor
+        # Not reported: the standard price.
+        points.append(_meter(catalogue, f"{option}:{value}", moment) if value else None)
+    return _factors(points)
+
+
+def premium_bps(
+    catalogue: Catalogue,
+    moment: datetime,
+    *,
+    context_window: int,
+    input_tokens: int,
+    options: Mapping[str, str],
+) -> tuple[int, int]:
+    """The input and output factors (over BPS, rounded up) that the long-context premium and the
+    option meters (``options``: ``service_tier``/``inference_geo``/``speed`` -> value) put on a
+    request's token cost, for a hold: a meter without a price counts 1x here (the operator
+    allowed it unpriced; the request was refused otherwise), and no factor is below 1x (a hold
+    never shrinks)."""
+    long_context = over_long_context(input_tokens, catalogue, context_window)
+    points = [catalogue.meter_at(LONG_CONTEXT, moment) if long_context else None]
+    for option in OPTION_METERS:
+        value = options.get(option, "")
+        points.append(catalogue.meter_at(f"{option}:{value}", moment) if value else None)
+    input_factor, output_factor = _factors(points)
+    scale = BPS ** len(OPTION_METERS)
+    return max(BPS, ceil_div(input_factor, scale)), max(BPS, ceil_div(output_factor, scale))
 
 
 def list_cost_units(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aiapi_shared.billing_api import AdjustCommand
+from aiapi_shared.money import owed
 from aiapi_shared.payments_api import (
     Deposit,
     DepositAddress,
@@ -50,6 +51,7 @@ async def _with_balance(request: Request, account_id: str) -> Response:
             **AccountAnswer.of(account).model_dump(),
             balance_usd=balance.balance,
             available_usd=balance.available,
+            owed_usd=owed(balance.balance),
         )
     )
 

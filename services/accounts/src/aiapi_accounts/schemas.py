@@ -94,6 +94,10 @@ class AccountAnswer(Answer):
 class AccountWithBalanceAnswer(AccountAnswer):
     balance_usd: Money = Field(description="settled balance")
     available_usd: Money = Field(description="balance less open holds")
+    owed_usd: Money = Field(
+        description="what the account owes: minus the settled balance when it is below zero,"
+        ' else "0.00"; its requests are refused (402) until a top-up covers it'
+    )
 
 
 class AdjustmentAnswer(Answer):

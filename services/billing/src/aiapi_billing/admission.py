@@ -84,6 +84,8 @@ class Admitter:
             price,
             discount_bps=plan.discount_bps,
             multipliers=self._catalogue.cache_multipliers_bps,
+            input_premium_bps=req.input_premium_bps,
+            output_premium_bps=req.output_premium_bps,
         ) + discounted(req.server_tools_nano, plan.discount_bps)
         tokens = min(req.estimated_input_tokens + req.max_tokens, plan.tokens_per_minute)
         params = AdmitParams(req.request_id, req.account_id, req.model, req.plan, req.started_at,

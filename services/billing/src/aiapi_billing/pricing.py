@@ -45,10 +45,17 @@ def hold_nano(
     *,
     discount_bps: int,
     multipliers: CacheMultipliers,
+    input_premium_bps: int = BPS,
+    output_premium_bps: int = BPS,
 ) -> int:
-    """The worst case a request may cost: its estimated input plus every token it may generate."""
-    worst = Usage(input_tokens=estimated_input_tokens, output_tokens=max_tokens)
-    return cost_nano(worst, price, discount_bps=discount_bps, multipliers=multipliers)
+    """The worst case a request may cost: its estimated input plus every token it may generate,
+    each times the premium (long context, region, tier, speed) the request asks for."""
+    del multipliers  # plain input and output only: no cache multiple applies to a hold
+    list_price = (
+        estimated_input_tokens * price.input_nano_per_mtok * input_premium_bps
+        + max_tokens * price.output_nano_per_mtok * output_premium_bps
+    )
+    return _ceil_div(list_price * (BPS - discount_bps), _DENOMINATOR)
 
 
 def extension_nano(

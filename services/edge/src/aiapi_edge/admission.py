@@ -29,6 +29,7 @@ from aiapi_shared.admission import (
 from aiapi_shared.bus import Bus, BusError
 from aiapi_shared.catalogue import ModelEntry
 from aiapi_shared.errors import Problem
+from aiapi_shared.pricing import BPS
 
 from aiapi_edge import wire
 from aiapi_edge.allowance import OfflineAllowance, estimated_cost
@@ -56,6 +57,9 @@ class AdmissionAsk:
     max_tokens: int
     started_at: datetime
     server_tools_nano: int = 0  # list price of the server tools' worst case
+    # The factors (bps) the long-context premium and the requested options put on tokens.
+    input_premium_bps: int = BPS
+    output_premium_bps: int = BPS
 
     def to_json(self) -> bytes:
         return wire.admission_request(
@@ -68,6 +72,8 @@ class AdmissionAsk:
             max_tokens=self.max_tokens,
             started_at=self.started_at,
             server_tools_nano=self.server_tools_nano,
+            input_premium_bps=self.input_premium_bps,
+            output_premium_bps=self.output_premium_bps,
         )
 
 
@@ -169,7 +175,11 @@ class Admitter:
             self._metrics.admissions.labels("offline_no_snapshot").inc()
             raise _cannot_admit()
         cost = request.server_tools_nano + estimated_cost(
-            model, request.started_at, request.estimated_input_tokens, request.max_tokens
+            model,
+            request.started_at,
+            request.estimated_input_tokens,
+            request.max_tokens,
+            (request.input_premium_bps, request.output_premium_bps),
         )
         if snapshot.available < cost:
             self._metrics.admissions.labels("offline_insufficient_balance").inc()

@@ -18,6 +18,7 @@ from datetime import datetime
 from aiapi_shared.catalogue import ModelEntry
 from aiapi_shared.money import Money
 
+_BPS = 10_000
 _TOKENS_PER_MTOK = 1_000_000
 
 
@@ -26,10 +27,21 @@ def estimate_input_tokens(body_size: int) -> int:
     return body_size // 4 + 1
 
 
-def estimated_cost(model: ModelEntry, at: datetime, input_tokens: int, max_tokens: int) -> Money:
+def estimated_cost(
+    model: ModelEntry,
+    at: datetime,
+    input_tokens: int,
+    max_tokens: int,
+    premium: tuple[int, int] = (_BPS, _BPS),
+) -> Money:
+    """The list price of the input estimate and ``max_tokens`` at ``premium`` (bps on input and
+    output: long context, region, ...), rounded up."""
     price = model.price_at(at) or max(model.prices, key=lambda p: p.effective_from)
-    nano = price.input_usd_per_mtok * input_tokens + price.output_usd_per_mtok * max_tokens
-    return -(-nano // _TOKENS_PER_MTOK)  # rounded up
+    nano = (
+        price.input_usd_per_mtok * input_tokens * premium[0]
+        + price.output_usd_per_mtok * max_tokens * premium[1]
+    )
+    return -(-nano // (_TOKENS_PER_MTOK * _BPS))  # rounded up
 
 
 class OfflineAllowance:

@@ -11,11 +11,20 @@ bytes of the content deltas, because the upstream reports output tokens only in 
 is the smallest JSON around a delta's text; 3 bytes a token over-estimates English, about 4
 bytes a token, and matches CJK text, 3 UTF-8 bytes a character). A reported count replaces the
 estimate when larger. Over-estimating is the safe side: an extension is asked for a little early.
+
+Beyond tokens, the projection counts what else the stream has made the upstream bill so far: the
+server tools it used (each ``server_tool_use`` block the stream opens is one request of its tool's
+meter, or the upstream's reported count when larger) at their unit price, and the tokens at the
+premium the request is billed at (long context, region, tier, speed: the larger of what the hold
+was taken at and what the reported usage shows). The hold already holds the tools' worst case
+(``max_uses``), so they grow it only beyond that, e.g. a tool without ``max_uses`` used more than
+ten times. Billing extends a hold by output tokens at the plain price, so an extension asks for
+as many of those as cover the next chunk at the premium plus what the projection is already over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiapi_shared.catalogue import CacheMultipliers, PricePoint
@@ -27,6 +36,12 @@ _PER_MTOK = 1_000_000
 DELTA_OVERHEAD_BYTES = 80
 BYTES_PER_TOKEN = 3
 MIN_CHUNK_TOKENS = 1024
+# The input and output factors (bps) of the meters a request is billed at, from its meters so far.
+Premium = Callable[[Mapping[str, int | str]], tuple[int, int]]
+
+
+def no_premium(meters: Mapping[str, int | str]) -> tuple[int, int]:
+    return _BPS, _BPS
 
 
 def _tokens(meters: Mapping[str, int | str], name: str) -> int:
@@ -34,24 +49,41 @@ def _tokens(meters: Mapping[str, int | str], name: str) -> int:
     return value if isinstance(value, int) else 0
 
 
+def input_of(meters: Mapping[str, int | str]) -> int:
+    """The input the long-context threshold is measured on: cache reads and writes included."""
+    return sum(
+        _tokens(meters, name)
+        for name in (
+            "input_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_5m_input_tokens",
+            "cache_creation_1h_input_tokens",
+        )
+    )
+
+
 def cost_of(
     meters: Mapping[str, int | str],
     price: PricePoint,
     discount_bps: int,
     multipliers: CacheMultipliers,
+    premium: tuple[int, int] = (_BPS, _BPS),
 ) -> int:
-    """What ``meters`` cost in nano-USD at ``price`` less the plan's discount, rounded up once:
-    the rule billing prices by (its ``pricing.cost_nano``)."""
+    """What ``meters``' tokens cost in nano-USD at ``price`` times the ``premium`` factors (input,
+    output; bps), less the plan's discount, rounded up once: the rule billing prices by."""
     p_in, p_out, m = price.input_usd_per_mtok, price.output_usd_per_mtok, multipliers
-    list_price_bps = (
-        _tokens(meters, "input_tokens") * p_in * _BPS
-        + _tokens(meters, "cache_read_input_tokens") * p_in * m.cache_read
-        + _tokens(meters, "cache_creation_5m_input_tokens") * p_in * m.cache_write_5m
-        + _tokens(meters, "cache_creation_1h_input_tokens") * p_in * m.cache_write_1h
-        + _tokens(meters, "output_tokens") * p_out * _BPS
+    input_weighted_bps = (
+        _tokens(meters, "input_tokens") * _BPS
+        + _tokens(meters, "cache_read_input_tokens") * m.cache_read
+        + _tokens(meters, "cache_creation_5m_input_tokens") * m.cache_write_5m
+        + _tokens(meters, "cache_creation_1h_input_tokens") * m.cache_write_1h
     )
-    numerator = list_price_bps * (_BPS - discount_bps)
-    return -(-numerator // (_BPS * _BPS * _PER_MTOK))
+    list_price_bps2 = (
+        input_weighted_bps * p_in * premium[0]
+        + _tokens(meters, "output_tokens") * _BPS * p_out * premium[1]
+    )
+    numerator = list_price_bps2 * (_BPS - discount_bps)
+    return -(-numerator // (_BPS * _BPS * _BPS * _PER_MTOK))
 
 
 def worst_case(
@@ -61,15 +93,29 @@ def worst_case(
     *,
     input_tokens: int,
     max_tokens: int,
+    input_premium_bps: int = _BPS,
+    output_premium_bps: int = _BPS,
 ) -> int:
-    """The hold billing would take for a request: its estimated input and all of ``max_tokens``
-    (billing's ``pricing.hold_nano``)."""
+    """The hold billing would take for a request: its estimated input and all of ``max_tokens``,
+    at the premium the request asks for (billing's ``pricing.hold_nano``)."""
     meters = {"input_tokens": input_tokens, "output_tokens": max_tokens}
-    return cost_of(meters, price, discount_bps, multipliers)
+    premium = (input_premium_bps, output_premium_bps)
+    return cost_of(meters, price, discount_bps, multipliers, premium)
 
 
 class HoldBudget:
-    __slots__ = ("_delta_bytes", "_discount_bps", "_multipliers", "_price", "chunk_tokens", "held")
+    __slots__ = (
+        "_delta_bytes",
+        "_discount_bps",
+        "_multipliers",
+        "_premium",
+        "_price",
+        "_requested",
+        "_tool_prices",
+        "_tools_seen",
+        "chunk_tokens",
+        "held",
+    )
 
     def __init__(
         self,
@@ -79,11 +125,19 @@ class HoldBudget:
         discount_bps: int,
         multipliers: CacheMultipliers,
         max_tokens: int,
+        premium: tuple[int, int] = (_BPS, _BPS),
+        reported_premium: Premium = no_premium,
+        tool_prices: Mapping[str, int] | None = None,
     ) -> None:
         self.held = held
         self._price = price
         self._discount_bps = discount_bps
         self._multipliers = multipliers
+        self._requested = premium  # what the hold was taken at
+        self._premium = reported_premium
+        # List price of one request of each server-tool meter (``web_search_requests``, ...).
+        self._tool_prices = dict(tool_prices or {})
+        self._tools_seen: dict[str, int] = {}
         self._delta_bytes = 0
         # What one extension asks for: a quarter of max_tokens, at least 1,024 output tokens.
         self.chunk_tokens = max(MIN_CHUNK_TOKENS, max_tokens // 4)
@@ -92,22 +146,44 @@ class HoldBudget:
         """One ``content_block_delta`` event of ``data_length`` bytes went by."""
         self._delta_bytes += max(0, data_length - DELTA_OVERHEAD_BYTES)
 
+    def server_tool(self, meter: str) -> None:
+        """The stream opened a ``server_tool_use`` block of the tool metered by ``meter``."""
+        self._tools_seen[meter] = self._tools_seen.get(meter, 0) + 1
+
+    @property
+    def tools_seen(self) -> Mapping[str, int]:
+        return self._tools_seen
+
     def output_tokens(self, reported: int) -> int:
         estimated = -(-self._delta_bytes // BYTES_PER_TOKEN)
         return max(reported, estimated)
 
     def projected(self, usage: dict[str, Any]) -> int:
         """The cost so far in nano-USD (rounded up, as billing rounds) of the upstream's
-        reported ``usage`` with the estimated output tokens."""
+        reported ``usage`` with the estimated output tokens and the server tools seen."""
         meters = meters_from_anthropic(usage)
         reported = meters["output_tokens"]
         meters["output_tokens"] = self.output_tokens(reported if isinstance(reported, int) else 0)
-        return self.cost(meters)
+        return self.cost(meters) + self.tools_cost(meters)
+
+    def premium(self, meters: Mapping[str, int | str]) -> tuple[int, int]:
+        shown = self._premium(meters)
+        return max(shown[0], self._requested[0]), max(shown[1], self._requested[1])
 
     def cost(self, meters: Mapping[str, int | str]) -> int:
-        return cost_of(meters, self._price, self._discount_bps, self._multipliers)
+        premium = self.premium(meters)
+        return cost_of(meters, self._price, self._discount_bps, self._multipliers, premium)
+
+    def tools_cost(self, meters: Mapping[str, int | str]) -> int:
+        """The server tools used so far (seen in the stream, or reported), after the discount."""
+        list_nano = sum(
+            max(self._tools_seen.get(meter, 0), _tokens(meters, meter)) * unit
+            for meter, unit in self._tool_prices.items()
+        )
+        return -(-list_nano * (_BPS - self._discount_bps) // _BPS)
 
     def chunk_cost(self, tokens: int) -> int:
+        """What billing grows a hold by for ``tokens`` output tokens (the plain price)."""
         return -(
             -tokens
             * self._price.output_usd_per_mtok
@@ -115,9 +191,21 @@ class HoldBudget:
             // (_BPS * _PER_MTOK)
         )
 
+    def _chunk_at_premium(self, tokens: int) -> int:
+        return -(-self.chunk_cost(tokens) * self._requested[1] // _BPS)
+
+    def extension_tokens(self, projected: int) -> int:
+        """The plain-price output tokens an extension asks for: enough for the next chunk at the
+        request's premium and for what the projection is already over the hold."""
+        need = max(0, projected - self.held) + self._chunk_at_premium(self.chunk_tokens)
+        per_mtok = self._price.output_usd_per_mtok * (_BPS - self._discount_bps)
+        if per_mtok <= 0:
+            return self.chunk_tokens  # output costs nothing: any extension covers it
+        return max(self.chunk_tokens, -(-need * _BPS * _PER_MTOK // per_mtok))
+
     def running_low(self, projected: int) -> bool:
         """Less than half a chunk of output left in the hold: time to ask for the next one."""
-        return projected + self.chunk_cost(self.chunk_tokens // 2) > self.held
+        return projected + self._chunk_at_premium(self.chunk_tokens // 2) > self.held
 
     def spent(self, projected: int) -> bool:
         return projected >= self.held

@@ -12,8 +12,8 @@ headers a preflight and an answer carry. Pure: the app calls it with the request
   allowed methods (``GET, POST, OPTIONS``), the requested headers that are allowed
   (:data:`ALLOWED_HEADERS`, plus any ``x-stainless-*`` the SDKs add), and a max age. A request
   header outside the list is left out of the answer, so the browser refuses that request.
-- Answers expose ``request-id``, ``x-request-id``, ``retry-after`` and ``aiapi-cost-usd`` to the
-  page's script (:data:`EXPOSED_HEADERS`).
+- Answers expose ``request-id``, ``x-request-id``, ``retry-after``, ``aiapi-cost-usd`` and
+  ``aiapi-balance-usd`` to the page's script (:data:`EXPOSED_HEADERS`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ ALLOWED_HEADERS: Final = frozenset(
     }
 )
 ALLOWED_PREFIXES: Final = ("x-stainless-",)
-EXPOSED_HEADERS: Final = b"request-id, x-request-id, retry-after, aiapi-cost-usd"
+EXPOSED_HEADERS: Final = b"request-id, x-request-id, retry-after, aiapi-cost-usd, aiapi-balance-usd"
 METHODS: Final = b"GET, POST, OPTIONS"
 MAX_AGE_S: Final = 86400
 

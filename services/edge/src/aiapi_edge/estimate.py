@@ -28,9 +28,10 @@ from datetime import datetime
 from typing import Any
 
 from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.pricing import premium_bps
 
 from aiapi_edge.peek import parsed_when
-from aiapi_edge.priced_options import TOOL_METERS, tool_family
+from aiapi_edge.priced_options import TOOL_METERS, requested_options, tool_family
 
 IMAGE_MAX_TOKENS = 4_784  # the largest image a sold model reads (2,576 px long edge)
 TOKENS_PER_PIXEL_DIVISOR = 750  # Anthropic: tokens = width x height / 750
@@ -39,8 +40,17 @@ PDF_MAX_PAGES = 600
 PDF_MIN_PAGE_BYTES = 24  # the shortest page object ("1 0 obj<</Type/Page>>endobj" is 27)
 _HEADER_CHARS = 87_384  # base64 characters of the first 64 KiB (a JPEG's EXIF comes first)
 _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
-# Bodies that may hold an image, a document or a priced server tool are parsed; others are not.
-MARKERS = (b'"image"', b'"document"', b'"web_search_', b'"web_fetch_')
+# Bodies that may hold an image, a document, a priced server tool or a priced option are parsed;
+# others are not.
+MARKERS = (
+    b'"image"',
+    b'"document"',
+    b'"web_search_',
+    b'"web_fetch_',
+    b'"inference_geo"',
+    b'"speed"',
+    b'"service_tier"',
+)
 # A server tool without max_uses is held for this many uses (more are the request's excess).
 UNBOUNDED_TOOL_USES = 10
 
@@ -132,6 +142,16 @@ def _blocks(value: Any) -> Iterator[Mapping[str, Any]]:
             yield from _blocks(item)
 
 
+def server_tool_prices(catalogue: Catalogue, moment: datetime) -> dict[str, int]:
+    """The list price of one request of each server-tool meter priced at ``moment``."""
+    prices: dict[str, int] = {}
+    for meter in TOOL_METERS.values():
+        point = catalogue.meter_at(meter, moment)
+        if point is not None:
+            prices[meter] = int(point.usd_per_unit)
+    return prices
+
+
 def server_tools_worst(body: Mapping[str, Any], catalogue: Catalogue, moment: datetime) -> int:
     """The list price of every use the request's priced server tools allow (``max_uses``, else
     ``UNBOUNDED_TOOL_USES``), at the catalogue's prices in force at ``moment``."""
@@ -147,6 +167,26 @@ def server_tools_worst(body: Mapping[str, Any], catalogue: Catalogue, moment: da
         bounded = isinstance(uses, int) and not isinstance(uses, bool) and uses > 0
         worst += (uses if bounded else UNBOUNDED_TOOL_USES) * int(point.usd_per_unit)
     return worst
+
+
+def hold_premium(
+    body: Mapping[str, Any] | None,
+    catalogue: Catalogue,
+    moment: datetime,
+    *,
+    context_window: int,
+    input_tokens: int,
+) -> tuple[int, int]:
+    """The input and output factors (bps) a hold is taken at: the long-context premium when the
+    estimated input is over the threshold on a model whose window goes beyond it, times the
+    options the request asks for (``inference_geo``, ``speed``, ``service_tier: "auto"``)."""
+    return premium_bps(
+        catalogue,
+        moment,
+        context_window=context_window,
+        input_tokens=input_tokens,
+        options={} if body is None else requested_options(body),
+    )
 
 
 def media_body(raw: bytes) -> Mapping[str, Any] | None:

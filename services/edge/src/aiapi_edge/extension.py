@@ -1,6 +1,7 @@
 """Hold extension for long streams: the stream loop's side of :mod:`.budget`.
 
-While a stream runs, each chunk's content deltas feed the budget; when less than half a chunk of
+While a stream runs, each chunk's content deltas and the server tools it opens feed the budget
+(:mod:`.budget`); when less than half a chunk of
 output is left in the hold, one extension request goes to billing in the background (the
 forwarding never waits for it). A granted extension raises the budget; a refused one (or billing
 unreachable: money that cannot be held is not spent) lets the stream run on to the held amount,
@@ -17,17 +18,36 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import orjson
+
 from aiapi_edge.budget import HoldBudget
 from aiapi_edge.metering import UsageMeter
+from aiapi_edge.priced_options import TOOL_METERS
 
 log = logging.getLogger("aiapi.edge.extension")
 
 _DELTA = b"content_block_delta"
+_BLOCK_START = b"content_block_start"
+_SERVER_TOOL = b'"server_tool_use"'
 INSUFFICIENT_BALANCE_MESSAGE = "Your balance cannot cover more output for this request."
 
 
 # Asks for ``tokens`` more output tokens' worth of hold; the new held total, or None if refused.
 Extender = Callable[[int], Awaitable[int | None]]
+
+
+def server_tool_meter(data: bytes) -> str | None:
+    """The meter of the server tool a ``content_block_start`` event opens (``web_search`` ->
+    ``web_search_requests``), or None when it opens something else."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    block = event.get("content_block") if isinstance(event, dict) else None
+    if not isinstance(block, dict) or block.get("type") != "server_tool_use":
+        return None
+    name = block.get("name")
+    return TOOL_METERS.get(name) if isinstance(name, str) else None
 
 
 class HoldGuard:
@@ -46,6 +66,10 @@ class HoldGuard:
     def observe(self, name: bytes, data: bytes) -> None:
         if name == _DELTA:
             self.budget.delta(len(data))
+        elif name == _BLOCK_START and _SERVER_TOOL in data:
+            meter = server_tool_meter(data)
+            if meter is not None:
+                self.budget.server_tool(meter)
 
     def must_end(self) -> bool:
         """True once the stream has spent a hold that billing refused to extend."""
@@ -53,11 +77,11 @@ class HoldGuard:
         if self.refused:
             return self.budget.spent(projected)
         if self._task is None and self.budget.running_low(projected):
-            self._task = asyncio.ensure_future(self._extend())
+            self._task = asyncio.ensure_future(self._extend(projected))
         return False
 
-    async def _extend(self) -> None:
-        tokens = self.budget.chunk_tokens
+    async def _extend(self, projected: int) -> None:
+        tokens = self.budget.extension_tokens(projected)
         amount = await self._extend_by(tokens)
         if amount is None:
             self.refused = True
@@ -67,12 +91,21 @@ class HoldGuard:
         self._task = None
 
     def meter_cut(self) -> None:
-        """The stream was cut: count the estimated output unless the upstream reported more."""
-        reported = self._meter.usage.get("output_tokens")
+        """The stream was cut: count the estimated output unless the upstream reported more, and
+        the server tools it opened unless the upstream reported more (its final count is lost
+        with the stream, the searches were made)."""
+        usage = self._meter.usage
+        reported = usage.get("output_tokens")
         reported = reported if isinstance(reported, int) else 0
+        tools = usage.get("server_tool_use")
+        tools = dict(tools) if isinstance(tools, dict) else {}
+        for meter, seen in self.budget.tools_seen.items():
+            count = tools.get(meter)
+            tools[meter] = max(seen, count if isinstance(count, int) else 0)
         self._meter.usage = {
-            **self._meter.usage,
+            **usage,
             "output_tokens": self.budget.output_tokens(reported),
+            **({"server_tool_use": tools} if tools else {}),
         }
 
     def close(self) -> None:

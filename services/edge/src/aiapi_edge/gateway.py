@@ -22,7 +22,7 @@ from aiapi_shared.catalogue import Catalogue, ModelEntry
 from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
-from aiapi_shared.pricing import discounted
+from aiapi_shared.pricing import BPS, OPTION_METERS, discounted, premium_bps
 
 from aiapi_edge import priced_options, wire
 from aiapi_edge.admission import AdmissionAsk, Admitter, Ticket
@@ -30,13 +30,18 @@ from aiapi_edge.allowance import estimate_input_tokens
 from aiapi_edge.asgi import Scope, header
 from aiapi_edge.beta_policy import BetaPolicy, refusal_message, requested_betas
 from aiapi_edge.body import parse_json_object
-from aiapi_edge.budget import HoldBudget, worst_case
+from aiapi_edge.budget import HoldBudget, input_of, worst_case
 from aiapi_edge.errors import GatewayError, authentication_failed, invalid_request
-from aiapi_edge.estimate import estimate_input, server_tools_worst
+from aiapi_edge.estimate import (
+    estimate_input,
+    hold_premium,
+    server_tool_prices,
+    server_tools_worst,
+)
 from aiapi_edge.extension import HoldGuard
 from aiapi_edge.lease_math import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
-from aiapi_edge.mirrors import KeyMirror, key_digest
+from aiapi_edge.mirrors import BalanceMirror, KeyMirror, key_digest
 from aiapi_edge.spool import Spool, SpoolFull
 
 log = logging.getLogger("aiapi.edge")
@@ -86,6 +91,8 @@ class Exchange:
     outcome: Outcome = "ok"
     client_disconnected: bool = False
     max_tokens: int = 0
+    # The factors (bps) the hold was taken at on input and output tokens (long context, options).
+    premium: tuple[int, int] = (BPS, BPS)
 
 
 def _lease_fields(ticket: Ticket) -> dict[str, Any]:
@@ -110,8 +117,11 @@ class Gateway:
         edge_id: str,
         betas: BetaPolicy | None = None,
         unpriced_allowed: frozenset[str] = frozenset(),
+        balances: BalanceMirror | None = None,
     ) -> None:
         self.keys = keys
+        # Billing's balance snapshots, for the balance-left header (:mod:`.quote`).
+        self.balances = balances or BalanceMirror()
         self.catalogue = catalogue
         self.admitter = admitter
         self.spool = spool
@@ -183,26 +193,37 @@ class Gateway:
         if not self.spool.has_room:
             raise GatewayError(Problem.UNAVAILABLE, "Usage cannot be recorded now.", retry_after=5)
         started_at = datetime.now(UTC)
+        estimated_input = (
+            estimate_input_tokens(body_size)
+            if body is None
+            else estimate_input(body, body_size, model.context_window)
+        )
+        input_premium, output_premium = hold_premium(
+            body,
+            self.catalogue,
+            started_at,
+            context_window=model.context_window,
+            input_tokens=estimated_input,
+        )
         request = AdmissionAsk(
             request_id=request_id,
             account_id=caller.account_id,
             key_id=caller.key_id,
             plan=caller.plan,
             model=model.id,
-            estimated_input_tokens=(
-                estimate_input_tokens(body_size)
-                if body is None
-                else estimate_input(body, body_size, model.context_window)
-            ),
+            estimated_input_tokens=estimated_input,
             max_tokens=max_tokens,
             started_at=started_at,
             server_tools_nano=(
                 0 if body is None else server_tools_worst(body, self.catalogue, started_at)
             ),
+            input_premium_bps=input_premium,
+            output_premium_bps=output_premium,
         )
         ticket = await self.admitter.admit(request, model, self._demand(request, model))
         exchange = Exchange(request_id, route, caller, requested_model, model, started_at, ticket)
         exchange.max_tokens = max_tokens
+        exchange.premium = (input_premium, output_premium)
         return exchange
 
     def _demand(self, request: AdmissionAsk, model: ModelEntry) -> Demand:
@@ -219,6 +240,8 @@ class Gateway:
             self.catalogue.cache_multipliers_bps,
             input_tokens=request.estimated_input_tokens,
             max_tokens=request.max_tokens,
+            input_premium_bps=request.input_premium_bps,
+            output_premium_bps=request.output_premium_bps,
         ) + discounted(request.server_tools_nano, plan.discount_bps)
         return Demand(cost=cost, tokens=tokens)
 
@@ -231,12 +254,27 @@ class Gateway:
         price = exchange.model.price_at(exchange.started_at)
         if price is None:
             return None
+        catalogue, started_at = self.catalogue, exchange.started_at
+        window = exchange.model.context_window
+
+        def reported_premium(meters: Mapping[str, int | str]) -> tuple[int, int]:
+            return premium_bps(
+                catalogue,
+                started_at,
+                context_window=window,
+                input_tokens=input_of(meters),
+                options={o: v for o in OPTION_METERS if isinstance(v := meters.get(o), str)},
+            )
+
         budget = HoldBudget(
             held=ticket.hold_amount,
             price=price,
-            discount_bps=self.catalogue.plan(exchange.caller.plan).discount_bps,
-            multipliers=self.catalogue.cache_multipliers_bps,
+            discount_bps=catalogue.plan(exchange.caller.plan).discount_bps,
+            multipliers=catalogue.cache_multipliers_bps,
             max_tokens=exchange.max_tokens,
+            premium=exchange.premium,
+            reported_premium=reported_premium,
+            tool_prices=server_tool_prices(catalogue, started_at),
         )
         account_id = exchange.caller.account_id
         share, hold_id = ticket.lease, ticket.hold_id

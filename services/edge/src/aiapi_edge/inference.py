@@ -217,7 +217,8 @@ class Inference:
                 raise _CONNECTION_FAILED from exc
             ending = request.answer(exchange, answer, data)
             assert ending.headers is not None
-            ending.headers.extend(cost_headers(self._gw.catalogue, exchange))
+            snapshot = self._gw.balances.get(exchange.caller.account_id)
+            ending.headers.extend(cost_headers(self._gw.catalogue, exchange, snapshot))
             return ending
         finally:
             answer.close()

@@ -41,6 +41,19 @@ def tool_family(tool_type: str) -> str:
     return _DATE_SUFFIX.sub("", tool_type)
 
 
+def requested_options(body: Mapping[str, Any]) -> dict[str, str]:
+    """The option meters' values the request may be billed at: ``inference_geo`` and ``speed``
+    as asked, ``service_tier: "auto"`` at ``priority`` (the upstream may serve it there)."""
+    options: dict[str, str] = {}
+    if body.get("service_tier") == "auto":
+        options["service_tier"] = "priority"
+    for option in ("inference_geo", "speed"):
+        value = body.get(option)
+        if isinstance(value, str):
+            options[option] = value
+    return options
+
+
 def needed_meters(body: Mapping[str, Any], betas: Iterable[str]) -> list[str]:
     """Every meter the request needs a price for, by the name the refusal gives."""
     needed: list[str] = []
@@ -53,12 +66,8 @@ def needed_meters(body: Mapping[str, Any], betas: Iterable[str]) -> list[str]:
                 needed.append(TOOL_METERS.get(family, family))
     if body.get("container") is not None:
         needed.append("code_execution")
-    if body.get("service_tier") == "auto":
-        needed.append("service_tier:priority")
-    for option in ("inference_geo", "speed"):
-        value = body.get(option)
-        if isinstance(value, str):
-            needed.append(f"{option}:{value}")
+    options = requested_options(body)
+    needed.extend(f"{option}:{value}" for option, value in options.items() if value != "standard")
     for beta in betas:
         needed.extend(meter for prefix, meter in _BETA_METERS if beta.startswith(prefix))
     return needed

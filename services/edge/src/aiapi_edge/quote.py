@@ -1,10 +1,18 @@
-"""The ``aiapi-cost-usd`` header: a request's price, quoted by the edge (pure).
+"""The ``aiapi-cost-usd`` and ``aiapi-balance-usd`` headers: a request's price, quoted by the
+edge, and the balance it leaves (pure).
 
 It is computed with billing's own function (``aiapi_shared.pricing.request_cost``) from the usage
 the upstream reported, the model's price and the meters in force when the request started (the
 catalogue the edge sells from is billing's), and the plan's discount; so the debit billing
 settles equals it to the nano-USD. No header when a price is missing (billing then waits for the
 operator to add one, and the debit is not known yet).
+
+The balance left is the settled balance of the account as the edge last heard it from billing
+(its copy of billing's balance snapshot, :class:`.mirrors.BalanceMirror`) less this request's
+cost. It is computed before the request's usage event exists, so the snapshot cannot include
+this request's debit; it does not know what other requests of the account still in flight (or
+settled in the last moments, before their snapshot arrived) will debit. With nothing else in
+flight it equals the balance billing settles to. No header without a snapshot or a cost.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiapi_shared.catalogue import Catalogue
+from aiapi_shared.events.records_v1 import BalanceSnapshot
 from aiapi_shared.events.usage_v1 import Usage
 from aiapi_shared.money import format_usd
 from aiapi_shared.pricing import Price, UnpricedMeter, request_cost
@@ -20,6 +29,7 @@ if TYPE_CHECKING:  # the type only: this module does no I/O
     from aiapi_edge.gateway import Exchange
 
 COST_HEADER = b"aiapi-cost-usd"
+BALANCE_HEADER = b"aiapi-balance-usd"
 
 
 def quoted_cost(catalogue: Catalogue, exchange: Exchange) -> int | None:
@@ -47,6 +57,14 @@ def quoted_cost(catalogue: Catalogue, exchange: Exchange) -> int | None:
         return None
 
 
-def cost_headers(catalogue: Catalogue, exchange: Exchange) -> list[tuple[bytes, bytes]]:
+def cost_headers(
+    catalogue: Catalogue, exchange: Exchange, snapshot: BalanceSnapshot | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The cost header, and the balance-left header when the account's snapshot is known."""
     cost = quoted_cost(catalogue, exchange)
-    return [] if cost is None else [(COST_HEADER, format_usd(cost).encode())]
+    if cost is None:
+        return []
+    headers = [(COST_HEADER, format_usd(cost).encode())]
+    if snapshot is not None:
+        headers.append((BALANCE_HEADER, format_usd(snapshot.balance - cost).encode()))
+    return headers

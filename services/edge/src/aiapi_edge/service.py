@@ -171,6 +171,7 @@ class EdgeService:
             edge_id=self.edge_id,
             betas=BetaPolicy.from_settings(s.edge_beta_deny, s.edge_beta_allow),
             unpriced_allowed=parse_list(s.edge_unpriced_allow),
+            balances=self.balances,
         )
         self.gateway = gateway
         inference = Inference(

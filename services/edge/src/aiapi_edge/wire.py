@@ -33,9 +33,13 @@ def admission_request(
     max_tokens: int,
     started_at: datetime,
     server_tools_nano: int = 0,
+    input_premium_bps: int = 10_000,
+    output_premium_bps: int = 10_000,
 ) -> bytes:
     return orjson.dumps(
         {
+            "input_premium_bps": input_premium_bps,
+            "output_premium_bps": output_premium_bps,
             # Money in the contract's JSON form (a decimal USD string), as billing's model dumps it.
             "server_tools_nano": format_usd(server_tools_nano),
             "request_id": request_id,

@@ -393,7 +393,7 @@ def _usage_carried(reply: Reply, sent: int, frames: int) -> dict[str, Any] | Non
     if sent >= frames - 1:
         return usage_json(reply.usage, reply.usage.output_tokens)
     if sent >= 1:
-        return usage_json(reply.usage, min(1, reply.usage.output_tokens))
+        return usage_json(reply.usage, min(1, reply.usage.output_tokens), final=False)
     return None
 
 

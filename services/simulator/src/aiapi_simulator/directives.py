@@ -1,7 +1,10 @@
 """Directives: `[[...]]` instructions embedded in the last user text that choose the reply.
 
     [[reply: exact text]]            the text block, verbatim (up to the closing brackets)
-    [[tool: name {"json": "input"}]] a tool_use block (repeatable; the JSON object is optional)
+    [[tool: name {"json": "input"}]] a tool_use block (repeatable; the JSON object is optional);
+                                     a server_tool_use block when ``name`` is a server tool the
+                                     request declares (web_search, web_fetch), each counted in
+                                     usage.server_tool_use unless [[usage: ...]] gives the count
     [[tokens: 500]]                  a text block of exactly N output tokens of filler
     [[thinking: text]]               the thinking text, when thinking is on
     [[fail: kind key=value ...]]     a fault (see faults.py), e.g. [[fail: 429 retry_after=3]]

@@ -6,6 +6,7 @@ Nothing here does I/O; `sse.py` renders a `Reply` as a JSON message or as SSE fr
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from itertools import cycle, islice
 from typing import Any
@@ -40,6 +41,25 @@ class ToolUseOut:
     name: str
     input: Any
     input_json: str
+    # A server tool the request declared (``web_search``, ``web_fetch``): a ``server_tool_use``
+    # block, which the upstream runs itself (it neither stops the turn nor waits for the client).
+    server: bool = False
+
+
+# Server tool families and the usage count (``usage.server_tool_use``) each use adds to.
+SERVER_TOOLS = {"web_search": "web_search_requests", "web_fetch": "web_fetch_requests"}
+
+
+def _server_tool_names(body: dict[str, Any]) -> dict[str, str]:
+    """The names of the server tools the request declares -> their usage count."""
+    names: dict[str, str] = {}
+    for tool in body.get("tools") or ():
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str):
+            family = re.sub(r"_\d{8}$", "", kind)
+            if family in SERVER_TOOLS:
+                names[str(tool.get("name", family))] = SERVER_TOOLS[family]
+    return names
 
 
 Block = ThinkingOut | TextOut | ToolUseOut
@@ -142,9 +162,14 @@ def _planned_blocks(body: dict[str, Any], directives: Directives) -> list[Block]
         blocks.append(TextOut(filler_text(directives.tokens)))
     elif not tools:
         blocks.append(TextOut(ECHO_PREFIX + directives.text[:ECHO_LIMIT]))
+    server = _server_tool_names(body)
     for index, (name, tool_input) in enumerate(tools):
         input_json = orjson.dumps(tool_input).decode()
-        blocks.append(ToolUseOut(_tool_id(body, index), name, tool_input, input_json))
+        if name in server:
+            tool_id = "srvtoolu_01" + _tool_id(body, index)[len("toolu_01") :]
+            blocks.append(ToolUseOut(tool_id, name, tool_input, input_json, server=True))
+        else:
+            blocks.append(ToolUseOut(_tool_id(body, index), name, tool_input, input_json))
     return blocks
 
 
@@ -183,7 +208,8 @@ def build_reply(
                 reply.stop_reason = "max_tokens"
                 break
             reply.blocks.append(block)
-            reply.stop_reason = "tool_use"
+            if not block.server:
+                reply.stop_reason = "tool_use"
             used += cost
             continue
         text = block.text if isinstance(block, TextOut) else block.thinking
@@ -208,6 +234,13 @@ def build_reply(
         if reply.stop_reason in ("max_tokens", "stop_sequence"):
             break
     extra = dict(directives.usage)
+    server = _server_tool_names(body)
+    for block in reply.blocks:  # each server tool use is counted, unless [[usage]] says otherwise
+        if isinstance(block, ToolUseOut) and block.server:
+            count = server[block.name]
+            if count not in directives.usage:
+                used_before = extra.get(count, 0)
+                extra[count] = (used_before if isinstance(used_before, int) else 0) + 1
     counted = extra.pop("input_tokens", input_tokens)
     reply.usage = Usage(
         input_tokens=counted if isinstance(counted, int) else input_tokens,

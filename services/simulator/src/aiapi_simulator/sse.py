@@ -31,16 +31,17 @@ def frame(event: str, data: dict[str, Any]) -> bytes:
 _TOOL_COUNTS = ("web_search_requests", "web_fetch_requests")
 
 
-def reported_json(usage: Usage) -> dict[str, Any]:
-    """What a ``[[usage: ...]]`` directive asked to report beyond tokens, as the API shapes it."""
+def reported_json(usage: Usage, *, final: bool = True) -> dict[str, Any]:
+    """What a ``[[usage: ...]]`` directive asked to report beyond tokens, as the API shapes it;
+    a stream's ``message_start`` (not ``final``) has used no server tool yet."""
     reported = dict(usage.reported)
     shaped: dict[str, Any] = {k: v for k, v in reported.items() if k not in _TOOL_COUNTS}
     if any(k in reported for k in _TOOL_COUNTS):
-        shaped["server_tool_use"] = {k: reported.get(k, 0) for k in _TOOL_COUNTS}
+        shaped["server_tool_use"] = {k: reported.get(k, 0) if final else 0 for k in _TOOL_COUNTS}
     return shaped
 
 
-def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
+def usage_json(usage: Usage, output_tokens: int, *, final: bool = True) -> dict[str, Any]:
     cache = usage.cache
     return {
         "input_tokens": usage.input_tokens,
@@ -52,7 +53,7 @@ def usage_json(usage: Usage, output_tokens: int) -> dict[str, Any]:
         },
         "output_tokens": output_tokens,
         "service_tier": "standard",
-    } | reported_json(usage)
+    } | reported_json(usage, final=final)
 
 
 def _block_json(block: ThinkingOut | TextOut | ToolUseOut) -> dict[str, Any]:
@@ -60,7 +61,8 @@ def _block_json(block: ThinkingOut | TextOut | ToolUseOut) -> dict[str, Any]:
         return {"type": "text", "text": block.text}
     if isinstance(block, ThinkingOut):
         return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
-    return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    kind = "server_tool_use" if block.server else "tool_use"
+    return {"type": kind, "id": block.id, "name": block.name, "input": block.input}
 
 
 def _message(reply: Reply, content: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -75,7 +77,9 @@ def _message(reply: Reply, content: list[dict[str, Any]] | None) -> dict[str, An
         "stop_reason": reply.stop_reason if final else None,
         "stop_sequence": reply.stop_sequence if final else None,
         "usage": usage_json(
-            reply.usage, reply.usage.output_tokens if final else min(1, reply.usage.output_tokens)
+            reply.usage,
+            reply.usage.output_tokens if final else min(1, reply.usage.output_tokens),
+            final=final,
         ),
     }
 
@@ -99,7 +103,8 @@ def _start_json(block: ThinkingOut | TextOut | ToolUseOut) -> dict[str, Any]:
         return {"type": "text", "text": ""}
     if isinstance(block, ThinkingOut):
         return {"type": "thinking", "thinking": "", "signature": ""}
-    return {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
+    kind = "server_tool_use" if block.server else "tool_use"
+    return {"type": kind, "id": block.id, "name": block.name, "input": {}}
 
 
 _DELTA_KEYS = {

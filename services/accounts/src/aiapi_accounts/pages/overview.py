@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiapi_shared.billing_api import DailyUsageQuery
+from aiapi_shared.money import owed
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -55,6 +56,7 @@ async def overview_page(request: Request, pages: Pages) -> Response:
         me,
         "overview",
         balance=balance,
+        owed=None if balance is None else owed(balance.balance),
         spend=spend,
         plan=plan,
         today=today,
