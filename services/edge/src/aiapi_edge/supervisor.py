@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ _EXITS_THE_EDGE = frozenset({ExitCode.FAILED, ExitCode.REFUSED, ExitCode.START_F
 class _Worker:
     index: int
     internal: socket.socket  # bound by the supervisor, kept across restarts: a stable port
-    process: asyncio.subprocess.Process | None = None
+    process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     delay_s: float = 0.0
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -62,7 +63,7 @@ class _Worker:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        return self.process is not None and self.process.poll() is None
 
 
 class WorkerSupervisor:
@@ -105,7 +106,7 @@ class WorkerSupervisor:
         for worker, ok in zip(self._workers, started, strict=True):
             if not ok:
                 assert worker.process is not None
-                code = await worker.process.wait()
+                code = await _exited(worker.process)
                 if code == ExitCode.REFUSED:
                     raise StartupRefused(f"edge worker {worker.index} refused to start")
                 raise RuntimeError(f"edge worker {worker.index} exited with {code} while starting")
@@ -135,10 +136,10 @@ class WorkerSupervisor:
             self._public.close()  # the workers hold the port until they have drained
         if running:
             _, late = await asyncio.wait(
-                [asyncio.ensure_future(p.wait()) for p in running], timeout=self._stop_budget_s()
+                [asyncio.ensure_future(_exited(p)) for p in running], timeout=self._stop_budget_s()
             )
             for process in running:
-                if process.returncode is None:
+                if process.poll() is None:
                     log.error(
                         "edge worker did not stop in time; killed", extra={"pid": process.pid}
                     )
@@ -171,19 +172,22 @@ class WorkerSupervisor:
             "AIAPI_INSTANCE_ID": f"{self.instance_id}-w{worker.index}",
         }
         try:
-            worker.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "aiapi_edge",
+            # subprocess, not the loop's: it closes every descriptor but these three (the
+            # runner's sockets are inheritable; a worker holding the supervisor's internal port
+            # would keep it from a supervisor started after this one died).
+            worker.process = subprocess.Popen(  # noqa: ASYNC220 (a fork and exec: milliseconds)
+                [sys.executable, "-m", "aiapi_edge"],
                 env=env,
                 pass_fds=(public_fd, internal_fd, write_end),
+                close_fds=True,
             )
         finally:
             os.close(write_end)  # the child's copy is the only one: its exit means EOF
         worker.started_at = time.monotonic()
         self._running.set(sum(w.running for w in self._workers))
         try:
-            report = await asyncio.to_thread(os.read, read_end, 1)
+            await _readable(read_end)
+            report = os.read(read_end, 1)
         finally:
             os.close(read_end)
         return report == b"s"
@@ -192,7 +196,7 @@ class WorkerSupervisor:
         """Start ``worker`` again whenever it dies, until the edge stops."""
         while not self._stopping:
             assert worker.process is not None
-            code = await worker.process.wait()
+            code = await _exited(worker.process)
             self._running.set(sum(w.running for w in self._workers))
             if self._stopping:
                 return
@@ -263,6 +267,33 @@ async def _bind(host: str, port: int, *, patience_s: float) -> socket.socket:
             if time.monotonic() >= deadline:
                 raise
             await asyncio.sleep(_BIND_RETRY_S)
+
+
+async def _readable(fd: int) -> None:
+    """Until ``fd`` can be read without blocking (data, or its other end closed)."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _exited(process: subprocess.Popen[bytes]) -> int:
+    """``process``'s exit status, once it exits (a pidfd: no thread, no SIGCHLD handler)."""
+    if process.poll() is None:
+        fd = os.pidfd_open(process.pid)
+        try:
+            await _readable(fd)
+        finally:
+            os.close(fd)
+    return process.wait()
 
 
 async def _get(port: int, path: str) -> tuple[int, bytes]:
