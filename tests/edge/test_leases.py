@@ -188,10 +188,10 @@ def test_a_top_up_is_granted_and_reserved_at_once() -> None:
     assert not lease.fits(Demand(cost=701, tokens=10))
 
 
-def test_the_first_ask_is_as_much_as_a_lease_may_hold() -> None:
+def test_the_first_ask_is_as_much_money_as_a_lease_may_hold_and_a_bursts_start() -> None:
     demand = Demand(cost=1_000, tokens=500)
     first = next_ask(demand, None, max_amount=10**9, max_requests=1_000)
-    assert (first.amount, first.requests, first.tokens) == (10**9, 1_000, 500_000)
+    assert (first.amount, first.requests, first.tokens) == (10**9, 16, 8_000)
     assert (first.min_amount, first.min_tokens) == (1_000, 500)
     # The cap never goes below what the one request needs.
     assert next_ask(demand, None, max_amount=10, max_requests=1).amount == 1_000
@@ -452,7 +452,7 @@ async def test_a_lease_past_its_window_is_replaced_by_one_sized_from_what_it_adm
     )
     demand = Demand(cost=1_000, tokens=100)
     await granted_lease(leases, leasing, demand)
-    assert leasing.grants[0].requests == 100  # the first: as much as a lease may hold
+    assert leasing.grants[0].requests == 16  # the first: a burst's start
     for _ in range(3):
         assert leases.admit("acct_t", "basic", demand) is not None
     clock.now += leasing.admit_for_s  # the window is over

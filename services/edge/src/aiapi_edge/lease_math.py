@@ -107,6 +107,12 @@ class Ask:
     min_tokens: int
 
 
+# The requests (and tokens) of an account's first lease: the plan's requests/min is shared
+# between replicas by slicing it, and a slice one replica does not use is refused to the others
+# until it returns (a 429 below the limit), so the first slice is a burst's start, not the most
+# billing would grant; it doubles with each renewal demand asks for. Money has no such cost: it
+# is all the account's own, held where it is admitted.
+FIRST_REQUESTS = 16
 # A lease that was not used up in its window is followed by one of twice what it admitted, and
 # never less than a few requests like the one that asks.
 FEW_REQUESTS = 4
@@ -125,9 +131,9 @@ def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_req
     """Size the next lease of an account (docs/edge.md, "Bursts from cold").
 
     - The first (no lease of this account on this edge yet: a new account, a restarted edge): as
-      much as one lease may hold, ``max_amount`` and ``max_requests``, so that a burst is served
-      locally from its first round trip on. Billing grants at most half the available balance and
-      half the plan's free burst, so this asks for no more money than an account has, and every
+      much money as one lease may hold (``max_amount``), and ``FIRST_REQUESTS`` requests like this
+      one, so that a burst is served locally from its first round trip on. Billing grants at most
+      half the available balance, so this asks for no more money than an account has, and every
       request still reserves its own worst case from it: the overspend bound is unchanged.
     - After a lease whose demand used up half of a slice: twice that lease (demand grows by
       doubling per round trip, not by what was admitted before the renewal was asked).
@@ -136,8 +142,8 @@ def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_req
     Never more than the caps, never less than this one request.
     """
     if previous is None:
-        requests, amount = max_requests, max_amount
-        tokens = max_requests * demand.tokens
+        requests, amount = FIRST_REQUESTS, max_amount
+        tokens = FIRST_REQUESTS * demand.tokens
     elif _ran_low_by_use(previous):
         requests = 2 * previous.requests
         amount = 2 * previous.granted
