@@ -1,11 +1,15 @@
 """Dashboard benchmark: page load latency (p50/p95) for a customer with a year of busy usage.
 
-Runs on loopback: an embedded PostgreSQL and nats-server in a temporary directory, and
-``python -m aiapi_billing`` and ``python -m aiapi_accounts`` as processes (payments is not
-started: the top-up page answers at once with "no deposit address"). One customer signs up; the
-bench writes a year of their usage straight into billing's tables (``--per-day`` requests a day,
-default 2,000: 730,000 usage records and as many ledger transfers, over 3 keys and 3 models),
-then fetches each page ``--samples`` times, one after another, with the session cookie. Usage::
+Runs on loopback: the system as ``aiapi_testkit.stack`` starts it (embedded PostgreSQL and
+nats-server with per-service users, billing and accounts as processes; no edge, and no payments:
+the top-up page answers at once with "no deposit address"). One customer signs up and makes 3
+keys; the bench writes a year of their usage straight into billing's tables (what settlement
+would have written: ``--per-day`` requests a day, default 2,000, so 730,000 usage records and as
+many ledger transfers, over 3 keys and 3 models; the ``usage_daily`` rollup fills by its
+trigger), then fetches each page ``--samples`` times, one after another, with the session cookie,
+and prints p50/p95 per page and the CPU time each load cost the stack's processes (services,
+PostgreSQL backends, NATS): on a shared machine the wall times move with everyone else's work, the
+CPU time much less. Usage::
 
     .venv/bin/python bench/dashboard_pages.py [--per-day 2000] [--samples 200]
 """
@@ -13,42 +17,29 @@ then fetches each page ``--samples`` times, one after another, with the session 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import psycopg
-from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
-from aiapi_cli.ports import free_port
+from aiapi_testkit.stack import start_stack
 
 PASSWORD = "bench password 0123456789"
 PAGES = (
-    "/", "/keys", "/usage", "/usage?days=366", "/billing", "/top-up", "/account", "/plan",
+    "/", "/keys", "/usage", "/usage?days=30", "/usage?days=366",
+    "/usage?model=claude-opus-4-7&cursor={half_a_year_back}",  # a deep page of a filtered log
+    "/billing", "/top-up", "/account", "/plan",
     # what the pages are made of: the request log's first page and the per-key totals
     "/api/v1/account/requests?limit=50", "/api/v1/account/usage/by-key?days=90",
     "/api/v1/account/ledger?limit=500",
 )  # fmt: skip
 MODELS = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7")
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited during start-up")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 (loopback)
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 def _customer(client: httpx.Client) -> tuple[str, list[str]]:
@@ -107,65 +98,72 @@ def _fill(database_url: str, account_id: str, keys: list[str], per_day: int) -> 
     return total
 
 
-def _measure(client: httpx.Client, samples: int) -> None:
-    for path in PAGES:
+def _half_a_year_back() -> str:
+    """A request-log cursor (as the page's "Older requests" link carries) 182 days back."""
+    moment = datetime.now(UTC) - timedelta(days=182)
+    raw = json.dumps({"t": moment.isoformat(), "id": "req_bench_"}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cpu_seconds(roots: set[int]) -> float:
+    """CPU time (user + system) used so far by the stack's processes and their children (the
+    PostgreSQL backends): what a page costs the server, whatever else the machine is doing."""
+    used = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(stat.parent.name) in roots or int(fields[1]) in roots:
+            used += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(client: httpx.Client, samples: int, roots: set[int]) -> None:
+    for page in PAGES:
+        path = page.format(half_a_year_back=_half_a_year_back())
         for _ in range(5):  # warm-up: connections, caches, the first template compilation
             client.get(path)
         times = []
+        cpu_before = _cpu_seconds(roots)
         for _ in range(samples):
             t0 = time.perf_counter()
             answer = client.get(path)
             times.append(time.perf_counter() - t0)
             assert answer.status_code == 200, (path, answer.status_code)
+        cpu_ms = (_cpu_seconds(roots) - cpu_before) / samples * 1000
         times.sort()
         p50 = statistics.median(times) * 1000
         p95 = times[int(len(times) * 0.95) - 1] * 1000
-        print(f"{path:<18} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   ({samples} loads)")
+        print(
+            f"{page:<40} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  server CPU {cpu_ms:5.1f} ms a load"
+            f"  ({samples} loads)"
+        )
 
 
 def run(per_day: int, samples: int) -> None:
     with tempfile.TemporaryDirectory(prefix="aiapi-bench-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
-        pg = EmbeddedPostgres(root / "pg", durable=True)
-        nats = EmbeddedNats(root / "nats")
-        pg.start()
-        nats.start()
-        ports = {"accounts": free_port("127.0.0.1")}
-        internal = {"billing": free_port("127.0.0.1"), "accounts": free_port("127.0.0.1")}
-        env = {
-            **os.environ,
-            "AIAPI_DATABASE_URL": pg.url,
-            "AIAPI_NATS_URL": nats.url,
-            "AIAPI_ACCOUNTS_PORT": str(ports["accounts"]),
-            "AIAPI_ADMIN_TOKEN": "bench-operator-token-0123456789",
-            "AIAPI_COOKIE_SECURE": "false",
-            "AIAPI_LOG_LEVEL": "ERROR",
-        }
-        procs = []
+        stack = start_stack(root, edges=0, payments=True, env={"AIAPI_LOG_LEVEL": "ERROR"})
         try:
-            for name in ("billing", "accounts"):
-                own = {**env, "AIAPI_INTERNAL_PORT": str(internal[name])}
-                proc = subprocess.Popen([sys.executable, "-m", f"aiapi_{name}"], env=own)
-                procs.append(proc)
-                _wait_healthy(f"http://127.0.0.1:{internal[name]}/readyz", proc)
-            base = f"http://127.0.0.1:{ports['accounts']}"
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(base_url=stack.accounts_url, timeout=30) as client:
                 account_id, keys = _customer(client)
                 t0 = time.perf_counter()
-                rows = _fill(pg.url, account_id, keys, per_day)
+                rows = _fill(stack.pg.url, account_id, keys, per_day)
                 print(
-                    f"data: {rows:,} usage records and {rows:,} ledger transfers over 365 days "
-                    f"({per_day:,} requests a day, 3 keys, 3 models); written in "
-                    f"{time.perf_counter() - t0:.0f} s"
+                    f"data: one customer, {rows:,} usage records and {rows:,} ledger transfers"
+                    f" over 365 days ({per_day:,} requests a day), {len(keys)} keys,"
+                    f" {len(MODELS)} models; written in {time.perf_counter() - t0:.0f} s"
                 )
-                _measure(client, samples)
+                load = os.getloadavg()[0]
+                _measure(client, samples, set(stack.pids().values()))
+                print(
+                    f"machine: {os.cpu_count()} cores, load average {load:.1f} before the loads"
+                    f" and {os.getloadavg()[0]:.1f} after (other work slows every figure)"
+                )
         finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=30)
-            nats.stop()
-            pg.stop()
+            stack.stop()
 
 
 def main() -> None:

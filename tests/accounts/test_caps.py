@@ -105,47 +105,74 @@ async def test_account_changes_are_limited_per_minute_across_routes(
         assert out.status_code == 204
 
 
-async def test_payments_is_asked_for_addresses_a_few_times_per_hour(
+async def test_only_making_new_addresses_is_budgeted(
     database_url: str, nats_url: str, bus: Bus
 ) -> None:
     settings = make_settings(database_url, nats_url, deposit_address_requests_per_hour=2)
     url = "/api/v1/account/deposit-addresses"
     async with run_app(settings, bus) as app:
         early, _, _ = await customer(app, "nat@example.com")
-        # Payments not running and nothing remembered: 503 (never an empty list); then the
-        # budget is spent.
-        assert [(await early.get(url)).status_code for _ in range(2)] == [503, 503]
-        spent = await early.get(url)
+        # Payments not running and nothing remembered: 503 (never an empty list), however
+        # often: no address was made, so no budget is spent.
+        assert [(await early.get(url)).status_code for _ in range(3)] == [503] * 3
+
+        def offered(asset: str) -> dict[str, Any]:
+            return {"asset": asset, "network": "ethereum", "address": "0x" + "cd" * 20,
+                    "minimum_usd": "1.00", "rate_usd": "1.00", "rate_source": "par"}  # fmt: skip
+
+        payments: dict[str, Any] = {
+            "up": True, "making": True, "offers": ["ETH"], "given": {}, "made": 0
+        }  # fmt: skip
+        down = {"error": "unavailable", "message": "down for maintenance", "status": 503}
+
+        def answer(query: dict[str, Any]) -> dict[str, Any]:
+            if not payments["up"] or (query["allocate"] and not payments["making"]):
+                return down
+            if query["allocate"]:
+                payments["made"] += 1
+                payments["given"][query["account_id"]] = list(payments["offers"])
+            mine = payments["given"].get(query["account_id"], [])
+            given = [offered(a) for a in payments["offers"] if a in mine]
+            return {"addresses": given, "missing": len(payments["offers"]) - len(given)}
+
+        seen = await respond(app.bus, payments_api.ADDRESSES_SUBJECT, answer)
+        client, _, account_id = await customer(app, "oda@example.com")
+        answers = [(await client.get(url)).json() for _ in range(6)]
+        # Each answer carries what the top-up card shows (rate, minimum), not just the address.
+        assert answers == [[offered("ETH")]] * 6
+        assert (payments["made"], len(seen)) == (1, 7)  # one address made, six reads
+        # The operator enables USDT: its address is made within the budget (the second).
+        payments["offers"].append("USDT")
+        assert (await client.get(url)).json() == [offered("ETH"), offered("USDT")]
+        assert payments["made"] == 2
+        # A third asset once the budget is spent: the addresses given so far, with their terms.
+        payments["offers"].append("USDC")
+        for _ in range(3):
+            assert (await client.get(url)).json() == [offered("ETH"), offered("USDT")]
+        assert payments["made"] == 2
+        # While payments is down, the remembered addresses still answer (they are stable).
+        payments["up"] = False
+        remembered = (await client.get(url)).json()
+        assert [a["asset"] for a in remembered] == ["ETH", "USDT"]
+        # A customer with nothing given and the budget spent: 429, payments not asked to make one.
+        payments["up"] = True
+        late, _, _ = await customer(app, "pat@example.com")
+        payments["making"] = False  # making its addresses fails twice: the budget goes on it
+        assert [(await late.get(url)).status_code for _ in range(2)] == [503] * 2
+        payments["making"] = True
+        spent = await late.get(url)
         assert spent.status_code == 429
         assert spent.json()["error"]["type"] == "rate_limit_error"
         assert int(spent.headers["retry-after"]) >= 1
-
-        address = {"asset": "ETH", "network": "ethereum", "address": "0x" + "cd" * 20}
-        state: dict[str, Any] = {"up": True}
-
-        def payments(_: dict[str, Any]) -> dict[str, Any]:
-            if state["up"]:
-                return {"addresses": [address]}
-            return {"error": "unavailable", "message": "down for maintenance", "status": 503}
-
-        seen = await respond(app.bus, payments_api.ADDRESSES_SUBJECT, payments)
-        client, _, account_id = await customer(app, "oda@example.com")
-        answers = [(await client.get(url)).json() for _ in range(6)]
-        assert answers == [[address]] * 6
-        assert len(seen) == 2  # the rest came from what accounts remembered
-        # While payments is down, the remembered addresses still answer (they are stable).
-        await expire_windows(app)
-        state["up"] = False
-        assert (await client.get(url)).json() == [address]
-        assert len(seen) == 3
-        # The operator always asks payments.
+        # The operator always asks payments to make them.
+        made = payments["made"]
+        assert made == 2
         for _ in range(3):
-            state["up"] = True
             direct = await app.admin.get(
                 f"/admin/v1/accounts/{account_id}/deposit-addresses", headers=ADMIN
             )
-            assert direct.json() == [address]
-        assert len(seen) == 6
+            assert direct.status_code == 200
+        assert payments["made"] == made + 3
 
 
 @pytest.mark.parametrize("name", ["max_keys_per_account", "account_writes_per_minute"])

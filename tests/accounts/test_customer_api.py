@@ -353,8 +353,8 @@ async def test_upgrade_errors(running: Running) -> None:
     token = await running.signed_in()
     url = "/api/v1/account/plan"
     assert (
-        await running.client.post(url, json={"plan": "basic"}, headers=csrf(token))
-    ).status_code == 400
+        await running.client.post(url, json={"plan": "gold"}, headers=csrf(token))
+    ).status_code == 400  # no such plan offered
     assert (await running.client.post(url, json={"plan": "pro"})).status_code == 403
     down = await running.client.post(url, json={"plan": "pro"}, headers=csrf(token))
     assert down.status_code == 503

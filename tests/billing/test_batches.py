@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from aiapi_billing import ratelimit
 from aiapi_billing.auditor import audit
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.settlement import Settler
 from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.events import BalanceChanged, RequestPriced
@@ -98,7 +99,7 @@ async def test_a_batch_over_many_accounts_with_repeats_bills_each_request_once(
     twin = events[3]
     rival = usage_event(events[4].account_id, request_id=events[4].request_id, output_tokens=7)
     batch = [*events, twin, rival]
-    settler = Settler(CAT, low_threshold=parse_usd("0.975"))
+    settler = Settler(LiveCatalogue(CAT), low_threshold=parse_usd("0.975"))
 
     async with db.transaction():
         first = await settler.settle_batch(db, batch)
@@ -142,8 +143,10 @@ async def test_a_batch_costs_the_same_few_statements_whatever_its_size(
         statements.append(" ".join(str(query).split()[:3]))
         return await run(query, params, **kwargs)
 
+    live = LiveCatalogue(CAT)
+    await live.fresh(db)  # the terms as the service holds them once started
     monkeypatch.setattr(db, "execute", counted)
-    settler = Settler(CAT, low_threshold=0)
+    settler = Settler(live, low_threshold=0)
     counts = []
     for size, prefix in ((2, "acc_small"), (90, "acc_large")):
         accounts = [f"{prefix}{i}" for i in range(min(size, 7))]
@@ -168,7 +171,7 @@ async def test_an_event_without_a_price_waits_while_the_rest_of_its_batch_settle
     early = datetime(2001, 1, 1, tzinfo=UTC)  # before any price of the catalogue
     batch = [usage_event("acc_p1"), usage_event("acc_p1", started_at=early), usage_event("acc_p2")]
     async with db.transaction():
-        result = await Settler(CAT, low_threshold=0).settle_batch(db, batch)
+        result = await Settler(LiveCatalogue(CAT), low_threshold=0).settle_batch(db, batch)
     assert result.outcomes[0] == result.outcomes[2] == "settled"
     assert type(result.outcomes[1]).__name__ == "UnpricedModel"
     assert await scalar(db, "SELECT count(*) FROM usage_records") == 2
@@ -181,7 +184,7 @@ async def test_an_admission_arriving_after_its_usage_was_settled_takes_no_hold(
     await _fund(db, "acc_late", parse_usd("1.00"))
     event = usage_event("acc_late")
     async with db.transaction():
-        await Settler(CAT, low_threshold=0).settle_batch(db, [event])
+        await Settler(LiveCatalogue(CAT), low_threshold=0).settle_batch(db, [event])
     # The edge gave up waiting for this admission and went on; billing answers it only now.
     cur = await db.execute(
         "SELECT decision, hold_id, hold_amount FROM admit_request(%s, 'acc_late',"

@@ -9,6 +9,7 @@ import pytest
 from aiapi_billing import catalogue_store
 from aiapi_billing.catalogue_publisher import CataloguePublisher, _version_of
 from aiapi_billing.errors import BillingError, NotFound
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.repository import catalogue as catalogue_tables
 from aiapi_billing.service import SCHEMA
 from aiapi_shared import billing_api as api
@@ -121,7 +122,7 @@ async def test_a_model_taken_off_sale_disappears_with_its_aliases(
 async def test_a_price_added_elsewhere_is_published_with_a_newer_version(
     pool: AsyncConnectionPool, bus: Bus
 ) -> None:
-    publisher = CataloguePublisher(pool, bus, SHIPPED)
+    publisher = CataloguePublisher(pool, bus, LiveCatalogue(SHIPPED))
     assert await publisher.publish_if_changed()
     assert not await publisher.publish_if_changed()  # nothing changed: nothing published
     kv = await bus.ensure_kv(CATALOGUE_BUCKET)
@@ -155,7 +156,7 @@ async def test_a_price_added_elsewhere_is_published_with_a_newer_version(
 async def test_an_older_snapshot_never_replaces_a_newer_one(
     pool: AsyncConnectionPool, bus: Bus
 ) -> None:
-    fresh = CataloguePublisher(pool, bus, SHIPPED)
+    fresh = CataloguePublisher(pool, bus, LiveCatalogue(SHIPPED))
     await fresh.publish_if_changed()
     kv = await bus.ensure_kv(CATALOGUE_BUCKET)
     newest = CatalogueSnapshot.model_validate_json((await kv.get(CATALOGUE_KEY)).value or b"")

@@ -13,6 +13,7 @@ import pytest
 from aiapi_billing import lease_rules, ratelimit
 from aiapi_billing.auditor import audit
 from aiapi_billing.lease_commands import LeaseCommands
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.service import SCHEMA, Service
 from aiapi_billing.settlement import Settler
 from aiapi_shared.admission import (
@@ -554,8 +555,10 @@ async def _settle(pool: AsyncConnectionPool, settler: Settler, batch: list[Usage
 async def test_random_interleavings_of_settle_close_and_top_up_release_every_lease(
     pool: AsyncConnectionPool, db: psycopg.AsyncConnection[Any]
 ) -> None:
-    leases = LeaseCommands(pool, CAT, hold_ttl_s=600, admit_for_s=10.0, share_bps=5000)
-    settler = Settler(CAT, low_threshold=0)
+    leases = LeaseCommands(
+        pool, LiveCatalogue(CAT), hold_ttl_s=600, admit_for_s=10.0, share_bps=5000
+    )
+    settler = Settler(LiveCatalogue(CAT), low_threshold=0)
     rng = random.Random(20261127)
     for scenario in range(25):
         account_id = f"acc_r{scenario}"

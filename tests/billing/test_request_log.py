@@ -107,3 +107,30 @@ async def test_the_request_log_pages_filters_and_stays_within_the_account(
         " sum(input_tokens), sum(cost) FROM usage_records GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     )
     assert await rollup.fetchall() == await grouped.fetchall()
+
+    # The charts' series: per day by model and by key, the account's own, adding up to the log.
+    series = api.UsageSeriesReply.model_validate_json(
+        await _ask(bus, api.USAGE_SERIES_SUBJECT, api.DailyUsageQuery(account_id="acc_l", days=2))
+    )
+    assert series.first_day == datetime.now(UTC).date() - timedelta(days=1)
+    assert series.days == 2
+    assert [s.name for s in series.by_model] == ["claude-haiku-4-5", "claude-sonnet-4-6"]
+    assert [s.name for s in series.by_key] == ["key_a", "key_b"]
+    for group, name_of in ((series.by_model, "model"), (series.by_key, "key")):
+        for s in group:
+            assert len(s.cost) == len(s.tokens) == len(s.requests) == 2
+            mine = [
+                r for r in everything.records if (r.model, r.key_id)[name_of == "key"] == s.name
+            ]
+            assert sum(s.cost) == sum(r.cost_usd for r in mine)
+            assert sum(s.requests) == len(mine)
+            assert sum(s.tokens) == sum(
+                r.usage.input_tokens + r.usage.output_tokens + r.usage.cache_read_input_tokens
+                + r.usage.cache_creation_5m_input_tokens + r.usage.cache_creation_1h_input_tokens
+                for r in mine
+            )  # fmt: skip
+    assert sum(sum(s.requests) for s in series.by_model) == 5
+    nobody = api.UsageSeriesReply.model_validate_json(
+        await _ask(bus, api.USAGE_SERIES_SUBJECT, api.DailyUsageQuery(account_id="acc_nobody"))
+    )
+    assert (nobody.by_model, nobody.by_key, nobody.days) == ([], [], 30)

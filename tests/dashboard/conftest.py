@@ -4,6 +4,7 @@ and helpers to fill the pages' forms and take the screenshots for docs/dashboard
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -15,10 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+import zxingcpp
 from aiapi_cli.embedded import EmbeddedNats
 from aiapi_testkit.browser import browser
 from aiapi_testkit.npm import npm_install
 from aiapi_testkit.plugin import SpawnFn
+from PIL import Image
 from playwright.sync_api import Browser, Page
 from web3 import Web3
 from web3.contract import Contract
@@ -194,18 +197,10 @@ ETH_CONFIRMATIONS = 3
 EXPLORER = "https://explorer.example/tx/{tx}"
 
 
-@pytest.fixture
-def paid_deployment(
-    database_url: str,
-    strict_nats_server: EmbeddedNats,
-    nats_login: Callable[[str], dict[str, str]],
-    spawn: SpawnFn,
-    tmp_path: Path,
-    chain: Chain,
-    anvil: str,
-) -> Iterator[Deployment]:
-    """The deployment with payments watching anvil (USDT and ETH, 3 confirmations)."""
-    extra = {
+def anvil_payments_env(chain: Chain, anvil: str) -> dict[str, str]:
+    """Payments' settings for watching anvil from its next block: USDT (the test token) and ETH,
+    ``ETH_CONFIRMATIONS`` deep, polled often, no price source."""
+    return {
         "AIAPI_ETH_RPC_URL": anvil,
         "AIAPI_ETH_CHAIN_ID": "31337",
         "AIAPI_ETH_XPUB": ETH_XPUB,
@@ -216,17 +211,50 @@ def paid_deployment(
         "AIAPI_PRICE_SOURCES": "",
         "AIAPI_ETH_POLL_INTERVAL_S": "0.2",
         "AIAPI_OUTBOX_INTERVAL_S": "0.2",
+    }
+
+
+def decoded_qr(page: Page, asset: str) -> str:
+    """The text of the QR code on the ``asset`` card, read from the page's pixels (zxing)."""
+    png = page.locator(f".asset[data-asset={asset}] svg.qr").screenshot()
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert len(found) == 1, f"{len(found)} QR codes read on the {asset} card"
+    text: str = found[0].text
+    return text
+
+
+PaymentsDeploy = Callable[[dict[str, str]], contextlib.AbstractContextManager[Deployment]]
+
+
+@pytest.fixture
+def payments_deploy(
+    database_url: str,
+    strict_nats_server: EmbeddedNats,
+    nats_login: Callable[[str], dict[str, str]],
+    spawn: SpawnFn,
+    tmp_path: Path,
+) -> PaymentsDeploy:
+    """Start the deployment with payments, given payments' chain settings."""
+
+    def start(extra: dict[str, str]) -> contextlib.AbstractContextManager[Deployment]:
+        return deploy(
+            database_url, strict_nats_server, nats_login, spawn, tmp_path,
+            extra_env=extra, payments=True,
+        )  # fmt: skip
+
+    return start
+
+
+@pytest.fixture
+def paid_deployment(
+    payments_deploy: PaymentsDeploy, chain: Chain, anvil: str
+) -> Iterator[Deployment]:
+    """The deployment with payments watching anvil (USDT and ETH, 3 confirmations)."""
+    extra = {
+        **anvil_payments_env(chain, anvil),
         "AIAPI_EXPLORER_TX_URLS": json.dumps({"ethereum": EXPLORER}),
-    }  # fmt: skip
-    with deploy(
-        database_url,
-        strict_nats_server,
-        nats_login,
-        spawn,
-        tmp_path,
-        extra_env=extra,
-        payments=True,
-    ) as running:
+    }
+    with payments_deploy(extra) as running:
         yield running
 
 

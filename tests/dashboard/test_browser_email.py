@@ -14,7 +14,7 @@ from aiapi_testkit.plugin import SpawnFn
 from playwright.sync_api import Browser, Page, expect
 
 from tests.accounts.smtp import MailServer, link_in, smtp
-from tests.dashboard.conftest import PASSWORD, check_accessibility, opened_page, sign_up_and_in
+from tests.dashboard.conftest import PASSWORD, opened_page, shoot, sign_up_and_in
 from tests.e2e.conftest import deploy
 from tests.e2e.support import Deployment
 
@@ -53,14 +53,14 @@ def follow(page: Page, link: str) -> None:
 
 
 def test_sign_up_verify_by_mail_then_create_a_key(
-    browser: Browser, mailing: Deployment, smtp: MailServer
+    browser: Browser, mailing: Deployment, smtp: MailServer, screenshots: Path
 ) -> None:
     with opened_page(browser, mailing) as page:
         sign_up_and_in(page, "verify@example.com")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         banner = page.locator("#verify-banner")
         expect(banner).to_contain_text("Please verify your email address")
-        check_accessibility(page)
+        shoot(page, screenshots, "verify-banner")
 
         page.get_by_role("navigation").get_by_role("link", name="Keys").click()
         page.get_by_label("Name").fill("early")
@@ -74,7 +74,7 @@ def test_sign_up_verify_by_mail_then_create_a_key(
         follow(page, link_in(mail))
         expect(page.get_by_role("heading", name="Email verified")).to_be_visible()
         expect(page.locator("#verify-banner")).to_have_count(0)
-        check_accessibility(page)
+        shoot(page, screenshots, "email-verified")
         page.get_by_role("link", name="Create an API key").click()
         page.get_by_label("Name").fill("laptop")
         page.get_by_role("button", name="Create key").click()
@@ -85,22 +85,25 @@ def test_sign_up_verify_by_mail_then_create_a_key(
         expect(page.get_by_role("heading", name="Verification failed")).to_be_visible()
 
 
-def test_forgot_password_by_mail(browser: Browser, mailing: Deployment, smtp: MailServer) -> None:
+def test_forgot_password_by_mail(
+    browser: Browser, mailing: Deployment, smtp: MailServer, screenshots: Path
+) -> None:
     with opened_page(browser, mailing) as page:
         sign_up_and_in(page, "forgot@example.com")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     with opened_page(browser, mailing) as page:
         page.goto("/sign-in")
         page.get_by_role("link", name="Forgot your password?").click()
+        shoot(page, screenshots, "forgot-password")
         page.get_by_label("Email").fill("forgot@example.com")
         page.get_by_role("button", name="Mail me a link").click()
         expect(page.locator(".message.notice")).to_contain_text("If this email has an account")
-        check_accessibility(page)
+        shoot(page, screenshots, "forgot-password-sent")
 
         mail = smtp.wait_for("forgot@example.com", "Reset your password")
         follow(page, link_in(mail))
         expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
-        check_accessibility(page)
+        shoot(page, screenshots, "reset-password")
         page.locator("#new_password").fill(NEW_PASSWORD)
         page.get_by_label("New password again").fill(NEW_PASSWORD)
         page.get_by_role("button", name="Set the password").click()

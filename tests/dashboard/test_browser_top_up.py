@@ -4,18 +4,16 @@ confirming n/N and credited without a reload."""
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import pytest
-import zxingcpp
-from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from tests.dashboard.conftest import (
     ETH_CONFIRMATIONS,
     Chain,
+    decoded_qr,
     opened_page,
     reload_until,
     shoot,
@@ -24,14 +22,6 @@ from tests.dashboard.conftest import (
 from tests.e2e.support import Deployment
 
 pytestmark = pytest.mark.slow
-
-
-def decoded_qr(page: Page, asset: str) -> str:
-    png = page.locator(f".asset[data-asset={asset}] svg.qr").screenshot()
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1, f"{len(found)} QR codes read on the {asset} card"
-    text: str = found[0].text
-    return text
 
 
 def test_qr_codes_and_a_deposit_followed_live_to_credited(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiapi_shared.money import parse_usd
+from aiapi_shared.money import format_usd, parse_usd
 from playwright.sync_api import Browser, Page, expect
 
 from tests.dashboard.conftest import credit, my_account_id, opened_page, shoot, sign_up_and_in
@@ -35,6 +35,8 @@ def test_requests_appear_with_their_exact_cost_in_the_log_charts_api_and_csv(
     page: Page, browser: Browser, deployment: Deployment, screenshots: Path,
     closer: contextlib.ExitStack,
 ) -> None:  # fmt: skip
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     sign_up_and_in(page, "usage@example.com")
     with deployment.admin() as admin:
         credit(admin, my_account_id(page), "5.00")
@@ -56,11 +58,24 @@ def test_requests_appear_with_their_exact_cost_in_the_log_charts_api_and_csv(
     for request_id, cost in made.items():
         row = page.locator(f"tr[data-request-id='{request_id}']")
         assert parse_usd(row.locator(".cost").inner_text()) == cost
-    expect(page.locator("tr", has_text="laptop")).to_have_count(1)
-    # The charts draw the day's usage by model and by key (each segment titled exactly).
-    titles = page.locator("svg.chart rect title").all_text_contents()
-    assert any("claude-sonnet-4-6" in t for t in titles)
-    assert any(" · laptop: " in t for t in titles)
+    expect(page.locator("#requests tr", has_text="laptop")).to_have_count(1)
+    # Chart.js draws the day's cost and tokens by model and by key; the figures table beside
+    # each chart gives the day's values exactly.
+    charts = page.evaluate(_CHARTS)
+    assert set(charts) == {"cost-by-model", "tokens-by-model", "cost-by-key", "tokens-by-key"}
+    assert charts["cost-by-model"]["series"] == ["claude-haiku-4-5", "claude-sonnet-4-6"]
+    assert charts["cost-by-key"]["series"] == ["laptop", "server"]
+    today = page.locator("#cost-by-model-table tbody tr").last
+    assert parse_usd(today.locator("td").last.text_content() or "") == sum(made.values())
+    assert charts["cost-by-model"]["last_day_total"] == pytest.approx(sum(made.values()) / 1e9)
+    by_key = page.locator("#cost-by-key-table tbody tr").last.locator("td").all_text_contents()
+    laptop_cost = made[next(iter(made))]  # the first request; the server key made the others
+    assert [parse_usd(v) for v in by_key[:2]] == [laptop_cost, sum(made.values()) - laptop_cost]
+    # Dark mode: the axes take the stylesheet's dark colours when the system scheme changes.
+    for scheme, muted in (("dark", "#a9a9b4"), ("light", "#55555f")):  # app.css's --muted
+        page.emulate_media(color_scheme=scheme)
+        page.wait_for_function(f"() => ({_TICK_COLOUR})() === '{muted}'", timeout=5_000)
+    assert not [m for m in console if "Content Security Policy" in m], console
     shoot(page, screenshots, "usage")
 
     # Any request-id finds its record.
@@ -105,6 +120,40 @@ def test_requests_appear_with_their_exact_cost_in_the_log_charts_api_and_csv(
         other.goto(f"/usage?request_id={some_id}")
         expect(other.get_by_role("alert")).to_contain_text("No request with this id")
         assert some_id not in other.locator("#requests").inner_text()
+
+
+_CHARTS = """() => Object.fromEntries([...document.querySelectorAll("canvas[data-chart]")].map(c => {
+  const chart = Chart.getChart(c);
+  const sets = chart.data.datasets;
+  const last = chart.data.labels.length - 1;
+  return [c.id, {series: sets.map(d => d.label),
+                 last_day_total: sets.reduce((sum, d) => sum + d.data[last], 0)}];
+}))"""
+_TICK_COLOUR = "() => Chart.getChart('cost-by-model').options.scales.x.ticks.color"
+
+
+def test_without_javascript_the_charts_are_their_tables(
+    browser: Browser, deployment: Deployment
+) -> None:
+    with opened_page(browser, deployment, java_script_enabled=False) as page:
+        sign_up_and_in(page, "nojs-usage@example.com")
+        with deployment.admin() as admin:
+            credit(admin, my_account_id(page), "5.00")
+        page.goto("/keys")
+        page.get_by_label("Name").fill("k")
+        page.get_by_role("button", name="Create key").click()
+        key = page.locator("#new-key-value").inner_text()
+        with deployment.sdk(key) as client:
+            message = client.messages.create(
+                model="claude-haiku-4-5", max_tokens=20,
+                messages=[{"role": "user", "content": "[[reply: hi]]"}],
+            )  # fmt: skip
+        assert message._request_id
+        record = eventually(lambda: _record(deployment, client, message._request_id or ""))
+        page.goto("/usage")
+        expect(page.locator(".chart-box").first).to_be_hidden()
+        today = page.locator("#cost-by-model-table tbody tr").last
+        expect(today.locator("td").last).to_have_text(format_usd(parse_usd(record["cost_usd"])))
 
 
 def _record(deployment: Deployment, client: object, request_id: str) -> dict[str, str] | None:

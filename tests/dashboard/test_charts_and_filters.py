@@ -1,4 +1,4 @@
-"""The usage charts' series and SVG, and the request log's query string (pure functions)."""
+"""The usage charts' series and values, and the request log's query string (pure functions)."""
 
 from __future__ import annotations
 
@@ -6,35 +6,45 @@ from datetime import UTC, date, datetime
 
 import pytest
 from aiapi_accounts.errors import InvalidRequest
-from aiapi_accounts.pages.charts import PALETTE, day_range, series_by, stacked_bars
+from aiapi_accounts.pages.charts import OTHER, PALETTE, fold, stacked_by_day
 from aiapi_accounts.request_filter import csv_row, encode_cursor, list_query
 from aiapi_shared.billing_api import RequestLogRow
 from aiapi_shared.events import Usage
+from aiapi_shared.money import format_usd
 
-DAYS = day_range(date(2026, 12, 7), 3)
+FIRST = date(2026, 12, 5)
 
 
 def test_series_keep_the_largest_in_name_order_and_fold_the_rest() -> None:
-    assert [date(2026, 12, 5), date(2026, 12, 6), date(2026, 12, 7)] == DAYS
-    points = [(DAYS[0], "b", 5), (DAYS[2], "a", 1), (DAYS[2], "b", 2), (date(2020, 1, 1), "a", 9)]
-    assert series_by(points, DAYS) == {"a": [0, 0, 1], "b": [5, 0, 2]}  # out of range dropped
-    many = [(DAYS[1], f"m{i:02}", 100 - i) for i in range(len(PALETTE) + 2)]
-    folded = series_by(many, DAYS)
-    assert list(folded)[-1] == "other"
-    assert folded["other"] == [0, 93 + 92, 0]  # the two smallest of nine
-    assert sum(sum(v) for v in folded.values()) == sum(v for _, _, v in many)
+    kept = fold([("b", [5, 0, 2]), ("a", [0, 0, 1]), ("idle", [0, 0, 0])])
+    assert [(s.name, s.values) for s in kept] == [("a", (0, 0, 1)), ("b", (5, 0, 2))]
+    assert [s.colour for s in kept] == list(PALETTE[:2])  # a series without usage is left out
+    many = [(f"m{i:02}", [0, 100 - i, 0]) for i in range(len(PALETTE) + 2)]
+    folded = fold(many)
+    assert [s.name for s in folded][-1] == "other"
+    assert folded[-1].values == (0, 93 + 92, 0)  # the two smallest of nine
+    assert folded[-1].colour == OTHER
+    assert sum(sum(s.values) for s in folded) == sum(v[1] for _, v in many)
 
 
-def test_bars_carry_exact_titles_and_totals() -> None:
-    chart = stacked_bars(
-        "Cost <per> day", DAYS, {"x": [0, 3, 1], "y": [0, 2, 0]}, lambda n: f"{n} nano"
+def test_a_chart_carries_exact_values_for_the_browser_and_the_table() -> None:
+    chart = stacked_by_day(
+        "c", "Cost <per> day", "USD", FIRST, [("x", [0, 3, 1]), ("y", [0, 2, 0])], format_usd
     )
+    assert chart.days == (FIRST, date(2026, 12, 6), date(2026, 12, 7))
     assert chart.totals == (0, 5, 1)
-    assert 'aria-label="Cost &lt;per&gt; day: bar chart' in chart.svg
-    assert "<title>2026-12-06 · x: 3 nano</title>" in chart.svg
-    assert "max 5 nano a day" in chart.svg
-    assert chart.svg.count("<rect") == 3  # zero values draw nothing
-    assert stacked_bars("empty", DAYS, {}, str).svg.count("<rect") == 0
+    spec = chart.spec()
+    assert spec["labels"] == ["2026-12-05", "2026-12-06", "2026-12-07"]
+    assert spec["series"][0] == {
+        "name": "x", "colour": PALETTE[0], "values": ["0.00", "0.000000003", "0.000000001"]
+    }  # fmt: skip
+    # Days without usage are left out of the table; each value and total written exactly.
+    assert chart.rows() == [
+        ("2026-12-06", ["0.000000003", "0.000000002"], "0.000000005"),
+        ("2026-12-07", ["0.000000001", "0.00"], "0.000000001"),
+    ]
+    empty = stacked_by_day("e", "empty", "tokens", FIRST, [("idle", [0, 0, 0])], str)
+    assert (empty.series, empty.days, empty.rows()) == ((), (), [])
 
 
 def row(request_id: str) -> RequestLogRow:

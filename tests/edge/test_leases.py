@@ -29,6 +29,7 @@ from aiapi_shared.admission import (
 )
 from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import PricePoint, default_catalogue
+from aiapi_shared.events.records_v1 import CATALOGUE_BUCKET, CATALOGUE_KEY, CatalogueSnapshot
 from aiapi_shared.events.usage_v1 import UsageRecorded
 from hypothesis import given
 from hypothesis import strategies as st
@@ -163,6 +164,13 @@ def test_a_lease_is_usable_only_in_its_window_for_its_plan() -> None:
     assert not lease.usable("pro", 105.0)
     lease.closing = True
     assert not lease.usable("basic", 105.0)
+
+
+def test_a_lease_is_usable_only_under_the_terms_it_was_asked_for() -> None:
+    lease = make_lease(terms=(200, 1_000_000, 7000))
+    assert lease.usable("basic", 105.0, (200, 1_000_000, 7000))
+    assert not lease.usable("basic", 105.0, (3, 1_000_000, 7000))  # the operator's new limit
+    assert not lease.usable("basic", 105.0, (200, 1_000_000, 9000))  # the account's discount
 
 
 def test_a_lease_runs_low_on_any_slice_or_late_in_its_window() -> None:
@@ -343,6 +351,34 @@ async def test_a_plan_change_retires_the_lease_of_the_old_plan(
     assert events[-1].plan == "pro"
     close = next(c for c in leasing.closes if c.lease_id == basic_lease)
     assert_close_matches_events(close, events)
+
+
+async def test_new_terms_for_the_plan_retire_the_lease_granted_on_the_old_ones(
+    env: EdgeEnv, leasing: LeaseBilling
+) -> None:
+    await first_lease(env, leasing)  # four requests of Basic's 200 a minute, none used yet
+    old = leasing.grants[0].lease_id
+    shipped = default_catalogue()
+    basic = shipped.plan("basic").model_copy(update={"requests_per_minute": 3})
+    changed = shipped.model_copy(update={"plans": (basic, shipped.plan("pro"))})
+    snapshot = CatalogueSnapshot(version=10**6, published_at=datetime.now(UTC), catalogue=changed)
+    kv = await env.bus.ensure_kv(CATALOGUE_BUCKET)
+    await kv.put(CATALOGUE_KEY, snapshot.model_dump_json().encode())
+    mirror = env.edge.app.service.catalogue_mirror
+
+    async def edge_has_it() -> bool:
+        return mirror.version == 10**6
+
+    await wait_for(edge_has_it)
+    await send(env, 1)  # finds the new terms: not admitted under the lease of the old ones
+    events = await usage_events(env.bus, 2)
+    assert all(e.lease_id != old for e in events)
+
+    async def old_lease_closed() -> bool:
+        return any(c.lease_id == old for c in leasing.closes)
+
+    await wait_for(old_lease_closed)
+    assert next(c for c in leasing.closes if c.lease_id == old).admitted_requests == 0
 
 
 async def test_the_edge_hands_its_leases_back_when_it_stops(

@@ -16,12 +16,18 @@ from aiapi_payments.repository import AccountDeposit, ChainHead, Repository
 from aiapi_payments.settings import PaymentsSettings
 from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus import Bus
+from aiapi_shared.console_api import (
+    DEPOSIT_OWNERS_SUBJECT,
+    DepositOwnersQuery,
+    DepositOwnersReply,
+)
 from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.payments_api import (
     ADDRESSES_SUBJECT,
     DEPOSITS_SUBJECT,
     SET_RATE_SUBJECT,
     AccountQuery,
+    AddressesQuery,
     AddressesReply,
     DepositsReply,
     SetRateCommand,
@@ -96,6 +102,24 @@ async def test_one_address_per_enabled_asset_stable_and_never_shared(served: Ser
         derive = eth_deposit_address if keychain == "evm" else btc_deposit_address
         assert index >= 1 and derive(index) == address
     assert ETH_ADDRESS_0 not in eth and BTC_ADDRESS_0 not in btc
+
+
+async def test_without_allocate_only_the_addresses_given_are_read(served: Served) -> None:
+    async def read(account_id: str) -> AddressesReply:
+        query = AddressesQuery(account_id=account_id, allocate=False)
+        return await ask(served.bus, ADDRESSES_SUBJECT, query, AddressesReply)
+
+    untouched = await read("acc_new")
+    assert (untouched.addresses, untouched.missing) == ([], 4)
+    count = "SELECT count(*) FROM payments.addresses WHERE account_id = 'acc_new'"
+    assert await query(served.database_url, count) == [(0,)]  # nothing derived
+    given = await addresses(served.bus, "acc_new")
+    again = await read("acc_new")
+    assert again.missing == 0
+    assert {f"{a.asset}/{a.network}": a.address for a in again.addresses} == given
+    # With what the top-up card shows: the minimum (USDT's rate is par; no price source here).
+    usdt = next(a for a in again.addresses if a.asset == "USDT")
+    assert usdt.minimum_usd is not None and usdt.rate_source == "par"
 
 
 def waiting_eth(tx: str, amount: int) -> AccountDeposit:
@@ -209,3 +233,29 @@ async def test_addresses_say_what_a_payer_needs_minimum_confirmations_rate(
     assert (eth.rate_usd, eth.rate_source) == (3_000_000_000_000, "manual")
     wire = eth.model_dump(mode="json")
     assert (wire["rate_usd"], wire["minimum_usd"]) == ("3000.00", "1.00")
+
+
+async def test_a_deposit_address_or_transaction_names_its_account(served: Served) -> None:
+    """The operator console's search: an address (any letter case) or a transaction hash (with
+    or without 0x) finds the account; anything else finds nobody."""
+    mine = await addresses(served.bus, "acc_found")
+    await addresses(served.bus, "acc_other")
+    tx = "0x" + "0c" * 32
+    deposit = waiting_eth(tx, 10**16)
+    await served.repository.commit_watch(
+        cursor=None, changes=[AccountDeposit("acc_found", deposit.deposit)], events=[]
+    )
+
+    async def owners(text: str) -> list[tuple[str, str]]:
+        reply = await ask(
+            served.bus, DEPOSIT_OWNERS_SUBJECT, DepositOwnersQuery(text=text), DepositOwnersReply
+        )
+        return [(o.account_id, o.matched) for o in reply.owners]
+
+    evm = mine["ETH/ethereum"]
+    assert await owners(evm) == [("acc_found", "address")]
+    assert await owners(evm.lower()) == [("acc_found", "address")]
+    assert await owners(f"  {mine['BTC/bitcoin']} ") == [("acc_found", "address")]
+    assert await owners(tx) == [("acc_found", "tx_hash")]
+    assert await owners(tx.upper().replace("0X", "")) == [("acc_found", "tx_hash")]
+    assert await owners("0x" + "0d" * 32) == []

@@ -9,7 +9,7 @@ import pytest
 from aiapi_accounts.consumers import PLAN_DURABLE, USAGE_DURABLE
 from aiapi_accounts.notices import BALANCE_LOW_DURABLE, DEPOSIT_DURABLE
 from aiapi_billing import consumers as billing_consumers
-from aiapi_shared import batches_api, billing_api, payments_api
+from aiapi_shared import batches_api, billing_api, console_api, payments_api
 from aiapi_shared.admission import ADMIT_SUBJECT
 from aiapi_shared.bus import STREAMS
 from aiapi_shared.edge_api import UPSTREAM_TEST_SUBJECT
@@ -162,7 +162,7 @@ def test_every_request_subject_of_the_contract_is_granted_to_its_asker() -> None
     # A new request subject must be given to the service that sends it, or NATS refuses it.
     from aiapi_shared import admission, edge_api
 
-    modules = (billing_api, batches_api, payments_api, admission, edge_api)
+    modules = (billing_api, batches_api, console_api, payments_api, admission, edge_api)
     constants = {v for m in modules for k, v in vars(m).items() if k.endswith("_SUBJECT")}
     asked = {subject for subjects in REQUESTS.values() for subject in subjects}
     assert constants == asked

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
+from aiapi_shared.catalogue import PlanId
 from aiapi_shared.events.base import Record
 from aiapi_shared.money import Money
 
@@ -24,7 +25,7 @@ class AdmissionRequest(Record):
     request_id: str
     account_id: str
     key_id: str
-    plan: Literal["basic", "pro"]
+    plan: PlanId
     model: str = Field(description="the sold model id (aliases already resolved)")
     estimated_input_tokens: int = Field(ge=0)
     max_tokens: int = Field(ge=1)
@@ -97,7 +98,7 @@ class LeaseGrantRequest(Record):
 
     lease_id: str = Field(description="chosen by the edge, unique: 'lease_' + 32 hex")
     account_id: str
-    plan: Literal["basic", "pro"]
+    plan: PlanId
     edge_id: str
     amount: Money = Field(gt=0, description="the money the edge would like to admit against")
     min_amount: Money = Field(gt=0, description="a grant below this is useless: decline instead")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
+from aiapi_shared.catalogue import PlanId
 from aiapi_shared.events.base import Record
 from aiapi_shared.events.usage_v1 import Usage
 from aiapi_shared.money import Money
@@ -64,7 +65,7 @@ class BatchOpenCommand(Record):
     batch_id: str = Field(min_length=1, max_length=64)
     account_id: str
     key_id: str
-    plan: Literal["basic", "pro"]
+    plan: PlanId
     started_at: AwareDatetime = Field(description="the batch is priced at the prices of then")
     items: list[BatchItemAsk] = Field(min_length=1)
     final: bool = True
@@ -109,7 +110,7 @@ class BatchRecord(Record):
     batch_id: str
     account_id: str
     key_id: str
-    plan: Literal["basic", "pro"]
+    plan: PlanId
     upstream_key: str
     upstream_id: str | None
     state: BatchState

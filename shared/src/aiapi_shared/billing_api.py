@@ -8,11 +8,10 @@ nano-USD in Python and decimal USD strings on the wire.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from aiapi_shared.catalogue import Catalogue, ModelTraits
+from aiapi_shared.catalogue import Catalogue, ModelTraits, PlanId
 from aiapi_shared.events.base import Record
 from aiapi_shared.events.usage_v1 import Usage
 from aiapi_shared.money import Money
@@ -25,6 +24,7 @@ LEDGER_SUBJECT = "rpc.billing.v1.ledger.list"
 DAILY_USAGE_SUBJECT = "rpc.billing.v1.usage.daily"
 REQUEST_LIST_SUBJECT = "rpc.billing.v1.request.list"
 DAILY_KEY_USAGE_SUBJECT = "rpc.billing.v1.usage.daily_by_key"
+USAGE_SERIES_SUBJECT = "rpc.billing.v1.usage.series"
 
 
 class ApiError(Record):
@@ -65,12 +65,14 @@ class AdjustReply(Record):
 
 
 class PurchasePlanCommand(Record):
+    """A customer's choice of a plan marked choosable, debited its one-time price once."""
+
     account_id: str
-    plan: Literal["pro"]
+    plan: PlanId
 
 
 class PurchasePlanReply(Record):
-    plan: Literal["pro"]
+    plan: PlanId
     price: Money
     balance: Money
     already_owned: bool = False
@@ -164,10 +166,34 @@ class DailyKeyUsageReply(Record):
     rows: list[DailyKeyUsageRow]
 
 
+class UsageSeries(Record):
+    """One model's or one key's usage per UTC day, a value per day of the reply's span (oldest
+    first; 0 on a day without usage)."""
+
+    name: str = Field(description="the model id, or the key id")
+    requests: list[int]
+    tokens: list[int] = Field(description="every metered token (thinking is part of output)")
+    cost: list[Money]
+
+
+class UsageSeriesReply(Record):
+    """The dashboard's charts: usage per day grouped by model and, separately, by key. Arrays,
+    not a row per day, model and key: a year of a busy account stays a small message (the rows
+    of ``DailyKeyUsageReply`` for 366 days outgrow NATS's 1 MiB payload)."""
+
+    first_day: date
+    days: int
+    by_model: list[UsageSeries]
+    by_key: list[UsageSeries]
+
+
 CATALOGUE_GET_SUBJECT = "rpc.billing.v1.catalogue.get"
 CATALOGUE_MODEL_SUBJECT = "rpc.billing.v1.catalogue.model.put"
 CATALOGUE_ALIAS_SUBJECT = "rpc.billing.v1.catalogue.alias.put"
 CATALOGUE_PRICE_SUBJECT = "rpc.billing.v1.catalogue.price.add"
+CATALOGUE_PLAN_SUBJECT = "rpc.billing.v1.catalogue.plan.put"
+CATALOGUE_METER_SUBJECT = "rpc.billing.v1.catalogue.meter.put"
+ACCOUNT_TERMS_SUBJECT = "rpc.billing.v1.catalogue.account_terms.put"
 
 
 class CatalogueQuery(Record):
@@ -206,6 +232,46 @@ class AddPriceCommand(Record):
     effective_from: AwareDatetime
     input_usd_per_mtok: Money
     output_usd_per_mtok: Money
+
+
+class PutPlanCommand(Record):
+    """A new version of plan ``id`` from ``effective_from`` (billing's now when None; never in
+    the past, so no admitted request is re-priced). A field left None keeps the value of the
+    version in force then; a new plan needs them all but ``display_name`` and ``choosable``."""
+
+    id: PlanId
+    effective_from: AwareDatetime | None = None
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    price_usd: Money | None = Field(default=None, ge=0)
+    requests_per_minute: int | None = Field(default=None, gt=0, le=10_000_000)
+    tokens_per_minute: int | None = Field(default=None, gt=0, le=10_000_000_000)
+    discount_bps: int | None = Field(default=None, ge=0, le=10_000)
+    choosable: bool | None = None
+
+
+class PutMeterPriceCommand(Record):
+    """A price of ``meter`` (a server tool's unit price, or a tier's multipliers) from
+    ``effective_from`` (billing's now when None; never in the past)."""
+
+    meter: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_]+(:[a-z0-9_.-]+)?$")
+    effective_from: AwareDatetime | None = None
+    usd_per_unit: Money = Field(default=0, ge=0)
+    input_bps: int = Field(default=10_000, ge=0, le=1_000_000)
+    output_bps: int = Field(default=10_000, ge=0, le=1_000_000)
+
+
+class PutAccountTermsCommand(Record):
+    """An account's own limits and discount from ``effective_from`` (billing's now when None;
+    never in the past). ``set_limits``: both limits become these (null: the plan's);
+    ``set_discount``: the discount becomes this (null: the plan's); what is not set is kept."""
+
+    account_id: str = Field(min_length=1, max_length=100)
+    effective_from: AwareDatetime | None = None
+    set_limits: bool = False
+    requests_per_minute: int | None = Field(default=None, gt=0, le=10_000_000)
+    tokens_per_minute: int | None = Field(default=None, gt=0, le=10_000_000_000)
+    set_discount: bool = False
+    discount_bps: int | None = Field(default=None, ge=0, le=10_000)
 
 
 class CatalogueReply(Record):

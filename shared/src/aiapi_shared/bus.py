@@ -259,6 +259,15 @@ class Bus:
             await self._nc.close()
         self.closed.set()
 
+    async def consumer_backlog(self, stream: str, durable: str) -> int | None:
+        """Messages of ``stream`` the durable has not acknowledged yet (waiting, and delivered
+        but not acknowledged); None when JetStream does not answer (the operator's live view)."""
+        try:
+            info = await self.js.consumer_info(stream, durable, timeout=2.0)
+        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, APIError):
+            return None
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
     # -- declarations -----------------------------------------------------------------------
 
     async def ensure_stream(self, spec: StreamSpec) -> None:

@@ -1,9 +1,11 @@
 """The model catalogue and plans as data (``catalogue.json``), loaded into frozen models.
 
-This is what a fresh installation sells. Billing seeds its price table from it; an operator adds
-models, aliases and prices at run time through billing, which publishes the live catalogue to the
-edge. Prices are USD per million tokens with effective dates; a request is priced at the prices
-in force when it started.
+This is what a fresh installation sells. Billing seeds its tables from it; an operator adds
+models, aliases, prices, meter prices and plans at run time through billing, which publishes the
+live catalogue to the edge. Prices are USD per million tokens with effective dates; plans, meter
+prices and an account's own terms are effective-dated the same way: a request is priced and
+limited by the versions in force when it started (:meth:`Catalogue.terms`), so a change never
+reaches back to a request already admitted.
 
 A requested model id is served as (:meth:`Catalogue.model`): a sold model of that id; else the
 target of an alias of exactly that id; else, for an id ending in ``-latest``, the same without
@@ -15,13 +17,14 @@ snapshot of it); the most specific is the one with the longest text before its f
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from functools import cache, cached_property
 from importlib import resources
-from typing import Literal
+from typing import Annotated, NamedTuple, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from aiapi_shared.money import Money
 
@@ -53,20 +56,64 @@ class ModelEntry(_Frozen):
 
     def price_at(self, moment: datetime) -> PricePoint | None:
         """The price in force at ``moment``: the latest one whose start is not after it."""
-        in_force = [p for p in self.prices if p.effective_from <= moment]
-        return max(in_force, key=lambda p: p.effective_from) if in_force else None
+        return latest_in_force(self.prices, moment)
 
 
-PlanId = Literal["basic", "pro"]
+PLAN_ID_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+PlanId = Annotated[str, StringConstraints(pattern=PLAN_ID_PATTERN)]
+"""A plan's name: lower-case letters, digits and dashes, starting with a letter (``basic``)."""
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+"""When the shipped plans and meters start: before any request (they are the defaults)."""
 
 
 class Plan(_Frozen):
+    """One version of a plan's terms, in force from ``effective_from`` until the next version."""
+
     id: PlanId
     display_name: str
-    price_usd: Money
+    price_usd: Money = Field(ge=0, description="debited once when a customer chooses the plan")
+    requests_per_minute: int = Field(gt=0)
+    tokens_per_minute: int = Field(gt=0)
+    discount_bps: int = Field(ge=0, le=10_000, description="10000 = 100% off")
+    choosable: bool = Field(
+        default=True, description="customers may choose it (sign-up, upgrade); else operator-set"
+    )
+    effective_from: datetime = EPOCH
+
+
+class AccountTerms(_Frozen):
+    """One account's own terms from ``effective_from`` on (an enterprise customer's limits or
+    discount); a field left None keeps the plan's."""
+
+    effective_from: datetime
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    discount_bps: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class Terms(NamedTuple):  # a tuple: built on every request at the edge, cheaply
+    """What one account pays and may spend at one moment: its plan's terms, its own overrides
+    applied (what admission, leases and settlement all use)."""
+
+    plan: Plan
     requests_per_minute: int
     tokens_per_minute: int
-    discount_bps: int = Field(ge=0, le=10_000, description="10000 = 100% off")
+    discount_bps: int
+
+
+class _Dated(Protocol):
+    @property
+    def effective_from(self) -> datetime: ...
+
+
+_D = TypeVar("_D", bound=_Dated)
+
+
+def latest_in_force(versions: Iterable[_D], moment: datetime) -> _D | None:
+    """The version in force at ``moment``: the latest whose start is not after it."""
+    in_force = [v for v in versions if v.effective_from <= moment]
+    return max(in_force, key=lambda v: v.effective_from) if in_force else None
 
 
 class CacheMultipliers(_Frozen):
@@ -101,18 +148,20 @@ class LongContext(_Frozen):
 class Catalogue(_Frozen):
     models: tuple[ModelEntry, ...]
     aliases: dict[str, str]
-    plans: tuple[Plan, ...]
+    plans: tuple[Plan, ...] = Field(description="every version of every plan (effective-dated)")
     cache_multipliers_bps: CacheMultipliers
     meters: dict[str, tuple[MeterPoint, ...]] = Field(
         default_factory=dict,
         description="meter id -> prices; ids: see aiapi_shared.meters",
     )
     long_context: LongContext | None = None
+    account_terms: dict[str, tuple[AccountTerms, ...]] = Field(
+        default_factory=dict, description="account id -> its own terms over its plan's"
+    )
 
     def meter_at(self, meter: str, moment: datetime) -> MeterPoint | None:
         """The price of ``meter`` in force at ``moment`` (None: the catalogue cannot price it)."""
-        in_force = [p for p in self.meters.get(meter, ()) if p.effective_from <= moment]
-        return max(in_force, key=lambda p: p.effective_from) if in_force else None
+        return latest_in_force(self.meters.get(meter, ()), moment)
 
     def model(self, model_id: str) -> ModelEntry | None:
         """The sold model a requested id is served as (see the module's rules), or None."""
@@ -126,11 +175,46 @@ class Catalogue(_Frozen):
     def _resolver(self) -> _Resolver:
         return _Resolver(self.models, self.aliases)
 
-    def plan(self, plan_id: str) -> Plan:
-        for plan in self.plans:
-            if plan.id == plan_id:
-                return plan
-        raise KeyError(plan_id)
+    def plan(self, plan_id: str, moment: datetime | None = None) -> Plan:
+        """The version of ``plan_id`` in force at ``moment`` (now when not given)."""
+        found = latest_in_force(self._versions(plan_id), moment or datetime.now(UTC))
+        if found is None:
+            raise KeyError(plan_id)
+        return found
+
+    def _versions(self, plan_id: str) -> tuple[Plan, ...]:
+        """``plan_id``'s versions, grouped once per catalogue (the edge asks on every request;
+        a ``model_copy(update=...)`` with other plans is grouped afresh)."""
+        index = self.__dict__.get("_plan_index")
+        if index is None or index[0] is not self.plans:
+            grouped: dict[str, list[Plan]] = {}
+            for version in self.plans:
+                grouped.setdefault(version.id, []).append(version)
+            index = (self.plans, {name: tuple(found) for name, found in grouped.items()})
+            self.__dict__["_plan_index"] = index
+        versions: tuple[Plan, ...] = index[1].get(plan_id, ())
+        return versions
+
+    def plans_at(self, moment: datetime | None = None) -> tuple[Plan, ...]:
+        """Every plan as it is at ``moment`` (now when not given), in the catalogue's order."""
+        at = moment or datetime.now(UTC)
+        names = dict.fromkeys(p.id for p in self.plans)
+        in_force = (latest_in_force(self._versions(name), at) for name in names)
+        return tuple(plan for plan in in_force if plan is not None)
+
+    def terms(self, plan_id: str, account_id: str, moment: datetime) -> Terms:
+        """What ``account_id`` on ``plan_id`` pays and may spend at ``moment``: the plan's
+        version in force then, with the account's own terms in force then laid over it."""
+        plan = self.plan(plan_id, moment)
+        own = latest_in_force(self.account_terms.get(account_id, ()), moment)
+        if own is None:
+            return Terms(plan, plan.requests_per_minute, plan.tokens_per_minute, plan.discount_bps)
+        return Terms(
+            plan,
+            own.requests_per_minute or plan.requests_per_minute,
+            own.tokens_per_minute or plan.tokens_per_minute,
+            plan.discount_bps if own.discount_bps is None else own.discount_bps,
+        )
 
 
 _WILDCARDS = ("*", "?", "[")

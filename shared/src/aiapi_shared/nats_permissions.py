@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiapi_shared import batches_api, billing_api, edge_api, payments_api
+from aiapi_shared import batches_api, billing_api, console_api, edge_api, payments_api
 from aiapi_shared.admission import (
     ADMIT_SUBJECT,
     EXTEND_SUBJECT,
@@ -92,7 +92,7 @@ BUCKET_WRITERS: dict[str, str] = {
 BUCKET_READERS: dict[str, tuple[str, ...]] = {
     KEYS_BUCKET: ("edge",),
     BALANCES_BUCKET: ("edge",),
-    CATALOGUE_BUCKET: ("edge",),
+    CATALOGUE_BUCKET: ("edge", "accounts"),  # accounts: the plans customers may choose
     UPSTREAM_KEYS_BUCKET: ("edge",),
     UPSTREAM_STATUS_BUCKET: ("accounts",),
 }
@@ -116,15 +116,25 @@ ACCOUNTS_REQUESTS: tuple[str, ...] = (
     billing_api.REQUEST_RECORD_SUBJECT,  # the dashboard's lookup by request-id
     billing_api.REQUEST_LIST_SUBJECT,
     billing_api.DAILY_KEY_USAGE_SUBJECT,
+    billing_api.USAGE_SERIES_SUBJECT,  # the dashboard's charts
     billing_api.CATALOGUE_GET_SUBJECT,
     billing_api.CATALOGUE_MODEL_SUBJECT,
     billing_api.CATALOGUE_ALIAS_SUBJECT,
     billing_api.CATALOGUE_PRICE_SUBJECT,
+    billing_api.CATALOGUE_PLAN_SUBJECT,
+    billing_api.CATALOGUE_METER_SUBJECT,
+    billing_api.ACCOUNT_TERMS_SUBJECT,
     payments_api.ADDRESSES_SUBJECT,
     payments_api.DEPOSITS_SUBJECT,
     payments_api.SET_RATE_SUBJECT,
     payments_api.SWEEP_PLAN_SUBJECT,
     edge_api.UPSTREAM_TEST_SUBJECT,
+    # the operator console
+    console_api.ACCOUNT_LIST_SUBJECT,
+    console_api.REQUEST_OWNER_SUBJECT,
+    console_api.USAGE_REPORT_SUBJECT,
+    console_api.LIVE_SUBJECT,
+    console_api.DEPOSIT_OWNERS_SUBJECT,
 )
 # Services answering requests, on these subjects (queue groups).
 ANSWERS: dict[str, str] = {

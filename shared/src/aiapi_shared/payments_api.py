@@ -53,8 +53,18 @@ class DepositAddress(Record):
     rate_source: str | None = _Added
 
 
+class AddressesQuery(AccountQuery):
+    """``allocate`` false: only the addresses the account was given before, never a new one (no
+    address derived, no allocation lock taken); the reply's ``missing`` counts the enabled assets
+    and networks the account has no address for yet. A payments from before this field ignores
+    it and allocates (its reply then has nothing missing)."""
+
+    allocate: bool = True
+
+
 class AddressesReply(Record):
     addresses: list[DepositAddress]
+    missing: int = 0
 
 
 class Deposit(Record):

@@ -1,11 +1,14 @@
-"""Deposit addresses for the customer API: asked of payments at most a few times per account per
-hour, and remembered in between.
+"""Deposit addresses for the customer API and the top-up page: the addresses an account was
+given are read from payments on every ask (with the current minimum, confirmations and rate);
+only making new ones is budgeted, a few times per account per hour.
 
-Each request to payments for an account's addresses takes payments' per-network allocation lock
-(shared by all accounts) and, the first time, derives a new address that payments then watches
-for good. Addresses are stable per account, so beyond a small budget nothing is gained by asking
-again: the remembered answer is given instead. Operators are not limited (their route asks
-payments directly).
+Making an address takes payments' per-network allocation lock (shared by all accounts) and
+derives an address that payments then watches for good, so an account may not make payments do
+that more than ``requests_per_hour`` times an hour. Reading the addresses already given takes no
+lock and derives nothing: it is not limited, so the top-up card keeps its payment URI, QR code
+and rate however often it is shown. The last answer is also remembered here, for when payments
+does not answer (addresses are stable). Operators are not limited (their route asks payments
+directly).
 """
 
 from __future__ import annotations
@@ -38,37 +41,42 @@ class AddressBook:
         self._requests_per_hour = requests_per_hour
 
     async def addresses(self, account_id: str) -> list[DepositAddress]:
-        """Payments' answer while the account's hourly budget lasts, then the last answer
-        remembered; 429 when the budget is spent and nothing is remembered yet. While payments
-        does not answer: the remembered addresses (they stay valid), or 503 when there are none.
-        403 while the account's email awaits verification: payments derives and watches an
-        address for good, so unverified sign-ups must not be able to make it do so."""
+        """The account's address for each enabled asset, new ones made while the account's
+        hourly budget lasts; once it is spent, the addresses given so far (429 when there are
+        none). While payments does not answer: the remembered addresses (they stay valid), or
+        503 when there are none. 403 while the account's email awaits verification: payments
+        derives and watches an address for good, so unverified sign-ups must not be able to
+        make it do so."""
         async with self._pool.connection() as conn:
             account = await repository.get_account(conn, account_id)
             if account is None:
                 raise NotFound("no such account")
             self._check_verified(account)
-            wait = await repository.take_from_window(
-                conn, f"deposit-addresses:{account_id}", self._requests_per_hour, _HOUR_S
-            )
             remembered = [
                 DepositAddress(asset=asset, network=network, address=address)
                 for asset, network, address in await repository.cached_addresses(conn, account_id)
             ]
-        if wait is not None:
-            if remembered:
-                return remembered
-            raise TooManyAttempts(
-                "deposit addresses were requested too often; try again later", retry_after_s=wait
-            )
         try:
-            fresh = await self._peers.deposit_addresses(account_id)
+            given = await self._peers.given_addresses(account_id, allocate=False)
+            if given.missing:
+                async with self._pool.connection() as conn:
+                    wait = await repository.take_from_window(
+                        conn, f"deposit-addresses:{account_id}", self._requests_per_hour, _HOUR_S
+                    )
+                if wait is not None:
+                    if given.addresses:
+                        return given.addresses
+                    raise TooManyAttempts(
+                        "deposit addresses were requested too often; try again later",
+                        retry_after_s=wait,
+                    )
+                given = await self._peers.given_addresses(account_id, allocate=True)
         except PeerUnavailable:
             if remembered:
                 return remembered
             raise
-        async with self._pool.connection() as conn:
-            await repository.replace_addresses(
-                conn, account_id, [(a.asset, a.network, a.address) for a in fresh]
-            )
-        return fresh
+        fresh = [(str(a.asset), str(a.network), a.address) for a in given.addresses]
+        if sorted(fresh) != [(a.asset, a.network, a.address) for a in remembered]:
+            async with self._pool.connection() as conn:
+                await repository.replace_addresses(conn, account_id, fresh)
+        return given.addresses

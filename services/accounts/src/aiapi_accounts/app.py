@@ -24,6 +24,9 @@ from aiapi_accounts import (
     routes_catalogue,
     routes_customer,
     routes_mail,
+    routes_plans,
+    routes_reports,
+    routes_search,
     routes_topup,
     routes_upstream,
     routes_usage,
@@ -43,8 +46,11 @@ log = logging.getLogger("aiapi.accounts.http")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     routes_admin.ENDPOINTS
+    + routes_search.ENDPOINTS
+    + routes_reports.ENDPOINTS
     + operator_routes.ENDPOINTS
     + routes_catalogue.ENDPOINTS
+    + routes_plans.ENDPOINTS
     + routes_customer.ENDPOINTS
     + routes_mail.ENDPOINTS
     + routes_topup.ENDPOINTS

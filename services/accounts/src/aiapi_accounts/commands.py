@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from aiapi_accounts import repository
 from aiapi_accounts.clientaddr import throttle_key
 from aiapi_accounts.domain import (
+    DEFAULT_PLAN,
     Account,
     ApiKey,
     Backoff,
@@ -235,7 +236,7 @@ class Accounts:
         attempt costs a password hash, so each counts against the address's sign-up budget."""
         await self._admit(f"sign-up:{throttle_key(ip)}", self._throttle.per_address)
         try:
-            return await self.create(email, "basic", password, verified=verified)
+            return await self.create(email, DEFAULT_PLAN, password, verified=verified)
         except Conflict:
             return None
 

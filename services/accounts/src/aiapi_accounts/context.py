@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiapi_shared.catalogue import Catalogue
-
 from aiapi_accounts.account_mail import AccountMail
 from aiapi_accounts.addressbook import AddressBook
+from aiapi_accounts.catalogue_view import CatalogueView
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.operators.service import Operators
 from aiapi_accounts.peers import Peers
@@ -19,7 +18,7 @@ class Context:
     settings: AccountsSettings
     accounts: Accounts
     peers: Peers
-    catalogue: Catalogue
+    catalogue: CatalogueView
     addresses: AddressBook
     mail: AccountMail
     operators: Operators

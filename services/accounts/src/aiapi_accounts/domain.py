@@ -7,7 +7,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
@@ -91,17 +91,28 @@ class ApiKey:
         return "revoked" if self.revoked_at else "active"
 
 
+DEFAULT_PLAN = "basic"  # every new account starts on it; another plan is chosen (and paid) after
+
+
 def key_record(account: Account, key: ApiKey, catalogue: Catalogue) -> KeyRecord:
-    """What the edge needs to authenticate and limit a key; newer ``updated_at`` wins in KV."""
-    plan = catalogue.plan(account.plan)
+    """What the edge needs to authenticate and limit a key; newer ``updated_at`` wins in KV.
+    The limits are the account's terms now, for the operator's eye: billing enforces the terms
+    in force when each request starts."""
+    now = datetime.now(UTC)
+    try:
+        terms = catalogue.terms(account.plan, account.id, now)
+        rpm, tpm = terms.requests_per_minute, terms.tokens_per_minute
+    except KeyError:  # a plan created a moment ago, not yet in this copy: the first plan's
+        first = catalogue.plans_at(now)[0]
+        rpm, tpm = first.requests_per_minute, first.tokens_per_minute
     return KeyRecord(
         key_id=key.id,
         account_id=account.id,
         plan=account.plan,
         key_status="revoked" if key.revoked_at else "active",
         account_status=account.status,
-        requests_per_minute=plan.requests_per_minute,
-        tokens_per_minute=plan.tokens_per_minute,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
         updated_at=max(account.updated_at, key.updated_at),
     )
 

@@ -4,7 +4,10 @@
 - ETH (a network's own coin) on an EVM chain: EIP-681, ``ethereum:<address>@<chain id>``.
 - An ERC-20 token (USDT): EIP-681 calling the token's ``transfer``,
   ``ethereum:<contract>@<chain id>/transfer?address=<address>``; a wallet fills in the amount.
-- TRON, or an address without a chain id: None, and the page shows the address only.
+- TRON: there is no standard payment URI (no BIP21/EIP-681 counterpart that TRON wallets agree
+  on): None. The card's QR code then holds the bare ``T…`` address, which is what TRON wallets
+  scan, and the page says so (:func:`qr_content`).
+- An EVM address without a chain id: None, and no QR code (a wallet could pay on a wrong chain).
 No amount is put in a URI: the customer chooses how much to send.
 """
 
@@ -29,6 +32,13 @@ def payment_uri(address: DepositAddress) -> str | None:
             f"?address={address.address}"
         )
     return None
+
+
+def qr_content(network: str, address: str, uri: str | None) -> str | None:
+    """What the card's QR code holds: the payment URI, or a TRON address as it is."""
+    if uri is not None:
+        return uri
+    return address if network == "tron" else None
 
 
 def qr_svg(uri: str, label: str) -> str:

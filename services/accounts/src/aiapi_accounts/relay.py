@@ -14,11 +14,11 @@ import contextlib
 import logging
 
 from aiapi_shared.bus import Bus, KeyValue
-from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.outbox import Outbox, OutboxTable
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync, repository
+from aiapi_accounts.catalogue_view import CatalogueView
 
 log = logging.getLogger("aiapi.accounts.relay")
 
@@ -28,7 +28,7 @@ OUTBOX = OutboxTable("accounts")
 
 class Relay:
     def __init__(
-        self, pool: AsyncConnectionPool, bus: Bus, kv: KeyValue, catalogue: Catalogue
+        self, pool: AsyncConnectionPool, bus: Bus, kv: KeyValue, catalogue: CatalogueView
     ) -> None:
         self._pool = pool
         self._outbox = Outbox(pool, bus, OUTBOX, batch=_BATCH)
@@ -81,7 +81,7 @@ class Relay:
         async with self._pool.connection() as conn:
             rows = await repository.claim_key_syncs(conn, _BATCH)
             queued = [(account_id, key_hash) for _, account_id, key_hash in rows]
-            await keysync.write_queued(self._kv, conn, queued, self._catalogue)
+            await keysync.write_queued(self._kv, conn, queued, self._catalogue.current)
             if rows:
                 await repository.delete_key_syncs(conn, [row_id for row_id, *_ in rows])
         return len(rows)

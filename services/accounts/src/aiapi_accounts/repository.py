@@ -109,6 +109,82 @@ async def update_account(conn: Conn, account_id: str, column: str, value: str) -
     )
 
 
+# -- the operator console's search --------------------------------------------------------------
+
+
+def _like(text: str) -> str:
+    """``text`` anywhere, its LIKE wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def account_matches(
+    conn: Conn, text: str, key_hash: str, limit: int
+) -> list[tuple[str, str]]:
+    """(account id, what matched) for ``text``: the account id, part of the email, an API key's
+    id, hint (``sk-cc-...abcd``, or its last four characters) or the whole key (by its hash)."""
+    return [
+        (str(row["id"]), str(row["matched"]))
+        for row in await _all(
+            conn,
+            "(SELECT id, 'id' AS matched FROM accounts WHERE id = %s"
+            " UNION SELECT id, 'email' FROM accounts WHERE email ILIKE %s"
+            " UNION SELECT account_id, 'key' FROM api_keys WHERE id = %s OR key_hash = %s"
+            " OR hint = %s OR (length(%s) = 4 AND right(hint, 4) = %s))"
+            " ORDER BY id LIMIT %s",
+            (text, _like(text), text, key_hash, text, text, text, limit),
+        )
+    ]
+
+
+async def list_accounts(
+    conn: Conn,
+    ids: list[str] | None,
+    after: tuple[datetime, str] | None,
+    *,
+    descending: bool,
+    limit: int,
+) -> list[Account]:
+    """A page of accounts by sign-up time (then id), every account or only ``ids``."""
+    where: list[str] = []
+    params: list[Any] = []
+    if ids is not None:
+        where.append("id = ANY(%s)")
+        params.append(ids)
+    direction, compare = ("DESC", "<") if descending else ("ASC", ">")
+    if after is not None:
+        where.append(f"(created_at, id) {compare} (%s, %s)")
+        params += [after[0], after[1]]
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = await _all(
+        conn,
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts{clause}"
+        f" ORDER BY created_at {direction}, id {direction} LIMIT %s",
+        (*params, limit),
+    )
+    return [Account(**row) for row in rows]
+
+
+async def accounts_by_ids(conn: Conn, ids: list[str]) -> dict[str, Account]:
+    rows = await _all(conn, f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY(%s)", (ids,))
+    return {str(row["id"]): Account(**row) for row in rows}
+
+
+async def signed_up_between(
+    conn: Conn, since: datetime, until: datetime, unit: str
+) -> dict[str, int]:
+    """New accounts per period (``day``, ``week``, ``month``; UTC; keyed by its first day)."""
+    if unit not in ("day", "week", "month"):
+        raise ValueError(unit)
+    rows = await _all(
+        conn,
+        f"SELECT to_char(date_trunc('{unit}', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD') AS k,"
+        " count(*) AS n FROM accounts WHERE created_at >= %s AND created_at < %s GROUP BY k",
+        (since, until),
+    )
+    return {str(row["k"]): int(row["n"]) for row in rows}
+
+
 # -- API keys -----------------------------------------------------------------------------------
 
 

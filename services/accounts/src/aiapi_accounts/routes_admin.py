@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aiapi_shared.billing_api import AdjustCommand
+from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.money import owed
 from aiapi_shared.payments_api import (
     Deposit,
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from aiapi_accounts.errors import InvalidRequest
 from aiapi_accounts.http import acting, answer, build, context, no_content, read_body
 from aiapi_accounts.openapi import Endpoint
+from aiapi_accounts.routes_plans import change_account_terms, known_plan, terms_now
 from aiapi_accounts.schemas import (
     AccountAnswer,
     AccountWithBalanceAnswer,
@@ -38,11 +40,16 @@ from aiapi_accounts.schemas import (
 async def create_account(request: Request) -> Response:
     acting(request)
     body = await read_body(request, CreateAccountBody)
+    await known_plan(context(request), body.plan)
     account = await context(request).accounts.create(body.email, body.plan)
     return answer(AccountAnswer.of(account), 201)
 
 
-async def _with_balance(request: Request, account_id: str) -> Response:
+async def _with_balance(
+    request: Request, account_id: str, catalogue: Catalogue | None = None
+) -> Response:
+    """The account, its balance and its terms now (from ``catalogue``, the one billing answered
+    a change with, else this process's copy)."""
     ctx = context(request)
     account = await ctx.accounts.get(account_id)
     balance = await ctx.peers.balance(account.id)
@@ -52,6 +59,7 @@ async def _with_balance(request: Request, account_id: str) -> Response:
             balance_usd=balance.balance,
             available_usd=balance.available,
             owed_usd=owed(balance.balance),
+            **terms_now(catalogue or ctx.catalogue.current, account),
         )
     )
 
@@ -64,15 +72,18 @@ async def get_account(request: Request) -> Response:
 async def patch_account(request: Request) -> Response:
     acting(request)
     body = await read_body(request, PatchAccountBody)
-    if body.plan is None and body.status is None:
-        raise InvalidRequest('give "plan" or "status"')
+    if not body.model_fields_set - {"effective_from"}:
+        raise InvalidRequest('give "plan", "status", "limits" or "discount_bps"')
     ctx, account_id = context(request), request.path_params["id"]
     await ctx.accounts.get(account_id)
+    if body.plan is not None:
+        await known_plan(ctx, body.plan)
+    changed = await change_account_terms(ctx, account_id, body)
     if body.plan is not None:
         await ctx.accounts.set_plan(account_id, body.plan)
     if body.status is not None:
         await ctx.accounts.set_status(account_id, body.status)
-    return await _with_balance(request, account_id)
+    return await _with_balance(request, account_id, changed.catalogue if changed else None)
 
 
 async def adjust(request: Request) -> Response:
@@ -174,7 +185,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              CreateAccountBody, AccountAnswer, status=201, errors=(400, 409)),
     Endpoint("GET", _A + "/{id}", get_account, "An account with its balance", "admin",
              "operator", None, AccountWithBalanceAnswer, errors=(404, 503)),
-    Endpoint("PATCH", _A + "/{id}", patch_account, "Set the plan (no charge) or the status",
+    Endpoint("PATCH", _A + "/{id}", patch_account,
+             "Set the plan (no charge), the status, or the account's own limits and discount",
              "admin", "operator", PatchAccountBody, AccountWithBalanceAnswer,
              errors=(400, 404, 503)),
     Endpoint("POST", _A + "/{id}/adjustments", adjust, "Credit or debit the balance", "admin",

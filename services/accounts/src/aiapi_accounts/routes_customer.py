@@ -117,7 +117,7 @@ async def plans(request: Request) -> Response:
                 tokens_per_minute=p.tokens_per_minute,
                 discount_bps=p.discount_bps,
             )
-            for p in context(request).catalogue.plans
+            for p in context(request).catalogue.choosable()
         ]
     )
 
@@ -181,12 +181,13 @@ async def upgrade(request: Request) -> Response:
     """Billing debits the plan's price once and confirms; then the plan switches. If the reply
     is lost, billing's PlanPurchased event switches it (see consumers)."""
     account, _ = await change(request)
-    await read_body(request, UpgradeBody)
+    body = await read_body(request, UpgradeBody)
     if account.status != "active":
         raise Forbidden("the account is suspended")
     ctx = context(request)
-    reply = await ctx.peers.purchase_plan(account.id)
-    account = await ctx.accounts.set_plan(account.id, "pro")
+    plan = ctx.catalogue.choosable_plan(body.plan)
+    reply = await ctx.peers.purchase_plan(account.id, plan.id)
+    account = await ctx.accounts.set_plan(account.id, plan.id)
     return answer(
         UpgradeAnswer(
             account=AccountAnswer.of(account),
@@ -257,7 +258,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "none", "auth", AcceptInvitationBody, SignInAnswer, errors=(400, 401, 429)),
     Endpoint("POST", "/api/v1/auth/sign-out", sign_out, "End this session", "session", "auth",
              status=204, errors=_W),
-    Endpoint("GET", "/api/v1/plans", plans, "The plans on sale", "none", "account", None,
+    Endpoint("GET", "/api/v1/plans", plans, "The plans customers may choose", "none", "account", None,
              PlanAnswer, many=True),
     Endpoint("GET", _P, profile, "The signed-in account", "session", "account", None, AccountAnswer),
     Endpoint("POST", _P + "/password", change_password, "Change the password (ends other sessions)",
@@ -272,7 +273,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              KeyCreateBody, KeyCreatedAnswer, status=201, errors=(400, *_W, 409, 429)),
     Endpoint("DELETE", _P + "/keys/{key_id}", revoke_key, "Revoke an API key", "session", "keys",
              status=204, errors=(*_W, 404, 429)),
-    Endpoint("POST", _P + "/plan", upgrade, "Upgrade to Pro, paid once from the balance", "session",
+    Endpoint("POST", _P + "/plan", upgrade, "Choose a plan, paid once from the balance", "session",
              "plan", UpgradeBody, UpgradeAnswer, errors=(400, 402, *_W, 429, 503)),
     Endpoint("GET", _P + "/balance", balance, "Balance (settled) and available", "session",
              "billing", None, BalanceAnswer, errors=(503,)),

@@ -54,11 +54,17 @@ class RequestPageAnswer(Answer):
 
 async def requests(request: Request) -> Response:
     account, _ = await require_session(request)
+    return await request_page(request, account.id)
+
+
+async def request_page(request: Request, account_id: str) -> Response:
+    """One page of ``account_id``'s request log (or all of it as CSV), by the query string; the
+    customer's own route and the operator's route of any account answer the same."""
     params = request.query_params
     peers = context(request).peers
     kind = params.get("format", "json")
     if kind == "csv":
-        query = list_query(account.id, params, limit=MAX_LIMIT)
+        query = list_query(account_id, params, limit=MAX_LIMIT)
         first = await peers.request_list(query)
         return StreamingResponse(
             _csv(peers, query, first),
@@ -67,7 +73,7 @@ async def requests(request: Request) -> Response:
         )
     if kind != "json":
         raise InvalidRequest("format is json or csv")
-    reply = await peers.request_list(list_query(account.id, params))
+    reply = await peers.request_list(list_query(account_id, params))
     return answer(
         RequestPageAnswer(
             data=[

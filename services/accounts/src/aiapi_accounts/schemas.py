@@ -8,7 +8,15 @@ from typing import Annotated, Any, Literal
 
 from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
 from aiapi_shared.money import Money, format_usd, parse_usd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 from aiapi_accounts.domain import Account, ApiKey, Session
 
@@ -44,9 +52,28 @@ class CreateAccountBody(Body):
     plan: PlanName = "basic"
 
 
+class LimitsBody(Body):
+    """An account's own limits; a limit left out (or null) follows its plan's."""
+
+    requests_per_minute: int | None = Field(default=None, gt=0, le=10_000_000)
+    tokens_per_minute: int | None = Field(default=None, gt=0, le=10_000_000_000)
+
+
 class PatchAccountBody(Body):
     plan: PlanName | None = None
     status: AccountStatus | None = None
+    limits: LimitsBody | None = Field(
+        default=None, description="the account's own limits over its plan's ({} drops them)"
+    )
+    discount_bps: int | None = Field(
+        default=None, ge=0, le=10_000, description="the account's own discount (10000 = 100% off)"
+    )
+    plan_discount: bool = Field(
+        default=False, description="true drops the account's own discount (back to its plan's)"
+    )
+    effective_from: AwareDatetime | None = Field(
+        default=None, description="when the limits and discount start (default: now; not past)"
+    )
 
 
 class AdjustmentBody(Body):
@@ -97,6 +124,15 @@ class AccountWithBalanceAnswer(AccountAnswer):
     owed_usd: Money = Field(
         description="what the account owes: minus the settled balance when it is below zero,"
         ' else "0.00"; its requests are refused (402) until a top-up covers it'
+    )
+    requests_per_minute: int | None = Field(
+        default=None, description="the account's limit now: its plan's or its own"
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, description="the account's limit now: its plan's or its own"
+    )
+    discount_bps: int | None = Field(
+        default=None, description="the account's discount now: its plan's or its own"
     )
 
 
@@ -158,7 +194,7 @@ class MailAcceptedAnswer(Answer):
 
 
 class UpgradeBody(Body):
-    plan: Literal["pro"]
+    plan: PlanName = Field(description="a plan customers may choose (GET /api/v1/plans)")
 
 
 class SignUpAnswer(Answer):

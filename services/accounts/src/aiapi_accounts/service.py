@@ -9,13 +9,14 @@ import logging
 from aiapi_shared.bus import Bus, KeyValue
 from aiapi_shared.catalogue import Catalogue, default_catalogue
 from aiapi_shared.db import migrate, open_pool
-from aiapi_shared.events.records_v1 import KEYS_BUCKET, UPSTREAM_KEYS_BUCKET
+from aiapi_shared.events.records_v1 import CATALOGUE_BUCKET, KEYS_BUCKET, UPSTREAM_KEYS_BUCKET
 from aiapi_shared.lifecycle import StartupRefused
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_accounts import keysync, repository
 from aiapi_accounts.account_mail import AccountMail
 from aiapi_accounts.addressbook import AddressBook
+from aiapi_accounts.catalogue_view import CatalogueView
 from aiapi_accounts.commands import Accounts
 from aiapi_accounts.consumers import Consumers
 from aiapi_accounts.context import Context
@@ -43,7 +44,7 @@ class Service:
         if settings.database_url is None:
             raise StartupRefused("AIAPI_DATABASE_URL is required")
         self.settings = settings
-        self.catalogue = catalogue or default_catalogue()
+        self.catalogue = CatalogueView(catalogue or default_catalogue())
         self._database_url = settings.database_url.get_secret_value()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -62,6 +63,12 @@ class Service:
         self.bus = await Bus.connect_as(self.settings, name="aiapi-accounts")
         await self.bus.ensure_streams()
         kv = await self.bus.ensure_kv(KEYS_BUCKET)
+        self._tasks.append(
+            asyncio.create_task(
+                self.bus.watch_kv(CATALOGUE_BUCKET, self.catalogue.on_change, stop=self._stop),
+                name="catalogue",
+            )
+        )
         await self._resync(kv)
         self.relay = Relay(self.pool, self.bus, kv, self.catalogue)
         s = self.settings
@@ -158,7 +165,7 @@ class Service:
     async def _resync(self, kv: KeyValue) -> None:
         assert self.pool is not None
         async with self.pool.connection() as conn:
-            await keysync.full_resync(kv, conn, self.catalogue)
+            await keysync.full_resync(kv, conn, self.catalogue.current)
 
     async def _prune(self, accounts: Accounts, operators: Operators) -> None:
         while not self._stop.is_set():

@@ -82,6 +82,9 @@ class AccountsSettings(BaseServiceSettings):
     # Unset: on exactly when SMTP is configured.
     require_email_verification: bool | None = None
     email_token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    # The operator console's live view reads these edges' internal /metrics, comma-separated
+    # (``http://10.0.0.5:9080/metrics,...``). Empty: the live view shows billing's figures only.
+    console_edge_metrics_urls: str = ""
     password_reset_ttl_s: int = Field(default=3600, gt=0)
     # Per account (resend) or per email (password reset): mails asked for per hour.
     mail_requests_per_hour: int = Field(default=3, ge=1)

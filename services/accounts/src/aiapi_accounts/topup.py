@@ -4,6 +4,7 @@ progress. Reads payments over NATS (I/O); the wording and URIs come from pure mo
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Literal
 
@@ -58,8 +59,15 @@ async def top_up_view(ctx: Context, account_id: str) -> TopUpAnswer:
     """Addresses through the address book (payments asked a few times an hour, the answer
     remembered in between: a remembered address comes without its minimum, rate and URI),
     deposits from payments."""
-    addresses = await ctx.addresses.addresses(account_id)
-    deposits = await deposits_view(ctx, account_id)
+    # Independent questions to payments: asked at once. The addresses' refusal (an unverified
+    # email, the budget) is the one to answer with when both fail.
+    addresses, deposits = await asyncio.gather(
+        ctx.addresses.addresses(account_id), deposits_view(ctx, account_id), return_exceptions=True
+    )
+    if isinstance(addresses, BaseException):
+        raise addresses
+    if isinstance(deposits, BaseException):
+        raise deposits
     return TopUpAnswer(
         assets=[
             TopUpAsset(

@@ -4,7 +4,8 @@ Admission is one statement, ``admit_request`` (migration 0002), run in autocommi
 account row, refuses a suspended account, gives a retried request id the hold it already has,
 applies the GCRA limits (``ratelimit.py`` is their specification) and takes the hold, all under
 that one lock and in one commit. Python computes only what needs the catalogue: the hold (worst
-case at the model's price, the plan's discount applied) and the limits of the plan.
+case at the model's price, the discount applied) and the limits: the account's terms in force
+when the request started (its plan's version then, its own overrides laid over it).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from aiapi_shared.admission import (
     HoldExtensionReply,
     HoldExtensionRequest,
 )
-from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.pricing import discounted
 from psycopg import OperationalError
 from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_billing import pricing
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import accounts, holds, prices
 from aiapi_billing.repository.holds import AdmitOutcome, AdmitParams
@@ -55,7 +56,7 @@ class Admitter:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        catalogue: Catalogue,
+        catalogue: LiveCatalogue,
         prices: PriceBook,
         *,
         hold_ttl_s: int,
@@ -77,26 +78,30 @@ class Admitter:
         price = self._prices.price_at(req.model, req.started_at)
         if price is None:
             return AdmissionReply(decision="unknown_model", message=f"{req.model} is not priced")
-        plan = self._catalogue.plan(req.plan)
+        catalogue = self._catalogue.current
+        try:
+            terms = catalogue.terms(req.plan, req.account_id, req.started_at)
+        except KeyError:
+            return AdmissionReply(decision="account_inactive", message=f"no plan {req.plan}")
         hold = pricing.hold_nano(
             req.estimated_input_tokens,
             req.max_tokens,
             price,
-            discount_bps=plan.discount_bps,
-            multipliers=self._catalogue.cache_multipliers_bps,
+            discount_bps=terms.discount_bps,
+            multipliers=catalogue.cache_multipliers_bps,
             input_premium_bps=req.input_premium_bps,
             output_premium_bps=req.output_premium_bps,
-        ) + discounted(req.server_tools_nano, plan.discount_bps)
-        tokens = min(req.estimated_input_tokens + req.max_tokens, plan.tokens_per_minute)
+        ) + discounted(req.server_tools_nano, terms.discount_bps)
+        tokens = min(req.estimated_input_tokens + req.max_tokens, terms.tokens_per_minute)
         params = AdmitParams(req.request_id, req.account_id, req.model, req.plan, req.started_at,
-                             hold, tokens, plan.requests_per_minute, plan.tokens_per_minute,
+                             hold, tokens, terms.requests_per_minute, terms.tokens_per_minute,
                              self._ttl_s)  # fmt: skip
         try:
             row = await self._run_admit(params)
         except UniqueViolation:
             # The same request id is being admitted for another account at this very moment.
             return AdmissionReply(decision="account_inactive", message="request id reused")
-        return _reply(row, plan.display_name)
+        return _reply(row, terms.plan.display_name)
 
     async def _run_admit(self, params: AdmitParams) -> AdmitOutcome:
         """Run ``admit_request``. The pool does not probe connections on checkout, so the first
@@ -126,11 +131,14 @@ class Admitter:
                 return HoldExtensionReply(
                     granted=False, hold_amount=hold.amount, message="unpriced"
                 )
+            catalogue = self._catalogue.current
             extra = pricing.extension_nano(
                 req.additional_output_tokens,
                 price,
-                discount_bps=self._catalogue.plan(hold.plan).discount_bps,
-                multipliers=self._catalogue.cache_multipliers_bps,
+                discount_bps=catalogue.terms(
+                    hold.plan, req.account_id, hold.started_at
+                ).discount_bps,
+                multipliers=catalogue.cache_multipliers_bps,
             )
             if not await accounts.hold_more_if_covered(conn, req.account_id, extra):
                 return HoldExtensionReply(

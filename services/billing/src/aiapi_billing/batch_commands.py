@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from aiapi_shared import batches_api as api
-from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.pricing import UnpricedMeter
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_billing import batch_rules
 from aiapi_billing.errors import BillingError, NotFound, UnpricedModel
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import Conn, accounts, batches, holds, prices, usage
 from aiapi_billing.rpc import _handler
@@ -32,7 +32,7 @@ class BatchCommands:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        catalogue: Catalogue,
+        catalogue: LiveCatalogue,
         settler: Settler,
         after_commit: Callable[[str], None],
         *,
@@ -123,11 +123,12 @@ class BatchCommands:
         self, conn: Conn, record: api.BatchRecord, items: list[api.BatchItemAsk]
     ) -> int | None:
         book = PriceBook()
-        table, windows = await prices.prices_and_windows(
+        table, windows, version = await prices.prices_and_windows(
             conn, sorted({item.model for item in items})
         )
         book.load(table)
-        discount = self._catalogue.plan(record.plan).discount_bps
+        catalogue = await self._catalogue.fresh(conn, version)
+        discount = catalogue.terms(record.plan, record.account_id, record.started_at).discount_bps
         total = 0
         for item in items:
             price = book.price_at(item.model, record.started_at)
@@ -137,7 +138,7 @@ class BatchCommands:
                 total += batch_rules.item_hold(
                     item,
                     price,
-                    catalogue=self._catalogue,
+                    catalogue=catalogue,
                     discount_bps=discount,
                     moment=record.started_at,
                     context_window=windows.get(item.model, 0),

@@ -1,6 +1,6 @@
 """Publishes the live catalogue to KV ``aiapi_catalogue`` whenever its version moves.
 
-The version is bumped by triggers on the catalogue and price tables, so a change made by this
+The version is bumped by triggers on the catalogue, price, plan and terms tables, so a change made by this
 service, by ``python -m aiapi_billing price`` in another process or by hand in SQL is published
 alike, within one polling interval. Writes are revision-conditional: a replica that read an older
 version never overwrites a newer snapshot.
@@ -22,6 +22,7 @@ from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from aiapi_billing import catalogue_store
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.repository import catalogue as catalogue_tables
 
 log = logging.getLogger("aiapi.billing.catalogue")
@@ -33,11 +34,12 @@ def _version_of(payload: bytes) -> int:
 
 class CataloguePublisher:
     def __init__(
-        self, pool: AsyncConnectionPool, bus: Bus, shipped: Catalogue, interval_s: float = 1.0
+        self, pool: AsyncConnectionPool, bus: Bus, live: LiveCatalogue, interval_s: float = 1.0
     ) -> None:
         self._pool = pool
         self._bus = bus
-        self._shipped = shipped
+        self._live = live
+        self._shipped = live.shipped
         self._interval_s = interval_s
         self._published = -1
         self._wake = asyncio.Event()
@@ -47,14 +49,19 @@ class CataloguePublisher:
         self._wake.set()
 
     async def current(self) -> tuple[int, Catalogue]:
+        """The catalogue as the tables hold it now; this replica prices and limits with it from
+        here on (an operator's change applies here before the answer leaves)."""
         async with self._pool.connection() as conn:
-            return await catalogue_store.load(conn, self._shipped)
+            version, catalogue = await catalogue_store.load(conn, self._shipped)
+        self._live.use(version, catalogue)
+        return version, catalogue
 
     async def publish_if_changed(self) -> bool:
         async with self._pool.connection() as conn:
             if await catalogue_tables.version(conn) == self._published:
                 return False
             version, catalogue = await catalogue_store.load(conn, self._shipped)
+        self._live.use(version, catalogue)  # this replica prices with it from now on
         snapshot = CatalogueSnapshot(
             version=version, published_at=datetime.now(UTC), catalogue=catalogue
         )

@@ -53,4 +53,16 @@ def catalogue_routes(
             api.CATALOGUE_PRICE_SUBJECT,
             _handler(api.AddPriceCommand, change(catalogue_store.add_model_price)),
         ),
+        (
+            api.CATALOGUE_PLAN_SUBJECT,
+            _handler(api.PutPlanCommand, change(catalogue_store.put_plan)),
+        ),
+        (
+            api.CATALOGUE_METER_SUBJECT,
+            _handler(api.PutMeterPriceCommand, change(catalogue_store.put_meter_price)),
+        ),
+        (
+            api.ACCOUNT_TERMS_SUBJECT,
+            _handler(api.PutAccountTermsCommand, change(catalogue_store.put_account_terms)),
+        ),
     ]

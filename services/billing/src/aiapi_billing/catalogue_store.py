@@ -1,12 +1,13 @@
-"""The live catalogue: models on sale and aliases (tables), with the price table's ranges.
+"""The live catalogue: models on sale and aliases (tables), with the price table's ranges, and
+the effective-dated terms of sale (plans, meter prices, accounts' own terms).
 
 Seeded from the shipped catalogue once; changed by an operator (request/reply or the CLI) without
 a deploy. ``load`` builds the :class:`Catalogue` the edge serves: a model is sold while it is
-``on_sale`` and has at least one price; an alias is served while its target is sold. Plans, cache
-multipliers and the meters beyond tokens stay those of the catalogue billing was started with
-(they are the product's terms). Every
-function runs in the caller's transaction; the statements are ``repository/catalogue.py``'s and
-``repository/prices.py``'s.
+``on_sale`` and has at least one price; an alias is served while its target is sold. Cache
+multipliers and the long-context threshold stay those of the catalogue billing was started with.
+Every function runs in the caller's transaction; the statements are ``repository/catalogue.py``'s,
+``repository/prices.py``'s and ``repository/terms.py``'s; the rules of a new version are
+``term_versions.py``'s.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from datetime import UTC, datetime
 from aiapi_shared import billing_api as api
 from aiapi_shared.catalogue import Catalogue, ModelEntry, ModelTraits, PricePoint
 
+from aiapi_billing import term_versions
 from aiapi_billing.errors import BillingError, NotFound
-from aiapi_billing.repository import Conn, catalogue, prices
+from aiapi_billing.repository import Conn, catalogue, prices, terms
 
 
 async def seed_prices(conn: Conn, shipped: Catalogue) -> int:
@@ -44,6 +46,13 @@ async def seed(conn: Conn, shipped: Catalogue) -> None:
         await catalogue.insert_model_if_new(conn, model)
     for alias, target in shipped.aliases.items():
         await catalogue.insert_alias_if_new(conn, alias, target)
+    for plan in shipped.plans:
+        if not await terms.plan_exists(conn, plan.id):
+            await terms.put_plan(conn, plan)
+    for meter, points in shipped.meters.items():
+        if not await terms.meter_priced(conn, meter):
+            for point in points:
+                await terms.put_meter_price(conn, meter, point)
 
 
 async def load(conn: Conn, shipped: Catalogue) -> tuple[int, Catalogue]:
@@ -76,10 +85,11 @@ async def load(conn: Conn, shipped: Catalogue) -> tuple[int, Catalogue]:
     return current, Catalogue(
         models=tuple(models),
         aliases=aliases,
-        plans=shipped.plans,
+        plans=tuple(await terms.all_plans(conn)),
         cache_multipliers_bps=shipped.cache_multipliers_bps,
-        meters=shipped.meters,
+        meters=await terms.all_meter_prices(conn),
         long_context=shipped.long_context,
+        account_terms=await terms.all_account_terms(conn),
     )
 
 
@@ -126,3 +136,24 @@ async def add_model_price(conn: Conn, cmd: api.AddPriceCommand) -> None:
     await prices.add_price(
         conn, cmd.model, cmd.effective_from, cmd.input_usd_per_mtok, cmd.output_usd_per_mtok
     )
+
+
+async def put_plan(conn: Conn, cmd: api.PutPlanCommand) -> None:
+    """A new version of a plan (a new plan's first), from ``effective_from`` or now."""
+    versions = [p for p in await terms.all_plans(conn) if p.id == cmd.id]
+    await terms.put_plan(conn, term_versions.plan_version(versions, cmd, await terms.clock(conn)))
+
+
+async def put_meter_price(conn: Conn, cmd: api.PutMeterPriceCommand) -> None:
+    """A price of a meter from ``effective_from`` or now: an option the catalogue could not
+    price is accepted once this starts."""
+    point = term_versions.meter_version(cmd, await terms.clock(conn))
+    await terms.put_meter_price(conn, cmd.meter, point)
+
+
+async def put_account_terms(conn: Conn, cmd: api.PutAccountTermsCommand) -> None:
+    """An account's own limits and discount from ``effective_from`` or now (what the command
+    leaves out is kept)."""
+    versions = (await terms.all_account_terms(conn)).get(cmd.account_id, ())
+    version = term_versions.account_terms_version(versions, cmd, await terms.clock(conn))
+    await terms.put_account_terms(conn, cmd.account_id, version)

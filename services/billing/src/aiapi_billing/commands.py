@@ -10,11 +10,11 @@ from aiapi_shared.billing_api import (
     PurchasePlanCommand,
     PurchasePlanReply,
 )
-from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events import PlanPurchased
 
 from aiapi_billing.errors import BillingError, InsufficientBalance
 from aiapi_billing.ledger import ADJUSTMENTS, PLAN_SALES, TransferSpec
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.notices import balance_events
 from aiapi_billing.repository import Conn, accounts, outbox, transfers
 
@@ -24,7 +24,7 @@ LEDGER_MAX = 2**63 - 1
 
 @dataclass(frozen=True)
 class Commands:
-    catalogue: Catalogue
+    catalogue: LiveCatalogue
     low_threshold: int
 
     async def adjust(self, conn: Conn, cmd: AdjustCommand) -> AdjustReply:
@@ -73,8 +73,16 @@ class Commands:
         )
 
     async def purchase_plan(self, conn: Conn, cmd: PurchasePlanCommand) -> PurchasePlanReply:
-        """Debit the plan's price once per account (lifetime) and announce the purchase."""
-        price = self.catalogue.plan(cmd.plan).price_usd
+        """Debit the plan's one-time price (the version in force now) once per account
+        (lifetime) and announce the purchase. Only a plan customers may choose is sold."""
+        catalogue = await self.catalogue.fresh(conn)
+        try:
+            plan = catalogue.plan(cmd.plan)
+        except KeyError:
+            raise BillingError(f"there is no {cmd.plan} plan") from None
+        if not plan.choosable:
+            raise BillingError(f"the {cmd.plan} plan is not offered; an operator sets it")
+        price = plan.price_usd
         account = await accounts.lock_account(conn, cmd.account_id)
         key = f"plan_purchase:{cmd.account_id}:{cmd.plan}"
         bought_before = await transfers.transfer_exists(conn, key)
@@ -89,6 +97,12 @@ class Commands:
             )
         if account.totals.available < price:
             raise InsufficientBalance(f"the {cmd.plan} plan costs more than the available balance")
+        if price == 0:  # nothing to debit (a ledger transfer moves a positive amount)
+            await accounts.set_plan(conn, cmd.account_id, cmd.plan)
+            await outbox.queue_events(
+                conn, [PlanPurchased(account_id=cmd.account_id, plan=cmd.plan, price=0)]
+            )
+            return PurchasePlanReply(plan=cmd.plan, price=0, balance=account.totals.balance)
         spec = TransferSpec(
             key=key,
             kind="plan_purchase",

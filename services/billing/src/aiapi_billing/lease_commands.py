@@ -17,11 +17,11 @@ from aiapi_shared.admission import (
     LeaseTopUpReply,
     LeaseTopUpRequest,
 )
-from aiapi_shared.catalogue import Catalogue
 from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_billing import lease_rules
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.repository import Conn, accounts, leases
 from aiapi_billing.repository.leases import GrantedLease, NewLease
 
@@ -34,7 +34,7 @@ class LeaseCommands:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        catalogue: Catalogue,
+        catalogue: LiveCatalogue,
         *,
         hold_ttl_s: int,
         admit_for_s: float,
@@ -62,7 +62,10 @@ class LeaseCommands:
             return _same_grant(req, existing, now_us)
         if account.status != "active":
             return LeaseGrantReply(decision="account_inactive", message="the account is suspended")
-        plan = self._catalogue.plan(req.plan)
+        try:
+            limits = self._catalogue.current.terms(req.plan, req.account_id, _moment(now_us))
+        except KeyError:
+            return LeaseGrantReply(decision="account_inactive", message=f"no plan {req.plan}")
         terms = lease_rules.grant_terms(
             lease_rules.GrantAsk(
                 amount=req.amount,
@@ -71,8 +74,8 @@ class LeaseCommands:
                 tokens=req.tokens,
                 min_tokens=req.min_tokens,
                 available=account.totals.available,
-                rpm=plan.requests_per_minute,
-                tpm=plan.tokens_per_minute,
+                rpm=limits.requests_per_minute,
+                tpm=limits.tokens_per_minute,
                 rpm_tat_us=account.rpm_tat_us,
                 tpm_tat_us=account.tpm_tat_us,
                 now_us=now_us,
@@ -118,7 +121,7 @@ class LeaseCommands:
                 return LeaseCloseReply(closed=False)
             if lease.tally.state != "open":  # closed before (a retry), settled or expired
                 return LeaseCloseReply(closed=True, released=0)
-            plan = self._catalogue.plan(lease.plan)
+            limits = self._catalogue.current.terms(lease.plan, req.account_id, lease.granted_at)
             report = lease_rules.CloseReport(
                 req.admitted_requests, req.reserved_amount, req.reserved_tokens
             )
@@ -127,8 +130,8 @@ class LeaseCommands:
                 report,
                 requests=lease.requests,
                 tokens=lease.tokens,
-                rpm=plan.requests_per_minute,
-                tpm=plan.tokens_per_minute,
+                rpm=limits.requests_per_minute,
+                tpm=limits.tokens_per_minute,
             )
             await accounts.give_back_lease(
                 conn, req.account_id, closing.released, closing.rpm_rewind_us, closing.tpm_rewind_us

@@ -75,7 +75,9 @@ def post(
             correction = ratelimit.token_correction_us(
                 pricing.rate_tokens(item.event.usage),
                 item.released.rate_tokens,
-                catalogue.plan(item.event.plan).tokens_per_minute,
+                catalogue.terms(
+                    item.event.plan, account_id, item.event.started_at
+                ).tokens_per_minute,
             )
             tpm[account_id] = tpm.get(account_id, 0) + correction
     moves = [

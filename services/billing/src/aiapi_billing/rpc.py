@@ -105,6 +105,10 @@ class Rpc:
                 api.DAILY_KEY_USAGE_SUBJECT,
                 _handler(api.DailyUsageQuery, self._read(request_log.daily_key_usage)),
             ),
+            (
+                api.USAGE_SERIES_SUBJECT,
+                _handler(api.DailyUsageQuery, self._read(request_log.usage_series)),
+            ),
             (api.ADJUST_SUBJECT, _handler(api.AdjustCommand, self._write(self._commands.adjust))),
             (
                 api.PURCHASE_PLAN_SUBJECT,

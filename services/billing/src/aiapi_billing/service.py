@@ -18,9 +18,11 @@ from aiapi_billing.batch_commands import BatchCommands, batch_routes
 from aiapi_billing.catalogue_publisher import CataloguePublisher
 from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
+from aiapi_billing.console_rpc import console_routes
 from aiapi_billing.consumers import Consumers
 from aiapi_billing.deposits import DepositBook
 from aiapi_billing.lease_commands import LeaseCommands
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.outbox import POLL_S, SnapshotWriter, outbox_relay
 from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import ping
@@ -93,9 +95,12 @@ class Service:
             relay.wake()
 
         prices = PriceBook()
+        live = LiveCatalogue(self.catalogue)
+        async with pool.connection() as conn:
+            await live.fresh(conn)
         admitter = Admitter(
             pool,
-            self.catalogue,
+            live,
             prices,
             hold_ttl_s=self.settings.hold_ttl_s,
             admit_pool=admit_pool,
@@ -103,7 +108,7 @@ class Service:
         self.consumers = Consumers(
             pool=pool,
             bus=bus,
-            settler=Settler(self.catalogue, low),
+            settler=Settler(live, low),
             deposits=DepositBook(low),
             after_commit=after_commit,
             crash_after_commits=self.settings.billing_crash_after_commits,
@@ -115,12 +120,12 @@ class Service:
         rpc = Rpc(
             pool,
             admitter,
-            Commands(self.catalogue, low),
+            Commands(live, low),
             after_commit,
             snapshots.mark,
             leases=LeaseCommands(
                 pool,
-                self.catalogue,
+                live,
                 hold_ttl_s=self.settings.hold_ttl_s,
                 admit_for_s=self.settings.lease_admit_for_s,
                 share_bps=self.settings.lease_balance_share_bps,
@@ -130,8 +135,8 @@ class Service:
         await rpc.serve(bus)
         batch_commands = BatchCommands(
             pool,
-            self.catalogue,
-            Settler(self.catalogue, low),
+            live,
+            Settler(live, low),
             after_commit,
             hold_ttl_s=self.settings.batch_hold_ttl_s,
             opening_timeout_s=self.settings.batch_opening_timeout_s,
@@ -140,8 +145,10 @@ class Service:
             await bus.serve(
                 subject, handler, queue=QUEUE, concurrency=self.settings.rpc_concurrency
             )
-        publisher = CataloguePublisher(pool, bus, self.catalogue)
+        publisher = CataloguePublisher(pool, bus, live, interval_s=self.settings.catalogue_poll_s)
         for subject, handler in catalogue_routes(pool, publisher):
+            await bus.serve(subject, handler, queue=QUEUE)
+        for subject, handler in console_routes(pool, bus):
             await bus.serve(subject, handler, queue=QUEUE)
         await snapshots.mark_recent()
         stop = self.stop_event

@@ -22,6 +22,9 @@ class BillingSettings(BaseServiceSettings):
     batch_hold_ttl_s: int = Field(default=48 * 3600, ge=60)
     batch_opening_timeout_s: float = Field(default=600.0, gt=0)
     hold_sweep_interval_s: float = Field(default=5.0, gt=0)
+    # How often each replica checks the catalogue's version (plans, prices, accounts' terms):
+    # a change made on another replica, the CLI or psql reaches admission and the edges within it.
+    catalogue_poll_s: float = Field(default=0.25, gt=0, le=1.0)
     # A lease (docs/billing.md, Leases) is admitted with for this long, then expires hold_ttl_s
     # later unless closed; it takes at most this share of the available balance.
     lease_admit_for_s: float = Field(default=10.0, gt=0)

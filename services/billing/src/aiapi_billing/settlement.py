@@ -27,6 +27,7 @@ from aiapi_shared.pricing import UnpricedMeter, request_cost
 from aiapi_billing import pricing
 from aiapi_billing.errors import UnpricedModel
 from aiapi_billing.lease_settlement import release_leases
+from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.notices import Totals
 from aiapi_billing.postings import Released, SettledEvent, announcements, post
 from aiapi_billing.price_book import PriceBook
@@ -73,13 +74,13 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class Settler:
-    catalogue: Catalogue
+    catalogue: LiveCatalogue
     low_threshold: int
 
     async def settle_batch(self, conn: Conn, events: Sequence[UsageRecorded]) -> BatchResult:
         """Settle ``events`` inside the caller's transaction; the caller commits, then acks."""
         result = BatchResult(outcomes=["duplicate"] * len(events))
-        candidates, extras = await self._price(conn, events, result)
+        candidates, extras, catalogue = await self._price(conn, events, result)
         if not candidates:
             return result
         locked = await accounts.lock_accounts(conn, [c.event.account_id for c in candidates])
@@ -99,17 +100,21 @@ class Settler:
                                      if result.outcomes[c.index] == "conflict"])  # fmt: skip
         fresh = [c for c in candidates if c.event.request_id in inserted]
         if fresh:
-            await self._bill(conn, fresh, {a: row.totals for a, row in locked.items()})
+            await self._bill(conn, catalogue, fresh, {a: r.totals for a, r in locked.items()})
             result.accounts = {c.event.account_id for c in fresh}
         return result
 
     async def _price(
         self, conn: Conn, events: Sequence[UsageRecorded], result: BatchResult
-    ) -> tuple[list[_Candidate], list[_Candidate]]:
-        """Price every event (the price table as this transaction reads it). The first event of
-        each request id is a candidate for settlement; later ones with that id are extras."""
+    ) -> tuple[list[_Candidate], list[_Candidate], Catalogue]:
+        """Price every event (the price table and the terms as this transaction reads them:
+        each event by the versions in force when it started, so a change made since its
+        admission leaves its price alone). The first event of each request id is a candidate
+        for settlement; later ones with that id are extras."""
         book = PriceBook()
-        table, windows = await prices.prices_and_windows(conn, sorted({e.model for e in events}))
+        models = sorted({e.model for e in events})
+        table, windows, version = await prices.prices_and_windows(conn, models)
+        catalogue = await self.catalogue.fresh(conn, version)
         book.load(table)
         candidates: list[_Candidate] = []
         extras: list[_Candidate] = []
@@ -124,8 +129,10 @@ class Settler:
                 cost = request_cost(
                     event.usage,
                     price,
-                    catalogue=self.catalogue,
-                    discount_bps=self.catalogue.plan(event.plan).discount_bps,
+                    catalogue=catalogue,
+                    discount_bps=catalogue.terms(
+                        event.plan, event.account_id, event.started_at
+                    ).discount_bps,
                     moment=event.started_at,
                     context_window=windows.get(event.model, 0),
                 )
@@ -138,13 +145,19 @@ class Settler:
             )
             (extras if event.request_id in seen else candidates).append(candidate)
             seen.add(event.request_id)
-        return candidates, extras
+        return candidates, extras, catalogue
 
     @staticmethod
     def _compare(c: _Candidate, stored: dict[str, str]) -> Outcome:
         return "duplicate" if stored.get(c.event.request_id) == c.digest else "conflict"
 
-    async def _bill(self, conn: Conn, fresh: list[_Candidate], before: dict[str, Totals]) -> None:
+    async def _bill(
+        self,
+        conn: Conn,
+        catalogue: Catalogue,
+        fresh: list[_Candidate],
+        before: dict[str, Totals],
+    ) -> None:
         """Release the holds and leases' shares, post the transfers, move the totals, queue the
         events."""
         released = await holds.settle_holds(
@@ -159,7 +172,7 @@ class Settler:
         settled = [
             SettledEvent(c.event, c.cost, c.price, released.get(c.event.request_id)) for c in fresh
         ]
-        postings = post(settled, before, self.catalogue)
+        postings = post(settled, before, catalogue)
         await transfers.insert_transfers(conn, postings.transfers)
         after = await accounts.move_totals(conn, postings.moves)
         await outbox.queue_events(

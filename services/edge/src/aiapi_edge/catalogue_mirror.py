@@ -12,8 +12,7 @@ import logging
 from collections.abc import Callable
 
 from aiapi_shared.catalogue import Catalogue
-from aiapi_shared.events.records_v1 import CATALOGUE_KEY, CatalogueSnapshot
-from pydantic import ValidationError
+from aiapi_shared.events.records_v1 import newer_snapshot
 
 log = logging.getLogger("aiapi.edge.catalogue")
 
@@ -24,14 +23,8 @@ class CatalogueMirror:
         self.version = -1
 
     def on_change(self, key: str, value: bytes | None) -> None:
-        if key != CATALOGUE_KEY or value is None:
-            return
-        try:
-            snapshot = CatalogueSnapshot.model_validate_json(value)
-        except ValidationError:
-            log.error("unreadable catalogue snapshot ignored")
-            return
-        if snapshot.version <= self.version:
+        snapshot = newer_snapshot(key, value, self.version)
+        if snapshot is None:
             return
         if not snapshot.catalogue.models:
             log.error("empty catalogue snapshot ignored", extra={"version": snapshot.version})

@@ -229,21 +229,25 @@ class Gateway:
     def _demand(self, request: AdmissionAsk, model: ModelEntry) -> Demand:
         """What billing would hold and count for this request (a lease must cover the same);
         a model without a price now gets a demand no lease covers: billing decides."""
-        plan = self.catalogue.plan(request.plan)
+        try:
+            terms = self.catalogue.terms(request.plan, request.account_id, request.started_at)
+        except KeyError:  # a plan this edge has not heard of yet: billing decides
+            return Demand(cost=UNCOVERABLE, tokens=0)
+        basis = (terms.requests_per_minute, terms.tokens_per_minute, terms.discount_bps)
         price = model.price_at(request.started_at)
-        tokens = min(request.estimated_input_tokens + request.max_tokens, plan.tokens_per_minute)
+        tokens = min(request.estimated_input_tokens + request.max_tokens, terms.tokens_per_minute)
         if price is None:
-            return Demand(cost=UNCOVERABLE, tokens=tokens)
+            return Demand(cost=UNCOVERABLE, tokens=tokens, terms=basis)
         cost = worst_case(
             price,
-            plan.discount_bps,
+            terms.discount_bps,
             self.catalogue.cache_multipliers_bps,
             input_tokens=request.estimated_input_tokens,
             max_tokens=request.max_tokens,
             input_premium_bps=request.input_premium_bps,
             output_premium_bps=request.output_premium_bps,
-        ) + discounted(request.server_tools_nano, plan.discount_bps)
-        return Demand(cost=cost, tokens=tokens)
+        ) + discounted(request.server_tools_nano, terms.discount_bps)
+        return Demand(cost=cost, tokens=tokens, terms=basis)
 
     def hold_guard(self, exchange: Exchange) -> HoldGuard | None:
         """The hold extension watch of a stream with a known hold (billing's, or its share of a
@@ -256,6 +260,7 @@ class Gateway:
             return None
         catalogue, started_at = self.catalogue, exchange.started_at
         window = exchange.model.context_window
+        caller = exchange.caller
 
         def reported_premium(meters: Mapping[str, int | str]) -> tuple[int, int]:
             return premium_bps(
@@ -269,7 +274,7 @@ class Gateway:
         budget = HoldBudget(
             held=ticket.hold_amount,
             price=price,
-            discount_bps=catalogue.plan(exchange.caller.plan).discount_bps,
+            discount_bps=catalogue.terms(caller.plan, caller.account_id, started_at).discount_bps,
             multipliers=catalogue.cache_multipliers_bps,
             max_tokens=exchange.max_tokens,
             premium=exchange.premium,

@@ -3,7 +3,8 @@
 A request whose account has a usable lease here is admitted with no round trip. Otherwise, or
 when the lease runs low, one grant request per account goes to billing in the background, and
 the request itself takes the per-request path (:mod:`.admission`). A lease this edge stops
-admitting with (it was replaced, its window ended, the plan changed, the edge stops) is closed
+admitting with (it was replaced, its window ended, the plan or the account's terms changed, the
+edge stops) is closed
 with what it admitted, so billing returns the rest to the account at once.
 
 Top-ups (more money for a long stream admitted under a lease) and the close of one lease never
@@ -119,7 +120,7 @@ class Leases:
             self._ask(account_id, plan, demand, None)
             return None
         lease = held.lease
-        if not lease.usable(plan, now):
+        if not lease.usable(plan, now, demand.terms):
             self._retire(held)
             self._ask(account_id, plan, demand, lease)  # sized from what it admitted
             return None
@@ -217,6 +218,7 @@ class Leases:
             tokens=reply.tokens,
             asked_at=asked_at,
             admit_for_s=reply.admit_for_s,
+            terms=demand.terms,
         )
         held = HeldLease(lease)
         if self._stopping:  # granted while the edge stops: hand it straight back

@@ -24,12 +24,18 @@ RENEW_BELOW = 0.5
 UNCOVERABLE = 2**62
 
 
+Terms = tuple[int, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """What one request needs from a lease: its worst-case cost and the tokens admission counts."""
+    """What one request needs from a lease: its worst-case cost and the tokens admission counts,
+    and the terms (requests/min, tokens/min, discount) its account has now: a lease granted under
+    other terms is not used (an operator changed the plan or the account's limits)."""
 
     cost: int
     tokens: int
+    terms: Terms = (0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -46,6 +52,7 @@ class Lease:
     reserved: int = 0  # the admitted requests' shares, top-ups included
     reserved_tokens: int = 0
     closing: bool = False
+    terms: Terms = (0, 0, 0)  # the account's terms when it was asked for
 
     @classmethod
     def granted_at(
@@ -59,12 +66,17 @@ class Lease:
         tokens: int,
         asked_at: float,
         admit_for_s: float,
+        terms: Terms = (0, 0, 0),
     ) -> Lease:
         deadline = asked_at + max(0.0, admit_for_s - WINDOW_MARGIN_S)
-        return cls(lease_id, account_id, plan, amount, requests, tokens, asked_at, deadline)
+        return cls(
+            lease_id, account_id, plan, amount, requests, tokens, asked_at, deadline, terms=terms
+        )
 
-    def usable(self, plan: str, now: float) -> bool:
-        return not self.closing and self.plan == plan and now < self.deadline
+    def usable(self, plan: str, now: float, terms: Terms = (0, 0, 0)) -> bool:
+        return (
+            not self.closing and self.plan == plan and self.terms == terms and now < self.deadline
+        )
 
     def fits(self, demand: Demand) -> bool:
         return (

@@ -49,7 +49,9 @@ def quoted_cost(catalogue: Catalogue, exchange: Exchange) -> int | None:
             Usage.model_validate(exchange.meter.meters()),
             price,
             catalogue=catalogue,
-            discount_bps=catalogue.plan(exchange.caller.plan).discount_bps,
+            discount_bps=catalogue.terms(
+                exchange.caller.plan, exchange.caller.account_id, exchange.started_at
+            ).discount_bps,
             moment=exchange.started_at,
             context_window=exchange.model.context_window,
         ).cost

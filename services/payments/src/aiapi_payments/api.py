@@ -15,6 +15,12 @@ from typing import Literal
 import psycopg
 from aiapi_shared.billing_api import ApiError
 from aiapi_shared.bus import Bus
+from aiapi_shared.console_api import (
+    DEPOSIT_OWNERS_SUBJECT,
+    DepositOwner,
+    DepositOwnersQuery,
+    DepositOwnersReply,
+)
 from aiapi_shared.events.base import Record
 from aiapi_shared.payments_api import (
     ADDRESSES_SUBJECT,
@@ -22,6 +28,7 @@ from aiapi_shared.payments_api import (
     SET_RATE_SUBJECT,
     SWEEP_PLAN_SUBJECT,
     AccountQuery,
+    AddressesQuery,
     AddressesReply,
     DepositAddress,
     DepositsReply,
@@ -134,6 +141,7 @@ class PaymentsApi:
             DEPOSITS_SUBJECT: self._deposits,
             SET_RATE_SUBJECT: self._set_rate,
             SWEEP_PLAN_SUBJECT: self._sweep_plan,
+            DEPOSIT_OWNERS_SUBJECT: self._owners,
         }
         for subject, handle in routes.items():
 
@@ -153,19 +161,31 @@ class PaymentsApi:
 
     async def _addresses(self, data: bytes) -> AddressesReply:
         """One address per enabled asset and network; every EVM network shares the account's
-        one coin-60 address (deposits are told apart by the network they arrive on)."""
+        one coin-60 address (deposits are told apart by the network they arrive on). Without
+        ``allocate``, only the addresses already given (a read: the top-up page asks on every
+        load) and how many offers still have none."""
+        query = AddressesQuery.model_validate_json(data)
         account_id = self._account(data)
         rates = await rate_lookup(self._repository, self._config, self._clock())
         found: list[DepositAddress] = []
-        stored: dict[KeyChain, StoredAddress] = {}
+        stored: dict[KeyChain, StoredAddress | None] = {}
+        missing = 0
         for asset, network in self._config.offers:
             keychain = self._config.keychain(network)
             if keychain not in stored:
-                stored[keychain] = await self._repository.assign_address(
-                    account_id, keychain, partial(self._config.derive_from, keychain)
+                stored[keychain] = (
+                    await self._repository.assign_address(
+                        account_id, keychain, partial(self._config.derive_from, keychain)
+                    )
+                    if query.allocate
+                    else await self._repository.address(account_id, keychain)
                 )
-            found.append(self._address_view(asset, network, stored[keychain].address, rates))
-        return AddressesReply(addresses=found)
+            given = stored[keychain]
+            if given is None:
+                missing += 1
+                continue
+            found.append(self._address_view(asset, network, given.address, rates))
+        return AddressesReply(addresses=found, missing=missing)
 
     def _address_view(
         self, asset: Asset, network: ChainNetwork, address: str, rates: RateLookup
@@ -210,6 +230,19 @@ class PaymentsApi:
             for record in records
         ]
         return DepositsReply(deposits=views)
+
+    async def _owners(self, data: bytes) -> DepositOwnersReply:
+        """Whose deposit address or transaction this is (the operator console's search)."""
+        query = DepositOwnersQuery.model_validate_json(data)
+        found = await self._repository.deposit_owners(query.text)
+        return DepositOwnersReply(
+            owners=[
+                DepositOwner(
+                    account_id=account_id, matched="address" if kind == "address" else "tx_hash"
+                )
+                for account_id, kind in found
+            ]
+        )
 
     async def _set_rate(self, data: bytes) -> SetRateReply:
         command = SetRateCommand.model_validate_json(data)

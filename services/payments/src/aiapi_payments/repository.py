@@ -242,6 +242,22 @@ class Repository:
             rows = await cur.fetchall()
         return [_deposit(row) for row in rows]
 
+    async def deposit_owners(self, text: str) -> list[tuple[str, str]]:
+        """(account id, "address" | "tx_hash") of the deposit addresses and transactions that
+        ``text`` names, whatever its letter case and with or without ``0x`` (the operator's
+        search; a scan of both tables, which an operator's question can afford)."""
+        plain = text.strip().lower()
+        bare = plain.removeprefix("0x")
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT account_id, 'address' FROM addresses WHERE lower(address) = %s"
+                " UNION SELECT DISTINCT account_id, 'tx_hash' FROM deposits"
+                " WHERE lower(tx_hash) IN (%s, %s) ORDER BY 1, 2",
+                (plain, bare, "0x" + bare),
+            )
+            rows = await cur.fetchall()
+        return [(str(row[0]), str(row[1])) for row in rows]
+
     async def commit_watch(
         self,
         *,

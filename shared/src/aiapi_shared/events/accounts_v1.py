@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from aiapi_shared.catalogue import PlanId
 from aiapi_shared.events.base import Event
 
-PlanName = Literal["basic", "pro"]
+PlanName = PlanId  # plans are data (the catalogue's), named by the operator
 AccountStatus = Literal["active", "suspended"]
 
 

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime
 
+from aiapi_shared.catalogue import PlanId
 from aiapi_shared.events.base import Event
 from aiapi_shared.events.usage_v1 import Usage
 from aiapi_shared.money import Money
@@ -65,7 +66,7 @@ class PlanPurchased(Event):
     subject: ClassVar[str] = "billing.v1.plan.purchased"
 
     account_id: str
-    plan: Literal["basic", "pro"]
+    plan: PlanId
     price: Money
 
 

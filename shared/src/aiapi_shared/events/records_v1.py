@@ -20,14 +20,17 @@ Written by the edges, read by accounts (the operator API adds them up).
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, ValidationError
 
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events.accounts_v1 import AccountStatus, PlanName
 from aiapi_shared.events.base import Record
 from aiapi_shared.money import Money
+
+log = logging.getLogger("aiapi.catalogue")
 
 KEYS_BUCKET = "aiapi_keys"
 BALANCES_BUCKET = "aiapi_balances"
@@ -70,6 +73,19 @@ class CatalogueSnapshot(Record):
     version: int = Field(ge=0)
     published_at: AwareDatetime
     catalogue: Catalogue
+
+
+def newer_snapshot(key: str, value: bytes | None, held: int) -> CatalogueSnapshot | None:
+    """The catalogue snapshot a change of ``aiapi_catalogue`` carries, when it is one, parses and
+    is newer than the version ``held`` (a reader keeps the last good one otherwise)."""
+    if key != CATALOGUE_KEY or value is None:
+        return None
+    try:
+        snapshot = CatalogueSnapshot.model_validate_json(value)
+    except ValidationError:
+        log.error("unreadable catalogue snapshot ignored")
+        return None
+    return snapshot if snapshot.version > held else None
 
 
 UPSTREAM_KEYS_BUCKET = "aiapi_upstream_keys"

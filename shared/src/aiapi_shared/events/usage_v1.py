@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
+from aiapi_shared.catalogue import PlanId
 from aiapi_shared.events.base import Event, Record
 from aiapi_shared.money import Money
 
@@ -42,7 +43,7 @@ class UsageRecorded(Event):
     key_id: str
     model: str = Field(description="the sold model the request was served and priced as")
     requested_model: str
-    plan: Literal["basic", "pro"] = Field(description="the plan in force when the request started")
+    plan: PlanId = Field(description="the plan in force when the request started")
     route: Route
     started_at: AwareDatetime
     finished_at: AwareDatetime

@@ -21,9 +21,12 @@ from urllib.parse import quote
 
 import httpx
 
-from aiapi_cli import admin_operators, admin_upstream
+from aiapi_cli import admin_operators, admin_terms, admin_upstream
 from aiapi_cli.admin_call import Call
+from aiapi_cli.admin_console import console_call, console_parsers
 from aiapi_cli.admin_operators import with_reason
+
+__all__ = ["Call", "admin_main", "to_call"]
 
 DEFAULT_URL = "http://127.0.0.1:8088"
 
@@ -36,16 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     acc = accounts.add_subparsers(dest="action", required=True)
     create = with_reason(acc.add_parser("create"))
     create.add_argument("--email", required=True)
-    create.add_argument("--plan", choices=["basic", "pro"], default="basic")
+    create.add_argument("--plan", default="basic", help="a plan's name (aiapi admin plans list)")
     acc.add_parser("get").add_argument("id")
     set_plan = with_reason(acc.add_parser("set-plan"))
     set_plan.add_argument("id")
-    set_plan.add_argument("plan", choices=["basic", "pro"])
+    set_plan.add_argument("plan")
     with_reason(acc.add_parser("suspend")).add_argument("id")
     with_reason(acc.add_parser("activate")).add_argument("id")
     with_reason(
         acc.add_parser("invite", help="a one-time token that lets the owner set a password")
     ).add_argument("id")
+    console_parsers(groups, acc)
 
     adjust = groups.add_parser("adjust", help="credit (positive) or debit (negative) USD")
     adjust.add_argument("id")
@@ -82,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     rate_set.add_argument("asset", choices=["ETH", "BTC"])
     rate_set.add_argument("usd", help='decimal USD, e.g. "3000.00"')
     _catalogue_parser(groups)
+    admin_terms.add_parsers(groups)
     admin_upstream.add_parser(groups)
     admin_operators.add_parsers(groups)
     return parser
@@ -142,6 +147,8 @@ def _catalogue_call(args: argparse.Namespace) -> Call:
 
 def _accounts_call(args: argparse.Namespace) -> Call:
     base = "/admin/v1/accounts"
+    if args.action in ("search", "show"):
+        return console_call(args)
     builders: dict[str, Callable[[], Call]] = {
         "create": lambda: Call("POST", base, {"email": args.email, "plan": args.plan}),
         "get": lambda: Call("GET", f"{base}/{args.id}"),
@@ -162,9 +169,14 @@ def to_call(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> Call:
         return _accounts_call(args)
     if args.group == "catalogue":
         return _catalogue_call(args)
+    terms = admin_terms.to_call(args)
+    if terms is not None:
+        return terms
     if args.group == admin_upstream.GROUP:
         method, path, body, timeout_s = admin_upstream.to_request(args, stdin)
         return Call(method, path, body, None, timeout_s)
+    if args.group in ("reports", "live"):
+        return console_call(args)
     if args.group == "adjust":
         headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
         body = {"amount_usd": args.amount, "reason": args.reason}
@@ -228,6 +240,9 @@ def admin_main(
 
 
 def _print(answer: httpx.Response) -> None:
+    if answer.headers.get("content-type", "").startswith("text/csv"):
+        sys.stdout.write(answer.text)  # as the API wrote it, for a file or a spreadsheet
+        return
     if answer.status_code == 204 or not answer.content:
         print(json.dumps({"status": answer.status_code}))
         return

@@ -65,6 +65,7 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "postings",
         "pricing",
         "ratelimit",
+        "term_versions",
     ),
     "edge": (
         "allowance",
@@ -99,12 +100,15 @@ PURE_MODULES: dict[str, tuple[str, ...]] = {
         "tickers",
     ),
     "accounts": (
+        "account_search",
         "clientaddr",
         "domain",
+        "live_view",
         "operators.audit",
         "operators.domain",
         "schemas",
         "upstream_view",
+        "usage_report",
     ),
     "simulator": ("faults",),
 }

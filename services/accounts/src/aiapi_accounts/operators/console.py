@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import acting, client_address, context
 from aiapi_accounts.operators.gate import OPERATOR_COOKIE, SIGN_IN_PATH
+from aiapi_accounts.pages import console_accounts, console_reports
 from aiapi_accounts.pages.forms import read_form
 from aiapi_accounts.pages.guard import anonymous_form_ok
 from aiapi_accounts.pages.render import Renderer
@@ -39,7 +40,12 @@ COOKIE_PATH = "/admin"
 _EXPIRED = "This form had expired; please try again."
 
 # The console's navigation, in order: (href, key, label). Console pages add theirs here.
-NAV: list[tuple[str, str, str]] = [(HOME, "home", "Home")]
+NAV: list[tuple[str, str, str]] = [
+    (HOME, "home", "Home"),
+    ("/admin/accounts", "accounts", "Accounts"),
+    ("/admin/reports", "reports", "Reports"),
+    ("/admin/live", "live", "Live"),
+]
 
 
 class Console:
@@ -159,6 +165,11 @@ PAGES: list[tuple[str, str, ConsoleHandler]] = [
     ("GET", SIGN_IN_PATH, sign_in_page),
     ("POST", SIGN_IN_PATH, sign_in),
     ("POST", "/admin/sign-out", sign_out),
+    ("GET", "/admin/accounts", console_accounts.accounts_page),
+    ("GET", "/admin/accounts/{account_id}", console_accounts.account_page),
+    ("POST", "/admin/accounts/{account_id}/adjust", console_accounts.adjust_balance),
+    ("GET", "/admin/reports", console_reports.reports_page),
+    ("GET", "/admin/live", console_reports.live_page),
 ]
 
 

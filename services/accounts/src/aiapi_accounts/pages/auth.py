@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from aiapi_accounts.commands import SignedIn
+from aiapi_accounts.domain import DEFAULT_PLAN
 from aiapi_accounts.errors import AccountsError, InvalidRequest, NotFound
 from aiapi_accounts.http import (
     clear_session_cookies,
@@ -16,8 +17,6 @@ from aiapi_accounts.http import (
 from aiapi_accounts.pages.forms import read_form
 from aiapi_accounts.pages.guard import anonymous_form_ok
 from aiapi_accounts.pages.view import Pages, Viewer, local_path, see_other
-
-PLANS_AT_SIGN_UP = ("basic", "pro")
 
 
 async def sign_in_page(request: Request, pages: Pages) -> Response:
@@ -87,23 +86,25 @@ def signed_in_to(request: Request, signed: SignedIn, target: str) -> Response:
 async def sign_up_page(request: Request, pages: Pages) -> Response:
     if await pages.viewer(request) is not None:
         return see_other("/")
-    plan = request.query_params.get("plan", "basic")
+    offered = context(request).catalogue.choosable()
+    plan = request.query_params.get("plan", DEFAULT_PLAN)
     return pages.show_anonymous(
         request,
         "sign_up.html",
         email="",
         error=None,
-        plans=context(request).catalogue.plans,
-        plan=plan if plan in PLANS_AT_SIGN_UP else "basic",
+        plans=offered,
+        plan=plan if plan in {p.id for p in offered} else DEFAULT_PLAN,
     )
 
 
 async def sign_up(request: Request, pages: Pages) -> Response:
     form = await read_form(request)
     email = form.get("email", "")[:254]
-    plan = form.get("plan", "basic")
-    plan = plan if plan in PLANS_AT_SIGN_UP else "basic"
     ctx = context(request)
+    offered = ctx.catalogue.choosable()
+    plan = form.get("plan", DEFAULT_PLAN)
+    plan = plan if plan in {p.id for p in offered} else DEFAULT_PLAN
 
     def again(status: int, error: str) -> Response:
         return pages.show_anonymous(
@@ -112,7 +113,7 @@ async def sign_up(request: Request, pages: Pages) -> Response:
             status,
             email=email,
             error=error,
-            plans=ctx.catalogue.plans,
+            plans=offered,
             plan=plan,
         )
 
@@ -127,12 +128,13 @@ async def sign_up(request: Request, pages: Pages) -> Response:
         response = again(exc.status, exc.message)
         response.headers.update(exc.headers)
         return response
-    # The same answer whether or not the email was free (no account enumeration). Pro is bought
-    # from the balance, so a Pro sign-up lands on the plan page after the first sign-in.
+    # The same answer whether or not the email was free (no account enumeration). Every account
+    # starts on the default plan; another is bought from the balance, so choosing one at sign-up
+    # lands on the plan page after the first sign-in.
     return pages.show_anonymous(
         request,
         "sign_in.html",
-        next="/plan" if plan == "pro" else "/",
+        next="/plan" if plan != DEFAULT_PLAN else "/",
         email=email,
         error=None,
         notice="If this email was free, its account exists now: sign in to use it."

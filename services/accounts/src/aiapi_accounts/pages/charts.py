@@ -1,98 +1,127 @@
-"""Stacked bar charts of usage per day as inline SVG (pure: numbers in, markup out).
+"""Stacked bar charts of values per UTC day, for any dashboard page (pure: numbers in, a chart
+description out). The customer's usage page uses it; the operator console may too.
 
-Drawn on the server, so the page needs no chart library and no script. Each bar segment carries
-a ``<title>`` with its exact value; the axis shows the largest day exactly; the figures behind a
-chart are also given as a table for screen readers and for copying.
+The bars are drawn in the browser by Chart.js (``static/vendor/chart.umd.min.js``, vendored
+from npm, see docs/dashboard.md) through ``static/charts.js``; this module decides what is drawn:
+which series (the largest few, the rest folded into "other"), their colours, and every value as
+an exact decimal string, so no figure is rounded on its way to the page. The same figures are
+always in a table next to the chart (``templates/_chart.html``): the chart's text alternative,
+and what a page without JavaScript shows.
+
+Use::
+
+    chart = stacked_by_day("cost-by-model", "Cost per day by model", "USD", first_day,
+                           [("claude-opus-4-7", [0, 1_500_000_000, ...]), ...], format_usd)
+    # in a template:  {% include "_chart.html" %}  with ``chart`` in scope
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
+from html import escape
+from typing import Any
+
+from markupsafe import Markup
 
 # Distinguishable in light and dark schemes and for the common colour-vision deficiencies
 # (Okabe-Ito); the rest of a long series is folded into "other".
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
 OTHER = "#999999"
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 300, 8, 34, 34
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    colour: str
+    values: tuple[int, ...]  # one a day, oldest first
 
 
 @dataclass(frozen=True)
 class Chart:
+    """What ``_chart.html`` and ``charts.js`` need: an element id, a title, the unit the values
+    are in, the days, the series, and how one value is written exactly."""
+
+    id: str
     title: str
-    svg: str
-    legend: tuple[tuple[str, str], ...]  # (label, colour)
-    days: tuple[date, ...]
-    totals: tuple[int, ...]  # per day, all series together
-    describe: Callable[[int], str]
+    unit: str
+    first_day: date
+    series: tuple[Series, ...]
+    text: Callable[[int], str]
+
+    @cached_property
+    def days(self) -> tuple[date, ...]:
+        width = len(self.series[0].values) if self.series else 0
+        return tuple(self.first_day + timedelta(days=i) for i in range(width))
+
+    @cached_property
+    def totals(self) -> tuple[int, ...]:
+        return tuple(sum(column) for column in zip(*(s.values for s in self.series), strict=True))
+
+    @cached_property
+    def _texts(self) -> list[list[str]]:
+        # Written once, shared by the JSON and the table (a year of bars is thousands of values).
+        return [[self.text(v) for v in s.values] for s in self.series]
+
+    def rows(self) -> list[tuple[str, list[str], str]]:
+        """The table: each day with any value (ISO date), its value per series and its total,
+        written exactly."""
+        texts = self._texts
+        return [
+            (day.isoformat(), [column[i] for column in texts], self.text(total))
+            for i, (day, total) in enumerate(zip(self.days, self.totals, strict=True))
+            if total
+        ]
+
+    def table_rows(self) -> Markup:
+        """:meth:`rows` as the table body's HTML, escaped. Built here rather than in a template
+        loop: a year of four charts is some 7,000 cells, and a loop escaping each costs tens of
+        milliseconds a page."""
+        return Markup(  # noqa: S704 (every value is escaped; the rest is fixed markup)
+            "".join(
+                f'<tr><th scope="row">{day}</th>'
+                + "".join(f'<td class="num">{escape(v)}</td>' for v in values)
+                + f'<td class="num">{escape(total)}</td></tr>\n'
+                for day, values, total in self.rows()
+            )
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """The JSON ``charts.js`` draws from (values as exact decimal strings)."""
+        return {
+            "title": self.title,
+            "unit": self.unit,
+            "labels": [d.isoformat() for d in self.days],
+            "series": [
+                {"name": s.name, "colour": s.colour, "values": texts}
+                for s, texts in zip(self.series, self._texts, strict=True)
+            ],
+        }
 
 
-def day_range(last: date, days: int) -> list[date]:
-    return [last - timedelta(days=days - 1 - i) for i in range(days)]
-
-
-def series_by(points: Iterable[tuple[date, str, int]], days: list[date]) -> dict[str, list[int]]:
-    """Values per series and day: the ``len(PALETTE)`` largest series by total, in name order
-    (so a model keeps its colour from one chart to the next), the rest summed as "other"."""
-    index = {d: i for i, d in enumerate(days)}
-    found: dict[str, list[int]] = {}
-    for day, name, value in points:
-        if day in index:
-            found.setdefault(name, [0] * len(days))[index[day]] += value
-    ranked = sorted(found.items(), key=lambda item: (-sum(item[1]), item[0]))
-    kept = dict(sorted(ranked[: len(PALETTE)]))
-    rest = ranked[len(PALETTE) :]
+def fold(named: Iterable[tuple[str, Sequence[int]]], keep: int = len(PALETTE)) -> list[Series]:
+    """The ``keep`` largest series by total, in name order (so a model keeps its colour from one
+    chart to the next), coloured from the palette; the rest summed as "other"."""
+    found = [(name, tuple(values)) for name, values in named if any(values)]
+    ranked = sorted(found, key=lambda item: (-sum(item[1]), item[0]))
+    kept = sorted(ranked[:keep])
+    series = [Series(name, PALETTE[i], values) for i, (name, values) in enumerate(kept)]
+    rest = [values for _, values in ranked[keep:]]
     if rest:
-        kept["other"] = [sum(values[i] for _, values in rest) for i in range(len(days))]
-    return kept
+        series.append(Series("other", OTHER, tuple(sum(day) for day in zip(*rest, strict=True))))
+    return series
 
 
-def stacked_bars(
-    title: str, days: list[date], series: dict[str, list[int]], describe: Callable[[int], str]
+def stacked_by_day(
+    chart_id: str,
+    title: str,
+    unit: str,
+    first_day: date,
+    named: Iterable[tuple[str, Sequence[int]]],
+    text: Callable[[int], str],
 ) -> Chart:
-    totals = [sum(values[i] for values in series.values()) for i in range(len(days))]
-    top = max(totals, default=0)
-    colours = {name: OTHER if name == "other" else PALETTE[i] for i, name in enumerate(series)}
-    plot_h = HEIGHT - BOTTOM - TOP
-    slot = (WIDTH - LEFT) / max(len(days), 1)
-    bar = max(slot * 0.8, 1.0)
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{html.escape(title)}: bar chart; the same figures are in the table below">',
-        f'<text x="{LEFT}" y="24" class="axis">max {html.escape(describe(top))} a day</text>',
-        f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH}" y2="{HEIGHT - BOTTOM}" '
-        'class="baseline"/>',
-    ]
-    for i, day in enumerate(days):
-        y = float(HEIGHT - BOTTOM)
-        for name, values in series.items():
-            value = values[i]
-            if value <= 0 or top <= 0:
-                continue
-            h = value / top * plot_h
-            y -= h
-            tip = f"{day.isoformat()} · {name}: {describe(value)}"
-            parts.append(
-                f'<rect x="{LEFT + i * slot:.2f}" y="{y:.2f}" width="{bar:.2f}" '
-                f'height="{max(h, 0.5):.2f}" fill="{colours[name]}">'
-                f"<title>{html.escape(tip)}</title></rect>"
-            )
-    for i in (0, len(days) - 1):
-        if days:
-            anchor = "start" if i == 0 else "end"
-            x = LEFT if i == 0 else WIDTH
-            parts.append(
-                f'<text x="{x}" y="{HEIGHT - 6}" text-anchor="{anchor}" class="axis">'
-                f"{days[i].isoformat()}</text>"
-            )
-    parts.append("</svg>")
-    return Chart(
-        title=title,
-        svg="".join(parts),
-        legend=tuple(colours.items()),
-        days=tuple(days),
-        totals=tuple(totals),
-        describe=describe,
-    )
+    """A stacked bar chart, one bar a day from ``first_day``; ``named`` gives each series' values
+    (all of the same length), ``text`` writes one value exactly (``format_usd``, ``str``)."""
+    return Chart(chart_id, title, unit, first_day, tuple(fold(named)), text)

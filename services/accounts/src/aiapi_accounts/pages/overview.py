@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from aiapi_shared.billing_api import DailyUsageQuery
@@ -29,7 +30,7 @@ def edge_url(request: Request) -> str:
 
 
 def example_model(request: Request) -> str:
-    models = [m.id for m in context(request).catalogue.models]
+    models = [m.id for m in context(request).catalogue.current.models]
     return next((m for m in models if "sonnet" in m), models[0] if models else "claude")
 
 
@@ -41,14 +42,18 @@ async def overview_page(request: Request, pages: Pages) -> Response:
     today = datetime.now(UTC).date()
     balance = spend = None
     try:
-        balance = await ctx.peers.balance(me.account.id)
-        usage = await ctx.peers.daily_key_usage(
-            DailyUsageQuery(account_id=me.account.id, days=days_back_to_month_start(today))
+        # Independent questions to billing: asked at once, one round trip's wait.
+        balance, usage = await asyncio.gather(
+            ctx.peers.balance(me.account.id),
+            ctx.peers.daily_key_usage(
+                DailyUsageQuery(account_id=me.account.id, days=days_back_to_month_start(today))
+            ),
         )
         spend = spend_of(usage.rows, today)
     except PeerUnavailable:
         pass  # the page says billing is unreachable instead of showing numbers
-    plan = next(p for p in ctx.catalogue.plans if p.id == me.account.plan)
+    # The account's terms now: its plan's, with its own limits or discount when it has them.
+    terms = ctx.catalogue.current.terms(me.account.plan, me.account.id, datetime.now(UTC))
     url = edge_url(request)
     return pages.show(
         request,
@@ -58,7 +63,8 @@ async def overview_page(request: Request, pages: Pages) -> Response:
         balance=balance,
         owed=None if balance is None else owed(balance.balance),
         spend=spend,
-        plan=plan,
+        terms=terms,
+        choosable=any(p.id != me.account.plan for p in ctx.catalogue.choosable()),
         today=today,
         urls=base_urls(url),
         snippets=quick_starts(url, model=example_model(request)),
@@ -81,40 +87,46 @@ def _plan(
     notice: str | None = None,
     status: int = 200,
 ) -> Response:
+    view = context(request).catalogue
+    offered = view.choosable()
+    current = view.plan(me.account.plan)
+    shown = offered if current is None or current in offered else (current, *offered)
     return pages.show(
         request,
         "plan.html",
         me,
         "plan",
         status,
-        plans=context(request).catalogue.plans,
+        plans=shown,
+        choosable={p.id for p in offered},
         error=error,
         notice=notice,
     )
 
 
 async def upgrade(request: Request, pages: Pages) -> Response:
-    """Pro is bought once from the balance (billing debits it, then the plan switches), like
-    ``POST /api/v1/account/plan``."""
+    """A plan customers may choose is bought once from the balance at its one-time price
+    (billing debits it, then the plan switches), like ``POST /api/v1/account/plan``."""
     checked = await pages.signed_in_form(request, change=True)
     if isinstance(checked, Response):
         return checked
-    me, _ = checked
+    me, form = checked
     if me.account.status != "active":
         return _plan(request, pages, me, error="The account is suspended.", status=403)
     ctx = context(request)
     try:
-        reply = await ctx.peers.purchase_plan(me.account.id)
-        account = await ctx.accounts.set_plan(me.account.id, "pro")
+        plan = ctx.catalogue.choosable_plan(form.get("plan", "pro"))
+        reply = await ctx.peers.purchase_plan(me.account.id, plan.id)
+        account = await ctx.accounts.set_plan(me.account.id, plan.id)
     except AccountsError as exc:
         message = exc.message
         if exc.status == 402:
             message = f"{exc.message} Top up first, then upgrade."
         return _plan(request, pages, me, error=message, status=exc.status)
     notice = (
-        "You already owned Pro; nothing was charged."
+        f"You already owned {plan.display_name}; nothing was charged."
         if reply.already_owned
-        else f"Upgraded to Pro: {usd(reply.price)} USD was charged from the balance, which is "
-        f"now {usd(reply.balance)} USD."
+        else f"Now on {plan.display_name}: {usd(reply.price)} USD was charged from the balance,"
+        f" which is now {usd(reply.balance)} USD."
     )
     return _plan(request, pages, Viewer(account, me.session), notice=notice)

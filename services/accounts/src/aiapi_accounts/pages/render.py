@@ -47,6 +47,8 @@ class Renderer:
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # Templates ship inside the package: no need to stat each one on every render.
+            auto_reload=False,
         )
         self._env.filters["usd"] = usd
         self._env.filters["when"] = when

@@ -94,19 +94,21 @@ class LeaseToClose(NamedTuple):
     plan: str
     requests: int
     tokens: int
+    granted_at: datetime  # its slices were taken under the limits in force then
 
 
 async def lock_lease_to_close(conn: Conn, lease_id: str, account_id: str) -> LeaseToClose | None:
     """The account's lease, locked, as closing reads it; ``None`` if it has no such lease."""
     cur = await conn.execute(
         "SELECT state, open_amount, settled_reserved, settled_count, admitted, plan,"
-        " requests, tokens FROM leases WHERE lease_id = %s AND account_id = %s FOR UPDATE",
+        " requests, tokens, created_at FROM leases"
+        " WHERE lease_id = %s AND account_id = %s FOR UPDATE",
         (lease_id, account_id),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    return LeaseToClose(_tally(row[:5]), str(row[5]), int(row[6]), int(row[7]))
+    return LeaseToClose(_tally(row[:5]), str(row[5]), int(row[6]), int(row[7]), row[8])
 
 
 async def close_lease(

@@ -73,19 +73,25 @@ async def all_prices(conn: Conn) -> list[Price]:
 
 async def prices_and_windows(
     conn: Conn, models: Sequence[str]
-) -> tuple[list[Price], dict[str, int]]:
+) -> tuple[list[Price], dict[str, int], int]:
     """These models' prices and context windows (the long-context premium needs the window),
-    in one statement."""
+    and the catalogue's version (is the caller's copy of the terms current?), in one statement."""
     cur = await conn.execute(
-        f"SELECT {_COLUMNS}, (SELECT context_window FROM catalogue_models m WHERE m.id = model_id)"
-        " FROM prices WHERE model_id = ANY(%s) ORDER BY model_id, lower(effective)",
+        "SELECT v.version, p.* FROM catalogue_version v LEFT JOIN LATERAL ("
+        f" SELECT {_COLUMNS},"
+        " (SELECT context_window FROM catalogue_models m WHERE m.id = model_id)"
+        " FROM prices WHERE model_id = ANY(%s) ORDER BY model_id, lower(effective)) p ON true",
         (list(models),),
     )
     table: list[Price] = []
     windows: dict[str, int] = {}
-    for *row, window in await cur.fetchall():
+    rows = await cur.fetchall()
+    version = int(rows[0][0]) if rows else 0  # one row at least: the version's
+    for _, *row, window in rows:
+        if row[0] is None:  # no price of these models: the version alone
+            continue
         price = _price(tuple(row))
         table.append(price)
         if window is not None:
             windows[price.model] = int(str(window))
-    return table, windows
+    return table, windows, version

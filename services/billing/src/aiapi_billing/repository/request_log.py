@@ -17,13 +17,15 @@ from aiapi_shared.billing_api import (
     RequestListQuery,
     RequestListReply,
     RequestLogRow,
+    UsageSeries,
+    UsageSeriesReply,
 )
 
 from aiapi_billing.errors import BillingError
 from aiapi_billing.repository import Conn
 from aiapi_billing.repository.queries import METER_COLUMNS, usage_of
 
-_METERS = (
+TOKEN_METERS = (
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
@@ -54,7 +56,7 @@ async def request_list(conn: Conn, q: RequestListQuery) -> RequestListReply:
     params.append(q.limit + 1)  # one more tells whether another page follows
     cur = await conn.execute(
         "SELECT request_id, key_id, model, route, started_at, outcome, status_code, cost, "  # noqa: S608 (fixed column names; values are parameters)
-        + ", ".join(_METERS)
+        + ", ".join(TOKEN_METERS)
         + ", "
         + METER_COLUMNS
         + " FROM usage_records WHERE "
@@ -84,7 +86,7 @@ async def daily_key_usage(conn: Conn, q: DailyUsageQuery) -> DailyKeyUsageReply:
     """From the ``usage_daily`` rollup (migration 0016), kept as records are inserted."""
     cur = await conn.execute(
         "SELECT day, model, key_id, requests, "  # noqa: S608 (fixed column names)
-        + ", ".join(_METERS)
+        + ", ".join(TOKEN_METERS)
         + ", cost FROM usage_daily WHERE account_id = %s"
         " AND day >= (now() AT TIME ZONE 'UTC')::date - (%s::int - 1)"
         " ORDER BY day, model, key_id",
@@ -104,3 +106,46 @@ async def daily_key_usage(conn: Conn, q: DailyUsageQuery) -> DailyKeyUsageReply:
             )
         )
     return DailyKeyUsageReply(rows=rows)
+
+
+_TOKENS = (
+    "sum(input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens"
+    " + cache_write_1h_tokens)"
+)
+
+
+async def usage_series(conn: Conn, q: DailyUsageQuery) -> UsageSeriesReply:
+    """Per day by model and per day by key, from the ``usage_daily`` rollup in one statement
+    (``GROUPING SETS``): at most ``days`` x (models + keys) rows, whatever the request count."""
+    cur = await conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date - (%s::int - 1)", (q.days,))
+    first = await cur.fetchone()
+    assert first is not None and isinstance(first[0], date)
+    first_day: date = first[0]
+    cur = await conn.execute(
+        "SELECT day, model, key_id, sum(requests), "  # noqa: S608 (fixed expressions)
+        + _TOKENS
+        + ", sum(cost) FROM usage_daily WHERE account_id = %s AND day >= %s"
+        " GROUP BY GROUPING SETS ((day, model), (day, key_id))",
+        (q.account_id, first_day),
+    )
+    # name -> (requests, tokens, cost), each a value per day of the span
+    groups: tuple[dict[str, tuple[list[int], ...]], ...] = ({}, {})
+    for day, model, key_id, *values in await cur.fetchall():
+        assert isinstance(day, date)
+        i = (day - first_day).days
+        if not 0 <= i < q.days:
+            continue  # a record dated ahead of this database's clock
+        group, name = (groups[0], model) if model is not None else (groups[1], key_id)
+        arrays = group.get(str(name))
+        if arrays is None:
+            arrays = group[str(name)] = tuple([0] * q.days for _ in values)
+        for array, value in zip(arrays, values, strict=True):
+            array[i] = int(value)
+    by_model, by_key = (
+        [
+            UsageSeries(name=name, requests=requests, tokens=tokens, cost=cost)
+            for name, (requests, tokens, cost) in sorted(group.items())
+        ]
+        for group in groups
+    )
+    return UsageSeriesReply(first_day=first_day, days=q.days, by_model=by_model, by_key=by_key)

@@ -109,9 +109,31 @@
     setTimeout(poll, every);
   }
 
+  // The console's live view: reloads itself while its checkbox is ticked (the operator can
+  // stop it: no time limit the page imposes). The choice is kept for the browser tab.
+  function autoRefresh() {
+    var box = document.getElementById("auto-refresh");
+    if (!box) return;
+    var every = 1000 * Number(box.getAttribute("data-refresh-s") || "5");
+    var timer = null;
+    var holder = box.closest("[hidden]");
+    if (holder) holder.hidden = false;
+    box.checked = sessionStorage.getItem("aiapi-live-auto") !== "off";
+    function arm() {
+      clearTimeout(timer);
+      if (box.checked) timer = setTimeout(function () { location.reload(); }, every);
+    }
+    box.addEventListener("change", function () {
+      sessionStorage.setItem("aiapi-live-auto", box.checked ? "on" : "off");
+      arm();
+    });
+    arm();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setUpCopyButtons();
     followDeposits();
+    autoRefresh();
   });
   window.aiapi = { copyText: copyText };
 })();
