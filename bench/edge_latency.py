@@ -148,13 +148,23 @@ def start_responder(nats_url: str, key: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _edge_pids(pid: int) -> list[int]:
+    """The edge process and its workers (an edge of several workers is a supervisor and its
+    children: every figure is for all of them together)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    total = 0.0
+    for one in _edge_pids(pid):
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    return total
 
 
 def rss_mib(pid: int) -> float:
-    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    pages = sum(int(Path(f"/proc/{one}/statm").read_text().split()[1]) for one in _edge_pids(pid))
     return pages * PAGE / 2**20
 
 
@@ -363,7 +373,11 @@ async def bench(quick: bool, leases: bool) -> None:
             edge_json = json_shot(edge, edge_headers, JSON_BODY)
             direct_ttfb = ttfb_shot(sim, sim_headers, STREAM_BODY)
             edge_ttfb = ttfb_shot(edge, edge_headers, STREAM_BODY)
-            print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; times in ms")
+            workers = os.environ.get("AIAPI_EDGE_WORKERS") or "one per CPU"
+            print(
+                f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; times in ms;"
+                f" edge workers: {workers} (AIAPI_EDGE_WORKERS)"
+            )
             print(f"admission: {'leases' if leases else 'one round trip per request'}")
             print(
                 "not pinned: the load generator, the simulators, NATS, the responder and the "

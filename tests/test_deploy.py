@@ -91,6 +91,15 @@ def test_compose_limits_resources_rotates_logs_and_locks_containers_down() -> No
             assert "no-new-privileges:true" in service["security_opt"], name
 
 
+def test_compose_runs_an_edge_worker_per_cpu_of_its_limit() -> None:
+    edge = _compose()["services"]["edge"]
+    workers = re.fullmatch(
+        r"\$\{AIAPI_EDGE_WORKERS:-(\d+)\}", edge["environment"]["AIAPI_EDGE_WORKERS"]
+    )
+    assert workers, edge["environment"]["AIAPI_EDGE_WORKERS"]
+    assert int(workers.group(1)) == float(edge["deploy"]["resources"]["limits"]["cpus"])
+
+
 def test_compose_gives_each_service_its_own_database_role() -> None:
     services = _compose()["services"]
     for name in ("billing", "accounts", "payments"):

@@ -144,7 +144,7 @@ def test_the_edge_lets_streams_finish_before_it_is_killed(overlay: str) -> None:
     edge = by_kind(overlay, "StatefulSet")["aiapi-edge"]
     spec = pod_spec(edge)
     (container,) = spec["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     needed = (
         pre_stop
@@ -351,3 +351,13 @@ def test_checkov_finds_nothing_but_the_justified_exceptions(tmp_path: Path) -> N
             for reason in skips.values():
                 check, _, why = reason.partition("=")
                 assert check in {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35"} and len(why) > 30, reason
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_edge_runs_a_worker_per_cpu_of_its_limit(overlay: str) -> None:
+    edge = by_kind(overlay, "StatefulSet")["aiapi-edge"]
+    (container,) = pod_spec(edge)["containers"]
+    workers = next(e for e in container["env"] if e["name"] == "AIAPI_EDGE_WORKERS")
+    field = workers["valueFrom"]["resourceFieldRef"]
+    assert field == {"containerName": "edge", "resource": "limits.cpu", "divisor": "1"}
+    assert float(container["resources"]["limits"]["cpu"]) >= 2  # more than one worker

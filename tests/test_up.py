@@ -71,6 +71,7 @@ def test_up_serves_the_sdk_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", output)]
         assert len(pids) == 7, output  # NATS, PostgreSQL, simulator and the four services
         assert "BUILT-IN SIMULATOR" in output
+        assert re.search(r"Edge workers\s+\d+", output), output
         edge = re.search(r"Anthropic SDKs, Claude Code\s+base URL: (\S+)", output)
         key = re.search(r"Demo key \([0-9.]+ USD\)\s+(sk-cc-\S+)", output)
         simulator = re.search(r"Upstream simulator\s+(\S+)", output)

@@ -108,7 +108,7 @@ async def send(env: EdgeEnv, count: int) -> None:
 
 
 async def first_lease(env: EdgeEnv, leasing: LeaseBilling) -> None:
-    """One request, admitted by billing, makes the edge ask for a lease: until it is granted."""
+    """One request makes the edge ask for a lease (and waits for it): until it is granted."""
     await send(env, 1)
 
     async def granted() -> bool:
@@ -196,20 +196,36 @@ def test_a_top_up_is_granted_and_reserved_at_once() -> None:
     assert not lease.fits(Demand(cost=701, tokens=10))
 
 
-def test_the_next_ask_follows_demand_within_the_caps() -> None:
+def test_the_first_ask_is_as_much_money_as_a_lease_may_hold_and_a_bursts_start() -> None:
     demand = Demand(cost=1_000, tokens=500)
     first = next_ask(demand, None, max_amount=10**9, max_requests=1_000)
-    assert (first.amount, first.requests, first.tokens) == (4_000, 4, 2_000)
+    assert (first.amount, first.requests, first.tokens) == (10**9, 16, 8_000)
     assert (first.min_amount, first.min_tokens) == (1_000, 500)
-    busy = make_lease(amount=10**6, requests=1_000, tokens=10**6)
-    for _ in range(300):
-        busy.admit(demand)
-    second = next_ask(demand, busy, max_amount=10**9, max_requests=1_000)
-    assert (second.amount, second.requests, second.tokens) == (600_000, 600, 300_000)
-    capped = next_ask(demand, busy, max_amount=50_000, max_requests=100)
-    assert (capped.amount, capped.requests) == (50_000, 100)
     # The cap never goes below what the one request needs.
     assert next_ask(demand, None, max_amount=10, max_requests=1).amount == 1_000
+
+
+def test_a_lease_used_up_by_demand_is_followed_by_one_twice_its_size() -> None:
+    demand = Demand(cost=1_000, tokens=500)
+    busy = make_lease(amount=10**6, requests=1_000, tokens=10**6)
+    for _ in range(500):  # half of its requests: it ran low by use
+        busy.admit(demand)
+    second = next_ask(demand, busy, max_amount=10**9, max_requests=10_000)
+    assert (second.amount, second.requests, second.tokens) == (2 * 10**6, 2_000, 2 * 10**6)
+    capped = next_ask(demand, busy, max_amount=50_000, max_requests=100)
+    assert (capped.amount, capped.requests) == (50_000, 100)
+
+
+def test_a_lease_its_window_ended_is_followed_by_twice_what_it_admitted() -> None:
+    demand = Demand(cost=1_000, tokens=500)
+    quiet = make_lease(amount=10**6, requests=1_000, tokens=10**6)
+    for _ in range(300):
+        quiet.admit(demand)
+    second = next_ask(demand, quiet, max_amount=10**9, max_requests=1_000)
+    assert (second.amount, second.requests, second.tokens) == (600_000, 600, 300_000)
+    idle = make_lease(amount=10**6, requests=1_000, tokens=10**6)
+    idle.admit(demand)
+    assert next_ask(demand, idle, max_amount=10**9, max_requests=1_000).requests == 4
 
 
 # -- the edge with an in-test billing -----------------------------------------------------------
@@ -220,17 +236,14 @@ async def test_after_the_grant_requests_are_admitted_without_a_round_trip(
 ) -> None:
     leasing.admit_for_s = 5.0  # the sweep closes it about 4.5 s after it was asked for
     await send(env, 1)
-    assert len(env.billing.requests) == 1  # no lease yet: billing admitted this one
-
-    async def granted() -> bool:
-        return len(leasing.grants) >= 1
-
-    await wait_for(granted)
+    # No lease yet: the request waited for the grant it caused, not for a hold of its own.
+    assert len(env.billing.requests) == 0
+    assert len(leasing.grants) == 1
     await send(env, 5)
     events = await usage_events(env.bus, 6)
     by_lease = [e for e in events if e.admission == "lease"]
-    assert by_lease, "no request was admitted under the lease"
-    assert len(by_lease) + len(env.billing.requests) == 6
+    assert len(by_lease) == 6
+    assert len(env.billing.requests) == 0
     for event in by_lease:
         assert event.hold_id is None
         assert event.lease_reserved > 0
@@ -245,6 +258,41 @@ async def test_after_the_grant_requests_are_admitted_without_a_round_trip(
     await wait_for(closed, timeout_s=20)
     for close in leasing.closes:
         assert_close_matches_events(close, events)
+
+
+async def test_a_burst_on_a_fresh_account_waits_for_one_grant_and_runs_on_it(
+    env: EdgeEnv, leasing: LeaseBilling
+) -> None:
+    leasing.grant_delay_s = 0.1  # every request of the burst arrives while it is on its way
+    sdk = env.anthropic()
+    messages = await asyncio.gather(*(sdk.messages.create(**BODY) for _ in range(16)))
+    assert all(m.content[0].type == "text" for m in messages)
+    assert len(leasing.grants) == 1  # one round trip for the whole burst
+    assert len(env.billing.requests) == 0  # and no hold per request
+    events = await usage_events(env.bus, 16)
+    assert {e.admission for e in events} == {"lease"}
+    assert {e.lease_id for e in events} == {leasing.grants[0].lease_id}
+
+
+async def test_a_lease_running_low_under_demand_is_renewed_at_twice_its_size(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    leasing.requests, leasing.amount = 8, 10_000  # what billing grants whatever is asked
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=1_000
+    )
+    demand = Demand(cost=1_000, tokens=100)
+    await granted_lease(leases, leasing, demand)
+    for _ in range(5):  # over half of it: running low, the renewal is asked for
+        assert leases.admit("acct_t", "basic", demand) is not None
+
+    async def renewed() -> bool:
+        return len(leasing.grants) == 2
+
+    await wait_for(renewed)
+    assert leasing.grants[1].requests == 16
+    assert leasing.grants[1].amount == 20_000
+    await leases.close_all(timeout_s=1.0)
 
 
 async def test_a_request_the_lease_cannot_cover_goes_to_billing(
@@ -308,8 +356,9 @@ async def test_a_plan_change_retires_the_lease_of_the_old_plan(
 async def test_new_terms_for_the_plan_retire_the_lease_granted_on_the_old_ones(
     env: EdgeEnv, leasing: LeaseBilling
 ) -> None:
-    await first_lease(env, leasing)  # four requests of Basic's 200 a minute, none used yet
+    await first_lease(env, leasing)  # its request waited for it and was admitted under it
     old = leasing.grants[0].lease_id
+    (before,) = await usage_events(env.bus, 1)
     shipped = default_catalogue()
     basic = shipped.plan("basic").model_copy(update={"requests_per_minute": 3})
     changed = shipped.model_copy(update={"plans": (basic, shipped.plan("pro"))})
@@ -324,13 +373,15 @@ async def test_new_terms_for_the_plan_retire_the_lease_granted_on_the_old_ones(
     await wait_for(edge_has_it)
     await send(env, 1)  # finds the new terms: not admitted under the lease of the old ones
     events = await usage_events(env.bus, 2)
-    assert all(e.lease_id != old for e in events)
+    (after,) = [e for e in events if e.event_id != before.event_id]
+    assert after.lease_id != old
 
     async def old_lease_closed() -> bool:
         return any(c.lease_id == old for c in leasing.closes)
 
     await wait_for(old_lease_closed)
-    assert next(c for c in leasing.closes if c.lease_id == old).admitted_requests == 0
+    closed = next(c for c in leasing.closes if c.lease_id == old)
+    assert closed.admitted_requests == sum(e.lease_id == old for e in events)
 
 
 async def test_the_edge_hands_its_leases_back_when_it_stops(
@@ -365,6 +416,7 @@ async def test_a_top_up_raises_the_share_and_the_lease_and_never_races_its_close
         bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=100
     )
     demand = Demand(cost=1_000, tokens=100)
+    leasing.amount = 4_000  # what billing grants
     await granted_lease(leases, leasing, demand)
     share = leases.admit("acct_t", "basic", demand)
     assert share is not None
@@ -411,7 +463,7 @@ async def test_with_nats_down_the_edge_goes_on_admitting_within_its_lease(
     finally:
         nats_server.start()
     events = await usage_events(env.bus, 21, timeout_s=30)
-    assert sorted(e.admission for e in events) == ["billing"] + ["lease"] * 20
+    assert sorted(e.admission for e in events) == ["lease"] * 21
     leased = {e.lease_id for e in events if e.admission == "lease"}
     assert leased == {leasing.grants[0].lease_id}
 
@@ -439,7 +491,7 @@ async def test_a_lease_past_its_window_is_replaced_by_one_sized_from_what_it_adm
     )
     demand = Demand(cost=1_000, tokens=100)
     await granted_lease(leases, leasing, demand)
-    assert leasing.grants[0].requests == 4  # a few requests like the first one
+    assert leasing.grants[0].requests == 16  # the first: a burst's start
     for _ in range(3):
         assert leases.admit("acct_t", "basic", demand) is not None
     clock.now += leasing.admit_for_s  # the window is over

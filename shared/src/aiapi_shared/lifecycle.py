@@ -7,6 +7,7 @@ the listeners and the exit status. A service only starts, stops and says whether
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from enum import IntEnum
 from typing import Protocol
 
@@ -59,6 +60,7 @@ class Service(Protocol):
         """Whether it can serve now (readiness); may touch NATS or PostgreSQL."""
         ...
 
-    def render_metrics(self) -> bytes:
-        """Prometheus text exposition of the process's metrics (empty: none kept)."""
+    def render_metrics(self) -> bytes | Awaitable[bytes]:
+        """Prometheus text exposition of the process's metrics (empty: none kept); awaitable
+        when they must be gathered (an edge supervisor asks its workers)."""
         ...

@@ -10,6 +10,7 @@ Prometheus text exposition.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,7 +35,7 @@ class Probes:
         service: str,
         instance_id: str,
         ready: Callable[[], Awaitable[bool]],
-        metrics: Callable[[], bytes],
+        metrics: Callable[[], bytes | Awaitable[bytes]],
     ) -> None:
         self._identity = {"service": service, "instance": instance_id}
         self._ready = ready
@@ -53,7 +54,10 @@ class Probes:
             body = {"status": "ready" if ready else "not ready", **self._identity}
             await _send(send, 200 if ready else 503, orjson.dumps(body))
         elif path == "/metrics":
-            await _send(send, 200, self._metrics(), METRICS_CONTENT_TYPE)
+            exposition = self._metrics()  # a supervisor gathers its workers' (awaitable)
+            if inspect.isawaitable(exposition):
+                exposition = await exposition
+            await _send(send, 200, exposition, METRICS_CONTENT_TYPE)
         else:
             await _send(send, 404, _error("not_found_error", f"Not found: {method} {path}"))
 

@@ -80,20 +80,22 @@ class Plan:
     redact: tuple[str, ...] = ()  # values never to appear in a log line (aiapi_shared.logs)
     start_timeout_s: float = 120.0
     graceful_s: float = 10.0
+    # An internal listener already bound (an edge worker's, by its supervisor): used instead
+    # of binding ``internal``.
+    internal_sock: socket.socket | None = None
 
     @classmethod
     def of(
         cls, settings: BaseServiceSettings, service: Service, *listeners: Listener, **extra: Any
     ) -> Plan:
+        fields: dict[str, Any] = {
+            "internal": (settings.internal_host, settings.internal_port),
+            "instance_id": settings.instance_id or secrets.token_hex(8),
+            "log_level": settings.log_level,
+            "start_timeout_s": settings.start_timeout_s,
+        }
         return cls(
-            name=settings.service_name,
-            service=service,
-            listeners=listeners,
-            internal=(settings.internal_host, settings.internal_port),
-            instance_id=settings.instance_id or secrets.token_hex(8),
-            log_level=settings.log_level,
-            start_timeout_s=settings.start_timeout_s,
-            **extra,
+            name=settings.service_name, service=service, listeners=listeners, **(fields | extra)
         )
 
 
@@ -217,7 +219,9 @@ async def serve(plan: Plan, stop: asyncio.Event | None = None) -> int:
     state = _State()
     internal: _Serving | None = None
     try:
-        if plan.internal is not None:
+        if plan.internal_sock is not None:
+            internal = _Serving.open(_probes(plan, state), plan.internal_sock, _INTERNAL_GRACE_S)
+        elif plan.internal is not None:
             try:
                 sock = listen(*plan.internal)
             except OSError as error:
@@ -284,7 +288,10 @@ async def _run(plan: Plan, stopping: asyncio.Event, state: _State) -> int:
                 "a configuration error, retrying cannot help: exiting",
                 plan.name,
             )
-        elif code is ExitCode.FAILED:
+        elif failed.done() and code is ExitCode.FAILED:
+            # A service may say which failure it was (an edge supervisor repeats its worker's).
+            code = ExitCode(getattr(service, "exit_code", ExitCode.FAILED))
+        if code is ExitCode.FAILED:
             reason = "NATS connection closed for good" if closed and closed.done() else (
                 "the service failed" if failed.done() else "a listener stopped"
             )  # fmt: skip

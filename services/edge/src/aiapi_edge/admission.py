@@ -5,7 +5,9 @@ the account, counts the plan's limits across replicas and takes a hold. Its repl
 contract's errors here and nowhere else. When billing cannot be reached the request may still go
 on the offline allowance (:mod:`.allowance`); its usage event then says ``admission="allowance"``.
 Before all that, a request is admitted with no round trip when its account has a lease here that
-covers it (:mod:`.lease_client`); its usage event then says ``admission="lease"``.
+covers it (:mod:`.lease_client`); its usage event then says ``admission="lease"``. A request that
+finds its account's lease on its way (the first of a burst, a renewal) waits for it, one round
+trip, instead of making one of its own.
 
 Hold extension for long streams (``EXTEND_SUBJECT``) is :meth:`Admitter.extend`, called by
 :mod:`.extension` while a stream runs.
@@ -138,6 +140,10 @@ class Admitter:
         would count for it: what a lease must cover."""
         if self.leases is not None:
             share = self.leases.admit(request.account_id, request.plan, demand)
+            if share is None and self.leases.granting(request.account_id):
+                share = await self.leases.admit_after_grant(
+                    request.account_id, request.plan, demand
+                )
             if share is not None:
                 self._metrics.admissions.labels("lease").inc()
                 return Ticket(None, "lease", demand.cost, share)

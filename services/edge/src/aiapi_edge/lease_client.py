@@ -101,7 +101,8 @@ class Leases:
         self._max_requests = max_requests
         self._clock = clock
         self._current: dict[str, HeldLease] = {}
-        self._asking: set[str] = set()
+        # Accounts whose grant is on its way, and what resolves when its answer is applied.
+        self._asking: dict[str, asyncio.Future[None]] = {}
         self._backoff: dict[str, tuple[float, float]] = {}  # account -> (until, last delay)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -145,8 +146,29 @@ class Leases:
         until, _ = self._backoff.get(account_id, (0.0, 0.0))
         if self._clock() < until:
             return
-        self._asking.add(account_id)
+        self._asking[account_id] = asyncio.get_running_loop().create_future()
         self._spawn(self._grant(account_id, plan, demand, previous))
+
+    def granting(self, account_id: str) -> bool:
+        """Whether a grant for this account is on its way."""
+        return account_id in self._asking
+
+    async def admit_after_grant(
+        self, account_id: str, plan: str, demand: Demand
+    ) -> LeaseShare | None:
+        """Wait for the account's grant on its way (at most the admission timeout), then admit
+        against it. A burst's requests that find no lease wait for the one round trip of the
+        grant rather than each make one of their own (and billing a hold each): the first
+        seconds of a new account, or of a restarted edge, run on the lease as soon as it is
+        there. None when it was declined, failed or did not come in time: billing decides."""
+        answered = self._asking.get(account_id)
+        if answered is None:
+            return self.admit(account_id, plan, demand)
+        try:
+            await asyncio.wait_for(asyncio.shield(answered), timeout=self._timeout_s)
+        except TimeoutError:
+            return None
+        return self.admit(account_id, plan, demand)
 
     async def _grant(
         self, account_id: str, plan: str, demand: Demand, previous: Lease | None
@@ -177,7 +199,11 @@ class Leases:
             self._back_off(account_id)
             return
         finally:
-            self._asking.discard(account_id)
+            answered = self._asking.pop(account_id, None)
+            if answered is not None and not answered.done():
+                # Resolved once the new lease is in place (the rest of this method runs
+                # before any waiter does: it does not await).
+                answered.set_result(None)
         self._metrics.admissions.labels(f"lease_{reply.decision}").inc()
         if reply.decision != "granted":
             self._back_off(account_id)

@@ -119,26 +119,56 @@ class Ask:
     min_tokens: int
 
 
-# A fresh lease covers a few requests like the one that asked for it.
-FIRST_LEASE_REQUESTS = 4
+# The requests (and tokens) of an account's first lease: the plan's requests/min is shared
+# between replicas by slicing it, and a slice one replica does not use is refused to the others
+# until it returns (a 429 below the limit), so the first slice is a burst's start, not the most
+# billing would grant; it doubles with each renewal demand asks for. Money has no such cost: it
+# is all the account's own, held where it is admitted.
+FIRST_REQUESTS = 16
+# A lease that was not used up in its window is followed by one of twice what it admitted, and
+# never less than a few requests like the one that asks.
+FEW_REQUESTS = 4
+
+
+def _ran_low_by_use(lease: Lease) -> bool:
+    """At least half of one of its slices was used: demand, not the clock, ended it."""
+    return (
+        2 * lease.admitted >= lease.requests
+        or 2 * lease.reserved >= lease.granted
+        or 2 * lease.reserved_tokens >= lease.tokens
+    )
 
 
 def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_requests: int) -> Ask:
-    """Size the next lease from the request that needs it and from what the previous lease of
-    this account admitted in its window: twice that, so a steady stream renews about once per
-    half window; never less than a few requests like this one, never more than the caps."""
-    requests = FIRST_LEASE_REQUESTS
-    amount = FIRST_LEASE_REQUESTS * demand.cost
-    tokens = FIRST_LEASE_REQUESTS * demand.tokens
-    if previous is not None:
-        requests = max(requests, 2 * previous.admitted)
-        amount = max(amount, 2 * previous.reserved)
-        tokens = max(tokens, 2 * previous.reserved_tokens)
+    """Size the next lease of an account (docs/edge.md, "Bursts from cold").
+
+    - The first (no lease of this account on this edge yet: a new account, a restarted edge): as
+      much money as one lease may hold (``max_amount``), and ``FIRST_REQUESTS`` requests like this
+      one, so that a burst is served locally from its first round trip on. Billing grants at most
+      half the available balance, so this asks for no more money than an account has, and every
+      request still reserves its own worst case from it: the overspend bound is unchanged.
+    - After a lease whose demand used up half of a slice: twice that lease (demand grows by
+      doubling per round trip, not by what was admitted before the renewal was asked).
+    - After a lease its window ended with little used: twice what it admitted, at least a few
+      requests like this one (an idle account's money is not held for nothing).
+    Never more than the caps, never less than this one request.
+    """
+    if previous is None:
+        requests, amount = FIRST_REQUESTS, max_amount
+        tokens = FIRST_REQUESTS * demand.tokens
+    elif _ran_low_by_use(previous):
+        requests = 2 * previous.requests
+        amount = 2 * previous.granted
+        tokens = 2 * previous.tokens
+    else:
+        requests = max(FEW_REQUESTS, 2 * previous.admitted)
+        amount = max(FEW_REQUESTS * demand.cost, 2 * previous.reserved)
+        tokens = max(FEW_REQUESTS * demand.tokens, 2 * previous.reserved_tokens)
     amount = max(demand.cost, min(amount, max_amount))
     return Ask(
         amount=max(1, amount),
         min_amount=max(1, demand.cost),
         requests=max(1, min(requests, max_requests)),
-        tokens=max(1, tokens),
+        tokens=max(1, tokens, demand.tokens),
         min_tokens=max(1, demand.tokens),
     )

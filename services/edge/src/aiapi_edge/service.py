@@ -48,9 +48,11 @@ from aiapi_edge.response_store import ResponseStore
 from aiapi_edge.responses_route import ResponsesDialect
 from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.spool import Spool
+from aiapi_edge.spool_claim import Claim, adopt_orphans, claim
 from aiapi_edge.upstream import Upstream
 from aiapi_edge.upstream_keys import UpstreamKeys
 from aiapi_edge.upstream_status import UpstreamStatus
+from aiapi_edge.worker_process import report_started
 
 log = logging.getLogger("aiapi.edge")
 
@@ -64,7 +66,14 @@ _STREAMS_RETRY_S = 1.0
 class EdgeService:
     def __init__(self, settings: EdgeSettings, catalogue: Catalogue | None = None) -> None:
         self.settings = settings
-        self.edge_id = settings.edge_id or f"edge-{secrets.token_hex(4)}"
+        edge_id = settings.edge_id or f"edge-{secrets.token_hex(4)}"
+        # Each worker holds leases of its own: billing must tell them apart.
+        self.edge_id = (
+            f"{edge_id}-w{settings.edge_worker_index}"
+            if settings.edge_worker_count > 1
+            else edge_id
+        )
+        self._claim: Claim | None = None
         self.metrics = Metrics()
         self.keys = KeyMirror()
         self.balances = BalanceMirror()
@@ -143,6 +152,8 @@ class EdgeService:
 
     async def start(self) -> None:
         s = self.settings
+        # This worker's spool is its own: wait for a predecessor of the same index to let go.
+        self._claim = await claim(s.spool_dir, timeout_s=s.start_timeout_s)
         self._bus = Bus.connecting_as(s, name=self.edge_id)
         await self.spool.open()
         watched = {
@@ -245,6 +256,16 @@ class EdgeService:
         self._spawn(status.run(self._stop))
         self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
         self._spawn(
+            adopt_orphans(
+                s.spool_root,
+                s.edge_worker_index,
+                s.edge_worker_count,
+                self._publish,
+                self._stop,
+                max_rows=s.edge_spool_max_rows,
+            )
+        )
+        self._spawn(
             release_settled(allowance, bus, self._stop, timeout_s=s.edge_admission_timeout_s * 4)
         )
         if self.leases is not None:
@@ -258,10 +279,13 @@ class EdgeService:
             log.warning(
                 "no upstream key in the pool: inference requests get 502 until one is added"
             )
+        if s.edge_started_fd is not None:
+            report_started(s.edge_started_fd)
         log.info(
             "edge started",
             extra={
                 "edge_id": self.edge_id,
+                "worker": f"{s.edge_worker_index + 1}/{s.edge_worker_count}",
                 "keys": len(self.keys),
                 "key_mirror": "live" if self.keys.live else (
                     "restored" if self.keys.restored_usable else "none: not ready until NATS"
@@ -330,6 +354,8 @@ class EdgeService:
         await self.spool.close()
         if self._bus is not None:
             await self._bus.close()
+        if self._claim is not None:
+            self._claim.release()
 
     def refresh_metrics(self) -> None:
         self.metrics.spool_depth.set(self.spool.depth)

@@ -22,6 +22,8 @@ from aiapi_shared.settings import BaseServiceSettings
 from aiapi_shared.upstream_seal import fingerprint, hint
 from pydantic import Field, SecretStr
 
+from aiapi_edge.worker_plan import worker_dir_name
+
 _ORGANISATION = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,63})=")
 
 
@@ -91,6 +93,17 @@ class EdgeSettings(BaseServiceSettings):
     edge_header_timeout_s: float = Field(default=15.0, gt=0)
     edge_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     edge_spool_dir: Path | None = None
+    # Worker processes sharing the public port (docs/edge.md, "Workers"); 0: one per CPU this
+    # process may use (its affinity, within its cgroup's CPU limit).
+    edge_workers: int = Field(default=0, ge=0, le=512)
+    # Set by the supervisor for each worker it starts, never by hand: the worker's index among
+    # how many, the listening sockets it inherits, the pipe it reports "started" on.
+    edge_worker_index: int = Field(default=0, ge=0)
+    edge_worker_count: int = Field(default=1, ge=1)
+    edge_listen_fd: int | None = None
+    edge_internal_fd: int | None = None
+    edge_started_fd: int | None = None
+    edge_supervisor_pid: int | None = None
     edge_spool_max_rows: int = Field(default=1_000_000, gt=0)
     # New requests are refused (503) while the spool's files exceed this or the disk holding them
     # has less than the minimum free: a request is never served without room for its usage event.
@@ -152,8 +165,14 @@ class EdgeSettings(BaseServiceSettings):
     edge_batch_chunk: int = Field(default=1000, ge=1, le=2000)
 
     @property
-    def spool_dir(self) -> Path:
+    def spool_root(self) -> Path:
+        """The edge's spool directory: one sub-directory per worker (:mod:`.worker_plan`)."""
         return self.edge_spool_dir or (self.data_dir / "edge-spool")
+
+    @property
+    def spool_dir(self) -> Path:
+        """This worker's own spool (and mirror snapshot) directory."""
+        return self.spool_root / worker_dir_name(self.edge_worker_index)
 
     @property
     def lease_max_amount(self) -> Money:

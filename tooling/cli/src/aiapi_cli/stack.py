@@ -14,6 +14,7 @@ a stack carries the stack's instance id (``AIAPI_INSTANCE_ID``), which its healt
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class StackPlan:
     accounts_port: int
     admin_port: int
     instance_id: str
+    edge_workers: int = 1
 
     @property
     def fixed_ports(self) -> dict[str, int]:
@@ -123,6 +125,7 @@ def plan_stack(
     instance_id: str,
     pick_port: Callable[[], int],
     nats_logins: Mapping[str, Mapping[str, str]] | None = None,
+    cpus: int | None = None,
     upstream_seal: tuple[str, str] | None = None,
 ) -> StackPlan:
     """The processes of one machine's deployment, in start order (edge last: it needs the rest).
@@ -132,6 +135,9 @@ def plan_stack(
     (accounts only), the upstream pool's seal: ``upstream_seal`` = (private, public), the private
     half to the edge only, the public half to accounts."""
     edge_port = _port(environ, "AIAPI_EDGE_PORT", 8080)
+    # The edge runs a worker per CPU (docs/edge.md, "Workers") unless told otherwise; said here
+    # so that the banner shows it.
+    edge_workers = _port(environ, "AIAPI_EDGE_WORKERS", 0) or cpus or len(os.sched_getaffinity(0))
     accounts_port = _port(environ, "AIAPI_ACCOUNTS_PORT", 8081)
     admin_port = _port(environ, "AIAPI_ADMIN_PORT", 8088)
     ports = _Ports(pick_port, {edge_port, accounts_port, admin_port})
@@ -155,7 +161,7 @@ def plan_stack(
             "AIAPI_COOKIE_SECURE": "false",  # plain-HTTP localhost: browsers drop Secure cookies
         },
         "payments": {**database},
-        "edge": {"AIAPI_EDGE_PORT": str(edge_port)},
+        "edge": {"AIAPI_EDGE_PORT": str(edge_port), "AIAPI_EDGE_WORKERS": str(edge_workers)},
     }
     if upstream_seal is not None:
         own["edge"]["AIAPI_UPSTREAM_SEAL_PRIVATE_KEY"] = upstream_seal[0]
@@ -184,5 +190,11 @@ def plan_stack(
             )
         )
     return StackPlan(
-        tuple(services), uses_simulator, edge_port, accounts_port, admin_port, instance_id
+        tuple(services),
+        uses_simulator,
+        edge_port,
+        accounts_port,
+        admin_port,
+        instance_id,
+        edge_workers,
     )

@@ -173,6 +173,7 @@ def _banner(plan: StackPlan, stack: Stack, demo: dict[str, str] | None) -> str:
         f"  Operator token               {stack.admin_token}"
         f"   (aiapi admin: AIAPI_ADMIN_URL={operator})",
         f"  Data directory               {stack.data_dir}",
+        f"  Edge workers                 {plan.edge_workers}   (AIAPI_EDGE_WORKERS; default one per CPU)",
     ]
     if demo:
         label = f"Demo key ({demo['balance_usd']} USD)"

@@ -86,11 +86,12 @@ class LocalStack:
         self.procs[name].start(timeout_s=timeout_s)
 
     def signal(self, name: str, sig: signal.Signals) -> None:
-        """``SIGSTOP``/``SIGCONT`` and the like, to a running process."""
+        """``SIGSTOP``/``SIGCONT`` and the like, to a running process and its children (an edge
+        is a supervisor and its workers): its own session's process group."""
         pid = self.procs[name].pid
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+                os.killpg(pid, sig)
 
     def pids(self) -> dict[str, int]:
         """The pid of every running process, the servers included."""
