@@ -69,7 +69,7 @@ def test_a_request_served_by_an_edge_started_without_nats_is_billed_once(
     ):
         account_id, _, key = open_account(admin, "5.00")
         start = account_balance(admin, account_id)
-        mirrors = tmp_path / "data" / "edge-spool" / "mirrors.json"
+        mirrors = tmp_path / "data" / "edge-spool" / "worker-0" / "mirrors.json"
         eventually(lambda: _mirrored(mirrors, key, account_id))
         assert key not in mirrors.read_text()  # digests only, never a customer's key
 

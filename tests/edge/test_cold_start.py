@@ -85,7 +85,7 @@ async def status(http: httpx.AsyncClient, url: str) -> int:
 
 def mirrored(spool: Path, *keys: str) -> bool:
     try:
-        buckets = decode((spool / "mirrors.json").read_bytes())
+        buckets = decode((spool / "worker-0" / "mirrors.json").read_bytes())
     except (FileNotFoundError, ValueError):
         return False
     known = buckets.get(KEYS_BUCKET, {})
@@ -117,7 +117,7 @@ async def test_an_edge_started_without_nats_serves_known_keys_and_publishes_usag
     spool = tmp_path / "spool"
     env = edge_env(nats_server.url, sim_url, spool)
     edge = await first_run(bus, spawn, env, spool, key, revoked)
-    text = (spool / "mirrors.json").read_text()
+    text = (spool / "worker-0" / "mirrors.json").read_text()
     assert key not in text and revoked not in text  # digests, never keys
     # Revoked while the edge is down, then NATS goes: the restored mirror cannot know yet.
     await put_key(bus, revoked, key_record(ACCOUNT, key_id="key_1", key_status="revoked"))
@@ -185,7 +185,7 @@ async def test_a_snapshot_older_than_its_bound_is_not_served_from(
     env = edge_env(nats_server.url, sim_url, spool, **bound)
     edge = await first_run(bus, spawn, env, spool, key)
     nats_server.stop()
-    snapshot = spool / "mirrors.json"
+    snapshot = spool / "worker-0" / "mirrors.json"
     async with httpx.AsyncClient(timeout=10) as http:
         # Last known current two hours ago: too old to say which keys were revoked since.
         aged = time.time() - 7200

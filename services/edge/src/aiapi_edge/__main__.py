@@ -1,7 +1,7 @@
 """``python -m aiapi_edge``: the edge under the shared runner (exit codes: docs/operations.md).
 
-With more than one worker (``AIAPI_EDGE_WORKERS``, default one per available CPU) this process
-is the supervisor (:mod:`.supervisor`) and each worker is this same command, started by it with
+With more than one worker (``AIAPI_EDGE_WORKERS``; 0: one per available CPU, as ``aiapi up``,
+compose and Kubernetes ask) this process is the supervisor (:mod:`.supervisor`) and each worker is this same command, started by it with
 the sockets it inherits; with one, this process is the edge.
 """
 
