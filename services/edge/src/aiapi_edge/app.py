@@ -14,8 +14,10 @@ from collections.abc import Awaitable, Callable
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
+from aiapi_shared.http_guard import JOIN_HEAD
 
 from aiapi_edge.asgi import (
+    WHOLE,
     BodyReader,
     ClientGone,
     Headers,
@@ -84,6 +86,10 @@ class Call:
             self.status = message["status"]
             if self.cors:
                 message["headers"] = [*message["headers"], *self.cors]
+            if WHOLE in message:  # head and body in one write (aiapi_shared.http_guard)
+                join = self.scope.get(JOIN_HEAD)
+                if join is not None:
+                    join()
         await self._send(message)
 
     def id_headers(self) -> Headers:
@@ -158,7 +164,7 @@ class EdgeApp:
             if scope["method"] == "OPTIONS":
                 requested = header(scope, b"access-control-request-headers")
                 cors = self._cors.preflight_headers(origin, requested)
-                await send_whole(send, 204, b"", cors, content_type=None)
+                await send_whole(call.send, 204, b"", cors, content_type=None)
                 return
             call.cors = self._cors.answer_headers(origin)
         handler = self._route(scope["method"], path)

@@ -18,6 +18,9 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON_TYPE = b"application/json"
+# A key of the ``http.response.start`` message :func:`send_whole` sends: the body follows at once,
+# so the head may wait for it and go out in the same write (``app.Call.send``; servers ignore it).
+WHOLE = "aiapi.whole"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"
 
 
@@ -134,5 +137,7 @@ async def send_whole(
     all_headers = [(b"content-length", str(len(body)).encode()), *headers]
     if content_type is not None:
         all_headers.append((b"content-type", content_type))
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": all_headers, WHOLE: True}
+    )
     await send({"type": "http.response.body", "body": body})
