@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from aiapi_edge.peek import parsed_when
@@ -40,20 +41,27 @@ def _score(conversation: str, member: str, weight: int) -> float:
     return -weight / math.log(uniform)
 
 
+@lru_cache(maxsize=1024)  # the pool's keys: a digest per key, not per request
+def _key_digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
 def organisation_of(key: UpstreamKey) -> str:
     """The cache a key serves: its organisation label, else the key itself (by a digest)."""
     if key.organisation:
         return "org:" + key.organisation
-    return "key:" + hashlib.sha256(key.api_key.encode()).hexdigest()[:32]
+    return "key:" + _key_digest(key.api_key)
 
 
 def _member(key: UpstreamKey) -> str:
     """The key's identity in the ranking: the key alone (its base URL may differ per replica)."""
-    return hashlib.sha256(key.api_key.encode()).hexdigest()[:32]
+    return _key_digest(key.api_key)
 
 
 def ranking(conversation: str, keys: Sequence[UpstreamKey]) -> list[int]:
     """The indices of ``keys`` in the order this conversation prefers them."""
+    if len(keys) < 2:  # nothing to rank (one key: every request): no hashing
+        return list(range(len(keys)))
     organisations = [organisation_of(key) for key in keys]
     heaviest: dict[str, int] = {}
     for key, organisation in zip(keys, organisations, strict=True):

@@ -29,6 +29,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -50,6 +51,7 @@ class ReadTimeout(HttpClientError):
 Origin = tuple[str, str, int]  # scheme, host, port
 
 
+@lru_cache(maxsize=256)  # a pool's few base URLs times the routes: parsed once, not per request
 def split_url(url: str) -> tuple[Origin, str]:
     """``(origin, path with query)`` of an absolute http(s) URL."""
     parts = urlsplit(url)
