@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,38 @@ async def test_a_commit_wakes_the_idle_sync_loop_for_its_checkpoint(tmp_path: Pa
         assert not spool._dirty
     finally:
         await spool.close()
+
+
+async def test_a_restarted_relay_publishes_in_append_order_after_the_newest_row_went(
+    tmp_path: Path,
+) -> None:
+    """``seq`` is a plain rowid (no AUTOINCREMENT): when the newest row is gone (acknowledged),
+    the next append may get its number again, and must still come after every row left."""
+    first = Spool(tmp_path, max_rows=10)
+    await first.open()
+    for name in ("req_a", "req_b", "req_c"):
+        await first.append(name, "usage.v1.request.recorded", b"{}")
+    first._acked.append("req_c")  # as the relay does once JetStream acknowledged it
+    await first.append("req_d", "usage.v1.request.recorded", b"{}")  # deletes req_c, adds req_d
+    assert first.depth == 3
+    await first.close()
+    with sqlite3.connect(tmp_path / "usage.sqlite3") as db:  # req_c's number, given again
+        assert db.execute("SELECT seq FROM spool WHERE event_id = 'req_d'").fetchone() == (3,)
+
+    second = Spool(tmp_path, max_rows=10)  # a restart: the rows left are read from the table
+    await second.open()
+    published: list[str] = []
+    stop = asyncio.Event()
+
+    async def publish(subject: str, payload: bytes, msg_id: str) -> None:
+        published.append(msg_id)
+
+    relay = asyncio.ensure_future(second.relay(publish, stop))
+    for _ in range(200):  # bounded
+        if len(published) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await relay
+    await second.close()
+    assert published == ["req_a", "req_b", "req_d"]
