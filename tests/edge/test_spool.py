@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -105,7 +106,7 @@ async def test_a_restarted_relay_publishes_in_append_order_after_the_newest_row_
     await first.append("req_d", "usage.v1.request.recorded", b"{}")  # deletes req_c, adds req_d
     assert first.depth == 3
     await first.close()
-    with sqlite3.connect(tmp_path / "usage.sqlite3") as db:  # req_c's number, given again
+    with contextlib.closing(sqlite3.connect(tmp_path / "usage.sqlite3")) as db:  # req_c's number
         assert db.execute("SELECT seq FROM spool WHERE event_id = 'req_d'").fetchone() == (3,)
 
     second = Spool(tmp_path, max_rows=10)  # a restart: the rows left are read from the table
