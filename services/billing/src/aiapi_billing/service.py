@@ -115,6 +115,9 @@ class Service:
             ack_wait_s=self.settings.consumer_ack_wait_s,
             batch=self.settings.settlement_batch,
             linger_s=self.settings.settlement_linger_s,
+            linger_max_s=max(
+                self.settings.settlement_linger_s, self.settings.settlement_linger_max_s
+            ),
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         rpc = Rpc(
