@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiapi_billing import catalogue_store
+from aiapi_billing import catalogue_publisher, catalogue_store
+from aiapi_billing.catalogue_listener import CatalogueListener
 from aiapi_billing.catalogue_publisher import CataloguePublisher, _version_of
 from aiapi_billing.errors import BillingError, NotFound
 from aiapi_billing.live_catalogue import LiveCatalogue
@@ -18,7 +20,10 @@ from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.db import open_pool
 from aiapi_shared.events.records_v1 import CATALOGUE_BUCKET, CATALOGUE_KEY, CatalogueSnapshot
 from aiapi_shared.kv_versioned import put_if_newer
+from nats.js.errors import KeyNotFoundError
 from psycopg_pool import AsyncConnectionPool
+
+from tests.billing.conftest import eventually
 
 SHIPPED = default_catalogue()
 
@@ -168,3 +173,55 @@ async def test_an_older_snapshot_never_replaces_a_newer_one(
     assert not landed
     kept = CatalogueSnapshot.model_validate_json((await kv.get(CATALOGUE_KEY)).value or b"")
     assert kept.version == newest.version
+
+
+async def test_a_change_made_elsewhere_is_heard_and_published_without_polling(
+    pool: AsyncConnectionPool, bus: Bus, migrated: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the listener hears changes, the version is polled once an hour here: only the
+    # notification of the change (migration 0035's trigger) can get it published.
+    monkeypatch.setattr(catalogue_publisher, "HEARD_POLL_S", 3600.0)
+    listener: CatalogueListener
+    publisher = CataloguePublisher(
+        pool, bus, LiveCatalogue(SHIPPED), interval_s=3600.0, heard=lambda: listener.listening
+    )
+    listener = CatalogueListener(migrated, publisher.changed)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(listener.run(stop)), asyncio.create_task(publisher.run(stop))]
+    kv = await bus.ensure_kv(CATALOGUE_BUCKET)
+
+    async def published_version() -> int:
+        try:
+            entry = await kv.get(CATALOGUE_KEY)
+        except KeyNotFoundError:
+            return -1
+        return CatalogueSnapshot.model_validate_json(entry.value or b"").version
+
+    try:
+        await eventually(lambda: listener.listening)
+        async with pool.connection() as conn:
+            before = await catalogue_tables.version(conn)
+        await eventually(lambda: _at_least(published_version(), before))
+        later = datetime.now(UTC) + timedelta(days=2)
+        async with pool.connection() as conn:  # another process's change, by SQL
+            await catalogue_store.add_model_price(
+                conn,
+                api.AddPriceCommand.model_validate(
+                    {
+                        "model": "claude-haiku-4-5",
+                        "effective_from": later.isoformat(),
+                        "input_usd_per_mtok": "0.90",
+                        "output_usd_per_mtok": "4.50",
+                    }
+                ),
+            )
+            await conn.commit()
+        await eventually(lambda: _at_least(published_version(), before + 1))
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert not listener.listening
+
+
+async def _at_least(version: Awaitable[int], floor: int) -> bool:
+    return await version >= floor

@@ -405,3 +405,24 @@ async def test_call_decodes_the_reply_and_names_each_failure(bus: Bus) -> None:
         issubclass(error, BusError)
         for error in (BusUnavailable, NoResponders, InvalidReply, ErrorReply)
     )
+
+
+async def test_a_stop_ends_a_consumer_whose_fetch_is_still_waiting(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An idle consumer long-polls (one pull request per FETCH_WAIT_S); a stop cancels the fetch
+    # instead of waiting it out, here an hour, so a service still stops at once.
+    monkeypatch.setattr(bus_module, "FETCH_WAIT_S", 3600.0)
+    monkeypatch.setattr(bus_module, "FETCH_BOUND_S", 7200.0)
+    await bus.ensure_stream(SPEC)
+    got: list[bytes] = []
+
+    async def handler(msg: Msg) -> None:
+        got.append(msg.data)
+
+    task, stop = _start_consumer(bus, handler, durable="long-poller")
+    await bus.publish("test.v1.thing.done", b"one", "lp-1")
+    await _eventually(lambda: got == [b"one"])  # answered within the long poll, not after it
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)  # a bound against a hang: the fetch waits an hour
+    assert task.done() and task.exception() is None

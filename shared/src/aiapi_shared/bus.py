@@ -59,6 +59,7 @@ from aiapi_shared.events.base import Event
 from aiapi_shared.events.records_v1 import UPSTREAM_STATUS_BUCKET, UPSTREAM_STATUS_TTL_S
 from aiapi_shared.jetstream_limits import JetStreamLimits, jetstream_limits
 from aiapi_shared.lifecycle import StartupRefused
+from aiapi_shared.linger import AdaptiveLinger
 from aiapi_shared.settings import BaseServiceSettings, NatsConnectOptions, nats_connect_options
 
 __all__ = [
@@ -81,8 +82,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("aiapi.bus")
-# A consumer's fetch waits 1 s for messages; one that has not returned after this long is stuck.
+# A consumer's fetch is a long poll: the server holds it up to this long for messages (an idle
+# consumer sends one pull request per wait, so a longer wait is fewer wake-ups at rest). A stop
+# does not wait for it: the fetch is cancelled. One that has not returned after FETCH_BOUND_S is
+# stuck (see :meth:`Bus._pull`).
+FETCH_WAIT_S = 5.0
 FETCH_BOUND_S = 10.0
+# A batch loop's linger aims at batches of about this many events (aiapi_shared.linger).
+LINGER_TARGET = 32
 # How often an idle KV watch wakes to look for a reconnect (after which it starts over): each
 # wake costs a timer, and a service watches several buckets.
 WATCH_POLL_S = 1.0
@@ -607,19 +614,27 @@ class Bus:
         max_deliver: int = -1,
         stop: asyncio.Event | None = None,
         linger_s: float = 0.0,
+        linger_max_s: float | None = None,
     ) -> None:
         """Run a durable pull consumer until ``stop`` is set (or the connection closes for good).
 
         Each message is handled in order; the handler's outcome decides ack, nak or term. The loop
-        survives NATS restarts: fetch errors while disconnected are waited out. ``linger_s`` as
-        in :meth:`consume_batches`: fewer fetches, each of more messages, when traffic is light.
+        survives NATS restarts: fetch errors while disconnected are waited out. ``linger_s`` and
+        ``linger_max_s`` as in :meth:`consume_batches`: fewer fetches, each of more messages,
+        when traffic is light.
         """
+        stop = stop or asyncio.Event()
+        linger = AdaptiveLinger(
+            linger_s,
+            linger_s if linger_max_s is None else linger_max_s,
+            target=LINGER_TARGET,
+            batch=batch,
+        )
 
-        async def one_by_one(msgs: list[Msg]) -> None:
+        async def one_by_one(msgs: list[Msg], waited_s: float) -> None:
             for msg in msgs:
                 await self._dispatch(durable, msg, handler)
-            if linger_s > 0 and len(msgs) < batch:
-                await asyncio.sleep(linger_s)
+            await _linger(linger.after(len(msgs), waited_s), stop)
 
         await self._pull(stream, durable, subject, batch, ack_wait_s, max_deliver, stop, one_by_one)
 
@@ -635,20 +650,30 @@ class Bus:
         max_deliver: int = -1,
         stop: asyncio.Event | None = None,
         linger_s: float = 0.0,
+        linger_max_s: float | None = None,
     ) -> None:
         """Like :meth:`consume`, but the handler gets every fetched message at once (one database
         transaction for many messages) and returns one outcome per message, in order: ``None``
         acks, :class:`RetryableError` naks with its delay, anything else terms. If the handler
         raises, the whole batch is redelivered (after the error's delay when it is retryable).
-        ``linger_s``: after a batch shorter than ``batch``, wait that long before the next fetch,
-        so that messages trickling in one at a time are handled together (a fixed cost per batch,
-        such as a commit, is then shared) at the price of that much more delay.
+        ``linger_s``: after a batch shorter than ``batch``, wait before the next fetch, so that
+        messages trickling in one at a time are handled together (a fixed cost per batch, such
+        as a commit, is then shared) at the price of that much more delay. With ``linger_max_s``
+        the wait adapts (:class:`~aiapi_shared.linger.AdaptiveLinger`): it grows up to that
+        bound while batches come in short, falls back towards ``linger_s`` as they grow, and is
+        skipped after a full batch. A stop cuts it short.
         """
+        stop = stop or asyncio.Event()
+        linger = AdaptiveLinger(
+            linger_s,
+            linger_s if linger_max_s is None else linger_max_s,
+            target=LINGER_TARGET,
+            batch=batch,
+        )
 
-        async def all_at_once(msgs: list[Msg]) -> None:
+        async def all_at_once(msgs: list[Msg], waited_s: float) -> None:
             await self._dispatch_batch(durable, msgs, handler)
-            if linger_s > 0 and len(msgs) < batch:
-                await asyncio.sleep(linger_s)
+            await _linger(linger.after(len(msgs), waited_s), stop)
 
         await self._pull(
             stream, durable, subject, batch, ack_wait_s, max_deliver, stop, all_at_once
@@ -663,7 +688,7 @@ class Bus:
         ack_wait_s: float,
         max_deliver: int,
         stop: asyncio.Event | None,
-        on_fetched: Callable[[list[Msg]], Awaitable[None]],
+        on_fetched: Callable[[list[Msg], float], Awaitable[None]],
     ) -> None:
         """The durable pull loop both consumers share: declare, fetch, hand over, survive outages."""
         stop = stop or asyncio.Event()
@@ -678,13 +703,20 @@ class Bus:
         sub = await self._pull_subscribe(stream, durable, subject, config, stop)
         if sub is None:
             return
+        loop = asyncio.get_running_loop()
         try:
+            since = loop.time()  # when the loop began waiting for the next batch
             while not stop.is_set() and not self.closed.is_set():
                 try:
                     # nats-py's fetch can hang for good across a NATS restart (its timeout never
                     # fires, no pull request reaches the server again, messages pile up: found
                     # by bench/chaos.py), so it is bounded here and a stuck one is replaced.
-                    msgs = await asyncio.wait_for(sub.fetch(batch, timeout=1.0), FETCH_BOUND_S)
+                    msgs = await _unless_stopped(
+                        asyncio.wait_for(sub.fetch(batch, timeout=FETCH_WAIT_S), FETCH_BOUND_S),
+                        stop,
+                    )
+                    if msgs is None:
+                        break  # stopped while the fetch waited
                 except NatsTimeoutError:
                     continue
                 except TimeoutError:
@@ -703,7 +735,8 @@ class Bus:
                     log.warning("consumer %s fetch failed (%s)", durable, type(exc).__name__)
                     await asyncio.sleep(0.5)
                     continue
-                await on_fetched(msgs)
+                await on_fetched(msgs, loop.time() - since)
+                since = loop.time()
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -977,3 +1010,26 @@ def decode_event(cls: type[E], data: bytes) -> E:
         return cls.model_validate_json(data)
     except ValidationError as exc:
         raise PoisonMessage(f"{cls.__name__} does not parse: {exc.error_count()} errors") from exc
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None (``work`` cancelled) as soon as ``stop`` is set."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None
+
+
+async def _linger(wait_s: float, stop: asyncio.Event) -> None:
+    """Wait ``wait_s`` (a batch loop's linger), or less if ``stop`` is set meanwhile."""
+    if wait_s > 0 and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait_s)

@@ -14,6 +14,9 @@ from aiapi_accounts.errors import NotFound
 
 USAGE_DURABLE = "accounts-key-last-used"
 USAGE_LINGER_S = 0.25
+USAGE_LINGER_MAX_S = (
+    1.0  # while fetches stay short, the wait grows up to this (aiapi_shared.linger)
+)
 _MAX_NOTED = 100_000
 PLAN_DURABLE = "accounts-plan-purchased"
 
@@ -39,6 +42,7 @@ class Consumers:
                     # Last-used times are kept to seconds: no need to wake for every request
                     # (light traffic would otherwise cost a fetch per usage event).
                     linger_s=USAGE_LINGER_S,
+                    linger_max_s=USAGE_LINGER_MAX_S,
                 ),
                 name=USAGE_DURABLE,
             ),

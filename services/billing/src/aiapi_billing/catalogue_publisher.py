@@ -2,15 +2,16 @@
 
 The version is bumped by triggers on the catalogue, price, plan and terms tables, so a change made by this
 service, by ``python -m aiapi_billing price`` in another process or by hand in SQL is published
-alike, within one polling interval. Writes are revision-conditional: a replica that read an older
+alike: at once when :mod:`aiapi_billing.catalogue_listener` hears it, else within one polling
+interval. Writes are revision-conditional: a replica that read an older
 version never overwrites a newer snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -27,6 +28,9 @@ from aiapi_billing.repository import catalogue as catalogue_tables
 
 log = logging.getLogger("aiapi.billing.catalogue")
 
+# The version poll while a listener hears the changes: only for a notification that got lost.
+HEARD_POLL_S = 10.0
+
 
 def _version_of(payload: bytes) -> int:
     return int(orjson.loads(payload).get("version", -1))
@@ -34,13 +38,22 @@ def _version_of(payload: bytes) -> int:
 
 class CataloguePublisher:
     def __init__(
-        self, pool: AsyncConnectionPool, bus: Bus, live: LiveCatalogue, interval_s: float = 1.0
+        self,
+        pool: AsyncConnectionPool,
+        bus: Bus,
+        live: LiveCatalogue,
+        interval_s: float = 1.0,
+        *,
+        heard: Callable[[], bool] = lambda: False,
     ) -> None:
         self._pool = pool
         self._bus = bus
         self._live = live
         self._shipped = live.shipped
         self._interval_s = interval_s
+        # Whether a listener hears every change now (catalogue_listener): then the version is
+        # polled only as a safety net, every HEARD_POLL_S, instead of every interval_s.
+        self._heard = heard
         self._published = -1
         self._wake = asyncio.Event()
 
@@ -86,5 +99,10 @@ class CataloguePublisher:
                 log.warning("catalogue not published (%s); retrying", type(exc).__name__)
             except Exception:  # a NATS hiccup must not end the loop
                 log.exception("catalogue publication failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+            poll_s = HEARD_POLL_S if self._heard() else self._interval_s
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:  # a stop must not wait for the poll
+                await asyncio.wait(waits, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()

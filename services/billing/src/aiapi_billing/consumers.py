@@ -58,6 +58,7 @@ class Consumers:
     ack_wait_s: float = 30.0
     batch: int = 256
     linger_s: float = 0.0
+    linger_max_s: float | None = None
     counters: Counters = field(default_factory=Counters)
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -70,6 +71,7 @@ class Consumers:
             ack_wait_s=self.ack_wait_s,
             stop=stop,
             linger_s=self.linger_s,
+            linger_max_s=self.linger_max_s,
         )
         specs = (
             ("PAYMENTS", "billing-deposits", "payments.v1.deposit.*", self.on_deposit),

@@ -11,7 +11,6 @@ wins: a put is conditional on the KV revision read, and never replaces a newer v
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -61,8 +60,8 @@ class SnapshotWriter:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+            # Asleep until a mark or the stop (an idle billing does not wake for nothing).
+            await _either(self._wake, stop)
             self._wake.clear()
             if not self._dirty:
                 continue
@@ -123,6 +122,15 @@ class SnapshotWriter:
         if await put_snapshot(self._kv, snapshot):
             entry = await self._kv.get(key)
             self._written[key] = (entry.revision or 0, snapshot.version)
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _snapshot_version(value: bytes) -> int:

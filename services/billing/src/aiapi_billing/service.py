@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from aiapi_billing import catalogue_store
 from aiapi_billing.admission import Admitter
 from aiapi_billing.batch_commands import BatchCommands, batch_routes
+from aiapi_billing.catalogue_listener import CatalogueListener
 from aiapi_billing.catalogue_publisher import CataloguePublisher
 from aiapi_billing.catalogue_rpc import catalogue_routes
 from aiapi_billing.commands import Commands
@@ -115,6 +116,9 @@ class Service:
             ack_wait_s=self.settings.consumer_ack_wait_s,
             batch=self.settings.settlement_batch,
             linger_s=self.settings.settlement_linger_s,
+            linger_max_s=max(
+                self.settings.settlement_linger_s, self.settings.settlement_linger_max_s
+            ),
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         rpc = Rpc(
@@ -145,7 +149,14 @@ class Service:
             await bus.serve(
                 subject, handler, queue=QUEUE, concurrency=self.settings.rpc_concurrency
             )
-        publisher = CataloguePublisher(pool, bus, live, interval_s=self.settings.catalogue_poll_s)
+        listener = CatalogueListener(dsn, lambda: publisher.changed())
+        publisher = CataloguePublisher(
+            pool,
+            bus,
+            live,
+            interval_s=self.settings.catalogue_poll_s,
+            heard=lambda: listener.listening,
+        )
         for subject, handler in catalogue_routes(pool, publisher):
             await bus.serve(subject, handler, queue=QUEUE)
         for subject, handler in console_routes(pool, bus):
@@ -156,6 +167,7 @@ class Service:
             *self.consumers.tasks(stop),
             asyncio.create_task(relay.run(stop, poll_s=POLL_S), name="outbox"),
             asyncio.create_task(publisher.run(stop), name="catalogue"),
+            asyncio.create_task(listener.run(stop), name="catalogue-listener"),
             asyncio.create_task(snapshots.run(stop), name="snapshots"),
             asyncio.create_task(
                 sweeper.run(stop, self.settings.hold_sweep_interval_s), name="sweeper"

@@ -35,10 +35,14 @@ class BillingSettings(BaseServiceSettings):
     rpc_concurrency: int = Field(default=16, ge=1, description="requests answered at once")
     consumer_ack_wait_s: float = Field(default=30.0, ge=1.0)
     settlement_batch: int = Field(default=256, ge=1, le=1000)
-    # After a short settlement batch, wait this long before fetching again: usage events that
-    # arrive one at a time (light traffic) then share one transaction, one commit and one
-    # outbox pass instead of paying for them each (docs/billing.md, the whole money path).
+    # After a short settlement batch, wait before fetching again: usage events that arrive one
+    # at a time (light traffic) then share one transaction, one commit, one outbox pass and one
+    # snapshot write instead of paying for them each (docs/billing.md, the whole money path).
+    # The wait adapts (aiapi_shared.linger): from settlement_linger_s it doubles while batches
+    # come in short, up to settlement_linger_max_s (the most it delays a settlement), and is
+    # skipped after a full batch. Equal values: a fixed linger.
     settlement_linger_s: float = Field(default=0.05, ge=0.0, le=1.0)
+    settlement_linger_max_s: float = Field(default=0.5, ge=0.0, le=2.0)
     # Test-only: exit the process (as a crash would) right after the Nth usage commit, before its
     # ack, so the kill-between-commit-and-ack window is reachable from a test. 0 disables it.
     billing_crash_after_commits: int = Field(default=0, ge=0)

@@ -95,6 +95,7 @@ class EdgeService:
             min_free_bytes=settings.edge_spool_min_free_bytes,
             fsync=settings.edge_spool_fsync,
             sync_interval_s=settings.edge_spool_sync_interval_s,
+            sync_rows=settings.edge_spool_sync_rows,
         )
         self.pool = UpstreamPool(settings.upstream_keys(), affinity=settings.edge_key_affinity)
         seal = settings.upstream_seal_private_key
@@ -254,7 +255,14 @@ class EdgeService:
         )
         self._spawn(self._serve_when_connected(UPSTREAM_TEST_SUBJECT, status.test))
         self._spawn(status.run(self._stop))
-        self._spawn(self.spool.relay(self._publish, self._stop, linger_s=s.edge_relay_linger_s))
+        self._spawn(
+            self.spool.relay(
+                self._publish,
+                self._stop,
+                linger_s=s.edge_relay_linger_s,
+                linger_max_s=max(s.edge_relay_linger_s, s.edge_relay_linger_max_s),
+            )
+        )
         self._spawn(
             adopt_orphans(
                 s.spool_root,

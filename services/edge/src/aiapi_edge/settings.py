@@ -118,9 +118,16 @@ class EdgeSettings(BaseServiceSettings):
     edge_mirror_max_age_s: float = Field(default=3600.0, ge=0)
     edge_mirror_max_bytes: int = Field(default=256 * 1024**2, gt=0)
     edge_mirror_save_interval_s: float = Field(default=5.0, gt=0)
-    edge_spool_sync_interval_s: float = Field(default=0.05, gt=0, le=5)
-    # The relay publishes usage events in rounds: wait this long for others to join the first.
+    # The spool's checkpoint (two fsyncs) comes this long after the first commit since the last
+    # one, or after edge_spool_sync_rows events: the power-cut window of a spool without
+    # AIAPI_EDGE_SPOOL_FSYNC (docs/edge.md, "Spool").
+    edge_spool_sync_interval_s: float = Field(default=0.5, gt=0, le=5)
+    edge_spool_sync_rows: int = Field(default=1024, ge=1)
+    # The relay publishes usage events in rounds: after a short round it waits for others to
+    # gather, from edge_relay_linger_s up to edge_relay_linger_max_s while rounds stay short
+    # (aiapi_shared.linger), none after a full round.
     edge_relay_linger_s: float = Field(default=0.05, ge=0, le=1)
+    edge_relay_linger_max_s: float = Field(default=0.25, ge=0, le=2)
     edge_admission_timeout_s: float = Field(default=0.5, gt=0)
     edge_offline_allowance_usd: str = "0.50"
     # Admission leases (docs/edge.md): admit an account's requests against money and rate limits

@@ -10,9 +10,12 @@ which is in the kernel's page cache the moment it returns, so it survives the pr
 about 30 µs, so appends commit inline on the event loop (a hop to a thread costs more than the
 commit). Surviving a power cut needs an ``fsync``, which costs 0.25 ms or more here; a
 background thread checkpoints the WAL (``fsync`` of the WAL, copy into the database, ``fsync``)
-every ``sync_interval_s`` (50 ms) when something was committed. So by default a power cut (or a
-kernel crash) can lose the usage events of the last ~50 ms plus one checkpoint; a killed
-process loses nothing. With ``fsync=True`` (``AIAPI_EDGE_SPOOL_FSYNC``) an append also waits for
+``sync_interval_s`` (0.5 s) after the first commit since the last checkpoint, or as soon as
+``sync_rows`` (1,024) events were appended since, whichever comes first. So by default a power
+cut (or a kernel crash) can lose the usage events of the last ~0.5 s (at most ~1,024 events)
+plus one checkpoint; a killed process loses nothing. The interval was 50 ms: at a light request
+rate that was a checkpoint, two ``fsync``, per request, most of the edge's own CPU per request
+(docs/performance.md, "CPU in proportion to work"). With ``fsync=True`` (``AIAPI_EDGE_SPOOL_FSYNC``) an append also waits for
 the next checkpoint, started at once when none is running: group commit, so concurrent requests
 share one ``fsync``.
 
@@ -21,9 +24,9 @@ acknowledged; with NATS down it retries, and rows left by a crash are published 
 
 Room. A request is admitted only while the spool can take its event (:attr:`Spool.has_room`):
 fewer than ``max_rows`` unpublished events, the spool's files under ``max_bytes``, at least
-``min_free_bytes`` free on their filesystem (both checked by the sync loop, every
-``sync_interval_s`` while events arrive and every ``space_check_s`` when idle: an idle edge does
-not wake twenty times a second), and no write failing now. An append that fails anyway (the disk filled up
+``min_free_bytes`` free on their filesystem (both checked by the sync loop, after every
+checkpoint while events arrive and every ``space_check_s`` when idle: an idle edge does not wake
+for nothing), and no write failing now. An append that fails anyway (the disk filled up
 between two checks, an I/O error) keeps the event in memory, hands it to the relay, retries the
 write from the sync loop, and closes admission until a write succeeds again: the edge refuses new
 requests (503) rather than serve them unbilled.
@@ -39,7 +42,16 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from aiapi_shared.linger import AdaptiveLinger
+
 log = logging.getLogger("aiapi.edge.spool")
+
+# The relay's rounds aim at about this many events (aiapi_shared.linger).
+RELAY_LINGER_TARGET = 32
+# An idle relay deletes what was acknowledged after this long without a new event (which would
+# carry the delete in its commit), and otherwise wakes only this often (new events wake it).
+ACKED_DELETE_S = 0.5
+RELAY_IDLE_WAKE_S = 5.0
 
 Publish = Callable[[str, bytes, str], Awaitable[object]]
 Row = tuple[str, str, bytes]  # event id, subject, payload
@@ -74,7 +86,8 @@ class Spool:
         max_bytes: int = 1 << 40,
         min_free_bytes: int = 0,
         fsync: bool = False,
-        sync_interval_s: float = 0.05,
+        sync_interval_s: float = 0.5,
+        sync_rows: int = 1024,
         space_check_s: float = 1.0,
     ) -> None:
         self._path = directory / "usage.sqlite3"
@@ -85,6 +98,8 @@ class Spool:
         self._unwritten: list[Row] = []  # appends whose commit failed, retried by the sync loop
         self._fsync = fsync
         self._sync_interval_s = sync_interval_s
+        self._sync_rows = max(1, sync_rows)
+        self._rows_since_sync = 0  # events appended since the last checkpoint started
         self._space_check_s = space_check_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-spool-sync")
         self._db: sqlite3.Connection | None = None  # the loop thread's: every write
@@ -186,6 +201,9 @@ class Spool:
             return
         self._fresh.append(row)
         self._new_rows.set()
+        self._rows_since_sync += 1
+        if self._rows_since_sync >= self._sync_rows:
+            self._sync_now.set()  # a busy edge checkpoints by size, before the interval ends
         if self._fsync:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._sync_waiters.append(waiter)
@@ -253,6 +271,7 @@ class Spool:
     async def _checkpoint(self) -> None:
         self._sync_now.clear()
         self._dirty = False
+        self._rows_since_sync = 0
         waiters, self._sync_waiters = self._sync_waiters, []
         try:
             loop = asyncio.get_running_loop()
@@ -284,7 +303,13 @@ class Spool:
         return [(str(r[0]), str(r[1]), bytes(r[2])) for r in cursor.fetchall()]
 
     async def relay(
-        self, publish: Publish, stop: asyncio.Event, *, batch: int = 256, linger_s: float = 0.0
+        self,
+        publish: Publish,
+        stop: asyncio.Event,
+        *,
+        batch: int = 256,
+        linger_s: float = 0.0,
+        linger_max_s: float | None = None,
     ) -> None:
         """Publish spooled events until ``stop``.
 
@@ -293,10 +318,22 @@ class Spool:
         stream's ``Nats-Msg-Id`` window and billing's unique key absorb). After a failed publish
         (NATS away) or a restart with rows left, the relay reads the table in order until it is
         empty. ``publish(subject, payload, msg_id)`` raises when NATS does not acknowledge.
-        With ``linger_s``, the relay waits that long after an event arrives for others to join
-        it: one round of publishes and acknowledgements then carries several events, which
-        costs the edge far less than one round each when requests come one at a time.
+
+        Rounds: after publishing a round shorter than ``batch``, the relay waits for others to
+        gather before the next, so one round of publishes and acknowledgements carries several
+        events, which costs the edge (and NATS, and billing's fetches) far less than one round
+        each when requests come one at a time. The wait starts at ``linger_s`` and adapts up to
+        ``linger_max_s`` (:class:`~aiapi_shared.linger.AdaptiveLinger`: longer while rounds are
+        short, none after a full one); the first event after a pause is published at once.
         """
+        linger = AdaptiveLinger(
+            linger_s,
+            linger_s if linger_max_s is None else linger_max_s,
+            target=RELAY_LINGER_TARGET,
+            batch=batch,
+        )
+        loop = asyncio.get_running_loop()
+        waited_s = 0.0  # since the last round, waiting for the next one's first event
         backlog = self.depth > 0
         while not stop.is_set():
             if backlog:
@@ -312,9 +349,13 @@ class Spool:
                 continue
             if not self._fresh:
                 self._new_rows.clear()
-                await _wait_either(self._new_rows, stop, timeout_s=0.5)
-                if self._fresh and linger_s > 0 and len(self._fresh) < batch:
-                    await asyncio.sleep(linger_s)
+                began = loop.time()
+                # Acknowledged rows are deleted with the next append's commit, or after
+                # ACKED_DELETE_S without one (the depth, which a stop's drain waits on, counts
+                # them); with none, the relay sleeps until an event comes.
+                idle_s = ACKED_DELETE_S if self._acked else RELAY_IDLE_WAKE_S
+                await _wait_either(self._new_rows, stop, timeout_s=idle_s)
+                waited_s += loop.time() - began
                 if not self._fresh and self._acked:
                     self._forget_acked()
                 continue
@@ -323,6 +364,11 @@ class Spool:
                 backlog = True  # every unacknowledged row is in the table
                 self._fresh.clear()
                 await _wait_either(stop, stop, timeout_s=0.5)
+                continue
+            pause_s = linger.after(len(rows), waited_s)
+            waited_s = 0.0
+            if pause_s > 0:
+                await _wait_either(stop, stop, timeout_s=pause_s)
 
     def _forget_acked(self) -> bool:
         """Delete the acknowledged rows; a failed delete keeps their ids for the next commit
