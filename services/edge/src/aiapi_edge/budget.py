@@ -107,6 +107,8 @@ class HoldBudget:
     __slots__ = (
         "_delta_bytes",
         "_discount_bps",
+        "_last",
+        "_meters",
         "_multipliers",
         "_premium",
         "_price",
@@ -139,6 +141,10 @@ class HoldBudget:
         self._tool_prices = dict(tool_prices or {})
         self._tools_seen: dict[str, int] = {}
         self._delta_bytes = 0
+        # The last projection: (usage object, delta bytes, server tools seen) -> its cost. A
+        # stream asks once per chunk; the usage changes twice per stream, the bytes per chunk.
+        self._last: tuple[object, int, int, int] | None = None
+        self._meters: tuple[object, dict[str, int | str]] | None = None
         # What one extension asks for: a quarter of max_tokens, at least 1,024 output tokens.
         self.chunk_tokens = max(MIN_CHUNK_TOKENS, max_tokens // 4)
 
@@ -161,10 +167,24 @@ class HoldBudget:
     def projected(self, usage: dict[str, Any]) -> int:
         """The cost so far in nano-USD (rounded up, as billing rounds) of the upstream's
         reported ``usage`` with the estimated output tokens and the server tools seen."""
-        meters = meters_from_anthropic(usage)
+        tools = sum(self._tools_seen.values())
+        last = self._last
+        if (
+            last is not None
+            and last[0] is usage
+            and last[1] == self._delta_bytes
+            and last[2] == tools
+        ):
+            return last[3]
+        cached = self._meters
+        if cached is None or cached[0] is not usage:
+            cached = self._meters = (usage, meters_from_anthropic(usage))
+        meters = dict(cached[1])
         reported = meters["output_tokens"]
         meters["output_tokens"] = self.output_tokens(reported if isinstance(reported, int) else 0)
-        return self.cost(meters) + self.tools_cost(meters)
+        projected = self.cost(meters) + self.tools_cost(meters)
+        self._last = (usage, self._delta_bytes, tools, projected)
+        return projected
 
     def premium(self, meters: Mapping[str, int | str]) -> tuple[int, int]:
         shown = self._premium(meters)

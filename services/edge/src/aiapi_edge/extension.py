@@ -29,6 +29,8 @@ log = logging.getLogger("aiapi.edge.extension")
 _DELTA = b"content_block_delta"
 _BLOCK_START = b"content_block_start"
 _SERVER_TOOL = b'"server_tool_use"'
+# The stream events :meth:`HoldGuard.observe` reads.
+GUARDED_EVENTS = frozenset((_DELTA, _BLOCK_START))
 INSUFFICIENT_BALANCE_MESSAGE = "Your balance cannot cover more output for this request."
 
 
