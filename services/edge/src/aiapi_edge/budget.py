@@ -108,8 +108,10 @@ class HoldBudget:
         "_delta_bytes",
         "_discount_bps",
         "_last",
+        "_max_tokens",
         "_meters",
         "_multipliers",
+        "_output",
         "_premium",
         "_price",
         "_requested",
@@ -144,7 +146,10 @@ class HoldBudget:
         # The last projection: (usage object, delta bytes, server tools seen) -> its cost. A
         # stream asks once per chunk; the usage changes twice per stream, the bytes per chunk.
         self._last: tuple[object, int, int, int] | None = None
-        self._meters: tuple[object, dict[str, int | str]] | None = None
+        # The meters of that usage object and the premium they are billed at.
+        self._meters: tuple[object, dict[str, int | str], tuple[int, int]] | None = None
+        self._max_tokens = max_tokens
+        self._output = 0  # the output tokens of the last projection
         # What one extension asks for: a quarter of max_tokens, at least 1,024 output tokens.
         self.chunk_tokens = max(MIN_CHUNK_TOKENS, max_tokens // 4)
 
@@ -178,11 +183,15 @@ class HoldBudget:
             return last[3]
         cached = self._meters
         if cached is None or cached[0] is not usage:
-            cached = self._meters = (usage, meters_from_anthropic(usage))
+            fresh = meters_from_anthropic(usage)
+            # The premium reads the input and the options only: the output estimate leaves it.
+            cached = self._meters = (usage, fresh, self.premium(fresh))
         meters = dict(cached[1])
         reported = meters["output_tokens"]
-        meters["output_tokens"] = self.output_tokens(reported if isinstance(reported, int) else 0)
-        projected = self.cost(meters) + self.tools_cost(meters)
+        self._output = self.output_tokens(reported if isinstance(reported, int) else 0)
+        meters["output_tokens"] = self._output
+        price = cost_of(meters, self._price, self._discount_bps, self._multipliers, cached[2])
+        projected = price + self.tools_cost(meters)
         self._last = (usage, self._delta_bytes, tools, projected)
         return projected
 
@@ -224,8 +233,16 @@ class HoldBudget:
         return max(self.chunk_tokens, -(-need * _BPS * _PER_MTOK // per_mtok))
 
     def running_low(self, projected: int) -> bool:
-        """Less than half a chunk of output left in the hold: time to ask for the next one."""
-        return projected + self._chunk_at_premium(self.chunk_tokens // 2) > self.held
+        """Less than half a chunk of output left in the hold: time to ask for the next one.
+
+        Never more than the output the request may still produce: ``max_tokens`` bounds it, and
+        the hold already covers all of it, so a short answer (``max_tokens`` below half a chunk)
+        asks only once its reported input or its tools outgrow the hold, instead of asking on
+        its first chunk (an extension, a round trip to billing and a write, per stream)."""
+        ahead = self.chunk_tokens // 2
+        if self._max_tokens > 0:
+            ahead = min(ahead, max(0, self._max_tokens - self._output))
+        return projected + self._chunk_at_premium(ahead) > self.held
 
     def spent(self, projected: int) -> bool:
         return projected >= self.held
