@@ -146,8 +146,9 @@ class HoldBudget:
         # The last projection: (usage object, delta bytes, server tools seen) -> its cost. A
         # stream asks once per chunk; the usage changes twice per stream, the bytes per chunk.
         self._last: tuple[object, int, int, int] | None = None
-        # The meters of that usage object and the premium they are billed at.
-        self._meters: tuple[object, dict[str, int | str], tuple[int, int]] | None = None
+        # For that usage object and count of tools seen: its meters, the premium they are billed
+        # at and the tools' cost (none of which the output estimate changes).
+        self._meters: tuple[object, int, dict[str, int | str], tuple[int, int], int] | None = None
         self._max_tokens = max_tokens
         self._output = 0  # the output tokens of the last projection
         # What one extension asks for: a quarter of max_tokens, at least 1,024 output tokens.
@@ -182,16 +183,17 @@ class HoldBudget:
         ):
             return last[3]
         cached = self._meters
-        if cached is None or cached[0] is not usage:
+        if cached is None or cached[0] is not usage or cached[1] != tools:
             fresh = meters_from_anthropic(usage)
             # The premium reads the input and the options only: the output estimate leaves it.
-            cached = self._meters = (usage, fresh, self.premium(fresh))
-        meters = dict(cached[1])
+            cached = (usage, tools, fresh, self.premium(fresh), self.tools_cost(fresh))
+            self._meters = cached
+        meters = cached[2]
         reported = meters["output_tokens"]
         self._output = self.output_tokens(reported if isinstance(reported, int) else 0)
-        meters["output_tokens"] = self._output
-        price = cost_of(meters, self._price, self._discount_bps, self._multipliers, cached[2])
-        projected = price + self.tools_cost(meters)
+        tokens = {**meters, "output_tokens": self._output}
+        price = cost_of(tokens, self._price, self._discount_bps, self._multipliers, cached[3])
+        projected = price + cached[4]
         self._last = (usage, self._delta_bytes, tools, projected)
         return projected
 
