@@ -71,6 +71,19 @@ def cost_of(
 ) -> int:
     """What ``meters``' tokens cost in nano-USD at ``price`` times the ``premium`` factors (input,
     output; bps), less the plan's discount, rounded up once: the rule billing prices by."""
+    fixed, per_output = list_parts(meters, price, multipliers, premium)
+    return discounted_cost(fixed + _tokens(meters, "output_tokens") * per_output, discount_bps)
+
+
+def list_parts(
+    meters: Mapping[str, int | str],
+    price: PricePoint,
+    multipliers: CacheMultipliers,
+    premium: tuple[int, int],
+) -> tuple[int, int]:
+    """The list price of ``meters`` (in bps² of nano-USD per Mtok) as its part that does not
+    depend on the output tokens and the part each output token adds: a stream prices its
+    growing output estimate with one multiplication (:meth:`HoldBudget.projected`)."""
     p_in, p_out, m = price.input_usd_per_mtok, price.output_usd_per_mtok, multipliers
     input_weighted_bps = (
         _tokens(meters, "input_tokens") * _BPS
@@ -78,10 +91,11 @@ def cost_of(
         + _tokens(meters, "cache_creation_5m_input_tokens") * m.cache_write_5m
         + _tokens(meters, "cache_creation_1h_input_tokens") * m.cache_write_1h
     )
-    list_price_bps2 = (
-        input_weighted_bps * p_in * premium[0]
-        + _tokens(meters, "output_tokens") * _BPS * p_out * premium[1]
-    )
+    return input_weighted_bps * p_in * premium[0], _BPS * p_out * premium[1]
+
+
+def discounted_cost(list_price_bps2: int, discount_bps: int) -> int:
+    """A list price from :func:`list_parts` less the discount, in nano-USD, rounded up once."""
     numerator = list_price_bps2 * (_BPS - discount_bps)
     return -(-numerator // (_BPS * _BPS * _BPS * _PER_MTOK))
 
@@ -146,9 +160,10 @@ class HoldBudget:
         # The last projection: (usage object, delta bytes, server tools seen) -> its cost. A
         # stream asks once per chunk; the usage changes twice per stream, the bytes per chunk.
         self._last: tuple[object, int, int, int] | None = None
-        # For that usage object and count of tools seen: its meters, the premium they are billed
-        # at and the tools' cost (none of which the output estimate changes).
-        self._meters: tuple[object, int, dict[str, int | str], tuple[int, int], int] | None = None
+        # For that usage object and count of tools seen: the reported output, the list price's
+        # fixed part and per output token (:func:`list_parts`, at the premium the meters show)
+        # and the tools' cost; none of them changes with the output estimate.
+        self._meters: tuple[object, int, int, int, int, int] | None = None
         self._max_tokens = max_tokens
         self._output = 0  # the output tokens of the last projection
         # What one extension asks for: a quarter of max_tokens, at least 1,024 output tokens.
@@ -184,16 +199,18 @@ class HoldBudget:
             return last[3]
         cached = self._meters
         if cached is None or cached[0] is not usage or cached[1] != tools:
-            fresh = meters_from_anthropic(usage)
+            meters = meters_from_anthropic(usage)
+            reported = meters["output_tokens"]
             # The premium reads the input and the options only: the output estimate leaves it.
-            cached = (usage, tools, fresh, self.premium(fresh), self.tools_cost(fresh))
+            fixed, per_output = list_parts(
+                meters, self._price, self._multipliers, self.premium(meters)
+            )
+            cached = (usage, tools, reported if isinstance(reported, int) else 0, fixed,
+                      per_output, self.tools_cost(meters))  # fmt: skip
             self._meters = cached
-        meters = cached[2]
-        reported = meters["output_tokens"]
-        self._output = self.output_tokens(reported if isinstance(reported, int) else 0)
-        tokens = {**meters, "output_tokens": self._output}
-        price = cost_of(tokens, self._price, self._discount_bps, self._multipliers, cached[3])
-        projected = price + cached[4]
+        self._output = self.output_tokens(cached[2])
+        price = discounted_cost(cached[3] + self._output * cached[4], self._discount_bps)
+        projected = price + cached[5]
         self._last = (usage, self._delta_bytes, tools, projected)
         return projected
 
