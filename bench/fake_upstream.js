@@ -146,4 +146,5 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 121000;
-server.listen(port, "127.0.0.1", () => process.stdout.write("ready\n"));
+// A deep accept queue: thousands of long streams connect at once (the default 511 dropped some).
+server.listen(port, "127.0.0.1", 8192, () => process.stdout.write("ready\n"));

@@ -279,6 +279,38 @@ async def timed(url: str, keys: list[str], payload: bytes, *, conns: int, second
     return out
 
 
+async def node_timed(url: str, keys: list[str], payload: bytes, *, conns: int, seconds: float, scratch: Path) -> Timings:  # fmt: skip
+    """As :func:`timed`, from ``bench/long_client.js`` processes (one per CPU, the connections
+    shared out): thousands of long streams are more than one Python client can read."""
+    (scratch / "long-body.json").write_bytes(payload)
+    (scratch / "long-keys.txt").write_text("\n".join(keys) + "\n")
+    procs = max(1, min(conns, len(os.sched_getaffinity(0))))
+    shares = [conns // procs + (1 if n < conns % procs else 0) for n in range(procs)]
+    script = HERE / "long_client.js"
+    files = [str(scratch / "long-body.json"), str(scratch / "long-keys.txt")]
+    clients = [
+        await asyncio.create_subprocess_exec(
+            node_binary(),
+            str(script),
+            url,
+            str(share),
+            str(seconds),
+            *files,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for share in shares
+    ]
+    out = Timings()
+    for client in clients:
+        stdout, _ = await client.communicate()
+        found = orjson.loads(stdout)
+        out.first += [ms / 1000 for ms in found["first_ms"]]
+        out.whole += [0.0] * int(found["whole"])  # only counted
+        out.failed += int(found["failed"])
+        out.seconds = max(out.seconds, float(found["seconds"]))
+    return out
+
+
 # -- CPU and memory from /proc -----------------------------------------------------------------
 
 
@@ -340,7 +372,7 @@ class Bench:
             if name in ("postgres", "nats", *NOT_PRODUCT):
                 continue
             out = self.profile_dir / f"{label}-{name}.svg"
-            argv = [str(spy), "record", "--nonblocking"]
+            argv = [str(spy), "record", "--nonblocking", "--subprocesses"]  # edge workers
             spies.append(
                 subprocess.Popen(
                     [*argv, "-r", "200", "-p", str(pid), "-o", str(out)],
@@ -472,7 +504,7 @@ class Bench:
     async def long_streams(self, conns: int) -> dict[str, float]:
         payload = body(stream=True, delay_ms=50, long=True)
         seconds = max(self.seconds, 6.0)  # a stream lasts 4 s
-        d = await timed(self.direct.url, [UPSTREAM_KEY], payload, conns=conns, seconds=seconds)
+        d = await node_timed(self.direct.url, [UPSTREAM_KEY], payload, conns=conns, seconds=seconds, scratch=self.scratch)  # fmt: skip
         rss_before = edge_rss_bytes(self.stack)
         peak = 0
 
@@ -483,16 +515,25 @@ class Bench:
                 await asyncio.sleep(0.5)
 
         watcher = asyncio.create_task(watch())
-        p = await self.first_bytes(self.stack.edge_url, payload, conns, seconds=seconds)
-        watcher.cancel()
-        await self.settled()
+        with cpu_meter(self.stack) as spent:
+            with self.profiled(f"long-{conns}"):
+                p = await node_timed(self.stack.edge_url, self.keys, payload, conns=conns, seconds=seconds, scratch=self.scratch)  # fmt: skip
+            watcher.cancel()
+            await self.settled()
+        self.errors += p.failed
+        streams = max(1, len(p.whole))
         return {
             "share": p.rate / d.rate * 100 if d.rate else float("nan"),
             "p99_added": p.p(0.99) - d.p(0.99),
+            "p50_added": p.p(0.5) - d.p(0.5),
             "kib_per_stream": (peak - rss_before) / conns / 1024,
             "failed": p.failed,
             "direct_failed": d.failed,
             "streams": len(p.whole),
+            "cpu_ms": sum(spent.values()) * 1000 / streams,
+            "edge_cpu_ms": sum(v for n, v in spent.items() if n.startswith("edge"))
+            * 1000
+            / streams,
         }
 
 
@@ -561,6 +602,11 @@ def check_books(stack: LocalStack, sent: int) -> tuple[bool, str]:
 # -- the report ----------------------------------------------------------------------------------
 
 
+def edge_workers(args: argparse.Namespace) -> int:
+    """The edge's worker processes: ``--edge-workers``, else one per CPU (``aiapi up``'s rule)."""
+    return int(args.edge_workers or len(os.sched_getaffinity(0)))
+
+
 def print_table(b: Bench) -> None:
     m = b.median
     rows = [
@@ -595,7 +641,7 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     long_runs = {conns: await bench.long_streams(conns) for conns in args.long}
 
     b = bench
-    print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.rounds} round(s) of {args.seconds:g} s, medians\n")  # fmt: skip
+    print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs, edge workers: {edge_workers(args)}, {args.rounds} round(s) of {args.seconds:g} s, medians\n")  # fmt: skip
     print_table(bench)
     print(f"\nidle CPU of the product: {sum(idle.values()):.2f}% of one core ("
           + ", ".join(f"{n} {v:.2f}%" for n, v in sorted(idle.items(), key=lambda x: -x[1]))
@@ -608,8 +654,9 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     for conns, f in long_runs.items():
         print(
             f"{conns} long streams (50 ms, 200 events 20 ms apart): {f['share']:.0f}% of direct"
-            f" streams/s, first byte p99 added {f['p99_added']:+.1f} ms,"
-            f" {f['kib_per_stream']:.1f} KiB per open stream; {f['streams']:.0f} streams,"
+            f" streams/s, first byte p99 added {f['p99_added']:+.1f} ms (p50 {f['p50_added']:+.1f}),"
+            f" {f['kib_per_stream']:.1f} KiB per open stream, CPU per stream {f['cpu_ms']:.1f} ms"
+            f" (edge {f['edge_cpu_ms']:.1f}); {f['streams']:.0f} streams,"
             f" {f['failed']:.0f} failed (direct: {f['direct_failed']:.0f} failed)"
         )
     await asyncio.sleep(0 if args.quick else 11.0)  # lease windows end (10 s): holds released
@@ -640,6 +687,12 @@ def main() -> None:
     parser.add_argument("--rates", default="10,100,1000", help="open-loop rates, or ''")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs (SVG) here")
+    parser.add_argument(
+        "--edge-workers",
+        type=int,
+        default=0,
+        help="edge worker processes (default 0: one per CPU, as `aiapi up` runs it)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds, args.accounts, args.idle_seconds = 1, 1.0, 8, 2.0
@@ -654,7 +707,11 @@ def main() -> None:
         scratch.chmod(0o755)
         product, direct = FakeUpstream.start(), FakeUpstream.start()
         try:
-            edge_env = {"AIAPI_UPSTREAM_URL": product.url, "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY}
+            edge_env = {
+                "AIAPI_UPSTREAM_URL": product.url,
+                "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
+                "AIAPI_EDGE_WORKERS": str(edge_workers(args)),
+            }
             stack = start_stack(scratch, edge_env=edge_env)
             try:
                 ok = uvloop.run(run(args, stack, product, direct, scratch))

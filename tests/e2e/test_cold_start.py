@@ -22,14 +22,18 @@ from .support import balance as account_balance
 pytestmark = pytest.mark.slow
 
 
-def _mirrored(path: Path, key: str, account_id: str) -> bool:
-    """The edge's snapshot on disk holds the key's record and the account's balance."""
+def _mirrored(spool: Path, key: str, account_id: str) -> bool:
+    """Every worker's snapshot on disk (``worker-i/mirrors.json``, however many workers the edge
+    runs) holds the key's record and the account's balance."""
+    workers = list(spool.glob("worker-*"))
     try:
-        buckets = decode(path.read_bytes())
+        snapshots = [decode((worker / "mirrors.json").read_bytes()) for worker in workers]
     except (FileNotFoundError, ValueError):
         return False
-    return key_digest(key) in buckets.get(KEYS_BUCKET, {}) and account_id in buckets.get(
-        BALANCES_BUCKET, {}
+    return bool(workers) and all(
+        key_digest(key) in buckets.get(KEYS_BUCKET, {})
+        and account_id in buckets.get(BALANCES_BUCKET, {})
+        for buckets in snapshots
     )
 
 
@@ -69,9 +73,10 @@ def test_a_request_served_by_an_edge_started_without_nats_is_billed_once(
     ):
         account_id, _, key = open_account(admin, "5.00")
         start = account_balance(admin, account_id)
-        mirrors = tmp_path / "data" / "edge-spool" / "worker-0" / "mirrors.json"
-        eventually(lambda: _mirrored(mirrors, key, account_id))
-        assert key not in mirrors.read_text()  # digests only, never a customer's key
+        spool = tmp_path / "data" / "edge-spool"
+        eventually(lambda: _mirrored(spool, key, account_id))
+        for mirrors in spool.glob("worker-*/mirrors.json"):
+            assert key not in mirrors.read_text()  # digests only, never a customer's key
 
         edge = next(p for p in deployment.processes if p.log_path.stem == "edge")
         edge.kill()

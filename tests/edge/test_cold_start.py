@@ -83,13 +83,46 @@ async def status(http: httpx.AsyncClient, url: str) -> int:
     return (await http.get(url)).status_code
 
 
+def _children(pid: int) -> list[int]:
+    task = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in task.read_text().split()] if task.exists() else []
+
+
+def _alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+async def kill_whole(edge: ServiceProcess) -> None:
+    """SIGKILL the edge and wait for all of it to be gone: an edge of several workers is a
+    supervisor whose workers stop when it dies (their own graceful stop, which may still write
+    their snapshots and holds their spools), however many workers that is."""
+    assert edge.pid is not None
+    workers = _children(edge.pid)
+    edge.kill()
+
+    async def gone() -> bool:
+        return not _alive(workers)
+
+    await wait_for(gone, timeout_s=30)
+
+
+def snapshots(spool: Path) -> list[Path]:
+    """Each worker's snapshot (``worker-i/mirrors.json``), however many workers the edge runs."""
+    return [worker / "mirrors.json" for worker in sorted(spool.glob("worker-*"))]
+
+
 def mirrored(spool: Path, *keys: str) -> bool:
+    """Every worker kept the keys and the account's balance on disk."""
+    paths = snapshots(spool)
     try:
-        buckets = decode((spool / "worker-0" / "mirrors.json").read_bytes())
+        found = [decode(path.read_bytes()) for path in paths]
     except (FileNotFoundError, ValueError):
         return False
-    known = buckets.get(KEYS_BUCKET, {})
-    return all(key_digest(k) in known for k in keys) and ACCOUNT in buckets.get(BALANCES_BUCKET, {})
+    return bool(paths) and all(
+        all(key_digest(k) in buckets.get(KEYS_BUCKET, {}) for k in keys)
+        and ACCOUNT in buckets.get(BALANCES_BUCKET, {})
+        for buckets in found
+    )
 
 
 async def first_run(
@@ -106,7 +139,7 @@ async def first_run(
         return mirrored(spool, *keys)
 
     await wait_for(kept)
-    edge.kill()
+    await kill_whole(edge)
     return edge
 
 
@@ -117,8 +150,9 @@ async def test_an_edge_started_without_nats_serves_known_keys_and_publishes_usag
     spool = tmp_path / "spool"
     env = edge_env(nats_server.url, sim_url, spool)
     edge = await first_run(bus, spawn, env, spool, key, revoked)
-    text = (spool / "worker-0" / "mirrors.json").read_text()
-    assert key not in text and revoked not in text  # digests, never keys
+    for snapshot in snapshots(spool):
+        text = snapshot.read_text()
+        assert key not in text and revoked not in text  # digests, never keys
     # Revoked while the edge is down, then NATS goes: the restored mirror cannot know yet.
     await put_key(bus, revoked, key_record(ACCOUNT, key_id="key_1", key_status="revoked"))
     nats_server.stop()
@@ -185,27 +219,33 @@ async def test_a_snapshot_older_than_its_bound_is_not_served_from(
     env = edge_env(nats_server.url, sim_url, spool, **bound)
     edge = await first_run(bus, spawn, env, spool, key)
     nats_server.stop()
-    snapshot = spool / "worker-0" / "mirrors.json"
     async with httpx.AsyncClient(timeout=10) as http:
         # Last known current two hours ago: too old to say which keys were revoked since.
         aged = time.time() - 7200
-        os.utime(snapshot, (aged, aged))
+        for snapshot in snapshots(spool):
+            os.utime(snapshot, (aged, aged))
         edge.health_url = probe(env, "/livez")
         edge.start()
         assert (await post(http, env, key)).status_code == 503
         assert await status(http, probe(env, "/readyz")) == 503
-        edge.kill()
-        # Ten seconds short of the bound: served, until the bound passes.
-        aged = time.time() - 3590
-        os.utime(snapshot, (aged, aged))
+        await kill_whole(edge)
+        # Thirty seconds short of the bound: served, until the bound passes.
+        aged = time.time() - 3570
+        for snapshot in snapshots(spool):
+            os.utime(snapshot, (aged, aged))
         edge.start()
+
+        async def ready() -> bool:
+            return await status(http, probe(env, "/readyz")) == 200
+
+        # /livez answered: an edge of several workers is ready once every worker is.
+        await wait_for(ready, timeout_s=20)
         assert (await post(http, env, key)).status_code == 200
-        assert await status(http, probe(env, "/readyz")) == 200
 
         async def stale() -> bool:
             return (await post(http, env, key)).status_code == 503
 
-        await wait_for(stale, timeout_s=20)
+        await wait_for(stale, timeout_s=40)
         assert await status(http, probe(env, "/readyz")) == 503
         nats_server.start()
 

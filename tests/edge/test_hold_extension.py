@@ -182,6 +182,22 @@ def test_the_budget_prices_like_billing_and_estimates_output_from_delta_bytes() 
     assert not budget.running_low(300_000)
 
 
+def test_a_short_answer_asks_for_no_extension_its_hold_already_covers() -> None:
+    # Basic haiku: 1,000 input tokens are 300,000 nano-USD, an output token 1,500. The hold
+    # covers the input and all 64 tokens max_tokens allows.
+    usage = {"input_tokens": 1000}
+    held = 300_000 + 64 * 1500
+    budget = haiku_budget(held, 64)
+    budget.delta(80 + 3 * 40)  # 40 tokens out so far
+    assert not budget.running_low(budget.projected(usage))  # 24 more at most: covered
+    long = haiku_budget(held, 8192)
+    long.delta(80 + 3 * 40)
+    assert long.running_low(long.projected(usage))  # it may run on: half a chunk is not held
+    # The input reported larger than estimated: the short answer asks too, once it is over.
+    budget.delta(80 + 3 * 24)
+    assert budget.running_low(budget.projected({"input_tokens": 1200}))
+
+
 # Haiku, Basic plan: a search costs 0.01 USD x 30% = 3,000,000 nano-USD. This hold covers the
 # tokens and the ten searches a web_search tool without max_uses is held for, not twelve.
 SEARCH_HOLD = 35_000_000

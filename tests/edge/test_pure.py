@@ -10,7 +10,9 @@ from aiapi_edge.headers import upstream_request_headers
 from aiapi_edge.metering import UsageMeter, usage_from_anthropic
 from aiapi_edge.pool import UpstreamPool
 from aiapi_edge.settings import EdgeSettings, UpstreamKey
-from aiapi_edge.sse import SseReader
+from aiapi_edge.sse import SseEvent, SseReader
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_max_tokens_is_inserted_without_touching_other_bytes() -> None:
@@ -55,6 +57,42 @@ def test_the_sse_reader_finds_events_across_chunk_boundaries() -> None:
     assert reader.at_boundary
     reader.feed(b"event: x\n")
     assert not reader.at_boundary
+
+
+_BLOCKS = st.sampled_from(
+    [
+        b'event: message_start\ndata: {"a":1}\n\n',
+        b"event: content_block_delta\ndata: {}\n\n",
+        b"event:content_block_delta\ndata:{}\n\n",  # no spaces
+        b"event: message_delta\r\ndata: {}\r\n\r\n",
+        b"event: ping\ndata: 1\ndata: 2\n\n",  # two data lines
+        b"data: first\nevent: message_stop\n\n",  # the name after the data
+        b"event: ping\nevent: message_delta\ndata: {}\n\n",  # the last name counts
+        b"event: message_delta\ndata: x\n: comment\n\n",
+        b": only a comment\n\n",
+        b"event: error\n\n",
+        b"event: message_start\ndata:\n\n",
+    ]
+)
+
+
+@given(st.lists(_BLOCKS, max_size=12), st.lists(st.integers(1, 40), max_size=30))
+def test_a_reader_keeping_some_events_finds_exactly_those_the_full_reader_finds(
+    blocks: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(blocks)
+    keep = frozenset((b"message_start", b"message_delta", b"message_stop", b"error"))
+    full, kept = SseReader(), SseReader(keep)
+    everything: list[SseEvent] = []
+    chosen: list[SseEvent] = []
+    at = 0
+    for size in [*cuts, len(stream)]:  # chunks cut anywhere, the rest in the last one
+        piece, at = stream[at : at + size], at + size
+        everything += full.feed(piece)
+        chosen += kept.feed(piece)
+        assert kept.at_boundary == full.at_boundary
+    assert chosen == [event for event in everything if event[0] in keep]
+    assert len(everything) == sum(not block.startswith(b":") for block in blocks)
 
 
 def test_later_usage_replaces_earlier_usage_and_the_cache_split_defaults_to_5m() -> None:

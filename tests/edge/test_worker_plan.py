@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.metrics_merge import labelled, merge
+from aiapi_edge.settings import EdgeSettings
 from aiapi_edge.worker_plan import (
     LEGACY,
     cpu_quota,
@@ -23,6 +24,14 @@ def test_worker_count_is_the_setting_or_the_cpus_within_the_cgroup_limit() -> No
     assert worker_count(0, affinity=8, quota=1.5) == 2  # a limit of 1.5 CPUs: 2 workers
     assert worker_count(0, affinity=2, quota=16.0) == 2
     assert worker_count(0, affinity=0, quota=0.1) == 1
+
+
+def test_a_bare_edge_runs_a_worker_per_cpu_by_default() -> None:
+    # No AIAPI_EDGE_WORKERS: as `aiapi up`, compose and Kubernetes size it, one per CPU it may use.
+    default = EdgeSettings.model_fields["edge_workers"].default
+    assert default == 0
+    assert worker_count(default, affinity=6, quota=None) == 6
+    assert worker_count(default, affinity=6, quota=2.0) == 2
 
 
 def test_cpu_max_lines() -> None:

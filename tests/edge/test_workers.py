@@ -41,16 +41,18 @@ BODY = orjson.dumps(
 ACCOUNT = "acct_workers"
 
 
-def edge_env(nats_url: str, sim_url: str, spool: Path, workers: int) -> dict[str, str]:
+def edge_env(
+    nats_url: str, sim_url: str, spool: Path, workers: int, edge_id: str | None = "edge-t"
+) -> dict[str, str]:
     return internal_env(
         {
+            **({"AIAPI_EDGE_ID": edge_id} if edge_id else {}),
             "AIAPI_NATS_URL": nats_url,
             "AIAPI_UPSTREAM_URL": sim_url,
             "AIAPI_UPSTREAM_API_KEYS": UPSTREAM_KEY,
             "AIAPI_EDGE_PORT": str(free_port()),
             "AIAPI_EDGE_SPOOL_DIR": str(spool),
             "AIAPI_EDGE_WORKERS": str(workers),
-            "AIAPI_EDGE_ID": "edge-t",
             "AIAPI_EDGE_ADMISSION_TIMEOUT_S": "0.2",
         }
     )[0]
@@ -170,7 +172,8 @@ async def test_spools_of_workers_that_no_longer_exist_are_published_once(
 ) -> None:
     key = await prepared(bus)
     spool = tmp_path / "spool"
-    env = edge_env(nats_server.url, sim_url, spool, workers=3)
+    # No AIAPI_EDGE_ID: the supervisor draws one for the edge, and every worker is named from it.
+    env = edge_env(nats_server.url, sim_url, spool, workers=3, edge_id=None)
     edge = start(spawn, env)
     url = f"http://127.0.0.1:{env['AIAPI_EDGE_PORT']}"
     nats_server.stop()
@@ -185,9 +188,12 @@ async def test_spools_of_workers_that_no_longer_exist_are_published_once(
         if (dirs[0] / name).exists():
             shutil.move(dirs[0] / name, spool / name)
     nats_server.start()
-    one = start(spawn, edge_env(nats_server.url, sim_url, spool, workers=1))
+    one = start(spawn, edge_env(nats_server.url, sim_url, spool, workers=1, edge_id=None))
     events = await usage_events(bus, len(ids), timeout_s=30)
     assert sorted(e.request_id for e in events) == sorted(ids)  # every one, once
+    named = {tuple(e.edge_id.rsplit("-w", 1)) for e in events}
+    assert {edge for edge, _ in named} == {next(iter(named))[0]}  # one edge
+    assert {worker for _, worker in named} == {"0", "1", "2"}
 
     def adopted() -> bool:
         return (

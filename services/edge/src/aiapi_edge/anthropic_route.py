@@ -35,7 +35,7 @@ from aiapi_edge.estimate import media_body
 from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.headers import client_response_headers
 from aiapi_edge.inference import Ending, Inference
-from aiapi_edge.metering import UsageMeter
+from aiapi_edge.metering import METERED_EVENTS, UsageMeter
 from aiapi_edge.sse import PING_EVENT, SseEvent
 from aiapi_edge.upstream import Upstream, UpstreamAnswer
 
@@ -63,6 +63,7 @@ class _PassthroughStream:
     """The stream goes to the client as the upstream sent it; its events are only metered."""
 
     __slots__ = ("_meter", "_request_id")
+    events = METERED_EVENTS  # the client gets the bytes; only the usage events are read
 
     def __init__(self, meter: UsageMeter, request_id: str) -> None:
         self._meter = meter

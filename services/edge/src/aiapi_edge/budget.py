@@ -71,6 +71,19 @@ def cost_of(
 ) -> int:
     """What ``meters``' tokens cost in nano-USD at ``price`` times the ``premium`` factors (input,
     output; bps), less the plan's discount, rounded up once: the rule billing prices by."""
+    fixed, per_output = list_parts(meters, price, multipliers, premium)
+    return discounted_cost(fixed + _tokens(meters, "output_tokens") * per_output, discount_bps)
+
+
+def list_parts(
+    meters: Mapping[str, int | str],
+    price: PricePoint,
+    multipliers: CacheMultipliers,
+    premium: tuple[int, int],
+) -> tuple[int, int]:
+    """The list price of ``meters`` (in bps² of nano-USD per Mtok) as its part that does not
+    depend on the output tokens and the part each output token adds: a stream prices its
+    growing output estimate with one multiplication (:meth:`HoldBudget.projected`)."""
     p_in, p_out, m = price.input_usd_per_mtok, price.output_usd_per_mtok, multipliers
     input_weighted_bps = (
         _tokens(meters, "input_tokens") * _BPS
@@ -78,10 +91,11 @@ def cost_of(
         + _tokens(meters, "cache_creation_5m_input_tokens") * m.cache_write_5m
         + _tokens(meters, "cache_creation_1h_input_tokens") * m.cache_write_1h
     )
-    list_price_bps2 = (
-        input_weighted_bps * p_in * premium[0]
-        + _tokens(meters, "output_tokens") * _BPS * p_out * premium[1]
-    )
+    return input_weighted_bps * p_in * premium[0], _BPS * p_out * premium[1]
+
+
+def discounted_cost(list_price_bps2: int, discount_bps: int) -> int:
+    """A list price from :func:`list_parts` less the discount, in nano-USD, rounded up once."""
     numerator = list_price_bps2 * (_BPS - discount_bps)
     return -(-numerator // (_BPS * _BPS * _BPS * _PER_MTOK))
 
@@ -107,7 +121,11 @@ class HoldBudget:
     __slots__ = (
         "_delta_bytes",
         "_discount_bps",
+        "_last",
+        "_max_tokens",
+        "_meters",
         "_multipliers",
+        "_output",
         "_premium",
         "_price",
         "_requested",
@@ -139,6 +157,15 @@ class HoldBudget:
         self._tool_prices = dict(tool_prices or {})
         self._tools_seen: dict[str, int] = {}
         self._delta_bytes = 0
+        # The last projection: (usage object, delta bytes, server tools seen) -> its cost. A
+        # stream asks once per chunk; the usage changes twice per stream, the bytes per chunk.
+        self._last: tuple[object, int, int, int] | None = None
+        # For that usage object and count of tools seen: the reported output, the list price's
+        # fixed part and per output token (:func:`list_parts`, at the premium the meters show)
+        # and the tools' cost; none of them changes with the output estimate.
+        self._meters: tuple[object, int, int, int, int, int] | None = None
+        self._max_tokens = max_tokens
+        self._output = 0  # the output tokens of the last projection
         # What one extension asks for: a quarter of max_tokens, at least 1,024 output tokens.
         self.chunk_tokens = max(MIN_CHUNK_TOKENS, max_tokens // 4)
 
@@ -161,10 +188,31 @@ class HoldBudget:
     def projected(self, usage: dict[str, Any]) -> int:
         """The cost so far in nano-USD (rounded up, as billing rounds) of the upstream's
         reported ``usage`` with the estimated output tokens and the server tools seen."""
-        meters = meters_from_anthropic(usage)
-        reported = meters["output_tokens"]
-        meters["output_tokens"] = self.output_tokens(reported if isinstance(reported, int) else 0)
-        return self.cost(meters) + self.tools_cost(meters)
+        tools = sum(self._tools_seen.values())
+        last = self._last
+        if (
+            last is not None
+            and last[0] is usage
+            and last[1] == self._delta_bytes
+            and last[2] == tools
+        ):
+            return last[3]
+        cached = self._meters
+        if cached is None or cached[0] is not usage or cached[1] != tools:
+            meters = meters_from_anthropic(usage)
+            reported = meters["output_tokens"]
+            # The premium reads the input and the options only: the output estimate leaves it.
+            fixed, per_output = list_parts(
+                meters, self._price, self._multipliers, self.premium(meters)
+            )
+            cached = (usage, tools, reported if isinstance(reported, int) else 0, fixed,
+                      per_output, self.tools_cost(meters))  # fmt: skip
+            self._meters = cached
+        self._output = self.output_tokens(cached[2])
+        price = discounted_cost(cached[3] + self._output * cached[4], self._discount_bps)
+        projected = price + cached[5]
+        self._last = (usage, self._delta_bytes, tools, projected)
+        return projected
 
     def premium(self, meters: Mapping[str, int | str]) -> tuple[int, int]:
         shown = self._premium(meters)
@@ -204,8 +252,16 @@ class HoldBudget:
         return max(self.chunk_tokens, -(-need * _BPS * _PER_MTOK // per_mtok))
 
     def running_low(self, projected: int) -> bool:
-        """Less than half a chunk of output left in the hold: time to ask for the next one."""
-        return projected + self._chunk_at_premium(self.chunk_tokens // 2) > self.held
+        """Less than half a chunk of output left in the hold: time to ask for the next one.
+
+        Never more than the output the request may still produce: ``max_tokens`` bounds it, and
+        the hold already covers all of it, so a short answer (``max_tokens`` below half a chunk)
+        asks only once its reported input or its tools outgrow the hold, instead of asking on
+        its first chunk (an extension, a round trip to billing and a write, per stream)."""
+        ahead = self.chunk_tokens // 2
+        if self._max_tokens > 0:
+            ahead = min(ahead, max(0, self._max_tokens - self._output))
+        return projected + self._chunk_at_premium(ahead) > self.held
 
     def spent(self, projected: int) -> bool:
         return projected >= self.held

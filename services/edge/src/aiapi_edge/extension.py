@@ -29,6 +29,8 @@ log = logging.getLogger("aiapi.edge.extension")
 _DELTA = b"content_block_delta"
 _BLOCK_START = b"content_block_start"
 _SERVER_TOOL = b'"server_tool_use"'
+# The stream events :meth:`HoldGuard.observe` reads.
+GUARDED_EVENTS = frozenset((_DELTA, _BLOCK_START))
 INSUFFICIENT_BALANCE_MESSAGE = "Your balance cannot cover more output for this request."
 
 
@@ -73,10 +75,12 @@ class HoldGuard:
 
     def must_end(self) -> bool:
         """True once the stream has spent a hold that billing refused to extend."""
+        if self._task is not None:  # an extension is on its way: nothing to decide before it ends
+            return False
         projected = self.budget.projected(self._meter.usage)
         if self.refused:
             return self.budget.spent(projected)
-        if self._task is None and self.budget.running_low(projected):
+        if self.budget.running_low(projected):
             self._task = asyncio.ensure_future(self._extend(projected))
         return False
 

@@ -28,7 +28,7 @@ from aiapi_shared.events.usage_v1 import Route
 from aiapi_edge.asgi import Headers, Receive, Scope, Send, send_whole
 from aiapi_edge.budget import cost_of
 from aiapi_edge.errors import GatewayError, upstream_failed
-from aiapi_edge.extension import INSUFFICIENT_BALANCE_MESSAGE, HoldGuard
+from aiapi_edge.extension import GUARDED_EVENTS, INSUFFICIENT_BALANCE_MESSAGE, HoldGuard
 from aiapi_edge.gateway import Exchange, Gateway
 from aiapi_edge.http_client import HttpClientError
 from aiapi_edge.quote import cost_headers
@@ -62,6 +62,10 @@ class Ending:
 
 class StreamForm(Protocol):
     """How one route renders one stream: upstream SSE events in, the client's bytes out."""
+
+    @property
+    def events(self) -> frozenset[bytes] | None:
+        """The event names :meth:`feed` reads (None: every event); the rest are not parsed."""
 
     def headers(self, answer: UpstreamAnswer) -> Headers:
         """The response headers (status 200)."""
@@ -241,9 +245,10 @@ class Inference:
         receive: Receive,
         send: Send,
     ) -> Ending:
-        reader = SseReader()
         meter = exchange.meter
         guard = self._gw.hold_guard(exchange)
+        keep = form.events
+        reader = SseReader(keep if keep is None or guard is None else keep | GUARDED_EVENTS)
         await send({"type": "http.response.start", "status": 200, "headers": form.headers(answer)})
         # From the chunk that completes the stream on, the bytes wait for the usage event.
         held: list[bytes] = []

@@ -62,6 +62,10 @@ def meters_from_anthropic(usage: Mapping[str, Any]) -> dict[str, int | str]:
     }
 
 
+# The stream events :meth:`UsageMeter.event` reads; the others it ignores.
+METERED_EVENTS = frozenset((b"message_start", b"message_delta", b"message_stop", b"error"))
+
+
 class UsageMeter:
     """Accumulates one response's usage; feed it the message or the stream's events."""
 

@@ -147,6 +147,7 @@ class _TranslatedStream:
     event is parsed once, metered, and rendered by the dialect."""
 
     __slots__ = ("_meter", "_request_id", "_writer")
+    events = None  # every event is rendered anew
 
     def __init__(self, writer: StreamWriter, meter: UsageMeter, request_id: str) -> None:
         self._writer = writer

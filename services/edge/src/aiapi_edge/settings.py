@@ -94,9 +94,9 @@ class EdgeSettings(BaseServiceSettings):
     edge_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     edge_spool_dir: Path | None = None
     # Worker processes sharing the public port (docs/edge.md, "Workers"); 0: one per CPU this
-    # process may use (its affinity, within its cgroup's CPU limit). A bare process runs one;
-    # `aiapi up`, compose and Kubernetes ask for one per CPU.
-    edge_workers: int = Field(default=1, ge=0, le=512)
+    # process may use (its affinity, within its cgroup's CPU limit), the default: a bare
+    # ``python -m aiapi_edge`` uses every core it is given, as `aiapi up`, compose and Kubernetes do.
+    edge_workers: int = Field(default=0, ge=0, le=512)
     # Set by the supervisor for each worker it starts, never by hand: the worker's index among
     # how many, the listening sockets it inherits, the pipe it reports "started" on.
     edge_worker_index: int = Field(default=0, ge=0)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -73,6 +74,9 @@ class WorkerSupervisor:
         self.settings = settings
         self.count = count
         self.instance_id = instance_id
+        # One edge id for every worker, chosen once: each worker reports as ``<id>-w<i>``, so an
+        # operator sees which workers are one edge, and a worker started again keeps its name.
+        self.edge_id = settings.edge_id or f"edge-{secrets.token_hex(4)}"
         self.failed = asyncio.Event()
         self.exit_code = ExitCode.FAILED  # the runner's exit status once ``failed`` is set
         self._stopping = False
@@ -170,6 +174,7 @@ class WorkerSupervisor:
             "AIAPI_EDGE_STARTED_FD": str(write_end),
             "AIAPI_EDGE_SUPERVISOR_PID": str(os.getpid()),
             "AIAPI_INSTANCE_ID": f"{self.instance_id}-w{worker.index}",
+            "AIAPI_EDGE_ID": self.edge_id,
         }
         try:
             # subprocess, not the loop's: it closes every descriptor but these three (the
