@@ -49,6 +49,7 @@ class LeaseBilling:
     """An in-test stand-in for billing's lease subjects, recording what the edge asked."""
 
     decision: str = "granted"
+    renew_decision: str = "granted"  # for renewals in place (``renew``)
     amount: int | None = None  # None: what was asked
     requests: int | None = None
     tokens: int | None = None
@@ -65,7 +66,8 @@ class LeaseBilling:
         request = LeaseGrantRequest.model_validate_json(data)
         await asyncio.sleep(self.grant_delay_s)
         self.grants.append(request)
-        if self.decision != "granted":
+        decision = self.renew_decision if request.renew else self.decision
+        if decision != "granted":
             return LeaseGrantReply(decision="declined").model_dump_json().encode()  # type: ignore[arg-type]
         reply = LeaseGrantReply(
             decision="granted",
@@ -175,7 +177,8 @@ def test_a_lease_is_usable_only_under_the_terms_it_was_asked_for() -> None:
 
 def test_a_lease_runs_low_on_any_slice_or_late_in_its_window() -> None:
     assert not make_lease().running_low(101.0)
-    assert make_lease().running_low(106.0)  # less than half the window left
+    assert not make_lease().running_low(107.5)  # a quarter of the window left is enough
+    assert make_lease().running_low(108.5)  # less than a fifth of the window left
     lease = make_lease()
     lease.admit(Demand(cost=10, tokens=10))
     lease.admit(Demand(cost=10, tokens=10))
@@ -298,7 +301,8 @@ async def test_a_lease_running_low_under_demand_is_renewed_at_twice_its_size(
 async def test_a_request_the_lease_cannot_cover_goes_to_billing(
     env: EdgeEnv, leasing: LeaseBilling
 ) -> None:
-    leasing.requests = 1  # each lease admits one request
+    leasing.requests = 1  # each lease admits one request (and is not renewed)
+    leasing.renew_decision = "declined"
     await first_lease(env, leasing)
     await send(env, 4)
     events = await usage_events(env.bus, 5)
