@@ -190,6 +190,26 @@ def test_a_lease_runs_low_on_any_slice_or_late_in_its_window() -> None:
     assert spender.running_low(101.0)
 
 
+def test_a_renewed_lease_grows_moves_its_window_and_runs_low_from_its_renewal() -> None:
+    lease = make_lease(amount=1_000, requests=4, tokens=400)
+    for _ in range(3):
+        lease.admit(Demand(cost=100, tokens=10))
+    assert lease.running_low(101.0)
+    lease.renewed(amount=300, requests=3, tokens=0, asked_at=105.0, admit_for_s=10.5)
+    assert (lease.granted, lease.requests, lease.tokens) == (1_300, 7, 400)
+    assert lease.fresh == (1_000, 4, 370)  # what is left: measured from here on
+    assert (lease.opened_at, lease.deadline) == (105.0, 115.0)
+    assert lease.usable("basic", 112.0) and not lease.running_low(106.0)
+    lease.admit(Demand(cost=100, tokens=10))
+    assert not lease.running_low(106.0)  # 3 of the 4 left since the renewal
+    lease.admit(Demand(cost=100, tokens=10))
+    lease.admit(Demand(cost=100, tokens=10))
+    assert lease.running_low(106.0)  # 1 of 4: less than half
+    # The next ask is sized from the slice since the renewal, not from the totals.
+    ask = next_ask(Demand(cost=100, tokens=10), lease, max_amount=10**9, max_requests=1_000)
+    assert (ask.amount, ask.requests, ask.tokens) == (2_000, 8, 740)
+
+
 def test_a_top_up_is_granted_and_reserved_at_once() -> None:
     lease = make_lease()
     lease.admit(Demand(cost=300, tokens=10))
@@ -293,9 +313,21 @@ async def test_a_lease_running_low_under_demand_is_renewed_at_twice_its_size(
         return len(leasing.grants) == 2
 
     await wait_for(renewed)
-    assert leasing.grants[1].requests == 16
-    assert leasing.grants[1].amount == 20_000
+    renewal = leasing.grants[1]
+    assert (renewal.requests, renewal.amount) == (16, 20_000)
+    # In place: the same lease, with what it admitted so far; no close, no second lease.
+    assert renewal.renew and renewal.lease_id == leasing.grants[0].lease_id
+    assert (renewal.admitted_requests, renewal.reserved_amount) == (5, 5_000)
+    await asyncio.sleep(0.05)  # the reply is applied after the responder answered
+    assert leasing.closes == []
+    for _ in range(8):  # 3 left of the first 8, and the 8 the renewal added
+        share = leases.admit("acct_t", "basic", demand)
+        assert share is not None and share.lease_id == renewal.lease_id
     await leases.close_all(timeout_s=1.0)
+    assert len(leasing.closes) == 1
+    assert leasing.closes[0].lease_id == renewal.lease_id
+    assert leasing.closes[0].admitted_requests == 13
+    assert leasing.closes[0].reserved_amount == 13_000
 
 
 async def test_a_request_the_lease_cannot_cover_goes_to_billing(
