@@ -210,6 +210,14 @@ def test_a_renewed_lease_grows_moves_its_window_and_runs_low_from_its_renewal() 
     assert (ask.amount, ask.requests, ask.tokens) == (2_000, 8, 740)
 
 
+def test_a_lease_its_account_stopped_using_is_idle_whatever_its_window() -> None:
+    lease = make_lease(admit_for_s=60.5)  # a window to 160
+    assert not lease.idle(109.9) and lease.idle(110.0)  # 10 s after it was asked for, unused
+    lease.last_used = 130.0  # the edge admitted a request with it then
+    assert not lease.idle(139.9) and lease.idle(140.0)
+    assert lease.usable("basic", 140.0)  # its window is not what ends it
+
+
 def test_a_top_up_is_granted_and_reserved_at_once() -> None:
     lease = make_lease()
     lease.admit(Demand(cost=300, tokens=10))

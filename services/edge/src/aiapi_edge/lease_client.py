@@ -135,6 +135,7 @@ class Leases:
             self._ask(account_id, plan, demand, lease, renew=held)
             return None
         lease.admit(demand)
+        lease.last_used = now
         if lease.running_low(now):
             self._ask(account_id, plan, demand, lease, renew=held)
         return LeaseShare(held, demand.cost, demand.tokens)
@@ -384,13 +385,14 @@ class Leases:
     # -- upkeep ---------------------------------------------------------------------------------
 
     async def sweep(self, stop: asyncio.Event) -> None:
-        """Close leases whose window ended, so an idle account's money is not held."""
+        """Close leases whose window ended or whose account stopped sending, so an idle
+        account's money is not held."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
             now = self._clock()
             for held in list(self._current.values()):
-                if now >= held.lease.deadline:
+                if now >= held.lease.deadline or held.lease.idle(now):
                     self._retire(held)
             # A refusal long past is forgotten: the next ask starts from the shortest wait.
             for account_id, (until, _) in list(self._backoff.items()):

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 # Stop admitting this long before the window billing gave ends: a request admitted at the last
 # moment is still within it by the time billing hears of anything.
 WINDOW_MARGIN_S = 0.5
+# A lease its account has not used for this long is closed (its money and slices go back), so a
+# long window costs an account that stopped sending no more than this.
+IDLE_CLOSE_S = 10.0
 # Ask for more once less than this share of any slice is left, so that it is in hand before the
 # lease runs out.
 RENEW_BELOW = 0.5
@@ -56,6 +59,7 @@ class Lease:
     reserved_tokens: int = 0
     closing: bool = False
     terms: Terms = (0, 0, 0)  # the account's terms when it was asked for
+    last_used: float = 0.0  # monotonic: when it last admitted a request (or was granted)
     # What was left of each slice after the last grant or renewal: "running low" and the size of
     # the next ask are measured against it, not against the totals, which renewals only grow.
     fresh: tuple[int, int, int] = (0, 0, 0)  # money, requests, tokens
@@ -63,6 +67,11 @@ class Lease:
     def __post_init__(self) -> None:
         if self.fresh == (0, 0, 0):
             self.fresh = self.unused()
+        self.last_used = max(self.last_used, self.opened_at)
+
+    def idle(self, now: float) -> bool:
+        """Its account sent nothing for ``IDLE_CLOSE_S``: hand it back, whatever its window."""
+        return now - self.last_used >= IDLE_CLOSE_S
 
     def unused(self) -> tuple[int, int, int]:
         """What is left of the money, requests and tokens."""
