@@ -338,6 +338,27 @@ async def test_a_lease_running_low_under_demand_is_renewed_at_twice_its_size(
     assert leasing.closes[0].reserved_amount == 13_000
 
 
+async def test_waiters_a_renewal_does_not_cover_wait_for_the_next_one(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    leasing.requests, leasing.grant_delay_s = 2, 0.05  # each grant or renewal: 2 requests
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=1_000
+    )
+    demand = Demand(cost=1_000, tokens=100)
+    await granted_lease(leases, leasing, demand)
+    assert leases.admit("acct_t", "basic", demand) is not None
+    assert leases.admit("acct_t", "basic", demand) is not None  # used up: a renewal is asked
+    assert leases.admit("acct_t", "basic", demand) is None and leases.granting("acct_t")
+    shares = await asyncio.gather(
+        *(leases.admit_after_grant("acct_t", "basic", demand) for _ in range(3))
+    )
+    # Two fit what the renewal added; the third waited for the one after, not for billing.
+    assert all(share is not None for share in shares)
+    assert [g.renew for g in leasing.grants] == [False, True, True]
+    await leases.close_all(timeout_s=1.0)
+
+
 async def test_a_request_the_lease_cannot_cover_goes_to_billing(
     env: EdgeEnv, leasing: LeaseBilling
 ) -> None:

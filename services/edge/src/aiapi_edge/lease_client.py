@@ -179,14 +179,19 @@ class Leases:
         against it. A burst's requests that find no lease wait for the one round trip of the
         grant rather than each make one of their own (and billing a hold each): the first
         seconds of a new account, or of a restarted edge, run on the lease as soon as it is
-        there. None when it was declined, failed or did not come in time: billing decides."""
-        answered = self._asking.get(account_id)
-        if answered is None:
-            return self.admit(account_id, plan, demand)
-        try:
-            await asyncio.wait_for(asyncio.shield(answered), timeout=self._timeout_s)
-        except TimeoutError:
-            return None
+        there. A request that the answer still does not cover (the burst's other requests took
+        what a renewal added) waits for the next one it asks for, within the same timeout. None
+        when it was declined, failed or did not come in time: billing decides."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        while (answered := self._asking.get(account_id)) is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(answered), deadline - loop.time())
+            except TimeoutError:
+                return None
+            share = self.admit(account_id, plan, demand)  # asks again if it does not fit
+            if share is not None or loop.time() >= deadline:
+                return share
         return self.admit(account_id, plan, demand)
 
     async def _grant(
