@@ -169,8 +169,14 @@ FEW_REQUESTS = 4
 
 def _used(lease: Lease) -> tuple[int, int, int]:
     """What was used of each slice since the lease's last grant or renewal."""
-    return tuple(  # type: ignore[return-value]
-        max(0, fresh - left) for fresh, left in zip(lease.fresh, lease.unused(), strict=True)
+    (money, requests, tokens), (money_left, requests_left, tokens_left) = (
+        lease.fresh,
+        lease.unused(),
+    )
+    return (
+        max(0, money - money_left),
+        max(0, requests - requests_left),
+        max(0, tokens - tokens_left),
     )
 
 
