@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -215,6 +216,89 @@ def test_the_releases_of_a_lease_add_up_to_what_it_held() -> None:
         assert tally.state == "settled" and tally.open_amount == 0 and total == granted
 
 
+def _close_then_grant(
+    ask: lease_rules.GrantAsk, unused: lease_rules.Unused
+) -> lease_rules.Grant | lease_rules.Decline:
+    """What closing a lease with ``unused`` left and granting a new one would give."""
+    return lease_rules.grant_terms(
+        replace(
+            ask,
+            available=max(0, ask.available) + unused.amount,
+            rpm_tat_us=ask.rpm_tat_us - lease_rules.rewind_us(unused.requests, ask.rpm),
+            tpm_tat_us=ask.tpm_tat_us - lease_rules.rewind_us(unused.tokens, ask.tpm),
+        ),
+        share_bps=5000,
+    )
+
+
+def test_a_renewal_in_place_leaves_what_close_then_grant_would() -> None:
+    granted = lease_rules.grant_terms(_ask(requests=100), share_bps=5000)
+    assert isinstance(granted, lease_rules.Grant)
+    # 30 of its 100 requests and 1 of its 5 dollars used: 70 and 4 left.
+    unused = lease_rules.Unused(amount=4 * USD, requests=70, tokens=400_000)
+    later = _ask(
+        available=5 * USD,
+        rpm_tat_us=granted.rpm_tat_us,
+        tpm_tat_us=granted.tpm_tat_us,
+        now_us=NOW_US + 5_000_000,
+    )
+    renewal = lease_rules.renew_terms(later, unused, share_bps=5000)
+    fresh = _close_then_grant(later, unused)
+    assert isinstance(renewal, lease_rules.Grant) and isinstance(fresh, lease_rules.Grant)
+    # It adds what makes the unused part the new grant, and the TATs end where they would.
+    assert unused.amount + renewal.amount == fresh.amount == parse_usd("4.5")
+    assert unused.requests + renewal.requests == fresh.requests
+    assert unused.tokens + renewal.tokens == fresh.tokens
+    assert (renewal.rpm_tat_us, renewal.tpm_tat_us) == (fresh.rpm_tat_us, fresh.tpm_tat_us)
+
+
+def test_a_renewal_never_takes_back_and_never_charges_less_than_close_then_grant() -> None:
+    rng = random.Random(20)
+    for _ in range(2000):
+        rpm, tpm = rng.choice([10, 200, 5000]), rng.choice([10_000, 1_000_000])
+        ask = _ask(
+            amount=rng.randint(1, 10) * USD,
+            min_amount=rng.randint(1, USD),
+            requests=rng.randint(1, 300),
+            tokens=rng.randint(1, 10**6),
+            min_tokens=rng.randint(1, 5000),
+            available=rng.randint(-USD, 10 * USD),
+            rpm=rpm,
+            tpm=tpm,
+            rpm_tat_us=NOW_US + rng.randint(-2 * W, W),
+            tpm_tat_us=NOW_US + rng.randint(-2 * W, W),
+        )
+        unused = lease_rules.Unused(
+            rng.randint(0, 5 * USD), rng.randint(0, rpm // 2), rng.randint(0, tpm // 2)
+        )
+        renewal = lease_rules.renew_terms(ask, unused, share_bps=5000)
+        fresh = _close_then_grant(ask, unused)
+        if isinstance(renewal, lease_rules.Decline):
+            # Declined only when the lease could not be used even as it stands.
+            assert isinstance(fresh, lease_rules.Decline)
+            continue
+        assert min(renewal.amount, renewal.requests, renewal.tokens) >= 0
+        if isinstance(fresh, lease_rules.Decline):
+            continue
+        assert unused.amount + renewal.amount == max(unused.amount, fresh.amount)
+        assert unused.requests + renewal.requests == max(unused.requests, fresh.requests)
+        assert unused.tokens + renewal.tokens == max(unused.tokens, fresh.tokens)
+        # The rate limits: what it keeps beyond a fresh grant is charged too, never less.
+        assert renewal.rpm_tat_us >= fresh.rpm_tat_us
+        assert renewal.tpm_tat_us >= fresh.tpm_tat_us
+        if unused.requests <= fresh.requests:
+            assert renewal.rpm_tat_us == fresh.rpm_tat_us
+
+
+def test_the_unused_part_of_a_lease_is_what_its_close_would_release() -> None:
+    tally = lease_rules.Tally("open", 900, 300, 2, None)  # 1000 granted, 100 + 200 settled
+    report = lease_rules.CloseReport(admitted=5, reserved_amount=700, reserved_tokens=50)
+    unused = lease_rules.unused_at(tally, report, requests=8, tokens=80)
+    assert unused == lease_rules.Unused(amount=500, requests=3, tokens=30)
+    closing = lease_rules.close_terms(tally, report, requests=8, tokens=80, rpm=60, tpm=60)
+    assert closing.released == unused.amount
+
+
 # -- through billing's subjects -----------------------------------------------------------------
 
 
@@ -307,12 +391,12 @@ async def test_a_grant_holds_its_share_and_a_retry_gets_the_same_grant(
     # Half of the available balance, half of the basic plan's 200 requests and 1M tokens a minute.
     assert first.decision == "granted"
     assert (first.amount, first.requests, first.tokens) == (5 * USD, 100, 500_000)
-    assert first.admit_for_s == 10.0
+    assert first.admit_for_s == 30.0
     assert await _holds(db, "acc_l1") == 5 * USD
     again = await grant(bus, req)
     assert again.decision == "granted"
     assert (again.amount, again.requests, again.tokens) == (5 * USD, 100, 500_000)
-    assert 0 <= again.admit_for_s <= 10.0
+    assert 0 <= again.admit_for_s <= 30.0
     assert await _holds(db, "acc_l1") == 5 * USD
     assert await scalar(db, "SELECT count(*) FROM leases") == 1
     stolen = await grant(bus, req.model_copy(update={"account_id": "acc_other"}))
@@ -466,6 +550,51 @@ async def test_top_up_before_and_after_close(
     # A settled lease takes no more money.
     assert not (await top_up(bus, after.lease_id, "acc_l6", parse_usd("0.01"))).granted
     assert await _holds(db, "acc_l6") == 0
+
+
+async def test_a_lease_renewed_in_place_grows_moves_its_window_and_closes_exactly(
+    billing: Service, bus: Bus, db: psycopg.AsyncConnection[Any]
+) -> None:
+    await credit(bus, "acc_lr", "1.00")
+    req = _grant_request("acc_lr", amount=parse_usd("0.10"), requests=20)
+    assert (await grant(bus, req)).amount == parse_usd("0.10")
+    shares = [parse_usd("0.03"), parse_usd("0.04"), parse_usd("0.02")]
+    await bus.publish_event(lease_event("acc_lr", req.lease_id, shares[0], tokens=4000))
+    await _settled(db, 1)
+    window = await scalar(db, "SELECT admit_until FROM leases WHERE lease_id = %s", req.lease_id)
+    # Two admitted so far (one settled): 0.03 of the 0.10 unused, asked to become 0.10 again.
+    renewal = req.model_copy(
+        update={"renew": True, "admitted_requests": 2, "reserved_amount": sum(shares[:2]),
+                "reserved_tokens": 8000, "requests": 20}
+    )  # fmt: skip
+    renewed = await grant(bus, renewal)
+    assert renewed.decision == "granted" and renewed.admit_for_s == 30.0
+    assert (renewed.amount, renewed.requests) == (parse_usd("0.07"), 2)
+    assert await scalar(db, "SELECT count(*) FROM leases") == 1  # in place: no second lease
+    assert await _lease(db, req.lease_id) == (
+        "open", parse_usd("0.17"), parse_usd("0.14"), 1, shares[0], None
+    )  # fmt: skip
+    assert await scalar(db, "SELECT requests FROM leases WHERE lease_id = %s", req.lease_id) == 22
+    moved = await scalar(db, "SELECT admit_until FROM leases WHERE lease_id = %s", req.lease_id)
+    assert moved > window
+    assert await _holds(db, "acc_lr") == parse_usd("0.14")
+    assert await audit(db) == []
+    # A third request under the renewed lease, then the close reports all three.
+    closed = await close(bus, req.lease_id, "acc_lr", 3, sum(shares), tokens=12_000)
+    assert closed.released == parse_usd("0.14") - sum(shares[1:])
+    for share in shares[1:]:
+        await bus.publish_event(lease_event("acc_lr", req.lease_id, share, tokens=4000))
+    await _settled(db, 3)
+    assert (await _lease(db, req.lease_id))[:3] == ("settled", parse_usd("0.17"), 0)
+    assert await _holds(db, "acc_lr") == 0
+    assert await audit(db) == []
+    # A closed lease is not renewed; nor is another account's.
+    assert (await grant(bus, renewal)).decision == "declined"
+    other = await grant(bus, renewal.model_copy(update={"account_id": "acc_other"}))
+    assert other.decision == "declined"
+    assert (await _lease(db, req.lease_id))[:3] == ("settled", parse_usd("0.17"), 0)
+    balance = await scalar(db, "SELECT credits - debits FROM accounts WHERE account_id = 'acc_lr'")
+    assert balance == USD - 3 * COST
 
 
 async def test_an_unclosed_lease_expires_and_its_late_event_bills_in_full(

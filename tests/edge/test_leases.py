@@ -49,6 +49,7 @@ class LeaseBilling:
     """An in-test stand-in for billing's lease subjects, recording what the edge asked."""
 
     decision: str = "granted"
+    renew_decision: str = "granted"  # for renewals in place (``renew``)
     amount: int | None = None  # None: what was asked
     requests: int | None = None
     tokens: int | None = None
@@ -65,7 +66,8 @@ class LeaseBilling:
         request = LeaseGrantRequest.model_validate_json(data)
         await asyncio.sleep(self.grant_delay_s)
         self.grants.append(request)
-        if self.decision != "granted":
+        decision = self.renew_decision if request.renew else self.decision
+        if decision != "granted":
             return LeaseGrantReply(decision="declined").model_dump_json().encode()  # type: ignore[arg-type]
         reply = LeaseGrantReply(
             decision="granted",
@@ -175,7 +177,8 @@ def test_a_lease_is_usable_only_under_the_terms_it_was_asked_for() -> None:
 
 def test_a_lease_runs_low_on_any_slice_or_late_in_its_window() -> None:
     assert not make_lease().running_low(101.0)
-    assert make_lease().running_low(106.0)  # less than half the window left
+    assert not make_lease().running_low(107.5)  # a quarter of the window left is enough
+    assert make_lease().running_low(108.5)  # less than a fifth of the window left
     lease = make_lease()
     lease.admit(Demand(cost=10, tokens=10))
     lease.admit(Demand(cost=10, tokens=10))
@@ -185,6 +188,34 @@ def test_a_lease_runs_low_on_any_slice_or_late_in_its_window() -> None:
     spender = make_lease()
     spender.admit(Demand(cost=501, tokens=1))
     assert spender.running_low(101.0)
+
+
+def test_a_renewed_lease_grows_moves_its_window_and_runs_low_from_its_renewal() -> None:
+    lease = make_lease(amount=1_000, requests=4, tokens=400)
+    for _ in range(3):
+        lease.admit(Demand(cost=100, tokens=10))
+    assert lease.running_low(101.0)
+    lease.renewed(amount=300, requests=3, tokens=0, asked_at=105.0, admit_for_s=10.5)
+    assert (lease.granted, lease.requests, lease.tokens) == (1_300, 7, 400)
+    assert lease.fresh == (1_000, 4, 370)  # what is left: measured from here on
+    assert (lease.opened_at, lease.deadline) == (105.0, 115.0)
+    assert lease.usable("basic", 112.0) and not lease.running_low(106.0)
+    lease.admit(Demand(cost=100, tokens=10))
+    assert not lease.running_low(106.0)  # 3 of the 4 left since the renewal
+    lease.admit(Demand(cost=100, tokens=10))
+    lease.admit(Demand(cost=100, tokens=10))
+    assert lease.running_low(106.0)  # 1 of 4: less than half
+    # The next ask is sized from the slice since the renewal, not from the totals.
+    ask = next_ask(Demand(cost=100, tokens=10), lease, max_amount=10**9, max_requests=1_000)
+    assert (ask.amount, ask.requests, ask.tokens) == (2_000, 8, 740)
+
+
+def test_a_lease_its_account_stopped_using_is_idle_whatever_its_window() -> None:
+    lease = make_lease(admit_for_s=60.5)  # a window to 160
+    assert not lease.idle(109.9) and lease.idle(110.0)  # 10 s after it was asked for, unused
+    lease.last_used = 130.0  # the edge admitted a request with it then
+    assert not lease.idle(139.9) and lease.idle(140.0)
+    assert lease.usable("basic", 140.0)  # its window is not what ends it
 
 
 def test_a_top_up_is_granted_and_reserved_at_once() -> None:
@@ -290,15 +321,49 @@ async def test_a_lease_running_low_under_demand_is_renewed_at_twice_its_size(
         return len(leasing.grants) == 2
 
     await wait_for(renewed)
-    assert leasing.grants[1].requests == 16
-    assert leasing.grants[1].amount == 20_000
+    renewal = leasing.grants[1]
+    assert (renewal.requests, renewal.amount) == (16, 20_000)
+    # In place: the same lease, with what it admitted so far; no close, no second lease.
+    assert renewal.renew and renewal.lease_id == leasing.grants[0].lease_id
+    assert (renewal.admitted_requests, renewal.reserved_amount) == (5, 5_000)
+    await asyncio.sleep(0.05)  # the reply is applied after the responder answered
+    assert leasing.closes == []
+    for _ in range(8):  # 3 left of the first 8, and the 8 the renewal added
+        share = leases.admit("acct_t", "basic", demand)
+        assert share is not None and share.lease_id == renewal.lease_id
+    await leases.close_all(timeout_s=1.0)
+    assert len(leasing.closes) == 1
+    assert leasing.closes[0].lease_id == renewal.lease_id
+    assert leasing.closes[0].admitted_requests == 13
+    assert leasing.closes[0].reserved_amount == 13_000
+
+
+async def test_waiters_a_renewal_does_not_cover_wait_for_the_next_one(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    leasing.requests, leasing.grant_delay_s = 2, 0.05  # each grant or renewal: 2 requests
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=1_000
+    )
+    demand = Demand(cost=1_000, tokens=100)
+    await granted_lease(leases, leasing, demand)
+    assert leases.admit("acct_t", "basic", demand) is not None
+    assert leases.admit("acct_t", "basic", demand) is not None  # used up: a renewal is asked
+    assert leases.admit("acct_t", "basic", demand) is None and leases.granting("acct_t")
+    shares = await asyncio.gather(
+        *(leases.admit_after_grant("acct_t", "basic", demand) for _ in range(3))
+    )
+    # Two fit what the renewal added; the third waited for the one after, not for billing.
+    assert all(share is not None for share in shares)
+    assert [g.renew for g in leasing.grants] == [False, True, True]
     await leases.close_all(timeout_s=1.0)
 
 
 async def test_a_request_the_lease_cannot_cover_goes_to_billing(
     env: EdgeEnv, leasing: LeaseBilling
 ) -> None:
-    leasing.requests = 1  # each lease admits one request
+    leasing.requests = 1  # each lease admits one request (and is not renewed)
+    leasing.renew_decision = "declined"
     await first_lease(env, leasing)
     await send(env, 4)
     events = await usage_events(env.bus, 5)

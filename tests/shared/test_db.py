@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from unittest.mock import patch
 
 import psycopg
 import pytest
-from aiapi_shared.db import MigrationError, migrate, open_pool
+from aiapi_cli.embedded import EmbeddedPostgres
+from aiapi_shared.db import MigrationError, idle_probe, migrate, open_pool
+from psycopg_pool import AsyncConnectionPool
 
 PACKAGE = "tests.shared.migrations_ok"
 
@@ -51,5 +54,48 @@ async def test_pool_resolves_names_in_the_service_schema(database_url: str) -> N
             await conn.execute("INSERT INTO widget (name) VALUES ('pooled')")
             cur = await conn.execute("SELECT name FROM widget")
             assert await cur.fetchall() == [("pooled",)]
+    finally:
+        await pool.close()
+
+
+async def test_the_pool_probes_only_idle_connections_and_replaces_broken_ones(
+    restartable_postgres: EmbeddedPostgres,
+) -> None:
+    probes: list[int] = []
+
+    async def counted(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        probes.append(1)
+        await conn.execute("")
+
+    now = [100.0]
+    probe = idle_probe(1.0, clock=lambda: now[0])
+    pool = AsyncConnectionPool(
+        restartable_postgres.url, min_size=1, max_size=1, check=probe, open=False
+    )
+    await pool.open(wait=True)
+    try:
+        with patch.object(AsyncConnectionPool, "check_connection", counted):
+            for _ in range(3):  # the first checkout probes; the next two, a moment later, do not
+                async with pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+            assert len(probes) == 1
+            now[0] += 1.0  # idle for a second: probed again
+            async with pool.connection() as conn:
+                await conn.execute("SELECT 1")
+            assert len(probes) == 2
+            restartable_postgres.stop()
+            restartable_postgres.start()
+            # Used a moment ago, so not probed: the first statement fails and the pool drops it.
+            with pytest.raises(psycopg.OperationalError):
+                async with pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+            async with pool.connection(timeout=30.0) as conn:  # a new connection serves
+                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+            now[0] += 5.0
+            restartable_postgres.stop()
+            restartable_postgres.start()
+            # Idle this time: probed, replaced before use, and the caller never sees it.
+            async with pool.connection(timeout=30.0) as conn:
+                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
     finally:
         await pool.close()

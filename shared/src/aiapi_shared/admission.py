@@ -105,6 +105,13 @@ class LeaseGrantRequest(Record):
     requests: int = Field(ge=1, description="requests it would like to admit")
     tokens: int = Field(ge=1, description="tokens (estimated, as admission counts them) likewise")
     min_tokens: int = Field(ge=1, description="a token grant below this is useless")
+    # A renewal: grow this (open) lease in place and extend its window, instead of closing it
+    # and granting another; its report is what the edge has admitted with it so far. Its reply's
+    # amount, requests and tokens are what was added (the edge adds them to what it has).
+    renew: bool = False
+    admitted_requests: int = Field(default=0, ge=0)
+    reserved_amount: Money = Field(default=0, ge=0)
+    reserved_tokens: int = Field(default=0, ge=0)
 
 
 LeaseDecision = Literal["granted", "declined", "account_inactive"]

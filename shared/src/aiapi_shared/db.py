@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -155,6 +158,34 @@ async def grant_service_role(database_url: str, *, schema: str, role: str) -> No
             await conn.execute(statement.format(s, r))
 
 
+# A connection checked out less than this long ago is not probed again: it worked then.
+PROBE_IDLE_S = 1.0
+
+Probe = Callable[[psycopg.AsyncConnection[tuple[object, ...]]], Awaitable[None]]
+
+
+def idle_probe(idle_s: float = PROBE_IDLE_S, clock: Callable[[], float] = time.monotonic) -> Probe:
+    """A pool ``check`` that probes (one round trip) only connections idle for ``idle_s`` or more.
+
+    A busy pool hands out connections used a moment ago: probing each of them on every checkout
+    cost one round trip per transaction. A connection that broke since (PostgreSQL restarted)
+    fails its next statement instead; psycopg marks it broken and the pool drops it when it comes
+    back, so one transaction per connection in use at that moment fails (the callers answer
+    "unavailable" and are retried), and idle ones are still probed and replaced before use.
+    """
+    last_use: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
+
+    async def check(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        if conn.broken or conn.closed:
+            raise psycopg.OperationalError("the connection is broken")
+        now = clock()
+        if now - last_use.get(conn, float("-inf")) >= idle_s:
+            await AsyncConnectionPool.check_connection(conn)
+        last_use[conn] = now
+
+    return check
+
+
 def open_pool(
     database_url: str,
     *,
@@ -167,10 +198,11 @@ def open_pool(
     """A pool whose connections resolve unqualified names in the service's own schema first.
 
     The pool is returned unopened: ``await pool.open()`` in the service's start-up, ``close`` at stop.
-    Connections that broke while PostgreSQL was away are checked and replaced on checkout. A hot
-    path whose one statement is safe to retry may skip that check (``check_on_checkout=False``,
-    one round trip less) and retry once on a broken connection instead; ``autocommit=True`` runs
-    each statement as its own transaction (no BEGIN and COMMIT round trips).
+    Connections that sat idle (and may have broken while PostgreSQL was away) are checked and
+    replaced on checkout (:func:`idle_probe`). A hot path whose one statement is safe to retry
+    may skip even that check (``check_on_checkout=False``) and retry once on a broken connection
+    instead; ``autocommit=True`` runs each statement as its own transaction (no BEGIN and COMMIT
+    round trips).
     """
     options = f"-c search_path={schema},public"
     return AsyncConnectionPool(
@@ -178,7 +210,7 @@ def open_pool(
         min_size=min_size,
         max_size=max_size,
         kwargs={"options": options, "autocommit": autocommit},
-        check=AsyncConnectionPool.check_connection if check_on_checkout else None,
+        check=idle_probe() if check_on_checkout else None,
         open=False,
         reconnect_timeout=3600.0,
     )

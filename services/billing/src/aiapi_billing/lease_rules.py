@@ -138,6 +138,55 @@ class CloseReport:
 
 
 @dataclass(frozen=True)
+class Unused:
+    """What an open lease holds beyond what the edge's report says its requests took: money
+    (``open_amount`` − the report's outstanding reservations), requests and tokens."""
+
+    amount: int
+    requests: int
+    tokens: int
+
+
+def unused_at(tally: Tally, report: CloseReport, *, requests: int, tokens: int) -> Unused:
+    """The lease's unused part by the edge's report (as ``close_terms`` would release it)."""
+    outstanding = max(0, report.reserved_amount - tally.settled_reserved)
+    return Unused(
+        amount=max(0, tally.open_amount - outstanding),
+        requests=max(0, requests - report.admitted),
+        tokens=max(0, tokens - report.reserved_tokens),
+    )
+
+
+def renew_terms(ask: GrantAsk, unused: Unused, *, share_bps: int) -> Grant | Decline:
+    """Renew an open lease in place: what it adds to the lease so that its unused part becomes
+    what a new grant would give, as if it were closed by the report (its unused part given back)
+    and granted again; never less than its unused part (the edge may be admitting with it right
+    now, so nothing is taken back: what it does not use goes back when it is closed).
+
+    ``Grant``'s amounts are the additions; its TATs are the account's with the unused slices
+    given back and the new ones taken, exactly as close then grant would move them."""
+    available = max(0, ask.available) + unused.amount
+    rpm_tat = ask.rpm_tat_us - rewind_us(unused.requests, ask.rpm)
+    tpm_tat = ask.tpm_tat_us - rewind_us(unused.tokens, ask.tpm)
+    amount = max(unused.amount, min(ask.amount, available * share_bps // BPS))
+    requests = max(
+        unused.requests, min(ask.requests, free_units(rpm_tat, ask.now_us, ask.rpm) // 2)
+    )
+    tokens = max(unused.tokens, min(ask.tokens, free_units(tpm_tat, ask.now_us, ask.tpm) // 2))
+    if amount < ask.min_amount:
+        return Decline("the available balance is too small for a lease")
+    if requests < 1 or tokens < ask.min_tokens:
+        return Decline("the plan's rate limit has too little left for a lease")
+    return Grant(
+        amount=amount - unused.amount,
+        requests=requests - unused.requests,
+        tokens=tokens - unused.tokens,
+        rpm_tat_us=advance_us(rpm_tat, ask.now_us, requests, ask.rpm),
+        tpm_tat_us=advance_us(tpm_tat, ask.now_us, tokens, ask.tpm),
+    )
+
+
+@dataclass(frozen=True)
 class Closing:
     tally: Tally
     released: int

@@ -25,9 +25,10 @@ class BillingSettings(BaseServiceSettings):
     # How often each replica checks the catalogue's version (plans, prices, accounts' terms):
     # a change made on another replica, the CLI or psql reaches admission and the edges within it.
     catalogue_poll_s: float = Field(default=0.25, gt=0, le=1.0)
-    # A lease (docs/billing.md, Leases) is admitted with for this long, then expires hold_ttl_s
-    # later unless closed; it takes at most this share of the available balance.
-    lease_admit_for_s: float = Field(default=10.0, gt=0)
+    # A lease (docs/billing.md, Leases) is admitted with for this long (each renewal starts a new
+    # window), then expires hold_ttl_s later unless closed; it takes at most this share of the
+    # available balance. An edge closes a lease its account stopped using well before (10 s).
+    lease_admit_for_s: float = Field(default=30.0, gt=0)
     lease_balance_share_bps: int = Field(default=5000, ge=1, le=10_000)
     low_balance_usd: Money = Field(default=1_000_000_000, description="BalanceLow below this")
     db_pool_size: int = Field(default=10, ge=2)

@@ -2,7 +2,9 @@
 
 A request whose account has a usable lease here is admitted with no round trip. Otherwise, or
 when the lease runs low, one grant request per account goes to billing in the background, and
-the request itself takes the per-request path (:mod:`.admission`). A lease this edge stops
+the request itself takes the per-request path (:mod:`.admission`). A lease still in use that runs
+low (or late in its window) is renewed in place: billing grows it and moves its window on, one
+transaction and no close. A lease this edge stops
 admitting with (it was replaced, its window ended, the plan or the account's terms changed, the
 edge stops) is closed
 with what it admitted, so billing returns the rest to the account at once.
@@ -91,12 +93,17 @@ class Leases:
         timeout_s: float,
         max_amount: int,
         max_requests: int,
+        rpc_timeout_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bus = bus
         self._metrics = metrics
         self._edge_id = edge_id
-        self._timeout_s = timeout_s
+        self._timeout_s = timeout_s  # how long a request waits for its account's grant
+        # How long a grant, renewal or close may take: they run in the background, so a busy
+        # billing that answers in a second is still an answer (a timed-out grant is asked again
+        # and handed back, work for billing, which made storms of retries when it was busy).
+        self._rpc_timeout_s = rpc_timeout_s or timeout_s
         self._max_amount = max_amount
         self._max_requests = max_requests
         self._clock = clock
@@ -125,11 +132,12 @@ class Leases:
             self._ask(account_id, plan, demand, lease)  # sized from what it admitted
             return None
         if not lease.fits(demand):
-            self._ask(account_id, plan, demand, lease)
+            self._ask(account_id, plan, demand, lease, renew=held)
             return None
         lease.admit(demand)
+        lease.last_used = now
         if lease.running_low(now):
-            self._ask(account_id, plan, demand, lease)
+            self._ask(account_id, plan, demand, lease, renew=held)
         return LeaseShare(held, demand.cost, demand.tokens)
 
     def forget(self, account_id: str) -> None:
@@ -140,14 +148,25 @@ class Leases:
 
     # -- asking for a lease ---------------------------------------------------------------------
 
-    def _ask(self, account_id: str, plan: str, demand: Demand, previous: Lease | None) -> None:
+    def _ask(
+        self,
+        account_id: str,
+        plan: str,
+        demand: Demand,
+        previous: Lease | None,
+        *,
+        renew: HeldLease | None = None,
+    ) -> None:
         if account_id in self._asking:
             return
         until, _ = self._backoff.get(account_id, (0.0, 0.0))
         if self._clock() < until:
             return
         self._asking[account_id] = asyncio.get_running_loop().create_future()
-        self._spawn(self._grant(account_id, plan, demand, previous))
+        if renew is not None:
+            self._spawn(self._renew(account_id, demand, renew))
+        else:
+            self._spawn(self._grant(account_id, plan, demand, previous))
 
     def granting(self, account_id: str) -> bool:
         """Whether a grant for this account is on its way."""
@@ -160,14 +179,19 @@ class Leases:
         against it. A burst's requests that find no lease wait for the one round trip of the
         grant rather than each make one of their own (and billing a hold each): the first
         seconds of a new account, or of a restarted edge, run on the lease as soon as it is
-        there. None when it was declined, failed or did not come in time: billing decides."""
-        answered = self._asking.get(account_id)
-        if answered is None:
-            return self.admit(account_id, plan, demand)
-        try:
-            await asyncio.wait_for(asyncio.shield(answered), timeout=self._timeout_s)
-        except TimeoutError:
-            return None
+        there. A request that the answer still does not cover (the burst's other requests took
+        what a renewal added) waits for the next one it asks for, within the same timeout. None
+        when it was declined, failed or did not come in time: billing decides."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        while (answered := self._asking.get(account_id)) is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(answered), deadline - loop.time())
+            except TimeoutError:
+                return None
+            share = self.admit(account_id, plan, demand)  # asks again if it does not fit
+            if share is not None or loop.time() >= deadline:
+                return share
         return self.admit(account_id, plan, demand)
 
     async def _grant(
@@ -199,11 +223,7 @@ class Leases:
             self._back_off(account_id)
             return
         finally:
-            answered = self._asking.pop(account_id, None)
-            if answered is not None and not answered.done():
-                # Resolved once the new lease is in place (the rest of this method runs
-                # before any waiter does: it does not await).
-                answered.set_result(None)
+            self._answered(account_id)
         self._metrics.admissions.labels(f"lease_{reply.decision}").inc()
         if reply.decision != "granted":
             self._back_off(account_id)
@@ -229,9 +249,62 @@ class Leases:
         if replaced is not None:
             self._retire(replaced)
 
+    def _answered(self, account_id: str) -> None:
+        answered = self._asking.pop(account_id, None)
+        if answered is not None and not answered.done():
+            # Resolved once the answer is applied (the rest of the caller runs before any
+            # waiter does: it does not await).
+            answered.set_result(None)
+
+    async def _renew(self, account_id: str, demand: Demand, held: HeldLease) -> None:
+        """Renew the account's lease in place with what it has admitted so far. No retry of a
+        renewal that got no answer: billing may have grown the lease, which the edge does not
+        know of and its close hands back, the same as what was not used."""
+        lease = held.lease
+        ask = next_ask(demand, lease, max_amount=self._max_amount, max_requests=self._max_requests)
+        request = LeaseGrantRequest(
+            lease_id=lease.lease_id,
+            account_id=account_id,
+            plan=lease.plan,
+            edge_id=self._edge_id,
+            amount=ask.amount,
+            min_amount=ask.min_amount,
+            requests=ask.requests,
+            tokens=ask.tokens,
+            min_tokens=ask.min_tokens,
+            renew=True,
+            admitted_requests=lease.admitted,
+            reserved_amount=lease.reserved,
+            reserved_tokens=lease.reserved_tokens,
+        )
+        asked_at = self._clock()
+        try:
+            reply = await self._rpc(LEASE_GRANT_SUBJECT, request, LeaseGrantReply)
+        except LeaseRpcFailed:
+            self._back_off(account_id)
+            return
+        finally:
+            self._answered(account_id)
+        self._metrics.admissions.labels(f"lease_renewal_{reply.decision}").inc()
+        if reply.decision != "granted":
+            # No more on this lease (billing holds too little, or it is no longer open there):
+            # hand it back; the next request asks for a new one, after a pause.
+            self._back_off(account_id)
+            self._retire(held)
+            return
+        self._backoff.pop(account_id, None)
+        if not lease.closing:  # else its close reports what it admitted; billing does the rest
+            lease.renewed(
+                amount=reply.amount,
+                requests=reply.requests,
+                tokens=reply.tokens,
+                asked_at=asked_at,
+                admit_for_s=reply.admit_for_s,
+            )
+
     async def _recover(self, request: LeaseGrantRequest) -> None:
         for _ in range(CLOSE_ATTEMPTS):
-            await asyncio.sleep(self._timeout_s)
+            await asyncio.sleep(self._rpc_timeout_s)
             try:
                 reply = await self._rpc(LEASE_GRANT_SUBJECT, request, LeaseGrantReply)
             except LeaseRpcFailed:
@@ -305,7 +378,7 @@ class Leases:
             try:
                 await self._rpc(LEASE_CLOSE_SUBJECT, request, LeaseCloseReply)
             except LeaseRpcFailed:
-                await asyncio.sleep(min(MAX_BACKOFF_S, self._timeout_s * 2**attempt))
+                await asyncio.sleep(min(MAX_BACKOFF_S, self._rpc_timeout_s * 2**attempt))
                 continue
             self._metrics.admissions.labels("lease_closed").inc()
             return True
@@ -317,13 +390,14 @@ class Leases:
     # -- upkeep ---------------------------------------------------------------------------------
 
     async def sweep(self, stop: asyncio.Event) -> None:
-        """Close leases whose window ended, so an idle account's money is not held."""
+        """Close leases whose window ended or whose account stopped sending, so an idle
+        account's money is not held."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
             now = self._clock()
             for held in list(self._current.values()):
-                if now >= held.lease.deadline:
+                if now >= held.lease.deadline or held.lease.idle(now):
                     self._retire(held)
             # A refusal long past is forgotten: the next ask starts from the shortest wait.
             for account_id, (until, _) in list(self._backoff.items()):
@@ -354,7 +428,9 @@ class Leases:
         if not self._bus.is_connected:
             raise LeaseRpcFailed("NATS is not connected", maybe_applied=False)
         try:
-            return await self._bus.call(subject, request, reply_model, timeout_s=self._timeout_s)
+            return await self._bus.call(
+                subject, request, reply_model, timeout_s=self._rpc_timeout_s
+            )
         except NoResponders as exc:
             raise LeaseRpcFailed("no billing replica answers leases", maybe_applied=False) from exc
         except BusError as exc:

@@ -15,9 +15,15 @@ from dataclasses import dataclass
 # Stop admitting this long before the window billing gave ends: a request admitted at the last
 # moment is still within it by the time billing hears of anything.
 WINDOW_MARGIN_S = 0.5
-# Ask for the next lease once less than this share of any slice (or of the window) is left, so
-# the next one is in hand before this one runs out.
+# A lease its account has not used for this long is closed (its money and slices go back), so a
+# long window costs an account that stopped sending no more than this.
+IDLE_CLOSE_S = 10.0
+# Ask for more once less than this share of any slice is left, so that it is in hand before the
+# lease runs out.
 RENEW_BELOW = 0.5
+# ... or once less than this share of its window is left: a renewal (one round trip) takes a few
+# milliseconds, so a lease that demand does not use up is renewed once per most of its window.
+RENEW_WINDOW_BELOW = 0.2
 
 
 # The cost of a request no lease may admit (its model has no price here): billing decides.
@@ -53,6 +59,27 @@ class Lease:
     reserved_tokens: int = 0
     closing: bool = False
     terms: Terms = (0, 0, 0)  # the account's terms when it was asked for
+    last_used: float = 0.0  # monotonic: when it last admitted a request (or was granted)
+    # What was left of each slice after the last grant or renewal: "running low" and the size of
+    # the next ask are measured against it, not against the totals, which renewals only grow.
+    fresh: tuple[int, int, int] = (0, 0, 0)  # money, requests, tokens
+
+    def __post_init__(self) -> None:
+        if self.fresh == (0, 0, 0):
+            self.fresh = self.unused()
+        self.last_used = max(self.last_used, self.opened_at)
+
+    def idle(self, now: float) -> bool:
+        """Its account sent nothing for ``IDLE_CLOSE_S``: hand it back, whatever its window."""
+        return now - self.last_used >= IDLE_CLOSE_S
+
+    def unused(self) -> tuple[int, int, int]:
+        """What is left of the money, requests and tokens."""
+        return (
+            self.granted - self.reserved,
+            self.requests - self.admitted,
+            self.tokens - self.reserved_tokens,
+        )
 
     @classmethod
     def granted_at(
@@ -97,16 +124,26 @@ class Lease:
         self.granted += amount
         self.reserved += amount
 
-    def running_low(self, now: float) -> bool:
-        def low(used: int, total: int) -> bool:
-            return total - used < total * RENEW_BELOW
+    def renewed(
+        self, *, amount: int, requests: int, tokens: int, asked_at: float, admit_for_s: float
+    ) -> None:
+        """Billing renewed it in place (``amount``, ``requests``, ``tokens`` added) and gave it a
+        new window, counted from before the renewal was asked for."""
+        self.granted += amount
+        self.requests += requests
+        self.tokens += tokens
+        self.opened_at = asked_at
+        self.deadline = max(self.deadline, asked_at + max(0.0, admit_for_s - WINDOW_MARGIN_S))
+        self.fresh = self.unused()
 
+    def running_low(self, now: float) -> bool:
         window = self.deadline - self.opened_at
         return (
-            low(self.admitted, self.requests)
-            or low(self.reserved, self.granted)
-            or low(self.reserved_tokens, self.tokens)
-            or self.deadline - now < window * RENEW_BELOW
+            any(
+                left < fresh * RENEW_BELOW
+                for left, fresh in zip(self.unused(), self.fresh, strict=True)
+            )
+            or self.deadline - now < window * RENEW_WINDOW_BELOW
         )
 
 
@@ -130,13 +167,22 @@ FIRST_REQUESTS = 16
 FEW_REQUESTS = 4
 
 
+def _used(lease: Lease) -> tuple[int, int, int]:
+    """What was used of each slice since the lease's last grant or renewal."""
+    (money, requests, tokens), (money_left, requests_left, tokens_left) = (
+        lease.fresh,
+        lease.unused(),
+    )
+    return (
+        max(0, money - money_left),
+        max(0, requests - requests_left),
+        max(0, tokens - tokens_left),
+    )
+
+
 def _ran_low_by_use(lease: Lease) -> bool:
     """At least half of one of its slices was used: demand, not the clock, ended it."""
-    return (
-        2 * lease.admitted >= lease.requests
-        or 2 * lease.reserved >= lease.granted
-        or 2 * lease.reserved_tokens >= lease.tokens
-    )
+    return any(2 * used >= fresh for used, fresh in zip(_used(lease), lease.fresh, strict=True))
 
 
 def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_requests: int) -> Ask:
@@ -151,19 +197,20 @@ def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_req
       doubling per round trip, not by what was admitted before the renewal was asked).
     - After a lease its window ended with little used: twice what it admitted, at least a few
       requests like this one (an idle account's money is not held for nothing).
-    Never more than the caps, never less than this one request.
+    A lease renewed in place is measured from its last renewal (``Lease.fresh``), and the ask is
+    what its unused part should become. Never more than the caps, never less than this one
+    request.
     """
     if previous is None:
         requests, amount = FIRST_REQUESTS, max_amount
         tokens = FIRST_REQUESTS * demand.tokens
     elif _ran_low_by_use(previous):
-        requests = 2 * previous.requests
-        amount = 2 * previous.granted
-        tokens = 2 * previous.tokens
+        amount, requests, tokens = (2 * fresh for fresh in previous.fresh)
     else:
-        requests = max(FEW_REQUESTS, 2 * previous.admitted)
-        amount = max(FEW_REQUESTS * demand.cost, 2 * previous.reserved)
-        tokens = max(FEW_REQUESTS * demand.tokens, 2 * previous.reserved_tokens)
+        used_amount, used_requests, used_tokens = _used(previous)
+        requests = max(FEW_REQUESTS, 2 * used_requests)
+        amount = max(FEW_REQUESTS * demand.cost, 2 * used_amount)
+        tokens = max(FEW_REQUESTS * demand.tokens, 2 * used_tokens)
     amount = max(demand.cost, min(amount, max_amount))
     return Ask(
         amount=max(1, amount),

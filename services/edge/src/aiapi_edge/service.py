@@ -180,6 +180,7 @@ class EdgeService:
                 timeout_s=s.edge_admission_timeout_s,
                 max_amount=s.lease_max_amount,
                 max_requests=s.edge_lease_max_requests,
+                rpc_timeout_s=s.edge_lease_timeout_s,
             )
         allowance = OfflineAllowance(s.offline_allowance)
         admitter = Admitter(

@@ -13,6 +13,7 @@ from aiapi_billing.ledger import AccountRow, TotalsMove
 from aiapi_billing.notices import Totals
 from aiapi_billing.repository import Conn
 
+# ``account_row`` reads these columns, in this order (as ``repository/leases.py`` does too).
 _SELECT_LOCKED = (
     "SELECT status, plan, known, credits, debits, holds, version, rpm_tat_us, tpm_tat_us"
     " FROM accounts WHERE account_id = %s FOR UPDATE"
@@ -24,7 +25,7 @@ _SELECT_MANY_LOCKED = (
 )
 
 
-def _account_row(account_id: str, row: Sequence[Any]) -> AccountRow:
+def account_row(account_id: str, row: Sequence[Any]) -> AccountRow:
     status, plan, known, credits, debits, holds, version, rpm, tpm = row
     return AccountRow(
         account_id,
@@ -48,14 +49,14 @@ async def lock_account(conn: Conn, account_id: str) -> AccountRow:
         cur = await conn.execute(_SELECT_LOCKED, (account_id,))
         row = await cur.fetchone()
         assert row is not None
-    return _account_row(account_id, row)
+    return account_row(account_id, row)
 
 
 async def lock_accounts(conn: Conn, account_ids: Sequence[str]) -> dict[str, AccountRow]:
     """Several accounts' rows, locked in id order until commit (unknown ones created first)."""
     ids = sorted(set(account_ids))
     cur = await conn.execute(_SELECT_MANY_LOCKED, (ids,))
-    rows = {str(r[0]): _account_row(str(r[0]), r[1:]) for r in await cur.fetchall()}
+    rows = {str(r[0]): account_row(str(r[0]), r[1:]) for r in await cur.fetchall()}
     missing = [a for a in ids if a not in rows]
     if missing:
         await conn.execute(
@@ -63,7 +64,7 @@ async def lock_accounts(conn: Conn, account_ids: Sequence[str]) -> dict[str, Acc
             (missing,),
         )
         cur = await conn.execute(_SELECT_MANY_LOCKED, (missing,))
-        rows.update({str(r[0]): _account_row(str(r[0]), r[1:]) for r in await cur.fetchall()})
+        rows.update({str(r[0]): account_row(str(r[0]), r[1:]) for r in await cur.fetchall()})
     return rows
 
 
@@ -119,29 +120,6 @@ async def hold_more(conn: Conn, account_id: str, amount: int) -> None:
         "UPDATE accounts SET holds = holds + %s, version = version + 1, updated_at = now()"
         " WHERE account_id = %s",
         (amount, account_id),
-    )
-
-
-async def take_lease(
-    conn: Conn, account_id: str, amount: int, rpm_tat_us: int, tpm_tat_us: int
-) -> None:
-    """A granted lease: its money joins the holds, its slices of the limits move the TATs."""
-    await conn.execute(
-        "UPDATE accounts SET holds = holds + %s, rpm_tat_us = %s, tpm_tat_us = %s,"
-        " version = version + 1, updated_at = now() WHERE account_id = %s",
-        (amount, rpm_tat_us, tpm_tat_us, account_id),
-    )
-
-
-async def give_back_lease(
-    conn: Conn, account_id: str, released: int, rpm_rewind_us: int, tpm_rewind_us: int
-) -> None:
-    """A closed lease: what it released leaves the holds, the unused slices move the TATs back."""
-    await conn.execute(
-        "UPDATE accounts SET holds = holds - %s, rpm_tat_us = rpm_tat_us - %s,"
-        " tpm_tat_us = tpm_tat_us - %s, version = version + 1, updated_at = now()"
-        " WHERE account_id = %s",
-        (released, rpm_rewind_us, tpm_rewind_us, account_id),
     )
 
 

@@ -9,16 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from aiapi_billing.lease_rules import LeaseState, Tally
-from aiapi_billing.repository import Conn
-
-
-async def clock_us(conn: Conn) -> int:
-    """PostgreSQL's clock in microseconds: the one ``admit_request`` moves the same TATs with."""
-    cur = await conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+from aiapi_billing.lease_rules import Closing, Grant, LeaseState, Tally
+from aiapi_billing.ledger import AccountRow
+from aiapi_billing.repository import Conn, accounts
 
 
 class GrantedLease(NamedTuple):
@@ -29,20 +22,36 @@ class GrantedLease(NamedTuple):
     admit_until: datetime
 
 
-async def find_lease(conn: Conn, lease_id: str) -> GrantedLease | None:
-    """The lease granted under ``lease_id`` (to whichever account), if any."""
+class GrantContext(NamedTuple):
+    account: AccountRow
+    now_us: int
+    existing: GrantedLease | None  # the lease granted under this id already (a retry)
+
+
+async def lock_for_grant(conn: Conn, account_id: str, lease_id: str) -> GrantContext | None:
+    """One statement for what a grant decides on: the account's row (locked until commit),
+    PostgreSQL's clock and the lease already granted under ``lease_id`` if any (not locked: a
+    retry only reads it). ``None`` when the account has no row yet."""
     cur = await conn.execute(
-        "SELECT account_id, granted, requests, tokens, admit_until FROM leases WHERE lease_id = %s",
-        (lease_id,),
+        # The clock is PostgreSQL's, in microseconds: the one ``admit_request`` moves TATs with.
+        "SELECT a.status, a.plan, a.known, a.credits, a.debits, a.holds, a.version,"
+        " a.rpm_tat_us, a.tpm_tat_us, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,"
+        " l.account_id, l.granted, l.requests, l.tokens, l.admit_until"
+        " FROM accounts a LEFT JOIN leases l ON l.lease_id = %s"
+        " WHERE a.account_id = %s FOR UPDATE OF a",
+        (lease_id, account_id),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    return GrantedLease(str(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4])
+    existing = None
+    if row[10] is not None:
+        existing = GrantedLease(str(row[10]), int(row[11]), int(row[12]), int(row[13]), row[14])
+    return GrantContext(accounts.account_row(account_id, row[:9]), int(row[9]), existing)
 
 
 class NewLease(NamedTuple):
-    """``insert_lease``'s columns, in its order."""
+    """``grant_lease``'s lease columns, in its order."""
 
     lease_id: str
     account_id: str
@@ -56,14 +65,43 @@ class NewLease(NamedTuple):
     expires_at: datetime
 
 
-async def insert_lease(conn: Conn, lease: NewLease) -> None:
-    """Record a granted lease (a lease id already used raises ``UniqueViolation``)."""
+async def grant_lease(conn: Conn, lease: NewLease, grant: Grant) -> None:
+    """A granted lease, in one statement: its money joins the account's holds, its slices move
+    the account's TATs (the row is locked), and its row is inserted (a lease id already used
+    raises ``UniqueViolation``)."""
     await conn.execute(
-        "INSERT INTO leases (lease_id, account_id, edge_id, plan, granted, open_amount,"
+        "WITH took AS (UPDATE accounts SET holds = holds + %s, rpm_tat_us = %s, tpm_tat_us = %s,"
+        "   version = version + 1, updated_at = now() WHERE account_id = %s)"
+        " INSERT INTO leases (lease_id, account_id, edge_id, plan, granted, open_amount,"
         " requests, tokens, admit_until, expires_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        lease,
+        (grant.amount, grant.rpm_tat_us, grant.tpm_tat_us, lease.account_id, *lease),
     )
+
+
+async def renew_lease(
+    conn: Conn,
+    account_id: str,
+    lease_id: str,
+    added: Grant,
+    admit_until: datetime,
+    expires_at: datetime,
+) -> None:
+    """A renewed lease, in one statement: what it adds joins the account's holds and the lease,
+    the account's TATs become the renewal's, and the lease's window moves on (both rows are
+    locked)."""
+    await conn.execute(
+        "WITH took AS (UPDATE accounts SET holds = holds + %(amount)s, rpm_tat_us = %(rpm)s,"
+        "   tpm_tat_us = %(tpm)s, version = version + 1, updated_at = now()"
+        "   WHERE account_id = %(account)s)"
+        " UPDATE leases SET granted = granted + %(amount)s, open_amount = open_amount + %(amount)s,"
+        " requests = requests + %(requests)s, tokens = tokens + %(tokens)s,"
+        " admit_until = %(until)s, expires_at = greatest(expires_at, %(expires)s)"
+        " WHERE lease_id = %(lease)s",
+        {"amount": added.amount, "rpm": added.rpm_tat_us, "tpm": added.tpm_tat_us,
+         "account": account_id, "requests": added.requests, "tokens": added.tokens,
+         "until": admit_until, "expires": expires_at, "lease": lease_id},
+    )  # fmt: skip
 
 
 async def lock_lease_state(conn: Conn, lease_id: str, account_id: str) -> LeaseState | None:
@@ -97,29 +135,62 @@ class LeaseToClose(NamedTuple):
     granted_at: datetime  # its slices were taken under the limits in force then
 
 
-async def lock_lease_to_close(conn: Conn, lease_id: str, account_id: str) -> LeaseToClose | None:
-    """The account's lease, locked, as closing reads it; ``None`` if it has no such lease."""
-    cur = await conn.execute(
+class LockedLease(NamedTuple):
+    account: AccountRow | None  # None: the account has no row (then it has no lease either)
+    now_us: int
+    lease: LeaseToClose | None  # None: the account has no such lease
+
+
+async def lock_account_and_lease(conn: Conn, account_id: str, lease_id: str) -> LockedLease:
+    """The account's row, then its lease's, locked in that order (the ledger's) until commit,
+    with PostgreSQL's clock: two statements sent together (in a pipeline, one round trip)."""
+    account_cur = await conn.execute(
+        "SELECT status, plan, known, credits, debits, holds, version, rpm_tat_us, tpm_tat_us,"
+        " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+        " FROM accounts WHERE account_id = %s FOR UPDATE",
+        (account_id,),
+    )
+    lease_cur = await conn.execute(
         "SELECT state, open_amount, settled_reserved, settled_count, admitted, plan,"
         " requests, tokens, created_at FROM leases"
         " WHERE lease_id = %s AND account_id = %s FOR UPDATE",
         (lease_id, account_id),
     )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    return LeaseToClose(_tally(row[:5]), str(row[5]), int(row[6]), int(row[7]), row[8])
+    account_row, lease_row = await account_cur.fetchone(), await lease_cur.fetchone()
+    if account_row is None:
+        return LockedLease(None, 0, None)
+    account = accounts.account_row(account_id, account_row[:9])
+    lease = None
+    if lease_row is not None:
+        lease = LeaseToClose(_tally(lease_row[:5]), str(lease_row[5]), int(lease_row[6]),
+                             int(lease_row[7]), lease_row[8])  # fmt: skip
+    return LockedLease(account, int(account_row[9]), lease)
 
 
 async def close_lease(
-    conn: Conn, lease_id: str, tally: Tally, *, admitted: int, reserved: int
+    conn: Conn,
+    account_id: str,
+    lease_id: str,
+    closing: Closing,
+    *,
+    admitted: int,
+    reserved: int,
 ) -> None:
-    """Write a closing's outcome: the new state and amount held, and the edge's report."""
+    """Write a closing's outcome in one statement: what it released leaves the account's holds
+    and the unused slices move its TATs back; the lease's new state, amount held and the edge's
+    report (both rows are locked)."""
+    tally = closing.tally
     await conn.execute(
-        "UPDATE leases SET state = %s, open_amount = %s, admitted = %s, reserved = %s,"
-        " closed_at = now() WHERE lease_id = %s",
-        (tally.state, tally.open_amount, admitted, reserved, lease_id),
-    )
+        "WITH back AS (UPDATE accounts SET holds = holds - %(released)s,"
+        "   rpm_tat_us = rpm_tat_us - %(rpm)s, tpm_tat_us = tpm_tat_us - %(tpm)s,"
+        "   version = version + 1, updated_at = now() WHERE account_id = %(account)s)"
+        " UPDATE leases SET state = %(state)s, open_amount = %(open)s, admitted = %(admitted)s,"
+        " reserved = %(reserved)s, closed_at = now() WHERE lease_id = %(lease)s",
+        {"released": closing.released, "rpm": closing.rpm_rewind_us,
+         "tpm": closing.tpm_rewind_us, "account": account_id, "state": tally.state,
+         "open": tally.open_amount, "admitted": admitted, "reserved": reserved,
+         "lease": lease_id},
+    )  # fmt: skip
 
 
 def _tally(row: Sequence[Any]) -> Tally:
