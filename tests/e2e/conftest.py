@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiapi_cli.credentials import NatsUsers
 from aiapi_cli.embedded import EmbeddedNats
 from aiapi_cli.ports import free_port
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
-from aiapi_testkit.plugin import SpawnFn
+from aiapi_testkit.plugin import PostgresHandle, SpawnFn, running_nats, spawning
 from aiapi_testkit.process import internal_env
 
 from .support import ADMIN_TOKEN, Deployment
@@ -33,6 +34,31 @@ def deployment(
     """Each service logs in to NATS as itself, with its own permissions only, as in production."""
     with deploy(database_url, strict_nats_server, nats_login, spawn, tmp_path) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def shared_deployment(
+    postgres_server: PostgresHandle,
+    nats_users: NatsUsers,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    """One deployment (as ``deployment`` starts it) for the tests of a module that only add data
+    of their own (an account, its keys, a customer) and look at nothing else: starting and
+    stopping one takes seconds of CPU each time. A test that stops or restarts a service,
+    changes what every customer gets (the catalogue, a plan, the upstream pool), or checks that
+    nothing else happened takes ``deployment``, its own."""
+    directory = tmp_path_factory.mktemp("shared-deployment")
+    database_url = postgres_server.create_database()
+    login = nats_users.env  # a strict server: each service logs in as itself
+    try:
+        with (
+            running_nats(directory / "nats", nats_users.server_config()) as nats,
+            spawning(directory, login) as spawn,
+            deploy(database_url, nats, login, spawn, directory) as running,
+        ):
+            yield running
+    finally:
+        postgres_server.drop_database(database_url)
 
 
 @contextlib.contextmanager
@@ -76,9 +102,13 @@ def deploy(
                     env=own,
                     health_url=ready,
                     name=name,
-                    timeout_s=60,
+                    wait=False,
                 )
             )
+        # Started side by side (each waits for what it needs from the others, as under `aiapi
+        # up`): a deployment is up in the time of its slowest service, not of all of them.
+        for process in processes:
+            process.wait_healthy(timeout_s=60)
         yield Deployment(
             edge_url=f"http://127.0.0.1:{ports['edge']}",
             accounts_url=f"http://127.0.0.1:{ports['accounts']}",
