@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,7 +77,10 @@ def deploy(
     each logged in to NATS as itself."""
     names = ("billing", "accounts", "edge", *(("payments",) if payments else ()))
     with running_simulator(SimulatorConfig()) as upstream:
-        ports = {name: free_port() for name in ("edge", "accounts", "admin")}
+        # Every listener's port chosen at once, so that no two are the same: the services start
+        # side by side, none has bound its port yet when the next one's is chosen.
+        listeners = ("edge", "accounts", "admin", *(f"{name}-internal" for name in names))
+        ports = dict(zip(listeners, distinct_ports(len(listeners)), strict=True))
         env = {
             "AIAPI_NATS_URL": nats_server.url,
             "AIAPI_DATABASE_URL": database_url,
@@ -95,7 +99,8 @@ def deploy(
         processes = []
         for name in names:
             # each process its own NATS login and internal listener
-            own, ready = internal_env({**env, **nats_login(name)})
+            internal = {"AIAPI_INTERNAL_PORT": str(ports[f"{name}-internal"])}
+            own, ready = internal_env({**env, **nats_login(name), **internal})
             processes.append(
                 spawn(
                     [sys.executable, "-m", f"aiapi_{name}"],
@@ -119,6 +124,15 @@ def deploy(
         )
     # Every service did its part with its own grants: nothing it tried was refused.
     assert nats_server.violations() == []
+
+
+def distinct_ports(count: int) -> list[int]:
+    """``count`` free loopback ports, all different (each socket held until all are chosen)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def second_edge(deployment: Deployment, spawn: SpawnFn, tmp_path: Path) -> str:
