@@ -26,14 +26,12 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
-import uvloop
 from aiapi_shared.money import format_usd
+from aiapi_testkit.books import balances_after, exact
 from money_path import (
     Customer,
     Shot,
@@ -41,8 +39,8 @@ from money_path import (
     balances,
     make_customers,
     pct,
+    run_on_stack,
     shot_to,
-    start_stack,
     wait_settled,
     warm_up,
 )
@@ -130,14 +128,18 @@ async def bench(stack: Stack, seconds: float, concurrency: int, accounts: int) -
         restarted = await burst(warm_shot, accounts, seconds=seconds, concurrency=concurrency)
         runs += [(warm_set, warm), (cold_set, cold), (warm_set, restarted)]
 
-        expected = dict(start)
-        for customers, run in runs:
-            for index, cost in run.spent.items():
-                expected[customers[index].account_id] -= cost
+        expected = balances_after(
+            start,
+            (
+                (customers[index].account_id, cost)
+                for customers, run in runs
+                for index, cost in run.spent.items()
+            ),
+        )
         # The fresh accounts' books are exact to check: nothing but the cold burst touched them.
         fresh = {c.account_id: expected[c.account_id] for c in cold_set}
         settled = await wait_settled(http, stack, cold_set, fresh, released=True)
-    cold_ok = all(settled[c.account_id] == (expected[c.account_id],) * 2 for c in cold_set)
+    cold_ok = exact(settled, fresh)
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; bursts of {seconds:.0f} s at"
         f" c={concurrency} over {accounts} Pro accounts each; the whole product\n"
@@ -173,15 +175,10 @@ def main() -> None:
         "--accounts", type=int, default=20, help="per burst; Pro allows 500 requests/min each"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="aiapi-cold-burst-") as tmp:
-        data = Path(tmp)
-        data.chmod(0o755)
-        stack = start_stack(data)
-        try:
-            ok = uvloop.run(bench(stack, args.seconds, args.concurrency, args.accounts))
-        finally:
-            stack.stop()
-    sys.exit(0 if ok else 1)
+    run_on_stack(
+        "aiapi-cold-burst-",
+        lambda stack: bench(stack, args.seconds, args.concurrency, args.accounts),
+    )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd, parse_usd
 from aiapi_shared.nats_permissions import ADMIN_USER, SERVICES
 from aiapi_shared.settings import NatsConnectOptions
+from aiapi_testkit.books import balances_after, exact
 from aiapi_testkit.process import ServiceProcess, internal_env
 from pydantic import SecretStr
 
@@ -432,9 +433,9 @@ async def bench(stack: Stack, requests: int, concurrency: int, accounts: int) ->
 
     moved = sum(b for b, _ in before.values()) - sum(b for b, _ in after.values())
     ok = through.statuses == {200: requests} and moved == through.cost
-    ok = ok and all(after[a] == (b, b) for a, b in expected.items())
+    ok = ok and exact(after, expected)
     metered_ok = m_run.statuses == {200: requests} and m_moved == m_run.cost
-    metered_ok = metered_ok and all(m_after[a] == (b, b) for a, b in m_expected.items())
+    metered_ok = metered_ok and exact(m_after, m_expected)
     settled_rate = requests / (settled_at - started)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {requests} requests, "
           f"concurrency {concurrency}, {accounts} Pro accounts, model {MODEL}\n")  # fmt: skip
@@ -475,10 +476,23 @@ def _expected_after(start: dict[str, int], run: Run, customers: list[Customer]) 
     count = len(run.latencies)
     per_request, remainder = divmod(run.cost, count)
     assert remainder == 0, "requests of one body should cost the same"
-    uses = {c.account_id: 0 for c in customers}
-    for i in range(count):
-        uses[customers[i % len(customers)].account_id] += 1
-    return {a: start[a] - uses[a] * per_request for a in start}
+    return balances_after(
+        start, ((customers[i % len(customers)].account_id, per_request) for i in range(count))
+    )
+
+
+def run_on_stack(prefix: str, bench: Callable[[Stack], Awaitable[bool]]) -> None:
+    """Start the stack in a fresh directory, run ``bench`` on it, stop it; exit 1 unless the
+    books were exact."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        data = Path(tmp)
+        data.chmod(0o755)
+        stack = start_stack(data)
+        try:
+            ok = uvloop.run(bench(stack))
+        finally:
+            stack.stop()
+    sys.exit(0 if ok else 1)
 
 
 def main() -> None:
@@ -487,15 +501,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--accounts", type=int, default=40, help="Pro allows 500 requests/min")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="aiapi-money-path-") as tmp:
-        data = Path(tmp)
-        data.chmod(0o755)
-        stack = start_stack(data)
-        try:
-            ok = uvloop.run(bench(stack, args.requests, args.concurrency, args.accounts))
-        finally:
-            stack.stop()
-    sys.exit(0 if ok else 1)
+    run_on_stack(
+        "aiapi-money-path-",
+        lambda stack: bench(stack, args.requests, args.concurrency, args.accounts),
+    )
 
 
 if __name__ == "__main__":

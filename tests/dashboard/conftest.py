@@ -27,13 +27,13 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import RPCEndpoint
 
-from tests.e2e.conftest import deploy, deployment
+from tests.e2e.conftest import deploy, deployment, shared_deployment
 from tests.e2e.support import Deployment
 from tests.payments.anvil import running_anvil
 from tests.payments.chain import token_artifacts
 from tests.payments.wallets import ETH_ADDRESS_0, ETH_XPUB
 
-__all__ = ["browser", "deployment"]
+__all__ = ["browser", "deployment", "shared_deployment"]
 
 PASSWORD = "correct horse battery staple"
 DESKTOP = {"width": 1280, "height": 800}

@@ -30,6 +30,13 @@ __all__ = ["closer"]
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def deployment(shared_deployment: Deployment) -> Deployment:
+    """Each test here signs up a customer of its own and looks at that customer's pages and
+    requests only: the module's tests share one deployment."""
+    return shared_deployment
+
+
 def test_sign_up_create_copy_use_and_revoke_a_key(
     page: Page, deployment: Deployment, screenshots: Path, closer: contextlib.ExitStack
 ) -> None:

@@ -23,6 +23,13 @@ __all__ = ["closer"]
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def deployment(shared_deployment: Deployment) -> Deployment:
+    """Each test here signs up a customer of its own and looks at that customer's pages and
+    requests only: the module's tests share one deployment."""
+    return shared_deployment
+
+
 def create_key(page: Page, name: str) -> str:
     page.goto("/keys")
     page.get_by_label("Name").fill(name)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiapi_cli.credentials import NatsUsers
 from aiapi_cli.embedded import EmbeddedNats
 from aiapi_cli.ports import free_port
 from aiapi_simulator.config import SimulatorConfig
 from aiapi_simulator.testing import running_simulator
-from aiapi_testkit.plugin import SpawnFn
+from aiapi_testkit.plugin import PostgresHandle, SpawnFn, running_nats, spawning
 from aiapi_testkit.process import internal_env
 
 from .support import ADMIN_TOKEN, Deployment
@@ -35,6 +37,31 @@ def deployment(
         yield running
 
 
+@pytest.fixture(scope="module")
+def shared_deployment(
+    postgres_server: PostgresHandle,
+    nats_users: NatsUsers,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    """One deployment (as ``deployment`` starts it) for the tests of a module that only add data
+    of their own (an account, its keys, a customer) and look at nothing else: starting and
+    stopping one takes seconds of CPU each time. A test that stops or restarts a service,
+    changes what every customer gets (the catalogue, a plan, the upstream pool), or checks that
+    nothing else happened takes ``deployment``, its own."""
+    directory = tmp_path_factory.mktemp("shared-deployment")
+    database_url = postgres_server.create_database()
+    login = nats_users.env  # a strict server: each service logs in as itself
+    try:
+        with (
+            running_nats(directory / "nats", nats_users.server_config()) as nats,
+            spawning(directory, login) as spawn,
+            deploy(database_url, nats, login, spawn, directory) as running,
+        ):
+            yield running
+    finally:
+        postgres_server.drop_database(database_url)
+
+
 @contextlib.contextmanager
 def deploy(
     database_url: str,
@@ -50,7 +77,10 @@ def deploy(
     each logged in to NATS as itself."""
     names = ("billing", "accounts", "edge", *(("payments",) if payments else ()))
     with running_simulator(SimulatorConfig()) as upstream:
-        ports = {name: free_port() for name in ("edge", "accounts", "admin")}
+        # Every listener's port chosen at once, so that no two are the same: the services start
+        # side by side, none has bound its port yet when the next one's is chosen.
+        listeners = ("edge", "accounts", "admin", *(f"{name}-internal" for name in names))
+        ports = dict(zip(listeners, distinct_ports(len(listeners)), strict=True))
         env = {
             "AIAPI_NATS_URL": nats_server.url,
             "AIAPI_DATABASE_URL": database_url,
@@ -69,16 +99,21 @@ def deploy(
         processes = []
         for name in names:
             # each process its own NATS login and internal listener
-            own, ready = internal_env({**env, **nats_login(name)})
+            internal = {"AIAPI_INTERNAL_PORT": str(ports[f"{name}-internal"])}
+            own, ready = internal_env({**env, **nats_login(name), **internal})
             processes.append(
                 spawn(
                     [sys.executable, "-m", f"aiapi_{name}"],
                     env=own,
                     health_url=ready,
                     name=name,
-                    timeout_s=60,
+                    wait=False,
                 )
             )
+        # Started side by side (each waits for what it needs from the others, as under `aiapi
+        # up`): a deployment is up in the time of its slowest service, not of all of them.
+        for process in processes:
+            process.wait_healthy(timeout_s=60)
         yield Deployment(
             edge_url=f"http://127.0.0.1:{ports['edge']}",
             accounts_url=f"http://127.0.0.1:{ports['accounts']}",
@@ -89,6 +124,15 @@ def deploy(
         )
     # Every service did its part with its own grants: nothing it tried was refused.
     assert nats_server.violations() == []
+
+
+def distinct_ports(count: int) -> list[int]:
+    """``count`` free loopback ports, all different (each socket held until all are chosen)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def second_edge(deployment: Deployment, spawn: SpawnFn, tmp_path: Path) -> str:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,13 +80,16 @@ def eventually(check: Callable[[], Any], timeout_s: float = 15.0, every_s: float
 
 
 def open_account(admin: httpx.Client, credit_usd: str) -> tuple[str, str, str]:
-    account = admin.post("/admin/v1/accounts", json={"email": "e2e@example.com", "plan": "basic"})
+    """A new account (an email of its own: tests may share a deployment) credited with
+    ``credit_usd``, and a key of it: (account id, key id, key)."""
+    email = f"e2e-{uuid.uuid4().hex[:12]}@example.com"
+    account = admin.post("/admin/v1/accounts", json={"email": email, "plan": "basic"})
     assert account.status_code == 201, account.text
     account_id = account.json()["id"]
     credit = admin.post(
         f"/admin/v1/accounts/{account_id}/adjustments",
         json={"amount_usd": credit_usd, "reason": "e2e top-up"},
-        headers={"Idempotency-Key": "e2e-credit-1"},
+        headers={"Idempotency-Key": f"e2e-credit-{account_id}"},
     )
     assert credit.status_code == 201, credit.text
     assert parse_usd(credit.json()["balance_usd"]) == parse_usd(credit_usd)

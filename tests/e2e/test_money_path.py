@@ -32,16 +32,19 @@ from .support import balance as account_balance
 
 pytestmark = pytest.mark.slow
 
+# The tests that add only an account of their own share one deployment (``shared_deployment``);
+# one that changes the catalogue or reads the deployment's NATS directly has its own.
+
 
 def test_a_request_lowers_the_balance_by_its_exact_price(
-    deployment: Deployment, closer: contextlib.ExitStack
+    shared_deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
-    with deployment.admin() as admin:
+    with shared_deployment.admin() as admin:
         account_id, _, key = open_account(admin, "10.00")
         start = account_balance(admin, account_id)
         assert start == 10_000_000_000
 
-        client = closer.enter_context(deployment.sdk(key))
+        client = closer.enter_context(shared_deployment.sdk(key))
         # The SDK's retry/stream helpers read the same key from the env in other tests: stay explicit.
         message = client.messages.create(
             model="claude-haiku-4-5",
@@ -59,7 +62,7 @@ def test_a_request_lowers_the_balance_by_its_exact_price(
         request_id = message._request_id
         assert request_id
         record = httpx.get(
-            f"{deployment.edge_url}/v1/usage/requests/{request_id}",
+            f"{shared_deployment.edge_url}/v1/usage/requests/{request_id}",
             headers={"x-api-key": key},
             timeout=10,
         )
@@ -69,12 +72,12 @@ def test_a_request_lowers_the_balance_by_its_exact_price(
 
 
 def test_the_openai_routes_are_billed_like_the_anthropic_route(
-    deployment: Deployment, closer: contextlib.ExitStack
+    shared_deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
-    with deployment.admin() as admin:
+    with shared_deployment.admin() as admin:
         account_id, _, key = open_account(admin, "10.00")
         start = account_balance(admin, account_id)
-        claude = closer.enter_context(deployment.sdk(key))
+        claude = closer.enter_context(shared_deployment.sdk(key))
         message = claude.messages.create(
             model="claude-haiku-4-5",
             max_tokens=100,
@@ -85,7 +88,7 @@ def test_the_openai_routes_are_billed_like_the_anthropic_route(
 
         gpt = closer.enter_context(
             openai.OpenAI(
-                base_url=f"{deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
+                base_url=f"{shared_deployment.edge_url}/api/proxy/v1", api_key=key, max_retries=0
             )
         )
         completion = gpt.chat.completions.create(
@@ -113,8 +116,10 @@ def test_the_openai_routes_are_billed_like_the_anthropic_route(
         assert start - after_anthropic == after_chat - account_balance(admin, account_id)
 
 
-def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: Deployment) -> None:
-    with deployment.admin() as admin:
+def test_revoked_keys_and_suspended_accounts_stop_within_a_second(
+    shared_deployment: Deployment,
+) -> None:
+    with shared_deployment.admin() as admin:
         account_id, key_id, key = open_account(admin, "5.00")
         second = admin.post(f"/admin/v1/accounts/{account_id}/keys", json={"name": "second"})
         assert second.status_code == 201
@@ -122,7 +127,7 @@ def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: De
 
         def status_with(api_key: str) -> int:
             return httpx.post(
-                f"{deployment.edge_url}/v1/messages/count_tokens",
+                f"{shared_deployment.edge_url}/v1/messages/count_tokens",
                 headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"},
                 json={"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]},
                 timeout=10,
@@ -138,16 +143,16 @@ def test_revoked_keys_and_suspended_accounts_stop_within_a_second(deployment: De
         assert patched.status_code == 200
         eventually(lambda: status_with(second_key) == 401, timeout_s=1.0, every_s=0.02)
 
-    logs = deployment.logs()
+    logs = shared_deployment.logs()
     assert logs  # the services did log
     assert "sk-cc-" not in logs
     assert key not in logs
 
 
 def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_request_at_pro(
-    deployment: Deployment, closer: contextlib.ExitStack
+    shared_deployment: Deployment, closer: contextlib.ExitStack
 ) -> None:
-    customer = httpx.Client(base_url=deployment.accounts_url, timeout=10)
+    customer = httpx.Client(base_url=shared_deployment.accounts_url, timeout=10)
     email, password = "upgrade@example.com", "a long enough passphrase"
     assert (
         customer.post(
@@ -159,7 +164,7 @@ def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_reques
     assert signed_in.status_code == 200, signed_in.text
     csrf = {"X-CSRF-Token": signed_in.json()["csrf_token"]}
     account_id = signed_in.json()["account"]["id"]
-    with deployment.admin() as admin:
+    with shared_deployment.admin() as admin:
         credit = admin.post(
             f"/admin/v1/accounts/{account_id}/adjustments",
             json={"amount_usd": "25.00", "reason": "e2e top-up"},
@@ -168,7 +173,7 @@ def test_a_customer_upgrade_to_pro_debits_19_usd_once_and_prices_the_next_reques
         assert credit.status_code == 201, credit.text
         key = customer.post("/api/v1/account/keys", json={"name": "cli"}, headers=csrf)
         assert key.status_code == 201, key.text
-        client = closer.enter_context(deployment.sdk(key.json()["key"]))
+        client = closer.enter_context(shared_deployment.sdk(key.json()["key"]))
 
         upgrade = customer.post("/api/v1/account/plan", json={"plan": "pro"}, headers=csrf)
         assert upgrade.status_code == 200, upgrade.text

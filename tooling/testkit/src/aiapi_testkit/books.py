@@ -4,12 +4,13 @@
 rounds up once (docs/billing.md), so a benchmark or a fault run can tell whether billing charged
 each request exactly. ``read_books`` reads the few tables a run's verdict needs, from PostgreSQL
 directly (the operator's view, not the customer's); ``read_deposits`` what payments saw and
-billing credited of deposits.
+billing credited of deposits. ``balances_after`` and ``exact`` are a benchmark's verdict on the
+balances it reads through the operator API.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -69,6 +70,21 @@ def expected_cost(
         + outputs * per_out
     )
     return ceil(total * (1 - Fraction(cat.plan(plan).discount_bps, 10_000)))
+
+
+def balances_after(start: Mapping[str, int], spent: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Each account's balance once every cost in ``spent`` ((account, nano-USD), as the
+    responses' usage priced them) is settled."""
+    expected = dict(start)
+    for account_id, cost in spent:
+        expected[account_id] -= cost
+    return expected
+
+
+def exact(settled: Mapping[str, tuple[int, int]], expected: Mapping[str, int]) -> bool:
+    """Each account's (balance, available) is (expected, expected): every request billed at its
+    price, and no hold or lease left holding anything."""
+    return all(settled[account_id] == (b, b) for account_id, b in expected.items())
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@
   ``nats_server``'s URL.
 * ``bus``: a connected :class:`aiapi_shared.bus.Bus` on ``nats_url``, as ``admin``.
 * ``nats_cluster``: three nats-server processes as one JetStream cluster, any node killable.
-* ``spawn``: starts :class:`ServiceProcess` children and stops every one at the test's end.
+* ``spawn``: starts :class:`ServiceProcess` children and stops every one at the test's end
+  (side by side); ``spawning`` and ``running_nats`` give the same for a wider scope.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from aiapi_testkit.nats_cluster import NatsCluster
-from aiapi_testkit.process import ServiceProcess
+from aiapi_testkit.process import ServiceProcess, stop_all
 
 
 class PostgresHandle:
@@ -131,7 +132,7 @@ def admin_options(users: NatsUsers) -> NatsConnectOptions:
 
 
 @contextlib.contextmanager
-def _running_nats(directory: Path, authorization: str) -> Iterator[EmbeddedNats]:
+def running_nats(directory: Path, authorization: str) -> Iterator[EmbeddedNats]:
     server = EmbeddedNats(directory, authorization=authorization)
     server.start()
     try:
@@ -143,7 +144,7 @@ def _running_nats(directory: Path, authorization: str) -> Iterator[EmbeddedNats]
 @pytest.fixture
 def nats_server(tmp_path: Path, nats_users: NatsUsers) -> Iterator[EmbeddedNats]:
     config = nats_users.server_config(anonymous_as=ADMIN_USER)
-    with _running_nats(tmp_path / "nats", config) as server:
+    with running_nats(tmp_path / "nats", config) as server:
         yield server
     # A service refused something its code does: the grants and the code disagree.
     assert server.violations() == [], "NATS refused a service (aiapi_shared.nats_permissions)"
@@ -151,7 +152,7 @@ def nats_server(tmp_path: Path, nats_users: NatsUsers) -> Iterator[EmbeddedNats]
 
 @pytest.fixture
 def strict_nats_server(tmp_path: Path, nats_users: NatsUsers) -> Iterator[EmbeddedNats]:
-    with _running_nats(tmp_path / "nats-strict", nats_users.server_config()) as server:
+    with running_nats(tmp_path / "nats-strict", nats_users.server_config()) as server:
         yield server
 
 
@@ -201,9 +202,9 @@ def _as_service(
     return {**login(service), **env}
 
 
-@pytest.fixture
-def spawn(tmp_path: Path, nats_login: Callable[[str], dict[str, str]]) -> Iterator[SpawnFn]:
-    """Starts service processes (stopped at the test's end); see :func:`_as_service`."""
+@contextlib.contextmanager
+def spawning(log_dir: Path, login: Callable[[str], dict[str, str]]) -> Iterator[SpawnFn]:
+    """What :func:`spawn` gives, for any scope: the processes it started stop at the end."""
     started: list[ServiceProcess] = []
 
     def start(
@@ -213,22 +214,31 @@ def spawn(tmp_path: Path, nats_login: Callable[[str], dict[str, str]]) -> Iterat
         health_url: str | None = None,
         name: str | None = None,
         timeout_s: float = 30.0,
+        wait: bool = True,
     ) -> ServiceProcess:
         label = name or Path(argv[0]).name
         proc = ServiceProcess(
             argv,
-            env=_as_service(argv, env or {}, nats_login),
+            env=_as_service(argv, env or {}, login),
             health_url=health_url,
-            log_path=tmp_path / f"{label}.log",
+            log_path=log_dir / f"{label}.log",
         )
         started.append(proc)
-        return proc.start(timeout_s=timeout_s)
+        return proc.start(timeout_s=timeout_s, wait=wait)
 
     try:
         yield start
     finally:
-        for proc in reversed(started):
-            proc.stop()
+        # Side by side: nothing here depends on the order (a test that does stops it itself).
+        stop_all(reversed(started))
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, nats_login: Callable[[str], dict[str, str]]) -> Iterator[SpawnFn]:
+    """Starts service processes (stopped at the test's end); see :func:`_as_service`.
+    ``wait=False``: started without waiting for its health (``proc.wait_healthy()`` later)."""
+    with spawning(tmp_path, nats_login) as start:
+        yield start
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -74,7 +75,9 @@ class ServiceProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, *, timeout_s: float = 30.0) -> ServiceProcess:
+    def start(self, *, timeout_s: float = 30.0, wait: bool = True) -> ServiceProcess:
+        """Start the process and (unless ``wait`` is False: then :meth:`wait_healthy` later,
+        to start several side by side) wait until its health URL answers 200."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
@@ -85,7 +88,7 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if self.health_url is not None:
+        if wait and self.health_url is not None:
             self.wait_healthy(timeout_s=timeout_s)
         return self
 
@@ -129,3 +132,15 @@ class ServiceProcess:
             return self.log_path.read_text("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def stop_all(processes: Iterable[ServiceProcess], timeout_s: float = 15.0) -> None:
+    """Stop every process side by side (each as :meth:`ServiceProcess.stop`): a service's
+    graceful stop may take seconds (its loops end at their next wake), and a deployment's
+    teardown should take the longest of them, not their sum."""
+    running = list(processes)
+    if not running:
+        return
+    with ThreadPoolExecutor(len(running), thread_name_prefix="stop") as pool:
+        for stopped in [pool.submit(proc.stop, timeout_s) for proc in running]:
+            stopped.result()

@@ -25,7 +25,7 @@ from aiapi_shared.nats_permissions import ADMIN_USER
 from aiapi_shared.settings import NatsConnectOptions
 from pydantic import SecretStr
 
-from aiapi_testkit.process import ServiceProcess, internal_env
+from aiapi_testkit.process import ServiceProcess, internal_env, stop_all
 
 PY = sys.executable
 UPSTREAM_KEY = "sk-ant-simulator-local"
@@ -103,9 +103,9 @@ class LocalStack:
         return {name: pid for name, pid in found.items() if pid is not None}
 
     def stop(self) -> None:
-        for name, proc in reversed(self.procs.items()):
+        for name in self.procs:
             self.signal(name, signal.SIGCONT)  # a frozen process cannot stop
-            proc.stop(timeout_s=20)
+        stop_all(reversed(self.procs.values()), timeout_s=20)
         self.nats.stop()
         self.pg.stop()
 

@@ -8,7 +8,7 @@ admin operators|tokens|audit`` command. A new token is shown once, in the answer
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -17,11 +17,10 @@ from starlette.responses import Response
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import acting, build, context
 from aiapi_accounts.operators.audit import encode_cursor
-from aiapi_accounts.operators.console_forms import change_form, done_notice, kept
+from aiapi_accounts.operators.console_forms import FormPage
 from aiapi_accounts.operators.repository import AuditFilter
 from aiapi_accounts.operators.routes import audit_filter
 from aiapi_accounts.operators.schemas import CreateOperatorBody, CreateTokenBody
-from aiapi_accounts.pages.view import see_other
 
 if TYPE_CHECKING:  # the console's table imports this module
     from aiapi_accounts.operators.console import Console
@@ -41,30 +40,29 @@ _DONE = {
 }
 
 
+async def _operators(request: Request) -> dict[str, object]:
+    return {"operators": await context(request).operators.all()}
+
+
+async def _operator(request: Request) -> dict[str, object]:
+    operators = context(request).operators
+    operator_id = request.path_params["operator_id"]
+    return {
+        "operator": await operators.get(operator_id),
+        "tokens": await operators.tokens(operator_id),
+    }
+
+
+LIST = FormPage("console/operators.html", ACTIVE, _operators, _DONE, _KEPT)
+ONE = FormPage("console/operator.html", ACTIVE, _operator, _DONE, defaults={"created": None})
+
+
 async def operators_page(request: Request, console: Console) -> Response:
-    return await _operators(request, console, notice=done_notice(request, _DONE))
-
-
-async def _operators(
-    request: Request,
-    console: Console,
-    status: int = 200,
-    *,
-    error: str | None = None,
-    notice: str | None = None,
-    form: dict[str, str] | None = None,
-) -> Response:
-    found = await context(request).operators.all()
-    return console.show(
-        request, "console/operators.html", ACTIVE, status,
-        operators=found, error=error, notice=notice, form=kept(form, _KEPT),
-    )  # fmt: skip
+    return await LIST.page(request, console)
 
 
 async def create_operator(request: Request, console: Console) -> Response:
-    form: dict[str, str] = {}
-    try:
-        form = await change_form(request)
+    async def create(form: dict[str, str]) -> str:
         body = build(
             CreateOperatorBody,
             name=form.get("name", "").strip(),
@@ -75,70 +73,50 @@ async def create_operator(request: Request, console: Console) -> Response:
         created = await context(request).operators.create(
             body.name, body.email, body.role, body.password, acting(request).operator
         )
-    except AccountsError as exc:
-        return await _operators(request, console, exc.status, error=exc.message, form=form)
-    return see_other(f"{PATH}/{created.id}?done=created")
+        return f"{PATH}/{created.id}?done=created"
+
+    return await LIST.change(request, console, create)
 
 
 async def operator_page(request: Request, console: Console) -> Response:
-    return await _operator(request, console, notice=done_notice(request, _DONE))
-
-
-async def _operator(
-    request: Request, console: Console, status: int = 200, **values: Any
-) -> Response:
-    operators = context(request).operators
-    operator_id = request.path_params["operator_id"]
-    try:
-        found = await operators.get(operator_id)
-        tokens = await operators.tokens(operator_id)
-    except AccountsError as exc:
-        return console.show(
-            request, "console/missing.html", ACTIVE, exc.status, message=exc.message
-        )
-    defaults: dict[str, Any] = {"error": None, "notice": None, "created": None}
-    return console.show(
-        request, "console/operator.html", ACTIVE, status,
-        operator=found, tokens=tokens, **{**defaults, **values},
-    )  # fmt: skip
+    return await ONE.page(request, console)
 
 
 async def switch_operator(request: Request, console: Console) -> Response:
     """Disable or enable (the form's ``disabled`` is ``true`` or ``false``)."""
     operator_id = request.path_params["operator_id"]
-    try:
-        form = await change_form(request)
+
+    async def switch(form: dict[str, str]) -> str:
         disabled = form.get("disabled") == "true"
         await context(request).operators.change(
             operator_id, disabled=disabled, role=None, password=None
         )
-    except AccountsError as exc:
-        return await _operator(request, console, exc.status, error=exc.message)
-    done = "disabled" if disabled else "enabled"
-    return see_other(f"{PATH}/{operator_id}?done={done}")
+        done = "disabled" if disabled else "enabled"
+        return f"{PATH}/{operator_id}?done={done}"
+
+    return await ONE.change(request, console, switch)
 
 
 async def create_token(request: Request, console: Console) -> Response:
-    try:
-        form = await change_form(request)
+    async def issue(form: dict[str, str]) -> Response:
         body = build(CreateTokenBody, name=form.get("name", "").strip())
         issued = await context(request).operators.issue_token(
             request.path_params["operator_id"], body.name
         )
-    except AccountsError as exc:
-        return await _operator(request, console, exc.status, error=exc.message)
-    # Answered directly (no redirect): the token is in this one answer and nowhere else.
-    return await _operator(request, console, 201, created=(issued.token.name, issued.secret))
+        # Answered directly (no redirect): the token is in this one answer and nowhere else.
+        return await ONE.show(request, console, 201, created=(issued.token.name, issued.secret))
+
+    return await ONE.change(request, console, issue)
 
 
 async def revoke_token(request: Request, console: Console) -> Response:
     operator_id = request.path_params["operator_id"]
-    try:
-        await change_form(request)
+
+    async def revoke(form: dict[str, str]) -> str:
         await context(request).operators.revoke_token(operator_id, request.path_params["token_id"])
-    except AccountsError as exc:
-        return await _operator(request, console, exc.status, error=exc.message)
-    return see_other(f"{PATH}/{operator_id}?done=revoked")
+        return f"{PATH}/{operator_id}?done=revoked"
+
+    return await ONE.change(request, console, revoke)
 
 
 async def audit_page(request: Request, console: Console) -> Response:

@@ -16,10 +16,9 @@ from aiapi_shared.billing_api import PutPlanCommand
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aiapi_accounts.errors import AccountsError, InvalidRequest
+from aiapi_accounts.errors import InvalidRequest
 from aiapi_accounts.http import build, context
-from aiapi_accounts.operators.console_forms import change_form, done_notice, kept, number
-from aiapi_accounts.pages.view import see_other
+from aiapi_accounts.operators.console_forms import FormPage, number
 from aiapi_accounts.routes_plans import PlanBody, change_account_terms, plans_answer
 from aiapi_accounts.schemas import PatchAccountBody
 
@@ -40,32 +39,19 @@ _DONE = {
 }
 
 
+async def _shown(request: Request) -> dict[str, object]:
+    shown = plans_answer((await context(request).peers.catalogue()).catalogue)
+    return {"plans": shown.plans, "versions": shown.versions}
+
+
+PAGE = FormPage("console/plans.html", ACTIVE, _shown, _DONE, _KEPT)
+
+
 async def plans_page(request: Request, console: Console) -> Response:
     """``?account_id=`` fills in the account's terms form (a link from an account's page:
     ``/admin/plans?account_id=ID#account-terms``)."""
     account = {"account_id": request.query_params.get("account_id", "")[:100]}
-    return await _plans(request, console, notice=done_notice(request, _DONE), form=account)
-
-
-async def _plans(
-    request: Request,
-    console: Console,
-    status: int = 200,
-    *,
-    error: str | None = None,
-    notice: str | None = None,
-    form: dict[str, str] | None = None,
-) -> Response:
-    try:
-        shown = plans_answer((await context(request).peers.catalogue()).catalogue)
-    except AccountsError as exc:
-        return console.show(
-            request, "console/missing.html", ACTIVE, exc.status, message=exc.message
-        )
-    return console.show(
-        request, "console/plans.html", ACTIVE, status,
-        plans=shown.plans, versions=shown.versions, error=error, notice=notice, form=kept(form, _KEPT),
-    )  # fmt: skip
+    return await PAGE.page(request, console, form=account)
 
 
 def discount_bps(percent: str) -> int | None:
@@ -95,9 +81,7 @@ def starting(value: str) -> datetime | None:
 
 
 async def change_plan(request: Request, console: Console) -> Response:
-    form: dict[str, str] = {}
-    try:
-        form = await change_form(request)
+    async def put(form: dict[str, str]) -> str:
         if form.get("choosable", "") not in _CHOOSABLE:
             raise InvalidRequest("choosable: yes, no or keep")
         body = build(
@@ -111,9 +95,9 @@ async def change_plan(request: Request, console: Console) -> Response:
         )
         command = build(PutPlanCommand, id=form.get("plan", ""), **body.model_dump())
         await context(request).peers.change_catalogue(command)
-    except AccountsError as exc:
-        return await _plans(request, console, exc.status, error=exc.message, form=form)
-    return see_other(f"{PATH}?done=saved")
+        return f"{PATH}?done=saved"
+
+    return await PAGE.change(request, console, put)
 
 
 async def change_account(request: Request, console: Console) -> Response:
@@ -121,9 +105,8 @@ async def change_account(request: Request, console: Console) -> Response:
     with ``limits`` and ``discount_bps``; ``aiapi admin account-terms``). The limits go
     together: one left empty follows the plan's, "plan" in either gives both the plan's again.
     An empty discount keeps the account's; "plan" gives it the plan's again."""
-    form: dict[str, str] = {}
-    try:
-        form = await change_form(request)
+
+    async def patch(form: dict[str, str]) -> str:
         ctx, account_id = context(request), form.get("account_id", "").strip()
         await ctx.accounts.get(account_id)
         fields: dict[str, object] = {"effective_from": starting(form.get("account_from", ""))}
@@ -144,10 +127,10 @@ async def change_account(request: Request, console: Console) -> Response:
         body = build(PatchAccountBody, **fields)
         if await change_account_terms(ctx, account_id, body) is None:
             raise InvalidRequest("give a limit or a discount")
-    except AccountsError as exc:
-        return await _plans(request, console, exc.status, error=exc.message, form=form)
-    query = urlencode({"done": "account", "account_id": account_id})
-    return see_other(f"{PATH}?{query}#account-terms")
+        query = urlencode({"done": "account", "account_id": account_id})
+        return f"{PATH}?{query}#account-terms"
+
+    return await PAGE.change(request, console, patch)
 
 
 PAGES = [

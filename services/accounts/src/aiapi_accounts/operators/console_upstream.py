@@ -14,8 +14,7 @@ from starlette.responses import Response
 
 from aiapi_accounts.errors import AccountsError
 from aiapi_accounts.http import build
-from aiapi_accounts.operators.console_forms import change_form, done_notice, kept, number, words
-from aiapi_accounts.pages.view import see_other
+from aiapi_accounts.operators.console_forms import FormPage, number, words
 from aiapi_accounts.routes_upstream import UpstreamKeyCreateBody, UpstreamKeyPatchBody, pool_of
 from aiapi_accounts.upstream_pool import KeyChange
 
@@ -37,30 +36,25 @@ _DONE = {
 }
 
 
+async def _pool(request: Request) -> dict[str, object]:
+    return {"keys": await pool_of(request).entries()}
+
+
+async def _key(request: Request) -> dict[str, object]:
+    return {"key": await pool_of(request).entry(request.path_params["key_id"])}
+
+
+POOL = FormPage("console/upstream.html", ACTIVE, _pool, _DONE, _KEPT)
+KEY = FormPage("console/upstream_key.html", ACTIVE, _key, _DONE, defaults={"tested": None})
+REMOVE = "console/upstream_remove.html"
+
+
 async def pool_page(request: Request, console: Console) -> Response:
-    return await _pool(request, console, notice=done_notice(request, _DONE))
-
-
-async def _pool(
-    request: Request,
-    console: Console,
-    status: int = 200,
-    *,
-    error: str | None = None,
-    notice: str | None = None,
-    form: dict[str, str] | None = None,
-) -> Response:
-    entries = await pool_of(request).entries()
-    return console.show(
-        request, "console/upstream.html", ACTIVE, status,
-        keys=entries, error=error, notice=notice, form=kept(form, _KEPT),
-    )  # fmt: skip
+    return await POOL.page(request, console)
 
 
 async def add_key(request: Request, console: Console) -> Response:
-    form: dict[str, str] = {}
-    try:
-        form = await change_form(request)
+    async def add(form: dict[str, str]) -> str:
         body = build(
             UpstreamKeyCreateBody,
             key=form.get("key", "").strip() or None,
@@ -70,59 +64,40 @@ async def add_key(request: Request, console: Console) -> Response:
             models=words(form.get("models", "")) or None,
         )
         entry = await pool_of(request).add(body.change())
-    except AccountsError as exc:
-        return await _pool(request, console, exc.status, error=exc.message, form=form)
-    return see_other(f"{PATH}?done=added#key-{entry.id}")
+        return f"{PATH}?done=added#key-{entry.id}"
+
+    return await POOL.change(request, console, add)
 
 
 async def key_page(request: Request, console: Console) -> Response:
-    return await _key(request, console, notice=done_notice(request, _DONE))
-
-
-async def _key(
-    request: Request,
-    console: Console,
-    status: int = 200,
-    *,
-    template: str = "console/upstream_key.html",
-    **values: object,
-) -> Response:
-    try:
-        entry = await pool_of(request).entry(request.path_params["key_id"])
-    except AccountsError as exc:
-        return console.show(
-            request, "console/missing.html", ACTIVE, exc.status, message=exc.message
-        )
-    defaults: dict[str, object] = {"error": None, "notice": None, "tested": None}
-    return console.show(request, template, ACTIVE, status, key=entry, **{**defaults, **values})
+    return await KEY.page(request, console)
 
 
 async def edit_key(request: Request, console: Console) -> Response:
     """Weight and models (empty: every model)."""
-    try:
-        form = await change_form(request)
+
+    async def edit(form: dict[str, str]) -> str:
         body = build(
             UpstreamKeyPatchBody,
             weight=number(form.get("weight", ""), "weight"),
             models=words(form.get("models", "")),
         )
         await pool_of(request).change(request.path_params["key_id"], body.change())
-    except AccountsError as exc:
-        return await _key(request, console, exc.status, error=exc.message)
-    return see_other(f"{request.url.path}?done=saved")
+        return f"{request.url.path}?done=saved"
+
+    return await KEY.change(request, console, edit)
 
 
 async def switch_key(request: Request, console: Console) -> Response:
     """Disable or enable (the form's ``enabled`` is ``true`` or ``false``)."""
-    try:
-        form = await change_form(request)
+
+    async def switch(form: dict[str, str]) -> str:
         enabled = form.get("enabled") == "true"
-        change = KeyChange(enabled=enabled)
-        await pool_of(request).change(request.path_params["key_id"], change)
-    except AccountsError as exc:
-        return await _key(request, console, exc.status, error=exc.message)
-    done = "enabled" if enabled else "disabled"
-    return see_other(f"{PATH}/{request.path_params['key_id']}?done={done}")
+        await pool_of(request).change(request.path_params["key_id"], KeyChange(enabled=enabled))
+        done = "enabled" if enabled else "disabled"
+        return f"{PATH}/{request.path_params['key_id']}?done={done}"
+
+    return await KEY.change(request, console, switch)
 
 
 async def test_key(request: Request, console: Console) -> Response:
@@ -130,25 +105,20 @@ async def test_key(request: Request, console: Console) -> Response:
     try:
         tested = await pool_of(request).test(request.path_params["key_id"])
     except AccountsError as exc:
-        return await _key(request, console, exc.status, error=exc.message)
-    return await _key(request, console, tested=tested)
+        return await KEY.show(request, console, exc.status, error=exc.message)
+    return await KEY.show(request, console, tested=tested)
 
 
 async def remove_page(request: Request, console: Console) -> Response:
-    return await _key(request, console, template="console/upstream_remove.html")
+    return await KEY.show(request, console, template=REMOVE)
 
 
 async def remove_key(request: Request, console: Console) -> Response:
-    key_id = request.path_params["key_id"]
-    try:
-        await change_form(request)
-        await pool_of(request).remove(key_id)
-    except AccountsError as exc:
-        return await _key(
-            request, console, exc.status, template="console/upstream_remove.html",
-            error=exc.message,
-        )  # fmt: skip
-    return see_other(f"{PATH}?done=removed")
+    async def remove(form: dict[str, str]) -> str:
+        await pool_of(request).remove(request.path_params["key_id"])
+        return f"{PATH}?done=removed"
+
+    return await KEY.change(request, console, remove, template=REMOVE)
 
 
 PAGES = [
