@@ -626,6 +626,12 @@ def print_table(b: Bench) -> None:
         print("| " + " | ".join(row) + " |")
 
 
+def print_idle(idle: dict[str, float]) -> None:
+    print(f"\nidle CPU of the product: {sum(idle.values()):.2f}% of one core ("
+          + ", ".join(f"{n} {v:.2f}%" for n, v in sorted(idle.items(), key=lambda x: -x[1]))
+          + ")")  # fmt: skip
+
+
 async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream, direct: FakeUpstream, scratch: Path) -> bool:  # fmt: skip
     keys = await make_keys(stack, args.accounts)
     bench = Bench(stack, product, direct, keys, args.seconds, scratch, profile_dir=args.profile)
@@ -634,6 +640,9 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     await warm_up(bench)
     # At rest first: after the loads, leases and lingers of the last one would still be working.
     idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else 12.0, args.profile)
+    if args.only == "idle":  # the figure at rest alone: no loads, no books to check
+        print_idle(idle)
+        return True
     for n in range(args.rounds):
         print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
         await bench.round()
@@ -643,9 +652,7 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     b = bench
     print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs, edge workers: {edge_workers(args)}, {args.rounds} round(s) of {args.seconds:g} s, medians\n")  # fmt: skip
     print_table(bench)
-    print(f"\nidle CPU of the product: {sum(idle.values()):.2f}% of one core ("
-          + ", ".join(f"{n} {v:.2f}%" for n, v in sorted(idle.items(), key=lambda x: -x[1]))
-          + ")")  # fmt: skip
+    print_idle(idle)
     for figure in ("json_c64_cpu_ms", "stream_c64_cpu_ms", "slow_c1_cpu_ms"):
         split = {k.split(":")[1]: b.median(k) for k in b.figures if k.startswith(figure + ":")}
         print(f"{figure} by process: " + ", ".join(f"{n} {v:.2f}" for n, v in sorted(split.items(), key=lambda x: -x[1])))  # fmt: skip
@@ -686,6 +693,9 @@ def main() -> None:
     parser.add_argument("--long", default="1000,5000", help="concurrent long streams, or ''")
     parser.add_argument("--rates", default="10,100,1000", help="open-loop rates, or ''")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--only", choices=("idle",), help="measure only this (after the warm-up): the idle CPU"
+    )
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs (SVG) here")
     parser.add_argument(
         "--edge-workers",

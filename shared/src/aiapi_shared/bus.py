@@ -90,9 +90,6 @@ FETCH_WAIT_S = 5.0
 FETCH_BOUND_S = 10.0
 # A batch loop's linger aims at batches of about this many events (aiapi_shared.linger).
 LINGER_TARGET = 32
-# How often an idle KV watch wakes to look for a reconnect (after which it starts over): each
-# wake costs a timer, and a service watches several buckets.
-WATCH_POLL_S = 1.0
 
 E = TypeVar("E", bound=Event)
 M = TypeVar("M", bound=BaseModel)
@@ -209,6 +206,13 @@ class Bus:
         self.metrics = ConsumerMetrics()
         # Replicas and limits of what this bus declares; a service sets its settings' own.
         self.limits = JetStreamLimits()
+        # Set (and replaced by a fresh one) at each reconnect: an idle KV watch sleeps until a
+        # change, its stop, or this, rather than waking on a timer to look for a reconnect.
+        self._reconnected = asyncio.Event()
+
+    def _signal_reconnect(self) -> None:
+        reconnected, self._reconnected = self._reconnected, asyncio.Event()
+        reconnected.set()
 
     @classmethod
     async def connect_as(cls, settings: BaseServiceSettings, *, name: str) -> Bus:
@@ -286,6 +290,7 @@ class Bus:
             nonlocal refusals
             refusals = 0
             log.info("nats reconnected")
+            bus._signal_reconnect()
 
         nc = NatsClient()
         bus = cls(nc, closed, connected=connected, refused=refused, name=name)
@@ -446,6 +451,8 @@ class Bus:
         if not await self.until_connected(stop):
             return
         while not stop.is_set() and not self.closed.is_set():
+            # Taken before the watch starts, so a reconnect meanwhile starts it over too.
+            reconnected = self._reconnected
             try:
                 kv = await self.ensure_kv(bucket)
                 watcher: Any = await kv.watchall()
@@ -454,7 +461,12 @@ class Bus:
                 await asyncio.sleep(0.5)
                 continue
             try:
-                await _follow(watcher, on_change, ready, stop, self._nc)
+                # After a reconnect (a NATS restart) the watch's consumer may be gone without an
+                # error, so the watch is started over: that re-delivers every current entry,
+                # deletions included. A stop ends the watch at once (no poll to wait out).
+                await _until_any(
+                    _follow(watcher, on_change, ready), (stop, self.closed, reconnected)
+                )
             except (nats.errors.Error, OSError) as exc:
                 log.warning("kv watch %s failed (%s); restarting", bucket, type(exc).__name__)
                 await asyncio.sleep(0.5)
@@ -954,22 +966,11 @@ def _servers(url: str) -> list[str]:
 
 
 async def _follow(
-    watcher: Any,
-    on_change: Callable[[str, bytes | None], None],
-    ready: asyncio.Event | None,
-    stop: asyncio.Event,
-    nc: NatsClient,
+    watcher: Any, on_change: Callable[[str, bytes | None], None], ready: asyncio.Event | None
 ) -> None:
-    # After a reconnect (a NATS restart) the watch's consumer may be gone without an error, so
-    # the watch is started over: that re-delivers every current entry, deletions included.
-    reconnects = nc.stats["reconnects"]
-    while not stop.is_set():
-        if nc.stats["reconnects"] != reconnects:
-            return
-        try:
-            entry = await watcher.updates(timeout=WATCH_POLL_S)
-        except NatsTimeoutError:
-            continue
+    """Deliver the watch's entries until the watcher stops; it waits without a timer."""
+    while True:
+        entry = await watcher.updates(timeout=None)
         if entry is None:
             if ready is not None:
                 ready.set()
@@ -1026,6 +1027,23 @@ async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
     return None
+
+
+async def _until_any(work: Awaitable[None], events: tuple[asyncio.Event, ...]) -> None:
+    """Run ``work`` until it ends or one of ``events`` is set (then ``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait((task, *waits), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()  # its error, if it failed
 
 
 async def _linger(wait_s: float, stop: asyncio.Event) -> None:

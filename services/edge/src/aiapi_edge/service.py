@@ -231,7 +231,10 @@ class EdgeService:
         )
         self.batches = BatchesRoute(gateway, self.upstream, batch_billing, tracker)
         bus = self._bus
-        self._spawn(tracker.run(self._stop))
+        if s.edge_worker_index == 0:
+            # One tracker per edge: the workers share its keys, and each claim is a round trip
+            # to billing (and a query) every tick, at rest too. A killed worker 0 is restarted.
+            self._spawn(tracker.run(self._stop))
         self._spawn(self._declare_streams(bus))
         ready_events = {
             KEYS_BUCKET: self.keys_ready,

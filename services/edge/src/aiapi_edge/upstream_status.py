@@ -1,7 +1,9 @@
 """The edge's side of the operator's view of the pool: its status report and the key test.
 
-Every ``AIAPI_EDGE_UPSTREAM_REPORT_S`` the edge writes one :class:`UpstreamStatusReport` under its
-id in the ``aiapi_upstream_status`` bucket: each key's health and what it served since this edge
+Every ``AIAPI_EDGE_UPSTREAM_REPORT_S`` the edge looks at its :class:`UpstreamStatusReport` and
+writes it under its id in the ``aiapi_upstream_status`` bucket when it changed, or at least every
+:data:`HEARTBEAT_S` (well within the bucket's time to live, after which the operator API counts
+the edge gone) so that an idle edge costs NATS and accounts' watch one write in ten seconds: each key's health and what it served since this edge
 started (requests, errors by class with the last few, tokens, cost at list price); the operator
 API adds the edges' reports up. A key the operator disabled or removed, known from the setting, is
 reported too (``health`` "off"), so the API lists it.
@@ -27,6 +29,7 @@ from aiapi_shared.edge_api import UpstreamTestQuery, UpstreamTestReply
 from aiapi_shared.events.base import utc_now
 from aiapi_shared.events.records_v1 import (
     UPSTREAM_STATUS_BUCKET,
+    UPSTREAM_STATUS_TTL_S,
     UpstreamError,
     UpstreamKeyStatus,
     UpstreamStatusReport,
@@ -43,6 +46,9 @@ from aiapi_edge.verdict import classify, error_fields
 log = logging.getLogger("aiapi.edge.upstream_status")
 
 _PREFERRED_TEST_MODEL = "claude-haiku-4-5"
+# An unchanged report is rewritten this often: a third of the time to live, so one lost write
+# does not make a live edge look gone.
+HEARTBEAT_S = UPSTREAM_STATUS_TTL_S / 3
 
 
 def key_status(key: UpstreamKey, health: str, view: KeyView | None) -> UpstreamKeyStatus:
@@ -122,12 +128,18 @@ class UpstreamStatus:
 
     async def run(self, stop: asyncio.Event) -> None:
         kv: KeyValue | None = None
+        loop = asyncio.get_running_loop()
+        written: tuple[UpstreamKeyStatus, ...] | None = None  # the keys last written
+        written_at = 0.0
         while not stop.is_set():
-            try:
-                kv = kv or await self._bus.ensure_kv(UPSTREAM_STATUS_BUCKET)
-                await kv.put(self._edge_id, self.report().model_dump_json().encode())
-            except Exception as exc:  # noqa: BLE001 (a report is best effort; the next one follows)
-                log.warning("upstream status report not written: %s", type(exc).__name__)
+            report = self.report()
+            if report.keys != written or loop.time() - written_at >= HEARTBEAT_S:
+                try:
+                    kv = kv or await self._bus.ensure_kv(UPSTREAM_STATUS_BUCKET)
+                    await kv.put(self._edge_id, report.model_dump_json().encode())
+                    written, written_at = report.keys, loop.time()
+                except Exception as exc:  # noqa: BLE001 (best effort; the next one follows)
+                    log.warning("upstream status report not written: %s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._every_s)
 
