@@ -43,6 +43,18 @@ from pydantic import SecretStr
 from aiapi_testkit.nats_cluster import NatsCluster
 from aiapi_testkit.process import ServiceProcess, stop_all
 
+# A bare edge runs a worker per CPU (the product's default). The suite starts an edge a few
+# hundred times, and each extra worker adds about a second to a start and stop here (a process
+# to import, connect and make ready), so edges started by tests run one worker unless the test
+# asks for more: tests/edge/test_workers.py and tests/e2e/test_workers.py run two, `aiapi up`'s
+# tests run what its plan sizes. `AIAPI_EDGE_WORKERS=0 ./aiapi test` runs the whole suite with
+# the default instead.
+SUITE_EDGE_WORKERS = "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("AIAPI_EDGE_WORKERS", SUITE_EDGE_WORKERS)
+
 
 class PostgresHandle:
     """A PostgreSQL server the tests may create databases in."""
