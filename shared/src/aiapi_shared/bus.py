@@ -636,12 +636,7 @@ class Bus:
         when traffic is light.
         """
         stop = stop or asyncio.Event()
-        linger = AdaptiveLinger(
-            linger_s,
-            linger_s if linger_max_s is None else linger_max_s,
-            target=LINGER_TARGET,
-            batch=batch,
-        )
+        linger = _batch_linger(linger_s, linger_max_s, batch)
 
         async def one_by_one(msgs: list[Msg], waited_s: float) -> None:
             for msg in msgs:
@@ -676,12 +671,7 @@ class Bus:
         skipped after a full batch. A stop cuts it short.
         """
         stop = stop or asyncio.Event()
-        linger = AdaptiveLinger(
-            linger_s,
-            linger_s if linger_max_s is None else linger_max_s,
-            target=LINGER_TARGET,
-            batch=batch,
-        )
+        linger = _batch_linger(linger_s, linger_max_s, batch)
 
         async def all_at_once(msgs: list[Msg], waited_s: float) -> None:
             await self._dispatch_batch(durable, msgs, handler)
@@ -1044,6 +1034,12 @@ async def _until_any(work: Awaitable[None], events: tuple[asyncio.Event, ...]) -
                 await task
     if not task.cancelled():
         task.result()  # its error, if it failed
+
+
+def _batch_linger(linger_s: float, linger_max_s: float | None, batch: int) -> AdaptiveLinger:
+    """A consumer loop's linger: fixed at ``linger_s`` unless ``linger_max_s`` lets it adapt."""
+    top = linger_s if linger_max_s is None else linger_max_s
+    return AdaptiveLinger(linger_s, top, target=LINGER_TARGET, batch=batch)
 
 
 async def _linger(wait_s: float, stop: asyncio.Event) -> None:
