@@ -15,12 +15,11 @@ from aiapi_billing.live_catalogue import LiveCatalogue
 from aiapi_billing.repository import catalogue as catalogue_tables
 from aiapi_billing.service import SCHEMA
 from aiapi_shared import billing_api as api
-from aiapi_shared.bus import Bus
+from aiapi_shared.bus import Bus, KeyNotFound
 from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.db import open_pool
 from aiapi_shared.events.records_v1 import CATALOGUE_BUCKET, CATALOGUE_KEY, CatalogueSnapshot
 from aiapi_shared.kv_versioned import put_if_newer
-from nats.js.errors import KeyNotFoundError
 from psycopg_pool import AsyncConnectionPool
 
 from tests.billing.conftest import eventually
@@ -193,7 +192,7 @@ async def test_a_change_made_elsewhere_is_heard_and_published_without_polling(
     async def published_version() -> int:
         try:
             entry = await kv.get(CATALOGUE_KEY)
-        except KeyNotFoundError:
+        except KeyNotFound:
             return -1
         return CatalogueSnapshot.model_validate_json(entry.value or b"").version
 

@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 import psycopg
 
+from aiapi_billing.repository import catalogue
+
 log = logging.getLogger("aiapi.billing.catalogue")
 
-CHANNEL = "aiapi_billing_catalogue"
 RECONNECT_S = 1.0
 
 
@@ -46,7 +47,7 @@ class CatalogueListener:
 
     async def _listen(self, stop: asyncio.Event) -> None:
         async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
-            await conn.execute(f"LISTEN {CHANNEL}")
+            await catalogue.listen_for_changes(conn)
             self.listening = True
             self._on_change()
             notes = conn.notifies()

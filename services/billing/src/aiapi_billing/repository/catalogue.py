@@ -105,3 +105,11 @@ async def put_alias(conn: Conn, alias: str, target: str) -> None:
         " ON CONFLICT (alias) DO UPDATE SET target = excluded.target",
         (alias, target),
     )
+
+
+CHANGE_CHANNEL = "aiapi_billing_catalogue"  # NOTIFYed by the version triggers (migration 0035)
+
+
+async def listen_for_changes(conn: Conn) -> None:
+    """Subscribe ``conn`` (autocommit) to the catalogue's change notifications."""
+    await conn.execute(f"LISTEN {CHANGE_CHANNEL}")
