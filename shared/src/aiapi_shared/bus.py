@@ -58,7 +58,7 @@ from aiapi_shared.errors import PoisonMessage, RetryableError
 from aiapi_shared.events.base import Event
 from aiapi_shared.events.records_v1 import UPSTREAM_STATUS_BUCKET, UPSTREAM_STATUS_TTL_S
 from aiapi_shared.jetstream_limits import JetStreamLimits, jetstream_limits
-from aiapi_shared.lifecycle import StartupRefused
+from aiapi_shared.lifecycle import StartupRefused, unless_stopped
 from aiapi_shared.linger import AdaptiveLinger
 from aiapi_shared.settings import BaseServiceSettings, NatsConnectOptions, nats_connect_options
 
@@ -713,7 +713,7 @@ class Bus:
                     # nats-py's fetch can hang for good across a NATS restart (its timeout never
                     # fires, no pull request reaches the server again, messages pile up: found
                     # by bench/chaos.py), so it is bounded here and a stuck one is replaced.
-                    msgs = await _unless_stopped(
+                    msgs = await unless_stopped(
                         asyncio.wait_for(sub.fetch(batch, timeout=FETCH_WAIT_S), FETCH_BOUND_S),
                         stop,
                     )
@@ -1003,20 +1003,17 @@ def decode_event(cls: type[E], data: bytes) -> E:
         raise PoisonMessage(f"{cls.__name__} does not parse: {exc.error_count()} errors") from exc
 
 
-async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """``work``'s result, or None (``work`` cancelled) as soon as ``stop`` is set."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    return None
+def _batch_linger(linger_s: float, linger_max_s: float | None, batch: int) -> AdaptiveLinger:
+    """A consumer loop's linger: fixed at ``linger_s`` unless ``linger_max_s`` lets it adapt."""
+    top = linger_s if linger_max_s is None else linger_max_s
+    return AdaptiveLinger(linger_s, top, target=LINGER_TARGET, batch=batch)
+
+
+async def _linger(wait_s: float, stop: asyncio.Event) -> None:
+    """Wait ``wait_s`` (a batch loop's linger), or less if ``stop`` is set meanwhile."""
+    if wait_s > 0 and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait_s)
 
 
 async def _until_any(work: Awaitable[None], events: tuple[asyncio.Event, ...]) -> None:
@@ -1034,16 +1031,3 @@ async def _until_any(work: Awaitable[None], events: tuple[asyncio.Event, ...]) -
                 await task
     if not task.cancelled():
         task.result()  # its error, if it failed
-
-
-def _batch_linger(linger_s: float, linger_max_s: float | None, batch: int) -> AdaptiveLinger:
-    """A consumer loop's linger: fixed at ``linger_s`` unless ``linger_max_s`` lets it adapt."""
-    top = linger_s if linger_max_s is None else linger_max_s
-    return AdaptiveLinger(linger_s, top, target=LINGER_TARGET, batch=batch)
-
-
-async def _linger(wait_s: float, stop: asyncio.Event) -> None:
-    """Wait ``wait_s`` (a batch loop's linger), or less if ``stop`` is set meanwhile."""
-    if wait_s > 0 and not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=wait_s)

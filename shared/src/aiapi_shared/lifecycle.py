@@ -7,9 +7,12 @@ the listeners and the exit status. A service only starts, stops and says whether
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from enum import IntEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class ExitCode(IntEnum):
@@ -64,3 +67,19 @@ class Service(Protocol):
         """Prometheus text exposition of the process's metrics (empty: none kept); awaitable
         when they must be gathered (an edge supervisor asks its workers)."""
         ...
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None (``work`` cancelled) as soon as ``stop`` is set."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None

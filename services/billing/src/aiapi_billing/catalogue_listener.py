@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 import psycopg
+from aiapi_shared.lifecycle import unless_stopped
 
 from aiapi_billing.repository import catalogue
 
@@ -52,16 +53,7 @@ class CatalogueListener:
             self._on_change()
             notes = conn.notifies()
             while not stop.is_set():
-                note = asyncio.ensure_future(anext(notes))
-                stopped = asyncio.ensure_future(stop.wait())
-                try:
-                    await asyncio.wait((note, stopped), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stopped.cancel()
-                if not note.done():
-                    note.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await note
+                # raises what broke the connection; None: stopped
+                if await unless_stopped(anext(notes), stop) is None:
                     return
-                note.result()  # raises what broke the connection
                 self._on_change()
