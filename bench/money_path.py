@@ -30,7 +30,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from fractions import Fraction
 from math import ceil
@@ -263,7 +263,8 @@ def expected_cost(usage: dict[str, Any]) -> int:
     region = Fraction(11, 10) if usage.get("inference_geo") == "us" else Fraction(1)
     searches = (usage.get("server_tool_use") or {}).get("web_search_requests", 0)
     total = tokens * region + searches * Fraction(10**9, 100)  # 0.01 USD a search
-    return ceil(total * (1 - _DISCOUNT))
+    cost: int = ceil(total * (1 - _DISCOUNT))
+    return cost
 
 
 # -- load -----------------------------------------------------------------------------------
@@ -481,7 +482,7 @@ def _expected_after(start: dict[str, int], run: Run, customers: list[Customer]) 
     )
 
 
-def run_on_stack(prefix: str, bench: Callable[[Stack], Awaitable[bool]]) -> None:
+def run_on_stack(prefix: str, bench: Callable[[Stack], Coroutine[Any, Any, bool]]) -> None:
     """Start the stack in a fresh directory, run ``bench`` on it, stop it; exit 1 unless the
     books were exact."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
@@ -489,7 +490,7 @@ def run_on_stack(prefix: str, bench: Callable[[Stack], Awaitable[bool]]) -> None
         data.chmod(0o755)
         stack = start_stack(data)
         try:
-            ok = uvloop.run(bench(stack))
+            ok: bool = uvloop.run(bench(stack))
         finally:
             stack.stop()
     sys.exit(0 if ok else 1)

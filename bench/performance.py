@@ -37,6 +37,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -367,7 +368,7 @@ class Bench:
         spy = Path(sys.executable).with_name("py-spy")
         if not spy.exists():
             raise SystemExit("--profile needs py-spy in the venv: .venv/bin/pip install py-spy")
-        spies = []
+        spies: list[subprocess.Popen[bytes]] = []
         for name, pid in self.stack.pids().items():
             if name in ("postgres", "nats", *NOT_PRODUCT):
                 continue
@@ -384,10 +385,10 @@ class Bench:
         try:
             yield
         finally:
-            for spy in spies:
-                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-            for spy in spies:
-                spy.wait(timeout=60)
+            for sampler in spies:
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            for sampler in spies:
+                sampler.wait(timeout=60)
 
     def note(self, name: str, value: float) -> None:
         self.figures.setdefault(name, []).append(value)
@@ -450,7 +451,7 @@ class Bench:
         for kind, payload in (("json", json_fast), ("stream", stream_fast)):
             d = self.load(direct, payload, 64)
             with self.profiled(f"{kind}-c64"):
-                res, cpu, split = await self.product_cpu(lambda pl=payload: self.load(edge, pl, 64))
+                res, cpu, split = await self.product_cpu(partial(self.load, edge, payload, 64))
             assert isinstance(res, WrkResult)
             for name, spent in split.items():
                 self.note(f"{kind}_c64_cpu_ms:{name}", spent * 1000 / max(1, res.requests))
@@ -687,8 +688,7 @@ def main() -> None:
     parser.add_argument(
         "--accounts",
         type=int,
-        default=40,
-        help="accounts (on the run's plan) the load is spread over",
+        help="accounts (on the run's plan) the load is spread over (default 40; --quick: 8)",
     )
     parser.add_argument("--long", default="1000,5000", help="concurrent long streams, or ''")
     parser.add_argument("--rates", default="10,100,1000", help="open-loop rates, or ''")
@@ -705,8 +705,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.seconds, args.accounts, args.idle_seconds = 1, 1.0, 8, 2.0
+        args.rounds, args.seconds, args.idle_seconds = 1, 1.0, 2.0
         args.long, args.rates = "20", "20"
+    if args.accounts is None:
+        args.accounts = 8 if args.quick else 40
     args.long = [int(n) for n in args.long.split(",") if n]
     args.rates = [int(n) for n in args.rates.split(",") if n]
     ensure_package(Path("/usr/bin/wrk"), "wrk")
