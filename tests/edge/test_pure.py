@@ -126,6 +126,23 @@ def test_later_usage_replaces_earlier_usage_and_the_cache_split_defaults_to_5m()
     assert split.thinking_tokens == 3
 
 
+def test_the_meters_are_computed_once_and_follow_every_change_of_the_usage() -> None:
+    """The cost headers, the pool's count and the usage event read the same meters: computed
+    once, and computed again after anything changes the usage (an event, a cut stream's
+    estimate assigned by the hold guard)."""
+    meter = UsageMeter()
+    meter.event(b"message_start", b'{"message":{"usage":{"input_tokens":10,"output_tokens":1}}}')
+    first = meter.meters()
+    assert meter.meters() is first
+    assert (first["input_tokens"], first["output_tokens"]) == (10, 1)
+    meter.event(b"message_delta", b'{"usage":{"output_tokens":25}}')
+    assert meter.meters()["output_tokens"] == 25
+    meter.usage = {**meter.usage, "output_tokens": 60}  # as HoldGuard.meter_cut does
+    assert meter.meters()["output_tokens"] == 60
+    meter.message({"usage": {"input_tokens": 3, "output_tokens": 2}})
+    assert (meter.meters()["input_tokens"], meter.meters()["output_tokens"]) == (3, 2)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
