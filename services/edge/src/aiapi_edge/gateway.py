@@ -156,13 +156,21 @@ class Gateway:
         if refused is not None:
             raise invalid_request(refusal_message(refused))
 
-    def check_priced(self, scope: Scope, raw: bytes, body: Mapping[str, Any] | None = None) -> None:
+    def check_priced(
+        self,
+        scope: Scope,
+        raw: bytes,
+        body: Mapping[str, Any] | None = None,
+        *,
+        parsed: Mapping[str, Any] | None = None,
+    ) -> None:
         """Refuse a request asking for a tool, beta or option the catalogue cannot price
-        (:mod:`.priced_options`), before admission and before anything goes upstream."""
+        (:mod:`.priced_options`), before admission and before anything goes upstream. Without
+        ``body``, ``raw`` is checked only when it names one (``parsed``: ``raw`` already parsed)."""
         if body is None:
             if not any(marker in raw for marker in priced_options.MARKERS):
                 return
-            body = parse_json_object(raw)
+            body = parse_json_object(raw) if parsed is None else parsed
         meter = priced_options.unpriced(
             body,
             requested_betas(scope["headers"]),

@@ -13,10 +13,15 @@ from typing import Any
 import orjson
 
 
-def parsed_when(raw: bytes, markers: Iterable[bytes]) -> Mapping[str, Any] | None:
-    """The body as a JSON object when any marker occurs in ``raw``; else (or unparsable) None."""
+def parsed_when(
+    raw: bytes, markers: Iterable[bytes], parsed: Mapping[str, Any] | None = None
+) -> Mapping[str, Any] | None:
+    """The body as a JSON object when any marker occurs in ``raw``; else (or unparsable) None.
+    ``parsed``: ``raw`` already parsed by the caller (returned rather than parsed again)."""
     if not any(marker in raw for marker in markers):
         return None
+    if parsed is not None:
+        return parsed
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
