@@ -134,6 +134,17 @@ async def test_a_refused_connection_and_a_silent_upstream_are_errors(sim_url: st
         await http.close()
 
 
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """A test upstream's read of one request (head, then a Content-Length body): the body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return await reader.readexactly(length)
+
+
 # -- TLS -----------------------------------------------------------------------------------------
 
 
@@ -159,13 +170,7 @@ async def test_an_https_upstream_is_reached_over_tls_with_keep_alive(tmp_path: P
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal served
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            payload = await reader.readexactly(length)
+            payload = await read_request(reader)
             served += 1
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -243,13 +248,7 @@ async def scripted(script: Script) -> AsyncIterator[str]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
+                await read_request(reader)
                 await script(writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
