@@ -6,8 +6,10 @@ import orjson
 import pytest
 from aiapi_edge.body import insert_first_member, read_messages_body, replace_top_level_string
 from aiapi_edge.errors import GatewayError
+from aiapi_edge.estimate import MARKERS
 from aiapi_edge.headers import upstream_request_headers
 from aiapi_edge.metering import UsageMeter, usage_from_anthropic
+from aiapi_edge.peek import mentions
 from aiapi_edge.pool import UpstreamPool
 from aiapi_edge.settings import EdgeSettings, UpstreamKey
 from aiapi_edge.sse import SseEvent, SseReader
@@ -141,6 +143,20 @@ def test_the_meters_are_computed_once_and_follow_every_change_of_the_usage() -> 
     assert meter.meters()["output_tokens"] == 60
     meter.message({"usage": {"input_tokens": 3, "output_tokens": 2}})
     assert (meter.meters()["input_tokens"], meter.meters()["output_tokens"]) == (3, 2)
+
+
+@given(
+    st.lists(
+        st.sampled_from([*MARKERS, b'"', b"image", b"\\", b"{", b"speed", b"x", b"."]), max_size=40
+    ),
+    st.lists(st.binary(min_size=1, max_size=4), min_size=1, max_size=3),
+)
+def test_one_pass_for_every_marker_finds_what_a_pass_per_marker_finds(
+    pieces: list[bytes], extra: list[bytes]
+) -> None:
+    raw = b"".join(pieces)
+    for markers in (MARKERS, (b'"metadata"',), tuple(extra), (b"a.b", b"[", b"(?")):
+        assert mentions(raw, markers) == any(marker in raw for marker in markers)
 
 
 class Clock:

@@ -42,6 +42,7 @@ from aiapi_edge.extension import HoldGuard
 from aiapi_edge.lease_math import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
 from aiapi_edge.mirrors import BalanceMirror, KeyMirror, key_digest
+from aiapi_edge.peek import mentions
 from aiapi_edge.spool import Spool, SpoolFull
 
 log = logging.getLogger("aiapi.edge")
@@ -168,7 +169,7 @@ class Gateway:
         (:mod:`.priced_options`), before admission and before anything goes upstream. Without
         ``body``, ``raw`` is checked only when it names one (``parsed``: ``raw`` already parsed)."""
         if body is None:
-            if not any(marker in raw for marker in priced_options.MARKERS):
+            if not mentions(raw, priced_options.MARKERS):
                 return
             body = parse_json_object(raw) if parsed is None else parsed
         meter = priced_options.unpriced(
