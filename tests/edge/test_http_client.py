@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -132,6 +134,17 @@ async def test_a_refused_connection_and_a_silent_upstream_are_errors(sim_url: st
         await http.close()
 
 
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """A test upstream's read of one request (head, then a Content-Length body): the body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return await reader.readexactly(length)
+
+
 # -- TLS -----------------------------------------------------------------------------------------
 
 
@@ -157,13 +170,7 @@ async def test_an_https_upstream_is_reached_over_tls_with_keep_alive(tmp_path: P
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal served
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":")[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            payload = await reader.readexactly(length)
+            payload = await read_request(reader)
             served += 1
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -226,3 +233,104 @@ async def test_the_system_trust_store_is_loaded_once_not_per_connection(
         await strict.close()
         server.close()
         await server.wait_closed()
+
+
+# -- the read timeout: one timer per connection, moved lazily ------------------------------------
+
+
+Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def scripted(script: Script) -> AsyncIterator[str]:
+    """An upstream that reads each request on a connection and answers it with ``script``."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                await script(writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+def json_head(length: int) -> bytes:
+    return f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n".encode()
+
+
+async def test_an_upstream_that_stalls_mid_body_gets_a_read_timeout() -> None:
+    async def stall(writer: asyncio.StreamWriter) -> None:
+        writer.write(json_head(10) + b'{"a"')
+        await asyncio.sleep(30)
+
+    http = HttpClient(connect_timeout_s=2, read_timeout_s=0.3)
+    async with scripted(stall) as url:
+        try:
+            answer = await http.post(url + "/v1/messages", b"{}", {})
+            assert answer.status == 200
+            with pytest.raises(ReadTimeout):
+                await answer.read()
+            answer.close()
+        finally:
+            await http.close()
+
+
+async def test_a_slow_but_steady_upstream_is_not_timed_out() -> None:
+    """Each byte comes well within the read timeout; the whole body takes several timeouts:
+    the one timer set at the request must move with every wait, not fire at its first due time."""
+    body = b"x" * 40
+
+    async def drip(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.1)
+        writer.write(json_head(len(body)))
+        for byte in body:
+            await asyncio.sleep(0.1)
+            writer.write(bytes([byte]))
+
+    http = HttpClient(connect_timeout_s=2, read_timeout_s=1.5)
+    async with scripted(drip) as url:
+        try:
+            answer = await http.post(url + "/v1/messages", b"{}", {})
+            assert await answer.read() == body
+            answer.close()
+            # The kept-alive connection's timer, set by the first request, does not time out a
+            # second request that waits for its head past the first one's due time.
+            await asyncio.sleep(1.0)
+            again = await http.post(url + "/v1/messages", b"{}", {})
+            assert await again.read() == body
+            again.close()
+            assert http.connections_opened == 1
+        finally:
+            await http.close()
+
+
+async def test_requests_on_a_kept_alive_connection_set_no_timer_each(
+    client: HttpClient, sim_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await client.post(sim_url + "/v1/messages", body("[[reply: a]]"), HEADERS)
+    await first.read()
+    first.close()
+    loop = asyncio.get_running_loop()
+    timers: list[object] = []
+    call_at = loop.call_at
+
+    def counting(when: float, callback: Callable[..., object], *args: object, **kw: Any) -> Any:
+        timers.append(callback)
+        return call_at(when, callback, *args, **kw)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    for _ in range(20):
+        answer = await client.post(sim_url + "/v1/messages", body("[[reply: b]]"), HEADERS)
+        assert orjson.loads(await answer.read())["content"][0]["text"] == "b"
+        answer.close()
+    assert client.connections_opened == 1
+    assert len(timers) <= 1, timers

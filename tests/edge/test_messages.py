@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
+from typing import Any
 
 import anthropic
 import httpx
 import orjson
+import pytest
 
 from .conftest import EdgeEnv
 from .support import UPSTREAM_KEY, sim_requests
@@ -85,6 +88,50 @@ async def test_a_thinking_and_tool_turn_reaches_the_upstream_byte_identical(env:
     headers = dict((k.lower(), v) for k, v in received["headers"])
     assert headers["x-api-key"] == UPSTREAM_KEY
     assert "authorization" not in headers
+
+
+async def test_a_body_with_tools_metadata_and_an_image_is_parsed_once(
+    env: EdgeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The priced-options check, the conversation's metadata and the media estimate read the one
+    parse of the body (a large body was parsed once per reader), and it still reaches the
+    upstream byte for byte."""
+    body = orjson.dumps(
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 50,
+            "metadata": {"user_id": "user-parsed-once"},
+            "tools": [{"name": "calc", "input_schema": {"type": "object"}}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}},
+                        {"type": "text", "text": "hi"},
+                    ],
+                }
+            ],
+        }
+    )
+    parses: list[str] = []
+    loads = orjson.loads
+
+    def counting(data: Any) -> Any:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.startswith("aiapi_edge") and data == body:
+            parses.append(caller)
+        return loads(data)
+
+    monkeypatch.setattr(orjson, "loads", counting)
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            env.url + "/v1/messages",
+            content=body,
+            headers={"x-api-key": env.key, "content-type": "application/json"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert sim_requests(env.sim_url)[-1]["raw"] == body
+    assert parses == ["aiapi_edge.body"]
 
 
 async def test_missing_max_tokens_becomes_4096_and_nothing_else_changes(env: EdgeEnv) -> None:

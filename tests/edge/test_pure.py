@@ -6,8 +6,10 @@ import orjson
 import pytest
 from aiapi_edge.body import insert_first_member, read_messages_body, replace_top_level_string
 from aiapi_edge.errors import GatewayError
+from aiapi_edge.estimate import MARKERS
 from aiapi_edge.headers import upstream_request_headers
 from aiapi_edge.metering import UsageMeter, usage_from_anthropic
+from aiapi_edge.peek import mentions
 from aiapi_edge.pool import UpstreamPool
 from aiapi_edge.settings import EdgeSettings, UpstreamKey
 from aiapi_edge.sse import SseEvent, SseReader
@@ -124,6 +126,37 @@ def test_later_usage_replaces_earlier_usage_and_the_cache_split_defaults_to_5m()
     )
     assert (split.cache_creation_5m_input_tokens, split.cache_creation_1h_input_tokens) == (2, 7)
     assert split.thinking_tokens == 3
+
+
+def test_the_meters_are_computed_once_and_follow_every_change_of_the_usage() -> None:
+    """The cost headers, the pool's count and the usage event read the same meters: computed
+    once, and computed again after anything changes the usage (an event, a cut stream's
+    estimate assigned by the hold guard)."""
+    meter = UsageMeter()
+    meter.event(b"message_start", b'{"message":{"usage":{"input_tokens":10,"output_tokens":1}}}')
+    first = meter.meters()
+    assert meter.meters() is first
+    assert (first["input_tokens"], first["output_tokens"]) == (10, 1)
+    meter.event(b"message_delta", b'{"usage":{"output_tokens":25}}')
+    assert meter.meters()["output_tokens"] == 25
+    meter.usage = {**meter.usage, "output_tokens": 60}  # as HoldGuard.meter_cut does
+    assert meter.meters()["output_tokens"] == 60
+    meter.message({"usage": {"input_tokens": 3, "output_tokens": 2}})
+    assert (meter.meters()["input_tokens"], meter.meters()["output_tokens"]) == (3, 2)
+
+
+@given(
+    st.lists(
+        st.sampled_from([*MARKERS, b'"', b"image", b"\\", b"{", b"speed", b"x", b"."]), max_size=40
+    ),
+    st.lists(st.binary(min_size=1, max_size=4), min_size=1, max_size=3),
+)
+def test_one_pass_for_every_marker_finds_what_a_pass_per_marker_finds(
+    pieces: list[bytes], extra: list[bytes]
+) -> None:
+    raw = b"".join(pieces)
+    for markers in (MARKERS, (b'"metadata"',), tuple(extra), (b"a.b", b"[", b"(?")):
+        assert mentions(raw, markers) == any(marker in raw for marker in markers)
 
 
 class Clock:

@@ -76,9 +76,10 @@ def ranking(conversation: str, keys: Sequence[UpstreamKey]) -> list[int]:
     )
 
 
-def metadata_of(raw: bytes) -> Mapping[str, Any] | None:
-    """The body, parsed only when it may name a ``metadata.user_id``."""
-    return parsed_when(raw, (b'"metadata"',))
+def metadata_of(raw: bytes, parsed: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
+    """The body, parsed only when it may name a ``metadata.user_id``; ``parsed``: already
+    parsed."""
+    return parsed_when(raw, (b'"metadata"',), parsed)
 
 
 def conversation_of(

@@ -177,12 +177,15 @@ class MessagesRoute:
         await self._inference.serve(self, scope, receive, send, raw, request_id, caller)
 
     def prepare(self, scope: Scope, raw: bytes, caller: KeyRecord, request_id: str) -> _Passthrough:
+        # Parsed once: the priced options, the conversation's metadata and the media estimate
+        # read the same object (a large body, Claude Code's, was parsed three or four times). An
+        # aliased model's replacement in ``payload`` changes nothing they read.
         body = read_messages_body(raw)
-        self._gw.check_priced(scope, body.raw)
+        self._gw.check_priced(scope, body.raw, parsed=body.parsed)
         model = self._gw.resolve_model(body.model)
         payload = _with_model(body.raw, body.model, model)
         conversation = conversation_of(
-            scope["headers"], metadata_of(payload), caller.account_id, caller.key_id
+            scope["headers"], metadata_of(payload, body.parsed), caller.account_id, caller.key_id
         )
         return _Passthrough(
             body.model,
@@ -190,7 +193,7 @@ class MessagesRoute:
             payload,
             body.max_tokens,
             body.stream,
-            media_body(payload),
+            media_body(payload, body.parsed),
             conversation,
         )
 

@@ -189,10 +189,10 @@ def hold_premium(
     )
 
 
-def media_body(raw: bytes) -> Mapping[str, Any] | None:
+def media_body(raw: bytes, parsed: Mapping[str, Any] | None = None) -> Mapping[str, Any] | None:
     """The body parsed, only when its bytes may hold an image or a document (else None: the
-    byte estimate is the same and parsing would only cost time)."""
-    return parsed_when(raw, MARKERS)
+    byte estimate is the same and parsing would only cost time); ``parsed``: already parsed."""
+    return parsed_when(raw, MARKERS, parsed)
 
 
 def estimate_input(body: Mapping[str, Any], body_size: int, context_window: int) -> int:

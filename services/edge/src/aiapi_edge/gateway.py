@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiapi_shared.catalogue import Catalogue, ModelEntry
+from aiapi_shared.catalogue import Catalogue, ModelEntry, PricePoint, Terms
 from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Outcome, Route, UsageRecorded
@@ -42,6 +42,7 @@ from aiapi_edge.extension import HoldGuard
 from aiapi_edge.lease_math import UNCOVERABLE, Demand
 from aiapi_edge.metering import UsageMeter
 from aiapi_edge.mirrors import BalanceMirror, KeyMirror, key_digest
+from aiapi_edge.peek import mentions
 from aiapi_edge.spool import Spool, SpoolFull
 
 log = logging.getLogger("aiapi.edge")
@@ -93,6 +94,11 @@ class Exchange:
     max_tokens: int = 0
     # The factors (bps) the hold was taken at on input and output tokens (long context, options).
     premium: tuple[int, int] = (BPS, BPS)
+    # The model's price and the account's terms in force at ``started_at``, looked up once at
+    # admission and used by everything that prices the request after it (the demand, the hold
+    # guard, the cost headers, the pool's served cost). None: no price / a plan not heard of.
+    price: PricePoint | None = None
+    terms: Terms | None = None
 
 
 def _lease_fields(ticket: Ticket) -> dict[str, Any]:
@@ -151,13 +157,21 @@ class Gateway:
         if refused is not None:
             raise invalid_request(refusal_message(refused))
 
-    def check_priced(self, scope: Scope, raw: bytes, body: Mapping[str, Any] | None = None) -> None:
+    def check_priced(
+        self,
+        scope: Scope,
+        raw: bytes,
+        body: Mapping[str, Any] | None = None,
+        *,
+        parsed: Mapping[str, Any] | None = None,
+    ) -> None:
         """Refuse a request asking for a tool, beta or option the catalogue cannot price
-        (:mod:`.priced_options`), before admission and before anything goes upstream."""
+        (:mod:`.priced_options`), before admission and before anything goes upstream. Without
+        ``body``, ``raw`` is checked only when it names one (``parsed``: ``raw`` already parsed)."""
         if body is None:
-            if not any(marker in raw for marker in priced_options.MARKERS):
+            if not mentions(raw, priced_options.MARKERS):
                 return
-            body = parse_json_object(raw)
+            body = parse_json_object(raw) if parsed is None else parsed
         meter = priced_options.unpriced(
             body,
             requested_betas(scope["headers"]),
@@ -220,21 +234,29 @@ class Gateway:
             input_premium_bps=input_premium,
             output_premium_bps=output_premium,
         )
-        ticket = await self.admitter.admit(request, model, self._demand(request, model))
+        price = model.price_at(started_at)
+        terms = self._terms(caller, started_at)
+        ticket = await self.admitter.admit(request, model, self._demand(request, price, terms))
         exchange = Exchange(request_id, route, caller, requested_model, model, started_at, ticket)
         exchange.max_tokens = max_tokens
         exchange.premium = (input_premium, output_premium)
+        exchange.price, exchange.terms = price, terms
         return exchange
 
-    def _demand(self, request: AdmissionAsk, model: ModelEntry) -> Demand:
+    def _terms(self, caller: KeyRecord, moment: datetime) -> Terms | None:
+        try:
+            return self.catalogue.terms(caller.plan, caller.account_id, moment)
+        except KeyError:  # a plan this edge has not heard of yet
+            return None
+
+    def _demand(
+        self, request: AdmissionAsk, price: PricePoint | None, terms: Terms | None
+    ) -> Demand:
         """What billing would hold and count for this request (a lease must cover the same);
         a model without a price now gets a demand no lease covers: billing decides."""
-        try:
-            terms = self.catalogue.terms(request.plan, request.account_id, request.started_at)
-        except KeyError:  # a plan this edge has not heard of yet: billing decides
+        if terms is None:  # a plan this edge has not heard of yet: billing decides
             return Demand(cost=UNCOVERABLE, tokens=0)
         basis = (terms.requests_per_minute, terms.tokens_per_minute, terms.discount_bps)
-        price = model.price_at(request.started_at)
         tokens = min(request.estimated_input_tokens + request.max_tokens, terms.tokens_per_minute)
         if price is None:
             return Demand(cost=UNCOVERABLE, tokens=tokens, terms=basis)
@@ -255,12 +277,12 @@ class Gateway:
         ticket = exchange.ticket
         if ticket.hold_amount <= 0 or (ticket.hold_id is None and ticket.lease is None):
             return None
-        price = exchange.model.price_at(exchange.started_at)
+        price = exchange.price
         if price is None:
             return None
         catalogue, started_at = self.catalogue, exchange.started_at
         window = exchange.model.context_window
-        caller = exchange.caller
+        caller, terms = exchange.caller, exchange.terms
 
         def reported_premium(meters: Mapping[str, int | str]) -> tuple[int, int]:
             return premium_bps(
@@ -274,7 +296,9 @@ class Gateway:
         budget = HoldBudget(
             held=ticket.hold_amount,
             price=price,
-            discount_bps=catalogue.terms(caller.plan, caller.account_id, started_at).discount_bps,
+            discount_bps=(
+                terms or catalogue.terms(caller.plan, caller.account_id, started_at)
+            ).discount_bps,
             multipliers=catalogue.cache_multipliers_bps,
             max_tokens=exchange.max_tokens,
             premium=exchange.premium,

@@ -15,7 +15,10 @@ uvicorn serves with), and its body chunks are handed to the caller as they arriv
 - Content-Length, chunked and read-to-close bodies; a connection lost mid-body is an error,
   never a short answer taken as whole.
 - Timeouts: ``connect_timeout_s`` for TCP and TLS set-up, ``read_timeout_s`` for each wait
-  for the answer's head or its next bytes.
+  for the answer's head or its next bytes. The read timeout is one timer per connection, moved
+  lazily (:meth:`_Connection.watch`): a wait only notes the time, and the timer, when it fires
+  early, sets itself again for the new due time. A timer per wait (set, then cancelled when the
+  bytes came) cost two timer operations per request and per stream chunk.
 - ``https`` origins use TLS (asyncio's ``ssl``, the system's trust store unless a context is
   given).
 - A caller slower than the upstream stops the reading (``pause_reading``) once
@@ -105,18 +108,16 @@ class HttpResponse:
         "_error",
         "_head",
         "_paused",
-        "_read_timeout_s",
         "_started",
         "_waiter",
         "headers",
         "status",
     )
 
-    def __init__(self, conn: _Connection, read_timeout_s: float) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self._conn: _Connection | None = conn
-        self._read_timeout_s = read_timeout_s
         self._head: asyncio.Future[None] = conn.loop.create_future()
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -169,13 +170,14 @@ class HttpResponse:
         self._chunks.clear()
 
     async def _wait(self) -> None:
-        loop = self._head.get_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(self._read_timeout_s, _expire, waiter)
+        conn = self._conn
+        if conn is None:  # closed by the caller before its end: nothing will arrive
+            raise HttpClientError("the answer was closed before its end")
+        waiter = self._waiter = conn.loop.create_future()
+        conn.watch()
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
 
     def _wake(self) -> None:
@@ -211,11 +213,6 @@ class HttpResponse:
         self._wake()
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(ReadTimeout("the upstream sent nothing within the read timeout"))
-
-
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one response in flight."""
 
@@ -230,6 +227,11 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._to_eof = False  # the body ends when the server closes (no length, not chunked)
         self._length_known = False
+        # The read timeout: when the wait in progress began (the request's send, or a read that
+        # found nothing), and the connection's one timer (None: not armed).
+        self._read_timeout_s = client.read_timeout_s
+        self._waiting_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -296,6 +298,33 @@ class _Connection(asyncio.Protocol):
             self.transport.write(head + body)
         else:
             self.transport.writelines((head, body))
+        self.watch()  # the wait for the head begins
+
+    def watch(self) -> None:
+        """A wait for the upstream's bytes begins now: it fails with :class:`ReadTimeout` if it
+        lasts ``read_timeout_s``. Arms the connection's timer only if it is not armed."""
+        self._waiting_since = now = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_at(now + self._read_timeout_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        response = self.response
+        if response is None:  # idle (or closed): the next request arms it again
+            return
+        now = self.loop.time()
+        due = self._waiting_since + self._read_timeout_s
+        if now < due:  # a wait began after the timer was set: not due yet
+            self._timer = self.loop.call_at(due, self._on_timer)
+        elif not response._head.done():
+            response._on_error(ReadTimeout("the upstream did not answer within the read timeout"))
+            response.close()
+        elif response._waiter is not None:
+            if not response._waiter.done():
+                error = ReadTimeout("the upstream sent nothing within the read timeout")
+                response._waiter.set_exception(error)
+        else:  # no read waiting (the caller is busy): the next read notes its own start
+            self._timer = self.loop.call_at(now + self._read_timeout_s, self._on_timer)
 
     def pause(self) -> None:
         if self.transport is not None and not self.closed:
@@ -308,6 +337,9 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         self.closed = True
         self.response = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -340,7 +372,7 @@ class HttpClient:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._connect_timeout_s = connect_timeout_s
-        self._read_timeout_s = read_timeout_s
+        self.read_timeout_s = read_timeout_s
         self._keepalive_s = keepalive_s
         self._ssl_context = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
@@ -359,7 +391,7 @@ class HttpClient:
         head = request_head(method, origin, path, headers, len(body))
         conn = self._take_idle(origin)
         if conn is not None:
-            response = HttpResponse(conn, self._read_timeout_s)
+            response = HttpResponse(conn)
             try:
                 return await self._exchange(conn, response, head, body)
             except ReadTimeout:
@@ -369,20 +401,17 @@ class HttpClient:
                     raise
                 # The server had closed this idle connection: the request never reached it.
         conn = await self._connect(origin)
-        return await self._exchange(conn, HttpResponse(conn, self._read_timeout_s), head, body)
+        return await self._exchange(conn, HttpResponse(conn), head, body)
 
     async def _exchange(
         self, conn: _Connection, response: HttpResponse, head: bytes, body: bytes
     ) -> HttpResponse:
         conn.send(response, head, body)
-        timer = conn.loop.call_later(self._read_timeout_s, _expire_head, response)
         try:
             await response._head
         except BaseException:
             response.close()
             raise
-        finally:
-            timer.cancel()
         return response
 
     async def _connect(self, origin: Origin) -> _Connection:
@@ -441,8 +470,3 @@ class HttpClient:
             for conn in idle:
                 conn.abort()
         self._idle.clear()
-
-
-def _expire_head(response: HttpResponse) -> None:
-    response._on_error(ReadTimeout("the upstream did not answer within the read timeout"))
-    response.close()

@@ -232,7 +232,7 @@ class Inference:
         """What the key served, for the operator's view of the pool: the usage as metered and
         its cost at list price (the upstream's price, no plan discount)."""
         meters = exchange.meter.meters()
-        price = exchange.model.price_at(exchange.started_at)
+        price = exchange.price
         catalogue = self._gw.catalogue
         cost = 0 if price is None else cost_of(meters, price, 0, catalogue.cache_multipliers_bps)
         self._upstream.pool.served(slot, meters, cost)

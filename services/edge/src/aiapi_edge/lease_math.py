@@ -137,13 +137,15 @@ class Lease:
         self.fresh = self.unused()
 
     def running_low(self, now: float) -> bool:
-        window = self.deadline - self.opened_at
+        """Less than ``RENEW_BELOW`` of the money, requests or tokens :meth:`unused` at the last
+        grant is left, or less than ``RENEW_WINDOW_BELOW`` of the window (asked on every
+        admission under the lease: written out, without a generator)."""
+        money, requests, tokens = self.fresh
         return (
-            any(
-                left < fresh * RENEW_BELOW
-                for left, fresh in zip(self.unused(), self.fresh, strict=True)
-            )
-            or self.deadline - now < window * RENEW_WINDOW_BELOW
+            self.granted - self.reserved < money * RENEW_BELOW
+            or self.requests - self.admitted < requests * RENEW_BELOW
+            or self.tokens - self.reserved_tokens < tokens * RENEW_BELOW
+            or self.deadline - now < (self.deadline - self.opened_at) * RENEW_WINDOW_BELOW
         )
 
 

@@ -69,12 +69,23 @@ METERED_EVENTS = frozenset((b"message_start", b"message_delta", b"message_stop",
 class UsageMeter:
     """Accumulates one response's usage; feed it the message or the stream's events."""
 
-    __slots__ = ("complete", "error", "usage")
+    __slots__ = ("_meters", "_usage", "complete", "error")
 
     def __init__(self) -> None:
-        self.usage: dict[str, Any] = {}
+        self._usage: dict[str, Any] = {}
+        self._meters: dict[str, int | str] | None = None  # meters() until the usage changes
         self.complete = False
         self.error: dict[str, Any] | None = None
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """The usage as the upstream reported it (merged over the stream's events)."""
+        return self._usage
+
+    @usage.setter
+    def usage(self, usage: dict[str, Any]) -> None:
+        self._usage = usage
+        self._meters = None
 
     def message(self, message: Mapping[str, Any]) -> None:
         """A non-streaming answer: its usage is final."""
@@ -111,11 +122,17 @@ class UsageMeter:
         return usage_from_anthropic(self.usage)
 
     def meters(self) -> dict[str, int | str]:
-        return meters_from_anthropic(self.usage)
+        """The usage as meters (:func:`meters_from_anthropic`), computed once per change of the
+        usage: the cost headers, the pool's count and the usage event all read them. The dict is
+        shared: do not change it."""
+        meters = self._meters
+        if meters is None:
+            meters = self._meters = meters_from_anthropic(self._usage)
+        return meters
 
     def _merge(self, update: object) -> None:
         if isinstance(update, Mapping):
-            self.usage = merge_usage(self.usage, update)
+            self.usage = merge_usage(self._usage, update)
 
 
 def _loads(data: bytes) -> dict[str, Any]:

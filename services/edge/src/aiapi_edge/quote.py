@@ -33,9 +33,11 @@ BALANCE_HEADER = b"aiapi-balance-usd"
 
 
 def quoted_cost(catalogue: Catalogue, exchange: Exchange) -> int | None:
-    """What billing will debit for ``exchange`` (nano-USD), or None when it cannot be priced."""
-    point = exchange.model.price_at(exchange.started_at)
-    if point is None:
+    """What billing will debit for ``exchange`` (nano-USD), or None when it cannot be priced.
+    The price and terms are those in force at the request's start, looked up at its admission
+    (:meth:`.gateway.Gateway.admit`)."""
+    point, terms = exchange.price, exchange.terms
+    if point is None or terms is None:
         return None
     price = Price(
         price_id=0,
@@ -49,13 +51,11 @@ def quoted_cost(catalogue: Catalogue, exchange: Exchange) -> int | None:
             Usage.model_validate(exchange.meter.meters()),
             price,
             catalogue=catalogue,
-            discount_bps=catalogue.terms(
-                exchange.caller.plan, exchange.caller.account_id, exchange.started_at
-            ).discount_bps,
+            discount_bps=terms.discount_bps,
             moment=exchange.started_at,
             context_window=exchange.model.context_window,
         ).cost
-    except (UnpricedMeter, KeyError):
+    except UnpricedMeter:
         return None
 
 
