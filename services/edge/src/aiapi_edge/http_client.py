@@ -28,7 +28,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import cast
 from urllib.parse import urlsplit
@@ -106,6 +106,7 @@ class HttpResponse:
         "_head",
         "_paused",
         "_read_timeout_s",
+        "_sink",
         "_started",
         "_waiter",
         "headers",
@@ -125,6 +126,11 @@ class HttpResponse:
         self._started = False  # any byte of the answer arrived
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: Callable[[bytes], None] | None = None
+
+    @property
+    def read_timeout_s(self) -> float:
+        return self._read_timeout_s
 
     @property
     def complete(self) -> bool:
@@ -153,6 +159,32 @@ class HttpResponse:
             self._paused = False
             self._conn.resume()
         return data
+
+    def stream_to(self, sink: Callable[[bytes], None] | None) -> None:
+        """Hand the body to ``sink`` as it arrives, from the connection's ``data_received`` (the
+        chunks of one read joined): no reading task is woken and no read timer set per chunk,
+        as :meth:`read_chunk` costs for each event of a long stream. Bytes already buffered go
+        first, at once. ``sink(b"")`` once the answer ended or failed; :meth:`read_chunk` then
+        says which, without waiting. The caller keeps its own read timeout and flow control
+        (:meth:`pause_reading`); ``sink`` must not raise. None: back to :meth:`read_chunk`."""
+        self._sink = sink
+        if sink is None:
+            return
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self.resume_reading()
+        self._pour()
+        if self._done or self._error is not None:
+            sink(b"")
+
+    def pause_reading(self) -> None:
+        if self._conn is not None:
+            self._conn.pause()
+
+    def resume_reading(self) -> None:
+        if self._conn is not None:
+            self._conn.resume()
 
     async def read(self) -> bytes:
         """The rest of the body."""
@@ -192,14 +224,27 @@ class HttpResponse:
 
     def _on_body(self, data: bytes) -> None:
         self._chunks.append(data)
+        if self._sink is not None:  # poured once the whole read is parsed
+            return
         self._buffered += len(data)
         if self._buffered > _HIGH_WATER and not self._paused and self._conn is not None:
             self._paused = True
             self._conn.pause()
         self._wake()
 
+    def _pour(self) -> None:
+        """What a read brought, to the sink in one piece."""
+        sink, chunks = self._sink, self._chunks
+        if sink is not None and chunks:
+            data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            sink(data)
+
     def _on_complete(self) -> None:
         self._done = True
+        if self._sink is not None:
+            self._pour()
+            self._sink(b"")
         self._wake()
 
     def _on_error(self, error: BaseException) -> None:
@@ -208,6 +253,9 @@ class HttpResponse:
         self._error = error
         if not self._head.done():
             self._head.set_exception(error)
+        if self._sink is not None:
+            self._pour()
+            self._sink(b"")
         self._wake()
 
 
@@ -247,6 +295,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(HttpClientError(f"malformed answer from the upstream: {exc}"))
             self.abort()
+        if response._sink is not None:
+            response._pour()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
