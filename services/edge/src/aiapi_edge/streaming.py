@@ -233,7 +233,13 @@ async def pump(
                     if read_timeout <= ping_interval:
                         log.warning("upstream stream failed: %s", ReadTimeout.__name__)
                         return "upstream_failed", False
-                    await on_idle()  # the upstream was silent for ping_interval
+                    # The upstream was silent for ping_interval. Its bytes wait while the
+                    # keep-alive is written: one arriving now is not written before it.
+                    answer.response.pause_reading()
+                    try:
+                        await on_idle()
+                    finally:
+                        answer.response.resume_reading()
                     deadline.last = loop.time()
             finally:
                 deadline.reading = False
