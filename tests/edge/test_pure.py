@@ -61,6 +61,15 @@ def test_the_sse_reader_finds_events_across_chunk_boundaries() -> None:
     assert not reader.at_boundary
 
 
+def test_a_crlf_cut_between_two_reads_is_one_line_end() -> None:
+    reader = SseReader()
+    events = reader.feed(b"event: message_delta\r")
+    events += reader.feed(b"\ndata: {}\r\n\r")
+    events += reader.feed(b"\nevent: message_stop\r\ndata: {}\r\n\r\n")
+    assert events == [(b"message_delta", b"{}"), (b"message_stop", b"{}")]
+    assert reader.at_boundary
+
+
 _BLOCKS = st.sampled_from(
     [
         b'event: message_start\ndata: {"a":1}\n\n',

@@ -30,18 +30,32 @@ both in one call. Nothing waits on it: the head goes out with the next write, wh
 completes (a ``HEAD`` request has no body write), or when the connection closes, whichever
 comes first. Streams do not call it, so their head still goes out at once (it is their first
 byte).
+
+**A stream's body straight to the connection.** uvicorn's ``send`` costs a message, a coroutine
+(two, behind the application's own wrapper) and a join per body chunk; a long stream sends one
+per upstream event. Every scope carries ``CHUNK_WRITER``, a callable: once a response with
+chunked framing has started, it returns a :class:`ChunkWriter` that writes body chunks (the same
+bytes ``send`` would write for ``more_body=True``) synchronously, and says when the client's
+buffer is full so the application stops producing until :meth:`ChunkWriter.drain`. The end of
+the body still goes through ``send``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any, ClassVar
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 WHOLE_REQUEST = "aiapi.whole_request"
 JOIN_HEAD = "aiapi.join_head"  # scope key: call before a complete response (see above)
+CHUNK_WRITER = "aiapi.chunk_writer"  # scope key: a started stream's body writer (see above)
 
 
 def _json_str(text: str) -> bytes:
@@ -148,6 +162,48 @@ class HeadJoiningTransport(asyncio.Transport):
         return self._transport.can_write_eof()
 
 
+class ChunkWriter:
+    """Body chunks of one started response with chunked framing, written to its connection as
+    uvicorn's ``send`` would write them (``more_body=True``), without a coroutine per chunk.
+    Nothing is written once the client is gone (as ``send`` drops them)."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    def write(self, body: bytes) -> None:
+        """Write one chunk (then, while :attr:`blocked`, :meth:`drain` before more)."""
+        cycle = self._cycle
+        if body and not cycle.disconnected:
+            cycle.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+
+    @property
+    def blocked(self) -> bool:
+        """The client's buffer is full."""
+        cycle = self._cycle
+        return cycle.flow.write_paused and not cycle.disconnected
+
+    async def drain(self) -> None:
+        """Until the client's buffer has room again, or the client is gone."""
+        cycle = self._cycle
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()
+
+
+def _chunk_writer(cycle: RequestResponseCycle) -> ChunkWriter | None:
+    """The cycle's writer once its response started with chunked framing (else None: use
+    ``send``)."""
+    if (
+        cycle.response_started
+        and cycle.chunked_encoding
+        and not cycle.response_complete
+        and cycle.scope["method"] != "HEAD"
+    ):
+        return ChunkWriter(cycle)
+    return None
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing a request already answered."""
 
@@ -211,6 +267,9 @@ class HeadGuardedProtocol(HttpToolsProtocol):
                 raise _Refused  # stops the parser: the request never reaches the application
         self._head_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # this request's (uvicorn just made it)
+            self.scope[CHUNK_WRITER] = partial(_chunk_writer, self.cycle)  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         self._joining.flush()  # a head held for a body that was never written (HEAD)

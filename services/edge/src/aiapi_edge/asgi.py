@@ -7,7 +7,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from aiapi_shared.errors import Problem
-from aiapi_shared.http_guard import WHOLE_REQUEST  # set once the whole request has arrived
+from aiapi_shared.http_guard import (
+    CHUNK_WRITER,
+    WHOLE_REQUEST,  # set once the whole request has arrived
+    ChunkWriter,
+)
 
 from aiapi_edge.errors import GatewayError
 
@@ -141,3 +145,40 @@ async def send_whole(
         {"type": "http.response.start", "status": status, "headers": all_headers, WHOLE: True}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class StreamBody:
+    """The body of a started stream, chunk by chunk, without a coroutine per chunk.
+
+    Under the edge's own server protocol (:mod:`aiapi_shared.http_guard`) each :meth:`write`
+    goes straight to the connection; under any other ASGI server the chunks wait here until
+    :meth:`flush` sends them. Either way, while :attr:`blocked` the writer must
+    ``await flush()`` before writing more: the client's buffer is full (or chunks wait).
+    """
+
+    __slots__ = ("_direct", "_pending", "_send")
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        make = scope.get(CHUNK_WRITER)
+        self._direct: ChunkWriter | None = make() if make is not None else None
+        self._send = send
+        self._pending: list[bytes] = []
+
+    def write(self, body: bytes) -> None:
+        if self._direct is not None:
+            self._direct.write(body)
+        elif body:
+            self._pending.append(body)
+
+    @property
+    def blocked(self) -> bool:
+        direct = self._direct
+        return direct.blocked if direct is not None else bool(self._pending)
+
+    async def flush(self) -> None:
+        if self._direct is not None:
+            await self._direct.drain()
+        elif self._pending:
+            body = b"".join(self._pending)
+            self._pending.clear()
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})

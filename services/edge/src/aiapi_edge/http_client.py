@@ -31,7 +31,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import cast
 from urllib.parse import urlsplit
@@ -108,6 +108,8 @@ class HttpResponse:
         "_error",
         "_head",
         "_paused",
+        "_read_timeout_s",
+        "_sink",
         "_started",
         "_waiter",
         "headers",
@@ -118,6 +120,7 @@ class HttpResponse:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self._conn: _Connection | None = conn
+        self._read_timeout_s = conn.read_timeout_s  # for a caller that keeps its own (stream_to)
         self._head: asyncio.Future[None] = conn.loop.create_future()
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -126,6 +129,11 @@ class HttpResponse:
         self._started = False  # any byte of the answer arrived
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: Callable[[bytes], None] | None = None
+
+    @property
+    def read_timeout_s(self) -> float:
+        return self._read_timeout_s
 
     @property
     def complete(self) -> bool:
@@ -154,6 +162,32 @@ class HttpResponse:
             self._paused = False
             self._conn.resume()
         return data
+
+    def stream_to(self, sink: Callable[[bytes], None] | None) -> None:
+        """Hand the body to ``sink`` as it arrives, from the connection's ``data_received`` (the
+        chunks of one read joined): no reading task is woken and no read timer set per chunk,
+        as :meth:`read_chunk` costs for each event of a long stream. Bytes already buffered go
+        first, at once. ``sink(b"")`` once the answer ended or failed; :meth:`read_chunk` then
+        says which, without waiting. The caller keeps its own read timeout and flow control
+        (:meth:`pause_reading`); ``sink`` must not raise. None: back to :meth:`read_chunk`."""
+        self._sink = sink
+        if sink is None:
+            return
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self.resume_reading()
+        self._pour()
+        if self._done or self._error is not None:
+            sink(b"")
+
+    def pause_reading(self) -> None:
+        if self._conn is not None:
+            self._conn.pause()
+
+    def resume_reading(self) -> None:
+        if self._conn is not None:
+            self._conn.resume()
 
     async def read(self) -> bytes:
         """The rest of the body."""
@@ -194,14 +228,27 @@ class HttpResponse:
 
     def _on_body(self, data: bytes) -> None:
         self._chunks.append(data)
+        if self._sink is not None:  # poured once the whole read is parsed
+            return
         self._buffered += len(data)
         if self._buffered > _HIGH_WATER and not self._paused and self._conn is not None:
             self._paused = True
             self._conn.pause()
         self._wake()
 
+    def _pour(self) -> None:
+        """What a read brought, to the sink in one piece."""
+        sink, chunks = self._sink, self._chunks
+        if sink is not None and chunks:
+            data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            sink(data)
+
     def _on_complete(self) -> None:
         self._done = True
+        if self._sink is not None:
+            self._pour()
+            self._sink(b"")
         self._wake()
 
     def _on_error(self, error: BaseException) -> None:
@@ -210,6 +257,9 @@ class HttpResponse:
         self._error = error
         if not self._head.done():
             self._head.set_exception(error)
+        if self._sink is not None:
+            self._pour()
+            self._sink(b"")
         self._wake()
 
 
@@ -229,7 +279,7 @@ class _Connection(asyncio.Protocol):
         self._length_known = False
         # The read timeout: when the wait in progress began (the request's send, or a read that
         # found nothing), and the connection's one timer (None: not armed).
-        self._read_timeout_s = client.read_timeout_s
+        self.read_timeout_s = client.read_timeout_s
         self._waiting_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -249,6 +299,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(HttpClientError(f"malformed answer from the upstream: {exc}"))
             self.abort()
+        if response._sink is not None:
+            response._pour()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
@@ -305,7 +357,7 @@ class _Connection(asyncio.Protocol):
         lasts ``read_timeout_s``. Arms the connection's timer only if it is not armed."""
         self._waiting_since = now = self.loop.time()
         if self._timer is None:
-            self._timer = self.loop.call_at(now + self._read_timeout_s, self._on_timer)
+            self._timer = self.loop.call_at(now + self.read_timeout_s, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -313,7 +365,7 @@ class _Connection(asyncio.Protocol):
         if response is None:  # idle (or closed): the next request arms it again
             return
         now = self.loop.time()
-        due = self._waiting_since + self._read_timeout_s
+        due = self._waiting_since + self.read_timeout_s
         if now < due:  # a wait began after the timer was set: not due yet
             self._timer = self.loop.call_at(due, self._on_timer)
         elif not response._head.done():
@@ -324,7 +376,7 @@ class _Connection(asyncio.Protocol):
                 error = ReadTimeout("the upstream sent nothing within the read timeout")
                 response._waiter.set_exception(error)
         else:  # no read waiting (the caller is busy): the next read notes its own start
-            self._timer = self.loop.call_at(now + self._read_timeout_s, self._on_timer)
+            self._timer = self.loop.call_at(now + self.read_timeout_s, self._on_timer)
 
     def pause(self) -> None:
         if self.transport is not None and not self.closed:

@@ -25,7 +25,7 @@ from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Route
 
-from aiapi_edge.asgi import Headers, Receive, Scope, Send, send_whole
+from aiapi_edge.asgi import Headers, Receive, Scope, Send, StreamBody, send_whole
 from aiapi_edge.budget import cost_of
 from aiapi_edge.errors import GatewayError, upstream_failed
 from aiapi_edge.extension import GUARDED_EVENTS, INSUFFICIENT_BALANCE_MESSAGE, HoldGuard
@@ -212,9 +212,8 @@ class Inference:
                 exchange.status_code, exchange.outcome = answer.status, "upstream_error"
                 return request.error(exchange, answer, await answer.read())
             if request.stream:
-                return await self._stream(
-                    exchange, request.stream_form(exchange), answer, receive, send
-                )
+                form = request.stream_form(exchange)
+                return await self._stream(exchange, form, answer, scope, receive, send)
             try:
                 data = await answer.read()
             except HttpClientError as exc:
@@ -242,6 +241,7 @@ class Inference:
         exchange: Exchange,
         form: StreamForm,
         answer: UpstreamAnswer,
+        scope: Scope,
         receive: Receive,
         send: Send,
     ) -> Ending:
@@ -250,10 +250,11 @@ class Inference:
         keep = form.events
         reader = SseReader(keep if keep is None or guard is None else keep | GUARDED_EVENTS)
         await send({"type": "http.response.start", "status": 200, "headers": form.headers(answer)})
+        body = StreamBody(scope, send)
         # From the chunk that completes the stream on, the bytes wait for the usage event.
         held: list[bytes] = []
 
-        async def on_chunk(chunk: bytes, client_present: bool) -> bool:
+        def on_chunk(chunk: bytes, client_present: bool) -> bool:
             if not client_present:
                 exchange.client_disconnected, exchange.outcome = True, "client_disconnected"
             events = reader.feed(chunk)
@@ -265,7 +266,7 @@ class Inference:
             if meter.complete:
                 held.append(out if was_complete else out + form.end())
             elif client_present and out:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
+                body.write(out)
             return guard is not None and not meter.complete and guard.must_end()
 
         async def on_idle() -> None:
@@ -273,7 +274,7 @@ class Inference:
             if ping:
                 await send({"type": "http.response.body", "body": ping, "more_body": True})
 
-        end, result = await self._pump(exchange, answer, receive, guard, on_chunk, on_idle)
+        end, result = await self._pump(exchange, answer, receive, body, guard, on_chunk, on_idle)
         if end == "cut":
             held.append(form.failure(_CUT, reader.at_boundary))
         elif end == "truncated":
@@ -286,8 +287,9 @@ class Inference:
         exchange: Exchange,
         answer: UpstreamAnswer,
         receive: Receive,
+        body: StreamBody,
         guard: HoldGuard | None,
-        on_chunk: Callable[[bytes, bool], Awaitable[bool]],
+        on_chunk: Callable[[bytes, bool], bool],
         on_idle: Callable[[], Awaitable[None]],
     ) -> tuple[StreamEnd, PumpResult]:
         """Read the upstream to its end (:func:`.streaming.pump`), then record how the stream
@@ -297,6 +299,7 @@ class Inference:
             result, client_left = await pump(
                 answer,
                 receive,
+                body,
                 on_chunk=on_chunk,
                 on_idle=on_idle,
                 is_complete=lambda: meter.complete or meter.error is not None,

@@ -18,11 +18,12 @@ class SseReader:
     most of them text deltas that only the client reads, that is most of the reading saved.
     """
 
-    __slots__ = ("_buffer", "_keep")
+    __slots__ = ("_buffer", "_cr", "_keep")
 
     def __init__(self, keep: frozenset[bytes] | None = None) -> None:
         self._buffer = b""
         self._keep = keep
+        self._cr = False  # the last chunk ended with CR: a LF starting the next one is its pair
 
     @property
     def at_boundary(self) -> bool:
@@ -30,7 +31,12 @@ class SseReader:
         return not self._buffer
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
+        if self._cr:  # a CRLF cut between two reads is one line end, not two
+            self._cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
         if b"\r" in chunk:
+            self._cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + chunk if self._buffer else chunk
         keep = self._keep
