@@ -117,6 +117,7 @@ class Spool:
         # their waits (each told whether the commit succeeded).
         self._group: list[Row] = []
         self._group_written: list[asyncio.Future[bool]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # open()'s
         self._acked: list[str] = []
         self._new_rows = asyncio.Event()
         self.depth = 0
@@ -155,6 +156,7 @@ class Spool:
         return ok
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
@@ -196,7 +198,8 @@ class Spool:
         retried, and :attr:`has_room` stays false until one succeeds; the caller is not failed,
         because its request has already been served and its event must still be billed.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop  # not asyncio.get_running_loop(): a getpid() system call each (3.11)
+        assert loop is not None, "Spool.open() first"
         if not self._group:
             loop.call_soon(self._commit_group)
         written: asyncio.Future[bool] = loop.create_future()  # its own: a cancelled request
@@ -205,7 +208,7 @@ class Spool:
         if not await written:
             return
         if self._fsync:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[None] = loop.create_future()
             self._sync_waiters.append(waiter)
             self._sync_now.set()
             await waiter
