@@ -14,15 +14,16 @@ import pytest
 from aiapi_edge.spool import Row, Spool
 from aiapi_shared.bus import Bus
 
+from .support import wait_for
+
 SUBJECT = "usage.v1.request.recorded"
 
 
-async def _eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
+async def _eventually(check: Callable[[], bool]) -> None:
+    async def checked() -> bool:
+        return check()
+
+    await wait_for(checked)
 
 
 def _ids_on_disk(directory: Path) -> list[str]:
