@@ -3,6 +3,7 @@ in the same run. Usage::
 
     .venv/bin/python bench/performance.py [--quick] [--rounds 2] [--seconds 5]
                                           [--long 1000,5000] [--rates 10,100,1000]
+                                          [--strace DIR]
 
 The whole product runs as ``aiapi up`` runs it (``aiapi_testkit.stack``: PostgreSQL with fsync,
 NATS with per-service users, billing, accounts, the edge with admission leases and its spool),
@@ -357,6 +358,7 @@ class Bench:
     figures: dict[str, list[float]] = field(default_factory=dict)
     errors: int = 0
     profile_dir: Path | None = None  # --profile: py-spy flame graphs of the loads named below
+    strace_dir: Path | None = None  # --strace: system calls of the edge in the c=64 loads
 
     @contextmanager
     def profiled(self, label: str) -> Iterator[None]:
@@ -389,6 +391,31 @@ class Bench:
                 sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             for sampler in spies:
                 sampler.wait(timeout=60)
+
+    @contextmanager
+    def traced(self, label: str, calls: dict[str, float]) -> Iterator[None]:
+        """With --strace, ``strace -c -f`` on the edge's processes (the supervisor and every
+        worker) while the block runs; ``calls`` gets each system call's count and ``total``
+        (strace slows what it traces: CPU figures of such a run are worse)."""
+        if self.strace_dir is None:
+            yield
+            return
+        out = self.strace_dir / f"{label}-edge.txt"
+        edge = [pid for name, pid in self.stack.pids().items() if name.startswith("edge")]
+        argv = ["strace", "-c", "-f", "-o", str(out)]
+        for pid in (p for root in edge for p in _descendants(root)):
+            argv += ["-p", str(pid)]
+        tracer = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached to every thread
+        try:
+            yield
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=60)
+            for line in out.read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 5 and fields[3].isdigit():  # % time, s, us/call, calls, ...
+                    calls[fields[-1]] = float(fields[3])
 
     def note(self, name: str, value: float) -> None:
         self.figures.setdefault(name, []).append(value)
@@ -450,9 +477,12 @@ class Bench:
 
         for kind, payload in (("json", json_fast), ("stream", stream_fast)):
             d = self.load(direct, payload, 64)
-            with self.profiled(f"{kind}-c64"):
+            calls: dict[str, float] = {}
+            with self.profiled(f"{kind}-c64"), self.traced(f"{kind}-c64", calls):
                 res, cpu, split = await self.product_cpu(partial(self.load, edge, payload, 64))
             assert isinstance(res, WrkResult)
+            for name, count in calls.items():
+                self.note(f"{kind}_c64_syscalls:{name}", count / max(1, res.requests))
             for name, spent in split.items():
                 self.note(f"{kind}_c64_cpu_ms:{name}", spent * 1000 / max(1, res.requests))
             self.note(f"{kind}_c64_direct", d.rate)
@@ -636,8 +666,10 @@ def print_idle(idle: dict[str, float]) -> None:
 async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream, direct: FakeUpstream, scratch: Path) -> bool:  # fmt: skip
     keys = await make_keys(stack, args.accounts)
     bench = Bench(stack, product, direct, keys, args.seconds, scratch, profile_dir=args.profile)
-    if args.profile is not None:
-        args.profile.mkdir(parents=True, exist_ok=True)
+    bench.strace_dir = args.strace
+    for directory in (args.profile, args.strace):
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
     await warm_up(bench)
     # At rest first: after the loads, leases and lingers of the last one would still be working.
     idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else 12.0, args.profile)
@@ -657,6 +689,13 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     for figure in ("json_c64_cpu_ms", "stream_c64_cpu_ms", "slow_c1_cpu_ms"):
         split = {k.split(":")[1]: b.median(k) for k in b.figures if k.startswith(figure + ":")}
         print(f"{figure} by process: " + ", ".join(f"{n} {v:.2f}" for n, v in sorted(split.items(), key=lambda x: -x[1])))  # fmt: skip
+    for kind in ("json", "stream"):
+        calls = {k.split(":")[1]: b.median(k) for k in b.figures if k.startswith(f"{kind}_c64_syscalls:")}  # fmt: skip
+        if calls:
+            top = sorted(((v, n) for n, v in calls.items() if n != "total"), reverse=True)[:8]
+            each = ", ".join(f"{n} {v:.2f}" for v, n in top)
+            total = calls.get("total", 0.0)
+            print(f"{kind} c=64, edge system calls per request (strace -c): {total:.2f} ({each})")
     for rate, got, cpu in rates:
         print(f"50 ms upstream at {rate:>5} requests/s (got {got:,.0f}): {cpu:.2f} ms CPU per request")  # fmt: skip
     for conns, f in long_runs.items():
@@ -697,6 +736,11 @@ def main() -> None:
         "--only", choices=("idle",), help="measure only this (after the warm-up): the idle CPU"
     )
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs (SVG) here")
+    parser.add_argument(
+        "--strace",
+        type=Path,
+        help="count the edge's system calls per request in the c=64 loads (strace -c), files here",
+    )
     parser.add_argument(
         "--edge-workers",
         type=int,

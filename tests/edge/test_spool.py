@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from aiapi_edge.spool import Spool
+from aiapi_edge.spool import Row, Spool
 
 
 @pytest.mark.parametrize("fsync", [False, True])
@@ -35,8 +35,9 @@ async def test_acknowledged_events_are_deleted_and_the_spool_reopens_empty(tmp_p
     published: list[str] = []
     stop = asyncio.Event()
 
-    async def publish(subject: str, payload: bytes, msg_id: str) -> None:
-        published.append(msg_id)
+    async def publish(rows: list[Row]) -> list[bool]:
+        published.extend(event_id for event_id, _, _ in rows)
+        return [True] * len(rows)
 
     relay = asyncio.ensure_future(spool.relay(publish, stop))
     await spool.append("req_a", "usage.v1.request.recorded", b"{}")
@@ -114,8 +115,9 @@ async def test_a_restarted_relay_publishes_in_append_order_after_the_newest_row_
     published: list[str] = []
     stop = asyncio.Event()
 
-    async def publish(subject: str, payload: bytes, msg_id: str) -> None:
-        published.append(msg_id)
+    async def publish(rows: list[Row]) -> list[bool]:
+        published.extend(event_id for event_id, _, _ in rows)
+        return [True] * len(rows)
 
     relay = asyncio.ensure_future(second.relay(publish, stop))
     for _ in range(200):  # bounded

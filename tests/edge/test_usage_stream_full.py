@@ -52,17 +52,15 @@ async def test_a_full_usage_stream_keeps_the_event_in_the_spool_until_room_retur
 ) -> None:
     spool = env.edge.app.service.spool
     edge_bus = env.edge.app.service.bus
-    publish = edge_bus.publish
+    publish_batch = edge_bus.publish_batch
     refusals: list[str] = []
 
-    async def counting(subject: str, payload: bytes, msg_id: str, timeout_s: float = 5.0) -> Any:
-        try:
-            return await publish(subject, payload, msg_id, timeout_s)
-        except BusUnavailable:
-            refusals.append(msg_id)
-            raise
+    async def counting(messages: list[tuple[str, str, bytes]], *, timeout_s: float) -> Any:
+        outcomes = await publish_batch(messages, timeout_s=timeout_s)
+        refusals.extend(m[0] for m, o in zip(messages, outcomes, strict=True) if o is not None)
+        return outcomes
 
-    edge_bus.publish = counting  # type: ignore[method-assign]  # the relay's publishes, counted
+    edge_bus.publish_batch = counting  # type: ignore[method-assign]  # the relay's, counted
     info = await env.bus.js.stream_info("USAGE")
     # The edge declared the stream from its settings: the byte limit, and refusal when full.
     assert info.config.max_bytes == STREAM_BYTES

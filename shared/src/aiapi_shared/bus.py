@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast, overload
 
@@ -206,6 +206,7 @@ class Bus:
         self.metrics = ConsumerMetrics()
         # Replicas and limits of what this bus declares; a service sets its settings' own.
         self.limits = JetStreamLimits()
+        self._acks: _AckInbox | None = None  # publish_batch's reply subscription
         # Set (and replaced by a fresh one) at each reconnect: an idle KV watch sleeps until a
         # change, its stop, or this, rather than waking on a timer to look for a reconnect.
         self._reconnected = asyncio.Event()
@@ -499,6 +500,25 @@ class Bus:
             raise BusUnavailable(f"publish to {subject} failed: {type(exc).__name__}") from exc
         except APIError as exc:  # the stream refused it (full: discard new); kept and retried
             raise BusUnavailable(f"publish to {subject} refused: {exc.description}") from exc
+
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, str, bytes]], *, timeout_s: float = 5.0
+    ) -> list[BusUnavailable | None]:
+        """Publish ``(msg_id, subject, payload)`` messages to JetStream together and wait for
+        their acks; for each, None once the stream stored it (or found it a duplicate), or the
+        :class:`BusUnavailable` it failed with (refused, no stream, no ack within
+        ``timeout_s``). Never raises for a message: the caller retries the failed ones with the
+        same ``Nats-Msg-Id``, which the stream's duplicate window stores once.
+
+        Cheaper than :meth:`publish` per message: the acks come to one reply subscription
+        (:class:`_AckInbox`, made once), each message's reply subject is that inbox and a
+        counter (no random token, so no ``getrandom`` per message), and the batch waits with one
+        timer rather than a task and a timer per message."""
+        if not self.connected.is_set():
+            return [BusUnavailable("publish: not connected to NATS yet")] * len(messages)
+        if self._acks is None:
+            self._acks = _AckInbox(self._nc)
+        return await self._acks.publish(messages, timeout_s)
 
     # -- request / reply ----------------------------------------------------------------------
 
@@ -902,6 +922,102 @@ class Bus:
             return  # removed meanwhile (another operator): what was asked holds
         except (nats.errors.Error, OSError) as exc:
             raise BusUnavailable(f"dead letter not removed: {type(exc).__name__}") from exc
+
+
+class _AckBatch:
+    """The acks one :meth:`Bus.publish_batch` waits for: an outcome per message, ``None`` until
+    its ack came (or when it was stored), and ``done`` once every message has one."""
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[BusUnavailable | None] = [None] * size
+        self.waiting = size
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(self, index: int, outcome: BusUnavailable | None) -> None:
+        self.outcomes[index] = outcome
+        self.waiting -= 1
+        if self.waiting == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+class _AckInbox:
+    """One wildcard reply subscription for JetStream's acks to :meth:`Bus.publish_batch`.
+
+    A message's reply subject is ``<inbox>.<n>`` (``n`` counts messages since the inbox was
+    made; the inbox itself is a unique name, as nats-py makes one per connection). An ack that
+    comes after its batch gave up finds no entry and is dropped: its message is retried under
+    the same ``Nats-Msg-Id`` and stored once. The subscription outlives reconnects (nats-py
+    subscribes again), and what was published while disconnected is sent after the reconnect
+    from nats-py's buffer, or times out and is retried."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._serial = 0
+        self._waiting: dict[str, tuple[_AckBatch, int]] = {}
+        self._subscribing = asyncio.Lock()
+
+    async def _reply_prefix(self) -> str:
+        async with self._subscribing:
+            if not self._prefix:
+                prefix = self._nc.new_inbox() + "."
+                await self._nc.subscribe(prefix + "*", cb=self._on_ack)
+                self._prefix = prefix
+        return self._prefix
+
+    async def publish(
+        self, messages: Sequence[tuple[str, str, bytes]], timeout_s: float
+    ) -> list[BusUnavailable | None]:
+        batch = _AckBatch(len(messages))
+        if not messages:
+            return batch.outcomes
+        prefix = self._prefix or await self._reply_prefix()
+        tokens: list[str] = []
+        try:
+            for index, (msg_id, subject, payload) in enumerate(messages):
+                self._serial += 1
+                token = str(self._serial)
+                self._waiting[token] = (batch, index)
+                tokens.append(token)
+                await self._nc.publish(
+                    subject, payload, reply=prefix + token, headers={"Nats-Msg-Id": msg_id}
+                )
+        except (nats.errors.Error, OSError) as exc:  # closed, draining, buffer full
+            self._waiting.pop(tokens.pop(), None)  # this one and the rest were not sent
+            failed = BusUnavailable(f"publish failed: {type(exc).__name__}")
+            for index in range(len(tokens), len(messages)):
+                batch.settle(index, failed)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await batch.done
+        except TimeoutError:
+            pass
+        finally:
+            for token in tokens:
+                entry = self._waiting.pop(token, None)
+                if entry is not None:  # no ack came
+                    batch.settle(entry[1], BusUnavailable("publish: no ack in time"))
+        return batch.outcomes
+
+    async def _on_ack(self, msg: Msg) -> None:
+        entry = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if entry is not None:
+            entry[0].settle(entry[1], _ack_outcome(msg))
+
+
+def _ack_outcome(msg: Msg) -> BusUnavailable | None:
+    """What JetStream answered a publish: None when it stored the message (or had it already)."""
+    if msg.headers and msg.headers.get(api.Header.STATUS) == "503":
+        return BusUnavailable("publish: no stream takes the subject")
+    try:
+        answer = orjson.loads(msg.data)
+    except orjson.JSONDecodeError:
+        return BusUnavailable("publish: the ack does not decode")
+    error = answer.get("error") if isinstance(answer, dict) else "not an object"
+    if error is not None:  # refused (the stream is full: discard new): kept and retried
+        detail = error.get("description", error) if isinstance(error, dict) else error
+        return BusUnavailable(f"publish refused: {detail}")
+    return None
 
 
 def _dead_letter(raw: api.RawStreamMsg) -> redelivery.DeadLetter:

@@ -47,7 +47,7 @@ from aiapi_edge.pool import UpstreamPool
 from aiapi_edge.response_store import ResponseStore
 from aiapi_edge.responses_route import ResponsesDialect
 from aiapi_edge.settings import EdgeSettings
-from aiapi_edge.spool import Spool
+from aiapi_edge.spool import Row, Spool
 from aiapi_edge.spool_claim import Claim, adopt_orphans, claim
 from aiapi_edge.upstream import Upstream
 from aiapi_edge.upstream_keys import UpstreamKeys
@@ -341,9 +341,11 @@ class EdgeService:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
 
-    async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
-        await self.bus.publish(subject, payload, msg_id, timeout_s=2.0)
-        self.metrics.usage_published.inc()
+    async def _publish(self, rows: list[Row]) -> list[bool]:
+        """A relay round to JetStream, its acks awaited together (one reply subscription)."""
+        acked = [failure is None for failure in await self.bus.publish_batch(rows, timeout_s=2.0)]
+        self.metrics.usage_published.inc(sum(acked))
+        return acked
 
     async def stop(self) -> None:
         if self.leases is not None and self.bus.is_connected:
