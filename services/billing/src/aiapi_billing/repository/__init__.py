@@ -16,17 +16,36 @@ handler that owns the request or message (``rpc.py``, ``consumers.py``, ``catalo
 ``lease_commands.py``, ``admission.py``, ``sweeper.py``) opens it and commits; nothing here
 commits, rolls back or opens a connection. Functions read rows into the domain's types
 (``ledger.AccountRow``, ``lease_rules.Tally``, ``pricing.Price``) and take them back to write.
-The hot statements (admission, a settlement batch) are hand-written and batched with
-``unnest``: a batch costs the same handful of statements whatever its size.
+The hot statements (admission, a settlement batch) are hand-written and batched: a batch costs
+the same handful of statements whatever its size. A settlement batch's rows travel as one JSON
+document per statement (:func:`json_rows`, read back with ``json_to_recordset``): psycopg dumps
+an array parameter element by element in Python (~0.1 ms per usage record for ``unnest`` over
+27 arrays), orjson the whole document in a few microseconds per row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from psycopg import AsyncConnection
 
 Conn = AsyncConnection[tuple[Any, ...]]
+
+
+def json_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as one JSON array of objects keyed by ``columns``, for ``json_to_recordset(%s)``.
+
+    Exact for what settlement writes: integers (to 64 bits) as JSON integers, timestamps as
+    RFC 3339 with microseconds and their offset, strings and ``None`` (SQL NULL) as themselves.
+    """
+    return orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows]).decode()
+
+
+def record_type(columns: Sequence[tuple[str, str]]) -> str:
+    """The column definition list of ``json_to_recordset``: ``name type, ...``."""
+    return ", ".join(f"{name} {type_}" for name, type_ in columns)
 
 
 async def ping(conn: Conn) -> None:

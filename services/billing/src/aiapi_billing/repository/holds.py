@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from aiapi_billing.postings import Released
-from aiapi_billing.repository import Conn
+from aiapi_billing.repository import Conn, json_rows
 
 _ADMIT = "SELECT * FROM admit_request(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
@@ -76,12 +76,13 @@ async def settle_holds(
     conn: Conn, request_ids: Sequence[str], account_ids: Sequence[str]
 ) -> dict[str, Released]:
     """Close the open holds of these (request, account) pairs in one statement; what each held."""
+    pairs = json_rows(("request_id", "account_id"), zip(request_ids, account_ids, strict=True))
     cur = await conn.execute(
         "UPDATE holds h SET state = 'settled', closed_at = now()"
-        " FROM unnest(%s::text[], %s::text[]) AS s(request_id, account_id)"
+        " FROM json_to_recordset(%s::json) AS s(request_id text, account_id text)"
         " WHERE h.request_id = s.request_id AND h.account_id = s.account_id"
         " AND h.state = 'open' RETURNING h.request_id, h.amount, h.rate_tokens",
-        (request_ids, account_ids),
+        (pairs,),
     )
     return {str(r[0]): Released(int(r[1]), int(r[2])) for r in await cur.fetchall()}
 
