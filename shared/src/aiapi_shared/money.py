@@ -32,8 +32,8 @@ def parse_usd(text: str) -> int:
     plain = _PLAIN.fullmatch(text)
     if plain is not None:  # the form format_usd writes: every event's amounts, without Decimal
         sign, whole, fraction = plain.groups()
-        nano = int(whole) * NANO_PER_USD + int(fraction.ljust(9, "0"))
-        return -nano if sign else nano
+        amount = int(whole) * NANO_PER_USD + int(fraction.ljust(9, "0"))
+        return -amount if sign else amount
     stripped = text.strip()
     if not stripped or any(c in stripped for c in "eEnN_ "):
         raise MoneyFormatError(f"not a plain decimal USD amount: {text!r}")
