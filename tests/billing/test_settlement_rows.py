@@ -45,15 +45,18 @@ def _old_digest(event: UsageRecorded) -> str:
     key_id=st.text(),
     tier=st.sampled_from(["", "standard", "priority"]),
     searches=st.integers(min_value=0, max_value=3),
+    reserved=st.integers(min_value=0, max_value=10**15),
+    micros=st.integers(min_value=0, max_value=999_999),
 )
 def test_the_digest_is_the_one_earlier_versions_stored(
-    key_id: str, tier: str, searches: int
+    key_id: str, tier: str, searches: int, reserved: int, micros: int
 ) -> None:
-    event = usage_event("acc_digest", web_search_requests=searches).model_copy(
-        update={"key_id": key_id}
+    event = usage_event(
+        "acc_digest", started_at=MOMENT.replace(microsecond=micros), web_search_requests=searches
     )
+    usage = event.usage.model_copy(update={"service_tier": tier})
     event = event.model_copy(
-        update={"usage": event.usage.model_copy(update={"service_tier": tier})}
+        update={"key_id": key_id, "usage": usage, "lease_id": "lease_1", "lease_reserved": reserved}
     )
     assert content_hash(event) == _old_digest(event)
 
