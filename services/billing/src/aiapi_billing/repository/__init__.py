@@ -43,9 +43,15 @@ def json_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows]).decode()
 
 
-def record_type(columns: Sequence[tuple[str, str]]) -> str:
-    """The column definition list of ``json_to_recordset``: ``name type, ...``."""
-    return ", ".join(f"{name} {type_}" for name, type_ in columns)
+def insert_rows(table: str, columns: Sequence[tuple[str, str]], tail: str = "") -> str:
+    """``INSERT INTO table (columns) SELECT columns FROM json_to_recordset(%s::json) ... tail``:
+    the rows of one :func:`json_rows` document (``columns``: each name and SQL type)."""
+    names = ", ".join(name for name, _ in columns)
+    record = ", ".join(f"{name} {type_}" for name, type_ in columns)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {names}"  # noqa: S608 (fixed names, no values)
+        f" FROM json_to_recordset(%s::json) AS r({record}) {tail}"
+    )
 
 
 async def ping(conn: Conn) -> None:

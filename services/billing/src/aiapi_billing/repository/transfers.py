@@ -7,7 +7,7 @@ from typing import Any
 
 from aiapi_billing.ledger import TransferSpec
 from aiapi_billing.notices import Totals
-from aiapi_billing.repository import Conn, json_rows, record_type
+from aiapi_billing.repository import Conn, insert_rows, json_rows
 from aiapi_billing.repository.accounts import apply_totals
 
 
@@ -45,11 +45,8 @@ _TRANSFER_COLUMNS = (
     ("reference", "text"), ("memo", "text"), ("actor", "text"),
 )  # fmt: skip
 _TRANSFER_NAMES = [name for name, _ in _TRANSFER_COLUMNS]
-_NAME_LIST = ", ".join(_TRANSFER_NAMES)
-_INSERT_TRANSFERS = (
-    f"INSERT INTO transfers ({_NAME_LIST}) SELECT {_NAME_LIST}"  # noqa: S608 (fixed names)
-    f" FROM json_to_recordset(%s::json) AS r({record_type(_TRANSFER_COLUMNS)})"
-    " ON CONFLICT (transfer_key) DO NOTHING"
+_INSERT_TRANSFERS = insert_rows(
+    "transfers", _TRANSFER_COLUMNS, "ON CONFLICT (transfer_key) DO NOTHING"
 )
 
 

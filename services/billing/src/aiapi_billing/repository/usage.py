@@ -8,7 +8,7 @@ from typing import Protocol
 from aiapi_shared.events import UsageRecorded
 
 from aiapi_billing.pricing import Price
-from aiapi_billing.repository import Conn, json_rows, record_type
+from aiapi_billing.repository import Conn, insert_rows, json_rows
 
 
 class PricedUsage(Protocol):
@@ -40,11 +40,8 @@ _RECORD_COLUMNS = (
     ("list_cost", "bigint"),
 )  # fmt: skip
 _RECORD_NAMES = [name for name, _ in _RECORD_COLUMNS]
-_COLUMN_LIST = ", ".join(_RECORD_NAMES)
-_INSERT_RECORDS = (
-    f"INSERT INTO usage_records ({_COLUMN_LIST}) SELECT {_COLUMN_LIST}"  # noqa: S608 (fixed names)
-    f" FROM json_to_recordset(%s::json) AS r({record_type(_RECORD_COLUMNS)})"
-    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+_INSERT_RECORDS = insert_rows(
+    "usage_records", _RECORD_COLUMNS, "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
 
 
