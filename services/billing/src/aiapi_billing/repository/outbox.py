@@ -10,12 +10,12 @@ from collections.abc import Sequence
 
 from aiapi_shared.events import Event
 
-from aiapi_billing.repository import Conn, json_rows
+from aiapi_billing.repository import Conn, json_rows, rows_of
 
 _QUEUE = (
-    "INSERT INTO outbox (event_id, subject, payload)"
+    "INSERT INTO outbox (event_id, subject, payload)"  # noqa: S608 (fixed names, no values)
     " SELECT event_id, subject, decode(payload, 'base64')"
-    " FROM json_to_recordset(%s::json) AS r(event_id text, subject text, payload text)"
+    f" FROM ({rows_of((('event_id', 'text'), ('subject', 'text'), ('payload', 'text')))}) AS e"
 )
 
 
@@ -25,4 +25,4 @@ async def queue_events(conn: Conn, events: Sequence[Event]) -> None:
     if not events:
         return
     rows = ((e.event_id, e.subject, b64encode(e.to_json()).decode()) for e in events)
-    await conn.execute(_QUEUE, (json_rows(("event_id", "subject", "payload"), rows),))
+    await conn.execute(_QUEUE, (json_rows(rows),))

@@ -44,7 +44,6 @@ _TRANSFER_COLUMNS = (
     ("to_account", "text"), ("amount", "bigint"), ("balance_after", "bigint"),
     ("reference", "text"), ("memo", "text"), ("actor", "text"),
 )  # fmt: skip
-_TRANSFER_NAMES = [name for name, _ in _TRANSFER_COLUMNS]
 _INSERT_TRANSFERS = insert_rows(
     "transfers", _TRANSFER_COLUMNS, "ON CONFLICT (transfer_key) DO NOTHING"
 )
@@ -61,7 +60,7 @@ async def insert_transfers(conn: Conn, rows: Sequence[tuple[TransferSpec, int]])
     how many were new."""
     if not rows:
         return 0
-    document = json_rows(_TRANSFER_NAMES, (_transfer_row(spec, after) for spec, after in rows))
+    document = json_rows(_transfer_row(spec, after) for spec, after in rows)
     cur = await conn.execute(_INSERT_TRANSFERS, (document,))
     return cur.rowcount
 

@@ -39,7 +39,6 @@ _RECORD_COLUMNS = (
     ("service_tier", "text"), ("inference_geo", "text"), ("speed", "text"),
     ("list_cost", "bigint"),
 )  # fmt: skip
-_RECORD_NAMES = [name for name, _ in _RECORD_COLUMNS]
 _INSERT_RECORDS = insert_rows(
     "usage_records", _RECORD_COLUMNS, "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
@@ -58,8 +57,7 @@ def _record_row(item: PricedUsage) -> tuple[object, ...]:
 
 async def insert_records(conn: Conn, items: Sequence[PricedUsage]) -> set[str]:
     """Insert every record in one statement; the request ids that were new (the rest existed)."""
-    rows = json_rows(_RECORD_NAMES, (_record_row(item) for item in items))
-    cur = await conn.execute(_INSERT_RECORDS, (rows,))
+    cur = await conn.execute(_INSERT_RECORDS, (json_rows(_record_row(item) for item in items),))
     return {str(r[0]) for r in await cur.fetchall()}
 
 
