@@ -4,6 +4,9 @@ Runs everything on loopback: an embedded PostgreSQL and nats-server in a tempora
 one ``python -m aiapi_billing`` process. Usage::
 
     .venv/bin/python bench/billing_throughput.py [--admissions 2000] [--events 10000]
+        [--profile settlement.svg]
+
+With ``--profile`` py-spy samples billing while it settles (its CPU figures are then worse).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,6 +39,23 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of a process and its live descendants (PostgreSQL's backends)."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, fields in stats.items() if int(fields[1]) in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum((int(stats[p][11]) + int(stats[p][12])) / CLK_TCK for p in tree if p in stats)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -114,7 +135,9 @@ async def _settlement(bus: Bus, count: int) -> float:
     return count / (time.perf_counter() - t0)
 
 
-async def measure(nats_url: str, admissions: int, events: int, pid: int) -> None:
+async def measure(
+    nats_url: str, admissions: int, events: int, pid: int, pg_pid: int, profile: Path | None
+) -> None:
     bus = await Bus.connect(nats_url, name="bench")
     try:
         await _fund(bus)
@@ -128,18 +151,33 @@ async def measure(nats_url: str, admissions: int, events: int, pid: int) -> None
             f"admission round trip: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({admissions} requests);"
             f" billing CPU {cpu:.2f} ms per admission"
         )
-        cpu = cpu_seconds(pid)
+        spy = None
+        if profile is not None:
+            spy = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+                "--output", str(profile), "--rate", "200", "--nonblocking",
+                "--format", "raw" if profile.suffix == ".txt" else "flamegraph",
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            await asyncio.sleep(1.0)
+        cpu, pg_cpu = cpu_seconds(pid), tree_cpu_seconds(pg_pid)
         rate = await _settlement(bus, events)
+        await asyncio.sleep(1.0)  # the outbox relay publishes what the last batches queued
         cpu = (cpu_seconds(pid) - cpu) / events * 1000
+        pg_cpu = (tree_cpu_seconds(pg_pid) - pg_cpu) / events * 1000
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await asyncio.wait_for(spy.wait(), timeout=60)
         print(
             f"settlement: {rate:,.0f} usage events/s by one billing process ({events} events);"
-            f" billing CPU {cpu:.2f} ms per event (relay and snapshots included)"
+            f" billing CPU {cpu:.3f} ms per event (relay and snapshots included),"
+            f" PostgreSQL {pg_cpu:.3f} ms per event"
         )
     finally:
         await bus.close()
 
 
-def run(admissions: int, events: int) -> None:
+def run(admissions: int, events: int, profile: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="aiapi-bench-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
@@ -158,7 +196,9 @@ def run(admissions: int, events: int) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "aiapi_billing"], env=env)
         try:
             _wait_healthy(f"http://127.0.0.1:{port}/readyz", proc)
-            asyncio.run(measure(nats.url, admissions, events, proc.pid))
+            pg_pid = pg.pid
+            assert pg_pid is not None
+            asyncio.run(measure(nats.url, admissions, events, proc.pid, pg_pid, profile))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -170,8 +210,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--admissions", type=int, default=2000)
     parser.add_argument("--events", type=int, default=10000)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy flame graph of settlement (.svg; .txt: collapsed stacks)",
+    )
     args = parser.parse_args()
-    run(args.admissions, args.events)
+    run(args.admissions, args.events, args.profile)
 
 
 if __name__ == "__main__":

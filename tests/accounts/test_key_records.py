@@ -5,10 +5,13 @@ the plan even when the purchase reply was lost."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from aiapi_accounts.consumers import Consumers
 from aiapi_shared import apikeys
+from aiapi_shared.errors import PoisonMessage
 from aiapi_shared.events.billing_v1 import PlanPurchased
 from aiapi_shared.events.records_v1 import KeyRecord
 from aiapi_shared.events.usage_v1 import Usage, UsageRecorded
@@ -211,3 +214,22 @@ async def test_a_key_change_rewrites_only_that_keys_record(running: Running) -> 
     after_plan = await revisions(running, [*keys, extra])
     assert all(after_plan[k["id"]] > after_revoke.get(k["id"], 0) for k in keys)
     assert (await record(running, keys[0]["key"])).plan == "pro"
+
+
+async def test_last_used_reads_only_the_key_and_the_time_of_a_usage_event() -> None:
+    """The consumer validates the two fields it uses, not the whole event (billing judges the
+    rest); a body that does not give them is poison."""
+    recorder = _RecordingAccounts()
+    consumers = Consumers(None, recorder, last_used_resolution_s=60)  # type: ignore[arg-type]
+    newer = {
+        "event_id": "req_newer",
+        "key_id": "k_newer",
+        "finished_at": "2026-11-27T12:00:00.250000Z",
+        "route": "a-route-of-a-later-version",
+        "usage": {"input_tokens": "not what this version reads"},
+    }
+    await consumers.on_usage(_Msg(json.dumps(newer).encode()))  # type: ignore[arg-type]
+    assert recorder.writes == [("k_newer", datetime(2026, 11, 27, 12, 0, 0, 250000, tzinfo=UTC))]
+    for body in (b"not json", b'{"key_id": "k"}', b'{"finished_at": "2026-11-27T12:00:00Z"}'):
+        with pytest.raises(PoisonMessage):
+            await consumers.on_usage(_Msg(body))  # type: ignore[arg-type]

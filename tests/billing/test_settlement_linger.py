@@ -3,11 +3,14 @@ one at a time while it lingers are settled together, in one transaction, each ex
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
+from aiapi_billing.consumers import Consumers
 from aiapi_billing.service import Service
-from aiapi_shared.bus import Bus
+from aiapi_billing.settings import BillingSettings
+from aiapi_shared.bus import LINGER_TARGET, Bus
 
 from tests.billing.conftest import (
     assert_books_balance,
@@ -51,3 +54,35 @@ async def test_usage_trickling_in_is_settled_in_one_transaction_exactly_once(
     finally:
         await service.stop()
     await assert_books_balance(migrated)
+
+
+class _RecordingBus:
+    """Records how each consumer loop was asked for (its coroutine is never run)."""
+
+    def __init__(self) -> None:
+        self.batches: list[dict[str, Any]] = []
+
+    async def consume_batches(self, **kwargs: Any) -> None:
+        self.batches.append(kwargs)
+
+    async def consume(self, **kwargs: Any) -> None:
+        return None
+
+
+async def test_the_settlement_linger_steers_towards_its_own_batch_size() -> None:
+    """Settlement gathers bigger batches than the bus's default target: its fixed cost per batch
+    is several times an event's."""
+    settings = BillingSettings(settlement_linger_target=200)
+    assert BillingSettings().settlement_linger_target > LINGER_TARGET
+    bus = _RecordingBus()
+    consumers = Consumers(
+        pool=None,  # type: ignore[arg-type]
+        bus=bus,  # type: ignore[arg-type]
+        settler=None,  # type: ignore[arg-type]
+        deposits=None,  # type: ignore[arg-type]
+        after_commit=lambda _account: None,
+        linger_target=settings.settlement_linger_target,
+    )
+    tasks = consumers.tasks(asyncio.Event())
+    await asyncio.gather(*tasks)
+    assert [b["linger_target"] for b in bus.batches] == [200]

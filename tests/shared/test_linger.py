@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aiapi_shared.bus import _batch_linger
 from aiapi_shared.linger import AdaptiveLinger
 
 
@@ -55,3 +56,13 @@ def test_equal_bounds_are_the_fixed_linger_and_zero_is_none() -> None:
 def test_a_ceiling_below_the_floor_is_the_floor() -> None:
     linger = AdaptiveLinger(0.2, 0.1, target=4, batch=8)
     assert linger.after(1) == 0.2
+
+
+def test_a_consumer_loop_steers_towards_the_target_it_is_given() -> None:
+    """``Bus.consume_batches(linger_target=...)``: a batch of 64 is enough for the bus's default
+    target (32), so the wait falls; short of a target of 128, so it grows."""
+    default = _batch_linger(0.05, 0.5, 256)
+    bigger = _batch_linger(0.05, 0.5, 256, 128)
+    for linger in (default, bigger):
+        linger.after(10)  # a short batch: 0.1 s
+    assert default.after(64) < 0.1 < bigger.after(64)

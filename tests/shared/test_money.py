@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 import pytest
 from aiapi_shared.money import Money, MoneyFormatError, format_usd, parse_usd
 from hypothesis import given
@@ -34,6 +36,40 @@ def test_parse_usd_refuses_what_is_not_a_plain_decimal(text: str) -> None:
 )  # fmt: skip
 def test_format_usd(nano: int, text: str) -> None:
     assert format_usd(nano) == text
+
+
+def _by_decimal(text: str) -> int | None:
+    """What a decimal string is worth in nano-USD by Decimal arithmetic (None: refused)."""
+    try:
+        value = Decimal(text.strip()) * 10**9
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value != value.to_integral_value():
+        return None
+    return int(value)
+
+
+@given(st.text(alphabet="0123456789.-+ e", max_size=24))
+def test_parse_usd_agrees_with_decimal_arithmetic(text: str) -> None:
+    """The plain form is parsed without Decimal; every text is worth what Decimal says or is
+    refused (parse_usd also refuses exponents and blanks inside that Decimal would take)."""
+    try:
+        parsed: int | None = parse_usd(text)
+    except MoneyFormatError:
+        parsed = None
+    if parsed is not None:
+        assert parsed == _by_decimal(text)
+    elif "e" not in text and " " not in text.strip() and text.strip():
+        assert _by_decimal(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "nano"),
+    [("-0.00", 0), ("0.5", 500_000_000), ("12345678901.123456789", 12_345_678_901_123_456_789),
+     ("-7.000000001", -7_000_000_001), ("00.10", 100_000_000)],
+)  # fmt: skip
+def test_the_plain_form_is_exact(text: str, nano: int) -> None:
+    assert parse_usd(text) == nano
 
 
 @given(st.integers(min_value=-(10**18), max_value=10**18))

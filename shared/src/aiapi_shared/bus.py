@@ -678,6 +678,7 @@ class Bus:
         stop: asyncio.Event | None = None,
         linger_s: float = 0.0,
         linger_max_s: float | None = None,
+        linger_target: int = LINGER_TARGET,
     ) -> None:
         """Like :meth:`consume`, but the handler gets every fetched message at once (one database
         transaction for many messages) and returns one outcome per message, in order: ``None``
@@ -688,10 +689,11 @@ class Bus:
         as a commit, is then shared) at the price of that much more delay. With ``linger_max_s``
         the wait adapts (:class:`~aiapi_shared.linger.AdaptiveLinger`): it grows up to that
         bound while batches come in short, falls back towards ``linger_s`` as they grow, and is
-        skipped after a full batch. A stop cuts it short.
+        skipped after a full batch; it steers towards batches of ``linger_target`` messages. A
+        stop cuts it short.
         """
         stop = stop or asyncio.Event()
-        linger = _batch_linger(linger_s, linger_max_s, batch)
+        linger = _batch_linger(linger_s, linger_max_s, batch, linger_target)
 
         async def all_at_once(msgs: list[Msg], waited_s: float) -> None:
             await self._dispatch_batch(durable, msgs, handler)
@@ -1119,10 +1121,12 @@ def decode_event(cls: type[E], data: bytes) -> E:
         raise PoisonMessage(f"{cls.__name__} does not parse: {exc.error_count()} errors") from exc
 
 
-def _batch_linger(linger_s: float, linger_max_s: float | None, batch: int) -> AdaptiveLinger:
+def _batch_linger(
+    linger_s: float, linger_max_s: float | None, batch: int, target: int = LINGER_TARGET
+) -> AdaptiveLinger:
     """A consumer loop's linger: fixed at ``linger_s`` unless ``linger_max_s`` lets it adapt."""
     top = linger_s if linger_max_s is None else linger_max_s
-    return AdaptiveLinger(linger_s, top, target=LINGER_TARGET, batch=batch)
+    return AdaptiveLinger(linger_s, top, target=target, batch=batch)
 
 
 async def _linger(wait_s: float, stop: asyncio.Event) -> None:

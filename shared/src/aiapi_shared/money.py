@@ -6,6 +6,7 @@ edges (JSON, settings, operator input); this module is the one place that conver
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 NANO_PER_USD = 1_000_000_000
 _NANO_EXPONENT = Decimal("1e-9")
+_PLAIN = re.compile(r"(-?)([0-9]+)\.([0-9]{1,9})")
 
 
 class MoneyFormatError(ValueError):
@@ -27,6 +29,11 @@ def parse_usd(text: str) -> int:
     """
     if not isinstance(text, str):
         raise MoneyFormatError("a USD amount must be a decimal string")
+    plain = _PLAIN.fullmatch(text)
+    if plain is not None:  # the form format_usd writes: every event's amounts, without Decimal
+        sign, whole, fraction = plain.groups()
+        amount = int(whole) * NANO_PER_USD + int(fraction.ljust(9, "0"))
+        return -amount if sign else amount
     stripped = text.strip()
     if not stripped or any(c in stripped for c in "eEnN_ "):
         raise MoneyFormatError(f"not a plain decimal USD amount: {text!r}")

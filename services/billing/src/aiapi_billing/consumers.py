@@ -59,6 +59,7 @@ class Consumers:
     batch: int = 256
     linger_s: float = 0.0
     linger_max_s: float | None = None
+    linger_target: int = 32
     counters: Counters = field(default_factory=Counters)
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -72,6 +73,7 @@ class Consumers:
             stop=stop,
             linger_s=self.linger_s,
             linger_max_s=self.linger_max_s,
+            linger_target=self.linger_target,
         )
         specs = (
             ("PAYMENTS", "billing-deposits", "payments.v1.deposit.*", self.on_deposit),

@@ -119,6 +119,7 @@ class Service:
             linger_max_s=max(
                 self.settings.settlement_linger_s, self.settings.settlement_linger_max_s
             ),
+            linger_target=self.settings.settlement_linger_target,
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         rpc = Rpc(

@@ -19,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events import UsageRecorded
 from aiapi_shared.events.usage_v1 import Usage
@@ -45,13 +46,20 @@ def content_hash(event: UsageRecorded) -> str:
     """A digest of what the event says (as this version of the contract reads it). Usage fields
     added later are left out while at their defaults, so a redelivered older event keeps its
     digest."""
-    payload = event.model_dump(mode="json")
+    # What model_dump(mode="json") gives, by pydantic's JSON serialiser (twice as fast).
+    payload = orjson.loads(event.model_dump_json())
     usage = payload["usage"]
     for name, default in _ADDED_USAGE_DEFAULTS.items():
         if usage.get(name) == default:
             del usage[name]
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # The digest is of json.dumps(payload, sort_keys=True, separators=(",", ":")) as it always
+    # was (records settled by earlier versions keep theirs). orjson writes the same bytes for
+    # text below 0x7F, ten times faster; json.dumps escapes anything else (\uXXXX), so such an
+    # event takes the slow way.
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    if not canonical.isascii() or b"\x7f" in canonical:
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 @dataclass(frozen=True)

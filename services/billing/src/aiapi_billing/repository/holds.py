@@ -11,9 +11,17 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from aiapi_billing.postings import Released
-from aiapi_billing.repository import Conn
+from aiapi_billing.repository import Conn, json_rows, rows_of
 
 _ADMIT = "SELECT * FROM admit_request(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+_SETTLE_HOLDS = (
+    "UPDATE holds h SET state = 'settled', closed_at = now()"  # noqa: S608 (no values)
+    f" FROM ({rows_of((('request_id', 'text'), ('account_id', 'text')))}) AS s"
+    " WHERE h.request_id = s.request_id AND h.account_id = s.account_id"
+    " AND h.state = 'open' RETURNING h.request_id, h.amount, h.rate_tokens"
+)
 
 
 class AdmitParams(NamedTuple):
@@ -77,11 +85,7 @@ async def settle_holds(
 ) -> dict[str, Released]:
     """Close the open holds of these (request, account) pairs in one statement; what each held."""
     cur = await conn.execute(
-        "UPDATE holds h SET state = 'settled', closed_at = now()"
-        " FROM unnest(%s::text[], %s::text[]) AS s(request_id, account_id)"
-        " WHERE h.request_id = s.request_id AND h.account_id = s.account_id"
-        " AND h.state = 'open' RETURNING h.request_id, h.amount, h.rate_tokens",
-        (request_ids, account_ids),
+        _SETTLE_HOLDS, (json_rows(zip(request_ids, account_ids, strict=True)),)
     )
     return {str(r[0]): Released(int(r[1]), int(r[2])) for r in await cur.fetchall()}
 

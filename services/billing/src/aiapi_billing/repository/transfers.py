@@ -7,7 +7,7 @@ from typing import Any
 
 from aiapi_billing.ledger import TransferSpec
 from aiapi_billing.notices import Totals
-from aiapi_billing.repository import Conn
+from aiapi_billing.repository import Conn, insert_rows, json_rows
 from aiapi_billing.repository.accounts import apply_totals
 
 
@@ -39,24 +39,29 @@ async def post_transfer(
     return transfer_id, after
 
 
+_TRANSFER_COLUMNS = (
+    ("transfer_key", "text"), ("kind", "text"), ("account_id", "text"), ("from_account", "text"),
+    ("to_account", "text"), ("amount", "bigint"), ("balance_after", "bigint"),
+    ("reference", "text"), ("memo", "text"), ("actor", "text"),
+)  # fmt: skip
+_INSERT_TRANSFERS = insert_rows(
+    "transfers", _TRANSFER_COLUMNS, "ON CONFLICT (transfer_key) DO NOTHING"
+)
+
+
+def _transfer_row(spec: TransferSpec, balance_after: int) -> tuple[Any, ...]:
+    source, target = spec.ends()
+    return (spec.key, spec.kind, spec.account_id, source, target, abs(spec.amount),
+            balance_after, spec.reference, spec.memo, spec.actor)  # fmt: skip
+
+
 async def insert_transfers(conn: Conn, rows: Sequence[tuple[TransferSpec, int]]) -> int:
-    """Record many transfers (spec, balance after) in one statement; returns how many were new."""
+    """Record many transfers (spec, balance after) in one statement, in their order; returns
+    how many were new."""
     if not rows:
         return 0
-    columns: list[list[Any]] = [[] for _ in range(10)]
-    for spec, balance_after in rows:
-        source, target = spec.ends()
-        values = (spec.key, spec.kind, spec.account_id, source, target, abs(spec.amount),
-                  balance_after, spec.reference, spec.memo, spec.actor)  # fmt: skip
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    cur = await conn.execute(
-        "INSERT INTO transfers (transfer_key, kind, account_id, from_account, to_account, amount,"
-        " balance_after, reference, memo, actor) SELECT * FROM unnest(%s::text[], %s::text[],"
-        " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[],"
-        " %s::text[]) ON CONFLICT (transfer_key) DO NOTHING",
-        columns,
-    )
+    document = json_rows(_transfer_row(spec, after) for spec, after in rows)
+    cur = await conn.execute(_INSERT_TRANSFERS, (document,))
     return cur.rowcount
 
 

@@ -8,7 +8,7 @@ from typing import Protocol
 from aiapi_shared.events import UsageRecorded
 
 from aiapi_billing.pricing import Price
-from aiapi_billing.repository import Conn
+from aiapi_billing.repository import Conn, insert_rows, json_rows
 
 
 class PricedUsage(Protocol):
@@ -26,20 +26,22 @@ class PricedUsage(Protocol):
     def list_cost(self) -> int: ...
 
 
-_INSERT_RECORDS = (
-    "INSERT INTO usage_records (request_id, account_id, key_id, model, plan, route, outcome,"
-    " status_code, started_at, finished_at, input_tokens, output_tokens, cache_read_tokens,"
-    " cache_write_5m_tokens, cache_write_1h_tokens, thinking_tokens, cost, price_id,"
-    " price_effective_from, hold_id, content_hash, web_search_requests, web_fetch_requests,"
-    " service_tier, inference_geo, speed, list_cost)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::text[], %s::int[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],"
-    " %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
-    " %s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],"
-    " %s::text[], %s::text[], %s::text[], %s::bigint[])"
-    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+# Each column of a record and its type, in the statement's order.
+_RECORD_COLUMNS = (
+    ("request_id", "text"), ("account_id", "text"), ("key_id", "text"), ("model", "text"),
+    ("plan", "text"), ("route", "text"), ("outcome", "text"), ("status_code", "int"),
+    ("started_at", "timestamptz"), ("finished_at", "timestamptz"), ("input_tokens", "bigint"),
+    ("output_tokens", "bigint"), ("cache_read_tokens", "bigint"),
+    ("cache_write_5m_tokens", "bigint"), ("cache_write_1h_tokens", "bigint"),
+    ("thinking_tokens", "bigint"), ("cost", "bigint"), ("price_id", "bigint"),
+    ("price_effective_from", "timestamptz"), ("hold_id", "text"), ("content_hash", "text"),
+    ("web_search_requests", "bigint"), ("web_fetch_requests", "bigint"),
+    ("service_tier", "text"), ("inference_geo", "text"), ("speed", "text"),
+    ("list_cost", "bigint"),
+)  # fmt: skip
+_INSERT_RECORDS = insert_rows(
+    "usage_records", _RECORD_COLUMNS, "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
-_RECORD_WIDTH = 27
 
 
 def _record_row(item: PricedUsage) -> tuple[object, ...]:
@@ -55,9 +57,7 @@ def _record_row(item: PricedUsage) -> tuple[object, ...]:
 
 async def insert_records(conn: Conn, items: Sequence[PricedUsage]) -> set[str]:
     """Insert every record in one statement; the request ids that were new (the rest existed)."""
-    rows = [_record_row(item) for item in items]
-    columns = [[row[i] for row in rows] for i in range(_RECORD_WIDTH)]
-    cur = await conn.execute(_INSERT_RECORDS, columns)
+    cur = await conn.execute(_INSERT_RECORDS, (json_rows(_record_row(item) for item in items),))
     return {str(r[0]) for r in await cur.fetchall()}
 
 
