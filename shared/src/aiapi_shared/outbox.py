@@ -27,7 +27,6 @@ in order on one connection, acknowledged together) and let every replica's relay
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -137,6 +136,7 @@ class Outbox:
         """Relay until ``stop``; an outage (NATS, PostgreSQL) pauses it, never ends it. A
         :meth:`wake` starts a pass at once; otherwise the table is polled (:class:`IdleBackoff`)."""
         backoff = IdleBackoff(poll_s, idle_poll_s)
+        woken = False
         while not stop.is_set():
             self._wake.clear()  # before the pass: rows committed during it wake the next one
             try:
@@ -148,8 +148,16 @@ class Outbox:
                 await asyncio.sleep(1.0)
             if moved > 0:
                 log.debug("outbox %s: published %d event(s)", self._table.schema, moved)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff.after(moved != 0))
+            # Rows found by a pass a wake started were announced: the poll is for rows nobody
+            # announces (a crashed replica's), so only a poll that found some, or a failed pass,
+            # brings it back to ``poll_s``. Else each commit's pass was followed by an empty one
+            # ``poll_s`` later: a transaction for nothing per batch at light traffic.
+            unannounced = moved < 0 or (moved > 0 and not woken)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff.after(unannounced))
+                woken = True
+            except TimeoutError:
+                woken = False
 
     async def drain(self) -> int:
         """Relay passes until the table has nothing pending; returns how many rows left.
