@@ -58,8 +58,9 @@ IDLE_POLL_S = 10.0
 
 
 class IdleBackoff:
-    """How long a poll loop waits before its next pass: ``poll_s`` after a pass that found work,
-    twice as long after each pass that found none, up to ``idle_s``. The rows a process commits
+    """How long a poll loop waits before its next pass: ``poll_s`` after a pass that found work
+    (for the relay: rows nobody announced, or a failure), twice as long after each pass that
+    found none, up to ``idle_s``. The rows a process commits
     wake its own relay at once; the poll is only the safety net for rows nobody announced (a
     crashed replica's), so an idle service need not query PostgreSQL several times a second."""
 
@@ -134,7 +135,8 @@ class Outbox:
         self, stop: asyncio.Event, *, poll_s: float = 1.0, idle_poll_s: float = IDLE_POLL_S
     ) -> None:
         """Relay until ``stop``; an outage (NATS, PostgreSQL) pauses it, never ends it. A
-        :meth:`wake` starts a pass at once; otherwise the table is polled (:class:`IdleBackoff`)."""
+        :meth:`wake` starts a pass at once; otherwise the table is polled (:class:`IdleBackoff`;
+        what a woken pass relayed was announced, so it does not shorten the poll)."""
         backoff = IdleBackoff(poll_s, idle_poll_s)
         woken = False
         while not stop.is_set():
