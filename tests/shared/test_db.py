@@ -99,3 +99,23 @@ async def test_the_pool_probes_only_idle_connections_and_replaces_broken_ones(
                 assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
     finally:
         await pool.close()
+
+
+async def test_the_pool_hands_out_the_connection_used_last(database_url: str) -> None:
+    """Light traffic stays on one warm connection (no probe, its statements prepared), however
+    many the pool holds; two at once still get two."""
+    pool = open_pool(database_url, schema="public", min_size=4, max_size=4)
+    await pool.open(wait=True)
+    try:
+        backends = []
+        for _ in range(6):
+            async with pool.connection() as conn:
+                backends.append(conn.info.backend_pid)
+        assert len(set(backends)) == 1, backends
+        async with pool.connection() as first, pool.connection() as second:
+            assert first.info.backend_pid != second.info.backend_pid
+            both = {first.info.backend_pid, second.info.backend_pid}
+        async with pool.connection() as conn:  # the one returned last: the outer block's
+            assert conn.info.backend_pid in both
+    finally:
+        await pool.close()

@@ -230,3 +230,40 @@ async def test_an_idle_relay_polls_less_and_less_but_a_wake_relays_at_once(
         stop.set()
         relay.wake()
         await task
+
+
+async def test_rows_a_wake_announced_do_not_shorten_the_poll_but_unannounced_ones_do(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit wakes its relay, so the pass it starts is no reason to poll again soon (that was
+    an empty transaction after every batch); rows a poll finds nobody announced (a crashed
+    replica's), and more may follow: the poll comes back to ``poll_s``."""
+    await bus.ensure_stream(STREAM)
+    relay = Outbox(pool, bus, DELETED)
+    passes: list[int] = []
+    real = relay.drain
+
+    async def counted() -> int:
+        passes.append(await real())
+        return passes[-1]
+
+    monkeypatch.setattr(relay, "drain", counted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, poll_s=0.01, idle_poll_s=60))
+    try:
+        await _until(lambda: len(passes) >= 8)  # stretched past a second
+        await _add(pool, [("evt_announced", SUBJECT)])
+        relay.wake()
+        await _until(lambda: 1 in passes)
+        after_woken = len(passes)
+        await asyncio.sleep(0.5)  # the short poll would have run about six passes by now
+        assert len(passes) == after_woken
+        await _add(pool, [("evt_unannounced", SUBJECT)])  # no wake: the poll finds it
+        await _until(lambda: passes.count(1) == 2, timeout_s=30.0)
+        after_found = len(passes)
+        await _until(lambda: len(passes) >= after_found + 3)  # polled at 10, 20, 40 ms again
+    finally:
+        stop.set()
+        relay.wake()
+        await task
+    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
