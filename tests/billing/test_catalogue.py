@@ -224,3 +224,48 @@ async def test_a_change_made_elsewhere_is_heard_and_published_without_polling(
 
 async def _at_least(version: Awaitable[int], floor: int) -> bool:
     return await version >= floor
+
+
+async def test_the_listener_sets_no_timer_while_it_waits_and_still_hears_a_change(
+    pool: AsyncConnectionPool, migrated: str
+) -> None:
+    # psycopg's own wait for notifications wakes every 0.1 s; the listener waits on the socket.
+    heard: list[int] = []
+    listener = CatalogueListener(migrated, lambda: heard.append(1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+    loop = asyncio.get_running_loop()
+    timers: list[object] = []
+    real_call_at = loop.call_at
+
+    def call_at(when: float, callback: object, *args: object, **kwargs: object) -> object:
+        timers.append(callback)
+        return real_call_at(when, callback, *args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        await eventually(lambda: listener.listening)
+        await eventually(lambda: len(heard) == 1)  # at the connection: a change may have come
+        loop.call_at = call_at  # type: ignore[method-assign]  # call_later goes through it
+        await asyncio.sleep(0.6)
+        loop.call_at = real_call_at  # type: ignore[method-assign]
+        assert [t for t in timers if "psycopg" in getattr(t, "__module__", "")] == []
+        later = datetime.now(UTC) + timedelta(days=3)
+        async with pool.connection() as conn:
+            await catalogue_store.add_model_price(
+                conn,
+                api.AddPriceCommand.model_validate(
+                    {
+                        "model": "claude-haiku-4-5",
+                        "effective_from": later.isoformat(),
+                        "input_usd_per_mtok": "0.95",
+                        "output_usd_per_mtok": "4.75",
+                    }
+                ),
+            )
+            await conn.commit()
+        await eventually(lambda: len(heard) >= 2)
+    finally:
+        loop.call_at = real_call_at  # type: ignore[method-assign]
+        stop.set()
+        await task
+    assert not listener.listening

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiapi_billing.pricing import Price, hold_nano
 from aiapi_cli.embedded import EmbeddedNats
+from aiapi_edge import lease_client
 from aiapi_edge.budget import worst_case
 from aiapi_edge.lease_client import Leases
 from aiapi_edge.lease_math import Demand, Lease, next_ask
@@ -662,3 +663,40 @@ async def test_a_lease_granted_while_the_edge_stops_is_handed_straight_back(
     assert leases.admit("acct_t", "basic", Demand(cost=1_000, tokens=100)) is None
     await asyncio.sleep(0.5)
     assert len(leasing.grants) == 1  # a stopping edge asks for no more
+
+
+class CountingClock(FakeClock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+async def test_the_sweep_sleeps_while_nothing_is_held_and_wakes_for_a_lease(
+    bus: Bus, leasing: LeaseBilling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each round of the sweep reads the clock; at rest (no lease, no refusal) there is none.
+    monkeypatch.setattr(lease_client, "SWEEP_INTERVAL_S", 0.01)
+    clock = CountingClock()
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=100,
+        clock=clock,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    sweeping = asyncio.ensure_future(leases.sweep(stop))
+    await asyncio.sleep(0.3)  # thirty rounds, were it on a timer
+    assert clock.reads == 0
+    demand = Demand(cost=1_000, tokens=100)
+    await granted_lease(leases, leasing, demand)
+    clock.now += leasing.admit_for_s  # the window is over: the sweep hands the lease back
+
+    async def closed() -> bool:
+        return len(leasing.closes) == 1
+
+    await wait_for(closed)
+    stop.set()
+    await asyncio.wait_for(sweeping, timeout=5)
+    await leases.close_all(timeout_s=1.0)

@@ -410,10 +410,10 @@ async def test_call_decodes_the_reply_and_names_each_failure(bus: Bus) -> None:
 async def test_a_stop_ends_a_consumer_whose_fetch_is_still_waiting(
     bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An idle consumer long-polls (one pull request per FETCH_WAIT_S); a stop cancels the fetch
-    # instead of waiting it out, here an hour, so a service still stops at once.
+    # An idle consumer long-polls (one pull request per wait); a stop cancels the fetch instead
+    # of waiting it out, here an hour, so a service still stops at once.
+    monkeypatch.setattr(bus_module, "FETCH_WAIT_FIRST_S", 3600.0)
     monkeypatch.setattr(bus_module, "FETCH_WAIT_S", 3600.0)
-    monkeypatch.setattr(bus_module, "FETCH_BOUND_S", 7200.0)
     await bus.ensure_stream(SPEC)
     got: list[bytes] = []
 
@@ -426,3 +426,63 @@ async def test_a_stop_ends_a_consumer_whose_fetch_is_still_waiting(
     stop.set()
     await asyncio.wait_for(task, timeout=30)  # a bound against a hang: the fetch waits an hour
     assert task.done() and task.exception() is None
+
+
+async def test_an_idle_consumer_resumes_after_a_nats_restart_however_long_its_poll(
+    nats_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An idle consumer's poll grows (here up to an hour); its pull request lives on the server,
+    # which loses it when it restarts. A reconnect cancels the waiting fetch, looks the consumer
+    # up again and polls from the short wait, and a request lost anyway costs only the short
+    # wait it was sent with: the consumer never waits out the long poll, nor its bound.
+    monkeypatch.setattr(bus_module, "FETCH_WAIT_S", 3600.0)
+    bus = await Bus.connect(nats_server.url, name="long-poll-restart-test")
+    try:
+        await bus.ensure_stream(SPEC)
+        seen: list[bytes] = []
+
+        async def handler(msg: Msg) -> None:
+            seen.append(msg.data)
+
+        task, stop = _start_consumer(bus, handler, durable="long-poll-restart")
+        await bus.publish("test.v1.thing.done", b"before", "lpr-1")
+        await _eventually(lambda: seen == [b"before"])
+        await asyncio.sleep(3.5)  # idle: the polls grow (1, 2, then 4 s waiting on the server)
+        nats_server.stop()
+        await _eventually(lambda: not bus.is_connected)
+        nats_server.start()
+        await _eventually(lambda: bus.is_connected, timeout_s=20)
+        await bus.publish("test.v1.thing.done", b"after", "lpr-2")
+        await _eventually(lambda: b"after" in seen, timeout_s=20)
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    finally:
+        await bus.close()
+
+
+async def test_a_kv_watch_has_no_polling_task_and_follows_a_large_bucket(bus: Bus) -> None:
+    # nats-py runs a task per watch that wakes four times a second to send deferred flow-control
+    # answers; a watch's callback subscription never defers one, so the bus ends that task. The
+    # bucket here is larger than the server's flow-control window: had the answers stopped, the
+    # server would stall the delivery and the watch would not see every entry.
+    kv = await bus.ensure_kv("aiapi_test_big")
+    value = b"x" * 32 * 1024
+    for n in range(300):
+        await kv.put(f"k{n}", value + str(n).encode())
+    seen: dict[str, bytes | None] = {}
+    ready, stop = asyncio.Event(), asyncio.Event()
+    watching = asyncio.create_task(bus.watch_kv("aiapi_test_big", seen.__setitem__, ready=ready, stop=stop))  # fmt: skip
+    await asyncio.wait_for(ready.wait(), timeout=30)
+    assert len(seen) == 300 and seen["k299"] == value + b"299"
+    polls = [
+        t
+        for t in asyncio.all_tasks()
+        if "check_flow_control_response" in getattr(t.get_coro(), "__qualname__", "")
+    ]
+    assert polls == []
+    for n in range(300):
+        await kv.put(f"k{n}", value + b"changed")
+    await kv.delete("k7")
+    await _eventually(lambda: seen.get("k7", b"") is None and seen["k299"] == value + b"changed")
+    stop.set()
+    await asyncio.wait_for(watching, timeout=10)

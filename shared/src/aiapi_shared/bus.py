@@ -47,6 +47,7 @@ from nats.js.errors import (
     NoKeysError,
     NoStreamResponseError,
     NotFoundError,
+    ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
@@ -82,11 +83,17 @@ __all__ = [
 ]
 
 log = logging.getLogger("aiapi.bus")
-# A consumer's fetch is a long poll: the server holds it up to this long for messages (an idle
-# consumer sends one pull request per wait, so a longer wait is fewer wake-ups at rest). A stop
-# does not wait for it: the fetch is cancelled. One that has not returned after FETCH_BOUND_S is
-# stuck (see :meth:`Bus._pull`).
-FETCH_WAIT_S = 5.0
+# A consumer's fetch is a long poll: the server holds it until messages come or it expires. An
+# idle consumer sends one pull request per wait, each a wake-up of the client and of nats-server,
+# so the wait grows while the consumer is idle, doubling from FETCH_WAIT_FIRST_S to FETCH_WAIT_S
+# (1, 2, 4, 8, 16, 30 s): a pull request lost without a word (sent while JetStream was still
+# starting, or on a connection that dropped again; a cluster's consumer leader moving) costs at
+# most the wait it was sent with, and a fresh consumer starts short. Neither a stop nor a
+# reconnect waits for a fetch: a stop cancels it; a reconnect (NATS restarted: the pull request
+# is gone with it) cancels it, looks the consumer up again and starts over from the short wait.
+# A fetch that has not returned FETCH_BOUND_S after its wait is stuck (see :meth:`Bus._pull`).
+FETCH_WAIT_FIRST_S = 1.0
+FETCH_WAIT_S = 30.0
 FETCH_BOUND_S = 10.0
 # A batch loop's linger aims at batches of about this many events (aiapi_shared.linger).
 LINGER_TARGET = 32
@@ -457,6 +464,7 @@ class Bus:
             try:
                 kv = await self.ensure_kv(bucket)
                 watcher: Any = await kv.watchall()
+                _drop_flow_control_poll(watcher)
             except (nats.errors.Error, OSError) as exc:
                 log.warning("kv watch %s not started (%s); retrying", bucket, type(exc).__name__)
                 await asyncio.sleep(0.5)
@@ -728,6 +736,7 @@ class Bus:
         if sub is None:
             return
         loop = asyncio.get_running_loop()
+        wait_s = FETCH_WAIT_FIRST_S
         try:
             since = loop.time()  # when the loop began waiting for the next batch
             while not stop.is_set() and not self.closed.is_set():
@@ -735,13 +744,25 @@ class Bus:
                     # nats-py's fetch can hang for good across a NATS restart (its timeout never
                     # fires, no pull request reaches the server again, messages pile up: found
                     # by bench/chaos.py), so it is bounded here and a stuck one is replaced.
+                    fetch = sub.fetch(batch, timeout=wait_s)
                     msgs = await unless_stopped(
-                        asyncio.wait_for(sub.fetch(batch, timeout=FETCH_WAIT_S), FETCH_BOUND_S),
-                        stop,
+                        asyncio.wait_for(fetch, wait_s + FETCH_BOUND_S), stop, self._reconnected
                     )
                     if msgs is None:
-                        break  # stopped while the fetch waited
+                        if stop.is_set():
+                            break  # stopped while the fetch waited
+                        # Reconnected: the pull request went with the old server. The consumer
+                        # is looked up again (retried until JetStream answers after its restart:
+                        # a pull request sent before would go unanswered) and a new one sent.
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+                        sub = await self._pull_subscribe(stream, durable, subject, config, stop)
+                        if sub is None:
+                            return
+                        wait_s = FETCH_WAIT_FIRST_S
+                        continue
                 except NatsTimeoutError:
+                    wait_s = min(FETCH_WAIT_S, wait_s * 2)  # idle: a longer poll
                     continue
                 except TimeoutError:
                     log.warning(
@@ -752,6 +773,7 @@ class Bus:
                     sub = await self._pull_subscribe(stream, durable, subject, config, stop)
                     if sub is None:
                         return
+                    wait_s = FETCH_WAIT_FIRST_S
                     continue
                 except (ConnectionClosedError, NoRespondersError, OSError, APIError) as exc:
                     # APIError: a status from the server (NotFound among them) while a node is
@@ -848,7 +870,13 @@ class Bus:
                 return await self.js.pull_subscribe(
                     subject, durable=durable, stream=stream, config=config
                 )
-            except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, OSError) as exc:
+            except (
+                NatsTimeoutError,
+                NoRespondersError,
+                ConnectionClosedError,
+                ServiceUnavailableError,  # JetStream still starting (after a NATS restart)
+                OSError,
+            ) as exc:
                 log.warning("consumer %s not created yet (%s)", durable, type(exc).__name__)
                 await asyncio.sleep(0.5)
         return None
@@ -1087,6 +1115,19 @@ async def _follow(
             return  # the watcher was stopped
         deleted = entry.operation in ("DEL", "PURGE")
         on_change(entry.key, None if deleted else bytes(entry.value or b""))
+
+
+def _drop_flow_control_poll(watcher: Any) -> None:
+    """End nats-py's flow-control task of a KV watch: four wake-ups a second per watch, for
+    nothing. A watch is a callback subscription, and for those nats-py answers the server's flow
+    control requests (and a stalled consumer's heartbeat) as they arrive, in its read loop: a
+    callback subscription counts a message as delivered when it is received, so the answer is
+    never deferred to the task, which only polls (every 0.25 s) for a deferred one."""
+    jsi: Any = getattr(getattr(getattr(watcher, "_sub", None), "_sub", None), "_jsi", None)
+    task = getattr(jsi, "_fctask", None)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        jsi._fctask = None
 
 
 async def _settle(action: Awaitable[None]) -> None:

@@ -69,14 +69,15 @@ class Service(Protocol):
         ...
 
 
-async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """``work``'s result, or None (``work`` cancelled) as soon as ``stop`` is set."""
+async def unless_stopped(work: Awaitable[T], *stops: asyncio.Event) -> T | None:
+    """``work``'s result, or None (``work`` cancelled) as soon as one of ``stops`` is set."""
     task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
+    stopped = [asyncio.ensure_future(stop.wait()) for stop in stops]
     try:
-        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((task, *stopped), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stopped.cancel()
+        for wait in stopped:
+            wait.cancel()
     if task.done():
         return task.result()
     task.cancel()

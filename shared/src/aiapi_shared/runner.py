@@ -22,13 +22,16 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any, NoReturn, TypeVar
 
 import uvicorn
 import uvloop
 from pydantic import ValidationError
+from uvicorn.server import ServerState
 
 from aiapi_shared.lifecycle import ExitCode, Service, StartupRefused
 from aiapi_shared.logs import configure_logging
@@ -144,18 +147,47 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _DatedState(ServerState):
+    """uvicorn's state shared by a listener's connections, whose ``default_headers`` (the Date
+    header and the configured ones, read once per response) are made when read, at most once a
+    second, instead of by a timer."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._config = config
+        self._second = -1
+        self._headers: list[tuple[bytes, bytes]] = []
+        super().__init__()
+
+    @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        now = time.time()
+        if int(now) != self._second:
+            self._second = int(now)
+            date = [(b"date", formatdate(now, usegmt=True).encode())]
+            self._headers = (date if self._config.date_header else []) + (
+                self._config.encoded_headers
+            )
+        return self._headers
+
+    @default_headers.setter
+    def default_headers(self, _value: list[tuple[bytes, bytes]]) -> None:
+        pass  # uvicorn's own tick (at start-up): the property makes them
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its signal handling: the runner owns SIGTERM and SIGINT (uvicorn would
     re-raise the signal after a graceful stop, and the process would not exit 0).
 
-    And without its ten wake-ups a second: uvicorn's main loop ticks every 0.1 s to refresh the
-    Date header (once a second) and to notice ``should_exit``. Here it ticks once a second and a
-    stop wakes it at once: an idle process with two listeners no longer wakes 20 times a second.
+    And without its wake-ups: uvicorn's main loop ticks every 0.1 s to refresh the Date header
+    (once a second) and to notice ``should_exit``. Here the Date header is made when a response
+    reads it (:class:`_DatedState`) and the loop sleeps until a stop: an idle listener does not
+    wake at all (with a tick a second, each process woke once a second per listener).
     """
 
     def __init__(self, config: uvicorn.Config) -> None:
         self._exit_now = asyncio.Event()  # before uvicorn's __init__ sets should_exit
         super().__init__(config)
+        self.server_state = _DatedState(config)
 
     @property
     def should_exit(self) -> bool:
@@ -173,12 +205,12 @@ class _Server(uvicorn.Server):
         yield
 
     async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864000  # a multiple of 10: the Date header every tick
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._exit_now.wait()
+        # uvicorn's tick did three things: the Date header (now made when read), a stop (the
+        # event below) and ``limit_max_requests`` / ``callback_notify``, options the runner
+        # never sets (refused here rather than silently ignored).
+        if self.config.limit_max_requests is not None or self.config.callback_notify is not None:
+            raise ValueError("limit_max_requests and callback_notify need uvicorn's tick")
+        await self._exit_now.wait()
 
 
 @dataclass

@@ -51,9 +51,23 @@ class CatalogueListener:
             await catalogue.listen_for_changes(conn)
             self.listening = True
             self._on_change()
-            notes = conn.notifies()
-            while not stop.is_set():
-                # raises what broke the connection; None: stopped
-                if await unless_stopped(anext(notes), stop) is None:
-                    return
-                self._on_change()
+            # Not ``conn.notifies()``: psycopg wakes every 0.1 s while it waits (its interval
+            # for noticing an interrupt), ten wake-ups a second at rest. The socket is watched
+            # instead, and what it brings read when it is readable: libpq queues the
+            # notifications; a closed connection fails ``consume_input`` (psycopg.Error).
+            readable = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_reader(conn.fileno(), readable.set)
+            try:
+                while not stop.is_set():
+                    if await unless_stopped(readable.wait(), stop) is None:
+                        return
+                    readable.clear()
+                    conn.pgconn.consume_input()
+                    heard = False
+                    while conn.pgconn.notifies() is not None:
+                        heard = True
+                    if heard:
+                        self._on_change()
+            finally:
+                loop.remove_reader(conn.fileno())

@@ -13,6 +13,7 @@ hand out a fresh allowance after every blip. :mod:`.allowance_settlement` asks b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from aiapi_shared.catalogue import ModelEntry
@@ -49,6 +50,9 @@ class OfflineAllowance:
         self._per_account = per_account
         self._spent: dict[str, Money] = {}
         self._unsettled: dict[str, tuple[str, Money]] = {}  # request id -> (account id, cost)
+        # Called after each spend: the loop asking billing about unsettled requests sleeps
+        # while there are none (aiapi_edge.allowance_settlement) and is woken by it.
+        self.on_spend: Callable[[], None] = _nothing
 
     def try_spend(self, account_id: str, request_id: str, cost: Money, available: Money) -> bool:
         """Record ``cost`` against the account if it fits; False (nothing recorded) if not."""
@@ -57,6 +61,7 @@ class OfflineAllowance:
             return False
         self._spent[account_id] = spent + cost
         self._unsettled[request_id] = (account_id, cost)
+        self.on_spend()
         return True
 
     def spent(self, account_id: str) -> Money:
@@ -77,3 +82,7 @@ class OfflineAllowance:
             self._spent[account_id] = left
         else:
             self._spent.pop(account_id, None)
+
+
+def _nothing() -> None:
+    pass

@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from aiapi_shared.bus import Bus
+from aiapi_shared.lifecycle import unless_stopped
 
 from aiapi_edge.allowance import OfflineAllowance
 from aiapi_edge.errors import GatewayError
@@ -30,7 +31,13 @@ async def release_settled(
     interval_s: float = 1.0,
     timeout_s: float = 0.5,
 ) -> None:
+    spent = asyncio.Event()
+    allowance.on_spend = spent.set
     while not stop.is_set():
+        if not allowance.unsettled():  # nothing to ask about: asleep until a spend (no timer)
+            spent.clear()
+            if not allowance.unsettled() and await unless_stopped(spent.wait(), stop) is None:
+                return
         for request_id, account_id in allowance.unsettled()[:_PER_ROUND]:
             if stop.is_set() or not bus.is_connected:
                 break

@@ -38,6 +38,7 @@ from aiapi_shared.admission import (
 )
 from aiapi_shared.bus import Bus, BusError, NoResponders
 from aiapi_shared.events.base import Record
+from aiapi_shared.lifecycle import unless_stopped
 
 from aiapi_edge.lease_math import UNCOVERABLE, Demand, Lease, next_ask
 from aiapi_edge.metrics import Metrics
@@ -111,6 +112,7 @@ class Leases:
         # Accounts whose grant is on its way, and what resolves when its answer is applied.
         self._asking: dict[str, asyncio.Future[None]] = {}
         self._backoff: dict[str, tuple[float, float]] = {}  # account -> (until, last delay)
+        self._upkeep = asyncio.Event()  # set when there is a lease or a refusal to look after
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -246,6 +248,7 @@ class Leases:
             return
         replaced = self._current.get(account_id)
         self._current[account_id] = held
+        self._upkeep.set()
         if replaced is not None:
             self._retire(replaced)
 
@@ -325,6 +328,7 @@ class Leases:
         _, last = self._backoff.get(account_id, (0.0, 0.0))
         delay = min(MAX_BACKOFF_S, max(1.0, 2 * last))
         self._backoff[account_id] = (self._clock() + delay, delay)
+        self._upkeep.set()
 
     # -- top-ups and closing --------------------------------------------------------------------
 
@@ -391,8 +395,13 @@ class Leases:
 
     async def sweep(self, stop: asyncio.Event) -> None:
         """Close leases whose window ended or whose account stopped sending, so an idle
-        account's money is not held."""
+        account's money is not held. With no lease and no refusal to look after, it sleeps
+        until there is one (no timer at rest)."""
         while not stop.is_set():
+            if not self._current and not self._backoff:
+                self._upkeep.clear()
+                if await unless_stopped(self._upkeep.wait(), stop) is None:
+                    return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
             now = self._clock()
