@@ -207,10 +207,12 @@ class Outbox:
                 except Exception as exc:  # noqa: BLE001 (returned: the prefix is still bookkept)
                     return rows[:i], exc
             return rows, None
-        results = await asyncio.gather(*(self._send(row) for row in rows), return_exceptions=True)
-        for i, result in enumerate(results):
-            if isinstance(result, BaseException):
-                return rows[:i], result
+        # Together, their acks on one reply subscription (no request and timer per row).
+        messages = [(row.event_id, row.subject, row.payload) for row in rows]
+        outcomes = await self._bus.publish_batch(messages, timeout_s=self._publish_timeout_s)
+        for i, failure in enumerate(outcomes):
+            if failure is not None:
+                return rows[:i], failure
         return rows, None
 
     async def _send(self, row: OutboxRow) -> None:
