@@ -230,6 +230,11 @@ class Spool:
             self._unwritten.extend(rows)
             self._woken.set()
             ok = False
+        except BaseException as exc:  # a bug (or a closed spool): its appends raise, none hangs
+            for written in waiters:
+                if not written.done():
+                    written.set_exception(exc)
+            raise
         else:
             self._rows_since_sync += len(rows)
             if self._rows_since_sync >= self._sync_rows:
