@@ -136,3 +136,11 @@ async def test_a_relay_round_with_one_refused_message_keeps_it_until_the_stream_
         await spool.close()
     info = await bus.js.stream_info("USAGE")
     assert info.state.messages == 3
+
+
+async def test_an_append_to_a_closed_spool_raises_rather_than_waits(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_rows=10)
+    await spool.open()
+    await spool.close()
+    with pytest.raises(AssertionError):
+        await asyncio.wait_for(spool.append("req_late", SUBJECT, b"{}"), timeout=10)

@@ -10,9 +10,9 @@ which is in the kernel's page cache the moment it returns, so it survives the pr
 about 30 µs, so appends commit on the event loop (a hop to a thread costs more than the commit).
 Group commit: the appends of one event-loop iteration (the requests that end together under
 load) are committed in one transaction, at the start of the next iteration, and each returns
-once that commit did; one commit's WAL frames and ``fcntl`` locks serve them all. Surviving a power cut needs an ``fsync``, which costs 0.25 ms or more here; a
-background thread checkpoints the WAL (``fsync`` of the WAL, copy into the database, ``fsync``)
-``sync_interval_s`` (0.5 s) after the first commit since the last checkpoint, or as soon as
+once that commit did; one commit's WAL frames and ``fcntl`` locks serve them all. Surviving a
+power cut needs an ``fsync``, which costs 0.25 ms or more here; a background thread checkpoints
+the WAL (``fsync`` of the WAL, copy into the database, ``fsync``) ``sync_interval_s`` (0.5 s) after the first commit since the last checkpoint, or as soon as
 ``sync_rows`` (1,024) events were appended since, whichever comes first. So by default a power
 cut (or a kernel crash) can lose the usage events of the last ~0.5 s (at most ~1,024 events)
 plus one checkpoint; a killed process loses nothing. The interval was 50 ms: at a light request
@@ -21,8 +21,10 @@ rate that was a checkpoint, two ``fsync``, per request, most of the edge's own C
 the next checkpoint, started at once when none is running: group commit, so concurrent requests
 share one ``fsync``.
 
-A relay task publishes the rows to JetStream (``Nats-Msg-Id`` = event id) and deletes them once
-acknowledged; with NATS down it retries, and rows left by a crash are published after the restart.
+A relay task publishes the rows to JetStream (``Nats-Msg-Id`` = event id), a round at a time as
+one batch (``Bus.publish_batch``), and deletes each once acknowledged; a row refused or without an
+ack stays and is published again; with NATS down it retries, and rows left by a crash are
+published after the restart.
 
 Room. A request is admitted only while the spool can take its event (:attr:`Spool.has_room`):
 fewer than ``max_rows`` unpublished events, the spool's files under ``max_bytes``, at least
@@ -230,6 +232,11 @@ class Spool:
             self._unwritten.extend(rows)
             self._woken.set()
             ok = False
+        except BaseException as exc:  # a bug (or a closed spool): its appends raise, none hangs
+            for written in waiters:
+                if not written.done():
+                    written.set_exception(exc)
+            raise
         else:
             self._rows_since_sync += len(rows)
             if self._rows_since_sync >= self._sync_rows:
