@@ -448,16 +448,20 @@ async def test_an_idle_consumer_resumes_after_a_nats_restart_however_long_its_po
         await bus.publish("test.v1.thing.done", b"before", "lpr-1")
         await _eventually(lambda: seen == [b"before"])
         await asyncio.sleep(3.5)  # idle: the polls grow (1, 2, then 4 s waiting on the server)
-        nats_server.stop()
-        await _eventually(lambda: not bus.is_connected)
-        nats_server.start()
-        await _eventually(lambda: bus.is_connected, timeout_s=20)
+        await _restart(nats_server, bus)
         await bus.publish("test.v1.thing.done", b"after", "lpr-2")
         await _eventually(lambda: b"after" in seen, timeout_s=20)
         stop.set()
         await asyncio.wait_for(task, timeout=30)
     finally:
         await bus.close()
+
+
+async def _restart(nats_server: EmbeddedNats, bus: Bus) -> None:
+    nats_server.stop()
+    await _eventually(lambda: not bus.is_connected)
+    nats_server.start()
+    await _eventually(lambda: bus.is_connected, timeout_s=20)
 
 
 async def test_a_kv_watch_has_no_polling_task_and_follows_a_large_bucket(bus: Bus) -> None:

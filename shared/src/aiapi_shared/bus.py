@@ -735,6 +735,13 @@ class Bus:
         sub = await self._pull_subscribe(stream, durable, subject, config, stop)
         if sub is None:
             return
+
+        async def afresh(old: Any) -> Any:
+            """A new subscription to the consumer (None: stopped meanwhile)."""
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+            return await self._pull_subscribe(stream, durable, subject, config, stop)
+
         loop = asyncio.get_running_loop()
         wait_s = FETCH_WAIT_FIRST_S
         try:
@@ -754,9 +761,7 @@ class Bus:
                         # Reconnected: the pull request went with the old server. The consumer
                         # is looked up again (retried until JetStream answers after its restart:
                         # a pull request sent before would go unanswered) and a new one sent.
-                        with contextlib.suppress(Exception):
-                            await sub.unsubscribe()
-                        sub = await self._pull_subscribe(stream, durable, subject, config, stop)
+                        sub = await afresh(sub)
                         if sub is None:
                             return
                         wait_s = FETCH_WAIT_FIRST_S
@@ -768,9 +773,7 @@ class Bus:
                     log.warning(
                         "consumer %s: a fetch outlived its timeout; pulling afresh", durable
                     )
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-                    sub = await self._pull_subscribe(stream, durable, subject, config, stop)
+                    sub = await afresh(sub)
                     if sub is None:
                         return
                     wait_s = FETCH_WAIT_FIRST_S
