@@ -75,3 +75,14 @@ async def closed_by_peer(reader: asyncio.StreamReader, timeout_s: float = 10.0) 
     except TimeoutError:
         return False
     return True
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """A test upstream's read of one request (head, then a Content-Length body): the body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return await reader.readexactly(length)

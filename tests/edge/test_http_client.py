@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiapi_edge.http_client import HttpClient, HttpClientError, HttpResponse, ReadTimeout
 
+from .raw_http import read_request
 from .support import UPSTREAM_KEY, sim_post
 
 HEADERS = {
@@ -132,17 +133,6 @@ async def test_a_refused_connection_and_a_silent_upstream_are_errors(sim_url: st
             )
     finally:
         await http.close()
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    """A test upstream's read of one request (head, then a Content-Length body): the body."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    return await reader.readexactly(length)
 
 
 # -- TLS -----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiapi_shared.bus import Bus
 
+from .raw_http import read_request
 from .support import Billing, EdgeThread, edge_settings, key_record, make_key, put_key, usage_events
 
 
@@ -73,13 +74,7 @@ async def raw_upstream() -> AsyncIterator[str]:
     """An upstream that answers every POST with :data:`WRITES`, one chunk per write."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":", 1)[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
+        await read_request(reader)
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
