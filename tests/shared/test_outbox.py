@@ -267,3 +267,26 @@ async def test_rows_a_wake_announced_do_not_shorten_the_poll_but_unannounced_one
         relay.wake()
         await task
     assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
+
+
+async def test_a_stop_ends_the_wait_for_the_next_poll_at_once(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping service closes its NATS connection once its relay has returned: the relay
+    must not wait out its poll (an hour here; billing's idle poll is 10 s) after a stop."""
+    await bus.ensure_stream(STREAM)
+    relay = Outbox(pool, bus, DELETED)
+    passes: list[int] = []
+    real = relay.drain
+
+    async def counted() -> int:
+        passes.append(await real())
+        return passes[-1]
+
+    monkeypatch.setattr(relay, "drain", counted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, poll_s=3600, idle_poll_s=3600))
+    await _until(lambda: len(passes) == 1)  # the first pass is done: it waits for the next
+    stop.set()  # no wake: only the stop may end the wait
+    await asyncio.wait_for(task, timeout=30)  # an hour's poll without the fix
+    assert passes == [0]

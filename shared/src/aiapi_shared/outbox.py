@@ -37,6 +37,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_shared.bus import Bus
+from aiapi_shared.lifecycle import unless_stopped
 
 log = logging.getLogger("aiapi.outbox")
 
@@ -155,9 +156,11 @@ class Outbox:
             # brings it back to ``poll_s``. Else each commit's pass was followed by an empty one
             # ``poll_s`` later: a transaction for nothing per batch at light traffic.
             unannounced = moved < 0 or (moved > 0 and not woken)
+            # A stop ends the wait at once (else a stopping service waited out the poll, up to
+            # ``idle_poll_s``, before it could close its NATS connection).
+            wait = asyncio.wait_for(self._wake.wait(), timeout=backoff.after(unannounced))
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff.after(unannounced))
-                woken = True
+                woken = await unless_stopped(wait, stop) is not None
             except TimeoutError:
                 woken = False
 
