@@ -196,6 +196,19 @@ async def _until(check: Any, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def _count_passes(relay: Outbox, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows each of ``relay``'s passes moved, in order (a list that grows as it runs)."""
+    passes: list[int] = []
+    real = relay.drain
+
+    async def counted() -> int:
+        passes.append(await real())
+        return passes[-1]
+
+    monkeypatch.setattr(relay, "drain", counted)
+    return passes
+
+
 def test_the_poll_stretches_while_idle_and_shortens_when_work_is_found() -> None:
     backoff = IdleBackoff(0.2, 5.0)
     assert [backoff.after(found_work=False) for _ in range(6)] == [0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
@@ -208,14 +221,7 @@ async def test_an_idle_relay_polls_less_and_less_but_a_wake_relays_at_once(
 ) -> None:
     await bus.ensure_stream(STREAM)
     relay = Outbox(pool, bus, DELETED)
-    passes: list[int] = []
-    real = relay.drain
-
-    async def counted() -> int:
-        passes.append(await real())
-        return passes[-1]
-
-    monkeypatch.setattr(relay, "drain", counted)
+    passes = _count_passes(relay, monkeypatch)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop, poll_s=0.01, idle_poll_s=60))
     try:
@@ -240,14 +246,7 @@ async def test_rows_a_wake_announced_do_not_shorten_the_poll_but_unannounced_one
     replica's), and more may follow: the poll comes back to ``poll_s``."""
     await bus.ensure_stream(STREAM)
     relay = Outbox(pool, bus, DELETED)
-    passes: list[int] = []
-    real = relay.drain
-
-    async def counted() -> int:
-        passes.append(await real())
-        return passes[-1]
-
-    monkeypatch.setattr(relay, "drain", counted)
+    passes = _count_passes(relay, monkeypatch)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop, poll_s=0.01, idle_poll_s=60))
     try:
@@ -276,14 +275,7 @@ async def test_a_stop_ends_the_wait_for_the_next_poll_at_once(
     must not wait out its poll (an hour here; billing's idle poll is 10 s) after a stop."""
     await bus.ensure_stream(STREAM)
     relay = Outbox(pool, bus, DELETED)
-    passes: list[int] = []
-    real = relay.drain
-
-    async def counted() -> int:
-        passes.append(await real())
-        return passes[-1]
-
-    monkeypatch.setattr(relay, "drain", counted)
+    passes = _count_passes(relay, monkeypatch)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop, poll_s=3600, idle_poll_s=3600))
     await _until(lambda: len(passes) == 1)  # the first pass is done: it waits for the next
