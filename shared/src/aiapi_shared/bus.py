@@ -473,8 +473,8 @@ class Bus:
                 # After a reconnect (a NATS restart) the watch's consumer may be gone without an
                 # error, so the watch is started over: that re-delivers every current entry,
                 # deletions included. A stop ends the watch at once (no poll to wait out).
-                await _until_any(
-                    _follow(watcher, on_change, ready), (stop, self.closed, reconnected)
+                await unless_stopped(
+                    _follow(watcher, on_change, ready), stop, self.closed, reconnected
                 )
             except (nats.errors.Error, OSError) as exc:
                 log.warning("kv watch %s failed (%s); restarting", bucket, type(exc).__name__)
@@ -1178,20 +1178,3 @@ async def _linger(wait_s: float, stop: asyncio.Event) -> None:
     if wait_s > 0 and not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=wait_s)
-
-
-async def _until_any(work: Awaitable[None], events: tuple[asyncio.Event, ...]) -> None:
-    """Run ``work`` until it ends or one of ``events`` is set (then ``work`` is cancelled)."""
-    task = asyncio.ensure_future(work)
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait((task, *waits), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if not task.cancelled():
-        task.result()  # its error, if it failed

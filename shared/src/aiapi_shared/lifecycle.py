@@ -70,17 +70,20 @@ class Service(Protocol):
 
 
 async def unless_stopped(work: Awaitable[T], *stops: asyncio.Event) -> T | None:
-    """``work``'s result, or None (``work`` cancelled) as soon as one of ``stops`` is set."""
+    """``work``'s result (or its error), or None (``work`` cancelled) as soon as one of
+    ``stops`` is set. If the caller itself is cancelled, ``work`` is cancelled too (never left
+    running on its own)."""
     task = asyncio.ensure_future(work)
     stopped = [asyncio.ensure_future(stop.wait()) for stop in stops]
+    finished = False
     try:
         await asyncio.wait((task, *stopped), return_when=asyncio.FIRST_COMPLETED)
+        finished = task.done()
     finally:
         for wait in stopped:
             wait.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    return None
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    return task.result() if finished else None
