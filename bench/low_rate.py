@@ -16,7 +16,12 @@ For each window (rest, then each rate) it prints, per request:
   friends are its wake-ups). strace slows what it traces: that window's CPU is not comparable.
 * with ``--profile``: py-spy flame graphs of the Python services over each rate's window;
 * with ``--statements``: PostgreSQL's statements by kind (``log_statement = all`` for the
-  window, read back from its log), which also costs PostgreSQL CPU.
+  window, read back from its log), which also costs PostgreSQL CPU;
+* with ``--kinds``: NATS messages by kind (a usage event published, its ack, its delivery to a
+  consumer, that consumer's ack, a balance snapshot written or delivered to a watch, ...), seen
+  by one more connection subscribed to every subject (``>``, as the admin user). That connection
+  is left out of the per-connection figures and of the server's "out"; what it costs nats-server
+  is not: that window's NATS CPU is not comparable.
 """
 
 from __future__ import annotations
@@ -34,13 +39,14 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 import uvloop
+from aiapi_shared.bus import Bus, Msg
 from aiapi_testkit.apt import ensure_package
 from aiapi_testkit.stack import LocalStack, start_stack
 from money_path import _descendants
@@ -95,6 +101,8 @@ def count(stack: LocalStack) -> Counts:
     connz = _get(f"{monitor}/connz?limit=1024")
     for conn in connz["connections"]:  # type: ignore[attr-defined]
         name = conn.get("name") or f"cid{conn['cid']}"
+        if name == SNIFFER:  # the --kinds connection: not the product's
+            continue
         out.nats_in[name] += int(conn["in_msgs"])
         out.nats_out[name] += int(conn["out_msgs"])
     with psycopg.connect(stack.pg.url, autocommit=True) as db:
@@ -111,6 +119,64 @@ def count(stack: LocalStack) -> Counts:
             out.rows[f"{table} ~"] += upd
             out.rows[f"{table} -"] += dele
     return out
+
+
+# -- messages by kind (--kinds) -----------------------------------------------------------------
+
+SNIFFER = "bench-sniffer"
+
+
+def kind_of(msg: Msg) -> str:
+    """What a message seen on ``>`` is, from its subject, reply subject and first bytes."""
+    subject, reply = msg.subject, msg.reply or ""
+    if subject.startswith("$JS.ACK."):
+        stream, consumer = subject.split(".")[2:4]
+        verb = bytes(msg.data[:4]).decode(errors="replace") or "+ACK"
+        return f"ack {verb} {stream}/{consumer[:24]}"
+    if reply.startswith("$JS.ACK."):
+        stream, consumer = reply.split(".")[2:4]
+        return f"delivery {stream}/{consumer[:24]}"
+    if subject.startswith("$JS.API.CONSUMER.MSG.NEXT."):
+        return "pull request " + subject.split(".")[-1][:24]
+    if subject.startswith("$JS.API."):
+        return "JetStream API " + ".".join(subject.split(".")[2:4])
+    if subject.startswith("$JS.FC."):
+        return "flow control reply"
+    if subject.startswith("$KV."):
+        return "KV put " + subject.split(".")[1]
+    if subject.startswith("_INBOX.") or ".INBOX" in subject or "_INBOX" in subject:
+        status = (msg.headers or {}).get("Status", "")
+        if status:
+            return f"status {status} to a pull or watch"
+        if bytes(msg.data[:10]) == b'{"stream":':
+            return "publish ack"
+        return "reply (request/reply)"
+    if reply:
+        prefix = ".".join(subject.split(".")[:3])
+        return f"publish {prefix} (awaits a reply)"
+    return "publish " + ".".join(subject.split(".")[:3])
+
+
+@asynccontextmanager
+async def kinds(stack: LocalStack, on: bool) -> AsyncIterator[Counter[str]]:
+    """With ``on``, count every message NATS routes, by :func:`kind_of`, for the block."""
+    found: Counter[str] = Counter()
+    if not on:
+        yield found
+        return
+    bus = await Bus.connect(stack.nats.url, name=SNIFFER, options=stack.admin_options())
+
+    async def on_msg(msg: Msg) -> None:
+        found[kind_of(msg)] += 1
+
+    try:
+        await bus.client.subscribe(">", cb=on_msg, pending_msgs_limit=1_000_000)
+        await bus.client.flush()
+        yield found
+        await asyncio.sleep(0.5)  # what is in flight arrives
+        await bus.client.flush()
+    finally:
+        await bus.close()
 
 
 # -- tracing -------------------------------------------------------------------------------------
@@ -197,7 +263,7 @@ def _scaled(summary: str, factor: float) -> str:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def report(label: str, d: Counts, requests: int, calls: dict[str, str], said: Counter[str]) -> None:  # fmt: skip
+def report(label: str, d: Counts, requests: int, calls: dict[str, str], said: Counter[str], by_kind: Counter[str]) -> None:  # fmt: skip
     per = max(1, requests)
     unit = "per request" if requests else "per second"
     print(f"\n## {label} ({requests} requests; figures {unit})")
@@ -214,6 +280,10 @@ def report(label: str, d: Counts, requests: int, calls: dict[str, str], said: Co
         print(f"  statements: {sum(said.values()) / per:.2f}")
         for kind, n in said.most_common(30):
             print(f"    {n / per:6.2f}  {kind}")
+    if by_kind:
+        print(f"NATS messages by kind: {sum(by_kind.values()) / per:.2f}")
+        for kind, n in by_kind.most_common(40):
+            print(f"    {n / per:6.2f}  {kind}")
     for name, summary in sorted(calls.items()):
         print(f"  syscalls {name}: " + ", ".join(f"{c} {n / per:.1f}" for c, n in top_calls(summary)))  # fmt: skip
 
@@ -221,6 +291,11 @@ def report(label: str, d: Counts, requests: int, calls: dict[str, str], said: Co
 async def window(bench: Bench, label: str, rate: int, seconds: float, args: argparse.Namespace) -> None:  # fmt: skip
     stack = bench.stack
     before = await asyncio.to_thread(count, stack)
+    async with kinds(stack, args.kinds) as by_kind:
+        await window_body(bench, stack, rate, seconds, args, label, before, by_kind)
+
+
+async def window_body(bench: Bench, stack: LocalStack, rate: int, seconds: float, args: argparse.Namespace, label: str, before: Counts, by_kind: Counter[str]) -> None:  # fmt: skip
     requests = 0
     with traced(stack, bench.scratch, label, args.strace) as calls, statements(stack, args.statements) as said:  # fmt: skip
         if rate:
@@ -235,14 +310,15 @@ async def window(bench: Bench, label: str, rate: int, seconds: float, args: argp
             await asyncio.sleep(seconds)
     await asyncio.sleep(1.2)  # PostgreSQL's statistics reach the view within a second
     d = (await asyncio.to_thread(count, stack)).minus(before)
+    d.server["out_msgs"] -= sum(by_kind.values())  # what the --kinds connection received
     if not rate:  # per second
         d.cpu_s = {k: v / seconds for k, v in d.cpu_s.items()}
-        for c in (d.nats_in, d.nats_out, d.server, d.pg, d.rows, said):
+        for c in (d.nats_in, d.nats_out, d.server, d.pg, d.rows, said, by_kind):
             for k in c:
                 c[k] = c[k] / seconds  # type: ignore[assignment]
         for name, summary in calls.items():
             calls[name] = _scaled(summary, 1 / seconds)
-    report(label, d, requests, calls, said)
+    report(label, d, requests, calls, said, by_kind)
 
 
 async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream, direct: FakeUpstream, scratch: Path) -> None:  # fmt: skip
@@ -270,6 +346,7 @@ def main() -> None:
     parser.add_argument("--strace", action="store_true", help="system calls (slows the run)")
     parser.add_argument("--statements", action="store_true", help="PostgreSQL's statements")
     parser.add_argument("--profile", type=Path, help="py-spy flame graphs (SVG) here")
+    parser.add_argument("--kinds", action="store_true", help="NATS messages by kind")
     args = parser.parse_args()
     args.rates = [int(n) for n in args.rates.split(",") if n]
     ensure_package(Path("/usr/bin/strace"), "strace") if args.strace else None
