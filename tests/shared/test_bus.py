@@ -180,23 +180,17 @@ async def test_a_fetch_that_never_returns_is_replaced(
     usage never billed). Here the first subscription's fetch hangs forever, as it did there."""
     monkeypatch.setattr(bus_module, "FETCH_BOUND_S", 0.5)
     await bus.ensure_stream(SPEC)
-    real_pull_subscribe = bus.js.pull_subscribe
-    subscriptions = 0
+    real_fetch = bus_module._fetch
+    subscriptions: list[object] = []
 
-    async def pull_subscribe(*args: object, **kwargs: object) -> object:
-        nonlocal subscriptions
-        sub = await real_pull_subscribe(*args, **kwargs)  # type: ignore[arg-type]
-        subscriptions += 1
-        if subscriptions == 1:
+    async def fetch(sub: object, batch: int, wait_s: float) -> list[Msg]:
+        if sub not in subscriptions:
+            subscriptions.append(sub)
+        if sub is subscriptions[0]:
+            await asyncio.Event().wait()  # the first subscription's fetch hangs forever
+        return await real_fetch(sub, batch, wait_s)
 
-            async def hang(*_: object, **__: object) -> list[Msg]:
-                await asyncio.Event().wait()
-                return []
-
-            sub.fetch = hang  # type: ignore[method-assign]
-        return sub
-
-    monkeypatch.setattr(bus.js, "pull_subscribe", pull_subscribe)
+    monkeypatch.setattr(bus_module, "_fetch", fetch)
     seen: list[bytes] = []
 
     async def handler(msg: Msg) -> None:
@@ -207,7 +201,7 @@ async def test_a_fetch_that_never_returns_is_replaced(
     await _eventually(lambda: seen == [b"settle me"])
     stop.set()
     await task
-    assert subscriptions == 2
+    assert len(subscriptions) == 2
 
 
 async def test_request_reply_and_its_timeout(bus: Bus) -> None:

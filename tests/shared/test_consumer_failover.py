@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from aiapi_shared import bus as bus_module
 from aiapi_shared.bus import Bus, StreamSpec
 from nats.aio.msg import Msg
 from nats.js.errors import ServiceUnavailableError
@@ -14,26 +16,21 @@ from nats.js.errors import ServiceUnavailableError
 SPEC = StreamSpec("FAILOVER", ("failover.v1.>",))
 
 
-async def test_a_fetch_answered_503_is_retried_and_the_consumer_goes_on(bus: Bus) -> None:
+async def test_a_fetch_answered_503_is_retried_and_the_consumer_goes_on(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await bus.ensure_stream(SPEC)
-    pull_subscribe = bus.js.pull_subscribe
+    fetch = bus_module._fetch
     refused = 0
 
-    async def refusing_once(*args: Any, **kwargs: Any) -> Any:
-        sub = await pull_subscribe(*args, **kwargs)
-        fetch = sub.fetch
+    async def fetch_or_refuse(sub: Any, batch: int, wait_s: float) -> list[Msg]:
+        nonlocal refused
+        if refused < 2:  # as the server answers while the consumer's leader moves
+            refused += 1
+            raise ServiceUnavailableError(code=503, err_code=10008, description="leader gone")
+        return await fetch(sub, batch, wait_s)
 
-        async def fetch_or_refuse(*a: Any, **k: Any) -> list[Msg]:
-            nonlocal refused
-            if refused < 2:  # as the server answers while the consumer's leader moves
-                refused += 1
-                raise ServiceUnavailableError(code=503, err_code=10008, description="leader gone")
-            return list(await fetch(*a, **k))
-
-        sub.fetch = fetch_or_refuse
-        return sub
-
-    bus.js.pull_subscribe = refusing_once  # type: ignore[method-assign]
+    monkeypatch.setattr(bus_module, "_fetch", fetch_or_refuse)
     seen: list[bytes] = []
 
     async def handler(msg: Msg) -> None:

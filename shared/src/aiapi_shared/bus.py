@@ -751,7 +751,7 @@ class Bus:
                     # nats-py's fetch can hang for good across a NATS restart (its timeout never
                     # fires, no pull request reaches the server again, messages pile up: found
                     # by bench/chaos.py), so it is bounded here and a stuck one is replaced.
-                    fetch = sub.fetch(batch, timeout=wait_s)
+                    fetch = _fetch(sub, batch, wait_s)
                     msgs = await unless_stopped(
                         asyncio.wait_for(fetch, wait_s + FETCH_BOUND_S), stop, self._reconnected
                     )
@@ -1131,6 +1131,60 @@ def _drop_flow_control_poll(watcher: Any) -> None:
     if isinstance(task, asyncio.Task):
         task.cancel()
         jsi._fctask = None
+
+
+async def _fetch(sub: Any, batch: int, wait_s: float) -> list[Msg]:
+    """Up to ``batch`` messages of a pull subscription: whatever is there, or the first to come
+    within ``wait_s`` with those that came with it; ``NatsTimeoutError`` when none came.
+
+    nats-py's ``fetch`` sends the same single pull request (``no_wait`` with ``expires``: the
+    server waits for a first message, sends what it has, then ends the request with a 404; with
+    nothing, a 408 at expiry; nothing after a full batch), but takes each message out of the
+    subscription's queue through ``next_msg``: a task, a timer and a ``uuid4`` (a ``getrandom``)
+    per message, for every usage event billing and accounts consume. Here the queue is drained
+    as it is, with one wait per burst the socket delivers. nats-py's counters of the
+    subscription's pending bytes (its slow-consumer limit) are kept as it keeps them."""
+    inner = sub._sub
+    queue: asyncio.Queue[Msg] = inner._pending_queue
+    msgs: list[Msg] = []
+    # Deliveries to an earlier pull that gave up (a bounded or cancelled fetch) are messages
+    # like any other; a status left over was that pull's ending.
+    while not queue.empty() and len(msgs) < batch:
+        msg = queue.get_nowait()
+        inner._pending_size -= len(msg.data)
+        if _pull_status(msg) is None:
+            msgs.append(msg)
+    if msgs:
+        return msgs
+    request = {"batch": batch, "expires": max(1, int(wait_s * 1e9) - 100_000), "no_wait": True}
+    await sub._nc.publish(sub._nms, orjson.dumps(request), reply=sub._deliver)
+    while len(msgs) < batch:
+        msg = queue.get_nowait() if not queue.empty() else await queue.get()
+        inner._pending_size -= len(msg.data)
+        status = _pull_status(msg)
+        if status is None:
+            msgs.append(msg)
+        elif status in _PULL_ENDED:
+            break
+        elif status != _HEARTBEAT:  # a heartbeat says nothing here
+            raise APIError.from_msg(msg)  # 503 while a consumer's leader moves, among others
+    if not msgs:
+        raise NatsTimeoutError
+    return msgs
+
+
+# What ends a pull request: no more messages now (404), its wait expired (408), or the server
+# dropped it (409: too many waiting, the consumer deleted or its leader changed).
+_PULL_ENDED = frozenset(("404", "408", "409"))
+_HEARTBEAT = "100"
+
+
+def _pull_status(msg: Msg) -> str | None:
+    """The status of a message the server sent a pull request, None for a message consumed."""
+    if not msg.headers or msg.data:
+        return None
+    status = msg.headers.get(api.Header.STATUS)
+    return str(status) if status else None
 
 
 async def _settle(action: Awaitable[None]) -> None:
