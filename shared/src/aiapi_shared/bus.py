@@ -808,9 +808,17 @@ class Bus:
             # failing is redelivered, never set aside.
             failed = RuntimeError(str(exc)) if isinstance(exc, PoisonMessage) else exc
             outcomes = [failed] * len(msgs)
-        await asyncio.gather(
-            *(self._settle_outcome(durable, m, o) for m, o in zip(msgs, outcomes, strict=True))
-        )
+        # An ack waits for nothing (it is written with the next flush), so the handled ones are
+        # acked in turn, without the task per message a gather makes; the others may publish a
+        # dead letter and wait for its ack, so they go together.
+        others = []
+        for msg, outcome in zip(msgs, outcomes, strict=True):
+            if outcome is None:
+                await _settle(msg.ack())
+            else:
+                others.append(self._settle_outcome(durable, msg, outcome))
+        if others:
+            await asyncio.gather(*others)
 
     async def _settle_outcome(self, durable: str, msg: Msg, outcome: BaseException | None) -> None:
         """Ack a handled message; nak a retryable one after its delay; set a poison one aside;
