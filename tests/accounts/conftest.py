@@ -150,7 +150,7 @@ async def stream_events(
         while True:
             try:
                 msgs = await sub.fetch(100, timeout=0.5)
-            except BusTimeout:
+            except (BusTimeout, TimeoutError):  # nats-py raises the plain one at a tight deadline
                 break
             for msg in msgs:
                 found.append(
