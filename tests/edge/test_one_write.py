@@ -9,7 +9,6 @@ what the application asked for.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,10 +17,8 @@ import orjson
 import pytest
 import uvicorn
 from aiapi_edge.app import Call
-from aiapi_edge.asgi import send_whole
 from aiapi_edge.http_guard import GuardedHttpProtocol
 from aiapi_shared.runner import listen
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from .raw_http import connect, head, read_answer
 
@@ -155,95 +152,5 @@ async def test_a_stream_head_leaves_before_its_first_event() -> None:
             rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
             assert b"data: 1\n\n" in rest
             assert b"data: 2\n\n" in rest
-        finally:
-            writer.close()
-
-
-def quiet_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    """uvicorn's access log off, as the runner leaves it (``access_log=False``); under pytest
-    it may be on (uvicorn logs a response it writes then, and the writer leaves it to it)."""
-    access = logging.getLogger("uvicorn.access")
-    monkeypatch.setattr(access, "handlers", [])
-    monkeypatch.setattr(access, "propagate", False)
-
-
-async def test_a_complete_response_skips_uvicorns_send_and_keeps_its_framing(
-    whole_server: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The server's WHOLE_WRITER writes it (no coroutine of uvicorn's per message): the head
-    still carries the server's Date, one content-length and no connection header, and two
-    requests sent together (pipelined) get their answers in order on the kept-alive connection."""
-    sends: list[Any] = []
-    original = RequestResponseCycle.send
-
-    async def counted(self: RequestResponseCycle, message: Any) -> None:
-        sends.append(message)
-        await original(self, message)
-
-    monkeypatch.setattr(RequestResponseCycle, "send", counted)
-    quiet_access_log(monkeypatch)
-    reader, writer = await connect(whole_server.port)
-    try:
-        request = head("POST", "/v1/messages", length=2) + b"{}"
-        writer.write(request + request)
-        for _ in range(2):
-            answer = await asyncio.wait_for(read_answer(reader), 10)
-            assert answer.status == 200
-            assert answer.body == BODY
-            assert "date" in answer.headers
-            assert "connection" not in answer.headers
-        assert sends == []
-        assert len(whole_server.writes) == 2
-        assert all(w.count(b"content-length:") == 1 for w in whole_server.writes)
-    finally:
-        writer.close()
-
-
-async def test_a_closing_response_says_so_once_and_closes_the_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    quiet_access_log(monkeypatch)
-
-    async def closing(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await send_whole(
-                Call(scope, receive, send, openai=False).send,
-                408,
-                BODY,
-                [(b"connection", b"close")],
-            )
-
-    async with Server(closing) as server:
-        reader, writer = await connect(server.port)
-        try:
-            writer.write(head("POST", "/v1/messages", length=2) + b"{}")
-            answer = await asyncio.wait_for(read_answer(reader), 10)
-            assert answer.status == 408
-            assert answer.body == BODY
-            assert server.writes[0].count(b"connection: close") == 1
-            # Closed by the server at once, not by its keep-alive timeout (5 s) later.
-            assert await asyncio.wait_for(reader.read(), 3) == b""
-        finally:
-            writer.close()
-
-
-async def test_a_header_uvicorn_would_refuse_is_not_written(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A value with a line break is declined by the writer; uvicorn's send then refuses it (and
-    closes the connection), so the injected line never reaches the client."""
-    quiet_access_log(monkeypatch)
-
-    async def injecting(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            call = Call(scope, receive, send, openai=False)
-            await send_whole(call.send, 200, BODY, [(b"x-note", b"a\r\nset-cookie: x=1")])
-
-    async with Server(injecting) as server:
-        reader, writer = await connect(server.port)
-        try:
-            writer.write(head("POST", "/v1/messages", length=2) + b"{}")
-            assert await asyncio.wait_for(reader.read(), 10) == b""
-            assert server.writes == []
         finally:
             writer.close()

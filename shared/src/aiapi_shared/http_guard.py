@@ -38,24 +38,11 @@ chunked framing has started, it returns a :class:`ChunkWriter` that writes body 
 bytes ``send`` would write for ``more_body=True``) synchronously, and says when the client's
 buffer is full so the application stops producing until :meth:`ChunkWriter.drain`. The end of
 the body still goes through ``send``.
-
-**A complete response written at once.** uvicorn's ``send`` is a coroutine per message that
-checks every header with two regular expressions, builds the head from a list and (for the join
-above) holds it until the body comes: about a tenth of the edge's own work on a small JSON
-answer. Every scope carries ``WHOLE_WRITER``, a callable: given the status, headers and body of
-a complete response, it checks the headers in one pass each for names and values, writes head
-and body in one call to the connection and finishes uvicorn's request cycle as its ``send``
-would (keep-alive or close, the next pipelined request, its keep-alive timer). It declines (False,
-nothing written) whenever ``send`` must do it instead: a response already begun, a ``HEAD``
-request, a client whose buffer is full, uvicorn's access log on, a header it would refuse, or a
-``content-length`` missing or not the body's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
@@ -69,12 +56,6 @@ from uvicorn.protocols.http.httptools_impl import (
 WHOLE_REQUEST = "aiapi.whole_request"
 JOIN_HEAD = "aiapi.join_head"  # scope key: call before a complete response (see above)
 CHUNK_WRITER = "aiapi.chunk_writer"  # scope key: a started stream's body writer (see above)
-WHOLE_WRITER = "aiapi.whole_writer"  # scope key: writes a complete response at once (see above)
-
-# What HTTP/1.1 forbids in a header name (a token: no control, space or separator byte) and in
-# a value (no control byte but tab): the bytes uvicorn's ``send`` also refuses.
-_NOT_IN_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\"/\[\]?={} \t]')
-_NOT_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _json_str(text: str) -> bytes:
@@ -125,14 +106,6 @@ class HeadJoiningTransport(asyncio.Transport):
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
             self.write(data)
-
-    def write_whole(self, head: bytes, body: bytes) -> None:
-        """A complete response: head and body in one call to the socket (a ``writev``)."""
-        self._join = False
-        if body:
-            self._transport.writelines((head, body))
-        else:
-            self._transport.write(head)
 
     def flush(self) -> None:
         """Write what is held, if anything (the response completed without a body write)."""
@@ -231,57 +204,6 @@ def _chunk_writer(cycle: RequestResponseCycle) -> ChunkWriter | None:
     return None
 
 
-def _whole_writer(
-    joining: HeadJoiningTransport, cycle: RequestResponseCycle
-) -> Callable[[int, Sequence[tuple[bytes, bytes]], bytes], bool]:
-    """The ``WHOLE_WRITER`` of one request cycle (see the module's docstring)."""
-
-    def write(status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> bool:
-        if cycle.disconnected:
-            return True  # send drops what a gone client would get
-        if (
-            cycle.response_started
-            or cycle.flow.write_paused
-            or cycle.access_log
-            or cycle.scope["method"] == "HEAD"
-        ):
-            return False
-        lines = [*cycle.default_headers, *headers]
-        names = b"".join([name for name, _ in lines])
-        if _NOT_IN_NAME.search(names) or _NOT_IN_VALUE.search(b"".join([v for _, v in lines])):
-            return False  # send refuses it, in its own words
-        parts = [STATUS_LINE[status]]
-        closing = framed = False
-        for name, value in lines:
-            name = name.lower()
-            if name == b"content-length":
-                if framed or value != b"%d" % len(body):
-                    return False
-                framed = True
-            elif name == b"transfer-encoding":
-                return False
-            elif name == b"connection":
-                closing = closing or b"close" in [t.strip() for t in value.lower().split(b",")]
-            parts += (name, b": ", value, b"\r\n")
-        if not framed:
-            return False
-        if closing:
-            cycle.keep_alive = False
-        elif not cycle.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        cycle.response_started = cycle.response_complete = True
-        cycle.waiting_for_100_continue = False
-        joining.write_whole(b"".join(parts), body)
-        cycle.message_event.set()
-        if not cycle.keep_alive:
-            joining.close()
-        cycle.on_response()
-        return True
-
-    return write
-
-
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing a request already answered."""
 
@@ -348,7 +270,6 @@ class HeadGuardedProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # this request's (uvicorn just made it)
             self.scope[CHUNK_WRITER] = partial(_chunk_writer, self.cycle)  # type: ignore[literal-required]
-            self.scope[WHOLE_WRITER] = _whole_writer(self._joining, self.cycle)  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         self._joining.flush()  # a head held for a body that was never written (HEAD)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import KeyRecord
-from aiapi_shared.http_guard import JOIN_HEAD, WHOLE_WRITER
+from aiapi_shared.http_guard import JOIN_HEAD
 
 from aiapi_edge.asgi import (
     WHOLE,
@@ -68,17 +68,7 @@ def _openai_client(scope: Scope, path: str) -> bool:
 class Call:
     """One HTTP exchange: scope, channels, request id, and whether the response has started."""
 
-    __slots__ = (
-        "_held",
-        "_send",
-        "cors",
-        "openai",
-        "receive",
-        "request_id",
-        "scope",
-        "started",
-        "status",
-    )
+    __slots__ = ("_send", "cors", "openai", "receive", "request_id", "scope", "started", "status")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, openai: bool) -> None:
         self.scope = scope
@@ -89,9 +79,6 @@ class Call:
         self.started = False
         self.status = 0
         self.cors: Headers = []
-        # The start of a complete response (asgi.WHOLE), kept until its body comes: both are
-        # written at once by the server's WHOLE_WRITER (aiapi_shared.http_guard).
-        self._held: Message | None = None
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -99,23 +86,10 @@ class Call:
             self.status = message["status"]
             if self.cors:
                 message["headers"] = [*message["headers"], *self.cors]
-            if WHOLE in message:
-                if WHOLE_WRITER in self.scope:
-                    self._held = message
-                    return
-                join = self.scope.get(JOIN_HEAD)  # head and body in one write all the same
+            if WHOLE in message:  # head and body in one write (aiapi_shared.http_guard)
+                join = self.scope.get(JOIN_HEAD)
                 if join is not None:
                     join()
-        elif self._held is not None:
-            start, self._held = self._held, None
-            if not message.get("more_body", False) and self.scope[WHOLE_WRITER](
-                start["status"], start["headers"], message.get("body", b"")
-            ):
-                return
-            join = self.scope.get(JOIN_HEAD)  # declined: uvicorn's send writes it
-            if join is not None:
-                join()
-            await self._send(start)
         await self._send(message)
 
     def id_headers(self) -> Headers:
