@@ -210,3 +210,26 @@ async def test_an_upstream_that_drops_mid_stream_gives_an_error_event(env: EdgeE
     assert frames[-1].startswith("event: error\n")
     assert '"api_error"' in frames[-1]
     assert len(sim_requests(env.sim_url)) == 1
+
+
+async def test_each_answer_is_counted_once_against_its_key(env: EdgeEnv) -> None:
+    """The pool's served count (the operator's view of each key: tokens and list cost) takes
+    each answer once, a JSON answer, a stream and an error answer passed on alike; it is made
+    after the client has its answer, so it is there when the client reads it."""
+    pool = env.edge.app.service.upstream.pool
+
+    def served() -> tuple[int, int]:
+        views = pool.views()
+        output = sum(v.counters.tokens.get("output_tokens", 0) for v in views)
+        return output, sum(v.counters.list_cost_nano for v in views)
+
+    assert (await post(env, body("[[tokens: 7]]"))).status_code == 200
+    output, cost = served()
+    assert output == 7 and cost > 0
+    streamed = await post(env, body("[[tokens: 5]]", stream=True))
+    assert streamed.status_code == 200 and b"message_stop" in streamed.content
+    output, cost_after_stream = served()
+    assert output == 12 and cost_after_stream > cost
+    arm(env, "credit_balance_too_low")
+    assert (await post(env, body())).status_code == 400
+    assert served() == (12, cost_after_stream)

@@ -145,7 +145,7 @@ class Admitter:
                     request.account_id, request.plan, demand
                 )
             if share is not None:
-                self._metrics.admissions.labels("lease").inc()
+                self._metrics.admitted("lease")
                 return Ticket(None, "lease", demand.cost, share)
         snapshot = self._balances.get(request.account_id)
         if snapshot is not None and snapshot.available <= 0:
@@ -162,7 +162,7 @@ class Admitter:
             log.warning("billing unreachable; offline allowance", extra={"detail": str(exc)})
             return self._offline(request, model)
         decision = reply["decision"]
-        self._metrics.admissions.labels(decision).inc()
+        self._metrics.admitted(decision)
         if decision != "admit":
             if decision == "account_inactive" and self.leases is not None:
                 self.leases.forget(request.account_id)

@@ -185,20 +185,34 @@ class Inference:
             body=request.estimate_body,
         )
         # Admitted: from here the usage event is owed, whatever happens.
+        served: list[int] = []  # the pool slot of the key that answered, once one did
         try:
-            ending = await self._exchange(exchange, request, scope, receive, send)
+            ending = await self._exchange(exchange, request, scope, receive, send, served)
         except GatewayError as error:  # no upstream could answer, or its answer was unusable
             exchange.status_code, exchange.outcome = error.status, "upstream_error"
+            self._count_served(exchange, served)
             raise
         except BaseException:
             exchange.status_code, exchange.outcome = 500, "gateway_error"
+            self._count_served(exchange, served)
             raise
         finally:
             await self._gw.record(exchange)
-        await ending.deliver(send)
+        try:
+            await ending.deliver(send)
+        finally:
+            # The pool's count (the operator's view) waits until the client has its answer: it
+            # is not on the way to the client's last byte.
+            self._count_served(exchange, served)
 
     async def _exchange(
-        self, exchange: Exchange, request: Prepared, scope: Scope, receive: Receive, send: Send
+        self,
+        exchange: Exchange,
+        request: Prepared,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        served: list[int],
     ) -> Ending:
         answer = await self._upstream.send(
             "/v1/messages",
@@ -225,11 +239,14 @@ class Inference:
             return ending
         finally:
             answer.close()
-            self._count_served(exchange, answer.key_index)
+            served.append(answer.key_index)
 
-    def _count_served(self, exchange: Exchange, slot: int) -> None:
+    def _count_served(self, exchange: Exchange, served: list[int]) -> None:
         """What the key served, for the operator's view of the pool: the usage as metered and
-        its cost at list price (the upstream's price, no plan discount)."""
+        its cost at list price (the upstream's price, no plan discount). Once per answer."""
+        if not served:
+            return
+        slot = served.pop()
         meters = exchange.meter.meters()
         price = exchange.price
         catalogue = self._gw.catalogue

@@ -62,6 +62,7 @@ class Metrics:
         )
 
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._decisions: dict[str, Any] = {}
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one inference request (the labelled children are looked up once)."""
@@ -71,6 +72,14 @@ class Metrics:
             self._children[(route, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def admitted(self, decision: str) -> None:
+        """Count one admission decision (its labelled child looked up once: ``labels`` takes a
+        lock and checks its arguments, a few microseconds on every request)."""
+        child = self._decisions.get(decision)
+        if child is None:
+            child = self._decisions[decision] = self.admissions.labels(decision)
+        child.inc()
 
     def render(self, refresh: Callable[[], None]) -> bytes:
         refresh()
