@@ -65,7 +65,8 @@ MODEL = "claude-haiku-4-5"
 PLAN = "bench"
 BASE_PLAN = "pro"
 UPSTREAM_KEY = "sk-ant-bench-fake"
-NOT_PRODUCT = ("simulator",)  # started by the stack, idle here: the fake upstream serves
+NOT_PRODUCT = ("simulator",)
+LONG_LIFE_S = 4.0  # a long stream: 50 ms to its head, then 200 events 20 ms apart  # started by the stack, idle here: the fake upstream serves
 
 
 def body(*, stream: bool = False, delay_ms: int = 0, long: bool = False) -> bytes:
@@ -281,15 +282,33 @@ async def timed(url: str, keys: list[str], payload: bytes, *, conns: int, second
     return out
 
 
-async def node_timed(url: str, keys: list[str], payload: bytes, *, conns: int, seconds: float, scratch: Path) -> Timings:  # fmt: skip
+@dataclass
+class LongTimings(Timings):
+    """:class:`Timings` of long streams, with the opening burst's first bytes (each connection's
+    first request, all asked at once) or the steady window's (see ``bench/long_client.js``)."""
+
+    burst_first: list[float] = field(default_factory=list)
+    steady_first: list[float] = field(default_factory=list)
+    steady_whole: int = 0
+    steady_seconds: float = 0.0
+
+    @property
+    def steady_rate(self) -> float:
+        return self.steady_whole / self.steady_seconds if self.steady_seconds else float("nan")
+
+
+async def node_timed(url: str, keys: list[str], payload: bytes, *, conns: int, seconds: float, scratch: Path, ramp: float = 0.0, steady_from: float = 0.0) -> LongTimings:  # fmt: skip
     """As :func:`timed`, from ``bench/long_client.js`` processes (one per CPU, the connections
-    shared out): thousands of long streams are more than one Python client can read."""
+    shared out): thousands of long streams are more than one Python client can read. With
+    ``ramp`` the connections start spread over that many seconds and the steady window is from
+    ``steady_from`` to ``seconds``."""
     (scratch / "long-body.json").write_bytes(payload)
     (scratch / "long-keys.txt").write_text("\n".join(keys) + "\n")
     procs = max(1, min(conns, len(os.sched_getaffinity(0))))
     shares = [conns // procs + (1 if n < conns % procs else 0) for n in range(procs)]
     script = HERE / "long_client.js"
     files = [str(scratch / "long-body.json"), str(scratch / "long-keys.txt")]
+    steady = [f"{ramp:g}", f"{steady_from:g}"] if ramp else []
     clients = [
         await asyncio.create_subprocess_exec(
             node_binary(),
@@ -298,11 +317,12 @@ async def node_timed(url: str, keys: list[str], payload: bytes, *, conns: int, s
             str(share),
             str(seconds),
             *files,
+            *steady,
             stdout=asyncio.subprocess.PIPE,
         )
         for share in shares
     ]
-    out = Timings()
+    out = LongTimings()
     for client in clients:
         stdout, _ = await client.communicate()
         found = orjson.loads(stdout)
@@ -310,6 +330,10 @@ async def node_timed(url: str, keys: list[str], payload: bytes, *, conns: int, s
         out.whole += [0.0] * int(found["whole"])  # only counted
         out.failed += int(found["failed"])
         out.seconds = max(out.seconds, float(found["seconds"]))
+        out.burst_first += [ms / 1000 for ms in found["burst_first_ms"]]
+        out.steady_first += [ms / 1000 for ms in found["steady_first_ms"]]
+        out.steady_whole += int(found["steady_whole"])
+        out.steady_seconds = max(out.steady_seconds, float(found["steady_seconds"]))
     return out
 
 
@@ -532,10 +556,16 @@ class Bench:
             found.append((rate, res.rate, cpu * 1000 / max(1, len(res.whole))))
         return found
 
-    async def long_streams(self, conns: int) -> dict[str, float]:
+    async def long_streams(self, conns: int, window: float) -> dict[str, float]:
+        """The opening burst (``conns`` streams asked at once) and, apart, the steady state: the
+        same ``conns`` streams started over one stream's life, each replaced as it ends, measured
+        over ``window`` seconds once every connection has started and the ramp has settled."""
         payload = body(stream=True, delay_ms=50, long=True)
         seconds = max(self.seconds, 6.0)  # a stream lasts 4 s
+        ramp, steady_from = LONG_LIFE_S, LONG_LIFE_S + 2.0
+        steady_s = steady_from + window
         d = await node_timed(self.direct.url, [UPSTREAM_KEY], payload, conns=conns, seconds=seconds, scratch=self.scratch)  # fmt: skip
+        d_steady = await node_timed(self.direct.url, [UPSTREAM_KEY], payload, conns=conns, seconds=steady_s, scratch=self.scratch, ramp=ramp, steady_from=steady_from)  # fmt: skip
         rss_before = edge_rss_bytes(self.stack)
         peak = 0
 
@@ -547,25 +577,52 @@ class Bench:
 
         watcher = asyncio.create_task(watch())
         with cpu_meter(self.stack) as spent:
+            holds = await asyncio.to_thread(_hold_count, self.stack.pg.url)
             with self.profiled(f"long-{conns}"):
                 p = await node_timed(self.stack.edge_url, self.keys, payload, conns=conns, seconds=seconds, scratch=self.scratch)  # fmt: skip
+            burst_holds = await asyncio.to_thread(_hold_count, self.stack.pg.url) - holds
+            with self.profiled(f"long-{conns}-steady"):
+                p_steady = await node_timed(self.stack.edge_url, self.keys, payload, conns=conns, seconds=steady_s, scratch=self.scratch, ramp=ramp, steady_from=steady_from)  # fmt: skip
+            steady_holds = (
+                await asyncio.to_thread(_hold_count, self.stack.pg.url) - holds - burst_holds
+            )
             watcher.cancel()
             await self.settled()
-        self.errors += p.failed
-        streams = max(1, len(p.whole))
+        self.errors += p.failed + p_steady.failed
+        streams = max(1, len(p.whole) + len(p_steady.whole))
         return {
             "share": p.rate / d.rate * 100 if d.rate else float("nan"),
-            "p99_added": p.p(0.99) - d.p(0.99),
-            "p50_added": p.p(0.5) - d.p(0.5),
+            "p99_added": p.p(0.99, "burst_first") - d.p(0.99, "burst_first"),
+            "p50_added": p.p(0.5, "burst_first") - d.p(0.5, "burst_first"),
+            "steady_share": p_steady.steady_rate / d_steady.steady_rate * 100,
+            "steady_rate": p_steady.steady_rate,
+            "steady_direct_rate": d_steady.steady_rate,
+            "steady_p99_added": p_steady.p(0.99, "steady_first") - d_steady.p(0.99, "steady_first"),
+            "steady_p50_added": p_steady.p(0.5, "steady_first") - d_steady.p(0.5, "steady_first"),
+            "steady_direct_p99": d_steady.p(0.99, "steady_first"),
+            "window": window,
+            "burst_holds": burst_holds,
+            "burst_streams": len(p.whole),
+            "steady_holds": steady_holds,
+            "steady_streams": len(p_steady.whole),
             "kib_per_stream": (peak - rss_before) / conns / 1024,
-            "failed": p.failed,
-            "direct_failed": d.failed,
-            "streams": len(p.whole),
+            "failed": p.failed + p_steady.failed,
+            "direct_failed": d.failed + d_steady.failed,
+            "streams": len(p.whole) + len(p_steady.whole),
             "cpu_ms": sum(spent.values()) * 1000 / streams,
             "edge_cpu_ms": sum(v for n, v in spent.items() if n.startswith("edge"))
             * 1000
             / streams,
         }
+
+
+def _hold_count(database_url: str) -> int:
+    """Holds billing made: one per request admitted by a round trip of its own (not a lease)."""
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        row = conn.execute("SELECT count(*) FROM billing.holds").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _usage_count(database_url: str) -> int:
@@ -676,18 +733,23 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     if args.only == "idle":  # the figure at rest alone: no loads, no books to check
         print_idle(idle)
         return True
+    if args.only == "long":
+        args.rounds = 0
     for n in range(args.rounds):
         print(f"round {n + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
         await bench.round()
     rates = await bench.rates(args.rates) if args.rates else []
-    long_runs = {conns: await bench.long_streams(conns) for conns in args.long}
+    long_runs = {conns: await bench.long_streams(conns, args.long_window) for conns in args.long}
 
     b = bench
     print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs, edge workers: {edge_workers(args)}, {args.rounds} round(s) of {args.seconds:g} s, medians\n")  # fmt: skip
-    print_table(bench)
+    if args.rounds:
+        print_table(bench)
     print_idle(idle)
     for figure in ("json_c64_cpu_ms", "stream_c64_cpu_ms", "slow_c1_cpu_ms"):
         split = {k.split(":")[1]: b.median(k) for k in b.figures if k.startswith(figure + ":")}
+        if not split:
+            continue
         print(f"{figure} by process: " + ", ".join(f"{n} {v:.2f}" for n, v in sorted(split.items(), key=lambda x: -x[1])))  # fmt: skip
     for kind in ("json", "stream"):
         calls = {k.split(":")[1]: b.median(k) for k in b.figures if k.startswith(f"{kind}_c64_syscalls:")}  # fmt: skip
@@ -700,11 +762,18 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
         print(f"50 ms upstream at {rate:>5} requests/s (got {got:,.0f}): {cpu:.2f} ms CPU per request")  # fmt: skip
     for conns, f in long_runs.items():
         print(
-            f"{conns} long streams (50 ms, 200 events 20 ms apart): {f['share']:.0f}% of direct"
-            f" streams/s, first byte p99 added {f['p99_added']:+.1f} ms (p50 {f['p50_added']:+.1f}),"
+            f"{conns} long streams (50 ms, 200 events 20 ms apart), steady over {f['window']:g} s:"
+            f" {f['steady_share']:.1f}% of direct streams/s ({f['steady_rate']:,.0f}/s against"
+            f" {f['steady_direct_rate']:,.0f}; every stream's 4 s: {conns / LONG_LIFE_S:,.0f}), first byte"
+            f" p99 added {f['steady_p99_added']:+.1f} ms (p50 {f['steady_p50_added']:+.1f}; direct"
+            f" p99 {f['steady_direct_p99']:.1f}); opening burst: {f['share']:.0f}% of direct"
+            f" streams/s, first byte p99 added {f['p99_added']:+.1f} ms (p50 {f['p50_added']:+.1f});"
             f" {f['kib_per_stream']:.1f} KiB per open stream, CPU per stream {f['cpu_ms']:.1f} ms"
             f" (edge {f['edge_cpu_ms']:.1f}); {f['streams']:.0f} streams,"
-            f" {f['failed']:.0f} failed (direct: {f['direct_failed']:.0f} failed)"
+            f" {f['failed']:.0f} failed (direct: {f['direct_failed']:.0f} failed); admitted by"
+            f" a billing round trip of their own (a hold, not a lease): {f['burst_holds']:.0f} of"
+            f" the burst run's {f['burst_streams']:.0f}, {f['steady_holds']:.0f} of the steady"
+            f" run's {f['steady_streams']:.0f}"
         )
     await asyncio.sleep(0 if args.quick else 11.0)  # lease windows end (10 s): holds released
     billed = await bench.settled()
@@ -730,10 +799,19 @@ def main() -> None:
         help="accounts (on the run's plan) the load is spread over (default 40; --quick: 8)",
     )
     parser.add_argument("--long", default="1000,5000", help="concurrent long streams, or ''")
+    parser.add_argument(
+        "--long-window",
+        type=float,
+        default=12.0,
+        help="seconds of the long streams' steady window (a stream lives 4 s)",
+    )
     parser.add_argument("--rates", default="10,100,1000", help="open-loop rates, or ''")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument(
-        "--only", choices=("idle",), help="measure only this (after the warm-up): the idle CPU"
+        "--only",
+        choices=("idle", "long"),
+        help="measure only this (after the warm-up): the idle CPU, or it and the long streams"
+        " and --rates (no rounds)",
     )
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs (SVG) here")
     parser.add_argument(
@@ -751,6 +829,7 @@ def main() -> None:
     if args.quick:
         args.rounds, args.seconds, args.idle_seconds = 1, 1.0, 2.0
         args.long, args.rates = "20", "20"
+        args.long_window = 2.0
     if args.accounts is None:
         args.accounts = 8 if args.quick else 40
     args.long = [int(n) for n in args.long.split(",") if n]

@@ -260,7 +260,27 @@ def test_a_lease_its_window_ended_is_followed_by_twice_what_it_admitted() -> Non
     assert next_ask(demand, idle, max_amount=10**9, max_requests=1_000).requests == 4
 
 
+def test_an_ask_makes_room_for_the_requests_waiting_for_it() -> None:
+    demand = Demand(cost=1_000, tokens=500)
+    first = next_ask(demand, None, max_amount=10**9, max_requests=1_000, waiting=40)
+    assert (first.amount, first.requests, first.tokens) == (10**9, 40, 20_000)
+    busy = make_lease(amount=16_000, requests=16, tokens=8_000)
+    for _ in range(16):
+        busy.admit(demand)
+    # Doubling would ask for 32 more; 84 requests wait for this renewal.
+    renewal = next_ask(demand, busy, max_amount=10**9, max_requests=1_000, waiting=84)
+    assert (renewal.amount, renewal.requests, renewal.tokens) == (84_000, 84, 42_000)
+    # Never past the caps, and fewer waiters than doubling gives change nothing.
+    capped = next_ask(demand, busy, max_amount=50_000, max_requests=60, waiting=84)
+    assert (capped.amount, capped.requests) == (50_000, 60)
+    assert next_ask(demand, busy, max_amount=10**9, max_requests=1_000, waiting=3) == next_ask(
+        demand, busy, max_amount=10**9, max_requests=1_000
+    )
+
+
 # -- the edge with an in-test billing -----------------------------------------------------------
+
+CAPS: dict[str, int] = {"max_amount": 10**9, "max_requests": 1_000}
 
 
 async def test_after_the_grant_requests_are_admitted_without_a_round_trip(
@@ -357,6 +377,49 @@ async def test_waiters_a_renewal_does_not_cover_wait_for_the_next_one(
     # Two fit what the renewal added; the third waited for the one after, not for billing.
     assert all(share is not None for share in shares)
     assert [g.renew for g in leasing.grants] == [False, True, True]
+    await leases.close_all(timeout_s=1.0)
+
+
+async def test_a_burst_past_the_first_lease_takes_one_renewal_sized_for_its_waiters(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    # 100 new streams of one account at once: the first grant (16 requests) arrives while all
+    # of them wait; the 17th asks for a renewal with room for the 84 still waiting, so the burst
+    # is admitted in two round trips (doubling: 16, 32, 64, three renewals in a row, and past
+    # the admission timeout each waiter would have asked billing for a hold of its own).
+    leasing.grant_delay_s = 0.05
+    leases = Leases(bus, Metrics(), edge_id="edge-t", timeout_s=2.0, **CAPS)
+    demand = Demand(cost=1_000, tokens=100)
+
+    async def one() -> object:
+        share = leases.admit("acct_t", "basic", demand)
+        if share is None and leases.granting("acct_t"):
+            share = await leases.admit_after_grant("acct_t", "basic", demand)
+        return share
+
+    shares = await asyncio.gather(*(one() for _ in range(100)))
+    assert all(share is not None for share in shares)
+    assert [g.renew for g in leasing.grants] == [False, True]
+    assert leasing.grants[1].requests >= 84
+    await leases.close_all(timeout_s=1.0)
+    assert [c.admitted_requests for c in leasing.closes] == [100]
+
+
+async def test_a_burst_waits_for_a_late_grant_rather_than_asking_billing_each(
+    bus: Bus, leasing: LeaseBilling
+) -> None:
+    # Billing busy: the grant takes longer than the admission timeout. The requests waiting for
+    # it are admitted on it when it comes (each one giving up and asking billing for a hold of
+    # its own only made a busy billing busier).
+    leasing.grant_delay_s = 0.4
+    leases = Leases(bus, Metrics(), edge_id="edge-t", timeout_s=0.1, rpc_timeout_s=5.0, **CAPS)
+    demand = Demand(cost=1_000, tokens=100)
+    assert leases.admit("acct_t", "basic", demand) is None  # asks
+    shares = await asyncio.gather(
+        *(leases.admit_after_grant("acct_t", "basic", demand) for _ in range(10))
+    )
+    assert all(share is not None for share in shares)
+    assert [g.renew for g in leasing.grants] == [False]  # one grant, no hold per request
     await leases.close_all(timeout_s=1.0)
 
 

@@ -40,7 +40,7 @@ from aiapi_shared.bus import Bus, BusError, NoResponders
 from aiapi_shared.events.base import Record
 from aiapi_shared.lifecycle import unless_stopped
 
-from aiapi_edge.lease_math import UNCOVERABLE, Demand, Lease, next_ask
+from aiapi_edge.lease_math import UNCOVERABLE, Ask, Demand, Lease, next_ask
 from aiapi_edge.metrics import Metrics
 
 log = logging.getLogger("aiapi.edge.lease_client")
@@ -100,17 +100,26 @@ class Leases:
         self._bus = bus
         self._metrics = metrics
         self._edge_id = edge_id
-        self._timeout_s = timeout_s  # how long a request waits for its account's grant
         # How long a grant, renewal or close may take: they run in the background, so a busy
         # billing that answers in a second is still an answer (a timed-out grant is asked again
         # and handed back, work for billing, which made storms of retries when it was busy).
         self._rpc_timeout_s = rpc_timeout_s or timeout_s
+        # How long a request waits for its account's grant on its way: as long as the grant may
+        # take. A burst of new streams found billing busy (its own grants and everything else)
+        # and the edge's loop late by a second or more; with the admission timeout (0.5 s) most
+        # of the burst gave up on the grant that was coming and asked billing for a hold each
+        # (3,700 of 5,000 new streams), work that made billing, and so the grant, slower still.
+        # A grant that fails or is declined wakes its waiters at once (billing then decides).
+        self._grant_wait_s = max(timeout_s, self._rpc_timeout_s)
         self._max_amount = max_amount
         self._max_requests = max_requests
         self._clock = clock
         self._current: dict[str, HeldLease] = {}
         # Accounts whose grant is on its way, and what resolves when its answer is applied.
         self._asking: dict[str, asyncio.Future[None]] = {}
+        # Requests waiting for their account's grant or renewal (a burst): the next ask makes
+        # room for all of them, so a burst takes one more round trip, not a doubling chain.
+        self._waiting: dict[str, int] = {}
         self._backoff: dict[str, tuple[float, float]] = {}  # account -> (until, last delay)
         self._upkeep = asyncio.Event()  # set when there is a lease or a refusal to look after
         self._tasks: set[asyncio.Task[None]] = set()
@@ -165,10 +174,11 @@ class Leases:
         if self._clock() < until:
             return
         self._asking[account_id] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.get(account_id, 0)
         if renew is not None:
-            self._spawn(self._renew(account_id, demand, renew))
+            self._spawn(self._renew(account_id, demand, renew, waiting))
         else:
-            self._spawn(self._grant(account_id, plan, demand, previous))
+            self._spawn(self._grant(account_id, plan, demand, previous, waiting))
 
     def granting(self, account_id: str) -> bool:
         """Whether a grant for this account is on its way."""
@@ -177,31 +187,37 @@ class Leases:
     async def admit_after_grant(
         self, account_id: str, plan: str, demand: Demand
     ) -> LeaseShare | None:
-        """Wait for the account's grant on its way (at most the admission timeout), then admit
-        against it. A burst's requests that find no lease wait for the one round trip of the
+        """Wait for the account's grant on its way (at most as long as the grant may take), then
+        admit against it. A burst's requests that find no lease wait for the one round trip of the
         grant rather than each make one of their own (and billing a hold each): the first
         seconds of a new account, or of a restarted edge, run on the lease as soon as it is
         there. A request that the answer still does not cover (the burst's other requests took
         what a renewal added) waits for the next one it asks for, within the same timeout. None
         when it was declined, failed or did not come in time: billing decides."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout_s
-        while (answered := self._asking.get(account_id)) is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(answered), deadline - loop.time())
-            except TimeoutError:
-                return None
-            share = self.admit(account_id, plan, demand)  # asks again if it does not fit
-            if share is not None or loop.time() >= deadline:
-                return share
-        return self.admit(account_id, plan, demand)
+        deadline = loop.time() + self._grant_wait_s
+        self._waiting[account_id] = self._waiting.get(account_id, 0) + 1
+        try:
+            while (answered := self._asking.get(account_id)) is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(answered), deadline - loop.time())
+                except TimeoutError:
+                    return None
+                share = self.admit(account_id, plan, demand)  # asks again if it does not fit
+                if share is not None or loop.time() >= deadline:
+                    return share
+            return self.admit(account_id, plan, demand)
+        finally:
+            left = self._waiting[account_id] - 1
+            if left:
+                self._waiting[account_id] = left
+            else:
+                del self._waiting[account_id]
 
     async def _grant(
-        self, account_id: str, plan: str, demand: Demand, previous: Lease | None
+        self, account_id: str, plan: str, demand: Demand, previous: Lease | None, waiting: int
     ) -> None:
-        ask = next_ask(
-            demand, previous, max_amount=self._max_amount, max_requests=self._max_requests
-        )
+        ask = self._next_ask(demand, previous, waiting)
         request = LeaseGrantRequest(
             lease_id=f"lease_{secrets.token_hex(16)}",
             account_id=account_id,
@@ -252,6 +268,15 @@ class Leases:
         if replaced is not None:
             self._retire(replaced)
 
+    def _next_ask(self, demand: Demand, previous: Lease | None, waiting: int) -> Ask:
+        return next_ask(
+            demand,
+            previous,
+            max_amount=self._max_amount,
+            max_requests=self._max_requests,
+            waiting=waiting,
+        )
+
     def _answered(self, account_id: str) -> None:
         answered = self._asking.pop(account_id, None)
         if answered is not None and not answered.done():
@@ -259,12 +284,12 @@ class Leases:
             # waiter does: it does not await).
             answered.set_result(None)
 
-    async def _renew(self, account_id: str, demand: Demand, held: HeldLease) -> None:
+    async def _renew(self, account_id: str, demand: Demand, held: HeldLease, waiting: int) -> None:
         """Renew the account's lease in place with what it has admitted so far. No retry of a
         renewal that got no answer: billing may have grown the lease, which the edge does not
         know of and its close hands back, the same as what was not used."""
         lease = held.lease
-        ask = next_ask(demand, lease, max_amount=self._max_amount, max_requests=self._max_requests)
+        ask = self._next_ask(demand, lease, waiting)
         request = LeaseGrantRequest(
             lease_id=lease.lease_id,
             account_id=account_id,

@@ -187,7 +187,14 @@ def _ran_low_by_use(lease: Lease) -> bool:
     return any(2 * used >= fresh for used, fresh in zip(_used(lease), lease.fresh, strict=True))
 
 
-def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_requests: int) -> Ask:
+def next_ask(
+    demand: Demand,
+    previous: Lease | None,
+    *,
+    max_amount: int,
+    max_requests: int,
+    waiting: int = 0,
+) -> Ask:
     """Size the next lease of an account (docs/edge.md, "Bursts from cold").
 
     - The first (no lease of this account on this edge yet: a new account, a restarted edge): as
@@ -199,6 +206,10 @@ def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_req
       doubling per round trip, not by what was admitted before the renewal was asked).
     - After a lease its window ended with little used: twice what it admitted, at least a few
       requests like this one (an idle account's money is not held for nothing).
+    - And room for ``waiting`` requests like this one at least: the requests of a burst that wait
+      for this answer (:meth:`Leases.admit_after_grant`). Doubling alone made a burst of a few
+      hundred new streams per account a chain of renewals, one round trip each, while its
+      requests waited and, past the admission timeout, each asked billing for a hold of its own.
     A lease renewed in place is measured from its last renewal (``Lease.fresh``), and the ask is
     what its unused part should become. Never more than the caps, never less than this one
     request.
@@ -213,6 +224,9 @@ def next_ask(demand: Demand, previous: Lease | None, *, max_amount: int, max_req
         requests = max(FEW_REQUESTS, 2 * used_requests)
         amount = max(FEW_REQUESTS * demand.cost, 2 * used_amount)
         tokens = max(FEW_REQUESTS * demand.tokens, 2 * used_tokens)
+    requests = max(requests, waiting)
+    amount = max(amount, waiting * demand.cost)
+    tokens = max(tokens, waiting * demand.tokens)
     amount = max(demand.cost, min(amount, max_amount))
     return Ask(
         amount=max(1, amount),

@@ -135,7 +135,8 @@ class EdgeSettings(BaseServiceSettings):
     edge_leases: bool = True
     edge_lease_max_usd: str = "20.00"
     edge_lease_max_requests: int = Field(default=1000, ge=1)
-    # How long a lease grant, renewal or close (in the background) waits for billing's answer.
+    # How long a lease grant, renewal or close (in the background) waits for billing's answer,
+    # and a request waits for its account's grant on its way.
     edge_lease_timeout_s: float = Field(default=5.0, gt=0)
     edge_ping_interval_s: float = Field(default=10.0, gt=0)
     edge_disconnect_drain_s: float = Field(default=60.0, ge=0)
