@@ -92,7 +92,9 @@ class Service:
         kv = await bus.ensure_kv(BALANCES_BUCKET)
         low = self.settings.low_balance_usd
         relay = self.relay = outbox_relay(pool, bus)
-        snapshots = self.snapshots = SnapshotWriter(pool, kv)
+        # The snapshot writer only reads, one statement at a time: on the autocommit connections
+        # no BEGIN and COMMIT around each read (two round trips of three).
+        snapshots = self.snapshots = SnapshotWriter(admit_pool, kv)
 
         def after_commit(account_id: str) -> None:
             snapshots.mark(account_id)
