@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -304,7 +305,9 @@ async def _committed(pool: AsyncConnectionPool, event_ids: list[str]) -> list[Ou
 
 
 async def _sends(bus: Bus) -> Counter[str]:
-    """Every publish on the test subject from now on, duplicates included, by Nats-Msg-Id."""
+    """The test stream, and every publish on its subject from now on (duplicates included, by
+    Nats-Msg-Id)."""
+    await bus.ensure_stream(STREAM)
     sent: Counter[str] = Counter()
 
     async def count(msg: Msg) -> None:
@@ -314,26 +317,27 @@ async def _sends(bus: Bus) -> Counter[str]:
     return sent
 
 
-async def _running(
-    relay: Outbox, monkeypatch: pytest.MonkeyPatch
-) -> tuple[asyncio.Event, asyncio.Task[None]]:
-    """``relay`` running, its first pass (every pending row, at start) done, no poll for an hour."""
+@contextlib.asynccontextmanager
+async def _relaying(relay: Outbox, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """``relay`` running, its first pass (every pending row, at start) done, no poll for an
+    hour; stopped at the end of the block, whatever it has not deleted left behind."""
     passes = _count_passes(relay, monkeypatch)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop, poll_s=3600, idle_poll_s=3600))
-    await _until(lambda: len(passes) == 1)
-    return stop, task
+    try:
+        await _until(lambda: len(passes) == 1)
+        yield
+    finally:
+        await _stopped(relay, stop, task)
 
 
 async def test_rows_handed_over_go_out_without_a_pass_and_the_callers_transaction_deletes_them(
     pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await bus.ensure_stream(STREAM)
     sent = await _sends(bus)
     relay = Outbox(pool, bus, HANDED, orphan_after_s=60, forget_after_s=3600)
-    stop, task = await _running(relay, monkeypatch)
-    passes = _count_passes(relay, monkeypatch)  # from now on
-    try:
+    async with _relaying(relay, monkeypatch):
+        passes = _count_passes(relay, monkeypatch)  # from now on
         rows = await _committed(pool, ["h1", "h2", "h3"])
         relay.hand_over(rows)
         await _until(lambda: relay.relayed == {r.id for r in rows})
@@ -346,8 +350,6 @@ async def test_rows_handed_over_go_out_without_a_pass_and_the_callers_transactio
         relay.forgotten(bookkept)
         assert relay.relayed == frozenset()
         assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
-    finally:
-        await _stopped(relay, stop, task)
     await bus.client.flush()
     assert sent == Counter({"h1": 1, "h2": 1, "h3": 1})
 
@@ -355,17 +357,13 @@ async def test_rows_handed_over_go_out_without_a_pass_and_the_callers_transactio
 async def test_relayed_rows_no_transaction_took_are_deleted_by_the_relay_itself(
     pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await bus.ensure_stream(STREAM)
     sent = await _sends(bus)
     relay = Outbox(pool, bus, HANDED, orphan_after_s=60, forget_after_s=0.2)
-    stop, task = await _running(relay, monkeypatch)
-    try:
+    async with _relaying(relay, monkeypatch):
         relay.hand_over(await _committed(pool, ["f1", "f2"]))
         await _until(lambda: sent == Counter({"f1": 1, "f2": 1}))
         await _until_true(pool, "SELECT count(*) = 0 FROM outbox")
         assert relay.relayed == frozenset()
-    finally:
-        await _stopped(relay, stop, task)
     await bus.client.flush()
     assert sent == Counter({"f1": 1, "f2": 1})
 
@@ -373,20 +371,15 @@ async def test_relayed_rows_no_transaction_took_are_deleted_by_the_relay_itself(
 async def test_a_pass_that_claims_rows_already_relayed_deletes_them_without_a_second_publish(
     pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await bus.ensure_stream(STREAM)
     sent = await _sends(bus)
     relay = Outbox(pool, bus, HANDED, orphan_after_s=60, forget_after_s=3600)
-    stop, task = await _running(relay, monkeypatch)
-    try:
-        rows = await _committed(pool, ["p1", "p2"])
-        relay.hand_over(rows)
+    async with _relaying(relay, monkeypatch):
+        relay.hand_over(await _committed(pool, ["p1", "p2"]))
         await _until(lambda: len(relay.relayed) == 2)
         await _add(pool, [("p3", SUBJECT)])  # another commit, announced: a full pass
         relay.wake()
         await _until_true(pool, "SELECT count(*) = 0 FROM outbox")
         assert relay.relayed == frozenset()
-    finally:
-        await _stopped(relay, stop, task)
     await bus.client.flush()
     await _until(lambda: sum(sent.values()) >= 3)
     assert sent == Counter({"p1": 1, "p2": 1, "p3": 1})
@@ -397,16 +390,12 @@ async def test_committed_but_never_published_rows_go_out_once_after_a_crash(
 ) -> None:
     """The process died between the settlement's commit and the publish: the rows are in the
     table, and the next relay's first pass takes them, however young."""
-    await bus.ensure_stream(STREAM)
     sent = await _sends(bus)
     crashed = Outbox(pool, bus, HANDED, orphan_after_s=3600)
     crashed.hand_over(await _committed(pool, ["c1", "c2"]))  # its loop never ran
     restarted = Outbox(pool, bus, HANDED, orphan_after_s=3600)
-    stop, task = await _running(restarted, monkeypatch)
-    try:
+    async with _relaying(restarted, monkeypatch):
         await _until_true(pool, "SELECT count(*) = 0 FROM outbox")
-    finally:
-        await _stopped(restarted, stop, task)
     await bus.client.flush()
     assert sent == Counter({"c1": 1, "c2": 1})
     assert await _stored(bus) == ["c1", "c2"]
@@ -417,14 +406,12 @@ async def test_published_but_not_deleted_rows_are_stored_once_after_a_crash(
 ) -> None:
     """The process died between the publish and the deletion: the next relay publishes the rows
     again and the stream keeps one of each (Nats-Msg-Id)."""
-    await bus.ensure_stream(STREAM)
     sent = await _sends(bus)
     crashed = Outbox(pool, bus, HANDED, orphan_after_s=3600, forget_after_s=3600)
-    stop, task = await _running(crashed, monkeypatch)
-    crashed.hand_over(await _committed(pool, ["d1", "d2"]))
-    await _until(lambda: len(crashed.relayed) == 2)
-    await _stopped(crashed, stop, task)  # gone without deleting them
-    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 2
+    async with _relaying(crashed, monkeypatch):
+        crashed.hand_over(await _committed(pool, ["d1", "d2"]))
+        await _until(lambda: len(crashed.relayed) == 2)
+    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 2  # gone without deleting
     restarted = Outbox(pool, bus, HANDED, orphan_after_s=3600)
     assert await restarted.drain() == 2
     await bus.client.flush()
@@ -440,15 +427,14 @@ async def test_a_poll_leaves_young_rows_to_the_replica_that_relayed_them(
     """Another replica's poll must not publish again, again and again, the rows a busy replica
     has relayed and will delete with its next transaction; rows older than ``orphan_after_s``
     are a crashed one's, and the poll takes them."""
-    await bus.ensure_stream(STREAM)
     sent = await _sends(bus)
     busy = Outbox(pool, bus, HANDED, orphan_after_s=30, forget_after_s=3600)
-    stop, task = await _running(busy, monkeypatch)
-    busy.hand_over(await _committed(pool, ["y1"]))
-    await _until(lambda: len(busy.relayed) == 1)
     other = Outbox(pool, bus, HANDED, orphan_after_s=30)
-    assert await other.drain(orphans_only=True) == 0
-    await _stopped(busy, stop, task)  # and it never came back
+    async with _relaying(busy, monkeypatch):
+        busy.hand_over(await _committed(pool, ["y1"]))
+        await _until(lambda: len(busy.relayed) == 1)
+        assert await other.drain(orphans_only=True) == 0
+    # The busy one stopped and never came back: its row ages into an orphan.
     async with pool.connection() as conn:
         await conn.execute("UPDATE outbox SET created_at = created_at - interval '31 seconds'")
     assert await other.drain(orphans_only=True) == 1
