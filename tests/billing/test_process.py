@@ -13,6 +13,7 @@ from aiapi_billing.service import SCHEMA
 from aiapi_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
+from aiapi_shared.events import RequestPriced
 from aiapi_testkit.plugin import SpawnFn
 
 from tests.billing.conftest import billing_env, eventually, usage_event
@@ -45,6 +46,23 @@ async def _consumer_drained(bus: Bus) -> bool:
     return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
 
+async def _outbox_empty(url: str) -> bool:
+    return bool(await _scalar(url, "SELECT count(*) = 0 FROM outbox"))
+
+
+async def _priced(bus: Bus) -> list[str]:
+    """The request ids of the RequestPriced events the BILLING stream holds."""
+    info = await bus.js.stream_info("BILLING")
+    found: list[str] = []
+    if not info.state.messages:
+        return found
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await bus.js.get_msg("BILLING", seq)
+        if msg.subject == RequestPriced.subject:
+            found.append(RequestPriced.model_validate_json(msg.data or b"").request_id)
+    return found
+
+
 async def test_killed_after_commit_before_ack_bills_once_after_restart(
     spawn: SpawnFn, migrated: str, nats_url: str, bus: Bus
 ) -> None:
@@ -62,9 +80,16 @@ async def test_killed_after_commit_before_ack_bills_once_after_restart(
     info = await bus.js.consumer_info("USAGE", "billing-settlement")
     assert info.num_ack_pending == 1  # committed, never acked
 
+    # Killed between the commit and the publish too: its events are in the outbox only.
+    assert await _scalar(migrated, "SELECT count(*) FROM outbox") >= 2
+    assert await _priced(bus) == []
+
     spawn(BILLING, env=env, health_url=health, name="billing-restarted")
     await eventually(lambda: _consumer_drained(bus), timeout_s=30)
     assert await _scalar(migrated, "SELECT count(*) FROM transfers WHERE kind = 'usage'") == 1
+    # The restarted relay publishes them (once: the redelivered event was a duplicate).
+    await eventually(lambda: _outbox_empty(migrated), timeout_s=30)
+    assert await _priced(bus) == [event.request_id]
     assert await _scalar(migrated, "SELECT debits FROM accounts") == 4_500_000 + 900_000
     result = _audit(migrated)
     assert result.returncode == 0, result.stdout + result.stderr

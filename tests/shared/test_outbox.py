@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -201,12 +202,18 @@ def _count_passes(relay: Outbox, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     passes: list[int] = []
     real = relay.drain
 
-    async def counted() -> int:
-        passes.append(await real())
+    async def counted(**kwargs: Any) -> int:
+        passes.append(await real(**kwargs))
         return passes[-1]
 
     monkeypatch.setattr(relay, "drain", counted)
     return passes
+
+
+async def _stopped(relay: Outbox, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    relay.wake()
+    await task
 
 
 def test_the_poll_stretches_while_idle_and_shortens_when_work_is_found() -> None:
@@ -233,9 +240,7 @@ async def test_an_idle_relay_polls_less_and_less_but_a_wake_relays_at_once(
         relay.wake()
         await _until(lambda: 1 in passes)
     finally:
-        stop.set()
-        relay.wake()
-        await task
+        await _stopped(relay, stop, task)
 
 
 async def test_rows_a_wake_announced_do_not_shorten_the_poll_but_unannounced_ones_do(
@@ -262,9 +267,7 @@ async def test_rows_a_wake_announced_do_not_shorten_the_poll_but_unannounced_one
         after_found = len(passes)
         await _until(lambda: len(passes) >= after_found + 3)  # polled at 10, 20, 40 ms again
     finally:
-        stop.set()
-        relay.wake()
-        await task
+        await _stopped(relay, stop, task)
     assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
 
 
@@ -282,3 +285,168 @@ async def test_a_stop_ends_the_wait_for_the_next_poll_at_once(
     stop.set()  # no wake: only the stop may end the wait
     await asyncio.wait_for(task, timeout=30)  # an hour's poll without the fix
     assert passes == [0]
+
+
+# -- rows handed over by the process that committed them (billing's settlement) ---------------
+
+HANDED = OutboxTable("relaytest")
+
+
+async def _committed(pool: AsyncConnectionPool, event_ids: list[str]) -> list[OutboxRow]:
+    """Commit rows as a settlement does, and what it hands over: the rows with their ids."""
+    await _add(pool, [(e, SUBJECT) for e in event_ids])
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, event_id, subject, payload FROM outbox WHERE event_id = ANY(%s)"
+            " ORDER BY id",
+            (event_ids,),
+        )
+        return [OutboxRow(r[0], r[1], r[2], bytes(r[3])) for r in await cur.fetchall()]
+
+
+async def _sends(bus: Bus) -> Counter[str]:
+    """The test stream, and every publish on its subject from now on (duplicates included, by
+    Nats-Msg-Id)."""
+    await bus.ensure_stream(STREAM)
+    sent: Counter[str] = Counter()
+
+    async def count(msg: Msg) -> None:
+        sent[(msg.headers or {}).get("Nats-Msg-Id", "")] += 1
+
+    await bus.client.subscribe(SUBJECT, cb=count)
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def _relaying(relay: Outbox, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """``relay`` running, its first pass (every pending row, at start) done, no poll for an
+    hour; stopped at the end of the block, whatever it has not deleted left behind."""
+    passes = _count_passes(relay, monkeypatch)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, poll_s=3600, idle_poll_s=3600))
+    try:
+        await _until(lambda: len(passes) == 1)
+        yield
+    finally:
+        await _stopped(relay, stop, task)
+
+
+async def test_rows_handed_over_go_out_without_a_pass_and_the_callers_transaction_deletes_them(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = await _sends(bus)
+    relay = Outbox(pool, bus, HANDED, orphan_after_s=60, forget_after_s=3600)
+    async with _relaying(relay, monkeypatch):
+        passes = _count_passes(relay, monkeypatch)  # from now on
+        rows = await _committed(pool, ["h1", "h2", "h3"])
+        relay.hand_over(rows)
+        await _until(lambda: relay.relayed == {r.id for r in rows})
+        assert passes == []  # published from memory: no claim, no transaction
+        assert await _stored(bus) == ["h1", "h2", "h3"]
+        assert await _scalar(pool, "SELECT count(*) FROM outbox") == 3  # not bookkept yet
+        # The process's next transaction deletes them in passing.
+        async with pool.connection() as conn, conn.transaction():
+            bookkept = await relay.bookkeep_relayed(conn)
+        relay.forgotten(bookkept)
+        assert relay.relayed == frozenset()
+        assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
+    await bus.client.flush()
+    assert sent == Counter({"h1": 1, "h2": 1, "h3": 1})
+
+
+async def test_relayed_rows_no_transaction_took_are_deleted_by_the_relay_itself(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = await _sends(bus)
+    relay = Outbox(pool, bus, HANDED, orphan_after_s=60, forget_after_s=0.2)
+    async with _relaying(relay, monkeypatch):
+        relay.hand_over(await _committed(pool, ["f1", "f2"]))
+        await _until(lambda: sent == Counter({"f1": 1, "f2": 1}))
+        await _until_true(pool, "SELECT count(*) = 0 FROM outbox")
+        assert relay.relayed == frozenset()
+    await bus.client.flush()
+    assert sent == Counter({"f1": 1, "f2": 1})
+
+
+async def test_a_pass_that_claims_rows_already_relayed_deletes_them_without_a_second_publish(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = await _sends(bus)
+    relay = Outbox(pool, bus, HANDED, orphan_after_s=60, forget_after_s=3600)
+    async with _relaying(relay, monkeypatch):
+        relay.hand_over(await _committed(pool, ["p1", "p2"]))
+        await _until(lambda: len(relay.relayed) == 2)
+        await _add(pool, [("p3", SUBJECT)])  # another commit, announced: a full pass
+        relay.wake()
+        await _until_true(pool, "SELECT count(*) = 0 FROM outbox")
+        assert relay.relayed == frozenset()
+    await bus.client.flush()
+    await _until(lambda: sum(sent.values()) >= 3)
+    assert sent == Counter({"p1": 1, "p2": 1, "p3": 1})
+
+
+async def test_committed_but_never_published_rows_go_out_once_after_a_crash(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process died between the settlement's commit and the publish: the rows are in the
+    table, and the next relay's first pass takes them, however young."""
+    sent = await _sends(bus)
+    crashed = Outbox(pool, bus, HANDED, orphan_after_s=3600)
+    crashed.hand_over(await _committed(pool, ["c1", "c2"]))  # its loop never ran
+    restarted = Outbox(pool, bus, HANDED, orphan_after_s=3600)
+    async with _relaying(restarted, monkeypatch):
+        await _until_true(pool, "SELECT count(*) = 0 FROM outbox")
+    await bus.client.flush()
+    assert sent == Counter({"c1": 1, "c2": 1})
+    assert await _stored(bus) == ["c1", "c2"]
+
+
+async def test_published_but_not_deleted_rows_are_stored_once_after_a_crash(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process died between the publish and the deletion: the next relay publishes the rows
+    again and the stream keeps one of each (Nats-Msg-Id)."""
+    sent = await _sends(bus)
+    crashed = Outbox(pool, bus, HANDED, orphan_after_s=3600, forget_after_s=3600)
+    async with _relaying(crashed, monkeypatch):
+        crashed.hand_over(await _committed(pool, ["d1", "d2"]))
+        await _until(lambda: len(crashed.relayed) == 2)
+    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 2  # gone without deleting
+    restarted = Outbox(pool, bus, HANDED, orphan_after_s=3600)
+    assert await restarted.drain() == 2
+    await bus.client.flush()
+    await _until(lambda: sum(sent.values()) >= 4)
+    assert sent == Counter({"d1": 2, "d2": 2})  # sent twice ...
+    assert await _stored(bus) == ["d1", "d2"]  # ... stored once
+    assert await _scalar(pool, "SELECT count(*) FROM outbox") == 0
+
+
+async def test_a_poll_leaves_young_rows_to_the_replica_that_relayed_them(
+    pool: AsyncConnectionPool, bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica's poll must not publish again, again and again, the rows a busy replica
+    has relayed and will delete with its next transaction; rows older than ``orphan_after_s``
+    are a crashed one's, and the poll takes them."""
+    sent = await _sends(bus)
+    busy = Outbox(pool, bus, HANDED, orphan_after_s=30, forget_after_s=3600)
+    other = Outbox(pool, bus, HANDED, orphan_after_s=30)
+    async with _relaying(busy, monkeypatch):
+        busy.hand_over(await _committed(pool, ["y1"]))
+        await _until(lambda: len(busy.relayed) == 1)
+        assert await other.drain(orphans_only=True) == 0
+    # The busy one stopped and never came back: its row ages into an orphan.
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE outbox SET created_at = created_at - interval '31 seconds'")
+    assert await other.drain(orphans_only=True) == 1
+    await bus.client.flush()
+    await _until(lambda: sum(sent.values()) >= 2)
+    assert sent == Counter({"y1": 2})
+    assert await _stored(bus) == ["y1"]
+
+
+async def _until_true(pool: AsyncConnectionPool, query: str, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await _scalar(pool, query):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached in time: {query}")
+        await asyncio.sleep(0.05)

@@ -17,6 +17,18 @@ true. The relay:
 * **never skips a row**: only the rows before the first failed publish are bookkept; that row and
   the ones after it stay for the next pass, which starts again from the same row.
 
+A process that has just committed rows may **hand them over** (:meth:`Outbox.hand_over`, billing's
+settlement): the relay publishes them from memory, without a transaction to read them back, and
+remembers them as relayed until their rows are bookkept, which the process's next transaction of
+the same kind does in passing (:meth:`Outbox.bookkeep_relayed`) or, if none comes within
+``forget_after_s``, the relay alone. The table stays the durable source: a crash between the
+commit and the publish, or between the publish and the bookkeeping, leaves the rows for the next
+pass, here or on another replica, and the stream stores a row published twice once (its
+``Nats-Msg-Id``). So that another replica's poll does not publish, again and again, the rows a
+busy process relayed but has not bookkept yet, a poll only takes rows older than
+``orphan_after_s``; a pass a commit announced (:meth:`Outbox.wake`) and the first pass after a
+start take every pending row.
+
 A table whose consumers need the stream in the table's order whatever happens (payments: a
 deposit's reversal must never overtake its confirmation) is ``ordered``: one relay at a time
 publishes from it (a transaction-scoped advisory lock; the others find nothing to do), and one
@@ -27,9 +39,10 @@ in order on one connection, acknowledged together) and let every replica's relay
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +69,8 @@ AfterPublish = Callable[[Conn, list[OutboxRow]], Awaitable[None]]
 
 # The longest wait between two polls of a table found empty again and again.
 IDLE_POLL_S = 10.0
+# A timer may fire this much before its deadline: the pass it was set for is due.
+_EARLY_S = 0.005
 
 
 class IdleBackoff:
@@ -98,6 +113,12 @@ class OutboxTable:
         return int.from_bytes(digest[:8], "big") >> 1
 
 
+def id_array(ids: Iterable[int]) -> str:
+    """Row ids as one ``bigint[]`` literal: psycopg dumps a list element by element in Python
+    (microseconds each); this is one string PostgreSQL parses."""
+    return "{" + ",".join(str(i) for i in ids) + "}"
+
+
 class Outbox:
     def __init__(
         self,
@@ -108,6 +129,8 @@ class Outbox:
         after_publish: AfterPublish | None = None,
         batch: int = 256,
         publish_timeout_s: float = 5.0,
+        orphan_after_s: float = 0.0,
+        forget_after_s: float = 2.0,
     ) -> None:
         self._pool = pool
         self._bus = bus
@@ -115,67 +138,146 @@ class Outbox:
         self._after_publish = after_publish
         self._batch = batch
         self._publish_timeout_s = publish_timeout_s
+        self._orphan_after_s = orphan_after_s
+        self._forget_after_s = forget_after_s
         self._wake = asyncio.Event()
+        self._announced = False  # a wake() since the last full pass
+        self._handed: list[OutboxRow] = []  # committed here, to publish from memory
+        # Published (the stream acknowledged them) but their rows not yet bookkept, and when the
+        # relay bookkeeps them itself if no caller's transaction did (loop time).
+        self._relayed: set[int] = set()
+        self._forget_at = 0.0
         pending = sql.SQL(" WHERE published_at IS NULL") if table.keep_published else sql.SQL("")
-        self._claim = sql.SQL(
-            "SELECT id, event_id, subject, payload FROM {}{} ORDER BY id LIMIT %s"
-            " FOR UPDATE SKIP LOCKED"
-        ).format(table.identifier, pending)
+        claim = "SELECT id, event_id, subject, payload FROM {}{} ORDER BY id LIMIT %s"
+        self._claim = sql.SQL(claim + " FOR UPDATE SKIP LOCKED").format(table.identifier, pending)
+        orphans = sql.SQL(" AND " if table.keep_published else " WHERE ") + sql.SQL(
+            "created_at < now() - make_interval(secs => %s)"
+        )
+        self._claim_orphans = sql.SQL(claim + " FOR UPDATE SKIP LOCKED").format(
+            table.identifier, sql.Composed([pending, orphans])
+        )
         if table.keep_published:
-            self._done = sql.SQL("UPDATE {} SET published_at = now() WHERE id = ANY(%s)").format(
+            self._done = sql.SQL(
+                "UPDATE {} SET published_at = now() WHERE id = ANY(%s::bigint[])"
+            ).format(table.identifier)
+        else:
+            self._done = sql.SQL("DELETE FROM {} WHERE id = ANY(%s::bigint[])").format(
                 table.identifier
             )
-        else:
-            self._done = sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(table.identifier)
+        # The relayed rows nobody else holds: a row another pass claimed is bookkept by that pass
+        # (or, if its transaction fails, published again by a later one: stored once).
+        target = (
+            sql.SQL("UPDATE {} SET published_at = now()")
+            if table.keep_published
+            else sql.SQL("DELETE FROM {}")
+        ).format(table.identifier)
+        self._forget = sql.SQL(
+            "{} WHERE id IN (SELECT id FROM {} WHERE id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED)"
+        ).format(target, table.identifier)
 
     def wake(self) -> None:
         """New rows were committed: relay them now rather than at the next poll."""
+        self._announced = True
         self._wake.set()
+
+    def hand_over(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows this process has just committed: publish them from memory, in their order,
+        without reading them back (see the module's doc). A table that needs the claim's
+        transaction (``ordered``, or an after-publish hook) relays them by a pass as before."""
+        if not rows:
+            return
+        if self._table.ordered or self._after_publish is not None:
+            self.wake()
+            return
+        self._handed.extend(rows)
+        self._wake.set()
+
+    async def bookkeep_relayed(self, conn: Conn) -> list[int]:
+        """Bookkeep, in the caller's transaction, the rows this relay published since; returns
+        their ids, for :meth:`forgotten` once that transaction committed. A row another pass
+        holds is left to it, never waited for (the caller may hold other locks): that pass
+        bookkeeps it, or, should its transaction fail, a later pass publishes it again, which
+        the stream stores once."""
+        if not self._relayed:
+            return []
+        ids = sorted(self._relayed)
+        await conn.execute(self._forget, (id_array(ids),))
+        return ids
+
+    def forgotten(self, ids: Iterable[int]) -> None:
+        """The transaction that bookkept ``ids`` committed."""
+        before = len(self._relayed)
+        self._relayed.difference_update(ids)
+        if self._relayed and len(self._relayed) < before:
+            # Rows published since that transaction began: the next one takes them.
+            self._forget_at = asyncio.get_running_loop().time() + self._forget_after_s
+
+    @property
+    def relayed(self) -> frozenset[int]:
+        """The rows published from here and not bookkept yet."""
+        return frozenset(self._relayed)
 
     async def run(
         self, stop: asyncio.Event, *, poll_s: float = 1.0, idle_poll_s: float = IDLE_POLL_S
     ) -> None:
-        """Relay until ``stop``; an outage (NATS, PostgreSQL) pauses it, never ends it. A
-        :meth:`wake` starts a pass at once; otherwise the table is polled (:class:`IdleBackoff`;
-        what a woken pass relayed was announced, so it does not shorten the poll)."""
+        """Relay until ``stop``; an outage (NATS, PostgreSQL) pauses it, never ends it. Rows
+        handed over are published at once, without a transaction; a :meth:`wake` starts a pass
+        at once; otherwise the table is polled (:class:`IdleBackoff`; what a woken pass relayed
+        was announced, so it does not shorten the poll)."""
+        clock = asyncio.get_running_loop().time
         backoff = IdleBackoff(poll_s, idle_poll_s)
-        woken = False
+        full = True  # the first pass takes every pending row: a crash may have left some
+        poll_at = clock()
         while not stop.is_set():
             self._wake.clear()  # before the pass: rows committed during it wake the next one
             try:
-                moved = await self.drain()
+                await self._publish_handed()
+                polled = not full and clock() >= poll_at - _EARLY_S
+                if full or polled:
+                    self._announced = False
+                    moved = await self.drain(orphans_only=polled)
+                    if moved > 0:
+                        log.debug("outbox %s: published %d event(s)", self._table.schema, moved)
+                    # Rows found by a pass a wake started were announced: the poll is for rows
+                    # nobody announces (a crashed replica's), so only a poll that found some
+                    # brings it back to ``poll_s``. Else each commit's pass was followed by an
+                    # empty one ``poll_s`` later: a transaction for nothing per batch.
+                    poll_at = clock() + backoff.after(polled and moved > 0)
+                if self._relayed and clock() >= self._forget_at - _EARLY_S:
+                    await self._forget_relayed()
             except Exception as exc:  # noqa: BLE001 (the rows stay; the next pass retries)
                 # The type only: a driver's message may carry a connection string.
                 log.warning("outbox %s paused: %s", self._table.schema, type(exc).__name__)
-                moved = -1  # retried at the short poll
+                self._announced = True  # retried with a full pass, at the short poll
+                poll_at = clock() + backoff.after(True)
                 await asyncio.sleep(1.0)
-            if moved > 0:
-                log.debug("outbox %s: published %d event(s)", self._table.schema, moved)
-            # Rows found by a pass a wake started were announced: the poll is for rows nobody
-            # announces (a crashed replica's), so only a poll that found some, or a failed pass,
-            # brings it back to ``poll_s``. Else each commit's pass was followed by an empty one
-            # ``poll_s`` later: a transaction for nothing per batch at light traffic.
-            unannounced = moved < 0 or (moved > 0 and not woken)
+            if self._announced:
+                full = True
+                continue
+            wait_s = poll_at - clock()
+            if self._relayed:
+                wait_s = min(wait_s, self._forget_at - clock())
             # A stop ends the wait at once (else a stopping service waited out the poll, up to
             # ``idle_poll_s``, before it could close its NATS connection).
-            wait = asyncio.wait_for(self._wake.wait(), timeout=backoff.after(unannounced))
-            try:
-                woken = await unless_stopped(wait, stop) is not None
-            except TimeoutError:
-                woken = False
+            wait = asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wait_s))
+            with contextlib.suppress(TimeoutError):
+                await unless_stopped(wait, stop)
+            full = self._announced
 
-    async def drain(self) -> int:
+    async def drain(self, *, orphans_only: bool = False) -> int:
         """Relay passes until the table has nothing pending; returns how many rows left.
-        Raises what stopped it (the rows from the failed one on stay for the next pass)."""
+        ``orphans_only``: only rows older than ``orphan_after_s`` (the poll's). Raises what
+        stopped it (the rows from the failed one on stay for the next pass)."""
         total = 0
         while True:
-            moved, full = await self.relay_once()
+            moved, full = await self.relay_once(orphans_only=orphans_only)
             total += moved
             if not full:
                 return total
 
-    async def relay_once(self) -> tuple[int, bool]:
-        """One pass over at most a batch: (rows published, whether the batch was full)."""
+    async def relay_once(self, *, orphans_only: bool = False) -> tuple[int, bool]:
+        """One pass over at most a batch: (rows published, whether the batch was full). Rows
+        this relay published already (handed over) are bookkept without a second publish."""
         failure: BaseException | None = None
         async with self._pool.connection(timeout=5.0) as conn, conn.transaction():
             if self._table.ordered:
@@ -185,21 +287,50 @@ class Outbox:
                 locked = await cur.fetchone()
                 if not locked or not locked[0]:
                     return 0, False  # another relay is at it; it takes every pending row
-            cur = await conn.execute(self._claim, (self._batch,))
+            if orphans_only and self._orphan_after_s > 0:
+                cur = await conn.execute(self._claim_orphans, (self._orphan_after_s, self._batch))
+            else:
+                cur = await conn.execute(self._claim, (self._batch,))
             rows = [
                 OutboxRow(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]))
                 for r in await cur.fetchall()
             ]
             if not rows:
                 return 0, False
-            published, failure = await self._publish(rows)
-            if published:
-                await conn.execute(self._done, ([row.id for row in published],))
-                if self._after_publish is not None:
+            if self._handed:  # committed and claimed here: this pass publishes them
+                claimed = {row.id for row in rows}
+                self._handed = [row for row in self._handed if row.id not in claimed]
+            relayed = [row for row in rows if row.id in self._relayed]
+            fresh = [row for row in rows if row.id not in self._relayed]
+            published, failure = await self._publish(fresh) if fresh else ([], None)
+            done = [row.id for row in relayed] + [row.id for row in published]
+            if done:
+                await conn.execute(self._done, (id_array(done),))
+                if self._after_publish is not None and published:
                     await self._after_publish(conn, published)
+        self.forgotten(row.id for row in relayed)
         if failure is not None:
             raise failure
-        return len(rows), len(rows) == self._batch
+        return len(fresh), len(rows) == self._batch
+
+    async def _publish_handed(self) -> None:
+        """Publish the rows handed over, in order; the published ones wait to be bookkept. On a
+        failure the rest stay in the table for a full pass (the caller retries with one)."""
+        rows, self._handed = self._handed, []
+        if not rows:
+            return
+        published, failure = await self._publish(rows)
+        if published and not self._relayed:
+            self._forget_at = asyncio.get_running_loop().time() + self._forget_after_s
+        self._relayed.update(row.id for row in published)
+        if failure is not None:
+            raise failure
+
+    async def _forget_relayed(self) -> None:
+        """Bookkeep the relayed rows no caller's transaction took in ``forget_after_s``."""
+        async with self._pool.connection(timeout=5.0) as conn, conn.transaction():
+            ids = await self.bookkeep_relayed(conn)
+        self.forgotten(ids)
 
     async def _publish(self, rows: list[OutboxRow]) -> tuple[list[OutboxRow], BaseException | None]:
         """The rows published before the first failure, and that failure (or None)."""

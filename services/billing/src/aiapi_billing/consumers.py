@@ -23,6 +23,7 @@ from aiapi_shared.events import (
     DepositReversed,
     UsageRecorded,
 )
+from aiapi_shared.outbox import Outbox
 from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -60,6 +61,12 @@ class Consumers:
     linger_s: float = 0.0
     linger_max_s: float | None = None
     linger_target: int = 32
+    # Given: the settlement's committed batch goes straight to the relay and the snapshots
+    # (``after_settle``), and each settlement transaction bookkeeps the rows the relay published
+    # since the previous one (no transaction of the relay's own per batch). Else each billed
+    # account goes through ``after_commit``, as every other change does.
+    relay: Outbox | None = None
+    after_settle: Callable[[BatchResult], None] | None = None
     counters: Counters = field(default_factory=Counters)
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -126,13 +133,17 @@ class Consumers:
             except PoisonMessage as exc:
                 outcomes[i] = exc
         results: list[BatchResult] = []
+        bookkept: list[int] = []
 
         async def work(conn: Conn) -> None:
             results.clear()
             results.append(await self.settler.settle_batch(conn, events))
+            bookkept[:] = await self.relay.bookkeep_relayed(conn) if self.relay else []
 
         if events:
             await self._in_transaction(work)
+            if self.relay is not None:
+                self.relay.forgotten(bookkept)
         settled = results[0].outcomes if results else []
         for place, outcome, event in zip(places, settled, events, strict=True):
             if isinstance(outcome, UnpricedModel):
@@ -143,8 +154,11 @@ class Consumers:
         self.counters.conflicts += settled.count("conflict")
         if "conflict" in settled:
             log.error("usage events conflicting with their settled record were set aside")
-        for account_id in results[0].accounts if results else ():
-            self.after_commit(account_id)
+        if results and self.after_settle is not None:
+            self.after_settle(results[0])
+        else:
+            for account_id in results[0].accounts if results else ():
+                self.after_commit(account_id)
         self._committed()
         return outcomes
 

@@ -5,7 +5,16 @@ publishes them with ``Nats-Msg-Id`` = event id and deletes them once the stream 
 (claimed with SKIP LOCKED: every replica's relay works at once, never on the same row).
 
 Snapshots (KV ``aiapi_balances``) are written from the account rows themselves, newest version
-wins: a put is conditional on the KV revision read, and never replaces a newer version.
+wins: a put is conditional on the KV revision read, and never replaces a newer version. A
+settlement hands over the totals its transaction left (``move_totals``'s ``RETURNING``: the row
+as committed, at its version), so the writer need not read them back; any other change (an
+admission's hold, a lease, a deposit) only marks the account, and an account marked so is read
+from its row, which is at least as new as anything handed over before.
+
+Settlement's outbox rows are handed to the relay after its commit (``Consumers.after_settle``):
+published from memory, deleted by the next settlement transaction or, within ``FORGET_AFTER_S``,
+by the relay; a poll only takes rows older than ``ORPHAN_AFTER_S`` (a crashed replica's), so
+one replica's poll does not publish again what another relayed and has not deleted yet.
 """
 
 from __future__ import annotations
@@ -22,14 +31,20 @@ from aiapi_shared.outbox import Outbox, OutboxTable
 from psycopg import OperationalError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from aiapi_billing.notices import Totals
+
 log = logging.getLogger("aiapi.billing.outbox")
 
 OUTBOX = OutboxTable("billing")
 POLL_S = 0.2
+# Relayed rows wait at most this long for a settlement transaction to delete them in passing.
+FORGET_AFTER_S = 2.0
+# A poll takes only rows older than this: younger ones are a live replica's, in flight.
+ORPHAN_AFTER_S = 10.0
 
 
 def outbox_relay(pool: AsyncConnectionPool, bus: Bus) -> Outbox:
-    return Outbox(pool, bus, OUTBOX)
+    return Outbox(pool, bus, OUTBOX, orphan_after_s=ORPHAN_AFTER_S, forget_after_s=FORGET_AFTER_S)
 
 
 class SnapshotWriter:
@@ -39,7 +54,8 @@ class SnapshotWriter:
         self._pool = pool
         self._kv = kv
         self._gather_s = gather_s
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # to read from their rows
+        self._settled: dict[str, Totals] = {}  # handed over: the newest version of each
         self._wake = asyncio.Event()
         # What this writer last stored per account: (KV revision, version). While the key's
         # revision is still that one, nobody else wrote since, so the next write needs no read.
@@ -48,6 +64,15 @@ class SnapshotWriter:
     def mark(self, account_id: str) -> None:
         self._dirty.add(account_id)
         self._wake.set()
+
+    def settled(self, totals: dict[str, Totals]) -> None:
+        """Accounts' totals as a committed transaction left them (at their version)."""
+        for account_id, new in totals.items():
+            known = self._settled.get(account_id)
+            if known is None or known.version < new.version:
+                self._settled[account_id] = new
+        if totals:
+            self._wake.set()
 
     async def mark_recent(self) -> None:
         """After a start, refresh the accounts that changed lately (a crash may have lost marks)."""
@@ -63,13 +88,14 @@ class SnapshotWriter:
             # Asleep until a mark or the stop (an idle billing does not wake for nothing).
             await _either(self._wake, stop)
             self._wake.clear()
-            if not self._dirty:
+            if not self._dirty and not self._settled:
                 continue
             # Let a burst of changes (one per admission) gather: one write per account for all.
             await asyncio.sleep(self._gather_s)
             batch, self._dirty = self._dirty, set()
+            settled, self._settled = self._settled, {}
             try:
-                await self.write(sorted(batch))
+                await self.write(sorted(batch), settled)
             except (
                 OperationalError,
                 PoolTimeout,
@@ -78,30 +104,37 @@ class SnapshotWriter:
                 TimeoutError,
             ) as exc:
                 log.warning("snapshot writer paused: %s", type(exc).__name__)
-                self._dirty |= batch
+                self._dirty |= batch | settled.keys()  # read again: at least as new
                 await asyncio.sleep(1.0)
 
-    async def write(self, account_ids: list[str]) -> None:
-        async with self._pool.connection(timeout=5.0) as conn:
-            cur = await conn.execute(
-                "SELECT account_id, credits - debits, credits - debits - holds, version"
-                " FROM accounts WHERE account_id = ANY(%s)",
-                (account_ids,),
-            )
-            rows = await cur.fetchall()
+    async def write(self, account_ids: list[str], settled: dict[str, Totals] | None = None) -> None:
+        """Write the snapshots of ``account_ids`` (read from their rows) and of the accounts in
+        ``settled`` that are not among them (from the totals handed over: a mark since means a
+        change after them, so such an account is read instead)."""
+        read = set(account_ids)
+        totals = {a: t for a, t in (settled or {}).items() if a not in read}
+        if account_ids:
+            async with self._pool.connection(timeout=5.0) as conn:
+                cur = await conn.execute(
+                    "SELECT account_id, credits, debits, holds, version"
+                    " FROM accounts WHERE account_id = ANY(%s)",
+                    (account_ids,),
+                )
+                for a, c, d, h, v in await cur.fetchall():
+                    totals[str(a)] = Totals(int(c), int(d), int(h), int(v))
         now = datetime.now(UTC)
         await asyncio.gather(
             *(
                 self._put(
                     BalanceSnapshot(
-                        account_id=str(a),
-                        balance=int(b),
-                        available=int(av),
-                        version=int(v),
+                        account_id=a,
+                        balance=t.balance,
+                        available=t.available,
+                        version=t.version,
                         as_of=now,
                     )
                 )
-                for a, b, av, v in rows
+                for a, t in totals.items()
             )
         )
 

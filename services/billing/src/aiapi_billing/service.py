@@ -10,6 +10,7 @@ from aiapi_shared.bus import Bus
 from aiapi_shared.catalogue import Catalogue, default_catalogue
 from aiapi_shared.db import migrate, open_pool
 from aiapi_shared.events.records_v1 import BALANCES_BUCKET
+from aiapi_shared.outbox import Outbox
 from psycopg_pool import AsyncConnectionPool
 
 from aiapi_billing import catalogue_store
@@ -29,7 +30,7 @@ from aiapi_billing.price_book import PriceBook
 from aiapi_billing.repository import ping
 from aiapi_billing.rpc import QUEUE, Rpc
 from aiapi_billing.settings import BillingSettings
-from aiapi_billing.settlement import Settler
+from aiapi_billing.settlement import BatchResult, Settler
 from aiapi_billing.sweeper import HoldSweeper
 
 log = logging.getLogger("aiapi.billing")
@@ -62,6 +63,8 @@ class Service:
         self.pool: AsyncConnectionPool | None = None
         self.admit_pool: AsyncConnectionPool | None = None
         self.consumers: Consumers | None = None
+        self.relay: Outbox | None = None
+        self.snapshots: SnapshotWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -88,12 +91,18 @@ class Service:
         await bus.ensure_streams()
         kv = await bus.ensure_kv(BALANCES_BUCKET)
         low = self.settings.low_balance_usd
-        relay = outbox_relay(pool, bus)
-        snapshots = SnapshotWriter(pool, kv)
+        relay = self.relay = outbox_relay(pool, bus)
+        # The snapshot writer only reads, one statement at a time: on the autocommit connections
+        # no BEGIN and COMMIT around each read (two round trips of three).
+        snapshots = self.snapshots = SnapshotWriter(admit_pool, kv)
 
         def after_commit(account_id: str) -> None:
             snapshots.mark(account_id)
             relay.wake()
+
+        def after_settle(result: BatchResult) -> None:
+            snapshots.settled(result.totals)
+            relay.hand_over(result.queued)
 
         prices = PriceBook()
         live = LiveCatalogue(self.catalogue)
@@ -120,6 +129,8 @@ class Service:
                 self.settings.settlement_linger_s, self.settings.settlement_linger_max_s
             ),
             linger_target=self.settings.settlement_linger_target,
+            relay=relay,
+            after_settle=after_settle,
         )
         sweeper = HoldSweeper(pool, low_threshold=low, on_change=after_commit)
         rpc = Rpc(

@@ -23,6 +23,7 @@ import orjson
 from aiapi_shared.catalogue import Catalogue
 from aiapi_shared.events import UsageRecorded
 from aiapi_shared.events.usage_v1 import Usage
+from aiapi_shared.outbox import OutboxRow
 from aiapi_shared.pricing import UnpricedMeter, request_cost
 
 from aiapi_billing import pricing
@@ -74,10 +75,15 @@ class _Candidate:
 
 @dataclass
 class BatchResult:
-    """One outcome per event of the batch, in order: an Outcome, or UnpricedModel (retry later)."""
+    """One outcome per event of the batch, in order: an Outcome, or UnpricedModel (retry later);
+    and what the transaction wrote that its commit makes true: each billed account's totals as
+    the settlement left them (its balance snapshot, no need to read them back) and the outbox
+    rows it queued (handed to the relay, no need to claim them back)."""
 
     outcomes: list[Outcome | UnpricedModel]
     accounts: set[str] = field(default_factory=set)
+    totals: dict[str, Totals] = field(default_factory=dict)
+    queued: list[OutboxRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,9 @@ class Settler:
                                      if result.outcomes[c.index] == "conflict"])  # fmt: skip
         fresh = [c for c in candidates if c.event.request_id in inserted]
         if fresh:
-            await self._bill(conn, catalogue, fresh, {a: r.totals for a, r in locked.items()})
+            result.totals, result.queued = await self._bill(
+                conn, catalogue, fresh, {a: r.totals for a, r in locked.items()}
+            )
             result.accounts = {c.event.account_id for c in fresh}
         return result
 
@@ -165,9 +173,9 @@ class Settler:
         catalogue: Catalogue,
         fresh: list[_Candidate],
         before: dict[str, Totals],
-    ) -> None:
+    ) -> tuple[dict[str, Totals], list[OutboxRow]]:
         """Release the holds and leases' shares, post the transfers, move the totals, queue the
-        events."""
+        events; returns the totals after and the outbox rows."""
         released = await holds.settle_holds(
             conn, [c.event.request_id for c in fresh], [c.event.account_id for c in fresh]
         )
@@ -183,7 +191,7 @@ class Settler:
         postings = post(settled, before, catalogue)
         await transfers.insert_transfers(conn, postings.transfers)
         after = await accounts.move_totals(conn, postings.moves)
-        await outbox.queue_events(
+        queued = await outbox.queue_events(
             conn,
             announcements(
                 settled,
@@ -192,3 +200,4 @@ class Settler:
                 low_threshold=self.low_threshold,
             ),
         )
+        return after, queued
