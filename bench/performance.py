@@ -46,6 +46,7 @@ import aiohttp
 import orjson
 import uvloop
 from aiapi_cli.ports import free_port
+from aiapi_edge.lease_math import IDLE_CLOSE_S
 from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd
 from aiapi_testkit.apt import ensure_package
@@ -66,6 +67,9 @@ PLAN = "bench"
 BASE_PLAN = "pro"
 UPSTREAM_KEY = "sk-ant-bench-fake"
 NOT_PRODUCT = ("simulator",)  # started by the stack, idle here: the fake upstream serves
+# The product is at rest once the edge handed back the leases of the last requests (it keeps one
+# its account left unused for IDLE_CLOSE_S), so a figure at rest starts this long after them.
+REST_S = IDLE_CLOSE_S + 2.0
 
 
 def body(*, stream: bool = False, delay_ms: int = 0, long: bool = False) -> bytes:
@@ -512,7 +516,7 @@ class Bench:
     async def idle(
         self, seconds: float, settle_s: float, profile: Path | None = None
     ) -> dict[str, float]:
-        await asyncio.sleep(settle_s)  # what the last run left (lease windows: 10 s) ends
+        await asyncio.sleep(settle_s)  # what the last run left (leases, lingers) ends
         with cpu_meter(self.stack) as spent:
             await asyncio.sleep(seconds)
         if profile is not None:
@@ -672,7 +676,7 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
             directory.mkdir(parents=True, exist_ok=True)
     await warm_up(bench)
     # At rest first: after the loads, leases and lingers of the last one would still be working.
-    idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else 12.0, args.profile)
+    idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else args.rest, args.profile)
     if args.only == "idle":  # the figure at rest alone: no loads, no books to check
         print_idle(idle)
         return True
@@ -706,7 +710,8 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
             f" (edge {f['edge_cpu_ms']:.1f}); {f['streams']:.0f} streams,"
             f" {f['failed']:.0f} failed (direct: {f['direct_failed']:.0f} failed)"
         )
-    await asyncio.sleep(0 if args.quick else 11.0)  # lease windows end (10 s): holds released
+    # The leases of the last load are handed back (unused for IDLE_CLOSE_S): holds released.
+    await asyncio.sleep(0 if args.quick else IDLE_CLOSE_S + 1.0)
     billed = await bench.settled()
     sent = await asyncio.to_thread(product.count)
     ok, verdict = check_books(stack, sent)
@@ -732,6 +737,13 @@ def main() -> None:
     parser.add_argument("--long", default="1000,5000", help="concurrent long streams, or ''")
     parser.add_argument("--rates", default="10,100,1000", help="open-loop rates, or ''")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--rest",
+        type=float,
+        default=REST_S,
+        help=f"rest after the warm-up before the idle figure (default {REST_S:g} s: the edge's"
+        " lease idle close and 2 s)",
+    )
     parser.add_argument(
         "--only", choices=("idle",), help="measure only this (after the warm-up): the idle CPU"
     )
