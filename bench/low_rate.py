@@ -52,6 +52,7 @@ from aiapi_testkit.stack import LocalStack, start_stack
 from money_path import _descendants
 from performance import (
     NOT_PRODUCT,
+    REST_S,
     UPSTREAM_KEY,
     Bench,
     FakeUpstream,
@@ -327,7 +328,7 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     await warm_up(bench)
-    await asyncio.sleep(12.0)  # what the warm-up left (leases, lingers) ends
+    await asyncio.sleep(args.rest)  # what the warm-up left (leases, lingers) ends
     await window(bench, "at rest", 0, args.idle_seconds, args)
     for rate in args.rates:
         await window(bench, f"{rate} requests/s", rate, args.seconds, args)
@@ -341,6 +342,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each rate")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--gap", type=float, default=12.0, help="rest between rates")
+    parser.add_argument(
+        "--rest",
+        type=float,
+        default=REST_S,
+        help=f"rest after the warm-up (default {REST_S:g} s: leases handed back)",
+    )
     parser.add_argument("--accounts", type=int, default=40)
     parser.add_argument("--edge-workers", type=int, default=0, help="default: one per CPU")
     parser.add_argument("--strace", action="store_true", help="system calls (slows the run)")

@@ -46,6 +46,7 @@ import aiohttp
 import orjson
 import uvloop
 from aiapi_cli.ports import free_port
+from aiapi_edge.lease_math import IDLE_CLOSE_S
 from aiapi_shared.catalogue import default_catalogue
 from aiapi_shared.money import format_usd
 from aiapi_testkit.apt import ensure_package
@@ -65,8 +66,11 @@ MODEL = "claude-haiku-4-5"
 PLAN = "bench"
 BASE_PLAN = "pro"
 UPSTREAM_KEY = "sk-ant-bench-fake"
-NOT_PRODUCT = ("simulator",)
-LONG_LIFE_S = 4.0  # a long stream: 50 ms to its head, then 200 events 20 ms apart  # started by the stack, idle here: the fake upstream serves
+NOT_PRODUCT = ("simulator",)  # started by the stack, idle here: the fake upstream serves
+LONG_LIFE_S = 4.0  # a long stream: 50 ms to its head, then 200 events 20 ms apart
+# The product is at rest once the edge handed back the leases of the last requests (it keeps one
+# its account left unused for IDLE_CLOSE_S), so a figure at rest starts this long after them.
+REST_S = IDLE_CLOSE_S + 2.0
 
 
 def body(*, stream: bool = False, delay_ms: int = 0, long: bool = False) -> bytes:
@@ -536,7 +540,7 @@ class Bench:
     async def idle(
         self, seconds: float, settle_s: float, profile: Path | None = None
     ) -> dict[str, float]:
-        await asyncio.sleep(settle_s)  # what the last run left (lease windows: 10 s) ends
+        await asyncio.sleep(settle_s)  # what the last run left (leases, lingers) ends
         with cpu_meter(self.stack) as spent:
             await asyncio.sleep(seconds)
         if profile is not None:
@@ -729,7 +733,7 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
             directory.mkdir(parents=True, exist_ok=True)
     await warm_up(bench)
     # At rest first: after the loads, leases and lingers of the last one would still be working.
-    idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else 12.0, args.profile)
+    idle = await bench.idle(args.idle_seconds, 1.0 if args.quick else args.rest, args.profile)
     if args.only == "idle":  # the figure at rest alone: no loads, no books to check
         print_idle(idle)
         return True
@@ -775,7 +779,8 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
             f" the burst run's {f['burst_streams']:.0f}, {f['steady_holds']:.0f} of the steady"
             f" run's {f['steady_streams']:.0f}"
         )
-    await asyncio.sleep(0 if args.quick else 11.0)  # lease windows end (10 s): holds released
+    # The leases of the last load are handed back (unused for IDLE_CLOSE_S): holds released.
+    await asyncio.sleep(0 if args.quick else IDLE_CLOSE_S + 1.0)
     billed = await bench.settled()
     sent = await asyncio.to_thread(product.count)
     ok, verdict = check_books(stack, sent)
@@ -807,6 +812,13 @@ def main() -> None:
     )
     parser.add_argument("--rates", default="10,100,1000", help="open-loop rates, or ''")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--rest",
+        type=float,
+        default=REST_S,
+        help=f"rest after the warm-up before the idle figure (default {REST_S:g} s: the edge's"
+        " lease idle close and 2 s)",
+    )
     parser.add_argument(
         "--only",
         choices=("idle", "long"),

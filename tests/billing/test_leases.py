@@ -391,12 +391,12 @@ async def test_a_grant_holds_its_share_and_a_retry_gets_the_same_grant(
     # Half of the available balance, half of the basic plan's 200 requests and 1M tokens a minute.
     assert first.decision == "granted"
     assert (first.amount, first.requests, first.tokens) == (5 * USD, 100, 500_000)
-    assert first.admit_for_s == 30.0
+    assert first.admit_for_s == 60.0  # AIAPI_LEASE_ADMIT_FOR_S by default
     assert await _holds(db, "acc_l1") == 5 * USD
     again = await grant(bus, req)
     assert again.decision == "granted"
     assert (again.amount, again.requests, again.tokens) == (5 * USD, 100, 500_000)
-    assert 0 <= again.admit_for_s <= 30.0
+    assert 0 <= again.admit_for_s <= 60.0
     assert await _holds(db, "acc_l1") == 5 * USD
     assert await scalar(db, "SELECT count(*) FROM leases") == 1
     stolen = await grant(bus, req.model_copy(update={"account_id": "acc_other"}))
@@ -568,7 +568,7 @@ async def test_a_lease_renewed_in_place_grows_moves_its_window_and_closes_exactl
                 "reserved_tokens": 8000, "requests": 20}
     )  # fmt: skip
     renewed = await grant(bus, renewal)
-    assert renewed.decision == "granted" and renewed.admit_for_s == 30.0
+    assert renewed.decision == "granted" and renewed.admit_for_s == 60.0
     assert (renewed.amount, renewed.requests) == (parse_usd("0.07"), 2)
     assert await scalar(db, "SELECT count(*) FROM leases") == 1  # in place: no second lease
     assert await _lease(db, req.lease_id) == (

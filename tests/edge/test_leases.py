@@ -15,7 +15,7 @@ from aiapi_cli.embedded import EmbeddedNats
 from aiapi_edge import lease_client
 from aiapi_edge.budget import worst_case
 from aiapi_edge.lease_client import Leases
-from aiapi_edge.lease_math import Demand, Lease, next_ask
+from aiapi_edge.lease_math import IDLE_CLOSE_S, Demand, Lease, next_ask
 from aiapi_edge.metrics import Metrics
 from aiapi_shared.admission import (
     LEASE_CLOSE_SUBJECT,
@@ -212,11 +212,11 @@ def test_a_renewed_lease_grows_moves_its_window_and_runs_low_from_its_renewal() 
 
 
 def test_a_lease_its_account_stopped_using_is_idle_whatever_its_window() -> None:
-    lease = make_lease(admit_for_s=60.5)  # a window to 160
-    assert not lease.idle(109.9) and lease.idle(110.0)  # 10 s after it was asked for, unused
-    lease.last_used = 130.0  # the edge admitted a request with it then
-    assert not lease.idle(139.9) and lease.idle(140.0)
-    assert lease.usable("basic", 140.0)  # its window is not what ends it
+    lease = make_lease(admit_for_s=100.5)  # a window to 200
+    assert not lease.idle(129.9) and lease.idle(130.0)  # 30 s after it was asked for, unused
+    lease.last_used = 150.0  # the edge admitted a request with it then
+    assert not lease.idle(179.9) and lease.idle(180.0)
+    assert lease.usable("basic", 180.0)  # its window is not what ends it
 
 
 def test_a_top_up_is_granted_and_reserved_at_once() -> None:
@@ -605,6 +605,19 @@ class FakeClock:
         return self.now
 
 
+def swept_leases(
+    bus: Bus, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Leases, asyncio.Event, asyncio.Future[None]]:
+    """Leases on ``clock`` whose sweep runs (every 10 ms, not every second) until the event."""
+    monkeypatch.setattr(lease_client, "SWEEP_INTERVAL_S", 0.01)
+    leases = Leases(
+        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=100,
+        clock=clock,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    return leases, stop, asyncio.ensure_future(leases.sweep(stop))
+
+
 async def test_a_lease_past_its_window_is_replaced_by_one_sized_from_what_it_admitted(
     bus: Bus, leasing: LeaseBilling
 ) -> None:
@@ -634,6 +647,41 @@ async def test_a_lease_past_its_window_is_replaced_by_one_sized_from_what_it_adm
     assert leasing.closes[0].admitted_requests == 3
     assert leasing.closes[0].reserved_amount == 3_000
     await leases.close_all(timeout_s=1.0)
+
+
+async def test_a_lease_unused_for_a_while_is_kept_then_handed_back_with_its_exact_sums(
+    bus: Bus, leasing: LeaseBilling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An account that sends every 20 s keeps its lease (no grant and close per request); one
+    # that stopped gets it back once IDLE_CLOSE_S passed, with exactly what it admitted.
+    leasing.admit_for_s = 300.0  # only the idle close ends it here, not its window
+    clock = FakeClock()
+    leases, stop, sweeping = swept_leases(bus, clock, monkeypatch)
+    demand = Demand(cost=1_000, tokens=100)
+    await granted_lease(leases, leasing, demand)
+    shares = []
+    for _ in range(3):
+        clock.now += 20.0  # more than the old 10 s close, less than IDLE_CLOSE_S
+        await asyncio.sleep(0.05)  # sweep rounds at this time
+        share = leases.admit("acct_t", "basic", demand)
+        assert share is not None
+        shares.append(share)
+    assert len(leasing.grants) == 1 and leasing.closes == []
+    clock.now += IDLE_CLOSE_S
+
+    async def closed() -> bool:
+        return len(leasing.closes) == 1
+
+    await wait_for(closed)
+    (close,) = leasing.closes
+    assert close.lease_id == leasing.grants[0].lease_id
+    assert close.admitted_requests == 3
+    assert close.reserved_amount == sum(s.reserved for s in shares) == 3_000
+    assert close.reserved_tokens == sum(s.tokens for s in shares) == 300
+    stop.set()
+    await asyncio.wait_for(sweeping, timeout=5)
+    await leases.close_all(timeout_s=1.0)
+    assert len(leasing.closes) == 1  # handed back once
 
 
 async def test_refused_grants_back_off_doubling_and_are_forgotten_after_a_while(
@@ -742,14 +790,8 @@ async def test_the_sweep_sleeps_while_nothing_is_held_and_wakes_for_a_lease(
     bus: Bus, leasing: LeaseBilling, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Each round of the sweep reads the clock; at rest (no lease, no refusal) there is none.
-    monkeypatch.setattr(lease_client, "SWEEP_INTERVAL_S", 0.01)
     clock = CountingClock()
-    leases = Leases(
-        bus, Metrics(), edge_id="edge-t", timeout_s=2.0, max_amount=10**9, max_requests=100,
-        clock=clock,
-    )  # fmt: skip
-    stop = asyncio.Event()
-    sweeping = asyncio.ensure_future(leases.sweep(stop))
+    leases, stop, sweeping = swept_leases(bus, clock, monkeypatch)
     await asyncio.sleep(0.3)  # thirty rounds, were it on a timer
     assert clock.reads == 0
     demand = Demand(cost=1_000, tokens=100)

@@ -84,12 +84,12 @@ async def test_a_commit_wakes_the_idle_sync_loop_for_its_checkpoint(tmp_path: Pa
     try:
         await asyncio.sleep(0.05)  # the loop is asleep
         await spool.append("req_a", "usage.v1.request.recorded", b"{}")
-        assert spool._dirty
+        assert spool._unsynced
         for _ in range(500):  # bounded
-            if not spool._dirty:
+            if not spool._unsynced:
                 break
             await asyncio.sleep(0.01)
-        assert not spool._dirty
+        assert not spool._unsynced
     finally:
         await spool.close()
 
@@ -128,3 +128,85 @@ async def test_a_restarted_relay_publishes_in_append_order_after_the_newest_row_
     await relay
     await second.close()
     assert published == ["req_a", "req_b", "req_d"]
+
+
+def count_checkpoints(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many checkpoints (two fsyncs each) the spool's sync thread makes (the real ones)."""
+    made = [0]
+    real = spool._checkpoint_in_thread
+
+    def counting() -> None:
+        made[0] += 1
+        real()
+
+    monkeypatch.setattr(spool, "_checkpoint_in_thread", counting)
+    return made
+
+
+async def test_events_jetstream_acknowledged_in_time_need_no_checkpoint_the_others_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A power cut can only lose what the last checkpoint did not cover; an event already in
+    # JetStream does not need covering. One never acknowledged is checkpointed.
+    spool = Spool(tmp_path, max_rows=100, sync_interval_s=0.05, space_check_s=60)
+    made = count_checkpoints(spool, monkeypatch)
+    await spool.open()
+    stop = asyncio.Event()
+    refused = {"req_refused"}
+
+    async def publish(rows: list[Row]) -> list[bool]:
+        return [event_id not in refused for event_id, _, _ in rows]
+
+    relay = asyncio.ensure_future(spool.relay(publish, stop))
+    try:
+        for n in range(10):  # ten events over about ten sync intervals, each acknowledged
+            await spool.append(f"req_{n}", "usage.v1.request.recorded", b"{}")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        assert made[0] == 0 and not spool._unsynced
+        await spool.append("req_refused", "usage.v1.request.recorded", b"{}")
+        for _ in range(500):  # bounded
+            if made[0]:
+                break
+            await asyncio.sleep(0.01)
+        assert made[0] == 1 and not spool._unsynced  # covered now, though still unpublished
+        await asyncio.sleep(0.2)
+        assert made[0] == 1  # once
+    finally:
+        stop.set()
+        await relay
+        await spool.close()
+    reopened = Spool(tmp_path, max_rows=100)
+    await reopened.open()
+    try:
+        assert reopened.depth == 1  # the refused event, still to publish
+    finally:
+        await reopened.close()
+
+
+async def test_sync_rows_events_still_make_a_checkpoint_when_all_were_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The WAL is only emptied by a checkpoint: acknowledged events must not let it grow for good.
+    spool = Spool(tmp_path, max_rows=100, sync_interval_s=60, sync_rows=8, space_check_s=60)
+    made = count_checkpoints(spool, monkeypatch)
+    await spool.open()
+    stop = asyncio.Event()
+
+    async def publish(rows: list[Row]) -> list[bool]:
+        return [True] * len(rows)
+
+    relay = asyncio.ensure_future(spool.relay(publish, stop))
+    try:
+        for n in range(8):
+            await spool.append(f"req_{n}", "usage.v1.request.recorded", b"{}")
+            await asyncio.sleep(0.01)
+        for _ in range(500):  # bounded
+            if made[0]:
+                break
+            await asyncio.sleep(0.01)
+        assert made[0] == 1
+    finally:
+        stop.set()
+        await relay
+        await spool.close()

@@ -27,8 +27,12 @@ class BillingSettings(BaseServiceSettings):
     catalogue_poll_s: float = Field(default=0.25, gt=0, le=1.0)
     # A lease (docs/billing.md, Leases) is admitted with for this long (each renewal starts a new
     # window), then expires hold_ttl_s later unless closed; it takes at most this share of the
-    # available balance. An edge closes a lease its account stopped using well before (10 s).
-    lease_admit_for_s: float = Field(default=30.0, gt=0)
+    # available balance. An edge closes a lease its account stopped using well before (30 s).
+    # 60 s (was 30): a lightly used account's lease is renewed about once per 80% of a window
+    # (one billing transaction each), so half as often; the price is that a lease sized for a
+    # burst keeps its slices (refused to other replicas) up to a window before a renewal sizes
+    # it down, and an edge killed outright leaves its leases held 30 s longer.
+    lease_admit_for_s: float = Field(default=60.0, gt=0)
     lease_balance_share_bps: int = Field(default=5000, ge=1, le=10_000)
     low_balance_usd: Money = Field(default=1_000_000_000, description="BalanceLow below this")
     db_pool_size: int = Field(default=10, ge=2)

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 # moment is still within it by the time billing hears of anything.
 WINDOW_MARGIN_S = 0.5
 # A lease its account has not used for this long is closed (its money and slices go back), so a
-# long window costs an account that stopped sending no more than this.
-IDLE_CLOSE_S = 10.0
+# long window costs an account that stopped sending no more than this. 30 s (was 10): an account
+# sending a request every 10 to 30 s paid a grant and a close, two billing transactions, per
+# request; the price is that an account that stopped has its lease's money (at most half its
+# available balance) and slices held up to 30 s after its last request (docs/performance.md,
+# "Leases, spool checkpoints and nats-server at low rates").
+IDLE_CLOSE_S = 30.0
 # Ask for more once less than this share of any slice is left, so that it is in hand before the
 # lease runs out.
 RENEW_BELOW = 0.5

@@ -12,14 +12,21 @@ Group commit: the appends of one event-loop iteration (the requests that end tog
 load) are committed in one transaction, at the start of the next iteration, and each returns
 once that commit did; one commit's WAL frames and ``fcntl`` locks serve them all. Surviving a
 power cut needs an ``fsync``, which costs 0.25 ms or more here; a background thread checkpoints
-the WAL (``fsync`` of the WAL, copy into the database, ``fsync``) ``sync_interval_s`` (0.5 s) after the first commit since the last checkpoint, or as soon as
-``sync_rows`` (1,024) events were appended since, whichever comes first. So by default a power
-cut (or a kernel crash) can lose the usage events of the last ~0.5 s (at most ~1,024 events)
-plus one checkpoint; a killed process loses nothing. The interval was 50 ms: at a light request
-rate that was a checkpoint, two ``fsync``, per request, most of the edge's own CPU per request
-(docs/performance.md, "CPU in proportion to work"). With ``fsync=True`` (``AIAPI_EDGE_SPOOL_FSYNC``) an append also waits for
-the next checkpoint, started at once when none is running: group commit, so concurrent requests
-share one ``fsync``.
+the WAL (``fsync`` of the WAL, copy into the database, ``fsync``) once an event has waited
+``sync_interval_s`` (0.5 s) since its commit without JetStream acknowledging it, or as soon as
+``sync_rows`` (1,024) events were appended since the last checkpoint, whichever comes first. An
+event JetStream acknowledged in time needs no checkpoint: it is in the stream, as every event is
+once the relay deleted it, and a power cut that takes the spool's last writes back only brings
+back a duplicate (or nothing) to publish. So by default a power cut (or a kernel crash) can lose
+the usage events JetStream had not acknowledged within ~0.5 s of their commit (at most ~1,024
+events) plus one checkpoint; a killed process loses nothing. The interval was 50 ms: at a light
+request rate that was a checkpoint, two ``fsync``, per request, most of the edge's own CPU per
+request (docs/performance.md, "CPU in proportion to work"); then a checkpoint 0.5 s after the
+first commit whatever became of its events, two a second at 10 requests/s, none now while the
+relay keeps up (docs/performance.md, "Leases, spool checkpoints and nats-server at low
+rates"). With ``fsync=True`` (``AIAPI_EDGE_SPOOL_FSYNC``) an append also waits for the next
+checkpoint, started at once when none is running: group commit, so concurrent requests share
+one ``fsync``.
 
 A relay task publishes the rows to JetStream (``Nats-Msg-Id`` = event id), a round at a time as
 one batch (``Bus.publish_batch``), and deletes each once acknowledged; a row refused or without an
@@ -109,7 +116,9 @@ class Spool:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-spool-sync")
         self._db: sqlite3.Connection | None = None  # the loop thread's: every write
         self._syncer_db: sqlite3.Connection | None = None  # the sync thread's: checkpoints only
-        self._dirty = False  # committed since the last checkpoint started
+        # Events committed since the last checkpoint started that JetStream has not acknowledged
+        # yet, with their commit's time (oldest first): what a checkpoint would protect.
+        self._unsynced: dict[str, float] = {}
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._sync_now = asyncio.Event()
         self._woken = asyncio.Event()  # the idle sync loop has work: a commit, a failed write
@@ -238,6 +247,7 @@ class Spool:
                     written.set_exception(exc)
             raise
         else:
+            self._remember_unsynced(rows)
             self._rows_since_sync += len(rows)
             if self._rows_since_sync >= self._sync_rows:
                 self._sync_now.set()  # a busy edge checkpoints by size, before the interval ends
@@ -272,27 +282,50 @@ class Spool:
             self.depth = int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
             self._acked.extend(deletes)
             raise
-        self._dirty = True
         self._woken.set()
+
+    def _remember_unsynced(self, rows: list[Row]) -> None:
+        assert self._loop is not None
+        committed_at = self._loop.time()
+        for row in rows:
+            self._unsynced[row[0]] = committed_at
 
     # -- the sync thread -------------------------------------------------------------------
 
     async def _sync_loop(self) -> None:
-        """Checkpoint within ``sync_interval_s`` of a commit, or at once when an append waits.
-        Idle (nothing committed since the last checkpoint), it sleeps until a commit, waking
-        only every ``space_check_s`` to measure the disk."""
+        """Checkpoint once an event committed ``sync_interval_s`` ago is still not acknowledged
+        by JetStream, at once when an append waits (``fsync``) or ``sync_rows`` events came.
+        With nothing to protect it sleeps until a commit, waking only every ``space_check_s``
+        to measure the disk."""
+        loop = asyncio.get_running_loop()
         while True:
-            if not (self._dirty or self._unwritten or self._sync_waiters):
+            if not (self._unsynced or self._unwritten or self._sync_waiters):
+                if self._sync_now.is_set():  # sync_rows came, all of them acknowledged already
+                    await self._checkpoint()
                 self._woken.clear()
                 if not await _wait_set(self._woken, self._space_check_s):
                     self.check_space()
-                    continue
-            await _wait_set(self._sync_now, self._sync_interval_s)
+                continue  # woken by a commit (or a delete only): look again
+            if self._sync_waiters or self._sync_now.is_set():
+                wait_s = 0.0
+            elif self._unsynced:  # until the oldest unacknowledged event is due
+                wait_s = next(iter(self._unsynced.values())) + self._sync_interval_s - loop.time()
+            else:
+                wait_s = self._sync_interval_s  # only a failed write to retry
+            if wait_s > 0:
+                await _wait_set(self._sync_now, wait_s)
             if self._unwritten:
                 self._retry_unwritten()
-            if self._dirty or self._sync_waiters:
-                await self._checkpoint()
+            due = self._sync_waiters or self._sync_now.is_set() or self._overdue(loop.time())
+            if due and not await self._checkpoint():
+                await asyncio.sleep(self._sync_interval_s)  # not a busy loop of failures
             self.check_space()
+
+    def _overdue(self, now: float) -> bool:
+        """An event has waited ``sync_interval_s`` for JetStream's acknowledgement."""
+        for committed_at in self._unsynced.values():
+            return now - committed_at >= self._sync_interval_s
+        return False
 
     def _retry_unwritten(self) -> None:
         """Write the events whose append failed; the relay may have published some meanwhile
@@ -304,26 +337,29 @@ class Spool:
         except (sqlite3.Error, OSError):
             return  # still failing; admission stays closed, the next round tries again
         self._unwritten = []
+        self._remember_unsynced(rows)
         log.info("spool writes succeed again", extra={"written": len(rows)})
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self) -> bool:
         self._sync_now.clear()
-        self._dirty = False
+        unsynced, self._unsynced = self._unsynced, {}
         self._rows_since_sync = 0
         waiters, self._sync_waiters = self._sync_waiters, []
         try:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, self._checkpoint_in_thread)
         except (sqlite3.Error, OSError) as exc:
-            self._dirty = True
+            # Still to protect, oldest first (one acknowledged meanwhile costs a checkpoint).
+            self._unsynced = {**unsynced, **self._unsynced}
             log.error("spool checkpoint failed", extra={"detail": repr(exc)})
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
-            return
+            return False
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        return True
 
     def _checkpoint_in_thread(self) -> None:
         # PASSIVE: fsync the WAL, copy what it can into the database file, fsync that; it
@@ -429,6 +465,8 @@ class Spool:
             return False
         acked = [row[0] for row, ok in zip(rows, results, strict=True) if ok]
         self._acked.extend(acked)
+        for event_id in acked:  # in JetStream now: no checkpoint needed for it
+            self._unsynced.pop(event_id, None)
         return len(acked) == len(rows)
 
 
