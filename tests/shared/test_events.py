@@ -3,9 +3,16 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources
+from pathlib import Path
 
 import pytest
-from aiapi_shared.events import ALL_EVENTS, EVENTS_BY_SUBJECT, Event, UsageRecorded
+from aiapi_shared.events import (
+    ALL_EVENTS,
+    EVENTS_BY_SUBJECT,
+    Event,
+    UsageRecorded,
+    catalogue_schema,
+)
 from aiapi_shared.events.catalogue_schema import build_catalogue
 from pydantic import ValidationError
 
@@ -69,3 +76,20 @@ def test_catalogue_lists_every_event_with_its_subject() -> None:
     priced = catalogue["events"]["billing.v1.request.priced"]
     assert priced["x-subject"] == "billing.v1.request.priced"
     assert priced["properties"]["cost"]["type"] == "string"
+
+
+def test_the_schema_command_writes_the_file_it_is_given(tmp_path: Path) -> None:
+    out = tmp_path / "events.schema.json"
+    assert catalogue_schema.main([str(out)]) == 0
+    assert json.loads(out.read_text("utf-8")) == build_catalogue()
+
+
+def test_the_schema_command_prints_its_usage_and_writes_no_file_for_help(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        catalogue_schema.main(["--help"])
+    assert exited.value.code == 0
+    assert "usage: aiapi events-schema" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # it once wrote the catalogue to a file named --help

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,19 @@ def build_catalogue() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    # argparse, so that ``--help`` prints the usage: the bare ``argv[1]`` this took before made
+    # ``aiapi events-schema --help`` write the catalogue to a file named ``--help``.
+    parser = argparse.ArgumentParser(
+        prog="aiapi events-schema",
+        description="Write the JSON Schema of every event and KV record, by subject.",
+    )
+    parser.add_argument("output", nargs="?", type=Path, help="the file to write (default: stdout)")
+    args = parser.parse_args(argv)
     text = json.dumps(build_catalogue(), indent=2, sort_keys=True) + "\n"
-    if args:
-        Path(args[0]).write_text(text, "utf-8")
+    if args.output is not None:
+        args.output.write_text(text, "utf-8")
     else:
-        sys.stdout.write(text)
+        print(text, end="")
     return 0
 
 
