@@ -83,3 +83,17 @@ async def test_a_fetch_makes_no_task_timer_or_uuid_per_message(
     while got < 100:
         got += len(await bus_module._fetch(sub, 256, 5.0))
     assert made == 0
+
+
+async def test_a_subscription_fetched_from_drains_at_once(bus: Bus) -> None:
+    # nats-py's drain (a connection's close) joins the subscription's queue: every message taken
+    # from it must be marked done, or the close waits out its drain timeout.
+    sub = await _subscription(bus, "drains")
+    await _publish(bus, "a", "b")
+    taken = await bus_module._fetch(sub, 8, 5.0)
+    with pytest.raises(NatsTimeoutError):
+        await asyncio.wait_for(bus_module._fetch(sub, 8, 0.3), timeout=5)
+    for msg in taken:
+        await msg.ack()
+    assert sub._sub._pending_queue._unfinished_tasks == 0
+    await asyncio.wait_for(sub._sub.drain(), timeout=5)

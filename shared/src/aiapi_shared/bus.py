@@ -1159,6 +1159,7 @@ async def _fetch(sub: Any, batch: int, wait_s: float) -> list[Msg]:
     # like any other; a status left over was that pull's ending.
     while not queue.empty() and len(msgs) < batch:
         msg = queue.get_nowait()
+        queue.task_done()  # nats-py's drain joins the queue: every get needs its task_done
         inner._pending_size -= len(msg.data)
         if _pull_status(msg) is None:
             msgs.append(msg)
@@ -1168,6 +1169,7 @@ async def _fetch(sub: Any, batch: int, wait_s: float) -> list[Msg]:
     await sub._nc.publish(sub._nms, orjson.dumps(request), reply=sub._deliver)
     while len(msgs) < batch:
         msg = queue.get_nowait() if not queue.empty() else await queue.get()
+        queue.task_done()
         inner._pending_size -= len(msg.data)
         status = _pull_status(msg)
         if status is None:
