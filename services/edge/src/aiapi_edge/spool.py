@@ -309,7 +309,7 @@ class Spool:
             if self._sync_waiters or self._sync_now.is_set():
                 wait_s = 0.0
             elif self._unsynced:  # until the oldest unacknowledged event is due
-                wait_s = next(iter(self._unsynced.values())) + self._sync_interval_s - loop.time()
+                wait_s = self._due_at() - loop.time()
             else:
                 wait_s = self._sync_interval_s  # only a failed write to retry
             if wait_s > 0:
@@ -321,11 +321,15 @@ class Spool:
                 await asyncio.sleep(self._sync_interval_s)  # not a busy loop of failures
             self.check_space()
 
+    def _due_at(self) -> float:
+        """When the oldest unacknowledged event will have waited ``sync_interval_s`` (the dict
+        keeps commit order); infinity when there is none."""
+        oldest = next(iter(self._unsynced.values()), None)
+        return float("inf") if oldest is None else oldest + self._sync_interval_s
+
     def _overdue(self, now: float) -> bool:
         """An event has waited ``sync_interval_s`` for JetStream's acknowledgement."""
-        for committed_at in self._unsynced.values():
-            return now - committed_at >= self._sync_interval_s
-        return False
+        return now >= self._due_at()
 
     def _retry_unwritten(self) -> None:
         """Write the events whose append failed; the relay may have published some meanwhile
