@@ -725,6 +725,7 @@ class Bus:
         """The durable pull loop both consumers share: declare, fetch, hand over, survive outages."""
         stop = stop or asyncio.Event()
         config = api.ConsumerConfig(
+            name=durable,
             durable_name=durable,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=ack_wait_s,
@@ -732,7 +733,7 @@ class Bus:
             filter_subject=subject,
             deliver_policy=api.DeliverPolicy.ALL,
         )
-        sub = await self._pull_subscribe(stream, durable, subject, config, stop)
+        sub = await self._pull_subscribe(stream, durable, config, stop)
         if sub is None:
             return
 
@@ -740,7 +741,7 @@ class Bus:
             """A new subscription to the consumer (None: stopped meanwhile)."""
             with contextlib.suppress(Exception):
                 await old.unsubscribe()
-            return await self._pull_subscribe(stream, durable, subject, config, stop)
+            return await self._pull_subscribe(stream, durable, config, stop)
 
         loop = asyncio.get_running_loop()
         wait_s = FETCH_WAIT_FIRST_S
@@ -760,9 +761,12 @@ class Bus:
                             break  # stopped while the fetch waited
                         # Reconnected: the pull request went with the old server. The consumer
                         # is looked up again (retried until JetStream answers after its restart:
-                        # a pull request sent before would go unanswered) and a new one sent.
-                        sub = await afresh(sub)
-                        if sub is None:
+                        # a pull request sent before would go unanswered) and a new one sent,
+                        # on the same subscription: a pull request written while NATS was away
+                        # reaches the new server when the connection comes back, and what the
+                        # server delivers to it must find a subscriber, or it would wait out
+                        # its ack_wait before anyone saw it.
+                        if not await self._declare_consumer(stream, durable, config, stop):
                             return
                         wait_s = FETCH_WAIT_FIRST_S
                         continue
@@ -869,18 +873,25 @@ class Bus:
         await _settle(msg.term())
 
     async def _pull_subscribe(
-        self,
-        stream: str,
-        durable: str,
-        subject: str,
-        config: api.ConsumerConfig,
-        stop: asyncio.Event,
+        self, stream: str, durable: str, config: api.ConsumerConfig, stop: asyncio.Event
     ) -> Any:
+        """A subscription of the consumer's own (None: stopped before the consumer was there)."""
+        if not await self._declare_consumer(stream, durable, config, stop):
+            return None
+        return await self.js.pull_subscribe_bind(durable=durable, stream=stream)
+
+    async def _declare_consumer(
+        self, stream: str, durable: str, config: api.ConsumerConfig, stop: asyncio.Event
+    ) -> bool:
+        """Look the durable consumer up, creating it if it is not there, retried while NATS or
+        JetStream is away; False when stopped first."""
         while not stop.is_set() and not self.closed.is_set():
             try:
-                return await self.js.pull_subscribe(
-                    subject, durable=durable, stream=stream, config=config
-                )
+                try:
+                    await self.js.consumer_info(stream, durable)
+                except NotFoundError:
+                    await self.js.add_consumer(stream, config=config)
+                return True
             except (
                 NatsTimeoutError,
                 NoRespondersError,
@@ -890,7 +901,7 @@ class Bus:
             ) as exc:
                 log.warning("consumer %s not created yet (%s)", durable, type(exc).__name__)
                 await asyncio.sleep(0.5)
-        return None
+        return False
 
     async def _dispatch(
         self, durable: str, msg: Msg, handler: Callable[[Msg], Awaitable[None]]
