@@ -65,7 +65,7 @@ def tail(output_tokens: int) -> bytes:
     return (
         _sse("content_block_stop", '{"type":"content_block_stop","index":0}')
         + _sse("message_delta", '{"type":"message_delta","delta":{"stop_reason":"end_turn",'
-               '"stop_sequence":null},"usage":{"output_tokens":%d}}' % output_tokens)
+               '"stop_sequence":null},"usage":{"output_tokens":' f"{output_tokens}}}}}")
         + _sse("message_stop", '{"type":"message_stop"}')
     )  # fmt: skip
 
@@ -202,8 +202,12 @@ async def open_stream(loop: asyncio.AbstractEventLoop, inference: Inference) -> 
     client = Discard()
     protocol.connection_made(client)
     protocol.data_received(CLIENT_REQUEST)
-    while response._sink is None:  # the pump has installed its feed
+    for _ in range(100):  # the loop's turns until the pump has installed its feed
+        if response._sink is not None:
+            break
         await asyncio.sleep(0)
+    assert response._sink is not None, "the stream path did not start"
+
     return Stream(upstream, exchange, client, done)
 
 
