@@ -5,30 +5,16 @@ low nor spent, so the guard asks for an extension and cuts a stream exactly when
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiapi_edge.budget import HoldBudget
-from aiapi_shared.catalogue import default_catalogue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-CATALOGUE = default_catalogue()
+from .test_hold_extension import haiku_budget
 
 
 def budget(held: int, max_tokens: int, discount_bps: int, premium: tuple[int, int]) -> HoldBudget:
-    model = CATALOGUE.model("claude-sonnet-4-5") or CATALOGUE.model("claude-haiku-4-5")
-    assert model is not None
-    price = model.price_at(datetime.now(UTC))
-    assert price is not None
-    return HoldBudget(
-        held=held,
-        price=price,
-        discount_bps=discount_bps,
-        multipliers=CATALOGUE.cache_multipliers_bps,
-        max_tokens=max_tokens,
-        premium=premium,
-        tool_prices={"web_search_requests": 10_000_000},
-    )
+    tools = {"web_search_requests": 10_000_000}
+    return haiku_budget(held, max_tokens, discount_bps, premium=premium, tool_prices=tools)
 
 
 _step = st.one_of(
