@@ -25,6 +25,7 @@ import asyncio
 import gc
 import statistics
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -171,10 +172,21 @@ class Stream:
     done: asyncio.Future[None]
 
 
-async def open_stream(loop: asyncio.AbstractEventLoop, inference: Inference) -> Stream:
+@dataclass
+class Shared:
+    """What every stream of an edge worker shares: the route's skeleton, the HTTP client, the
+    server's configuration and state."""
+
+    inference: Inference
+    http: HttpClient
+    config: Config
+    state: ServerState
+
+
+async def open_stream(loop: asyncio.AbstractEventLoop, shared: Shared) -> Stream:
     """A stream whose head has gone to the client and whose pump waits for the upstream."""
     exchange = _Exchange()
-    http = HttpClient()
+    inference, http, config = shared.inference, shared.http, shared.config
     upstream = _Connection(http, ("http", "upstream", 80), loop)
     upstream.connection_made(Discard())
     response = HttpResponse(upstream)
@@ -195,10 +207,8 @@ async def open_stream(loop: asyncio.AbstractEventLoop, inference: Inference) -> 
             done.set_exception(exc)
             raise
 
-    config = Config(app=app, http=GuardedHttpProtocol, loop="none", log_level="error")
-    config.load()
-    config.loaded_app = app  # as written: no middleware the edge does not run either
-    protocol = GuardedHttpProtocol(config, ServerState(), {}, _loop=loop)
+    config.loaded_app = app  # this connection's application (read once, by the protocol)
+    protocol = GuardedHttpProtocol(config, shared.state, {}, _loop=loop)
     client = Discard()
     protocol.connection_made(client)
     protocol.data_received(CLIENT_REQUEST)
@@ -211,13 +221,20 @@ async def open_stream(loop: asyncio.AbstractEventLoop, inference: Inference) -> 
     return Stream(upstream, exchange, client, done)
 
 
-async def run(streams: int, events: int) -> float:
+async def run(streams: int, events: int, memory: bool = False) -> float:
     """CPU seconds per delta event over ``streams`` streams of ``events`` deltas each, fed one
-    read at a time, round robin (as many open streams' reads arrive)."""
+    read at a time, round robin (as many open streams' reads arrive). ``memory``: also print
+    the Python memory each open stream holds mid-stream (tracemalloc; CPU figures then slower)."""
     loop = asyncio.get_running_loop()
     gateway = cast(Gateway, _Gateway())
     inference = Inference(gateway, cast(Upstream, None), ping_interval=15.0, drain_s=30.0)
-    opened = [await open_stream(loop, inference) for _ in range(streams)]
+    config = Config(app=_Exchange, http=GuardedHttpProtocol, loop="none", log_level="error")
+    config.load()
+    shared = Shared(inference, HttpClient(), config, ServerState())
+    if memory:
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+    opened = [await open_stream(loop, shared) for _ in range(streams)]
     read = chunk(DELTA)
     feeds = [stream.upstream.data_received for stream in opened]
     gc.collect()
@@ -226,6 +243,14 @@ async def run(streams: int, events: int) -> float:
         for feed in feeds:
             feed(read)
     spent = time.process_time() - started
+    if memory:
+        gc.collect()
+        grown = tracemalloc.take_snapshot().compare_to(before, "lineno")
+        tracemalloc.stop()
+        total = sum(stat.size_diff for stat in grown)
+        print(f"  Python memory per open stream: {total / streams / 1024:.1f} KiB; largest:")
+        for stat in grown[:8]:
+            print(f"    {stat.size_diff / streams:7.0f} B  {stat.traceback}")
     last = chunk(tail(events)) + b"0\r\n\r\n"
     for feed in feeds:
         feed(last)
@@ -242,8 +267,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000, help="open streams (default 1000)")
     parser.add_argument("--events", type=int, default=200, help="deltas per stream (200)")
     parser.add_argument("--repeat", type=int, default=5, help="runs; the median is the figure")
+    parser.add_argument("--memory", action="store_true", help="Python memory per open stream")
     args = parser.parse_args()
     print(f"aiapi_edge from {__import__('aiapi_edge').__file__}")
+    if args.memory:
+        uvloop.run(run(args.streams, args.events, memory=True))
+        return
     figures = []
     for _ in range(args.repeat):
         figures.append(uvloop.run(run(args.streams, args.events)) * 1e6)
