@@ -43,7 +43,6 @@ the body still goes through ``send``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
 
@@ -108,14 +107,6 @@ class HeadJoiningTransport(asyncio.Transport):
         for data in list_of_data:
             self.write(data)
 
-    def direct_write(self) -> Callable[[bytes], None]:
-        """The write to use for the rest of a response whose head has gone out: the
-        connection's own while nothing is held or to be joined (a call less per write), else
-        this transport's."""
-        if self._held is None and not self._join:
-            return self._transport.write
-        return self.write
-
     def flush(self) -> None:
         """Write what is held, if anything (the response completed without a body write)."""
         self._join = False
@@ -176,26 +167,22 @@ class ChunkWriter:
     uvicorn's ``send`` would write them (``more_body=True``), without a coroutine per chunk.
     Nothing is written once the client is gone (as ``send`` drops them)."""
 
-    __slots__ = ("_cycle", "_flow", "_write")
+    __slots__ = ("_cycle",)
 
     def __init__(self, cycle: RequestResponseCycle) -> None:
         self._cycle = cycle
-        self._flow = cycle.flow
-        # The response has started and its head is written (a stream's head is never held):
-        # each chunk goes to the connection itself, not through the head-joining layer.
-        transport = cycle.transport
-        direct = transport.direct_write if isinstance(transport, HeadJoiningTransport) else None
-        self._write: Callable[[bytes], None] = direct() if direct else transport.write
 
     def write(self, body: bytes) -> None:
         """Write one chunk (then, while :attr:`blocked`, :meth:`drain` before more)."""
-        if body and not self._cycle.disconnected:
-            self._write(b"%x\r\n%b\r\n" % (len(body), body))
+        cycle = self._cycle
+        if body and not cycle.disconnected:
+            cycle.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
 
     @property
     def blocked(self) -> bool:
         """The client's buffer is full."""
-        return self._flow.write_paused and not self._cycle.disconnected
+        cycle = self._cycle
+        return cycle.flow.write_paused and not cycle.disconnected
 
     async def drain(self) -> None:
         """Until the client's buffer has room again, or the client is gone."""

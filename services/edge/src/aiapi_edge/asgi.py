@@ -156,20 +156,18 @@ class StreamBody:
     ``await flush()`` before writing more: the client's buffer is full (or chunks wait).
     """
 
-    __slots__ = ("_direct", "_pending", "_send", "write")
+    __slots__ = ("_direct", "_pending", "_send")
 
     def __init__(self, scope: Scope, send: Send) -> None:
         make = scope.get(CHUNK_WRITER)
         self._direct: ChunkWriter | None = make() if make is not None else None
         self._send = send
         self._pending: list[bytes] = []
-        # Write a chunk: the writer's own method (a call less per chunk), or kept for flush().
-        self.write: Callable[[bytes], None] = (
-            self._direct.write if self._direct is not None else self._keep
-        )
 
-    def _keep(self, body: bytes) -> None:
-        if body:
+    def write(self, body: bytes) -> None:
+        if self._direct is not None:
+            self._direct.write(body)
+        elif body:
             self._pending.append(body)
 
     @property
