@@ -68,6 +68,7 @@ BASE_PLAN = "pro"
 UPSTREAM_KEY = "sk-ant-bench-fake"
 NOT_PRODUCT = ("simulator",)  # started by the stack, idle here: the fake upstream serves
 LONG_LIFE_S = 4.0  # a long stream: 50 ms to its head, then 200 events 20 ms apart
+LONG_EVENTS = 200  # its deltas (one upstream read each; the head and the tail are 2 more)
 # The product is at rest once the edge handed back the leases of the last requests (it keeps one
 # its account left unused for IDLE_CLOSE_S), so a figure at rest starts this long after them.
 REST_S = IDLE_CLOSE_S + 2.0
@@ -572,12 +573,20 @@ class Bench:
         d_steady = await node_timed(self.direct.url, [UPSTREAM_KEY], payload, conns=conns, seconds=steady_s, scratch=self.scratch, ramp=ramp, steady_from=steady_from)  # fmt: skip
         rss_before = edge_rss_bytes(self.stack)
         peak = 0
+        # The edge's resident memory every 0.25 s of the steady run's window, when every
+        # connection carries a stream: its median, less the memory before the long streams.
+        steady_rss: list[int] = []
+        window_at: tuple[float, float] | None = None
 
         async def watch() -> None:
             nonlocal peak
+            loop = asyncio.get_running_loop()
             while True:
-                peak = max(peak, edge_rss_bytes(self.stack))
-                await asyncio.sleep(0.5)
+                rss = edge_rss_bytes(self.stack)
+                peak = max(peak, rss)
+                if window_at is not None and window_at[0] <= loop.time() <= window_at[1]:
+                    steady_rss.append(rss)
+                await asyncio.sleep(0.25)
 
         watcher = asyncio.create_task(watch())
         with cpu_meter(self.stack) as spent:
@@ -585,6 +594,8 @@ class Bench:
             with self.profiled(f"long-{conns}"):
                 p = await node_timed(self.stack.edge_url, self.keys, payload, conns=conns, seconds=seconds, scratch=self.scratch)  # fmt: skip
             burst_holds = await asyncio.to_thread(_hold_count, self.stack.pg.url) - holds
+            now = asyncio.get_running_loop().time()
+            window_at = (now + steady_from, now + steady_s)
             with self.profiled(f"long-{conns}-steady"):
                 p_steady = await node_timed(self.stack.edge_url, self.keys, payload, conns=conns, seconds=steady_s, scratch=self.scratch, ramp=ramp, steady_from=steady_from)  # fmt: skip
             steady_holds = (
@@ -610,6 +621,11 @@ class Bench:
             "steady_holds": steady_holds,
             "steady_streams": len(p_steady.whole),
             "kib_per_stream": (peak - rss_before) / conns / 1024,
+            "steady_kib_per_stream": (
+                (statistics.median(steady_rss) - rss_before) / conns / 1024
+                if steady_rss
+                else float("nan")
+            ),
             "failed": p.failed + p_steady.failed,
             "direct_failed": d.failed + d_steady.failed,
             "streams": len(p.whole) + len(p_steady.whole),
@@ -772,8 +788,10 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
             f" p99 added {f['steady_p99_added']:+.1f} ms (p50 {f['steady_p50_added']:+.1f}; direct"
             f" p99 {f['steady_direct_p99']:.1f}); opening burst: {f['share']:.0f}% of direct"
             f" streams/s, first byte p99 added {f['p99_added']:+.1f} ms (p50 {f['p50_added']:+.1f});"
-            f" {f['kib_per_stream']:.1f} KiB per open stream, CPU per stream {f['cpu_ms']:.1f} ms"
-            f" (edge {f['edge_cpu_ms']:.1f}); {f['streams']:.0f} streams,"
+            f" memory per open stream {f['steady_kib_per_stream']:.1f} KiB in the steady window"
+            f" (peak over both runs {f['kib_per_stream']:.1f}), CPU per stream"
+            f" {f['cpu_ms']:.1f} ms (edge {f['edge_cpu_ms']:.1f}, about"
+            f" {f['edge_cpu_ms'] * 1000 / LONG_EVENTS:.1f} µs per event); {f['streams']:.0f} streams,"
             f" {f['failed']:.0f} failed (direct: {f['direct_failed']:.0f} failed); admitted by"
             f" a billing round trip of their own (a hold, not a lease): {f['burst_holds']:.0f} of"
             f" the burst run's {f['burst_streams']:.0f}, {f['steady_holds']:.0f} of the steady"

@@ -144,17 +144,22 @@ async def test_a_stream_without_a_known_hold_is_never_cut(env: EdgeEnv, hold: in
     assert extensions.requests == []
 
 
-def haiku_budget(held: int, max_tokens: int, **more: Any) -> HoldBudget:
-    """A budget of claude-haiku-4-5 on the Basic plan (0.30 USD/Mtok in, 1.50 out)."""
+def haiku_budget(
+    held: int, max_tokens: int, discount_bps: int | None = None, **more: Any
+) -> HoldBudget:
+    """A budget of claude-haiku-4-5 on the Basic plan (0.30 USD/Mtok in, 1.50 out), or at
+    another discount."""
     catalogue = default_catalogue()
     haiku = catalogue.model("claude-haiku-4-5")
     assert haiku is not None
     price = haiku.price_at(datetime.now(UTC))
     assert price is not None
+    if discount_bps is None:
+        discount_bps = catalogue.plan("basic").discount_bps
     return HoldBudget(
         held=held,
         price=price,
-        discount_bps=catalogue.plan("basic").discount_bps,
+        discount_bps=discount_bps,
         multipliers=catalogue.cache_multipliers_bps,
         max_tokens=max_tokens,
         **more,

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
+import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ import uvicorn
 from aiapi_cli.ports import free_port
 from aiapi_shared.bus import Bus
 from aiapi_shared.lifecycle import ExitCode, StartupRefused
-from aiapi_shared.runner import Listener, Plan, _Server, serve
+from aiapi_shared.runner import LISTEN_BACKLOG, Listener, Plan, _Server, listen, serve
 
 
 class Recorder:
@@ -206,3 +208,30 @@ async def test_each_response_has_the_date_of_its_own_second() -> None:
     stop.set()
     assert await task == ExitCode.STOPPED
     assert dates[0] < dates[1] < dates[2]
+
+
+def kernel_somaxconn() -> int:
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+async def test_every_listener_asks_the_kernel_for_its_longest_listen_queue() -> None:
+    """A burst of new connections beyond the listen queue loses SYNs (1 to 15 s each). uvicorn
+    listens again on the socket it is given, with its own ``backlog`` (2,048 unless told): every
+    listener asks ``LISTEN_BACKLOG``, which the kernel caps at ``net.core.somaxconn``."""
+    sock = listen("127.0.0.1", 0)
+    listener = Listener("public", hello, "127.0.0.1", sock.getsockname()[1], sock=sock)
+    running = Plan("recorder", Recorder(), (listener,), ("127.0.0.1", free_port()), "rec-1")
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(running, stop))
+    url = f"http://127.0.0.1:{listener.port}/"
+    async with httpx.AsyncClient(timeout=5) as http:
+
+        async def answered() -> bool:
+            return (await http.get(url)).status_code == 200
+
+        await until(answered)
+    # struct tcp_info: for a listening socket, tcpi_sacked (at byte 28) is its queue's length.
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    assert struct.unpack_from("I", info, 28)[0] == min(LISTEN_BACKLOG, kernel_somaxconn())
+    stop.set()
+    assert await task == ExitCode.STOPPED

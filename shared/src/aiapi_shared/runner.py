@@ -42,7 +42,15 @@ log = logging.getLogger("aiapi.runner")
 
 S = TypeVar("S", bound=BaseServiceSettings)
 
+# The listen queue asked for. Linux caps it at ``net.core.somaxconn`` without a word (4,096 by
+# default since 5.4), so a host that expects larger bursts of new connections (5,000 clients
+# connecting within a second to one edge overflowed 4,096, and each dropped SYN costs its client
+# 1 to 15 s) raises that sysctl and nothing else. uvicorn listens again on the socket it is
+# given, with its own ``backlog``: the same number for it.
+LISTEN_BACKLOG = 65535
+
 _UVICORN: dict[str, Any] = {
+    "backlog": LISTEN_BACKLOG,
     "loop": "none",  # the runner's uvloop is already running
     "http": "httptools",
     "lifespan": "off",
@@ -139,7 +147,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(4096)
+        sock.listen(LISTEN_BACKLOG)
     except OSError:
         sock.close()
         raise

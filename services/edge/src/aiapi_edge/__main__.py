@@ -48,9 +48,8 @@ def _edge(settings: EdgeSettings) -> Plan:
     http = {
         "http": guarded_protocol(settings),  # httptools with head bounds
         # Clients (SDKs, Claude Code) keep connections open between requests; a proxy in front
-        # may open many at once.
+        # may open many at once (the listen queue: ``runner.LISTEN_BACKLOG``).
         "timeout_keep_alive": 75,
-        "backlog": 4096,
     }
     public_fd, internal_fd = settings.edge_listen_fd, settings.edge_internal_fd
     public = Listener(

@@ -24,6 +24,7 @@ as many of those as cover the next chunk at the premium plus what the projection
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -128,9 +129,11 @@ class HoldBudget:
         "_output",
         "_premium",
         "_price",
+        "_quiet",
         "_requested",
         "_tool_prices",
         "_tools_seen",
+        "_tools_total",
         "chunk_tokens",
         "held",
     )
@@ -156,6 +159,7 @@ class HoldBudget:
         # List price of one request of each server-tool meter (``web_search_requests``, ...).
         self._tool_prices = dict(tool_prices or {})
         self._tools_seen: dict[str, int] = {}
+        self._tools_total = 0  # the sum of _tools_seen
         self._delta_bytes = 0
         # The last projection: (usage object, delta bytes, server tools seen) -> its cost. A
         # stream asks once per chunk; the usage changes twice per stream, the bytes per chunk.
@@ -164,6 +168,9 @@ class HoldBudget:
         # fixed part and per output token (:func:`list_parts`, at the premium the meters show)
         # and the tools' cost; none of them changes with the output estimate.
         self._meters: tuple[object, int, int, int, int, int] | None = None
+        # For a usage object, held amount and count of tools seen: the delta bytes up to which
+        # the stream is surely neither running low nor spent (:meth:`surely_within`).
+        self._quiet: tuple[object, int, int, float] | None = None
         self._max_tokens = max_tokens
         self._output = 0  # the output tokens of the last projection
         # What one extension asks for: a quarter of max_tokens, at least 1,024 output tokens.
@@ -176,6 +183,7 @@ class HoldBudget:
     def server_tool(self, meter: str) -> None:
         """The stream opened a ``server_tool_use`` block of the tool metered by ``meter``."""
         self._tools_seen[meter] = self._tools_seen.get(meter, 0) + 1
+        self._tools_total += 1
 
     @property
     def tools_seen(self) -> Mapping[str, int]:
@@ -188,7 +196,7 @@ class HoldBudget:
     def projected(self, usage: dict[str, Any]) -> int:
         """The cost so far in nano-USD (rounded up, as billing rounds) of the upstream's
         reported ``usage`` with the estimated output tokens and the server tools seen."""
-        tools = sum(self._tools_seen.values())
+        tools = self._tools_total
         last = self._last
         if (
             last is not None
@@ -197,6 +205,16 @@ class HoldBudget:
             and last[2] == tools
         ):
             return last[3]
+        cached = self._parts(usage, tools)
+        self._output = self.output_tokens(cached[2])
+        price = discounted_cost(cached[3] + self._output * cached[4], self._discount_bps)
+        projected = price + cached[5]
+        self._last = (usage, self._delta_bytes, tools, projected)
+        return projected
+
+    def _parts(self, usage: dict[str, Any], tools: int) -> tuple[object, int, int, int, int, int]:
+        """(usage, tools seen, reported output, list price's fixed part, its part per output
+        token, the tools' cost) for this usage object and count of tools seen."""
         cached = self._meters
         if cached is None or cached[0] is not usage or cached[1] != tools:
             meters = meters_from_anthropic(usage)
@@ -208,11 +226,49 @@ class HoldBudget:
             cached = (usage, tools, reported if isinstance(reported, int) else 0, fixed,
                       per_output, self.tools_cost(meters))  # fmt: skip
             self._meters = cached
-        self._output = self.output_tokens(cached[2])
-        price = discounted_cost(cached[3] + self._output * cached[4], self._discount_bps)
-        projected = price + cached[5]
-        self._last = (usage, self._delta_bytes, tools, projected)
-        return projected
+        return cached
+
+    def surely_within(self, usage: dict[str, Any]) -> bool:
+        """True when, with this usage, neither :meth:`running_low` nor :meth:`spent` can be
+        true of :meth:`projected`, decided from the delta bytes alone.
+
+        A stream asks after every chunk, and the projection changes with every chunk (the
+        output estimate grows); pricing it each time was a quarter of the edge's Python per
+        streamed event. So the largest output estimate that keeps even the upper bound
+        ``projected + chunk_cost(half a chunk)`` below the hold is solved for once per usage
+        object, held amount and count of tools (:func:`discounted_cost` rounds up a linear
+        function of the output tokens: the bound is monotone), and a chunk only compares its
+        byte count with it. False means "ask :meth:`projected`", not "running low"."""
+        quiet = self._quiet
+        if (
+            quiet is None
+            or quiet[0] is not usage
+            or quiet[1] != self.held
+            or quiet[2] != self._tools_total
+        ):
+            quiet = self._quiet = (usage, self.held, self._tools_total, self._quiet_bytes(usage))
+        return self._delta_bytes <= quiet[3]
+
+    def _quiet_bytes(self, usage: dict[str, Any]) -> float:
+        """The most delta bytes at which ``projected + chunk_cost(half a chunk) < held`` holds
+        for every output estimate they allow (-1: none; ``inf``: output is free)."""
+        _, _, reported, fixed, per_output, tools_cost = self._parts(usage, self._tools_total)
+        # ceil(y / scale) <= room  <=>  y <= room * scale, y the discounted list price below.
+        room = self.held - tools_cost - self._chunk_at_premium(self.chunk_tokens // 2) - 1
+        if room < 0:
+            return -1
+        keep = _BPS - self._discount_bps
+        if keep <= 0:  # a discount of 100% or more: not a case worth a shortcut
+            return -1
+        budget = room * _BPS * _BPS * _BPS * _PER_MTOK - fixed * keep
+        if budget < 0:
+            return -1
+        per_token = per_output * keep
+        if per_token <= 0:
+            return math.inf
+        most_output = budget // per_token
+        # output_tokens() is max(reported, ceil(bytes / BYTES_PER_TOKEN)).
+        return most_output * BYTES_PER_TOKEN if reported <= most_output else -1
 
     def premium(self, meters: Mapping[str, int | str]) -> tuple[int, int]:
         shown = self._premium(meters)

@@ -77,7 +77,10 @@ class HoldGuard:
         """True once the stream has spent a hold that billing refused to extend."""
         if self._task is not None:  # an extension is on its way: nothing to decide before it ends
             return False
-        projected = self.budget.projected(self._meter.usage)
+        usage = self._meter.usage
+        if self.budget.surely_within(usage):  # most chunks: a comparison, no pricing
+            return False
+        projected = self.budget.projected(usage)
         if self.refused:
             return self.budget.spent(projected)
         if self.budget.running_low(projected):
