@@ -91,8 +91,8 @@ def test_the_edge_asks_but_never_adjusts_answers_billing_or_writes() -> None:
     # and it follows the balance snapshots of the accounts it serves, each on its own subject.
     assert permissions_for("edge").subscribe == (
         "_INBOX.edge.>",
-        "rpc.edge.>",
         f"$KV.{BALANCES_BUCKET}.>",
+        "rpc.edge.>",
     )
     assert may_subscribe("edge", f"$KV.{BALANCES_BUCKET}.acct_1")
     assert may_publish("edge", f"$JS.API.DIRECT.GET.KV_{BALANCES_BUCKET}.$KV.{BALANCES_BUCKET}.a")
