@@ -1159,7 +1159,7 @@ class KvFollow:
                 if await unless_stopped(self._upkeep.wait(), stop) is None:
                     return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._idle_s / 2)
+                await asyncio.wait_for(stop.wait(), self._idle_s / 4)
             now = self._clock()
             for key in [k for k, used in self._used.items() if now - used >= self._idle_s]:
                 del self._used[key]

@@ -29,9 +29,10 @@ from aiapi_edge.errors import GatewayError
 log = logging.getLogger("aiapi.edge.mirrors")
 
 KEYS_UNKNOWN_RETRY_AFTER_S = 5
-# An account's snapshots are followed until it has sent nothing here for this long: past the
-# idle close of its lease (lease_math.IDLE_CLOSE_S), whose snapshot it still receives.
-BALANCE_FOLLOW_IDLE_S = 60.0
+# An account's snapshots are followed until it has sent nothing here for this long: the idle
+# close of its lease (lease_math.IDLE_CLOSE_S). Its close's snapshot may then not arrive: the
+# picture keeps less available than billing has, the cautious side for the offline allowance.
+BALANCE_FOLLOW_IDLE_S = 30.0
 
 
 def key_digest(api_key: str) -> str:
