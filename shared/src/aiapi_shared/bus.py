@@ -1046,7 +1046,11 @@ class KvFollow:
         if key not in self._subscriptions:
             if self._bus.connected.is_set():  # else the first connection subscribes it
                 self._spawn(self._subscribe(key))
-        elif key not in self._current and key not in self._reading:
+        elif (
+            self._subscriptions[key] is not None  # subscribed (a read before it could miss a put)
+            and key not in self._current
+            and key not in self._reading
+        ):
             self._spawn(self._read_one(key))
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
