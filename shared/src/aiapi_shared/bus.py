@@ -1112,6 +1112,7 @@ class KvFollow:
         """The key's value now, its subscription being in place: it is current after this."""
         self._reading.add(key)
         delivered = self._delivered.get(key, 0)
+        connection = self._bus._reconnected  # replaced at a reconnect
         try:
             kv = self._kv or await self._bus.ensure_kv(self._bucket)
             self._kv = kv
@@ -1129,7 +1130,8 @@ class KvFollow:
             return
         if value is not None or self._delivered.get(key, 0) == delivered:
             self._on_change(key, value)
-        self._current.add(key)
+        if self._bus._reconnected is connection:  # else the read after the reconnect says
+            self._current.add(key)
 
     async def _read_all(self, followed: set[str]) -> bool:
         """Every current entry of the bucket to ``on_change``, once; False when it failed."""
