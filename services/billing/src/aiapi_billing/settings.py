@@ -55,6 +55,9 @@ class BillingSettings(BaseServiceSettings):
     # outbox pass, its acks) several times an event's, so a busy billing gathers ~128 events
     # per batch rather than the bus's default 32; the delay stays within the bounds above.
     settlement_linger_target: int = Field(default=128, ge=1, le=1000)
+    # An account's balance snapshot is written at most once per this many seconds; a busy
+    # account's changes meanwhile go out in one KV write (docs/billing.md, Events and snapshots).
+    snapshot_spacing_s: float = Field(default=0.5, ge=0.0, le=5.0)
     # Test-only: exit the process (as a crash would) right after the Nth usage commit, before its
     # ack, so the kill-between-commit-and-ack window is reachable from a test. 0 disables it.
     billing_crash_after_commits: int = Field(default=0, ge=0)
