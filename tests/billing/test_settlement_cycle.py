@@ -165,3 +165,51 @@ async def test_a_snapshot_never_goes_back_to_an_older_version(migrated: str, bus
 async def _version_is(kv: KeyValue, version: int) -> bool:
     snap = await _snapshot(kv, "acc_v")
     return snap is not None and snap.version == version
+
+
+async def test_a_busy_account_is_written_once_per_spacing_with_its_newest_totals(
+    migrated: str, bus: Bus
+) -> None:
+    """Changes to an account written less than the spacing ago wait (an account at rest is
+    written at once) and then go out as one write of the newest totals."""
+    kv = await bus.ensure_kv(BALANCES_BUCKET)
+    pool = open_pool(migrated, schema=SCHEMA, max_size=2)
+    await pool.open()
+    now = [100.0]  # the writer's clock, moved by the test only
+    writer = SnapshotWriter(pool, kv, gather_s=0.0, spacing_s=10.0, clock=lambda: now[0])
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+
+    async def version_of(account_id: str) -> int | None:
+        snap = await _snapshot(kv, account_id)
+        return None if snap is None else snap.version
+
+    async def writes_so_far() -> int:
+        return int((await bus.js.stream_info(f"KV_{BALANCES_BUCKET}")).state.last_seq)
+
+    try:
+        writer.settled({"acc_busy": Totals(1000, 100, 0, 1)})
+        await eventually(lambda: _is(version_of("acc_busy"), 1))
+        now[0] = 101.0  # within the spacing: three more batches settle for it
+        for version in (2, 3, 4):
+            writer.settled({"acc_busy": Totals(1000, 100 + version, 0, version)})
+        # An account at rest, handed totals after them, is written in that same cycle or later:
+        # once it is there, the busy account's changes have been looked at and left waiting.
+        writer.settled({"acc_rest": Totals(500, 0, 0, 1)})
+        await eventually(lambda: _is(version_of("acc_rest"), 1))
+        assert await version_of("acc_busy") == 1
+        before = await writes_so_far()
+        now[0] = 110.0  # the spacing is over; a mark of an account without a row wakes it
+        writer.mark("acc_nobody")
+        await eventually(lambda: _is(version_of("acc_busy"), 4))
+        assert await writes_so_far() == before + 1  # one write for the three batches
+        snap = await _snapshot(kv, "acc_busy")
+        assert snap is not None and (snap.balance, snap.available) == (896, 896)
+    finally:
+        stop.set()
+        await task
+        await pool.close()
+
+
+async def _is(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
