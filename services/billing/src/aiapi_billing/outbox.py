@@ -143,13 +143,8 @@ class SnapshotWriter:
         batch = self._dirty & due
         self._dirty -= batch
         settled = {a: self._settled.pop(a) for a in due & self._settled.keys()}
-        if self._spacing_s > 0:
-            if len(self._written_at) > 4096:  # only the last spacing's writes matter
-                self._written_at = {
-                    a: at for a, at in self._written_at.items() if now - at < self._spacing_s
-                }
-            for account_id in due:
-                self._written_at[account_id] = now
+        for account_id in due:
+            self._written_at[account_id] = now
         return batch, settled
 
     def _next_due(self) -> float | None:
