@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiapi_shared.bus import Bus, BusUnavailable
@@ -44,11 +41,6 @@ POLL_S = 0.2
 FORGET_AFTER_S = 2.0
 # A poll takes only rows older than this: younger ones are a live replica's, in flight.
 ORPHAN_AFTER_S = 10.0
-# An account's snapshot is written at most once per this many seconds: a busy account (changed by
-# every settlement batch, admission and lease) gathers its changes meanwhile, one KV write (and
-# one delivery to every edge's mirror) for all of them; an account at rest is written after the
-# gather alone, as before. 0 (the default, AIAPI_SNAPSHOT_SPACING_S): every gathering writes.
-SPACING_S = 0.0
 
 
 def outbox_relay(pool: AsyncConnectionPool, bus: Bus) -> Outbox:
@@ -56,26 +48,12 @@ def outbox_relay(pool: AsyncConnectionPool, bus: Bus) -> Outbox:
 
 
 class SnapshotWriter:
-    """Writes the balance snapshot of each account marked dirty or handed totals: changes are
-    gathered for ``gather_s``, and an account written less than ``spacing_s`` ago waits out the
-    rest of it, so a busy account costs one write per spacing whatever its rate of changes."""
+    """Writes the balance snapshot of each account marked dirty (coalescing bursts of changes)."""
 
-    def __init__(
-        self,
-        pool: AsyncConnectionPool,
-        kv: KeyValue,
-        *,
-        gather_s: float = 0.1,
-        spacing_s: float = SPACING_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, pool: AsyncConnectionPool, kv: KeyValue, *, gather_s: float = 0.1) -> None:
         self._pool = pool
         self._kv = kv
         self._gather_s = gather_s
-        self._spacing_s = spacing_s
-        self._clock = clock
-        # When each account's snapshot was last written: a busy account waits out the spacing.
-        self._written_at: dict[str, float] = {}
         self._dirty: set[str] = set()  # to read from their rows
         self._settled: dict[str, Totals] = {}  # handed over: the newest version of each
         self._wake = asyncio.Event()
@@ -107,17 +85,15 @@ class SnapshotWriter:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            # Asleep until a mark, the stop, or the end of a waiting account's spacing (an idle
-            # billing does not wake for nothing).
-            await _either(self._wake, stop, give_up_after_s=self._next_due())
+            # Asleep until a mark or the stop (an idle billing does not wake for nothing).
+            await _either(self._wake, stop)
             self._wake.clear()
             if not self._dirty and not self._settled:
                 continue
             # Let a burst of changes (one per admission) gather: one write per account for all.
             await asyncio.sleep(self._gather_s)
-            batch, settled = self._take_due()
-            if not batch and not settled:
-                continue
+            batch, self._dirty = self._dirty, set()
+            settled, self._settled = self._settled, {}
             try:
                 await self.write(sorted(batch), settled)
             except (
@@ -130,30 +106,6 @@ class SnapshotWriter:
                 log.warning("snapshot writer paused: %s", type(exc).__name__)
                 self._dirty |= batch | settled.keys()  # read again: at least as new
                 await asyncio.sleep(1.0)
-
-    def _take_due(self) -> tuple[set[str], dict[str, Totals]]:
-        """The pending accounts whose last write is at least the spacing ago (they are taken);
-        the others stay pending, gathering what comes until their turn."""
-        now = self._clock()
-        due = {
-            a
-            for a in self._dirty | self._settled.keys()
-            if now - self._written_at.get(a, -math.inf) >= self._spacing_s
-        }
-        batch = self._dirty & due
-        self._dirty -= batch
-        settled = {a: self._settled.pop(a) for a in due & self._settled.keys()}
-        for account_id in due:
-            self._written_at[account_id] = now
-        return batch, settled
-
-    def _next_due(self) -> float | None:
-        """Seconds until the first pending account's spacing is over (None: nothing pending)."""
-        pending = self._dirty | self._settled.keys()
-        if not pending:
-            return None
-        first = min(self._written_at.get(a, -math.inf) for a in pending)
-        return max(0.0, first + self._spacing_s - self._clock())
 
     async def write(self, account_ids: list[str], settled: dict[str, Totals] | None = None) -> None:
         """Write the snapshots of ``account_ids`` (read from their rows) and of the accounts in
@@ -205,12 +157,10 @@ class SnapshotWriter:
             self._written[key] = (entry.revision or 0, snapshot.version)
 
 
-async def _either(
-    first: asyncio.Event, second: asyncio.Event, *, give_up_after_s: float | None = None
-) -> None:
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
     waits = [asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())]
     try:
-        await asyncio.wait(waits, timeout=give_up_after_s, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for wait in waits:
             wait.cancel()

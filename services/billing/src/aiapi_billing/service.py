@@ -94,9 +94,7 @@ class Service:
         relay = self.relay = outbox_relay(pool, bus)
         # The snapshot writer only reads, one statement at a time: on the autocommit connections
         # no BEGIN and COMMIT around each read (two round trips of three).
-        snapshots = self.snapshots = SnapshotWriter(
-            admit_pool, kv, spacing_s=self.settings.snapshot_spacing_s
-        )
+        snapshots = self.snapshots = SnapshotWriter(admit_pool, kv)
 
         def after_commit(account_id: str) -> None:
             snapshots.mark(account_id)

@@ -55,11 +55,6 @@ class BillingSettings(BaseServiceSettings):
     # outbox pass, its acks) several times an event's, so a busy billing gathers ~128 events
     # per batch rather than the bus's default 32; the delay stays within the bounds above.
     settlement_linger_target: int = Field(default=128, ge=1, le=1000)
-    # An account's balance snapshot is written at most once per this many seconds; a busy
-    # account's changes meanwhile go out in one KV write (docs/billing.md, Events and snapshots).
-    # Off (0) by default: 0.5 cut KV puts per request at 1,000 req/s from 0.24 to 0.09, but no CPU
-    # gain was measured and the 100 req/s pairs came out worse, unexplained (docs/performance.md).
-    snapshot_spacing_s: float = Field(default=0.0, ge=0.0, le=5.0)
     # Test-only: exit the process (as a crash would) right after the Nth usage commit, before its
     # ack, so the kill-between-commit-and-ack window is reachable from a test. 0 disables it.
     billing_crash_after_commits: int = Field(default=0, ge=0)
