@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -32,10 +32,12 @@ def _ids_on_disk(directory: Path) -> list[str]:
         return [str(r[0]) for r in db.execute("SELECT event_id FROM spool ORDER BY seq")]
 
 
-async def test_the_appends_of_one_iteration_share_one_commit_and_each_returns_committed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spool = Spool(tmp_path, max_rows=100)
+@contextlib.asynccontextmanager
+async def _counted_spool(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Spool, list[list[Row]]]]:
+    """An open spool, and the rows of each of its commits in order."""
+    spool = Spool(directory, max_rows=100)
     await spool.open()
     commits: list[list[Row]] = []
     real = spool._commit
@@ -46,6 +48,15 @@ async def test_the_appends_of_one_iteration_share_one_commit_and_each_returns_co
 
     monkeypatch.setattr(spool, "_commit", counting)
     try:
+        yield spool, commits
+    finally:
+        await spool.close()
+
+
+async def test_the_appends_of_one_iteration_share_one_commit_and_each_returns_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _counted_spool(tmp_path, monkeypatch) as (spool, commits):
         seen_at_return: dict[str, list[str]] = {}
 
         async def append(event_id: str) -> None:
@@ -57,8 +68,27 @@ async def test_the_appends_of_one_iteration_share_one_commit_and_each_returns_co
         assert all(f"req_{n}" in seen_at_return[f"req_{n}"] for n in range(10))
         await spool.append("req_later", SUBJECT, b"{}")  # a later iteration: its own commit
         assert [len(rows) for rows in commits] == [10, 1] and spool.depth == 11
-    finally:
-        await spool.close()
+
+
+async def test_a_lone_append_commits_before_the_loop_turns_and_a_gathering_group_still_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _counted_spool(tmp_path, monkeypatch) as (spool, commits):
+        turned: list[bool] = []
+        asyncio.get_running_loop().call_soon(turned.append, True)
+        await spool.append("req_lone", SUBJECT, b"{}", alone=True)
+        # Committed (another process finds it) and handed to the relay, with no loop iteration
+        # in between: nothing else ran before the caller could answer its client.
+        assert turned == [] and _ids_on_disk(tmp_path) == ["req_lone"]
+        assert [[row[0] for row in rows] for rows in commits] == [["req_lone"]]
+        assert spool._fresh[-1][0] == "req_lone"
+        # An append told it is alone while a group gathers joins that group: one commit.
+        gathering = asyncio.ensure_future(spool.append("req_a", SUBJECT, b"{}"))
+        await asyncio.sleep(0)
+        await spool.append("req_b", SUBJECT, b"{}", alone=True)
+        await gathering
+        assert [[row[0] for row in rows] for rows in commits] == [["req_lone"], ["req_a", "req_b"]]
+        assert spool.depth == 3
 
 
 async def test_a_cancelled_append_neither_fails_the_others_nor_loses_its_event(

@@ -5,6 +5,7 @@ before admission spools none. The spool's appends are counted in the edge's own 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -15,7 +16,7 @@ from aiapi_edge import anthropic_route, openai_route, responses_route
 from aiapi_edge.spool import Spool
 
 from .conftest import EdgeEnv
-from .support import usage_events
+from .support import sim_requests, usage_events, wait_for
 from .test_hold_extension import LONG_STREAM, serve_extensions, small_hold
 from .test_pool import arm
 
@@ -29,14 +30,17 @@ HEADERS = {"anthropic-version": "2023-06-01"}
 DELTAS = (b"content_block_delta", b'"content"', b"response.output_text.delta")
 
 
-def count_appends(spool: Spool) -> Counter[str]:
-    """Count the spool's appends by event id (the request id) from now on."""
+def count_appends(spool: Spool, told: dict[str, bool] | None = None) -> Counter[str]:
+    """Count the spool's appends by event id (the request id) from now on; ``told``, when
+    given, gets whether each append was told it is alone (:meth:`Spool.append`)."""
     appends: Counter[str] = Counter()
     append = spool.append
 
-    async def counted(event_id: str, subject: str, payload: bytes) -> None:
+    async def counted(event_id: str, subject: str, payload: bytes, *, alone: bool = False) -> None:
         appends[event_id] += 1
-        await append(event_id, subject, payload)
+        if told is not None:
+            told[event_id] = alone
+        await append(event_id, subject, payload, alone=alone)
 
     spool.append = counted  # type: ignore[method-assign]
     return appends
@@ -159,3 +163,27 @@ async def test_a_request_refused_before_admission_has_no_event(env: EdgeEnv, rou
     assert status == 400
     assert env.billing.requests == []
     assert appends == Counter()
+
+
+async def test_an_append_is_alone_only_while_no_other_admitted_request_is_unrecorded(
+    env: EdgeEnv,
+) -> None:
+    """A request whose event is the edge's only one owed commits it at once (Spool.append's
+    ``alone``); one that ends while another is still being served joins a group as before."""
+    told: dict[str, bool] = {}
+    appends = count_appends(env.edge.app.service.spool, told)
+    _, lone = await send(env, "anthropic", "hello [[tokens: 3]]", stream=False)
+    assert told == {lone: True}
+    asked = len(sim_requests(env.sim_url))
+    stalled = asyncio.ensure_future(send(env, "anthropic", STALL, stream=True))
+
+    async def stalled_upstream() -> bool:  # admitted and sent: its event is owed from here
+        return len(sim_requests(env.sim_url)) > asked
+
+    await wait_for(stalled_upstream)
+    _, quick = await send(env, "anthropic", "hello [[tokens: 3]]", stream=False)
+    assert told[quick] is False  # the stalled stream's event was still owed
+    status, slow = await stalled
+    assert status == 200 and told[slow] is True  # the last one owed
+    assert appends == Counter({lone: 1, quick: 1, slow: 1})
+    assert sorted(e.request_id for e in await usage_events(env.bus, 3)) == sorted(told)

@@ -134,6 +134,9 @@ class Gateway:
         self.edge_id = edge_id
         self.betas = betas or BetaPolicy()
         self.unpriced_allowed = unpriced_allowed
+        # Admitted requests whose usage event is not recorded yet: with none but the one being
+        # recorded, its spool append has nothing to wait for (Spool.append's ``alone``).
+        self._unrecorded = 0
 
     def authenticate(self, scope: Scope) -> KeyRecord:
         key = presented_key(scope)
@@ -241,6 +244,7 @@ class Gateway:
         exchange.max_tokens = max_tokens
         exchange.premium = (input_premium, output_premium)
         exchange.price, exchange.terms = price, terms
+        self._unrecorded += 1  # record() is owed now, once (Inference.serve)
         return exchange
 
     def _terms(self, caller: KeyRecord, moment: datetime) -> Terms | None:
@@ -326,6 +330,7 @@ class Gateway:
     async def record(self, exchange: Exchange) -> None:
         """Spool the usage event (durably); it is published by the relay. Called once per
         admitted request, by :meth:`.inference.Inference.serve`."""
+        self._unrecorded -= 1
         payload = wire.usage_event(
             request_id=exchange.request_id,
             account_id=exchange.caller.account_id,
@@ -346,7 +351,12 @@ class Gateway:
             **_lease_fields(exchange.ticket),
         )
         try:
-            await self.spool.append(exchange.request_id, UsageRecorded.subject, payload)
+            await self.spool.append(
+                exchange.request_id,
+                UsageRecorded.subject,
+                payload,
+                alone=self._unrecorded == 0,
+            )
         except (SpoolFull, OSError, sqlite3.Error) as exc:
             # Logged with everything billing would need; the customer's answer is not withheld.
             log.error(

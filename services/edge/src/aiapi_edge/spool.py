@@ -10,7 +10,9 @@ which is in the kernel's page cache the moment it returns, so it survives the pr
 about 30 µs, so appends commit on the event loop (a hop to a thread costs more than the commit).
 Group commit: the appends of one event-loop iteration (the requests that end together under
 load) are committed in one transaction, at the start of the next iteration, and each returns
-once that commit did; one commit's WAL frames and ``fcntl`` locks serve them all. Surviving a
+once that commit did; one commit's WAL frames and ``fcntl`` locks serve them all. An append its
+caller knows to be alone (the edge's only request in flight: nothing could join it) commits at
+once instead, without the two loop iterations of a group. Surviving a
 power cut needs an ``fsync``, which costs 0.25 ms or more here; a background thread checkpoints
 the WAL (``fsync`` of the WAL, copy into the database, ``fsync``) once an event has waited
 ``sync_interval_s`` (0.5 s) since its commit without JetStream acknowledging it, or as soon as
@@ -202,8 +204,17 @@ class Spool:
             self._syncer_db = None
         self._executor.shutdown(wait=True)
 
-    async def append(self, event_id: str, subject: str, payload: bytes) -> None:
+    async def append(
+        self, event_id: str, subject: str, payload: bytes, *, alone: bool = False
+    ) -> None:
         """Returns once the event survives a killed process (and, with ``fsync``, a power cut).
+
+        ``alone``: the caller knows no other append can come before the loop's next iteration
+        (the edge's only request in flight). The event is then committed at once, in its own
+        transaction, instead of waiting a loop iteration for others to join it and another for
+        the caller to resume: on a lone request's path those two iterations, and whatever other
+        tasks ran in them first (the relay, the sync loop), came before its answer was written.
+        An append of a group already gathering joins it all the same.
 
         If the write fails, the event is kept in memory and published from there, the write is
         retried, and :attr:`has_room` stays false until one succeeds; the caller is not failed,
@@ -211,12 +222,18 @@ class Spool:
         """
         loop = self._loop  # not asyncio.get_running_loop(): a getpid() system call each (3.11)
         assert loop is not None, "Spool.open() first"
-        if not self._group:
-            loop.call_soon(self._commit_group)
-        written: asyncio.Future[bool] = loop.create_future()  # its own: a cancelled request
-        self._group.append((event_id, subject, payload))  # cancels no other's wait
-        self._group_written.append(written)
-        if not await written:
+        row = (event_id, subject, payload)
+        if alone and not self._group:
+            ok = self._write([row])
+            self._hand_to_relay([row])
+        else:
+            if not self._group:
+                loop.call_soon(self._commit_group)
+            written: asyncio.Future[bool] = loop.create_future()  # its own: a cancelled request
+            self._group.append(row)  # cancels no other's wait
+            self._group_written.append(written)
+            ok = await written
+        if not ok:
             return
         if self._fsync:
             waiter: asyncio.Future[None] = loop.create_future()
@@ -234,6 +251,23 @@ class Spool:
         if not rows:
             return
         try:
+            ok = self._write(rows)
+        except BaseException as exc:  # a bug (or a closed spool): its appends raise, none hangs
+            for written in waiters:
+                if not written.done():
+                    written.set_exception(exc)
+            raise
+        for written in waiters:
+            if not written.done():
+                written.set_result(ok)
+        # The relay is woken after the appends: their requests' answers go out first.
+        self._hand_to_relay(rows)
+
+    def _write(self, rows: list[Row]) -> bool:
+        """Commit ``rows`` with the deletes of what JetStream acknowledged; whether the commit
+        succeeded (a failed one keeps them in memory, see :meth:`append`). Any other exception
+        (a bug, a closed spool) propagates. The caller hands the rows to the relay."""
+        try:
             self._commit(rows, self._take_acked())
         except (sqlite3.Error, OSError) as exc:
             if not self._unwritten:
@@ -241,22 +275,18 @@ class Spool:
             self._unwritten.extend(rows)
             self._woken.set()
             ok = False
-        except BaseException as exc:  # a bug (or a closed spool): its appends raise, none hangs
-            for written in waiters:
-                if not written.done():
-                    written.set_exception(exc)
-            raise
         else:
             self._remember_unsynced(rows)
             self._rows_since_sync += len(rows)
             if self._rows_since_sync >= self._sync_rows:
                 self._sync_now.set()  # a busy edge checkpoints by size, before the interval ends
             ok = True
+        return ok
+
+    def _hand_to_relay(self, rows: list[Row]) -> None:
+        """The relay publishes them from memory (committed or not: see :meth:`append`)."""
         self._fresh.extend(rows)
         self._new_rows.set()
-        for written in waiters:
-            if not written.done():
-                written.set_result(ok)
 
     def _take_acked(self) -> list[str]:
         acked, self._acked = self._acked, []
