@@ -165,3 +165,37 @@ async def test_a_snapshot_never_goes_back_to_an_older_version(migrated: str, bus
 async def _version_is(kv: KeyValue, version: int) -> bool:
     snap = await _snapshot(kv, "acc_v")
     return snap is not None and snap.version == version
+
+
+async def test_a_snapshot_whose_write_failed_is_written_again_without_another_change(
+    migrated: str, bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The writer's read of a marked account fails (its pool's only connection is taken: the
+    # pool times out, as with PostgreSQL away); once it can read again, the account is written
+    # with no further change to it.
+    kv = await bus.ensure_kv(BALANCES_BUCKET)
+    pool = open_pool(migrated, schema=SCHEMA, max_size=1)
+    await pool.open()
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO accounts (account_id, credits, debits, version)"
+            " VALUES ('acc_r', 1000, 100, 3)"
+        )
+    writer = SnapshotWriter(pool, kv, gather_s=0.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        async with pool.connection():  # held: the writer's read finds no connection
+            writer.mark("acc_r")
+            await eventually(lambda: "snapshot writer paused" in caplog.text)
+            assert await _snapshot(kv, "acc_r") is None
+
+        async def written() -> bool:
+            snap = await _snapshot(kv, "acc_r")
+            return snap is not None and (snap.balance, snap.version) == (900, 3)
+
+        await eventually(written)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        await pool.close()

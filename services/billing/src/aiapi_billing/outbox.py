@@ -106,6 +106,9 @@ class SnapshotWriter:
                 log.warning("snapshot writer paused: %s", type(exc).__name__)
                 self._dirty |= batch | settled.keys()  # read again: at least as new
                 await asyncio.sleep(1.0)
+                # Tried again now, not at the next change: an account that does not change
+                # again would keep its old snapshot in the edges' mirrors until it did.
+                self._wake.set()
 
     async def write(self, account_ids: list[str], settled: dict[str, Totals] | None = None) -> None:
         """Write the snapshots of ``account_ids`` (read from their rows) and of the accounts in
