@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvloop
 from aiapi_cli.ports import free_port
 from aiapi_edge.app import EdgeApp, create_app
@@ -151,11 +150,6 @@ class EdgeThread:
                 time.sleep(0.02)
         raise RuntimeError("the edge did not become ready")
 
-    def call(self, function: Callable[..., object], *args: object) -> None:
-        """Call ``function(*args)`` on the edge's own event loop (what it starts runs there)."""
-        assert self._loop is not None, "start() first"
-        self._loop.call_soon_threadsafe(function, *args)
-
     def stop(self) -> None:
         if not self._thread.is_alive():
             return  # stopped already (a test may stop it before its fixture does)
@@ -176,16 +170,6 @@ def edge_settings(nats_url: str, upstream_url: str, spool_dir: Path, **extra: An
     }
     values.update(extra)
     return EdgeSettings(**values)
-
-
-async def post_message(url: str, key: str, body: bytes) -> httpx.Response:
-    """One ``/v1/messages`` request with its own client."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        return await http.post(
-            url + "/v1/messages",
-            content=body,
-            headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
-        )
 
 
 async def wait_for(

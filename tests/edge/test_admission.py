@@ -47,8 +47,6 @@ async def post(env: EdgeEnv, path: str = "/v1/messages", body: bytes = BODY) -> 
 
 
 async def put_balance(env: EdgeEnv, available_usd: int) -> None:
-    # The edge follows the balances of the accounts it serves: this one, as its requests would.
-    env.edge.call(env.edge.app.service.balances.follow, env.account_id)
     await support_put_balance(env.bus, env.account_id, available_usd)
 
     async def mirrored() -> bool:

@@ -484,37 +484,3 @@ async def test_a_kv_watch_has_no_polling_task_and_follows_a_large_bucket(bus: Bu
     await _eventually(lambda: seen.get("k7", b"") is None and seen["k299"] == value + b"changed")
     stop.set()
     await asyncio.wait_for(watching, timeout=10)
-
-
-async def test_a_kv_follow_delivers_only_its_keys_reads_the_rest_once_and_drops_idle_ones(
-    bus: Bus,
-) -> None:
-    kv = await bus.ensure_kv("aiapi_test_follow")
-    await kv.put("a", b"a1")
-    await kv.put("b", b"b1")
-    seen: list[tuple[str, bytes | None]] = []
-    follow = bus.follow_kv("aiapi_test_follow", lambda k, v: seen.append((k, v)), idle_s=1.0)
-    ready, stop = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(follow.run(stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), timeout=10)
-    assert sorted(seen) == [("a", b"a1"), ("b", b"b1")]  # the picture: every key, once
-    seen.clear()
-    follow.follow("a")
-    await _eventually(lambda: follow.current("a"))  # subscribed, then read
-    await kv.put("b", b"b2")  # not followed: not delivered
-    await kv.put("a", b"a2")
-    await kv.delete("a")
-    await _eventually(lambda: ("a", None) in seen)
-    assert seen[-2:] == [("a", b"a2"), ("a", None)] and ("b", b"b2") not in seen
-    await _eventually(lambda: not follow.following("a"))  # unused for idle_s: dropped
-    assert not follow.current("a")
-    delivered = follow.deliveries
-    await kv.put("a", b"a3")
-    await kv.put("c", b"c1")
-    follow.follow("c")
-    await _eventually(lambda: follow.current("c"))
-    await kv.put("c", b"c2")
-    await _eventually(lambda: ("c", b"c2") in seen)
-    assert ("a", b"a3") not in seen and follow.deliveries == delivered + 1
-    stop.set()
-    await asyncio.wait_for(running, timeout=10)

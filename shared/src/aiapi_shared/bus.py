@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast, overload
@@ -76,7 +75,6 @@ __all__ = [
     "KeyChanged",
     "KeyNotFound",
     "KeyValue",
-    "KvFollow",
     "Msg",
     "NoKeys",
     "NoResponders",
@@ -97,8 +95,6 @@ log = logging.getLogger("aiapi.bus")
 FETCH_WAIT_FIRST_S = 1.0
 FETCH_WAIT_S = 30.0
 FETCH_BOUND_S = 10.0
-# A read of a whole KV bucket (:class:`KvFollow`) that takes longer is abandoned and retried.
-_READ_ALL_BOUND_S = 30.0
 # A batch loop's linger aims at batches of about this many events (aiapi_shared.linger).
 LINGER_TARGET = 32
 
@@ -486,14 +482,6 @@ class Bus:
             finally:
                 with contextlib.suppress(Exception):
                     await watcher.stop()
-
-    def follow_kv(
-        self, bucket: str, on_change: Callable[[str, bytes | None], None], *, idle_s: float
-    ) -> KvFollow:
-        """Live values of the keys of ``bucket`` asked for with :meth:`KvFollow.follow` only,
-        and a picture of the others (:class:`KvFollow`); it works once :meth:`KvFollow.run`
-        runs."""
-        return KvFollow(self, bucket, on_change, idle_s=idle_s)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -986,204 +974,6 @@ class Bus:
             return  # removed meanwhile (another operator): what was asked holds
         except (nats.errors.Error, OSError) as exc:
             raise BusUnavailable(f"dead letter not removed: {type(exc).__name__}") from exc
-
-
-class KvFollow:
-    """The live values of the keys of one KV bucket a process uses, and a picture of the rest.
-
-    A watch of a whole bucket delivers every change to every watcher, most of them about keys
-    the watcher does not use. A key is followed from :meth:`follow` on (each use says so) until
-    it has not been used for ``idle_s``: a core subscription to its subject (a KV put is a
-    publish on ``$KV.<bucket>.<key>``), made first, then a read of its value, so no change
-    between the two is lost. A put the stream refused reaches the subscription too, and a read
-    may answer after a newer delivery: ``on_change`` must keep the newer of two values (the
-    caller's version rule); a read's "no value" is not applied over a delivery that came
-    meanwhile. At the first connection and after each reconnect (the client renews its
-    subscriptions before it reports the reconnect) the whole bucket is read once: the picture of
-    the keys not followed, which also catches the followed ones up with what they missed while
-    NATS was away. A key is :meth:`current` once it was read with its subscription in place,
-    since the last reconnect: only then are its values as live as a watch's.
-    """
-
-    def __init__(
-        self,
-        bus: Bus,
-        bucket: str,
-        on_change: Callable[[str, bytes | None], None],
-        *,
-        idle_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._bus = bus
-        self._bucket = bucket
-        self._prefix = f"$KV.{bucket}."
-        self._on_change = on_change
-        self._idle_s = idle_s
-        self._clock = clock
-        self._used: dict[str, float] = {}  # followed key -> when last used
-        self._subscriptions: dict[str, Any] = {}
-        self._current: set[str] = set()
-        self._reading: set[str] = set()
-        self._delivered: dict[str, int] = {}  # followed key -> deliveries, for the reads' races
-        self._kv: KeyValue | None = None
-        self._upkeep = asyncio.Event()  # set when there is a key to follow or to drop
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.deliveries = 0  # values delivered by the subscriptions (the picture's reads apart)
-
-    def current(self, key: str) -> bool:
-        return key in self._current
-
-    def following(self, key: str) -> bool:
-        return key in self._used
-
-    def follow(self, key: str) -> None:
-        """``key`` is in use: follow it (subscribe, then read) if it is not yet followed, and
-        read it again if its last read failed."""
-        if key not in self._used:
-            self._delivered[key] = 0
-            self._upkeep.set()
-        self._used[key] = self._clock()
-        if key not in self._subscriptions:
-            if self._bus.connected.is_set():  # else the first connection subscribes it
-                self._spawn(self._subscribe(key))
-        elif (
-            self._subscriptions[key] is not None  # subscribed (a read before it could miss a put)
-            and key not in self._current
-            and key not in self._reading
-        ):
-            self._spawn(self._read_one(key))
-
-    async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
-        """Until ``stop``: read the whole bucket at the first connection and after each
-        reconnect (``ready`` is set after the first read), and drop the keys unused for
-        ``idle_s``."""
-        self._spawn(self._drop_unused(stop))
-        try:
-            await self._follow_connections(stop, ready)
-        finally:
-            for task in list(self._tasks):
-                task.cancel()
-
-    async def _follow_connections(self, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
-        if not await self._bus.until_connected(stop):
-            return
-        while not stop.is_set() and not self._bus.closed.is_set():
-            reconnected = self._bus._reconnected  # taken first: a reconnect meanwhile reads again
-            for key in [k for k in self._used if k not in self._subscriptions]:
-                await self._subscribe(key, read=False)
-            followed = set(self._subscriptions)
-            if not await self._read_all(followed):
-                await asyncio.sleep(0.5)
-                continue
-            self._current |= followed & set(self._subscriptions)
-            if ready is not None:
-                ready.set()
-            if await unless_stopped(reconnected.wait(), stop, self._bus.closed) is None:
-                break
-            self._current.clear()  # what NATS delivered while away is read again
-
-    async def _subscribe(self, key: str, *, read: bool = True) -> None:
-        if key in self._subscriptions or key not in self._used:
-            return
-        self._subscriptions[key] = None  # taken: no second subscription meanwhile
-        try:
-            self._subscriptions[key] = await self._bus.client.subscribe(
-                self._prefix + key, cb=self._delivery
-            )
-        except (nats.errors.Error, OSError) as exc:
-            del self._subscriptions[key]
-            log.warning("kv follow %s not subscribed (%s)", self._bucket, type(exc).__name__)
-            return
-        if key not in self._used:  # dropped while subscribing
-            await self._unsubscribe(key)
-        elif read:
-            await self._read_one(key)
-
-    async def _delivery(self, msg: Msg) -> None:
-        key = msg.subject[len(self._prefix) :]
-        if key not in self._used:
-            return
-        self.deliveries += 1
-        self._delivered[key] = self._delivered.get(key, 0) + 1
-        operation = (msg.headers or {}).get("KV-Operation")
-        self._on_change(key, None if operation in ("DEL", "PURGE") else msg.data)
-
-    async def _read_one(self, key: str) -> None:
-        """The key's value now, its subscription being in place: it is current after this."""
-        self._reading.add(key)
-        delivered = self._delivered.get(key, 0)
-        connection = self._bus._reconnected  # replaced at a reconnect
-        try:
-            kv = self._kv or await self._bus.ensure_kv(self._bucket)
-            self._kv = kv
-            try:
-                entry = await kv.get(key)
-                value: bytes | None = bytes(entry.value or b"")
-            except KeyNotFoundError:
-                value = None
-        except (nats.errors.Error, OSError) as exc:
-            log.warning("kv follow %s: read failed (%s)", self._bucket, type(exc).__name__)
-            return  # not current: the next use reads again
-        finally:
-            self._reading.discard(key)
-        if key not in self._subscriptions:
-            return
-        if value is not None or self._delivered.get(key, 0) == delivered:
-            self._on_change(key, value)
-        if self._bus._reconnected is connection:  # else the read after the reconnect says
-            self._current.add(key)
-
-    async def _read_all(self, followed: set[str]) -> bool:
-        """Every current entry of the bucket to ``on_change``, once; False when it failed."""
-        delivered = {key: self._delivered.get(key, 0) for key in followed}
-        watcher: Any = None
-        try:
-            kv = self._kv or await self._bus.ensure_kv(self._bucket)
-            self._kv = kv
-            watcher = await kv.watchall()
-            async with asyncio.timeout(_READ_ALL_BOUND_S):
-                while isinstance(entry := await watcher.updates(timeout=None), KeyValue.Entry):
-                    value = None if entry.operation in ("DEL", "PURGE") else entry.value
-                    key = entry.key
-                    if value is None and self._delivered.get(key, 0) != delivered.get(key, 0):
-                        continue  # a delivery since the read began is newer than its deletion
-                    self._on_change(key, None if value is None else bytes(value))
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
-            log.warning("kv %s not read (%s); retrying", self._bucket, type(exc).__name__)
-            return False
-        finally:
-            if watcher is not None:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()
-        return True
-
-    async def _drop_unused(self, stop: asyncio.Event) -> None:
-        """Drop the keys unused for ``idle_s``; with none followed it sleeps (no timer)."""
-        while not stop.is_set():
-            if not self._used:
-                self._upkeep.clear()
-                if await unless_stopped(self._upkeep.wait(), stop) is None:
-                    return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._idle_s / 4)
-            now = self._clock()
-            for key in [k for k, used in self._used.items() if now - used >= self._idle_s]:
-                del self._used[key]
-                self._delivered.pop(key, None)
-                self._current.discard(key)
-                if self._subscriptions.get(key) is not None:
-                    await self._unsubscribe(key)
-
-    async def _unsubscribe(self, key: str) -> None:
-        subscription = self._subscriptions.pop(key, None)
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 class _AckBatch:

@@ -8,8 +8,7 @@ confirmed deposit (``payments.v1.>``) or answer admissions (subscribing ``rpc.bi
 service gets only what its code does, derived from the subjects the contract modules name:
 
 * the edge publishes usage and asks billing for admissions, leases and request records; it reads
-  the key, balance, catalogue and upstream-key buckets (the balances of the accounts it serves
-  through their keys' subjects), writes only its upstream status reports,
+  the key, balance, catalogue and upstream-key buckets, writes only its upstream status reports,
   and answers the operator's test of an upstream key (``rpc.edge.>``);
 * billing answers ``rpc.billing.>``, publishes ``billing.v1.>``, writes the balance and catalogue
   buckets and consumes usage, deposits and account events with its own durable consumers;
@@ -97,9 +96,6 @@ BUCKET_READERS: dict[str, tuple[str, ...]] = {
     UPSTREAM_KEYS_BUCKET: ("edge",),
     UPSTREAM_STATUS_BUCKET: ("accounts",),
 }
-# Readers that follow chosen keys of a bucket (``aiapi_shared.bus.KvFollow``) rather than watch
-# all of it: they subscribe to the keys' subjects and read a key's value when they start.
-BUCKET_FOLLOWERS: dict[str, tuple[str, ...]] = {BALANCES_BUCKET: ("edge",)}
 
 # Requests each service makes (core NATS request/reply), by subject.
 EDGE_REQUESTS: tuple[str, ...] = (
@@ -205,17 +201,13 @@ def _bucket_reader(bucket: str) -> list[str]:
     ]
 
 
-def _key_reads(bucket: str) -> list[str]:
-    stream = f"KV_{bucket}"
-    return [f"{_API}.STREAM.MSG.GET.{stream}", f"{_API}.DIRECT.GET.{stream}.>"]
-
-
 def _bucket_writer(bucket: str) -> list[str]:
     stream = f"KV_{bucket}"
     return [
         *_bucket_reader(bucket),
         f"{_API}.STREAM.UPDATE.{stream}",
-        *_key_reads(bucket),
+        f"{_API}.STREAM.MSG.GET.{stream}",
+        f"{_API}.DIRECT.GET.{stream}.>",
         f"$KV.{bucket}.>",
     ]
 
@@ -235,10 +227,6 @@ def permissions_for(service: str) -> Permissions:
             publish += _bucket_reader(bucket)
     publish += REQUESTS.get(service, ())
     subscribe = [f"{inbox_prefix(service)}.>"]
-    for bucket, followers in BUCKET_FOLLOWERS.items():
-        if service in followers:
-            publish += _key_reads(bucket)
-            subscribe.append(f"$KV.{bucket}.>")  # each followed key's subject, one by one
     if service in ANSWERS:
         subscribe.append(ANSWERS[service])
     return Permissions(

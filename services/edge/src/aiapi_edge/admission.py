@@ -138,7 +138,6 @@ class Admitter:
     async def admit(self, request: AdmissionAsk, model: ModelEntry, demand: Demand) -> Ticket:
         """``demand`` is the request's worst case at its plan's price and the tokens billing
         would count for it: what a lease must cover."""
-        self._balances.follow(request.account_id)
         if self.leases is not None:
             share = self.leases.admit(request.account_id, request.plan, demand)
             if share is None and self.leases.granting(request.account_id):
@@ -148,9 +147,7 @@ class Admitter:
             if share is not None:
                 self._metrics.admitted("lease")
                 return Ticket(None, "lease", demand.cost, share)
-        # Only a live snapshot may refuse without asking: the picture of an account this
-        # worker did not follow may be long past a credit.
-        snapshot = self._balances.live(request.account_id)
+        snapshot = self._balances.get(request.account_id)
         if snapshot is not None and snapshot.available <= 0:
             self._metrics.admissions.labels("insufficient_balance_snapshot").inc()
             raise insufficient_balance()

@@ -234,7 +234,7 @@ class Inference:
                 raise _CONNECTION_FAILED from exc
             ending = request.answer(exchange, answer, data)
             assert ending.headers is not None
-            snapshot = self._gw.balances.live(exchange.caller.account_id)
+            snapshot = self._gw.balances.get(exchange.caller.account_id)
             ending.headers.extend(cost_headers(self._gw.catalogue, exchange, snapshot))
             return ending
         finally:

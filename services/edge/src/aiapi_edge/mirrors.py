@@ -1,10 +1,9 @@
 """In-memory mirrors of the KV buckets the edge reads on every request: keys and balances.
 
 Nothing on the hot path leaves the process to authenticate: the edge hashes the presented key
-and looks the digest up here. The key mirror is fed by a KV watch (``Bus.watch_kv``), so a revoked
+and looks the digest up here. The mirrors are fed by KV watches (``Bus.watch_kv``), so a revoked
 key or a suspended account stops working as soon as the update arrives (milliseconds), on every
-replica; it holds digests, never keys. The balance mirror follows only the accounts the worker
-serves (:class:`BalanceMirror`).
+replica. They hold digests, never keys.
 
 The key mirror answers only once it knows the keys: live (its watch delivered the bucket's
 current entries) or restored from disk (:mod:`.mirror_store`) for as long as the snapshot is
@@ -19,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from aiapi_shared.bus import KvFollow
 from aiapi_shared.errors import Problem
 from aiapi_shared.events.records_v1 import BalanceSnapshot, KeyRecord
 from pydantic import ValidationError
@@ -29,10 +27,6 @@ from aiapi_edge.errors import GatewayError
 log = logging.getLogger("aiapi.edge.mirrors")
 
 KEYS_UNKNOWN_RETRY_AFTER_S = 5
-# An account's snapshots are followed until it has sent nothing here for this long: the idle
-# close of its lease (lease_math.IDLE_CLOSE_S). Its close's snapshot may then not arrive: the
-# picture keeps less available than billing has, the cautious side for the offline allowance.
-BALANCE_FOLLOW_IDLE_S = 30.0
 
 
 def key_digest(api_key: str) -> str:
@@ -97,36 +91,10 @@ class KeyMirror:
 
 
 class BalanceMirror:
-    """Billing's balance snapshots, as live as a watch for the accounts this worker serves.
-
-    Each worker follows the snapshots of the accounts it served recently (:meth:`follow`, on
-    every admission; :class:`aiapi_shared.bus.KvFollow`), not the whole bucket: every other
-    worker's traffic would wake it for nothing. The other accounts' snapshots are a picture,
-    read at start and after each NATS reconnect (or restored from disk): good enough for the
-    offline allowance (bounded per account), never for a refusal. :meth:`live` is what a 402
-    without asking billing, or a balance header, may rest on.
-    """
-
     def __init__(self) -> None:
         self._snapshots: dict[str, BalanceSnapshot] = {}
-        self._follow: KvFollow | None = None
-
-    def follow_with(self, follow: KvFollow) -> None:
-        self._follow = follow
-
-    def follow(self, account_id: str) -> None:
-        """The account is being served here: keep its snapshot live."""
-        if self._follow is not None:
-            self._follow.follow(account_id)
 
     def get(self, account_id: str) -> BalanceSnapshot | None:
-        """The last snapshot known, live or from the picture (the offline allowance's)."""
-        return self._snapshots.get(account_id)
-
-    def live(self, account_id: str) -> BalanceSnapshot | None:
-        """The snapshot, if the account is followed and was read since it is (else None)."""
-        if self._follow is None or not self._follow.current(account_id):
-            return None
         return self._snapshots.get(account_id)
 
     def on_change(self, account_id: str, value: bytes | None) -> None:

@@ -8,12 +8,11 @@ settles equals it to the nano-USD. No header when a price is missing (billing th
 operator to add one, and the debit is not known yet).
 
 The balance left is the settled balance of the account as the edge last heard it from billing
-(its live copy of billing's balance snapshot, :meth:`.mirrors.BalanceMirror.live`: the account
-is followed from its admission on) less this request's cost. It is computed before the
-request's usage event exists, so the snapshot cannot include
+(its copy of billing's balance snapshot, :class:`.mirrors.BalanceMirror`) less this request's
+cost. It is computed before the request's usage event exists, so the snapshot cannot include
 this request's debit; it does not know what other requests of the account still in flight (or
 settled in the last moments, before their snapshot arrived) will debit. With nothing else in
-flight it equals the balance billing settles to. No header without a live snapshot or a cost.
+flight it equals the balance billing settles to. No header without a snapshot or a cost.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from aiapi_edge.inference import Inference
 from aiapi_edge.lease_client import Leases
 from aiapi_edge.metrics import Metrics
 from aiapi_edge.mirror_store import MirrorStore
-from aiapi_edge.mirrors import BALANCE_FOLLOW_IDLE_S, BalanceMirror, KeyMirror
+from aiapi_edge.mirrors import BalanceMirror, KeyMirror
 from aiapi_edge.openai_route import ChatDialect, OpenAIRoute
 from aiapi_edge.pool import UpstreamPool
 from aiapi_edge.response_store import ResponseStore
@@ -157,15 +157,9 @@ class EdgeService:
         self._claim = await claim(s.spool_dir, timeout_s=s.start_timeout_s)
         self._bus = Bus.connecting_as(s, name=self.edge_id)
         await self.spool.open()
-        # Balances: only the accounts this worker serves are followed live (BalanceMirror).
-        balances = self._bus.follow_kv(
-            BALANCES_BUCKET,
-            self.mirror_store.tee(BALANCES_BUCKET, self.balances.on_change),
-            idle_s=BALANCE_FOLLOW_IDLE_S,
-        )
-        self.balances.follow_with(balances)
         watched = {
             KEYS_BUCKET: self.mirror_store.tee(KEYS_BUCKET, self.keys.on_change),
+            BALANCES_BUCKET: self.mirror_store.tee(BALANCES_BUCKET, self.balances.on_change),
             CATALOGUE_BUCKET: self.mirror_store.tee(
                 CATALOGUE_BUCKET, self.catalogue_mirror.on_change
             ),
@@ -250,9 +244,6 @@ class EdgeService:
             caught_up = ready_events.get(bucket) or asyncio.Event()
             self._spawn(bus.watch_kv(bucket, on_change, ready=caught_up, stop=self._stop))
             self._spawn(self._confirm(bucket, caught_up))
-        balances_read = asyncio.Event()
-        self._spawn(balances.run(self._stop, ready=balances_read))
-        self._spawn(self._confirm(BALANCES_BUCKET, balances_read))
         self._spawn(
             self.mirror_store.keep(
                 self._mirrors_live, self._stop, interval_s=s.edge_mirror_save_interval_s
@@ -337,7 +328,7 @@ class EdgeService:
             await self.bus.serve(subject, handler, queue="edge", concurrency=4)
 
     async def _confirm(self, bucket: str, caught_up: asyncio.Event) -> None:
-        """Once ``bucket``'s watch (or read) delivered its current entries, the mirror is KV's again:
+        """Once ``bucket``'s watch delivered its current entries, the mirror is KV's again:
         restored entries it did not deliver are gone, and the key mirror is live."""
         await caught_up.wait()
         self.mirror_store.confirm(bucket)
