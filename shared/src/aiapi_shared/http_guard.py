@@ -43,6 +43,7 @@ the body still goes through ``send``.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from functools import partial
 from typing import Any, ClassVar
 
@@ -191,11 +192,15 @@ class ChunkWriter:
             await cycle.flow.drain()
 
 
-def _chunk_writer(cycle: RequestResponseCycle) -> ChunkWriter | None:
+def _chunk_writer(cycle_ref: weakref.ref[RequestResponseCycle]) -> ChunkWriter | None:
     """The cycle's writer once its response started with chunked framing (else None: use
-    ``send``)."""
+    ``send``). The scope holds the cycle weakly: the cycle holds the scope, and a reference
+    cycle would leave every request (its scope, headers, cycle) to the cyclic garbage
+    collector instead of freeing it as it ends (``tests/edge/test_no_cyclic_garbage.py``)."""
+    cycle = cycle_ref()
     if (
-        cycle.response_started
+        cycle is not None
+        and cycle.response_started
         and cycle.chunked_encoding
         and not cycle.response_complete
         and cycle.scope["method"] != "HEAD"
@@ -269,7 +274,7 @@ class HeadGuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # this request's (uvicorn just made it)
-            self.scope[CHUNK_WRITER] = partial(_chunk_writer, self.cycle)  # type: ignore[literal-required]
+            self.scope[CHUNK_WRITER] = partial(_chunk_writer, weakref.ref(cycle))  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         self._joining.flush()  # a head held for a body that was never written (HEAD)
