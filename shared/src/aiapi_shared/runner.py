@@ -5,7 +5,9 @@ sees a live process while it starts; then ``service.start()``; then the public l
 It runs until SIGTERM or SIGINT, the service's ``failed`` event, NATS closing for good, or a
 listener stopping by itself. Then readiness turns 503, the public listeners stop accepting and
 drain (bounded by ``graceful_s``), the service stops, and the internal listener closes last.
-Exit status: :class:`~aiapi_shared.lifecycle.ExitCode`.
+Exit status: :class:`~aiapi_shared.lifecycle.ExitCode`. A service's own process
+(:func:`launch`) sets the garbage collector for a server and, once started, freezes its
+start-up objects out of later collections (:mod:`aiapi_shared.gc_tuning`).
 
 uvicorn's options live here once: uvloop (the runner's loop), httptools, no access log, no
 ``server`` header, no log config of its own (the JSON logs of :mod:`aiapi_shared.logs`), no
@@ -33,6 +35,7 @@ import uvloop
 from pydantic import ValidationError
 from uvicorn.server import ServerState
 
+from aiapi_shared import gc_tuning
 from aiapi_shared.lifecycle import ExitCode, Service, StartupRefused
 from aiapi_shared.logs import configure_logging
 from aiapi_shared.probes import Probes
@@ -136,7 +139,8 @@ def launch(build: Callable[[], Plan]) -> NoReturn:
         log.error("refusing to start: %s", refusal)
         sys.exit(ExitCode.REFUSED)
     configure_logging(plan.log_level, redact=plan.redact)
-    sys.exit(uvloop.run(serve(plan)))
+    gc_tuning.for_service()
+    sys.exit(uvloop.run(serve(plan, started=gc_tuning.freeze_startup)))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -248,9 +252,13 @@ class _State:
     stopping: bool = False
 
 
-async def serve(plan: Plan, stop: asyncio.Event | None = None) -> int:
+async def serve(
+    plan: Plan, stop: asyncio.Event | None = None, *, started: Callable[[], None] | None = None
+) -> int:
     """Run ``plan`` until it stops; the exit status. ``stop`` (tests running a service in a
-    thread, where signals cannot be caught) asks for the graceful stop a signal would."""
+    thread, where signals cannot be caught) asks for the graceful stop a signal would.
+    ``started`` is called once the service has started and its listeners are open, before it
+    reports ready (:func:`launch`: :func:`.gc_tuning.freeze_startup`)."""
     loop = asyncio.get_running_loop()
     stopping = stop or asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT) if _main_thread() else ()
@@ -268,7 +276,7 @@ async def serve(plan: Plan, stop: asyncio.Event | None = None) -> int:
                 log.error("cannot listen on %s:%s (internal): %s", *plan.internal, error)
                 return ExitCode.START_FAILED
             internal = _Serving.open(_probes(plan, state), sock, _INTERNAL_GRACE_S)
-        return await _run(plan, stopping, state)
+        return await _run(plan, stopping, state, started)
     finally:
         if internal is not None:
             await internal.close()
@@ -287,7 +295,9 @@ def _probes(plan: Plan, state: _State) -> Probes:
     return Probes(plan.name, plan.instance_id, ready, plan.service.render_metrics)
 
 
-async def _run(plan: Plan, stopping: asyncio.Event, state: _State) -> int:
+async def _run(
+    plan: Plan, stopping: asyncio.Event, state: _State, started: Callable[[], None] | None
+) -> int:
     service = plan.service
     stop_requested = asyncio.create_task(stopping.wait())
     watchers: set[asyncio.Task[Any]] = {stop_requested}
@@ -305,6 +315,8 @@ async def _run(plan: Plan, stopping: asyncio.Event, state: _State) -> int:
             log.error("%s cannot listen: %s", plan.name, error)
             await _stop(plan)
             return ExitCode.START_FAILED
+        if started is not None:
+            started()
         state.started = True
         log.info(
             "%s serving",
