@@ -524,6 +524,7 @@ class Bench:
             self.note(f"slow_{kind}_share", p.rate / d.rate * 100)
         await self.settled()
 
+        self.note("vacuum_ms", await self.vacuumed() * 1000)
         d = self.load(direct, json_slow, 1)
         with self.profiled("slow-json-c1"):
             res, cpu, split = await self.product_cpu(lambda: self.load(edge, json_slow, 1))
@@ -537,6 +538,15 @@ class Bench:
         self.note("slow_c1_added_ttfb", p_t.p(0.5) - d_t.p(0.5))
         await self.settled()
         self.profile_dir = None  # the first round only
+
+    async def vacuumed(self) -> float:
+        """``VACUUM (ANALYZE)`` of the product's database between two loads, outside both
+        windows; PostgreSQL's CPU seconds for it. The fast loads leave tens of thousands of
+        dead and new rows, which the autovacuum works off within a minute, in whatever window
+        comes next: in the 50 ms c=1 window (about a hundred requests) it made PostgreSQL's
+        part swing from 0.4 to 3 ms per request between runs of the same code. Paid here and
+        printed on a line of its own, a low-rate window measures its own requests."""
+        return await asyncio.to_thread(_vacuum, self.stack)
 
     async def idle(
         self, seconds: float, settle_s: float, profile: Path | None = None
@@ -554,6 +564,7 @@ class Bench:
         """(target rate, achieved rate, CPU ms per request) behind the 50 ms upstream."""
         found = []
         for rate in rates:
+            self.note("vacuum_ms", await self.vacuumed() * 1000)
             conns = max(1, min(256, rate // 10))
             job = self.first_bytes(self.stack.edge_url, body(delay_ms=50), conns, rate=rate)
             res, cpu, _ = await self.product_cpu(lambda j=job: j)  # type: ignore[misc]
@@ -643,6 +654,16 @@ def _hold_count(database_url: str) -> int:
     with psycopg.connect(database_url, connect_timeout=5) as conn:
         row = conn.execute("SELECT count(*) FROM billing.holds").fetchone()
     return int(row[0]) if row else 0
+
+
+def _vacuum(stack: LocalStack) -> float:
+    import psycopg
+
+    # The backend's CPU is read while its connection is open: a process gone is not counted.
+    with psycopg.connect(stack.pg.url, connect_timeout=5, autocommit=True) as conn:
+        before = cpu_by_process(stack).get("postgres", 0.0)
+        conn.execute("VACUUM (ANALYZE)")
+        return cpu_by_process(stack).get("postgres", 0.0) - before
 
 
 def _usage_count(database_url: str) -> int:
@@ -766,6 +787,8 @@ async def run(args: argparse.Namespace, stack: LocalStack, product: FakeUpstream
     if args.rounds:
         print_table(bench)
     print_idle(idle)
+    if "vacuum_ms" in b.figures:
+        print(f"VACUUM (ANALYZE) before each low-rate window, outside it: {b.median('vacuum_ms'):.0f} ms of PostgreSQL CPU (median)")  # fmt: skip
     for figure in ("json_c64_cpu_ms", "stream_c64_cpu_ms", "slow_c1_cpu_ms"):
         split = {k.split(":")[1]: b.median(k) for k in b.figures if k.startswith(figure + ":")}
         if not split:
