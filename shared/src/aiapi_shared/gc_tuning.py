@@ -13,8 +13,9 @@ Two settings, made by :func:`aiapi_shared.runner.launch` (a service's own proces
 run a service in their process keep theirs):
 
 * :func:`for_service`, at process start: a young collection every :data:`YOUNG_OBJECTS` net
-  allocations. The services' requests leave no reference cycles behind
-  (``tests/edge/test_no_cyclic_garbage.py``), so the count grows only with what is alive, and
+  allocations. The edge's requests leave no reference cycle behind
+  (``tests/edge/test_no_cyclic_garbage.py``; billing's settlement left none in a measured
+  window either), so the count grows mostly with what is alive, and
   a collection comes when the requests in flight grew by that much, not every few dozen
   requests. Garbage in a cycle (rare) is found a little later; a young collection walks at
   most about that many objects (a few milliseconds).
